@@ -1,0 +1,82 @@
+//! `hudd evaluate`: the test step.
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::Args;
+use hudd_core::config::TaskKind;
+use hudd_core::{Dataset, Evaluation, Evaluator, Model};
+
+use super::RunOptions;
+use crate::progress::Bars;
+
+/// Runs the model on train/, test/ and improvement/ (whichever exist) and writes
+/// RUN/results/{train,test,improvement}.csv (image,result,expected,predicted,one score per class,
+/// metadata), RUN/results/skipped.csv (files that could not be used, with the reason) and
+/// RUN/results/summary.json; prints accuracy per split and per class.
+#[derive(Debug, Args)]
+pub struct EvaluateArgs {
+    /// The exported ONNX model.
+    #[arg(long, short = 'm', value_name = "MODEL.onnx")]
+    model: PathBuf,
+    /// Dataset folder: train/, test/, improvement/ (or HUDD's TrainingSet/, TestSet/, ImprovementSet/),
+    /// each with one folder per class or a manifest.csv.
+    #[arg(long, short = 'd', value_name = "DATA")]
+    data: PathBuf,
+    /// Run folder; results go to RUN/results/.
+    #[arg(long, short = 'o', value_name = "RUN")]
+    out: PathBuf,
+    #[command(flatten)]
+    run: RunOptions,
+}
+
+pub fn run(args: EvaluateArgs) -> Result<()> {
+    let config = args.run.config()?;
+    let model = Model::load(&args.model)?;
+    let data = Dataset::open(&args.data, &config.task)?;
+    let evaluator = Evaluator::new(&model, &data, &config)?;
+    let bars = Bars::new(args.run.quiet);
+    let evaluation = args.run.in_pool(|| Ok(evaluator.run(&bars)?))?;
+    let results = args.out.join("results");
+    evaluation.write(&results).with_context(|| format!("writing results to {}", results.display()))?;
+    print_summary(&evaluation);
+    println!("\nresults: {}", results.display());
+    Ok(())
+}
+
+fn print_summary(e: &Evaluation) {
+    println!("{:<12} {:>8} {:>8} {:>8} {:>8} {:>9}", "split", "images", "correct", "wrong", "skipped", "accuracy");
+    for s in &e.splits {
+        let c = s.correct();
+        println!(
+            "{:<12} {:>8} {:>8} {:>8} {:>8} {:>8.2}%",
+            s.split.name(),
+            s.rows.len(),
+            c,
+            s.rows.len() - c,
+            s.skipped.len(),
+            100.0 * s.accuracy()
+        );
+    }
+    if e.task == TaskKind::Classification {
+        print!("\n{:<20}", "class");
+        for s in &e.splits {
+            print!(" {:>18}", s.split.name());
+        }
+        println!();
+        let stats: Vec<_> = e.splits.iter().map(|s| s.per_class(&e.classes)).collect();
+        for (c, class) in e.classes.iter().enumerate() {
+            print!("{class:<20}");
+            for st in &stats {
+                let st = &st[c];
+                let acc = if st.total == 0 { 0.0 } else { 100.0 * st.correct as f64 / st.total as f64 };
+                print!(" {:>10} {:>6.1}%", format!("{}/{}", st.correct, st.total), acc);
+            }
+            println!();
+        }
+    }
+    let skipped: usize = e.splits.iter().map(|s| s.skipped.len()).sum();
+    if skipped > 0 {
+        println!("\n{skipped} file(s) skipped; reasons in results/skipped.csv");
+    }
+}

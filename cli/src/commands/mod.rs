@@ -1,0 +1,81 @@
+//! Subcommands: one file each. Shared options live here.
+
+mod evaluate;
+mod inspect;
+
+use std::path::PathBuf;
+
+use anyhow::{Context, Result};
+use clap::{Args, Parser, Subcommand};
+
+/// hudd — find the root causes of a deep neural network's errors (HUDD: heatmap-based unsupervised
+/// debugging of DNNs) and retrain the network against them.
+///
+/// Exit status: 0 on success, 1 when the work failed (the message says why and what to do),
+/// 2 for a usage error.
+#[derive(Debug, Parser)]
+#[command(name = "hudd", version, about, long_about, max_term_width = 100)]
+pub struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the model on every split of a dataset and write HUDD's result files (the test step).
+    Evaluate(evaluate::EvaluateArgs),
+    /// Show a model's inputs, outputs and operators, or the operators hudd supports.
+    Inspect(inspect::InspectArgs),
+}
+
+/// Options shared by every command that runs a model.
+#[derive(Debug, Args)]
+pub struct RunOptions {
+    /// Configuration file (`hudd.toml`: [input], [task], [run]); flags override it.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Override one configuration value, `section.key=value` (repeatable), e.g.
+    /// `--set input.layout=nhwc --set task.output=logits`.
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub overrides: Vec<String>,
+    /// Images per model run (overrides `[run] batch_size`).
+    #[arg(long, value_name = "N")]
+    pub batch_size: Option<usize>,
+    /// Worker threads (default: one per core).
+    #[arg(long, short = 'j', value_name = "N")]
+    pub threads: Option<usize>,
+    /// Do not draw progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl RunOptions {
+    /// Loads the configuration with every override applied.
+    pub fn config(&self) -> Result<hudd_core::Config> {
+        let mut overrides = self.overrides.clone();
+        if let Some(b) = self.batch_size {
+            overrides.push(format!("run.batch_size={b}"));
+        }
+        let cfg = hudd_core::Config::load(self.config.as_deref(), &overrides)?;
+        Ok(cfg)
+    }
+
+    /// Runs `f` on a thread pool of the requested size.
+    pub fn in_pool<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        match self.threads {
+            None => f(),
+            Some(n) => rayon::ThreadPoolBuilder::new()
+                .num_threads(n.max(1))
+                .build()
+                .context("cannot start worker threads")?
+                .install(f),
+        }
+    }
+}
+
+pub fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Evaluate(a) => evaluate::run(a),
+        Command::Inspect(a) => inspect::run(a),
+    }
+}

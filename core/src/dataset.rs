@@ -1,0 +1,494 @@
+//! Datasets: the train, test and improvement splits, their images, labels and metadata.
+//!
+//! # Layout
+//! ```text
+//! DATA/train/<class>/*.png          ImageFolder: the folder name is the label
+//! DATA/test/<class>/*.jpg
+//! DATA/improvement/<class>/*.bmp
+//! DATA/test/manifest.csv            optional: `path,label[,metadata…]`, paths relative to the split folder
+//! ```
+//! HUDD's names are accepted too: `DATA/TrainingSet`, `DATA/TestSet`, `DATA/ImprovementSet`, also
+//! under `DATA/DataSets/`. Any subset of the three splits may be present.
+//!
+//! When a split has `manifest.csv`, it defines the split: `path` and `label` columns, every other
+//! column is metadata (e.g. simulator parameters) carried through every later stage. A regression
+//! task needs a manifest; its `label` holds the targets separated by spaces, or `[task] targets` names
+//! the columns that hold them.
+//!
+//! Files that are not images are recorded as skipped with a reason (hidden files are ignored);
+//! images that fail to decode are skipped later, when they are read. A split without any image and a
+//! label outside the configured classes are errors.
+
+use std::collections::BTreeSet;
+use std::path::{Path, PathBuf};
+
+use serde::Serialize;
+
+use crate::config::{TaskConfig, TaskKind};
+use crate::error::{Error, Result};
+use crate::input::is_image_path;
+
+/// Name of the optional per-split manifest file.
+pub const MANIFEST: &str = "manifest.csv";
+
+/// One of the three datasets of the HUDD pipeline.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Split {
+    /// The data the model was trained on.
+    Train,
+    /// The test set whose errors HUDD explains.
+    Test,
+    /// Unlabelled candidates from which the unsafe set is chosen.
+    Improvement,
+}
+
+impl Split {
+    /// All splits in pipeline order.
+    pub const ALL: [Split; 3] = [Split::Train, Split::Test, Split::Improvement];
+
+    /// `train`, `test` or `improvement` (also the results file name).
+    pub fn name(self) -> &'static str {
+        match self {
+            Split::Train => "train",
+            Split::Test => "test",
+            Split::Improvement => "improvement",
+        }
+    }
+
+    fn folder_names(self) -> [&'static str; 2] {
+        match self {
+            Split::Train => ["train", "TrainingSet"],
+            Split::Test => ["test", "TestSet"],
+            Split::Improvement => ["improvement", "ImprovementSet"],
+        }
+    }
+}
+
+impl std::fmt::Display for Split {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// What an image should produce.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Label {
+    /// Index into [`Dataset::classes`].
+    Class(usize),
+    /// Regression targets in model-output order.
+    Target(Vec<f32>),
+}
+
+/// One image of a split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Sample {
+    /// The file.
+    pub path: PathBuf,
+    /// The path relative to the dataset root, with `/` separators: the image's name in every output.
+    pub image: String,
+    /// Expected output.
+    pub label: Label,
+    /// Metadata values, aligned with [`SplitData::metadata_columns`].
+    pub metadata: Vec<String>,
+}
+
+/// A file that was not used, and why.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Skipped {
+    /// Path relative to the dataset root, `/` separators.
+    pub image: String,
+    /// Why it was skipped.
+    pub reason: String,
+}
+
+/// One split's images.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitData {
+    /// Which split.
+    pub split: Split,
+    /// Its folder.
+    pub dir: PathBuf,
+    /// Images in sorted path order.
+    pub samples: Vec<Sample>,
+    /// Files found but not usable.
+    pub skipped: Vec<Skipped>,
+    /// Names of the manifest's metadata columns (empty without a manifest).
+    pub metadata_columns: Vec<String>,
+}
+
+/// A dataset: its splits and, for classification, the class names in logit order.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Dataset {
+    /// The dataset folder.
+    pub root: PathBuf,
+    /// Class names in logit order (empty for regression).
+    pub classes: Vec<String>,
+    /// The splits present, in [`Split::ALL`] order.
+    pub splits: Vec<SplitData>,
+}
+
+/// A raw entry before labels are resolved.
+struct Entry {
+    path: PathBuf,
+    image: String,
+    label: String,
+    targets: Option<Vec<f32>>,
+    metadata: Vec<String>,
+}
+
+impl Dataset {
+    /// Finds the splits under `root` and lists their images and labels.
+    pub fn open(root: &Path, task: &TaskConfig) -> Result<Dataset> {
+        if !root.is_dir() {
+            return Err(Error::DatasetLayout {
+                path: root.to_path_buf(),
+                reason: "the dataset folder does not exist or is not a folder".into(),
+            });
+        }
+        let mut found = Vec::new();
+        for split in Split::ALL {
+            let dir = [root.to_path_buf(), root.join("DataSets")]
+                .iter()
+                .flat_map(|base| split.folder_names().map(|n| base.join(n)))
+                .find(|d| d.is_dir());
+            if let Some(dir) = dir {
+                found.push((split, dir));
+            }
+        }
+        if found.is_empty() {
+            return Err(Error::DatasetLayout {
+                path: root.to_path_buf(),
+                reason: "no split folder found; expected train/, test/ and/or improvement/ (or HUDD's \
+                         TrainingSet/, TestSet/, ImprovementSet/) holding one folder per class"
+                    .into(),
+            });
+        }
+
+        let mut raw = Vec::new();
+        for (split, dir) in found {
+            let manifest = dir.join(MANIFEST);
+            let (entries, skipped, columns) = if manifest.is_file() {
+                read_manifest(root, &dir, &manifest, task)?
+            } else if task.kind == TaskKind::Regression {
+                return Err(Error::DatasetLayout {
+                    path: dir,
+                    reason: format!("a regression task needs `{MANIFEST}` (path,label,…) in every split folder"),
+                });
+            } else {
+                let (e, s) = scan_class_folders(root, &dir)?;
+                (e, s, Vec::new())
+            };
+            if entries.is_empty() {
+                return Err(Error::EmptySplit { split: split.name().into(), path: dir, skipped: skipped.len() });
+            }
+            raw.push((split, dir, entries, skipped, columns));
+        }
+
+        let classes: Vec<String> = match (task.kind, &task.classes) {
+            (TaskKind::Regression, _) => Vec::new(),
+            (TaskKind::Classification, Some(c)) => {
+                let unique: BTreeSet<&String> = c.iter().collect();
+                if unique.len() != c.len() || c.is_empty() {
+                    return Err(Error::Config("`[task] classes` must be non-empty and without duplicates".into()));
+                }
+                c.clone()
+            }
+            (TaskKind::Classification, None) => {
+                let set: BTreeSet<String> =
+                    raw.iter().flat_map(|(_, _, entries, _, _)| entries.iter().map(|e| e.label.clone())).collect();
+                set.into_iter().collect()
+            }
+        };
+
+        let mut splits = Vec::new();
+        for (split, dir, entries, skipped, metadata_columns) in raw {
+            let mut samples = Vec::with_capacity(entries.len());
+            for e in entries {
+                let label = match task.kind {
+                    TaskKind::Regression => Label::Target(e.targets.unwrap_or_default()),
+                    TaskKind::Classification => match classes.iter().position(|c| *c == e.label) {
+                        Some(i) => Label::Class(i),
+                        None => {
+                            return Err(Error::UnknownLabel {
+                                label: e.label,
+                                path: e.path,
+                                n_classes: classes.len(),
+                                classes: abbreviate(&classes),
+                            })
+                        }
+                    },
+                };
+                samples.push(Sample { path: e.path, image: e.image, label, metadata: e.metadata });
+            }
+            samples.sort_by(|a, b| a.image.cmp(&b.image));
+            splits.push(SplitData { split, dir, samples, skipped, metadata_columns });
+        }
+        Ok(Dataset { root: root.to_path_buf(), classes, splits })
+    }
+
+    /// The data of one split, if present.
+    pub fn split(&self, split: Split) -> Option<&SplitData> {
+        self.splits.iter().find(|s| s.split == split)
+    }
+}
+
+fn abbreviate(classes: &[String]) -> String {
+    let shown: Vec<&str> = classes.iter().take(8).map(String::as_str).collect();
+    if classes.len() > shown.len() {
+        format!("{}, …", shown.join(", "))
+    } else {
+        shown.join(", ")
+    }
+}
+
+/// `path` relative to `root`, `/`-separated (the path as given when it is not under `root`).
+fn relative(root: &Path, path: &Path) -> String {
+    let rel = path.strip_prefix(root).unwrap_or(path);
+    rel.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+}
+
+fn is_hidden(path: &Path) -> bool {
+    path.file_name().and_then(|n| n.to_str()).is_some_and(|n| n.starts_with('.'))
+}
+
+fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
+    let rd = std::fs::read_dir(dir).map_err(|e| Error::io("cannot list folder", dir, e))?;
+    let mut paths = Vec::new();
+    for entry in rd {
+        paths.push(entry.map_err(|e| Error::io("cannot list folder", dir, e))?.path());
+    }
+    paths.sort();
+    Ok(paths)
+}
+
+fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
+    for p in sorted_entries(dir)? {
+        if is_hidden(&p) {
+            continue;
+        }
+        if p.is_dir() {
+            walk_files(&p, out)?;
+        } else {
+            out.push(p);
+        }
+    }
+    Ok(())
+}
+
+fn scan_class_folders(root: &Path, dir: &Path) -> Result<(Vec<Entry>, Vec<Skipped>)> {
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    for p in sorted_entries(dir)? {
+        if is_hidden(&p) {
+            continue;
+        }
+        if !p.is_dir() {
+            skipped.push(Skipped { image: relative(root, &p), reason: "not inside a class folder".into() });
+            continue;
+        }
+        let label = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let mut files = Vec::new();
+        walk_files(&p, &mut files)?;
+        for f in files {
+            if is_image_path(&f) {
+                entries.push(Entry {
+                    image: relative(root, &f),
+                    path: f,
+                    label: label.clone(),
+                    targets: None,
+                    metadata: vec![],
+                });
+            } else {
+                skipped.push(Skipped { image: relative(root, &f), reason: not_image_reason(&f) });
+            }
+        }
+    }
+    Ok((entries, skipped))
+}
+
+fn not_image_reason(p: &Path) -> String {
+    match p.extension().and_then(|e| e.to_str()) {
+        Some(ext) => format!("not an image file (extension .{ext}; hudd reads png, jpg, jpeg, bmp)"),
+        None => "not an image file (no extension; hudd reads png, jpg, jpeg, bmp)".into(),
+    }
+}
+
+type ManifestRead = (Vec<Entry>, Vec<Skipped>, Vec<String>);
+
+fn read_manifest(root: &Path, dir: &Path, manifest: &Path, task: &TaskConfig) -> Result<ManifestRead> {
+    let err = |line: u64, reason: String| Error::Manifest { path: manifest.to_path_buf(), line, reason };
+    let mut reader =
+        csv::ReaderBuilder::new().flexible(false).from_path(manifest).map_err(|e| err(0, e.to_string()))?;
+    let headers: Vec<String> =
+        reader.headers().map_err(|e| err(1, e.to_string()))?.iter().map(|h| h.trim().to_string()).collect();
+    let col = |name: &str| headers.iter().position(|h| h == name);
+    let path_col = col("path").ok_or_else(|| err(1, format!("no `path` column (columns: {})", headers.join(", "))))?;
+    let target_cols: Option<Vec<usize>> = match (&task.targets, task.kind) {
+        (Some(names), TaskKind::Regression) => Some(
+            names
+                .iter()
+                .map(|n| col(n).ok_or_else(|| err(1, format!("target column `{n}` from `[task] targets` is missing"))))
+                .collect::<Result<_>>()?,
+        ),
+        _ => None,
+    };
+    let label_col = col("label");
+    if label_col.is_none() && target_cols.is_none() {
+        return Err(err(1, format!("no `label` column (columns: {})", headers.join(", "))));
+    }
+    let used: BTreeSet<usize> =
+        [Some(path_col), label_col].into_iter().flatten().chain(target_cols.iter().flatten().copied()).collect();
+    let meta_cols: Vec<usize> = (0..headers.len()).filter(|i| !used.contains(i)).collect();
+    let columns = meta_cols.iter().map(|&i| headers[i].clone()).collect();
+
+    let mut entries = Vec::new();
+    let mut skipped = Vec::new();
+    for (row_ix, record) in reader.records().enumerate() {
+        let line = row_ix as u64 + 2;
+        let record = record.map_err(|e| err(line, e.to_string()))?;
+        let field = |i: usize| record.get(i).unwrap_or("").trim();
+        let rel = field(path_col);
+        if rel.is_empty() {
+            return Err(err(line, "empty `path`".into()));
+        }
+        let path = dir.join(rel);
+        let image = relative(root, &path);
+        let label = label_col.map(|c| field(c).to_string()).unwrap_or_default();
+        let targets = match task.kind {
+            TaskKind::Classification => None,
+            TaskKind::Regression => {
+                let texts: Vec<&str> = match &target_cols {
+                    Some(cols) => cols.iter().map(|&c| field(c)).collect(),
+                    None => label.split(|c: char| c.is_whitespace() || c == ';').filter(|s| !s.is_empty()).collect(),
+                };
+                let values: std::result::Result<Vec<f32>, _> = texts.iter().map(|t| t.parse::<f32>()).collect();
+                match values {
+                    Ok(v) if !v.is_empty() && v.iter().all(|x| x.is_finite()) => Some(v),
+                    _ => return Err(err(line, format!("targets `{}` are not finite numbers", texts.join(" ")))),
+                }
+            }
+        };
+        if task.kind == TaskKind::Classification && label.is_empty() {
+            return Err(err(line, format!("empty `label` for `{rel}`")));
+        }
+        if !path.is_file() {
+            skipped.push(Skipped { image, reason: "listed in the manifest but the file does not exist".into() });
+            continue;
+        }
+        if !is_image_path(&path) {
+            skipped.push(Skipped { image, reason: not_image_reason(&path) });
+            continue;
+        }
+        let metadata = meta_cols.iter().map(|&c| field(c).to_string()).collect();
+        entries.push(Entry { path, image, label, targets, metadata });
+    }
+    Ok((entries, skipped, columns))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn touch(p: &Path) {
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(p, b"x").unwrap();
+    }
+
+    #[test]
+    fn image_folder_layout_with_sorted_classes_and_skips() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        touch(&r.join("test/zebra/b.png"));
+        touch(&r.join("test/zebra/a.PNG"));
+        touch(&r.join("test/apple/x.jpg"));
+        touch(&r.join("test/apple/readme.txt"));
+        touch(&r.join("test/apple/.DS_Store"));
+        touch(&r.join("test/stray.png"));
+        touch(&r.join("train/apple/y.bmp"));
+        let ds = Dataset::open(r, &TaskConfig::default()).unwrap();
+        assert_eq!(ds.classes, ["apple", "zebra"]);
+        let test = ds.split(Split::Test).unwrap();
+        let names: Vec<&str> = test.samples.iter().map(|s| s.image.as_str()).collect();
+        assert_eq!(names, ["test/apple/x.jpg", "test/zebra/a.PNG", "test/zebra/b.png"]);
+        assert_eq!(test.samples[1].label, Label::Class(1));
+        let skipped: Vec<&str> = test.skipped.iter().map(|s| s.image.as_str()).collect();
+        assert_eq!(skipped, ["test/apple/readme.txt", "test/stray.png"]);
+        assert!(ds.split(Split::Improvement).is_none());
+    }
+
+    #[test]
+    fn hudd_folder_names_are_accepted() {
+        let d = tempfile::tempdir().unwrap();
+        touch(&d.path().join("DataSets/TestSet/a/1.png"));
+        touch(&d.path().join("DataSets/TrainingSet/a/2.png"));
+        let ds = Dataset::open(d.path(), &TaskConfig::default()).unwrap();
+        assert_eq!(ds.splits.iter().map(|s| s.split).collect::<Vec<_>>(), [Split::Train, Split::Test]);
+    }
+
+    #[test]
+    fn configured_classes_fix_the_order_and_reject_unknown_labels() {
+        let d = tempfile::tempdir().unwrap();
+        touch(&d.path().join("test/b/1.png"));
+        touch(&d.path().join("test/a/1.png"));
+        let task = TaskConfig { classes: Some(vec!["b".into(), "a".into()]), ..TaskConfig::default() };
+        let ds = Dataset::open(d.path(), &task).unwrap();
+        assert_eq!(ds.split(Split::Test).unwrap().samples[0].label, Label::Class(1));
+        let task = TaskConfig { classes: Some(vec!["b".into()]), ..TaskConfig::default() };
+        let err = Dataset::open(d.path(), &task).unwrap_err();
+        assert!(matches!(err, Error::UnknownLabel { ref label, .. } if label == "a"), "{err}");
+    }
+
+    #[test]
+    fn empty_split_and_missing_layout_are_errors() {
+        let d = tempfile::tempdir().unwrap();
+        assert!(matches!(Dataset::open(d.path(), &TaskConfig::default()), Err(Error::DatasetLayout { .. })));
+        touch(&d.path().join("test/a/notes.txt"));
+        let err = Dataset::open(d.path(), &TaskConfig::default()).unwrap_err();
+        assert!(matches!(err, Error::EmptySplit { skipped: 1, .. }), "{err}");
+        assert!(Dataset::open(&d.path().join("nope"), &TaskConfig::default()).is_err());
+    }
+
+    #[test]
+    fn manifest_carries_metadata_and_regression_targets() {
+        let d = tempfile::tempdir().unwrap();
+        touch(&d.path().join("test/img/1.png"));
+        touch(&d.path().join("test/img/2.png"));
+        std::fs::write(
+            d.path().join("test/manifest.csv"),
+            "path,label,yaw,lighting\nimg/2.png,1.5 2,10.0,dark\nimg/1.png,3 4,-3,bright\nimg/3.png,0 0,1,dark\n",
+        )
+        .unwrap();
+        let task = TaskConfig { kind: TaskKind::Regression, ..TaskConfig::default() };
+        let ds = Dataset::open(d.path(), &task).unwrap();
+        let test = ds.split(Split::Test).unwrap();
+        assert_eq!(test.metadata_columns, ["yaw", "lighting"]);
+        assert_eq!(test.samples[0].image, "test/img/1.png");
+        assert_eq!(test.samples[0].label, Label::Target(vec![3.0, 4.0]));
+        assert_eq!(test.samples[0].metadata, ["-3", "bright"]);
+        assert_eq!(test.skipped.len(), 1);
+        assert!(test.skipped[0].reason.contains("does not exist"));
+
+        let task =
+            TaskConfig { kind: TaskKind::Regression, targets: Some(vec!["yaw".into()]), ..TaskConfig::default() };
+        let ds = Dataset::open(d.path(), &task).unwrap();
+        let test = ds.split(Split::Test).unwrap();
+        assert_eq!(test.samples[1].label, Label::Target(vec![10.0]));
+        assert_eq!(test.metadata_columns, ["lighting"]);
+    }
+
+    #[test]
+    fn bad_manifests_name_the_line() {
+        let d = tempfile::tempdir().unwrap();
+        touch(&d.path().join("test/1.png"));
+        std::fs::write(d.path().join("test/manifest.csv"), "path,label\n1.png,x y\n").unwrap();
+        let task = TaskConfig { kind: TaskKind::Regression, ..TaskConfig::default() };
+        let err = Dataset::open(d.path(), &task).unwrap_err();
+        assert!(matches!(err, Error::Manifest { line: 2, .. }), "{err}");
+        std::fs::write(d.path().join("test/manifest.csv"), "file,label\n1.png,a\n").unwrap();
+        let err = Dataset::open(d.path(), &TaskConfig::default()).unwrap_err();
+        assert!(err.to_string().contains("no `path` column"), "{err}");
+        std::fs::remove_file(d.path().join("test/manifest.csv")).unwrap();
+        assert!(Dataset::open(d.path(), &task).unwrap_err().to_string().contains("needs `manifest.csv`"));
+    }
+}

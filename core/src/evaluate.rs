@@ -1,0 +1,480 @@
+//! The test step: run the model on every split and judge each image Correct or Wrong.
+//!
+//! [`Evaluator::new`] validates the configuration against the model and the dataset before any image
+//! is read (input shape, output choice, class count); [`Evaluator::run`] then reads images in batches,
+//! in parallel over batches (rayon), and returns one [`ResultRow`] per image plus the skipped files.
+//! [`Evaluation::write`] writes HUDD's result files:
+//!
+//! # Format
+//! - `results/<split>.csv` — classification: `image,result,expected,predicted,<one score column per
+//!   class, named after it>`; regression: `image,result,loss,target_0…,prediction_0…`. Then one
+//!   column per metadata column of the split's manifest. `result` is `Correct` or `Wrong`; `image` is
+//!   the path relative to the dataset folder. Rows in sorted image order.
+//! - `results/skipped.csv` — `split,image,reason` for every file not evaluated.
+//! - `results/summary.json` — counts and accuracy per split and per class (written last).
+
+use std::path::Path;
+
+use ndarray::Array3;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::config::{Config, InputSpec, RegressionLoss, TaskConfig, TaskKind};
+use crate::dataset::{Dataset, Label, Sample, Skipped, Split, SplitData};
+use crate::error::{Error, Result};
+use crate::fsio::write_atomic;
+use crate::model::{Dim, Model};
+use crate::progress::Progress;
+
+/// What the model produced for one image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Prediction {
+    /// Classification: the arg-max class and the raw output (logit) of every class.
+    Class {
+        /// Predicted class index.
+        predicted: usize,
+        /// One score per class, in class order.
+        scores: Vec<f32>,
+    },
+    /// Regression: the outputs and the loss against the targets.
+    Regression {
+        /// The model's outputs, flattened.
+        predictions: Vec<f32>,
+        /// The configured loss.
+        loss: f32,
+    },
+}
+
+/// One evaluated image.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ResultRow {
+    /// Path relative to the dataset root.
+    pub image: String,
+    /// Correct (true) or Wrong.
+    pub correct: bool,
+    /// The expected output.
+    pub label: Label,
+    /// What the model said.
+    pub prediction: Prediction,
+    /// Metadata values (see [`SplitEvaluation::metadata_columns`]).
+    pub metadata: Vec<String>,
+}
+
+/// Results of one split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct SplitEvaluation {
+    /// Which split.
+    pub split: Split,
+    /// One row per evaluated image, sorted by image.
+    pub rows: Vec<ResultRow>,
+    /// Files that were not evaluated (found but unusable, or failed to decode).
+    pub skipped: Vec<Skipped>,
+    /// Metadata column names.
+    pub metadata_columns: Vec<String>,
+}
+
+/// Per-class counts.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ClassStats {
+    /// Class name.
+    pub class: String,
+    /// Images of this class.
+    pub total: usize,
+    /// Of which Correct.
+    pub correct: usize,
+}
+
+impl SplitEvaluation {
+    /// Number of Correct rows.
+    pub fn correct(&self) -> usize {
+        self.rows.iter().filter(|r| r.correct).count()
+    }
+
+    /// Share of Correct rows (0 when empty).
+    pub fn accuracy(&self) -> f64 {
+        if self.rows.is_empty() {
+            0.0
+        } else {
+            self.correct() as f64 / self.rows.len() as f64
+        }
+    }
+
+    /// Counts per class (classification only; empty otherwise).
+    pub fn per_class(&self, classes: &[String]) -> Vec<ClassStats> {
+        let mut stats: Vec<ClassStats> =
+            classes.iter().map(|c| ClassStats { class: c.clone(), total: 0, correct: 0 }).collect();
+        for r in &self.rows {
+            if let Label::Class(c) = r.label {
+                if let Some(s) = stats.get_mut(c) {
+                    s.total += 1;
+                    s.correct += usize::from(r.correct);
+                }
+            }
+        }
+        stats
+    }
+}
+
+/// Results of every split.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Evaluation {
+    /// Classification or regression.
+    pub task: TaskKind,
+    /// Class names (classification).
+    pub classes: Vec<String>,
+    /// The model output that was judged.
+    pub output: String,
+    /// One entry per split present, in pipeline order.
+    pub splits: Vec<SplitEvaluation>,
+}
+
+/// Runs a model over a dataset.
+#[derive(Debug)]
+pub struct Evaluator<'a> {
+    model: &'a Model,
+    data: &'a Dataset,
+    spec: InputSpec,
+    task: TaskConfig,
+    output_index: usize,
+    batch_size: usize,
+}
+
+impl<'a> Evaluator<'a> {
+    /// Checks that the configuration, the model and the dataset fit together, and compiles the model
+    /// for the batch size, so that every contradiction is reported before any image is read.
+    pub fn new(model: &'a Model, data: &'a Dataset, config: &Config) -> Result<Self> {
+        let spec = config.input_spec(model.info())?;
+        let outputs = &model.info().outputs;
+        let output_index = match &config.task.output {
+            Some(name) => outputs.iter().position(|o| &o.name == name).ok_or_else(|| {
+                Error::Config(format!(
+                    "`[task] output = \"{name}\"` is not an output of the model (outputs: {})",
+                    names(outputs)
+                ))
+            })?,
+            None if outputs.len() == 1 => 0,
+            None => {
+                return Err(Error::Config(format!(
+                    "the model has {} outputs ({}); choose one with `[task] output`",
+                    outputs.len(),
+                    names(outputs)
+                )))
+            }
+        };
+        let out = &outputs[output_index];
+        if config.task.kind == TaskKind::Classification {
+            let per_image: Option<usize> = out.shape.iter().skip(1).map(Dim::fixed).product();
+            if let Some(n) = per_image.filter(|_| out.shape.len() >= 2) {
+                if n != data.classes.len() {
+                    return Err(Error::Config(format!(
+                        "model output `{}` has {n} values per image (shape {}) but the dataset has {} classes \
+                         ({}); list the classes in logit order in `[task] classes`",
+                        out.name,
+                        Dim::display(&out.shape),
+                        data.classes.len(),
+                        data.classes.join(", ")
+                    )));
+                }
+            }
+        }
+        model.prepare(&spec.image_shape(), config.run.batch_size)?;
+        Ok(Evaluator { model, data, spec, task: config.task.clone(), output_index, batch_size: config.run.batch_size })
+    }
+
+    /// The resolved preprocessing.
+    pub fn input_spec(&self) -> &InputSpec {
+        &self.spec
+    }
+
+    /// Evaluates every split present.
+    pub fn run(&self, progress: &dyn Progress) -> Result<Evaluation> {
+        let mut splits = Vec::new();
+        for data in &self.data.splits {
+            splits.push(self.run_split(data, progress)?);
+        }
+        Ok(Evaluation {
+            task: self.task.kind,
+            classes: self.data.classes.clone(),
+            output: self.model.info().outputs[self.output_index].name.clone(),
+            splits,
+        })
+    }
+
+    /// Evaluates one split. A split whose every image fails to decode is an error.
+    pub fn run_split(&self, data: &SplitData, progress: &dyn Progress) -> Result<SplitEvaluation> {
+        progress.start(&format!("evaluate {}", data.split), data.samples.len() as u64);
+        let batches: Vec<Result<(Vec<ResultRow>, Vec<Skipped>)>> = data
+            .samples
+            .par_chunks(self.batch_size)
+            .map(|chunk| {
+                let r = self.run_batch(chunk);
+                progress.advance(chunk.len() as u64);
+                r
+            })
+            .collect();
+        progress.finish();
+        let mut rows = Vec::with_capacity(data.samples.len());
+        let mut skipped = data.skipped.clone();
+        for b in batches {
+            let (r, s) = b?;
+            rows.extend(r);
+            skipped.extend(s);
+        }
+        if rows.is_empty() {
+            return Err(Error::EmptySplit {
+                split: data.split.name().into(),
+                path: data.dir.clone(),
+                skipped: skipped.len(),
+            });
+        }
+        skipped.sort_by(|a, b| a.image.cmp(&b.image));
+        Ok(SplitEvaluation { split: data.split, rows, skipped, metadata_columns: data.metadata_columns.clone() })
+    }
+
+    fn run_batch(&self, chunk: &[Sample]) -> Result<(Vec<ResultRow>, Vec<Skipped>)> {
+        let mut tensors: Vec<Array3<f32>> = Vec::with_capacity(chunk.len());
+        let mut used: Vec<&Sample> = Vec::with_capacity(chunk.len());
+        let mut skipped = Vec::new();
+        for s in chunk {
+            match crate::input::load(&s.path, &self.spec) {
+                Ok(t) => {
+                    tensors.push(t);
+                    used.push(s);
+                }
+                Err(reason) => skipped.push(Skipped { image: s.image.clone(), reason }),
+            }
+        }
+        if used.is_empty() {
+            return Ok((Vec::new(), skipped));
+        }
+        let batch = crate::input::stack(&tensors, &self.spec);
+        let outputs = self.model.run(batch.view())?;
+        let out = &outputs[self.output_index];
+        let n = used.len();
+        let per_image = out.len() / n.max(1);
+        if out.shape().first() != Some(&n) || per_image == 0 {
+            return Err(Error::ShapeMismatch {
+                tensor: self.model.info().outputs[self.output_index].name.clone(),
+                actual: out.shape().to_vec(),
+                expected: format!("a batch of {n} as the first axis"),
+            });
+        }
+        let flat: Vec<f32> = out.iter().copied().collect();
+        let mut rows = Vec::with_capacity(n);
+        for (i, s) in used.iter().enumerate() {
+            let values = &flat[i * per_image..(i + 1) * per_image];
+            rows.push(self.judge(s, values)?);
+        }
+        Ok((rows, skipped))
+    }
+
+    fn judge(&self, s: &Sample, values: &[f32]) -> Result<ResultRow> {
+        let (correct, prediction) = match &s.label {
+            Label::Class(expected) => {
+                if values.len() != self.data.classes.len() {
+                    return Err(Error::Config(format!(
+                        "the model gives {} values per image but the dataset has {} classes; list the classes \
+                         in logit order in `[task] classes`",
+                        values.len(),
+                        self.data.classes.len()
+                    )));
+                }
+                let predicted = argmax(values);
+                (predicted == *expected, Prediction::Class { predicted, scores: values.to_vec() })
+            }
+            Label::Target(targets) => {
+                let loss = loss(self.task.loss, targets, values)
+                    .map_err(|why| Error::Config(format!("{}: {why}", s.image)))?;
+                (loss <= self.task.threshold, Prediction::Regression { predictions: values.to_vec(), loss })
+            }
+        };
+        Ok(ResultRow {
+            image: s.image.clone(),
+            correct,
+            label: s.label.clone(),
+            prediction,
+            metadata: s.metadata.clone(),
+        })
+    }
+}
+
+fn names(outputs: &[crate::model::TensorInfo]) -> String {
+    outputs.iter().map(|o| format!("`{}`", o.name)).collect::<Vec<_>>().join(", ")
+}
+
+/// Index of the largest value; the first one on ties (as `torch.argmax` and numpy).
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] || (values[best].is_nan() && !v.is_nan()) {
+            best = i;
+        }
+    }
+    best
+}
+
+/// Per-image regression loss.
+pub fn loss(kind: RegressionLoss, targets: &[f32], predictions: &[f32]) -> std::result::Result<f32, String> {
+    if targets.len() != predictions.len() {
+        return Err(format!("{} targets but the model gives {} values", targets.len(), predictions.len()));
+    }
+    let n = targets.len() as f32;
+    match kind {
+        RegressionLoss::Mse => Ok(targets.iter().zip(predictions).map(|(t, p)| (t - p) * (t - p)).sum::<f32>() / n),
+        RegressionLoss::MeanKeypointDistance => {
+            if targets.len() % 2 != 0 {
+                return Err(format!("{} targets cannot be (x, y) keypoints", targets.len()));
+            }
+            let d: f32 = targets
+                .chunks(2)
+                .zip(predictions.chunks(2))
+                .map(|(t, p)| ((t[0] - p[0]).powi(2) + (t[1] - p[1]).powi(2)).sqrt())
+                .sum();
+            Ok(d / (n / 2.0))
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct Summary<'a> {
+    format: &'static str,
+    format_version: u32,
+    task: TaskKind,
+    output: &'a str,
+    classes: &'a [String],
+    splits: Vec<SplitSummary>,
+}
+
+#[derive(Serialize)]
+struct SplitSummary {
+    split: Split,
+    evaluated: usize,
+    correct: usize,
+    wrong: usize,
+    skipped: usize,
+    accuracy: f64,
+    per_class: Vec<ClassStats>,
+}
+
+impl Evaluation {
+    /// The evaluation of one split, if present.
+    pub fn split(&self, split: Split) -> Option<&SplitEvaluation> {
+        self.splits.iter().find(|s| s.split == split)
+    }
+
+    /// Writes `<dir>/<split>.csv`, `<dir>/skipped.csv` and `<dir>/summary.json` (see the module docs),
+    /// each atomically, the summary last.
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        for s in &self.splits {
+            let path = dir.join(format!("{}.csv", s.split.name()));
+            write_atomic(&path, &self.split_csv(s, &path)?)?;
+        }
+        let skipped_path = dir.join("skipped.csv");
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let csv_err =
+            |p: &Path, e: csv::Error| Error::Output { what: "results", path: p.to_path_buf(), reason: e.to_string() };
+        w.write_record(["split", "image", "reason"]).map_err(|e| csv_err(&skipped_path, e))?;
+        for s in &self.splits {
+            for k in &s.skipped {
+                w.write_record([s.split.name(), &k.image, &k.reason]).map_err(|e| csv_err(&skipped_path, e))?;
+            }
+        }
+        write_atomic(&skipped_path, &into_bytes(w, &skipped_path)?)?;
+        let summary = Summary {
+            format: "hudd-evaluation",
+            format_version: 1,
+            task: self.task,
+            output: &self.output,
+            classes: &self.classes,
+            splits: self
+                .splits
+                .iter()
+                .map(|s| SplitSummary {
+                    split: s.split,
+                    evaluated: s.rows.len(),
+                    correct: s.correct(),
+                    wrong: s.rows.len() - s.correct(),
+                    skipped: s.skipped.len(),
+                    accuracy: s.accuracy(),
+                    per_class: s.per_class(&self.classes),
+                })
+                .collect(),
+        };
+        let path = dir.join("summary.json");
+        let mut json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Output {
+            what: "summary",
+            path: path.clone(),
+            reason: e.to_string(),
+        })?;
+        json.push(b'\n');
+        write_atomic(&path, &json)
+    }
+
+    fn split_csv(&self, s: &SplitEvaluation, path: &Path) -> Result<Vec<u8>> {
+        let err = |e: csv::Error| Error::Output { what: "results", path: path.to_path_buf(), reason: e.to_string() };
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header: Vec<String> = vec!["image".into(), "result".into()];
+        let width = s.rows.first().map(|r| match &r.prediction {
+            Prediction::Regression { predictions, .. } => predictions.len(),
+            Prediction::Class { .. } => 0,
+        });
+        match self.task {
+            TaskKind::Classification => {
+                header.extend(["expected".into(), "predicted".into()]);
+                header.extend(self.classes.iter().cloned());
+            }
+            TaskKind::Regression => {
+                let m = width.unwrap_or(0);
+                header.push("loss".into());
+                header.extend((0..m).map(|i| format!("target_{i}")));
+                header.extend((0..m).map(|i| format!("prediction_{i}")));
+            }
+        }
+        header.extend(s.metadata_columns.iter().cloned());
+        w.write_record(&header).map_err(err)?;
+        for r in &s.rows {
+            let mut rec: Vec<String> = vec![r.image.clone(), if r.correct { "Correct" } else { "Wrong" }.into()];
+            match (&r.label, &r.prediction) {
+                (Label::Class(e), Prediction::Class { predicted, scores }) => {
+                    rec.push(self.classes[*e].clone());
+                    rec.push(self.classes[*predicted].clone());
+                    rec.extend(scores.iter().map(|v| v.to_string()));
+                }
+                (Label::Target(t), Prediction::Regression { predictions, loss }) => {
+                    rec.push(loss.to_string());
+                    rec.extend(t.iter().map(|v| v.to_string()));
+                    rec.extend(predictions.iter().map(|v| v.to_string()));
+                }
+                _ => {}
+            }
+            rec.extend(r.metadata.iter().cloned());
+            w.write_record(&rec).map_err(err)?;
+        }
+        into_bytes(w, path)
+    }
+}
+
+fn into_bytes(w: csv::Writer<Vec<u8>>, path: &Path) -> Result<Vec<u8>> {
+    w.into_inner().map_err(|e| Error::Output { what: "results", path: path.to_path_buf(), reason: e.to_string() })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn argmax_takes_the_first_maximum() {
+        assert_eq!(argmax(&[1.0, 3.0, 3.0, 2.0]), 1);
+        assert_eq!(argmax(&[f32::NAN, 0.5]), 1);
+    }
+
+    #[test]
+    fn losses() {
+        assert_eq!(loss(RegressionLoss::Mse, &[1.0, 2.0], &[1.0, 4.0]).unwrap(), 2.0);
+        // Keypoints (0,0)->(3,4) = 5 px and (1,1)->(1,1) = 0 px: mean 2.5 px.
+        let d = loss(RegressionLoss::MeanKeypointDistance, &[0.0, 0.0, 1.0, 1.0], &[3.0, 4.0, 1.0, 1.0]).unwrap();
+        assert_eq!(d, 2.5);
+        assert!(loss(RegressionLoss::MeanKeypointDistance, &[0.0], &[0.0]).is_err());
+        assert!(loss(RegressionLoss::Mse, &[0.0], &[0.0, 1.0]).is_err());
+    }
+}

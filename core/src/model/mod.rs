@@ -1,0 +1,543 @@
+//! The model adapter: loads an exported ONNX model and runs it. The only module that uses tract.
+//!
+//! [`Model::load`] reads the file, checks every node's op against the engine before anything runs,
+//! and exposes
+//! - [`Model::info`]: inputs and outputs (names, shapes with symbolic dimensions, element types);
+//! - [`Model::graph`]: the graph as plain data ([`Graph`]) for the stages that follow;
+//! - [`Model::run`]: the model outputs for a batch;
+//! - [`Model::run_with_activations`]: in the same forward run, every intermediate float tensor by its
+//!   ONNX tensor name — the activations that relevance propagation walks back through.
+//!
+//! Any batch size is accepted. A model exported with a dynamic batch axis runs a batch at once; one
+//! whose batch axis is fixed (often `1`) is run in chunks of that size, padding the last one. Plans
+//! are compiled once per input shape and shared between threads, so callers parallelise over batches.
+
+mod graph;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use ndarray::{ArrayD, ArrayViewD, Axis, IxDyn};
+use prost::Message;
+use serde::Serialize;
+use tract_onnx::pb;
+use tract_onnx::prelude::*;
+
+pub use graph::{Attribute, Graph, Node, Weight};
+
+use crate::error::{Error, Result};
+
+/// One dimension of a declared tensor shape.
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize)]
+#[serde(untagged)]
+pub enum Dim {
+    /// A fixed size.
+    Fixed(usize),
+    /// A named dynamic size (`batch`, `N`, `unk__6`), or `?` when unnamed.
+    Symbolic(String),
+}
+
+impl Dim {
+    /// The size, if fixed.
+    pub fn fixed(&self) -> Option<usize> {
+        match self {
+            Dim::Fixed(n) => Some(*n),
+            Dim::Symbolic(_) => None,
+        }
+    }
+
+    /// `[batch, 1, 28, 28]`.
+    pub fn display(shape: &[Dim]) -> String {
+        let parts: Vec<String> = shape
+            .iter()
+            .map(|d| match d {
+                Dim::Fixed(n) => n.to_string(),
+                Dim::Symbolic(s) => s.clone(),
+            })
+            .collect();
+        format!("[{}]", parts.join(", "))
+    }
+}
+
+/// ONNX element type of a tensor.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ElemType {
+    /// 32-bit float.
+    F32,
+    /// 16-bit float.
+    F16,
+    /// 64-bit float.
+    F64,
+    /// Unsigned byte.
+    U8,
+    /// Signed byte.
+    I8,
+    /// 32-bit integer.
+    I32,
+    /// 64-bit integer.
+    I64,
+    /// Boolean.
+    Bool,
+    /// String.
+    String,
+    /// Another ONNX type (its `TensorProto.DataType` code).
+    Other(i32),
+}
+
+impl ElemType {
+    fn from_onnx(code: i32) -> ElemType {
+        match code {
+            1 => ElemType::F32,
+            2 => ElemType::U8,
+            3 => ElemType::I8,
+            6 => ElemType::I32,
+            7 => ElemType::I64,
+            8 => ElemType::String,
+            9 => ElemType::Bool,
+            10 => ElemType::F16,
+            11 => ElemType::F64,
+            c => ElemType::Other(c),
+        }
+    }
+}
+
+/// Name, declared shape and element type of a model input or output.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorInfo {
+    /// ONNX tensor name.
+    pub name: String,
+    /// Declared shape; empty when the file declares none.
+    pub shape: Vec<Dim>,
+    /// Element type.
+    pub elem_type: ElemType,
+}
+
+/// The model's interface.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct ModelInfo {
+    /// Graph inputs (initializers excluded).
+    pub inputs: Vec<TensorInfo>,
+    /// Graph outputs.
+    pub outputs: Vec<TensorInfo>,
+}
+
+/// How batches are fed to the model.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum BatchPolicy {
+    /// The batch axis is dynamic: any batch runs at once.
+    Dynamic,
+    /// The batch axis is fixed to this size: larger batches are split and the last chunk padded.
+    Fixed(usize),
+}
+
+/// Every float tensor of one forward run, by ONNX tensor name (graph input and outputs included),
+/// each with the batch as its first axis.
+#[derive(Debug, Clone, Default)]
+pub struct Activations {
+    /// Tensors by ONNX name.
+    pub tensors: BTreeMap<String, ArrayD<f32>>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Want {
+    Outputs,
+    Everything,
+}
+
+/// A compiled plan and the ONNX names of its outputs, in order.
+#[derive(Clone)]
+struct Compiled {
+    plan: Arc<TypedRunnableModel>,
+    names: Arc<Vec<String>>,
+}
+
+/// A loaded ONNX model, ready to run on batches from many threads.
+pub struct Model {
+    path: PathBuf,
+    info: ModelInfo,
+    graph: Graph,
+    batch_policy: BatchPolicy,
+    parsed: InferenceModel,
+    /// ONNX names of every node output, in graph order (requested for `Want::Everything`).
+    node_outputs: Vec<String>,
+    plans: Mutex<HashMap<(Vec<usize>, Want), Compiled>>,
+}
+
+impl std::fmt::Debug for Model {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Model").field("path", &self.path).field("info", &self.info).finish_non_exhaustive()
+    }
+}
+
+/// The ONNX op types the inference engine can run, sorted.
+pub fn supported_ops() -> Vec<String> {
+    let mut ops: Vec<String> = tract_onnx::onnx().op_register.0.keys().cloned().collect();
+    ops.sort();
+    ops
+}
+
+impl Model {
+    /// Loads and checks an ONNX file.
+    ///
+    /// Errors: unreadable file ([`Error::Io`]), not an ONNX model ([`Error::MalformedModel`]), a node
+    /// with an op the engine lacks ([`Error::UnsupportedOp`], naming node and op), or an engine
+    /// failure while reading the graph ([`Error::ModelPreparation`]).
+    pub fn load(path: impl AsRef<Path>) -> Result<Model> {
+        let path = path.as_ref().to_path_buf();
+        let bytes = std::fs::read(&path).map_err(|e| Error::io("cannot read model", &path, e))?;
+        Self::from_bytes(&bytes, path)
+    }
+
+    /// Loads a model from bytes; `path` is used in messages (and to resolve external weight files).
+    pub fn from_bytes(bytes: &[u8], path: PathBuf) -> Result<Model> {
+        let malformed = |reason: String| Error::MalformedModel { path: path.clone(), reason };
+        let proto = pb::ModelProto::decode(bytes).map_err(|e| malformed(format!("protobuf decoding failed: {e}")))?;
+        let pgraph = proto.graph.as_ref().ok_or_else(|| malformed("the file holds no graph".into()))?;
+        if pgraph.node.is_empty() {
+            return Err(malformed("the graph has no nodes".into()));
+        }
+        // Declared intermediate and output shapes name the batch symbolically (`batch`); hudd fixes
+        // the batch per run, so let the engine infer every shape from the input instead.
+        let onnx = tract_onnx::onnx().with_ignore_value_info(true).with_ignore_output_shapes(true);
+        for node in &pgraph.node {
+            if !onnx.op_register.0.contains_key(&node.op_type) {
+                return Err(Error::UnsupportedOp { path, node: node_name(node), op: node.op_type.clone() });
+            }
+        }
+        let model_dir = path.parent().and_then(|p| p.to_str()).map(str::to_owned);
+        let graph = build_graph(&proto, &onnx, model_dir.as_deref(), &path)?;
+        if graph.inputs.is_empty() {
+            return Err(malformed("the graph has no input that is not an initializer".into()));
+        }
+        let info = ModelInfo { inputs: graph.inputs.clone(), outputs: graph.outputs.clone() };
+        let parsed = onnx.parse(&proto, model_dir.as_deref()).map_err(|e| prep_error(&path, &graph, &e))?;
+        if !parsed.unresolved_inputs.is_empty() {
+            return Err(malformed(format!("tensors read but never defined: {}", parsed.unresolved_inputs.join(", "))));
+        }
+        let batch_policy = match graph.inputs[0].shape.first() {
+            Some(Dim::Fixed(n)) => BatchPolicy::Fixed(*n),
+            _ => BatchPolicy::Dynamic,
+        };
+        let node_outputs =
+            graph.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()).collect();
+        Ok(Model {
+            path,
+            info,
+            graph,
+            batch_policy,
+            parsed: parsed.model,
+            node_outputs,
+            plans: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The file the model was loaded from.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Inputs and outputs.
+    pub fn info(&self) -> &ModelInfo {
+        &self.info
+    }
+
+    /// The graph as plain data.
+    pub fn graph(&self) -> &Graph {
+        &self.graph
+    }
+
+    /// How batches are fed to the model.
+    pub fn batch_policy(&self) -> BatchPolicy {
+        self.batch_policy
+    }
+
+    /// Checks that the model's first input accepts one image of `image_shape` (no batch axis) and
+    /// compiles the plan for a batch of `batch` images, so that errors surface before any work.
+    pub fn prepare(&self, image_shape: &[usize], batch: usize) -> Result<()> {
+        let mut shape = vec![self.chunk(batch.max(1))];
+        shape.extend_from_slice(image_shape);
+        self.plan(&shape, Want::Outputs).map(|_| ())
+    }
+
+    /// Runs the model on a batch (first axis) and returns every graph output, in declaration order.
+    pub fn run(&self, input: ArrayViewD<'_, f32>) -> Result<Vec<ArrayD<f32>>> {
+        let mut outs = self.run_chunked(input, Want::Outputs)?;
+        Ok(self.info.outputs.iter().map(|o| outs.remove(&o.name).unwrap_or_default()).collect())
+    }
+
+    /// Runs the model on a batch and returns the input, every intermediate float activation and the
+    /// outputs, by ONNX tensor name, in one forward run.
+    pub fn run_with_activations(&self, input: ArrayViewD<'_, f32>) -> Result<Activations> {
+        let mut tensors = self.run_chunked(input.view(), Want::Everything)?;
+        tensors.insert(self.info.inputs[0].name.clone(), input.to_owned());
+        Ok(Activations { tensors })
+    }
+
+    fn chunk(&self, n: usize) -> usize {
+        match self.batch_policy {
+            BatchPolicy::Dynamic => n,
+            BatchPolicy::Fixed(b) => b.max(1),
+        }
+    }
+
+    fn run_chunked(&self, input: ArrayViewD<'_, f32>, want: Want) -> Result<BTreeMap<String, ArrayD<f32>>> {
+        let n = input.shape().first().copied().unwrap_or(0);
+        if n == 0 {
+            return Err(Error::ShapeMismatch {
+                tensor: self.info.inputs[0].name.clone(),
+                actual: input.shape().to_vec(),
+                expected: "a batch of at least one image".into(),
+            });
+        }
+        let chunk = self.chunk(n);
+        if chunk == n {
+            return self.run_exact(input, want, n);
+        }
+        let mut parts: Vec<BTreeMap<String, ArrayD<f32>>> = Vec::new();
+        let mut start = 0;
+        while start < n {
+            let end = (start + chunk).min(n);
+            let slice = input.slice_axis(Axis(0), (start..end).into());
+            let outs = if end - start == chunk {
+                self.run_exact(slice, want, chunk)?
+            } else {
+                let mut shape = input.shape().to_vec();
+                shape[0] = chunk;
+                let mut padded = ArrayD::<f32>::zeros(IxDyn(&shape));
+                padded.slice_axis_mut(Axis(0), (0..end - start).into()).assign(&slice);
+                let mut outs = self.run_exact(padded.view(), want, chunk)?;
+                for t in outs.values_mut() {
+                    *t = t.slice_axis(Axis(0), (0..end - start).into()).to_owned();
+                }
+                outs
+            };
+            parts.push(outs);
+            start = end;
+        }
+        let mut merged = BTreeMap::new();
+        let names: Vec<String> = parts[0].keys().cloned().collect();
+        for name in names {
+            let views: Vec<_> = parts.iter().filter_map(|p| p.get(&name).map(|a| a.view())).collect();
+            let joined = ndarray::concatenate(Axis(0), &views).map_err(|e| self.inference_error(n, e.to_string()))?;
+            merged.insert(name, joined);
+        }
+        Ok(merged)
+    }
+
+    fn run_exact(&self, input: ArrayViewD<'_, f32>, want: Want, n: usize) -> Result<BTreeMap<String, ArrayD<f32>>> {
+        let Compiled { plan, names } = self.plan(input.shape(), want)?;
+        let tensor: Tensor = input.to_owned().into();
+        let outs = plan.run(tvec!(tensor.into())).map_err(|e| self.inference_error(n, format!("{e:#}")))?;
+        let mut map = BTreeMap::new();
+        for (name, value) in names.iter().zip(outs) {
+            let t = value.into_tensor();
+            if t.datum_type() != f32::datum_type() {
+                continue;
+            }
+            let a = t.into_plain_array::<f32>().map_err(|e| self.inference_error(n, format!("{e:#}")))?;
+            if a.ndim() == 0 || a.shape()[0] != n {
+                // Not batched (e.g. a shape computation); not an activation.
+                continue;
+            }
+            map.insert(name.clone(), a);
+        }
+        Ok(map)
+    }
+
+    fn inference_error(&self, batch: usize, reason: String) -> Error {
+        Error::Inference { path: self.path.clone(), batch, reason }
+    }
+
+    fn plan(&self, shape: &[usize], want: Want) -> Result<Compiled> {
+        let key = (shape.to_vec(), want);
+        if let Some(p) = self.plans.lock().ok().and_then(|m| m.get(&key).cloned()) {
+            return Ok(p);
+        }
+        let built = self.build_plan(shape, want)?;
+        if let Ok(mut m) = self.plans.lock() {
+            m.insert(key, built.clone());
+        }
+        Ok(built)
+    }
+
+    fn build_plan(&self, shape: &[usize], want: Want) -> Result<Compiled> {
+        let prep = |e: TractError| prep_error(&self.path, &self.graph, &e);
+        let declared = &self.info.inputs[0].shape;
+        if !declared.is_empty() {
+            let contradicts = declared.len() != shape.len()
+                || declared.iter().zip(shape).skip(1).any(|(d, s)| d.fixed().is_some_and(|d| d != *s));
+            if contradicts {
+                return Err(Error::ShapeMismatch {
+                    tensor: self.info.inputs[0].name.clone(),
+                    actual: shape.to_vec(),
+                    expected: format!("the model's declared input shape {}", Dim::display(declared)),
+                });
+            }
+        }
+        let mut model = self.parsed.clone();
+        model.set_input_fact(0, f32::fact(shape).into()).map_err(prep)?;
+        let wanted: Vec<String> = match want {
+            Want::Outputs => self.info.outputs.iter().map(|o| o.name.clone()).collect(),
+            Want::Everything => {
+                let mut seen = HashSet::new();
+                let mut names: Vec<String> = self.node_outputs.clone();
+                names.extend(self.info.outputs.iter().map(|o| o.name.clone()));
+                names.retain(|n| seen.insert(n.clone()));
+                names
+            }
+        };
+        let mut outlets = Vec::with_capacity(wanted.len());
+        let mut names = Vec::with_capacity(wanted.len());
+        for name in wanted {
+            if let Some(o) = model.find_outlet_label(&name) {
+                outlets.push(o);
+                names.push(name);
+            }
+        }
+        model.select_output_outlets(&outlets).map_err(prep)?;
+        let typed = model.into_typed().map_err(prep)?;
+        let plan = typed.into_optimized().map_err(prep)?.into_runnable().map_err(prep)?;
+        Ok(Compiled { plan, names: Arc::new(names) })
+    }
+}
+
+fn node_name(node: &pb::NodeProto) -> String {
+    if !node.name.is_empty() {
+        node.name.clone()
+    } else {
+        node.output.iter().find(|o| !o.is_empty()).cloned().unwrap_or_else(|| "<unnamed>".into())
+    }
+}
+
+/// Wraps an engine error, naming the node (and op) the engine's message mentions, if any.
+fn prep_error(path: &Path, graph: &Graph, e: &TractError) -> Error {
+    let reason = format!("{e:#}");
+    let node = graph
+        .nodes
+        .iter()
+        .find(|n| reason.contains(&format!("\"{}\"", n.name)) || reason.contains(&format!("node {} ", n.name)))
+        .or_else(|| graph.nodes.iter().find(|n| n.name.len() > 2 && reason.contains(&n.name)));
+    Error::ModelPreparation {
+        path: path.to_path_buf(),
+        node: node.map(|n| n.name.clone()),
+        op: node.map(|n| n.op_type.clone()),
+        reason,
+    }
+}
+
+fn value_info(v: &pb::ValueInfoProto) -> TensorInfo {
+    let (shape, elem_type) = match v.r#type.as_ref().and_then(|t| t.value.as_ref()) {
+        Some(pb::type_proto::Value::TensorType(t)) => {
+            let shape = t
+                .shape
+                .as_ref()
+                .map(|s| {
+                    s.dim
+                        .iter()
+                        .map(|d| match &d.value {
+                            Some(pb::tensor_shape_proto::dimension::Value::DimValue(n)) if *n >= 0 => {
+                                Dim::Fixed(*n as usize)
+                            }
+                            Some(pb::tensor_shape_proto::dimension::Value::DimParam(p)) if !p.is_empty() => {
+                                Dim::Symbolic(p.clone())
+                            }
+                            _ => Dim::Symbolic("?".into()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default();
+            (shape, ElemType::from_onnx(t.elem_type))
+        }
+        _ => (Vec::new(), ElemType::Other(0)),
+    };
+    TensorInfo { name: v.name.clone(), shape, elem_type }
+}
+
+fn to_weight(t: Tensor) -> TractResult<Weight> {
+    let dt = t.datum_type();
+    Ok(if dt == f32::datum_type() {
+        Weight::F32(t.into_plain_array::<f32>()?)
+    } else if dt.is_float() {
+        Weight::F32(t.cast_to::<f32>()?.into_owned().into_plain_array::<f32>()?)
+    } else if dt.is_integer() || dt == bool::datum_type() {
+        Weight::I64(t.cast_to::<i64>()?.into_owned().into_plain_array::<i64>()?)
+    } else {
+        Weight::Other { elem_type: ElemType::Other(-1), shape: t.shape().to_vec() }
+    })
+}
+
+fn build_graph(proto: &pb::ModelProto, onnx: &tract_onnx::Onnx, model_dir: Option<&str>, path: &Path) -> Result<Graph> {
+    let malformed = |reason: String| Error::MalformedModel { path: path.to_path_buf(), reason };
+    let g = proto.graph.as_ref().ok_or_else(|| malformed("the file holds no graph".into()))?;
+    let mut weights = BTreeMap::new();
+    for t in &g.initializer {
+        let tensor = tract_onnx::tensor::load_tensor(&*onnx.provider, t, model_dir)
+            .map_err(|e| malformed(format!("initializer `{}` cannot be read: {e:#}", t.name)))?;
+        let w = to_weight(tensor).map_err(|e| malformed(format!("initializer `{}`: {e:#}", t.name)))?;
+        weights.insert(t.name.clone(), w);
+    }
+    let mut nodes = Vec::with_capacity(g.node.len());
+    for n in &g.node {
+        let name = node_name(n);
+        let mut attributes = BTreeMap::new();
+        for a in &n.attribute {
+            let value = attribute(a, onnx, model_dir)
+                .map_err(|e| malformed(format!("node `{name}` ({}): attribute `{}`: {e:#}", n.op_type, a.name)))?;
+            attributes.insert(a.name.clone(), value);
+        }
+        if n.op_type == "Constant" {
+            if let (Some(Attribute::Tensor(w)), Some(out)) = (attributes.get("value"), n.output.first()) {
+                weights.insert(out.clone(), w.clone());
+            }
+        }
+        nodes.push(Node {
+            name,
+            op_type: n.op_type.clone(),
+            domain: n.domain.clone(),
+            inputs: n.input.clone(),
+            outputs: n.output.clone(),
+            attributes,
+        });
+    }
+    let inputs: Vec<TensorInfo> = g.input.iter().filter(|i| !weights.contains_key(&i.name)).map(value_info).collect();
+    let outputs: Vec<TensorInfo> = g.output.iter().map(value_info).collect();
+    let mut available: HashSet<String> = weights.keys().cloned().collect();
+    available.extend(g.input.iter().map(|i| i.name.clone()));
+    let nodes =
+        graph::topological_order(nodes, &available).map_err(|(node, why)| malformed(format!("node `{node}` {why}")))?;
+    let opset = proto
+        .opset_import
+        .iter()
+        .find(|o| o.domain.is_empty() || o.domain == "ai.onnx")
+        .map(|o| o.version)
+        .unwrap_or(0);
+    Ok(Graph {
+        inputs,
+        outputs,
+        nodes,
+        weights,
+        opset,
+        producer: format!("{} {}", proto.producer_name, proto.producer_version).trim().to_string(),
+    })
+}
+
+fn attribute(a: &pb::AttributeProto, onnx: &tract_onnx::Onnx, model_dir: Option<&str>) -> TractResult<Attribute> {
+    use pb::attribute_proto::AttributeType as T;
+    let text = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    Ok(match T::try_from(a.r#type).unwrap_or(T::Undefined) {
+        T::Float => Attribute::Float(a.f),
+        T::Int => Attribute::Int(a.i),
+        T::String => Attribute::String(text(&a.s)),
+        T::Floats => Attribute::Floats(a.floats.clone()),
+        T::Ints => Attribute::Ints(a.ints.clone()),
+        T::Strings => Attribute::Strings(a.strings.iter().map(|s| text(s)).collect()),
+        T::Tensor => match &a.t {
+            Some(t) => Attribute::Tensor(to_weight(tract_onnx::tensor::load_tensor(&*onnx.provider, t, model_dir)?)?),
+            None => Attribute::Unsupported,
+        },
+        _ => Attribute::Unsupported,
+    })
+}

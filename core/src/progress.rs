@@ -1,0 +1,23 @@
+//! Progress reporting without printing: long stages call a [`Progress`] the caller provides (the CLI
+//! turns it into progress bars; an embedding program may log it or ignore it).
+
+/// Receives progress of long stages. Implementations must be cheap and thread-safe: `advance` is
+/// called from worker threads.
+pub trait Progress: Sync {
+    /// A stage begins with `total` units of work (images, batches, layers).
+    fn start(&self, stage: &str, total: u64) {
+        let _ = (stage, total);
+    }
+    /// `n` more units are done.
+    fn advance(&self, n: u64) {
+        let _ = n;
+    }
+    /// The current stage is over.
+    fn finish(&self) {}
+}
+
+/// Ignores all progress.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Silent;
+
+impl Progress for Silent {}

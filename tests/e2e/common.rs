@@ -1,0 +1,88 @@
+//! Helpers shared by the end-to-end tests: paths, running `hudd`, reading `.npy` reference files.
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+/// The repository root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+pub fn fixtures() -> PathBuf {
+    root().join("tests/fixtures")
+}
+
+/// A path as a command-line argument.
+pub fn arg(p: &Path) -> String {
+    p.to_str().expect("UTF-8 path").to_string()
+}
+
+pub fn fmnist_model() -> PathBuf {
+    root().join("models/fashion-mnist/fmnist_cnn.onnx")
+}
+
+pub fn fmnist_config() -> PathBuf {
+    root().join("models/fashion-mnist/hudd.toml")
+}
+
+pub fn fmnist_data() -> PathBuf {
+    fixtures().join("fmnist")
+}
+
+/// Runs the `hudd` binary.
+pub fn hudd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
+    std::process::Command::new(env!("CARGO_BIN_EXE_hudd")).args(args).output().expect("hudd runs")
+}
+
+pub fn stdout(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stdout).into_owned()
+}
+
+pub fn stderr(o: &Output) -> String {
+    String::from_utf8_lossy(&o.stderr).into_owned()
+}
+
+/// Reads a little-endian float32, C-order `.npy` file (what the fixture scripts write).
+pub fn read_npy(path: &Path) -> (Vec<usize>, Vec<f32>) {
+    let bytes = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+    assert_eq!(&bytes[..6], b"\x93NUMPY", "not an npy file: {}", path.display());
+    let (header_len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        _ => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+    };
+    let header = std::str::from_utf8(&bytes[start..start + header_len]).unwrap();
+    assert!(header.contains("'descr': '<f4'"), "{header}");
+    assert!(header.contains("'fortran_order': False"), "{header}");
+    let shape_text = header.split("'shape': (").nth(1).unwrap().split(')').next().unwrap();
+    let shape: Vec<usize> = shape_text.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let data: Vec<f32> =
+        bytes[start + header_len..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    assert_eq!(data.len(), shape.iter().product::<usize>());
+    (shape, data)
+}
+
+/// Largest `|a - b| / max(1, |b|)`: absolute error for small values, relative for large ones.
+pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
+    assert_eq!(a.len(), b.len());
+    a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs().max(1.0)).fold(0.0, f32::max)
+}
+
+/// Copies a folder tree.
+pub fn copy_tree(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let dst = to.join(e.file_name());
+        if e.path().is_dir() {
+            copy_tree(&e.path(), &dst);
+        } else {
+            std::fs::copy(e.path(), dst).unwrap();
+        }
+    }
+}
+
+/// The fixture's reference facts (written by models/scripts/make_fashion_mnist.py).
+pub fn reference() -> serde_json::Value {
+    let text = std::fs::read_to_string(fmnist_data().join("reference/reference.json")).unwrap();
+    serde_json::from_str(&text).unwrap()
+}

@@ -1,0 +1,9 @@
+//! End-to-end tests of the `hudd` binary and the library on committed real fixtures
+//! (Fashion-MNIST images, models exported by PyTorch and tf2onnx, onnxruntime reference outputs).
+
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+mod bad_input;
+mod common;
+mod evaluate;
+mod model;

@@ -1,0 +1,147 @@
+//! The model adapter against onnxruntime: outputs and every intermediate activation, for models from
+//! the TorchScript exporter, the dynamo exporter and tf2onnx (NHWC).
+
+use hudd_core::config::InputSpec;
+use hudd_core::model::{BatchPolicy, Dim, Model};
+use hudd_core::Config;
+use ndarray::ArrayD;
+
+use crate::common::*;
+
+fn spec(model: &Model, overrides: &[&str]) -> InputSpec {
+    let ov: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let cfg = Config::load(Some(&fmnist_config()), &ov).unwrap();
+    cfg.input_spec(model.info()).unwrap()
+}
+
+fn images(split: &str) -> Vec<String> {
+    reference()["splits"][split]["images"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect()
+}
+
+fn batch(paths: &[String], spec: &InputSpec) -> ArrayD<f32> {
+    let tensors: Vec<_> = paths.iter().map(|p| hudd_core::input::load(&fmnist_data().join(p), spec).unwrap()).collect();
+    hudd_core::input::stack(&tensors, spec)
+}
+
+fn check_logits(model_path: &std::path::Path, overrides: &[&str], reference_name: &str) {
+    let model = Model::load(model_path).unwrap();
+    let spec = spec(&model, overrides);
+    for split in ["train", "test", "improvement"] {
+        let x = batch(&images(split), &spec);
+        let out = model.run(x.view()).unwrap();
+        let (shape, expected) = read_npy(&fmnist_data().join(format!("reference/{split}_{reference_name}.npy")));
+        assert_eq!(out[0].shape(), shape.as_slice());
+        let got: Vec<f32> = out[0].iter().copied().collect();
+        let err = max_rel_err(&got, &expected);
+        assert!(err <= 1e-5, "{}: {split}: max error {err} vs onnxruntime", model_path.display());
+    }
+}
+
+#[test]
+fn torchscript_export_matches_onnxruntime() {
+    check_logits(&fmnist_model(), &[], "logits_onnxruntime");
+}
+
+#[test]
+fn torchscript_export_matches_pytorch() {
+    check_logits(&fmnist_model(), &[], "logits_torch");
+}
+
+#[test]
+fn dynamo_export_matches_onnxruntime() {
+    check_logits(&fixtures().join("models/fmnist_cnn_dynamo.onnx"), &[], "logits_dynamo_onnxruntime");
+}
+
+#[test]
+fn tf2onnx_nhwc_export_matches_onnxruntime() {
+    let path = fixtures().join("models/keras_nhwc.onnx");
+    let model = Model::load(&path).unwrap();
+    // The layout is read off the model's [N, 28, 28, 1] input.
+    let auto = Config::default().input_spec(model.info()).unwrap();
+    assert_eq!(auto.layout, hudd_core::config::Layout::Nhwc);
+    check_logits(&path, &["input.layout=nhwc"], "logits_keras_onnxruntime");
+}
+
+#[test]
+fn every_intermediate_activation_matches_onnxruntime() {
+    let model = Model::load(fmnist_model()).unwrap();
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(fmnist_data().join("reference/activations.json")).unwrap())
+            .unwrap();
+    let paths: Vec<String> =
+        index["images"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let x = batch(&paths, &spec(&model, &[]));
+    let acts = model.run_with_activations(x.view()).unwrap();
+    let tensors = index["tensors"].as_object().unwrap();
+    assert!(tensors.len() >= 8, "the reference covers every layer");
+    for (name, entry) in tensors {
+        let got = acts.tensors.get(name).unwrap_or_else(|| panic!("activation `{name}` missing"));
+        let (shape, expected) = read_npy(&fmnist_data().join("reference").join(entry["file"].as_str().unwrap()));
+        assert_eq!(got.shape(), shape.as_slice(), "{name}");
+        let err = max_rel_err(&got.iter().copied().collect::<Vec<_>>(), &expected);
+        assert!(err <= 1e-5, "activation `{name}`: max error {err}");
+    }
+    // The input and every node output of the graph are there, by ONNX name.
+    for node in &model.graph().nodes {
+        for out in node.outputs.iter().filter(|o| !o.is_empty()) {
+            assert!(acts.tensors.contains_key(out), "node `{}` output `{out}` missing", node.name);
+        }
+    }
+    assert!(acts.tensors.contains_key("image"));
+}
+
+#[test]
+fn graph_is_plain_data_in_topological_order() {
+    let model = Model::load(fmnist_model()).unwrap();
+    let g = model.graph();
+    assert_eq!(model.info().inputs[0].name, "image");
+    assert_eq!(
+        model.info().inputs[0].shape,
+        [Dim::Symbolic("batch".into()), Dim::Fixed(1), Dim::Fixed(28), Dim::Fixed(28)]
+    );
+    assert_eq!(model.batch_policy(), BatchPolicy::Dynamic);
+    let counts = g.op_counts();
+    assert_eq!(counts.get("Conv"), Some(&2));
+    assert_eq!(counts.get("Gemm"), Some(&2));
+    let mut seen: std::collections::HashSet<&str> = ["image"].into();
+    seen.extend(g.weights.keys().map(String::as_str));
+    for n in &g.nodes {
+        for i in n.inputs.iter().filter(|i| !i.is_empty()) {
+            assert!(seen.contains(i.as_str()), "node `{}` reads `{i}` before it is produced", n.name);
+        }
+        seen.extend(n.outputs.iter().map(String::as_str));
+    }
+    let conv = g.nodes.iter().find(|n| n.op_type == "Conv").unwrap();
+    let w = g.weight(&conv.inputs[1]).unwrap();
+    assert_eq!(w.shape(), &[16, 1, 3, 3]);
+    assert_eq!(conv.attributes["pads"].as_ints(), Some(&[1i64, 1, 1, 1][..]));
+    let gemm = g.nodes.iter().find(|n| n.op_type == "Gemm").unwrap();
+    assert_eq!(gemm.attributes["transB"].as_int(), Some(1));
+}
+
+#[test]
+fn results_do_not_depend_on_batch_size() {
+    let model = Model::load(fmnist_model()).unwrap();
+    let spec = spec(&model, &[]);
+    let paths: Vec<String> = images("test").into_iter().take(7).collect();
+    let all = model.run(batch(&paths, &spec).view()).unwrap().remove(0);
+    for (i, p) in paths.iter().enumerate() {
+        let one = model.run(batch(std::slice::from_ref(p), &spec).view()).unwrap().remove(0);
+        let a: Vec<f32> = all.index_axis(ndarray::Axis(0), i).iter().copied().collect();
+        let b: Vec<f32> = one.iter().copied().collect();
+        assert!(max_rel_err(&a, &b) <= 1e-5, "image {i}");
+    }
+}
+
+#[test]
+fn fixed_batch_models_run_any_batch() {
+    let model = Model::load(fixtures().join("models/fmnist_cnn_batch1.onnx")).unwrap();
+    assert_eq!(model.batch_policy(), BatchPolicy::Fixed(1));
+    let spec = spec(&model, &[]);
+    let paths: Vec<String> = images("test").into_iter().take(5).collect();
+    let out = model.run(batch(&paths, &spec).view()).unwrap().remove(0);
+    assert_eq!(out.shape(), &[5, 10]);
+    let (_, expected) = read_npy(&fmnist_data().join("reference/test_logits_onnxruntime.npy"));
+    let got: Vec<f32> = out.iter().copied().collect();
+    assert!(max_rel_err(&got, &expected[..50]) <= 1e-5);
+}
