@@ -25,6 +25,7 @@
 //! [run]
 //! batch_size = 64
 //! seed = 0
+//! parallelism = "batches"        # or "engine" (needs the `tract-threads` feature)
 //! ```
 //! ```
 //! let cfg = hudd_core::Config::from_toml_str("[run]\nbatch_size = 8\n").unwrap();
@@ -168,12 +169,25 @@ pub struct RunConfig {
     pub batch_size: usize,
     /// Seed of every random choice; recorded in every output.
     pub seed: u64,
+    /// How the cores are used.
+    pub parallelism: Parallelism,
 }
 
 impl Default for RunConfig {
     fn default() -> Self {
-        RunConfig { batch_size: 64, seed: 0 }
+        RunConfig { batch_size: 64, seed: 0, parallelism: Parallelism::Batches }
     }
+}
+
+/// How inference uses the cores (the worker pool's size is the caller's choice).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Parallelism {
+    /// Batches run in parallel, each on one core. Fastest for small CNNs (see BENCHMARKS.md).
+    Batches,
+    /// Batches run one after another and the engine spreads each matrix product over the cores:
+    /// less memory for large models. Needs hudd built with the `tract-threads` feature.
+    Engine,
 }
 
 /// The fully resolved preprocessing, validated against the model: what [`crate::input`] needs.

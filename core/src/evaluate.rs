@@ -19,7 +19,7 @@ use ndarray::Array3;
 use rayon::prelude::*;
 use serde::Serialize;
 
-use crate::config::{Config, InputSpec, RegressionLoss, TaskConfig, TaskKind};
+use crate::config::{Config, InputSpec, Parallelism, RegressionLoss, TaskConfig, TaskKind};
 use crate::dataset::{Dataset, Label, Sample, Skipped, Split, SplitData};
 use crate::error::{Error, Result};
 use crate::fsio::write_atomic;
@@ -137,6 +137,7 @@ pub struct Evaluator<'a> {
     task: TaskConfig,
     output_index: usize,
     batch_size: usize,
+    parallelism: Parallelism,
 }
 
 impl<'a> Evaluator<'a> {
@@ -178,7 +179,15 @@ impl<'a> Evaluator<'a> {
             }
         }
         model.prepare(&spec.image_shape(), config.run.batch_size)?;
-        Ok(Evaluator { model, data, spec, task: config.task.clone(), output_index, batch_size: config.run.batch_size })
+        Ok(Evaluator {
+            model,
+            data,
+            spec,
+            task: config.task.clone(),
+            output_index,
+            batch_size: config.run.batch_size,
+            parallelism: config.run.parallelism,
+        })
     }
 
     /// The resolved preprocessing.
@@ -203,15 +212,15 @@ impl<'a> Evaluator<'a> {
     /// Evaluates one split. A split whose every image fails to decode is an error.
     pub fn run_split(&self, data: &SplitData, progress: &dyn Progress) -> Result<SplitEvaluation> {
         progress.start(&format!("evaluate {}", data.split), data.samples.len() as u64);
-        let batches: Vec<Result<(Vec<ResultRow>, Vec<Skipped>)>> = data
-            .samples
-            .par_chunks(self.batch_size)
-            .map(|chunk| {
-                let r = self.run_batch(chunk);
-                progress.advance(chunk.len() as u64);
-                r
-            })
-            .collect();
+        let one = |chunk: &[Sample]| {
+            let r = self.run_batch(chunk);
+            progress.advance(chunk.len() as u64);
+            r
+        };
+        let batches: Vec<Result<(Vec<ResultRow>, Vec<Skipped>)>> = match self.parallelism {
+            Parallelism::Batches => data.samples.par_chunks(self.batch_size).map(one).collect(),
+            Parallelism::Engine => data.samples.chunks(self.batch_size).map(one).collect(),
+        };
         progress.finish();
         let mut rows = Vec::with_capacity(data.samples.len());
         let mut skipped = data.skipped.clone();
@@ -365,6 +374,16 @@ impl Evaluation {
     /// Writes `<dir>/<split>.csv`, `<dir>/skipped.csv` and `<dir>/summary.json` (see the module docs),
     /// each atomically, the summary last.
     pub fn write(&self, dir: &Path) -> Result<()> {
+        // A rerun into the same folder must not leave an old summary beside half-written results,
+        // nor result files of splits this run did not evaluate.
+        let stale = std::iter::once("summary.json".to_string())
+            .chain(Split::ALL.iter().filter(|s| self.split(**s).is_none()).map(|s| format!("{}.csv", s.name())));
+        for name in stale {
+            let p = dir.join(name);
+            if p.exists() {
+                std::fs::remove_file(&p).map_err(|e| Error::io("cannot remove old result file", &p, e))?;
+            }
+        }
         for s in &self.splits {
             let path = dir.join(format!("{}.csv", s.split.name()));
             write_atomic(&path, &self.split_csv(s, &path)?)?;

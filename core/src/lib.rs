@@ -37,6 +37,7 @@ pub mod fsio;
 pub mod input;
 pub mod model;
 pub mod progress;
+pub mod relevance;
 
 pub use config::Config;
 pub use dataset::{Dataset, Split};

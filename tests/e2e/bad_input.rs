@@ -152,3 +152,14 @@ fn configuration_contradicting_the_model_is_an_error_before_any_work() {
     let (out, _) = evaluate(&fmnist_model(), data.path(), &["--set", "input.sise=3"]);
     assert_clean_failure(&out, &["sise"]);
 }
+
+#[test]
+fn engine_parallelism_without_the_feature_says_how_to_get_it() {
+    let data = small_data();
+    let (out, _) = evaluate(&fmnist_model(), data.path(), &["--set", "run.parallelism=engine"]);
+    if cfg!(feature = "tract-threads") {
+        assert!(out.status.success(), "{}", stderr(&out));
+    } else {
+        assert_clean_failure(&out, &["tract-threads"]);
+    }
+}

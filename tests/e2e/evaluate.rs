@@ -147,3 +147,33 @@ fn inspect_describes_the_model() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["op_counts"]["Conv"], 2);
 }
+
+#[test]
+fn rerun_into_the_same_folder_leaves_no_stale_results() {
+    let run = tempfile::tempdir().unwrap();
+    let stale = run.path().join("results/improvement.csv");
+    std::fs::create_dir_all(stale.parent().unwrap()).unwrap();
+    std::fs::write(&stale, "old").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    copy_tree(&fmnist_data().join("test/bag"), &data.path().join("test/bag"));
+    let out = hudd(&[
+        "evaluate",
+        "-m",
+        &arg(&fmnist_model()),
+        "-c",
+        &arg(&fmnist_config()),
+        "-d",
+        &arg(data.path()),
+        "-o",
+        &arg(run.path()),
+        "-q",
+    ]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(!stale.exists(), "a split this run did not evaluate keeps no result file");
+    assert!(run.path().join("results/test.csv").exists());
+    let names: Vec<String> = std::fs::read_dir(run.path().join("results"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .collect();
+    assert!(names.iter().all(|n| !n.contains(".tmp")), "{names:?}");
+}

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hudd_core::config::TaskKind;
+use hudd_core::config::{Parallelism, TaskKind};
 use hudd_core::{Dataset, Evaluation, Evaluator, Model};
 
 use super::RunOptions;
@@ -32,7 +32,8 @@ pub struct EvaluateArgs {
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
     let config = args.run.config()?;
-    let model = Model::load(&args.model)?;
+    let mut model = Model::load(&args.model)?;
+    model.set_parallel_engine(config.run.parallelism == Parallelism::Engine)?;
     let data = Dataset::open(&args.data, &config.task)?;
     let evaluator = Evaluator::new(&model, &data, &config)?;
     let bars = Bars::new(args.run.quiet);

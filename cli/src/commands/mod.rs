@@ -1,5 +1,6 @@
 //! Subcommands: one file each. Shared options live here.
 
+mod bench;
 mod evaluate;
 mod inspect;
 
@@ -26,6 +27,8 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Show a model's inputs, outputs and operators, or the operators hudd supports.
     Inspect(inspect::InspectArgs),
+    /// Time pipeline stages on your model and data under several settings.
+    Bench(bench::BenchArgs),
 }
 
 /// Options shared by every command that runs a model.
@@ -77,5 +80,6 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Bench(a) => bench::run(a),
     }
 }

@@ -163,6 +163,7 @@ pub struct Model {
     parsed: InferenceModel,
     /// ONNX names of every node output, in graph order (requested for `Want::Everything`).
     node_outputs: Vec<String>,
+    parallel_engine: bool,
     plans: Mutex<HashMap<(Vec<usize>, Want), Compiled>>,
 }
 
@@ -230,8 +231,29 @@ impl Model {
             batch_policy,
             parsed: parsed.model,
             node_outputs,
+            parallel_engine: false,
             plans: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// Lets the engine spread each matrix product over the current rayon pool (for callers that run
+    /// batches one after another). Needs the `tract-threads` feature; without it, enabling is an
+    /// error that says so.
+    pub fn set_parallel_engine(&mut self, enabled: bool) -> Result<()> {
+        if enabled && !cfg!(feature = "tract-threads") {
+            return Err(Error::Config(
+                "`[run] parallelism = \"engine\"` needs hudd built with the `tract-threads` feature \
+                 (cargo install --path cli --features tract-threads); use \"batches\""
+                    .into(),
+            ));
+        }
+        if enabled != self.parallel_engine {
+            self.parallel_engine = enabled;
+            if let Ok(mut plans) = self.plans.lock() {
+                plans.clear();
+            }
+        }
+        Ok(())
     }
 
     /// The file the model was loaded from.
@@ -263,6 +285,7 @@ impl Model {
     }
 
     /// Runs the model on a batch (first axis) and returns every graph output, in declaration order.
+    /// Outputs that are not float tensors with the batch as first axis come back empty.
     pub fn run(&self, input: ArrayViewD<'_, f32>) -> Result<Vec<ArrayD<f32>>> {
         let mut outs = self.run_chunked(input, Want::Outputs)?;
         Ok(self.info.outputs.iter().map(|o| outs.remove(&o.name).unwrap_or_default()).collect())
@@ -399,9 +422,24 @@ impl Model {
         }
         model.select_output_outlets(&outlets).map_err(prep)?;
         let typed = model.into_typed().map_err(prep)?;
-        let plan = typed.into_optimized().map_err(prep)?.into_runnable().map_err(prep)?;
+        let optimized = typed.into_optimized().map_err(prep)?;
+        let plan = if self.parallel_engine {
+            optimized.into_runnable_with_options(&engine_options()).map_err(prep)?
+        } else {
+            optimized.into_runnable().map_err(prep)?
+        };
         Ok(Compiled { plan, names: Arc::new(names) })
     }
+}
+
+#[cfg(feature = "tract-threads")]
+fn engine_options() -> RunOptions {
+    RunOptions { executor: Some(multithread::Executor::RayonGlobal), ..Default::default() }
+}
+
+#[cfg(not(feature = "tract-threads"))]
+fn engine_options() -> RunOptions {
+    RunOptions::default()
 }
 
 fn node_name(node: &pb::NodeProto) -> String {

@@ -1,0 +1,609 @@
+//! LRP rules as values, after Zennit's `BasicHook`: a rule is a list of groups, each a sum of
+//! branches `(input modifier, parameter modifier, sign)`, an optional mask on the layer's original
+//! output and a weight. One generic step ([`Rule::propagate`]) applies any rule to any
+//! [`LinearMap`] (dense, convolution, pooling), so each op family has one propagation step and each
+//! rule one definition.
+//!
+//! For a group with branches `i`:
+//! ```text
+//! z_i = sign_i · map(g_i(a); ρ_i(W), ρ_i(b))          forward with modified input and parameters
+//! s   = mask ⊙ R / stab(Σ_i z_i)                       stab(z) = z + ε·(z ≥ 0 ? 1 : −1)
+//! R_a = Σ_groups weight · Σ_i sign_i · g_i(a) ⊙ mapᵀ(s; ρ_i(W))
+//! ```
+//! `mapᵀ` is the transpose of the linear part (the gradient of `Σ map(x)·s` with respect to `x`).
+
+use ndarray::{ArrayD, Axis, Zip};
+
+use super::linear::{LinearMap, Params};
+use crate::error::{Error, Result};
+
+/// Zennit's stabiliser: `z + ε·sign0(z)` with `sign0(z) = 1` for `z ≥ 0`, else `−1`.
+pub fn stabilize(z: f32, epsilon: f32) -> f32 {
+    if z >= 0.0 {
+        z + epsilon
+    } else {
+        z - epsilon
+    }
+}
+
+/// An LRP rule. Construct with the named constructors, which validate parameters.
+#[derive(Debug, Clone, PartialEq)]
+#[non_exhaustive]
+pub enum Rule {
+    /// `R_in = R` — activations, and layers whose relevance passes through unchanged.
+    Pass,
+    /// LRP-ε (Bach 2015): `R_a = a ⊙ mapᵀ(R / stab_ε(aWᵀ + b))`; ε = 0 is LRP-0. Middle and upper layers.
+    Epsilon {
+        /// ε.
+        epsilon: f32,
+        /// Treat the bias as zero.
+        zero_bias: bool,
+    },
+    /// z⁺ (α1β0, Montavon 2017), generalised to negative inputs as in Zennit: positive
+    /// contributions only. Lower layers.
+    ZPlus {
+        /// Stabiliser ε.
+        stabilizer: f32,
+        /// Treat the bias as zero.
+        zero_bias: bool,
+    },
+    /// αβ (Bach 2015): α times the positive and −β times the negative contributions, α − β = 1.
+    AlphaBeta {
+        /// α ≥ 1.
+        alpha: f32,
+        /// β = α − 1.
+        beta: f32,
+        /// Stabiliser ε.
+        stabilizer: f32,
+        /// Treat the bias as zero.
+        zero_bias: bool,
+    },
+    /// γ (Montavon 2019), generalised as in Zennit: weights `W + γW⁺` favour positive contributions.
+    /// Lower and middle layers.
+    Gamma {
+        /// γ ≥ 0.
+        gamma: f32,
+        /// Stabiliser ε.
+        stabilizer: f32,
+        /// Treat the bias as zero.
+        zero_bias: bool,
+    },
+    /// z^B (Montavon 2017) for the input layer of bounded inputs: `low ≤ a ≤ high` per channel.
+    ZBox {
+        /// Lowest input value per channel (one value: every channel).
+        low: Vec<f32>,
+        /// Highest input value per channel.
+        high: Vec<f32>,
+        /// Stabiliser ε.
+        stabilizer: f32,
+    },
+    /// Flat (Lapuschkin 2019): relevance spread uniformly over the receptive field.
+    Flat {
+        /// Stabiliser ε.
+        stabilizer: f32,
+    },
+    /// w² (Montavon 2017): relevance spread in proportion to the squared weights; input layer of
+    /// unbounded inputs.
+    WSquare {
+        /// Stabiliser ε.
+        stabilizer: f32,
+        /// Treat the bias as zero.
+        zero_bias: bool,
+    },
+    /// Norm (Zennit): `R_a = a ⊙ mapᵀ(R / stab(map(a)))` for parameter-free linear ops (average
+    /// pooling, sums).
+    Norm {
+        /// Stabiliser ε.
+        stabilizer: f32,
+    },
+}
+
+/// Zennit's default stabiliser.
+pub const DEFAULT_STABILIZER: f32 = 1e-6;
+
+impl Rule {
+    /// LRP-ε with the bias included.
+    pub fn epsilon(epsilon: f32) -> Rule {
+        Rule::Epsilon { epsilon, zero_bias: false }
+    }
+    /// z⁺ with the bias included.
+    pub fn zplus(stabilizer: f32) -> Rule {
+        Rule::ZPlus { stabilizer, zero_bias: false }
+    }
+    /// αβ; rejects α − β ≠ 1 and negative values, as Zennit does.
+    pub fn alpha_beta(alpha: f32, beta: f32) -> Result<Rule> {
+        if alpha < 0.0 || beta < 0.0 || ((alpha - beta) - 1.0).abs() > 1e-6 {
+            return Err(Error::Config(format!(
+                "the αβ rule needs α, β ≥ 0 and α − β = 1 (got α = {alpha}, β = {beta})"
+            )));
+        }
+        Ok(Rule::AlphaBeta { alpha, beta, stabilizer: DEFAULT_STABILIZER, zero_bias: false })
+    }
+    /// γ; rejects γ < 0.
+    pub fn gamma(gamma: f32) -> Result<Rule> {
+        if gamma < 0.0 || !gamma.is_finite() {
+            return Err(Error::Config(format!("the γ rule needs γ ≥ 0 (got {gamma})")));
+        }
+        Ok(Rule::Gamma { gamma, stabilizer: DEFAULT_STABILIZER, zero_bias: false })
+    }
+    /// z^B with per-channel bounds; rejects `low > high`.
+    pub fn zbox(low: Vec<f32>, high: Vec<f32>) -> Result<Rule> {
+        if low.is_empty() || low.len() != high.len() || low.iter().zip(&high).any(|(l, h)| l > h) {
+            return Err(Error::Config("the z^B rule needs as many low as high bounds, each low ≤ high".into()));
+        }
+        Ok(Rule::ZBox { low, high, stabilizer: DEFAULT_STABILIZER })
+    }
+    /// The same rule with the bias treated as zero (Zennit's `zero_params='bias'`).
+    pub fn without_bias(self) -> Rule {
+        match self {
+            Rule::Epsilon { epsilon, .. } => Rule::Epsilon { epsilon, zero_bias: true },
+            Rule::ZPlus { stabilizer, .. } => Rule::ZPlus { stabilizer, zero_bias: true },
+            Rule::AlphaBeta { alpha, beta, stabilizer, .. } => {
+                Rule::AlphaBeta { alpha, beta, stabilizer, zero_bias: true }
+            }
+            Rule::Gamma { gamma, stabilizer, .. } => Rule::Gamma { gamma, stabilizer, zero_bias: true },
+            Rule::WSquare { stabilizer, .. } => Rule::WSquare { stabilizer, zero_bias: true },
+            other => other,
+        }
+    }
+
+    /// Short name with parameters, as recorded in outputs (`epsilon(1e-6)`).
+    pub fn name(&self) -> String {
+        match self {
+            Rule::Pass => "pass".into(),
+            Rule::Epsilon { epsilon, zero_bias } => format!("epsilon({epsilon}{})", nb(*zero_bias)),
+            Rule::ZPlus { stabilizer, zero_bias } => format!("zplus({stabilizer}{})", nb(*zero_bias)),
+            Rule::AlphaBeta { alpha, beta, zero_bias, .. } => format!("alpha{alpha}-beta{beta}{}", nb(*zero_bias)),
+            Rule::Gamma { gamma, zero_bias, .. } => format!("gamma({gamma}{})", nb(*zero_bias)),
+            Rule::ZBox { .. } => "zbox".into(),
+            Rule::Flat { .. } => "flat".into(),
+            Rule::WSquare { zero_bias, .. } => format!("wsquare{}", nb(*zero_bias)),
+            Rule::Norm { .. } => "norm".into(),
+        }
+    }
+
+    fn groups(&self) -> (Vec<Group>, f32) {
+        use InputMod as I;
+        use ParamMod as P;
+        let b = |zero: bool, m: ParamMod| if zero { P::Zero } else { m };
+        let br = |input, weight, bias| Branch { input, weight, bias, sign: 1.0 };
+        match self {
+            Rule::Pass => (Vec::new(), 0.0),
+            Rule::Epsilon { epsilon, zero_bias } => {
+                (vec![Group::all(vec![br(I::Identity, P::Identity, b(*zero_bias, P::Identity))], 1.0)], *epsilon)
+            }
+            Rule::Norm { stabilizer } => {
+                (vec![Group::all(vec![br(I::Identity, P::Identity, P::Identity)], 1.0)], *stabilizer)
+            }
+            Rule::ZPlus { stabilizer, zero_bias } => (vec![plus_group(*zero_bias, 1.0)], *stabilizer),
+            Rule::AlphaBeta { alpha, beta, stabilizer, zero_bias } => {
+                let minus = Group::all(
+                    vec![
+                        br(I::Positive, P::Negative, b(*zero_bias, P::Negative)),
+                        br(I::Negative, P::Positive, P::Zero),
+                    ],
+                    -beta,
+                );
+                (vec![plus_group(*zero_bias, *alpha), minus], *stabilizer)
+            }
+            Rule::Gamma { gamma, stabilizer, zero_bias } => {
+                let (g, zb) = (*gamma, *zero_bias);
+                let up = Group {
+                    branches: vec![
+                        br(I::Positive, P::GammaUp(g), b(zb, P::GammaUp(g))),
+                        br(I::Negative, P::GammaDown(g), P::Zero),
+                    ],
+                    mask: Mask::Positive,
+                    weight: 1.0,
+                };
+                let down = Group {
+                    branches: vec![
+                        br(I::Positive, P::GammaDown(g), b(zb, P::GammaDown(g))),
+                        br(I::Negative, P::GammaUp(g), P::Zero),
+                    ],
+                    mask: Mask::Negative,
+                    weight: 1.0,
+                };
+                (vec![up, down], *stabilizer)
+            }
+            Rule::ZBox { stabilizer, .. } => (
+                vec![Group::all(
+                    vec![
+                        br(I::Identity, P::Identity, P::Identity),
+                        Branch { input: I::Low, weight: P::Positive, bias: P::Positive, sign: -1.0 },
+                        Branch { input: I::High, weight: P::Negative, bias: P::Negative, sign: -1.0 },
+                    ],
+                    1.0,
+                )],
+                *stabilizer,
+            ),
+            Rule::Flat { stabilizer } => (vec![Group::all(vec![br(I::Ones, P::Ones, P::Zero)], 1.0)], *stabilizer),
+            Rule::WSquare { stabilizer, zero_bias } => {
+                (vec![Group::all(vec![br(I::Ones, P::Square, b(*zero_bias, P::Square))], 1.0)], *stabilizer)
+            }
+        }
+    }
+
+    /// Propagates relevance `r_out` at the output of `map` (input `x`, parameters `params`) to its
+    /// input. All tensors carry the batch as their first axis.
+    pub fn propagate(&self, map: &dyn LinearMap, x: &ArrayD<f32>, params: &Params, r_out: &ArrayD<f32>) -> ArrayD<f32> {
+        let (groups, eps) = self.groups();
+        if groups.is_empty() {
+            return r_out.clone();
+        }
+        let needs_original = groups.iter().any(|g| g.mask != Mask::All);
+        let original = needs_original.then(|| map.forward(x, params));
+        let mut r_in = ArrayD::<f32>::zeros(x.raw_dim());
+        for group in &groups {
+            let inputs: Vec<ArrayD<f32>> = group.branches.iter().map(|br| self.modify_input(br.input, x)).collect();
+            let mods: Vec<Params> = group.branches.iter().map(|br| modify_params(params, br.weight, br.bias)).collect();
+            let mut z = ArrayD::<f32>::zeros(r_out.raw_dim());
+            for ((br, a), p) in group.branches.iter().zip(&inputs).zip(&mods) {
+                z.scaled_add(br.sign, &map.forward(a, p));
+            }
+            let mut s = r_out.clone();
+            Zip::from(&mut s).and(&z).for_each(|s, &z| *s /= stabilize(z, eps));
+            if let Some(orig) = &original {
+                Zip::from(&mut s).and(orig).for_each(|s, &o| {
+                    let keep = match group.mask {
+                        Mask::All => true,
+                        Mask::Positive => o > 0.0,
+                        Mask::Negative => o < 0.0,
+                    };
+                    if !keep {
+                        *s = 0.0;
+                    }
+                });
+            }
+            for ((br, a), p) in group.branches.iter().zip(&inputs).zip(&mods) {
+                let c = map.backward(&s, p, x.shape());
+                let k = group.weight * br.sign;
+                Zip::from(&mut r_in).and(a).and(&c).for_each(|r, &a, &c| *r += k * a * c);
+            }
+        }
+        r_in
+    }
+
+    fn modify_input(&self, m: InputMod, x: &ArrayD<f32>) -> ArrayD<f32> {
+        match m {
+            InputMod::Identity => x.clone(),
+            InputMod::Positive => x.mapv(|v| v.max(0.0)),
+            InputMod::Negative => x.mapv(|v| v.min(0.0)),
+            InputMod::Ones => ArrayD::ones(x.raw_dim()),
+            InputMod::Low | InputMod::High => {
+                let Rule::ZBox { low, high, .. } = self else { return x.clone() };
+                let bound = if m == InputMod::Low { low } else { high };
+                per_channel(x, bound)
+            }
+        }
+    }
+}
+
+fn nb(zero_bias: bool) -> &'static str {
+    if zero_bias {
+        ", no bias"
+    } else {
+        ""
+    }
+}
+
+/// A tensor shaped like `x` holding `values[c]` on channel `c` (axis 1); one value fills all.
+fn per_channel(x: &ArrayD<f32>, values: &[f32]) -> ArrayD<f32> {
+    let mut out = ArrayD::<f32>::zeros(x.raw_dim());
+    if x.ndim() < 2 {
+        out.fill(values[0]);
+        return out;
+    }
+    for (c, mut lane) in out.axis_iter_mut(Axis(1)).enumerate() {
+        lane.fill(if values.len() == 1 { values[0] } else { values.get(c).copied().unwrap_or(values[0]) });
+    }
+    out
+}
+
+fn plus_group(zero_bias: bool, weight: f32) -> Group {
+    let bias = if zero_bias { ParamMod::Zero } else { ParamMod::Positive };
+    Group::all(
+        vec![
+            Branch { input: InputMod::Positive, weight: ParamMod::Positive, bias, sign: 1.0 },
+            Branch { input: InputMod::Negative, weight: ParamMod::Negative, bias: ParamMod::Zero, sign: 1.0 },
+        ],
+        weight,
+    )
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum InputMod {
+    Identity,
+    Positive,
+    Negative,
+    Ones,
+    Low,
+    High,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum ParamMod {
+    Identity,
+    Positive,
+    Negative,
+    Zero,
+    Ones,
+    Square,
+    /// `p + γ·p⁺`
+    GammaUp(f32),
+    /// `p + γ·p⁻`
+    GammaDown(f32),
+}
+
+impl ParamMod {
+    fn apply(self, v: f32) -> f32 {
+        match self {
+            ParamMod::Identity => v,
+            ParamMod::Positive => v.max(0.0),
+            ParamMod::Negative => v.min(0.0),
+            ParamMod::Zero => 0.0,
+            ParamMod::Ones => 1.0,
+            ParamMod::Square => v * v,
+            ParamMod::GammaUp(g) => v + g * v.max(0.0),
+            ParamMod::GammaDown(g) => v + g * v.min(0.0),
+        }
+    }
+}
+
+fn modify_params(p: &Params, weight: ParamMod, bias: ParamMod) -> Params {
+    Params {
+        weight: p.weight.as_ref().map(|w| {
+            if weight == ParamMod::Identity {
+                w.clone()
+            } else {
+                w.mapv(|v| weight.apply(v))
+            }
+        }),
+        bias: match (&p.bias, bias) {
+            (_, ParamMod::Zero) | (None, _) => None,
+            (Some(b), ParamMod::Identity) => Some(b.clone()),
+            (Some(b), m) => Some(b.mapv(|v| m.apply(v))),
+        },
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Mask {
+    All,
+    Positive,
+    Negative,
+}
+
+#[derive(Debug, Clone)]
+struct Branch {
+    input: InputMod,
+    weight: ParamMod,
+    bias: ParamMod,
+    sign: f32,
+}
+
+#[derive(Debug, Clone)]
+struct Group {
+    branches: Vec<Branch>,
+    mask: Mask,
+    weight: f32,
+}
+
+impl Group {
+    fn all(branches: Vec<Branch>, weight: f32) -> Group {
+        Group { branches, mask: Mask::All, weight }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{Array1, Array2, ArrayD, IxDyn};
+
+    use super::super::linear::tests::tensor;
+    use super::super::linear::{Conv2d, Dense, LinearMap, Params};
+    use super::*;
+
+    type M = Array2<f64>;
+
+    fn pos(m: &M) -> M {
+        m.mapv(|v| v.max(0.0))
+    }
+    fn neg(m: &M) -> M {
+        m.mapv(|v| v.min(0.0))
+    }
+    fn stab(m: &M, eps: f64) -> M {
+        m.mapv(|z| if z >= 0.0 { z + eps } else { z - eps })
+    }
+    fn row_bias(n: usize, b: &Array1<f64>) -> M {
+        Array2::from_shape_fn((n, b.len()), |(_, j)| b[j])
+    }
+
+    /// The closed-form matrix replica of each rule (the formulas of the Zennit tests), in f64.
+    /// `a` is `[n, in]`, `w` is `[out, in]`, `b` has length `out`, `r` is `[n, out]`.
+    fn replica(rule: &Rule, a: &M, w: &M, b: &Array1<f64>, r: &M, low: f64, high: f64) -> M {
+        let n = a.nrows();
+        let bias = |f: fn(f64) -> f64| row_bias(n, &b.mapv(f));
+        match rule {
+            Rule::Epsilon { epsilon, zero_bias } => {
+                let bb = if *zero_bias { bias(|_| 0.0) } else { bias(|v| v) };
+                let z = a.dot(&w.t()) + bb;
+                a * &(r / &stab(&z, *epsilon as f64)).dot(w)
+            }
+            Rule::ZPlus { stabilizer, .. } => {
+                let z = pos(a).dot(&pos(w).t()) + neg(a).dot(&neg(w).t()) + bias(|v| v.max(0.0));
+                let s = r / &stab(&z, *stabilizer as f64);
+                pos(a) * &s.dot(&pos(w)) + neg(a) * &s.dot(&neg(w))
+            }
+            Rule::AlphaBeta { alpha, beta, stabilizer, .. } => {
+                let e = *stabilizer as f64;
+                let za = pos(a).dot(&pos(w).t()) + neg(a).dot(&neg(w).t()) + bias(|v| v.max(0.0));
+                let zb = pos(a).dot(&neg(w).t()) + neg(a).dot(&pos(w).t()) + bias(|v| v.min(0.0));
+                let sa = r / &stab(&za, e);
+                let sb = r / &stab(&zb, e);
+                (pos(a) * &sa.dot(&pos(w)) + neg(a) * &sa.dot(&neg(w))) * (*alpha as f64)
+                    - (pos(a) * &sb.dot(&neg(w)) + neg(a) * &sb.dot(&pos(w))) * (*beta as f64)
+            }
+            Rule::Gamma { gamma, stabilizer, .. } => {
+                let (g, e) = (*gamma as f64, *stabilizer as f64);
+                let up = w + &(pos(w) * g);
+                let down = w + &(neg(w) * g);
+                let z = a.dot(&w.t()) + bias(|v| v);
+                let zp = pos(a).dot(&up.t()) + neg(a).dot(&down.t()) + row_bias(n, &b.mapv(|v| v + g * v.max(0.0)));
+                let zn = pos(a).dot(&down.t()) + neg(a).dot(&up.t()) + row_bias(n, &b.mapv(|v| v + g * v.min(0.0)));
+                let sp = r * &z.mapv(|v| f64::from(u8::from(v > 0.0))) / stab(&zp, e);
+                let sn = r * &z.mapv(|v| f64::from(u8::from(v < 0.0))) / stab(&zn, e);
+                pos(a) * &sp.dot(&up) + neg(a) * &sp.dot(&down) + pos(a) * &sn.dot(&down) + neg(a) * &sn.dot(&up)
+            }
+            Rule::ZBox { stabilizer, .. } => {
+                let l = a.mapv(|_| low);
+                let h = a.mapv(|_| high);
+                let z = a.dot(&w.t()) - l.dot(&pos(w).t()) - h.dot(&neg(w).t());
+                let s = r / &stab(&z, *stabilizer as f64);
+                a * &s.dot(w) - l * &s.dot(&pos(w)) - h * &s.dot(&neg(w))
+            }
+            Rule::WSquare { stabilizer, .. } => {
+                let w2 = w.mapv(|v| v * v);
+                let z = a.mapv(|_| 1.0).dot(&w2.t()) + bias(|v| v * v);
+                (r / &stab(&z, *stabilizer as f64)).dot(&w2)
+            }
+            Rule::Flat { stabilizer } => {
+                // Ones wherever the layer connects an input to an output (all of a dense layer; the
+                // receptive fields of a convolution's equivalent dense matrix).
+                let ones = w.mapv(|v| if v != 0.0 { 1.0 } else { 0.0 });
+                let z = a.mapv(|_| 1.0).dot(&ones.t());
+                (r / &stab(&z, *stabilizer as f64)).dot(&ones)
+            }
+            Rule::Norm { .. } | Rule::Pass => unreachable!(),
+        }
+    }
+
+    fn rules() -> Vec<Rule> {
+        vec![
+            Rule::epsilon(1e-6),
+            Rule::epsilon(1.0),
+            Rule::epsilon(1e-6).without_bias(),
+            Rule::zplus(1e-6),
+            Rule::alpha_beta(2.0, 1.0).unwrap(),
+            Rule::alpha_beta(1.0, 0.0).unwrap(),
+            Rule::gamma(0.25).unwrap(),
+            Rule::gamma(0.5).unwrap(),
+            Rule::zbox(vec![-3.0], vec![3.0]).unwrap(),
+            Rule::WSquare { stabilizer: 1e-6, zero_bias: false },
+            Rule::Flat { stabilizer: 1e-6 },
+        ]
+    }
+
+    fn to64(a: &ArrayD<f32>) -> M {
+        let n = a.shape()[0];
+        a.mapv(f64::from).into_shape_with_order((n, a.len() / n)).unwrap()
+    }
+
+    fn assert_close(got: &ArrayD<f32>, want: &M, what: &str) {
+        let got = to64(got);
+        let scale = want.iter().fold(1.0f64, |m, v| m.max(v.abs()));
+        let err = (&got - want).iter().fold(0.0f64, |m, v| m.max(v.abs())) / scale;
+        assert!(err < 1e-4, "{what}: relative error {err}");
+    }
+
+    #[test]
+    fn dense_rules_equal_their_closed_form() {
+        let a = tensor(&[4, 16], 1);
+        let w = tensor(&[15, 16], 2);
+        let b: Array1<f32> = tensor(&[15], 3).into_shape_with_order(15).unwrap();
+        let p = Params { weight: Some(w.clone()), bias: Some(b.clone()) };
+        let r = Dense.forward(&a, &p); // as Zennit's tests: the output is the relevance
+        for rule in rules() {
+            let got = rule.propagate(&Dense, &a, &p, &r);
+            let want = replica(&rule, &to64(&a), &to64(&w), &b.mapv(f64::from), &to64(&r), -3.0, 3.0);
+            assert_close(&got, &want, &rule.name());
+        }
+    }
+
+    /// The dense matrix of a convolution (its Jacobian) and the bias spread over output positions.
+    fn conv_as_dense(conv: &Conv2d, xs: &[usize], w: &ArrayD<f32>, b: &Array1<f32>) -> (M, Array1<f64>) {
+        let inp: usize = xs[1..].iter().product();
+        let one = |i: usize| {
+            let mut e = ArrayD::<f32>::zeros(IxDyn(&[1, xs[1], xs[2], xs[3]]));
+            e.as_slice_mut().unwrap()[i] = 1.0;
+            conv.forward(&e, &Params { weight: Some(w.clone()), bias: None })
+        };
+        let y0 = one(0);
+        let out = y0.len();
+        let mut m = Array2::<f64>::zeros((out, inp));
+        for i in 0..inp {
+            for (o, v) in one(i).iter().enumerate() {
+                m[[o, i]] = f64::from(*v);
+            }
+        }
+        let per = out / b.len();
+        (m, Array1::from_shape_fn(out, |o| f64::from(b[o / per])))
+    }
+
+    #[test]
+    fn conv_rules_equal_the_closed_form_of_the_equivalent_dense_layer() {
+        let cases = [
+            (
+                Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1, kernel: [3, 3] },
+                [2, 3, 5, 5],
+                3,
+            ),
+            (
+                Conv2d { strides: [2, 2], pads: [0, 1, 1, 0], dilations: [1, 1], groups: 1, kernel: [2, 3] },
+                [2, 1, 6, 7],
+                2,
+            ),
+            (
+                Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [2, 2], groups: 3, kernel: [3, 3] },
+                [1, 3, 6, 6],
+                3,
+            ),
+        ];
+        for (k, (conv, xs, co)) in cases.into_iter().enumerate() {
+            let a = tensor(&xs, 40 + k as u64);
+            let w = tensor(&[co, xs[1] / conv.groups, conv.kernel[0], conv.kernel[1]], 50 + k as u64);
+            let b: Array1<f32> = tensor(&[co], 60 + k as u64).into_shape_with_order(co).unwrap();
+            let p = Params { weight: Some(w.clone()), bias: Some(b.clone()) };
+            let r = conv.forward(&a, &p);
+            let (m, bb) = conv_as_dense(&conv, &xs, &w, &b);
+            for rule in rules() {
+                let got = rule.propagate(&conv, &a, &p, &r);
+                let want = replica(&rule, &to64(&a), &m, &bb, &to64(&r), -3.0, 3.0);
+                assert_close(&got, &want, &format!("conv case {k}, {}", rule.name()));
+            }
+        }
+    }
+
+    #[test]
+    fn conserving_rules_conserve() {
+        // LRP-0 and z^B without bias, and z⁺ on non-negative inputs without bias: Σ R_in = Σ R_out.
+        let a = tensor(&[3, 12], 7).mapv(f32::abs);
+        let p = Params { weight: Some(tensor(&[9, 12], 8)), bias: None };
+        let r = tensor(&[3, 9], 9).mapv(f32::abs);
+        for rule in [
+            Rule::epsilon(0.0),
+            Rule::zplus(1e-9),
+            Rule::zbox(vec![0.0], vec![1.0]).unwrap(),
+            Rule::Flat { stabilizer: 1e-9 },
+        ] {
+            let got = rule.propagate(&Dense, &a, &p, &r);
+            for n in 0..3 {
+                let (sin, sout) = (got.index_axis(Axis(0), n).sum(), r.index_axis(Axis(0), n).sum());
+                assert!((sin - sout).abs() < 1e-3 * sout.abs(), "{}: {sin} vs {sout}", rule.name());
+            }
+        }
+        let zp = Rule::zplus(1e-9).propagate(&Dense, &a, &p, &r);
+        assert!(zp.iter().all(|v| *v >= 0.0), "z⁺ relevance is non-negative for non-negative inputs and relevance");
+    }
+
+    #[test]
+    fn constructors_validate() {
+        assert!(Rule::alpha_beta(2.0, 0.5).is_err());
+        assert!(Rule::alpha_beta(-1.0, -2.0).is_err());
+        assert!(Rule::gamma(-0.1).is_err());
+        assert!(Rule::zbox(vec![1.0], vec![0.0]).is_err());
+        assert_eq!(
+            Rule::Pass.propagate(&Dense, &tensor(&[1, 2], 1), &Params::default(), &tensor(&[1, 2], 2)),
+            tensor(&[1, 2], 2)
+        );
+    }
+}
