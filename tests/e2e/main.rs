@@ -7,3 +7,4 @@ mod bad_input;
 mod common;
 mod evaluate;
 mod model;
+mod relevance;

@@ -148,8 +148,8 @@ impl Graph {
     }
 
     /// The nodes that read `tensor`.
-    pub fn consumers_of<'a>(&'a self, tensor: &'a str) -> impl Iterator<Item = &'a Node> + 'a {
-        self.nodes.iter().filter(move |n| n.inputs.iter().any(|i| i == tensor))
+    pub fn consumers_of(&self, tensor: &str) -> Vec<&Node> {
+        self.nodes.iter().filter(|n| n.inputs.iter().any(|i| i == tensor)).collect()
     }
 
     /// A weight (initializer or constant) by tensor name.

@@ -1,0 +1,223 @@
+//! Pooling for relevance propagation: max pooling routes each output's relevance to the winner of
+//! its window (the gradient, as Zennit uses it), average pooling is a [`LinearMap`] for the Norm rule.
+//!
+//! Window geometry follows ONNX (`kernel_shape`, `strides`, `pads = [top, left, bottom, right]`,
+//! `dilations`); the output size is taken from the forward activation, so `ceil_mode` needs no
+//! separate rule. Padded positions never win a max window. Ties go to the first maximum in
+//! row-major window order, as PyTorch's max-pool gradient does.
+
+use ndarray::{Array4, ArrayD, Axis, Ix4};
+
+use super::linear::{LinearMap, Params};
+
+/// Geometry of a 2-D pooling window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Window {
+    /// `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// `[sh, sw]`.
+    pub strides: [usize; 2],
+    /// `[top, left, bottom, right]`.
+    pub pads: [usize; 4],
+    /// `[dh, dw]`.
+    pub dilations: [usize; 2],
+    /// Output `[height, width]` (from the forward pass).
+    pub output: [usize; 2],
+}
+
+impl Window {
+    /// Input positions `(h, w)` of window `(oh, ow)` inside an `h × w` input, in row-major order.
+    fn positions(&self, oh: usize, ow: usize, h: usize, w: usize) -> impl Iterator<Item = (usize, usize)> + '_ {
+        let (i0, j0) = (
+            (oh * self.strides[0]) as isize - self.pads[0] as isize,
+            (ow * self.strides[1]) as isize - self.pads[1] as isize,
+        );
+        (0..self.kernel[0]).flat_map(move |i| {
+            (0..self.kernel[1]).filter_map(move |j| {
+                let ih = i0 + (i * self.dilations[0]) as isize;
+                let iw = j0 + (j * self.dilations[1]) as isize;
+                (ih >= 0 && iw >= 0 && (ih as usize) < h && (iw as usize) < w).then_some((ih as usize, iw as usize))
+            })
+        })
+    }
+
+    /// Number of window positions counted by the average, ONNX `count_include_pad` semantics:
+    /// with it, positions in the explicit padding count (but not those beyond it, as PyTorch).
+    fn count(&self, oh: usize, ow: usize, h: usize, w: usize, include_pad: bool) -> usize {
+        if !include_pad {
+            return self.positions(oh, ow, h, w).count();
+        }
+        let span = |o: usize, ax: usize, size: usize| {
+            let start = (o * self.strides[ax]) as isize - self.pads[ax] as isize;
+            let end = (start + (self.dilations[ax] * (self.kernel[ax] - 1) + 1) as isize)
+                .min((size + self.pads[ax + 2]) as isize);
+            let start = start.max(-(self.pads[ax] as isize));
+            ((end - start).max(0) as usize).div_ceil(self.dilations[ax])
+        };
+        span(oh, 0, h) * span(ow, 1, w)
+    }
+}
+
+fn as4(a: &ArrayD<f32>) -> ndarray::ArrayView4<'_, f32> {
+    a.view().into_dimensionality::<Ix4>().expect("NCHW tensor")
+}
+
+/// Winner-takes-all: each output's relevance goes to the first maximum of its window.
+pub fn max_pool_relevance(window: &Window, x: &ArrayD<f32>, r_out: &ArrayD<f32>) -> ArrayD<f32> {
+    let (x4, r4) = (as4(x), as4(r_out));
+    let (n, c, h, w) = x4.dim();
+    let mut r_in = Array4::<f32>::zeros((n, c, h, w));
+    for b in 0..n {
+        for ch in 0..c {
+            let plane = x4.slice(ndarray::s![b, ch, .., ..]);
+            for oh in 0..window.output[0] {
+                for ow in 0..window.output[1] {
+                    let mut best: Option<((usize, usize), f32)> = None;
+                    for (ih, iw) in window.positions(oh, ow, h, w) {
+                        let v = plane[[ih, iw]];
+                        if best.is_none_or(|(_, m)| v > m || (m.is_nan() && !v.is_nan())) {
+                            best = Some(((ih, iw), v));
+                        }
+                    }
+                    if let Some(((ih, iw), _)) = best {
+                        r_in[[b, ch, ih, iw]] += r4[[b, ch, oh, ow]];
+                    }
+                }
+            }
+        }
+    }
+    r_in.into_dyn()
+}
+
+/// Average pooling as a linear map (no parameters); with [`super::Rule::Norm`] it splits each
+/// output's relevance over its window in proportion to the inputs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AvgPool2d {
+    /// The window.
+    pub window: Window,
+    /// ONNX `count_include_pad`.
+    pub count_include_pad: bool,
+}
+
+impl LinearMap for AvgPool2d {
+    fn forward(&self, x: &ArrayD<f32>, _params: &Params) -> ArrayD<f32> {
+        let x4 = as4(x);
+        let (n, c, h, w) = x4.dim();
+        let [oh_n, ow_n] = self.window.output;
+        let mut y = Array4::<f32>::zeros((n, c, oh_n, ow_n));
+        for ((b, ch, oh, ow), v) in y.indexed_iter_mut() {
+            let sum: f32 = self.window.positions(oh, ow, h, w).map(|(i, j)| x4[[b, ch, i, j]]).sum();
+            *v = sum / self.window.count(oh, ow, h, w, self.count_include_pad).max(1) as f32;
+        }
+        y.into_dyn()
+    }
+
+    fn backward(&self, s: &ArrayD<f32>, _params: &Params, input_shape: &[usize]) -> ArrayD<f32> {
+        let s4 = as4(s);
+        let (h, w) = (input_shape[2], input_shape[3]);
+        let mut dx = Array4::<f32>::zeros((input_shape[0], input_shape[1], h, w));
+        for ((b, ch, oh, ow), v) in s4.indexed_iter() {
+            let share = v / self.window.count(oh, ow, h, w, self.count_include_pad).max(1) as f32;
+            for (i, j) in self.window.positions(oh, ow, h, w) {
+                dx[[b, ch, i, j]] += share;
+            }
+        }
+        dx.into_dyn()
+    }
+}
+
+/// Global average pooling over every axis after the first two (`[N, C, …] → [N, C, 1, …]`).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct GlobalAvgPool;
+
+impl LinearMap for GlobalAvgPool {
+    fn forward(&self, x: &ArrayD<f32>, _params: &Params) -> ArrayD<f32> {
+        let (n, c) = (x.shape()[0], x.shape()[1]);
+        let spatial = x.len() / (n * c).max(1);
+        let flat = x.as_standard_layout().into_owned().into_shape_with_order((n, c, spatial)).expect("contiguous");
+        let mean = flat.mean_axis(Axis(2)).expect("non-empty");
+        let mut shape = vec![n, c];
+        shape.extend(std::iter::repeat_n(1, x.ndim() - 2));
+        mean.into_shape_with_order(shape).expect("shape").into_dyn()
+    }
+
+    fn backward(&self, s: &ArrayD<f32>, _params: &Params, input_shape: &[usize]) -> ArrayD<f32> {
+        let (n, c) = (input_shape[0], input_shape[1]);
+        let spatial: usize = input_shape[2..].iter().product();
+        let s2 = s.as_standard_layout().into_owned().into_shape_with_order((n, c)).expect("[N, C, 1, 1]");
+        let mut dx = ndarray::Array3::<f32>::zeros((n, c, spatial));
+        for ((b, ch), v) in s2.indexed_iter() {
+            dx.slice_mut(ndarray::s![b, ch, ..]).fill(v / spatial as f32);
+        }
+        dx.into_shape_with_order(input_shape.to_vec()).expect("input shape").into_dyn()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::IxDyn;
+
+    use super::super::linear::tests::tensor;
+    use super::super::Rule;
+    use super::*;
+
+    fn win(k: usize, s: usize, p: usize, out: usize) -> Window {
+        Window { kernel: [k, k], strides: [s, s], pads: [p; 4], dilations: [1, 1], output: [out, out] }
+    }
+
+    #[test]
+    fn max_pool_ties_go_to_the_first_maximum_and_overlaps_accumulate() {
+        // 1×1×3×3 input, all equal: 2×2 windows with stride 1 → 4 windows, each winner at its
+        // top-left position; pixel (0,0),(0,1),(1,0),(1,1) each win once.
+        let x = ArrayD::<f32>::ones(IxDyn(&[1, 1, 3, 3]));
+        let r = ArrayD::from_shape_vec(IxDyn(&[1, 1, 2, 2]), vec![1.0, 2.0, 3.0, 4.0]).unwrap();
+        let out = max_pool_relevance(&win(2, 1, 0, 2), &x, &r);
+        assert_eq!(out.iter().copied().collect::<Vec<_>>(), vec![1.0, 2.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
+        // Overlapping 3×3 stride-1 windows on a peak: the peak collects every window's relevance.
+        let mut x = ArrayD::<f32>::zeros(IxDyn(&[1, 1, 4, 4]));
+        x[[0, 0, 1, 2]] = 5.0;
+        let r = ArrayD::<f32>::ones(IxDyn(&[1, 1, 2, 2]));
+        let out = max_pool_relevance(&win(3, 1, 0, 2), &x, &r);
+        assert_eq!(out[[0, 0, 1, 2]], 4.0);
+        assert_eq!(out.sum(), 4.0);
+    }
+
+    #[test]
+    fn padded_positions_never_win() {
+        let x = ArrayD::from_elem(IxDyn(&[1, 1, 2, 2]), -1.0f32);
+        let r = ArrayD::<f32>::ones(IxDyn(&[1, 1, 2, 2]));
+        let out = max_pool_relevance(&win(2, 1, 1, 2), &x, &r);
+        // Window (0,0) covers padding and pixel (0,0) only: the negative pixel still wins.
+        assert_eq!(out.sum(), 4.0);
+        assert_eq!(out[[0, 0, 0, 0]], 4.0, "every window's first real maximum is pixel (0,0)");
+    }
+
+    #[test]
+    fn average_pool_backward_is_its_transpose_and_norm_conserves() {
+        for (k, s, p, inc) in [(2, 2, 0, false), (3, 2, 1, false), (3, 2, 1, true), (3, 1, 1, true)] {
+            let x = tensor(&[2, 3, 7, 7], 5).mapv(f32::abs);
+            let out = (7 + 2 * p - k) / s + 1;
+            let map = AvgPool2d { window: win(k, s, p, out), count_include_pad: inc };
+            let y = map.forward(&x, &Params::default());
+            let sv = tensor(y.shape(), 6);
+            let lhs = (&y * &sv).sum();
+            let rhs = (&x * &map.backward(&sv, &Params::default(), x.shape())).sum();
+            assert!((lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0));
+            let r = y.clone();
+            let r_in = Rule::Norm { stabilizer: 1e-12 }.propagate(&map, &x, &Params::default(), &r);
+            assert!((r_in.sum() - r.sum()).abs() < 1e-3 * r.sum(), "Norm conserves ({k},{s},{p},{inc})");
+        }
+        let x = tensor(&[2, 3, 4, 5], 9);
+        let y = GlobalAvgPool.forward(&x, &Params::default());
+        assert_eq!(y.shape(), &[2, 3, 1, 1]);
+        assert!((y[[1, 2, 0, 0]] - x.slice(ndarray::s![1, 2, .., ..]).mean().unwrap()).abs() < 1e-6);
+    }
+
+    #[test]
+    fn count_include_pad_counts_explicit_padding_only() {
+        let w = win(3, 2, 1, 2);
+        // Window (0,0) of a 3×3 input with pad 1: 2×2 real pixels, 3×3 with padding.
+        assert_eq!(w.count(0, 0, 3, 3, false), 4);
+        assert_eq!(w.count(0, 0, 3, 3, true), 9);
+    }
+}

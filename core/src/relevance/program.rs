@@ -1,0 +1,725 @@
+//! The model graph rewritten for relevance propagation: one [`Step`] per node that carries
+//! activations from the input to the explained output, in topological order.
+//!
+//! Canonicalisation, as Zennit's canonizers do it:
+//! - `BatchNormalization` directly after a `Conv`/`Gemm`/`MatMul` whose output it alone reads is merged
+//!   into that layer (`W' = W·s`, `b' = (b − μ)·s + β`, `s = γ/√(σ² + ε)`); both tensors then carry the
+//!   same relevance. Any other BatchNormalization passes relevance through (Zennit's `Pass`).
+//! - `MatMul` followed by an `Add` of a constant is one dense layer with a bias.
+//! - A trailing `Softmax`/`LogSoftmax` is skipped: relevance starts at the logits.
+//! - Nodes that only compute shapes (integer tensors) are not steps.
+//!
+//! Ops are looked up in a registry (see [`supported_ops`]); any op on the data path that is not in it is reported,
+//! with its node, before any work starts.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use ndarray::{Array1, ArrayD, Axis, IxDyn, Slice};
+
+use super::composite::{LayerKind, Preset};
+use super::linear::{Conv2d, Dense, LinearMap, Params};
+use super::pool::{max_pool_relevance, AvgPool2d, GlobalAvgPool, Window};
+use super::rule::{stabilize, Rule};
+use crate::error::{Error, Result};
+use crate::model::{Attribute, Graph, Node, Weight};
+
+/// How one node propagates relevance.
+#[derive(Debug, Clone)]
+pub enum StepKind {
+    /// A dense layer with its (merged) parameters.
+    Dense(Params),
+    /// A 2-D convolution with its (merged) parameters.
+    Conv(ConvSpec, Params),
+    /// A 2-D transposed convolution.
+    ConvTranspose(ConvSpec, Params),
+    /// Max pooling (winner takes all).
+    MaxPool(PoolSpec),
+    /// Average pooling (Norm rule).
+    AvgPool(PoolSpec, bool),
+    /// Global average pooling (Norm rule).
+    GlobalAvgPool,
+    /// Sum of several activations (and constants): proportional split (Norm rule).
+    Add,
+    /// Multiplication by a constant factor: the gradient.
+    Scale(f32),
+    /// Relevance unchanged (activations, dropout, unmerged batch norm, subtraction of a constant).
+    Pass,
+    /// Reshape back to the input's shape (Flatten, Reshape, Squeeze, Unsqueeze).
+    Reshape,
+    /// Inverse permutation.
+    Transpose(Vec<usize>),
+    /// Crop the padding away: `[begin_0, …, begin_n, end_0, …, end_n]`.
+    Pad(Vec<i64>),
+    /// Split along an axis.
+    Concat(i64),
+}
+
+/// Geometry attributes of a convolution (pads resolved per input size at run time).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConvSpec {
+    /// `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// `[sh, sw]`.
+    pub strides: [usize; 2],
+    /// `[dh, dw]`.
+    pub dilations: [usize; 2],
+    /// `[top, left, bottom, right]` when explicit.
+    pub pads: [usize; 4],
+    /// ONNX `auto_pad`.
+    pub auto_pad: String,
+    /// Groups.
+    pub groups: usize,
+}
+
+/// Geometry attributes of a pooling window.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PoolSpec {
+    /// `[kh, kw]`.
+    pub kernel: [usize; 2],
+    /// `[sh, sw]`.
+    pub strides: [usize; 2],
+    /// `[dh, dw]`.
+    pub dilations: [usize; 2],
+    /// `[top, left, bottom, right]` when explicit.
+    pub pads: [usize; 4],
+    /// ONNX `auto_pad`.
+    pub auto_pad: String,
+}
+
+/// One propagation step.
+#[derive(Debug, Clone)]
+pub struct Step {
+    /// The ONNX node (for a merged layer, the linear node).
+    pub node: String,
+    /// Its op type (`Conv+BatchNormalization` for a merged pair).
+    pub op: String,
+    /// Input activations, by tensor name.
+    pub inputs: Vec<String>,
+    /// The output tensor relevance arrives at.
+    pub output: String,
+    /// Other tensors that carry the same relevance as `output` (a merged layer's inner output).
+    pub aliases: Vec<String>,
+    /// How relevance crosses the step.
+    pub kind: StepKind,
+    /// The rule, for linear layers.
+    pub rule: Option<Rule>,
+}
+
+/// The whole rewritten graph and the rules chosen for it.
+#[derive(Debug, Clone)]
+pub struct Program {
+    /// Steps in topological order.
+    pub steps: Vec<Step>,
+    /// The model input.
+    pub input: String,
+    /// Where relevance starts (the explained output, before a trailing Softmax).
+    pub start: String,
+    /// The preset the rules come from.
+    pub preset: Preset,
+}
+
+type Builder = fn(&Node, &Ctx<'_>) -> Result<StepKind>;
+
+struct Ctx<'a> {
+    graph: &'a Graph,
+    path: &'a std::path::Path,
+    data: &'a HashSet<String>,
+}
+
+/// The ops relevance propagation supports, and how each becomes a step.
+const OPS: &[(&str, Builder)] = &[
+    ("Conv", build_conv),
+    ("ConvTranspose", build_conv_transpose),
+    ("Gemm", build_gemm),
+    ("MatMul", build_matmul),
+    ("BatchNormalization", |_, _| Ok(StepKind::Pass)),
+    ("Relu", |_, _| Ok(StepKind::Pass)),
+    ("LeakyRelu", |_, _| Ok(StepKind::Pass)),
+    ("PRelu", |_, _| Ok(StepKind::Pass)),
+    ("Elu", |_, _| Ok(StepKind::Pass)),
+    ("Selu", |_, _| Ok(StepKind::Pass)),
+    ("Softplus", |_, _| Ok(StepKind::Pass)),
+    ("Sigmoid", |_, _| Ok(StepKind::Pass)),
+    ("Tanh", |_, _| Ok(StepKind::Pass)),
+    ("Clip", |_, _| Ok(StepKind::Pass)),
+    ("HardSigmoid", |_, _| Ok(StepKind::Pass)),
+    ("Dropout", |_, _| Ok(StepKind::Pass)),
+    ("Identity", |_, _| Ok(StepKind::Pass)),
+    ("Cast", |_, _| Ok(StepKind::Pass)),
+    ("MaxPool", |n, c| Ok(StepKind::MaxPool(pool_spec(n, c)?))),
+    ("AveragePool", |n, c| {
+        Ok(StepKind::AvgPool(
+            pool_spec(n, c)?,
+            n.attributes.get("count_include_pad").and_then(Attribute::as_int) == Some(1),
+        ))
+    }),
+    ("GlobalAveragePool", |_, _| Ok(StepKind::GlobalAvgPool)),
+    ("Flatten", |_, _| Ok(StepKind::Reshape)),
+    ("Reshape", |_, _| Ok(StepKind::Reshape)),
+    ("Squeeze", |_, _| Ok(StepKind::Reshape)),
+    ("Unsqueeze", |_, _| Ok(StepKind::Reshape)),
+    ("Transpose", build_transpose),
+    ("Pad", build_pad),
+    ("Concat", |n, _| Ok(StepKind::Concat(n.attributes.get("axis").and_then(Attribute::as_int).unwrap_or(0)))),
+    ("Add", |_, _| Ok(StepKind::Add)),
+    ("Sub", build_sub),
+    ("Mul", |n, c| build_scale(n, c, false)),
+    ("Div", |n, c| build_scale(n, c, true)),
+];
+
+/// The op types relevance propagation supports, sorted.
+pub fn supported_ops() -> Vec<&'static str> {
+    let mut ops: Vec<&str> = OPS.iter().map(|(n, _)| *n).collect();
+    ops.extend(["Softmax", "LogSoftmax"]);
+    ops.sort_unstable();
+    ops
+}
+
+fn unsupported(c: &Ctx<'_>, node: &Node, what: &str) -> Error {
+    Error::UnsupportedOp {
+        path: c.path.to_path_buf(),
+        node: node.name.clone(),
+        op: format!("{} ({what})", node.op_type),
+    }
+}
+
+fn ints(node: &Node, name: &str) -> Option<Vec<usize>> {
+    node.attributes.get(name).and_then(Attribute::as_ints).map(|v| v.iter().map(|&x| x.max(0) as usize).collect())
+}
+
+fn pair(v: Option<Vec<usize>>, default: usize) -> [usize; 2] {
+    match v.as_deref() {
+        Some([a, b]) => [*a, *b],
+        _ => [default, default],
+    }
+}
+
+fn quad(v: Option<Vec<usize>>) -> [usize; 4] {
+    match v.as_deref() {
+        Some([t, l, b, r]) => [*t, *l, *b, *r],
+        _ => [0; 4],
+    }
+}
+
+fn auto_pad(node: &Node) -> String {
+    node.attributes.get("auto_pad").and_then(Attribute::as_str).unwrap_or("NOTSET").to_string()
+}
+
+fn weight_f32<'a>(c: &'a Ctx<'_>, node: &Node, ix: usize) -> Result<Option<&'a ArrayD<f32>>> {
+    let Some(name) = node.inputs.get(ix).filter(|s| !s.is_empty()) else { return Ok(None) };
+    match c.graph.weight(name) {
+        Some(Weight::F32(a)) => Ok(Some(a)),
+        _ if c.data.contains(name) => Err(unsupported(c, node, &format!("input `{name}` must be a constant weight"))),
+        _ => Err(unsupported(c, node, &format!("input `{name}` is not a float constant"))),
+    }
+}
+
+fn conv_spec(node: &Node, c: &Ctx<'_>, w: &ArrayD<f32>) -> Result<ConvSpec> {
+    if w.ndim() != 4 {
+        return Err(unsupported(c, node, "only 2-D convolutions are supported"));
+    }
+    Ok(ConvSpec {
+        kernel: [w.shape()[2], w.shape()[3]],
+        strides: pair(ints(node, "strides"), 1),
+        dilations: pair(ints(node, "dilations"), 1),
+        pads: quad(ints(node, "pads")),
+        auto_pad: auto_pad(node),
+        groups: node.attributes.get("group").and_then(Attribute::as_int).unwrap_or(1).max(1) as usize,
+    })
+}
+
+fn bias(c: &Ctx<'_>, node: &Node, ix: usize) -> Result<Option<Array1<f32>>> {
+    Ok(weight_f32(c, node, ix)?.map(|b| b.iter().copied().collect()))
+}
+
+fn build_conv(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
+    let w = weight_f32(c, node, 1)?.ok_or_else(|| unsupported(c, node, "no weight"))?;
+    let spec = conv_spec(node, c, w)?;
+    Ok(StepKind::Conv(spec, Params { weight: Some(w.clone()), bias: bias(c, node, 2)? }))
+}
+
+fn build_conv_transpose(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
+    let w = weight_f32(c, node, 1)?.ok_or_else(|| unsupported(c, node, "no weight"))?;
+    let spec = conv_spec(node, c, w)?;
+    Ok(StepKind::ConvTranspose(spec, Params { weight: Some(w.clone()), bias: bias(c, node, 2)? }))
+}
+
+fn build_gemm(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
+    let attr_f = |n: &str| node.attributes.get(n).and_then(Attribute::as_float).unwrap_or(1.0);
+    let attr_i = |n: &str| node.attributes.get(n).and_then(Attribute::as_int).unwrap_or(0);
+    if attr_i("transA") != 0 {
+        return Err(unsupported(c, node, "transA = 1: the batch must be the first axis"));
+    }
+    let b = weight_f32(c, node, 1)?.ok_or_else(|| unsupported(c, node, "no weight"))?;
+    let b2 = b.view().into_dimensionality::<ndarray::Ix2>().map_err(|_| unsupported(c, node, "weight must be 2-D"))?;
+    let w = if attr_i("transB") != 0 { b2.to_owned() } else { b2.t().to_owned() } * attr_f("alpha");
+    let out = w.nrows();
+    let bias = match weight_f32(c, node, 2)? {
+        None => None,
+        Some(cb) => {
+            let beta = attr_f("beta");
+            let flat: Vec<f32> = cb.iter().map(|v| v * beta).collect();
+            Some(match flat.len() {
+                1 => Array1::from_elem(out, flat[0]),
+                n if n == out => Array1::from(flat),
+                _ => return Err(unsupported(c, node, "bias C must have one value per output")),
+            })
+        }
+    };
+    Ok(StepKind::Dense(Params { weight: Some(w.into_dyn()), bias }))
+}
+
+fn build_matmul(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
+    let b = weight_f32(c, node, 1)?.ok_or_else(|| unsupported(c, node, "the second operand must be a weight"))?;
+    let b2 = b.view().into_dimensionality::<ndarray::Ix2>().map_err(|_| unsupported(c, node, "weight must be 2-D"))?;
+    Ok(StepKind::Dense(Params { weight: Some(b2.t().to_owned().into_dyn()), bias: None }))
+}
+
+fn build_transpose(node: &Node, _c: &Ctx<'_>) -> Result<StepKind> {
+    Ok(StepKind::Transpose(ints(node, "perm").unwrap_or_default()))
+}
+
+fn build_pad(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
+    let mode = node.attributes.get("mode").and_then(Attribute::as_str).unwrap_or("constant");
+    if mode != "constant" {
+        return Err(unsupported(c, node, "only constant padding"));
+    }
+    let pads: Vec<i64> = match node.attributes.get("pads").and_then(Attribute::as_ints) {
+        Some(p) => p.to_vec(),
+        None => match node.inputs.get(1).and_then(|n| c.graph.weight(n)) {
+            Some(Weight::I64(a)) => a.iter().copied().collect(),
+            _ => return Err(unsupported(c, node, "pads must be constant")),
+        },
+    };
+    if node.inputs.get(3).is_some_and(|s| !s.is_empty()) {
+        return Err(unsupported(c, node, "padding a subset of axes"));
+    }
+    Ok(StepKind::Pad(pads))
+}
+
+fn scalar(c: &Ctx<'_>, node: &Node) -> Result<f32> {
+    let Some(name) = node.inputs.iter().find(|n| !c.data.contains(*n)) else {
+        return Err(unsupported(c, node, "both operands are activations"));
+    };
+    match c.graph.weight(name) {
+        Some(Weight::F32(a)) if a.len() == 1 => Ok(a.iter().copied().next().unwrap_or(1.0)),
+        _ => Err(unsupported(c, node, "only a scalar constant operand")),
+    }
+}
+
+fn build_scale(node: &Node, c: &Ctx<'_>, divide: bool) -> Result<StepKind> {
+    let k = scalar(c, node)?;
+    if divide && !c.data.contains(&node.inputs[0]) {
+        return Err(unsupported(c, node, "dividing a constant by an activation"));
+    }
+    Ok(StepKind::Scale(if divide { 1.0 / k } else { k }))
+}
+
+fn build_sub(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
+    scalar(c, node)?;
+    if !c.data.contains(&node.inputs[0]) {
+        return Err(unsupported(c, node, "subtracting an activation from a constant"));
+    }
+    Ok(StepKind::Pass)
+}
+
+fn pool_spec(node: &Node, c: &Ctx<'_>) -> Result<PoolSpec> {
+    let kernel = ints(node, "kernel_shape").unwrap_or_default();
+    if kernel.len() != 2 {
+        return Err(unsupported(c, node, "only 2-D pooling"));
+    }
+    Ok(PoolSpec {
+        kernel: [kernel[0], kernel[1]],
+        strides: pair(ints(node, "strides"), 1),
+        dilations: pair(ints(node, "dilations"), 1),
+        pads: quad(ints(node, "pads")),
+        auto_pad: auto_pad(node),
+    })
+}
+
+/// Explicit `[top, left, bottom, right]` pads for an input of `hw`, resolving `auto_pad`.
+fn resolve_pads(
+    auto: &str,
+    pads: [usize; 4],
+    hw: [usize; 2],
+    kernel: [usize; 2],
+    strides: [usize; 2],
+    dil: [usize; 2],
+) -> [usize; 4] {
+    match auto {
+        "SAME_UPPER" | "SAME_LOWER" => {
+            let mut p = [0; 4];
+            for ax in 0..2 {
+                let out = hw[ax].div_ceil(strides[ax]);
+                let total = ((out - 1) * strides[ax] + dil[ax] * (kernel[ax] - 1) + 1).saturating_sub(hw[ax]);
+                let small = total / 2;
+                let (begin, end) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                p[ax] = begin;
+                p[ax + 2] = end;
+            }
+            p
+        }
+        "VALID" => [0; 4],
+        _ => pads,
+    }
+}
+
+impl Program {
+    /// Rewrites `graph` for relevance propagation towards `output`. `data` names the float tensors a
+    /// forward run produces (batched activations); `bounds` are the input's lowest and highest values
+    /// per channel (for z^B). Fails, naming node and op, on any op of the data path that is not
+    /// supported.
+    pub fn new(
+        graph: &Graph,
+        path: &std::path::Path,
+        data: &HashSet<String>,
+        output: &str,
+        preset: Preset,
+        bounds: &(Vec<f32>, Vec<f32>),
+    ) -> Result<Program> {
+        let input = graph.inputs.first().map(|i| i.name.clone()).unwrap_or_default();
+        let c = Ctx { graph, path, data };
+        // Where relevance starts: skip a trailing Softmax.
+        let mut start = output.to_string();
+        if let Some(p) = graph.producer_of(output) {
+            if p.op_type == "Softmax" || p.op_type == "LogSoftmax" {
+                start = p.inputs[0].clone();
+            }
+        }
+        // Nodes on the data path from the input to `start`.
+        let needed = {
+            let mut needed: HashSet<&str> = [start.as_str()].into();
+            for n in graph.nodes.iter().rev() {
+                if n.outputs.iter().any(|o| needed.contains(o.as_str())) {
+                    for i in n.inputs.iter().filter(|i| data.contains(*i)) {
+                        needed.insert(i);
+                    }
+                }
+            }
+            needed
+        };
+        let on_path = |n: &Node| {
+            n.outputs.iter().any(|o| needed.contains(o.as_str()) && data.contains(o))
+                && n.inputs.iter().any(|i| data.contains(i))
+        };
+        let registry: HashMap<&str, Builder> = OPS.iter().copied().collect();
+        let consumers = |t: &str| graph.consumers_of(t).len();
+        let mut steps: Vec<Step> = Vec::new();
+        let mut merged: HashSet<String> = HashSet::new();
+        for node in graph.nodes.iter().filter(|n| on_path(n)) {
+            if merged.contains(&node.name) {
+                continue;
+            }
+            let build = registry.get(node.op_type.as_str()).ok_or_else(|| Error::UnsupportedOp {
+                path: path.to_path_buf(),
+                node: node.name.clone(),
+                op: format!("{} (no relevance rule; supported: {})", node.op_type, supported_ops().join(", ")),
+            })?;
+            let mut kind = build(node, &c)?;
+            let mut output = node.outputs[0].clone();
+            let mut aliases = Vec::new();
+            let mut op = node.op_type.clone();
+            let linear = matches!(kind, StepKind::Dense(_) | StepKind::Conv(..));
+            // Merge a following BatchNormalization or bias Add into this linear layer.
+            if linear && consumers(&output) == 1 && !graph.outputs.iter().any(|o| o.name == output) {
+                let produced = output.clone();
+                if let Some(next) = graph.consumers_of(&produced).first().copied() {
+                    let fused = match next.op_type.as_str() {
+                        "BatchNormalization" => merge_batch_norm(&mut kind, next, &c)?,
+                        "Add" if matches!(kind, StepKind::Dense(_)) && node.op_type == "MatMul" => {
+                            merge_bias(&mut kind, next, &produced, &c)
+                        }
+                        _ => false,
+                    };
+                    if fused {
+                        aliases.push(output.clone());
+                        output = next.outputs[0].clone();
+                        op = format!("{}+{}", node.op_type, next.op_type);
+                        merged.insert(next.name.clone());
+                    }
+                }
+            }
+            let inputs: Vec<String> = match &kind {
+                StepKind::Dense(_)
+                | StepKind::Conv(..)
+                | StepKind::ConvTranspose(..)
+                | StepKind::Reshape
+                | StepKind::Pad(_) => {
+                    vec![node.inputs[0].clone()]
+                }
+                _ => node.inputs.iter().filter(|i| data.contains(*i)).cloned().collect(),
+            };
+            steps.push(Step { node: node.name.clone(), op, inputs, output, aliases, kind, rule: None });
+        }
+        // Rules.
+        let mut firsts: HashSet<usize> = HashSet::new();
+        for kinds in [preset.first_layer_kinds()] {
+            if let Some(ix) = steps.iter().position(|s| step_layer_kind(s).is_some_and(|k| kinds.contains(&k))) {
+                firsts.insert(ix);
+            }
+        }
+        for (ix, s) in steps.iter_mut().enumerate() {
+            s.rule = match step_layer_kind(s) {
+                Some(k) => Some(preset.rule(k, firsts.contains(&ix), bounds)?),
+                None => match s.kind {
+                    StepKind::AvgPool(..) | StepKind::GlobalAvgPool | StepKind::Add => {
+                        Some(Rule::Norm { stabilizer: preset.stabilizer() })
+                    }
+                    _ => None,
+                },
+            };
+        }
+        Ok(Program { steps, input, start, preset })
+    }
+
+    /// Propagates `start_relevance` (shaped like the start tensor) back to the input through the
+    /// activations of one forward run, returning the relevance of every tensor visited.
+    pub fn propagate(
+        &self,
+        acts: &BTreeMap<String, ArrayD<f32>>,
+        start_relevance: ArrayD<f32>,
+    ) -> Result<BTreeMap<String, ArrayD<f32>>> {
+        let mut rel: BTreeMap<String, ArrayD<f32>> = BTreeMap::new();
+        rel.insert(self.start.clone(), start_relevance);
+        for step in self.steps.iter().rev() {
+            let Some(r) = rel.get(&step.output).cloned() else { continue };
+            for a in &step.aliases {
+                rel.insert(a.clone(), r.clone());
+            }
+            let contributions = self.step_back(step, &r, acts)?;
+            for (name, c) in contributions {
+                match rel.get_mut(&name) {
+                    Some(existing) if existing.shape() == c.shape() => *existing += &c,
+                    _ => {
+                        rel.insert(name, c);
+                    }
+                }
+            }
+        }
+        Ok(rel)
+    }
+
+    fn step_back(
+        &self,
+        step: &Step,
+        r: &ArrayD<f32>,
+        acts: &BTreeMap<String, ArrayD<f32>>,
+    ) -> Result<Vec<(String, ArrayD<f32>)>> {
+        let act = |name: &str| -> Result<&ArrayD<f32>> {
+            acts.get(name).ok_or_else(|| Error::ModelInterface {
+                path: std::path::PathBuf::new(),
+                reason: format!("the forward run did not produce activation `{name}` (node `{}`)", step.node),
+            })
+        };
+        let x_name = step.inputs.first().cloned().unwrap_or_default();
+        let one = |v: ArrayD<f32>| Ok(vec![(x_name.clone(), v)]);
+        let rule = step.rule.clone().unwrap_or(Rule::Pass);
+        match &step.kind {
+            StepKind::Dense(p) => {
+                let x = act(&x_name)?;
+                let flat = x.as_standard_layout().into_owned();
+                let n = flat.shape()[0];
+                let x2 = flat.into_shape_with_order(IxDyn(&[n, x.len() / n.max(1)])).map_err(shape_err)?;
+                let r2 = r
+                    .as_standard_layout()
+                    .into_owned()
+                    .into_shape_with_order(IxDyn(&[n, r.len() / n.max(1)]))
+                    .map_err(shape_err)?;
+                let out = rule.propagate(&Dense, &x2, p, &r2);
+                one(out.into_shape_with_order(x.raw_dim()).map_err(shape_err)?)
+            }
+            StepKind::Conv(spec, p) => {
+                let x = act(&x_name)?;
+                let hw = [x.shape()[2], x.shape()[3]];
+                let conv = Conv2d {
+                    strides: spec.strides,
+                    pads: resolve_pads(&spec.auto_pad, spec.pads, hw, spec.kernel, spec.strides, spec.dilations),
+                    dilations: spec.dilations,
+                    groups: spec.groups,
+                    kernel: spec.kernel,
+                };
+                one(rule.propagate(&conv, x, p, r))
+            }
+            StepKind::ConvTranspose(spec, p) => {
+                let x = act(&x_name)?;
+                let out_hw = [r.shape()[2], r.shape()[3]];
+                let map = ConvTranspose2d {
+                    conv: Conv2d {
+                        strides: spec.strides,
+                        pads: spec.pads,
+                        dilations: spec.dilations,
+                        groups: spec.groups,
+                        kernel: spec.kernel,
+                    },
+                    out_hw,
+                };
+                one(rule.propagate(&map, x, p, r))
+            }
+            StepKind::MaxPool(spec) => {
+                let x = act(&x_name)?;
+                one(max_pool_relevance(&window(spec, x, r), x, r))
+            }
+            StepKind::AvgPool(spec, include_pad) => {
+                let x = act(&x_name)?;
+                let map = AvgPool2d { window: window(spec, x, r), count_include_pad: *include_pad };
+                one(rule.propagate(&map, x, &Params::default(), r))
+            }
+            StepKind::GlobalAvgPool => {
+                let x = act(&x_name)?;
+                one(rule.propagate(&GlobalAvgPool, x, &Params::default(), r))
+            }
+            StepKind::Pass => one(r.clone()),
+            StepKind::Scale(k) => one(r * *k),
+            StepKind::Reshape => {
+                let x = act(&x_name)?;
+                one(r.as_standard_layout().into_owned().into_shape_with_order(x.raw_dim()).map_err(shape_err)?)
+            }
+            StepKind::Transpose(perm) => {
+                let perm: Vec<usize> = if perm.is_empty() { (0..r.ndim()).rev().collect() } else { perm.clone() };
+                let mut inverse = vec![0; perm.len()];
+                for (i, &p) in perm.iter().enumerate() {
+                    inverse[p] = i;
+                }
+                one(r.view().permuted_axes(IxDyn(&inverse)).as_standard_layout().into_owned())
+            }
+            StepKind::Pad(pads) => {
+                let nd = r.ndim();
+                let mut v = r.view();
+                for ax in 0..nd {
+                    let (b, e) = (pads.get(ax).copied().unwrap_or(0), pads.get(ax + nd).copied().unwrap_or(0));
+                    let len = v.shape()[ax] as isize;
+                    v.slice_axis_inplace(Axis(ax), Slice::from(b as isize..len - e as isize));
+                }
+                one(v.to_owned())
+            }
+            StepKind::Concat(axis) => {
+                let ax = if *axis < 0 { (r.ndim() as i64 + axis) as usize } else { *axis as usize };
+                let mut offset = 0;
+                let mut out = Vec::new();
+                for name in &step.inputs {
+                    let size = act(name)?.shape()[ax];
+                    out.push((name.clone(), r.slice_axis(Axis(ax), Slice::from(offset..offset + size)).to_owned()));
+                    offset += size;
+                }
+                Ok(out)
+            }
+            StepKind::Add => {
+                let eps = match rule {
+                    Rule::Norm { stabilizer } => stabilizer,
+                    _ => self.preset.stabilizer(),
+                };
+                // z = Σ inputs (+ constants): recomputed from the output activation.
+                let z = act(&step.output)?;
+                let mut out = Vec::new();
+                for name in &step.inputs {
+                    let x = act(name)?;
+                    let share = ndarray::Zip::from(r).and(z).map_collect(|&r, &z| r / stabilize(z, eps));
+                    let contribution = sum_to_shape(&(&share * x), x.shape());
+                    out.push((name.clone(), contribution));
+                }
+                Ok(out)
+            }
+        }
+    }
+}
+
+/// Sums a broadcast result back to `shape`.
+fn sum_to_shape(a: &ArrayD<f32>, shape: &[usize]) -> ArrayD<f32> {
+    if a.shape() == shape {
+        return a.clone();
+    }
+    let mut out = a.clone();
+    let lead = out.ndim() - shape.len();
+    for _ in 0..lead {
+        out = out.sum_axis(Axis(0));
+    }
+    for (ax, &s) in shape.iter().enumerate() {
+        if s == 1 && out.shape()[ax] != 1 {
+            out = out.sum_axis(Axis(ax)).insert_axis(Axis(ax));
+        }
+    }
+    out
+}
+
+fn window(spec: &PoolSpec, x: &ArrayD<f32>, r: &ArrayD<f32>) -> Window {
+    let hw = [x.shape()[2], x.shape()[3]];
+    Window {
+        kernel: spec.kernel,
+        strides: spec.strides,
+        pads: resolve_pads(&spec.auto_pad, spec.pads, hw, spec.kernel, spec.strides, spec.dilations),
+        dilations: spec.dilations,
+        output: [r.shape()[2], r.shape()[3]],
+    }
+}
+
+fn shape_err(e: ndarray::ShapeError) -> Error {
+    Error::ShapeMismatch { tensor: "relevance".into(), actual: vec![], expected: e.to_string() }
+}
+
+fn step_layer_kind(s: &Step) -> Option<LayerKind> {
+    match s.kind {
+        StepKind::Dense(_) => Some(LayerKind::Dense),
+        StepKind::Conv(..) | StepKind::ConvTranspose(..) => Some(LayerKind::Conv),
+        _ => None,
+    }
+}
+
+fn merge_batch_norm(kind: &mut StepKind, bn: &Node, c: &Ctx<'_>) -> Result<bool> {
+    let get = |ix: usize| -> Result<Vec<f32>> {
+        Ok(weight_f32(c, bn, ix)?.ok_or_else(|| unsupported(c, bn, "missing statistics"))?.iter().copied().collect())
+    };
+    let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+    let eps = bn.attributes.get("epsilon").and_then(Attribute::as_float).unwrap_or(1e-5);
+    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+    let params = match kind {
+        StepKind::Dense(p) | StepKind::Conv(_, p) => p,
+        _ => return Ok(false),
+    };
+    let Some(w) = params.weight.as_mut() else { return Ok(false) };
+    if w.shape()[0] != scale.len() {
+        return Ok(false);
+    }
+    for (o, mut row) in w.axis_iter_mut(Axis(0)).enumerate() {
+        row *= scale[o];
+    }
+    let b0 = params.bias.clone().unwrap_or_else(|| Array1::zeros(scale.len()));
+    params.bias = Some(Array1::from_iter((0..scale.len()).map(|o| (b0[o] - mean[o]) * scale[o] + beta[o])));
+    Ok(true)
+}
+
+fn merge_bias(kind: &mut StepKind, add: &Node, produced: &str, c: &Ctx<'_>) -> bool {
+    let other = add.inputs.iter().find(|i| i.as_str() != produced);
+    let Some(Weight::F32(b)) = other.and_then(|o| c.graph.weight(o)) else { return false };
+    let StepKind::Dense(p) = kind else { return false };
+    let out = p.weight.as_ref().map(|w| w.shape()[0]).unwrap_or(0);
+    if b.len() != out || p.bias.is_some() {
+        return false;
+    }
+    p.bias = Some(b.iter().copied().collect());
+    true
+}
+
+/// A transposed convolution: the transpose of [`Conv2d`] with the same weight.
+#[derive(Debug, Clone)]
+struct ConvTranspose2d {
+    conv: Conv2d,
+    out_hw: [usize; 2],
+}
+
+impl LinearMap for ConvTranspose2d {
+    fn forward(&self, x: &ArrayD<f32>, params: &Params) -> ArrayD<f32> {
+        let co = params.weight.as_ref().map(|w| w.shape()[1] * self.conv.groups).unwrap_or(0);
+        let shape = [x.shape()[0], co, self.out_hw[0], self.out_hw[1]];
+        let mut y = self.conv.backward(x, &Params { weight: params.weight.clone(), bias: None }, &shape);
+        if let Some(b) = &params.bias {
+            for (c, mut lane) in y.axis_iter_mut(Axis(1)).enumerate() {
+                lane += b[c];
+            }
+        }
+        y
+    }
+
+    fn backward(&self, s: &ArrayD<f32>, params: &Params, _input_shape: &[usize]) -> ArrayD<f32> {
+        self.conv.forward(s, &Params { weight: params.weight.clone(), bias: None })
+    }
+}
