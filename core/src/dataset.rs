@@ -233,6 +233,33 @@ impl Dataset {
     }
 }
 
+/// An image file and its name relative to the folder it was found in.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Its path relative to the searched folder, `/` separators.
+    pub image: String,
+}
+
+/// Every image file under `dir`, recursively, in sorted path order (hidden files ignored), and the
+/// other files as skipped; names are relative to `dir` with `/` separators.
+pub fn image_files(dir: &Path) -> Result<(Vec<ImageFile>, Vec<Skipped>)> {
+    let mut files = Vec::new();
+    walk_files(dir, &mut files)?;
+    let mut images = Vec::new();
+    let mut skipped = Vec::new();
+    for f in files {
+        let name = relative(dir, &f);
+        if is_image_path(&f) {
+            images.push(ImageFile { path: f, image: name });
+        } else {
+            skipped.push(Skipped { image: name, reason: not_image_reason(&f) });
+        }
+    }
+    Ok((images, skipped))
+}
+
 fn abbreviate(classes: &[String]) -> String {
     let shown: Vec<&str> = classes.iter().take(8).map(String::as_str).collect();
     if classes.len() > shown.len() {

@@ -34,8 +34,10 @@ pub mod dataset;
 pub mod error;
 pub mod evaluate;
 pub mod fsio;
+pub mod heatmaps;
 pub mod input;
 pub mod model;
+pub mod npy;
 pub mod progress;
 pub mod relevance;
 

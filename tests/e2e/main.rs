@@ -6,5 +6,6 @@
 mod bad_input;
 mod common;
 mod evaluate;
+mod heatmaps;
 mod model;
 mod relevance;

@@ -2,6 +2,7 @@
 
 mod bench;
 mod evaluate;
+mod heatmaps;
 mod inspect;
 
 use std::path::PathBuf;
@@ -25,6 +26,8 @@ pub struct Cli {
 enum Command {
     /// Run the model on every split of a dataset and write HUDD's result files (the test step).
     Evaluate(evaluate::EvaluateArgs),
+    /// Compute LRP relevance heatmaps of every chosen layer for a set of images.
+    Heatmaps(heatmaps::HeatmapsArgs),
     /// Show a model's inputs, outputs and operators, or the operators hudd supports.
     Inspect(inspect::InspectArgs),
     /// Time pipeline stages on your model and data under several settings.
@@ -79,6 +82,7 @@ impl RunOptions {
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Evaluate(a) => evaluate::run(a),
+        Command::Heatmaps(a) => heatmaps::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
     }

@@ -1,0 +1,307 @@
+//! The heatmap stage: relevance of chosen layers for a list of images, streamed to `.npy` files.
+//!
+//! # Format
+//! `H/<sanitized tensor name>.npy` — one per layer: `N × <tensor dims>` float32, C order, rows in the
+//! order of `index.json`'s `images`. `H/index.json`:
+//! ```json
+//! {"format": "hudd-heatmaps", "format_version": 1, "hudd_version": "0.1.0",
+//!  "model": "fmnist_cnn.onnx", "preset": "hudd", "start": "predicted",
+//!  "images": ["test/coat/00012.png", …],
+//!  "skipped": [{"image": "…", "reason": "…"}],
+//!  "layers": [{"tensor": "/features/features.0/Conv_output_0", "file": "_features_features.0_Conv_output_0.npy",
+//!              "shape": [16, 28, 28], "node": "/features/features.0/Conv", "op": "Conv", "rule": "epsilon(0.000000001)"}]}
+//! ```
+//! `shape` excludes the image axis. Sanitising keeps letters, digits, `-`, `_` and `.`; every other
+//! character becomes `_` (the index maps names to files either way).
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use ndarray::Array3;
+use rayon::prelude::*;
+use serde::Serialize;
+
+use crate::config::InputSpec;
+use crate::dataset::Skipped;
+use crate::error::{Error, Result};
+use crate::fsio::write_atomic;
+use crate::model::Model;
+use crate::npy::NpyWriter;
+use crate::progress::Progress;
+use crate::relevance::{Explainer, Preset, Start};
+
+/// Which layers get heatmaps.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Layers {
+    /// HUDD's set: the input and the output of every Conv, Gemm/MatMul, pooling and Flatten node.
+    Default,
+    /// Every activation tensor the propagation visits, input and logits included.
+    All,
+    /// These ONNX tensor names.
+    Names(Vec<String>),
+}
+
+/// How relevance starts, per image.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StartRule {
+    /// The predicted class's logit (HUDD).
+    Predicted,
+    /// The labelled class's logit (labels given per image).
+    Label,
+    /// This class's logit.
+    Class(usize),
+}
+
+/// One image to explain.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ImageRef {
+    /// The file.
+    pub path: PathBuf,
+    /// Its name in outputs.
+    pub image: String,
+    /// Its class, for [`StartRule::Label`].
+    pub label: Option<usize>,
+}
+
+/// One layer's file, as listed in `index.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct LayerFile {
+    /// ONNX tensor name.
+    pub tensor: String,
+    /// File name inside the heatmap folder.
+    pub file: String,
+    /// Tensor shape without the image axis.
+    pub shape: Vec<usize>,
+    /// The node that produces the tensor (empty for the model input).
+    pub node: String,
+    /// That node's op (`Conv+BatchNormalization` for merged layers).
+    pub op: String,
+    /// The rule of that node, when it is a linear layer.
+    pub rule: Option<String>,
+}
+
+/// `index.json`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct HeatmapIndex {
+    /// `hudd-heatmaps`.
+    pub format: &'static str,
+    /// 1.
+    pub format_version: u32,
+    /// hudd's version.
+    pub hudd_version: &'static str,
+    /// The model file name.
+    pub model: String,
+    /// The preset.
+    pub preset: String,
+    /// The start rule.
+    pub start: String,
+    /// Images in row order.
+    pub images: Vec<String>,
+    /// Images that could not be read.
+    pub skipped: Vec<Skipped>,
+    /// One entry per layer file.
+    pub layers: Vec<LayerFile>,
+}
+
+/// Options of [`compute`].
+#[derive(Debug, Clone)]
+pub struct HeatmapOptions {
+    /// Rules.
+    pub preset: Preset,
+    /// Layers to write.
+    pub layers: Layers,
+    /// Start relevance.
+    pub start: StartRule,
+    /// Images per propagation batch.
+    pub batch_size: usize,
+}
+
+/// Characters kept in file names; everything else becomes `_`.
+pub fn sanitize(name: &str) -> String {
+    name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
+}
+
+const DEFAULT_OPS: &[&str] =
+    &["Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten"];
+
+/// Computes heatmaps of `images` and writes them to `out` (see the module docs). Images that fail to
+/// decode are recorded as skipped. Memory stays bounded: batches are computed in parallel a few at a
+/// time and appended to each layer's file in order.
+pub fn compute(
+    model: &Model,
+    spec: &InputSpec,
+    output: &str,
+    images: &[ImageRef],
+    options: &HeatmapOptions,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<HeatmapIndex> {
+    let explainer = Explainer::new(model, spec, output, options.preset)?;
+    let program = explainer.program();
+    // Every tensor the propagation visits, with the step that produces it.
+    let mut produced: BTreeMap<String, (String, String, Option<String>)> = BTreeMap::new();
+    let mut order: Vec<String> = vec![program.input.clone()];
+    for s in &program.steps {
+        let rule = s.rule.as_ref().map(|r| r.name());
+        for t in s.aliases.iter().chain(std::iter::once(&s.output)) {
+            produced.insert(t.clone(), (s.node.clone(), s.op.clone(), rule.clone()));
+            order.push(t.clone());
+        }
+    }
+    let chosen: Vec<String> = match &options.layers {
+        Layers::All => order.clone(),
+        Layers::Default => order
+            .iter()
+            .filter(|t| {
+                **t == program.input
+                    || produced
+                        .get(*t)
+                        .is_some_and(|(_, op, _)| DEFAULT_OPS.iter().any(|d| op.split('+').next() == Some(*d)))
+            })
+            .cloned()
+            .collect(),
+        Layers::Names(names) => {
+            for n in names {
+                if !order.contains(n) {
+                    return Err(Error::Config(format!(
+                        "layer `{n}` is not an activation of the model (available: {}); `hudd heatmaps --layers all` writes them all",
+                        order.join(", ")
+                    )));
+                }
+            }
+            names.clone()
+        }
+    };
+    // Unreadable images are found first, so that every file's row count is known before writing.
+    let checks: Vec<Option<Skipped>> = images
+        .par_iter()
+        .map(|im| crate::input::decode(&im.path).err().map(|reason| Skipped { image: im.image.clone(), reason }))
+        .collect();
+    let skipped: Vec<Skipped> = checks.iter().flatten().cloned().collect();
+    let good: Vec<&ImageRef> = images.iter().zip(&checks).filter(|(_, c)| c.is_none()).map(|(i, _)| i).collect();
+    if good.is_empty() {
+        return Err(Error::Config(format!(
+            "none of the {} images could be read (first: {})",
+            images.len(),
+            skipped.first().map(|s| format!("{}: {}", s.image, s.reason)).unwrap_or_default()
+        )));
+    }
+    let batch_size = options.batch_size.max(1);
+    let threads = rayon::current_num_threads().max(1);
+    let mut writers: Option<Vec<NpyWriter>> = None;
+    let mut layers: Vec<LayerFile> = Vec::new();
+    let mut rows: Vec<String> = Vec::new();
+    progress.start("heatmaps", good.len() as u64);
+    for wave in good.chunks(batch_size * threads) {
+        let results: Vec<Result<Batch>> = wave
+            .par_chunks(batch_size)
+            .map(|chunk| {
+                let r = explain_batch(&explainer, spec, chunk, &options.start, &chosen);
+                progress.advance(chunk.len() as u64);
+                r
+            })
+            .collect();
+        for r in results {
+            let batch = r?;
+            if writers.is_none() {
+                let mut ws = Vec::new();
+                for (t, arr) in chosen.iter().zip(&batch.layers) {
+                    let shape: Vec<usize> = arr.shape()[1..].to_vec();
+                    let file = format!("{}.npy", sanitize(t));
+                    let (node, op, rule) = produced.get(t).cloned().unwrap_or_default();
+                    layers.push(LayerFile {
+                        tensor: t.clone(),
+                        file: file.clone(),
+                        shape: shape.clone(),
+                        node,
+                        op,
+                        rule,
+                    });
+                    let mut full = vec![good.len()];
+                    full.extend(&shape);
+                    ws.push((out.join(&file), full));
+                }
+                writers = Some(ws.into_iter().map(|(p, s)| NpyWriter::create(&p, &s)).collect::<Result<_>>()?);
+            }
+            if let Some(ws) = writers.as_mut() {
+                for (w, arr) in ws.iter_mut().zip(&batch.layers) {
+                    w.append(arr.as_standard_layout().as_slice().unwrap_or(&arr.iter().copied().collect::<Vec<_>>()))?;
+                }
+            }
+            rows.extend(batch.images);
+        }
+    }
+    progress.finish();
+    for w in writers.unwrap_or_default() {
+        w.finish()?;
+    }
+    let index = HeatmapIndex {
+        format: "hudd-heatmaps",
+        format_version: 1,
+        hudd_version: crate::VERSION,
+        model: model.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
+        preset: options.preset.name().to_string(),
+        start: match options.start {
+            StartRule::Predicted => "predicted".into(),
+            StartRule::Label => "label".into(),
+            StartRule::Class(c) => format!("class={c}"),
+        },
+        images: rows,
+        skipped,
+        layers,
+    };
+    let mut json = serde_json::to_vec_pretty(&index).map_err(|e| Error::Output {
+        what: "heatmap index",
+        path: out.join("index.json"),
+        reason: e.to_string(),
+    })?;
+    json.push(b'\n');
+    write_atomic(&out.join("index.json"), &json)?;
+    Ok(index)
+}
+
+struct Batch {
+    images: Vec<String>,
+    layers: Vec<ndarray::ArrayD<f32>>,
+}
+
+fn explain_batch(
+    explainer: &Explainer<'_>,
+    spec: &InputSpec,
+    used: &[&ImageRef],
+    start: &StartRule,
+    chosen: &[String],
+) -> Result<Batch> {
+    let tensors: Vec<Array3<f32>> = used
+        .iter()
+        .map(|im| {
+            crate::input::load(&im.path, spec).map_err(|reason| Error::Output {
+                what: "heatmaps",
+                path: im.path.clone(),
+                reason: format!("the image changed while being read: {reason}"),
+            })
+        })
+        .collect::<Result<_>>()?;
+    let start = match start {
+        StartRule::Predicted => Start::Predicted,
+        StartRule::Class(c) => Start::Classes(vec![*c; used.len()]),
+        StartRule::Label => Start::Classes(
+            used.iter()
+                .map(|im| {
+                    im.label.ok_or_else(|| Error::Config(format!("no label for `{}`; use --start predicted", im.image)))
+                })
+                .collect::<Result<_>>()?,
+        ),
+    };
+    let batch = crate::input::stack(&tensors, spec);
+    let mut rel = explainer.explain(batch.view(), &start)?;
+    let layers = chosen
+        .iter()
+        .map(|t| {
+            rel.remove(t).ok_or_else(|| {
+                Error::Config(format!("no relevance reached layer `{t}`; it is not on the path to the output"))
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(Batch { images: used.iter().map(|i| i.image.clone()).collect(), layers })
+}

@@ -1,0 +1,150 @@
+//! NumPy `.npy` files (format version 1.0, little-endian float32, C order), written as a stream:
+//! the header is written first with the full shape, rows are appended as batches finish, and the file
+//! appears under its final name only when every row is there.
+//!
+//! ```
+//! let dir = tempfile::tempdir().unwrap();
+//! let path = dir.path().join("x.npy");
+//! let mut w = hudd_core::npy::NpyWriter::create(&path, &[2, 3]).unwrap();
+//! w.append(&[1.0, 2.0, 3.0]).unwrap();
+//! w.append(&[4.0, 5.0, 6.0]).unwrap();
+//! w.finish().unwrap();
+//! let (shape, data) = hudd_core::npy::read_f32(&path).unwrap();
+//! assert_eq!((shape, data[5]), (vec![2, 3], 6.0));
+//! ```
+
+use std::io::{BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+
+use crate::error::{Error, Result};
+
+/// Streams a float32 array to an `.npy` file.
+#[derive(Debug)]
+pub struct NpyWriter {
+    path: PathBuf,
+    tmp: PathBuf,
+    out: BufWriter<std::fs::File>,
+    expected: usize,
+    written: usize,
+}
+
+fn header(shape: &[usize]) -> Vec<u8> {
+    let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
+    let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
+    let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    // Magic (6) + version (2) + length (2) + header + '\n' must be a multiple of 64.
+    let total = 10 + h.len() + 1;
+    h.push_str(&" ".repeat((64 - total % 64) % 64));
+    h.push('\n');
+    let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
+    bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
+    bytes.extend_from_slice(h.as_bytes());
+    bytes
+}
+
+impl NpyWriter {
+    /// Starts `path` for an array of `shape`.
+    pub fn create(path: &Path, shape: &[usize]) -> Result<NpyWriter> {
+        let parent = path.parent().unwrap_or(Path::new("."));
+        std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create folder", parent, e))?;
+        let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
+        let file = std::fs::File::create(&tmp).map_err(|e| Error::io("cannot create file", &tmp, e))?;
+        let mut out = BufWriter::with_capacity(1 << 20, file);
+        out.write_all(&header(shape)).map_err(|e| Error::io("cannot write file", &tmp, e))?;
+        Ok(NpyWriter { path: path.to_path_buf(), tmp, out, expected: shape.iter().product(), written: 0 })
+    }
+
+    /// Appends values in C order.
+    pub fn append(&mut self, values: &[f32]) -> Result<()> {
+        if self.written + values.len() > self.expected {
+            return Err(Error::Output {
+                what: "array",
+                path: self.path.clone(),
+                reason: "more values than the shape holds".into(),
+            });
+        }
+        let mut bytes = Vec::with_capacity(values.len() * 4);
+        for v in values {
+            bytes.extend_from_slice(&v.to_le_bytes());
+        }
+        self.out.write_all(&bytes).map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
+        self.written += values.len();
+        Ok(())
+    }
+
+    /// Checks that every value was written and moves the file to its final name.
+    pub fn finish(mut self) -> Result<()> {
+        if self.written != self.expected {
+            return Err(Error::Output {
+                what: "array",
+                path: self.path.clone(),
+                reason: format!("{} of {} values written", self.written, self.expected),
+            });
+        }
+        self.out.flush().map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
+        std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io("cannot write file", &self.path, e))
+    }
+}
+
+impl Drop for NpyWriter {
+    fn drop(&mut self) {
+        // Unfinished: leave nothing that looks like a result.
+        if self.tmp.exists() {
+            let _ = std::fs::remove_file(&self.tmp);
+        }
+    }
+}
+
+/// Reads a little-endian float32, C-order `.npy` file: its shape and values.
+pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let bad = |reason: &str| Error::Output { what: "array", path: path.to_path_buf(), reason: reason.into() };
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)
+        .and_then(|mut f| f.read_to_end(&mut bytes))
+        .map_err(|e| Error::io("cannot read file", path, e))?;
+    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+        return Err(bad("not an .npy file"));
+    }
+    let (len, start) = match bytes[6] {
+        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
+        _ if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
+        _ => return Err(bad("truncated header")),
+    };
+    let header =
+        bytes.get(start..start + len).and_then(|h| std::str::from_utf8(h).ok()).ok_or_else(|| bad("bad header"))?;
+    if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
+        return Err(bad("only little-endian float32 in C order is read"));
+    }
+    let shape_text =
+        header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
+    let shape: Vec<usize> = shape_text.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    let data: Vec<f32> =
+        bytes[start + len..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
+    if data.len() != shape.iter().product::<usize>() {
+        return Err(bad("data length does not match the shape"));
+    }
+    Ok((shape, data))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn header_is_aligned_and_unfinished_files_vanish() {
+        for shape in [vec![3], vec![2, 3, 4], vec![1000, 16, 28, 28]] {
+            assert_eq!(header(&shape).len() % 64, 0);
+        }
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.npy");
+        let mut w = NpyWriter::create(&p, &[2, 2]).unwrap();
+        w.append(&[1.0, 2.0]).unwrap();
+        assert!(w.append(&[1.0, 2.0, 3.0]).is_err());
+        drop(w);
+        assert_eq!(std::fs::read_dir(d.path()).unwrap().count(), 0, "no partial file left behind");
+        let w = NpyWriter::create(&p, &[2]).unwrap();
+        assert!(w.finish().is_err(), "finishing short is an error");
+        assert!(!p.exists());
+    }
+}
