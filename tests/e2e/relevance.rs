@@ -1,4 +1,5 @@
-//! LRP heatmaps against Zennit (the outside oracle): every preset, every layer, every image.
+//! LRP heatmaps against Zennit (the outside oracle): every preset, every layer, every image, on
+//! models covering every op family (see models/scripts/make_lrp_reference.py and make_lrp_models.py).
 
 use hudd_core::model::Model;
 use hudd_core::relevance::{Explainer, Preset, Start};
@@ -12,13 +13,15 @@ fn l2_rel_err(a: &[f32], b: &[f32]) -> f64 {
     num / den.max(1e-30)
 }
 
-#[test]
-fn every_preset_matches_zennit_at_every_layer() {
-    let dir = fixtures().join("lrp/fmnist");
+/// Compares hudd's relevance with the Zennit reference in `tests/fixtures/lrp/<name>/` for every
+/// preset, tensor and image: relative L2 error ≤ 1e-4.
+fn matches_zennit(name: &str, model: &std::path::Path, overrides: &[&str]) {
+    let dir = fixtures().join("lrp").join(name);
     let index: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
-    let model = Model::load(fmnist_model()).unwrap();
-    let spec = Config::load(Some(&fmnist_config()), &[]).unwrap().input_spec(model.info()).unwrap();
+    let model = Model::load(model).unwrap();
+    let ov: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+    let spec = Config::load(Some(&fmnist_config()), &ov).unwrap().input_spec(model.info()).unwrap();
     let tensors: Vec<_> = index["images"]
         .as_array()
         .unwrap()
@@ -27,21 +30,44 @@ fn every_preset_matches_zennit_at_every_layer() {
         .collect();
     let batch = hudd_core::input::stack(&tensors, &spec);
     let presets = index["presets"].as_object().unwrap();
-    assert_eq!(presets.len(), Preset::ALL.len(), "the reference covers every preset");
-    for (name, files) in presets {
-        let preset = Preset::from_name(name).unwrap();
+    assert_eq!(presets.len(), Preset::ALL.len(), "{name}: the reference covers every preset");
+    for (preset_name, files) in presets {
+        let what = format!("{name}/{preset_name}");
+        let preset = Preset::from_name(preset_name).unwrap();
         let explainer = Explainer::new(&model, &spec, "logits", preset).unwrap();
         let rel = explainer.explain(batch.view(), &Start::Predicted).unwrap();
-        for (tensor, file) in files.as_object().unwrap() {
+        let files = files.as_object().unwrap();
+        assert!(files.len() >= 7, "{what}: the reference covers every layer");
+        for (tensor, file) in files {
             let (shape, want) = read_npy(&dir.join(file.as_str().unwrap()));
-            let got = rel.get(tensor).unwrap_or_else(|| panic!("{name}: no relevance for `{tensor}`"));
-            assert_eq!(got.shape(), shape.as_slice(), "{name}: {tensor}");
+            let got = rel.get(tensor).unwrap_or_else(|| panic!("{what}: no relevance for `{tensor}`"));
+            assert_eq!(got.shape(), shape.as_slice(), "{what}: {tensor}");
             let got: Vec<f32> = got.iter().copied().collect();
             let per = want.len() / shape[0];
             for i in 0..shape[0] {
                 let err = l2_rel_err(&got[i * per..(i + 1) * per], &want[i * per..(i + 1) * per]);
-                assert!(err <= 1e-4, "{name}: tensor `{tensor}`, image {i}: relative L2 error {err:.2e}");
+                assert!(err <= 1e-4, "{what}: tensor `{tensor}`, image {i}: relative L2 error {err:.2e}");
             }
         }
     }
+}
+
+#[test]
+fn fashion_mnist_cnn_matches_zennit() {
+    matches_zennit("fmnist", &fmnist_model(), &[]);
+}
+
+#[test]
+fn unfolded_batch_norm_residual_add_and_global_pooling_match_zennit() {
+    matches_zennit("bn_residual", &fixtures().join("models/bn_residual.onnx"), &[]);
+}
+
+#[test]
+fn depthwise_convolution_and_average_pooling_match_zennit() {
+    matches_zennit("depthwise", &fixtures().join("models/depthwise.onnx"), &[]);
+}
+
+#[test]
+fn keras_nhwc_model_from_tf2onnx_matches_zennit() {
+    matches_zennit("keras_nhwc", &fixtures().join("models/keras_nhwc.onnx"), &["input.layout=nhwc"]);
 }
