@@ -50,6 +50,8 @@ pub enum StartRule {
     Label,
     /// This class's logit.
     Class(usize),
+    /// Every output as it is (regressors).
+    AllOutputs,
 }
 
 /// One image to explain.
@@ -186,8 +188,14 @@ pub fn compute(
             skipped.first().map(|s| format!("{}: {}", s.image, s.reason)).unwrap_or_default()
         )));
     }
+    // index.json marks a complete folder: an old one goes before any file is rewritten.
+    let old_index = out.join("index.json");
+    if old_index.exists() {
+        std::fs::remove_file(&old_index).map_err(|e| Error::io("cannot remove old index", &old_index, e))?;
+    }
     let batch_size = options.batch_size.max(1);
     let threads = rayon::current_num_threads().max(1);
+    let mut used_files: std::collections::HashSet<String> = std::collections::HashSet::new();
     let mut writers: Option<Vec<NpyWriter>> = None;
     let mut layers: Vec<LayerFile> = Vec::new();
     let mut rows: Vec<String> = Vec::new();
@@ -207,7 +215,13 @@ pub fn compute(
                 let mut ws = Vec::new();
                 for (t, arr) in chosen.iter().zip(&batch.layers) {
                     let shape: Vec<usize> = arr.shape()[1..].to_vec();
-                    let file = format!("{}.npy", sanitize(t));
+                    let stem = sanitize(t);
+                    let mut file = format!("{stem}.npy");
+                    let mut k = 2;
+                    while !used_files.insert(file.clone()) {
+                        file = format!("{stem}-{k}.npy");
+                        k += 1;
+                    }
                     let (node, op, rule) = produced.get(t).cloned().unwrap_or_default();
                     layers.push(LayerFile {
                         tensor: t.clone(),
@@ -245,6 +259,7 @@ pub fn compute(
             StartRule::Predicted => "predicted".into(),
             StartRule::Label => "label".into(),
             StartRule::Class(c) => format!("class={c}"),
+            StartRule::AllOutputs => "all".into(),
         },
         images: rows,
         skipped,
@@ -285,6 +300,7 @@ fn explain_batch(
     let start = match start {
         StartRule::Predicted => Start::Predicted,
         StartRule::Class(c) => Start::Classes(vec![*c; used.len()]),
+        StartRule::AllOutputs => Start::AllOutputs,
         StartRule::Label => Start::Classes(
             used.iter()
                 .map(|im| {

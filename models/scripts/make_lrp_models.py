@@ -4,6 +4,7 @@
 - bn_residual: Conv-BatchNorm pairs kept as separate ONNX nodes (merged by hudd as by Zennit's
   canonizer), a residual Add (a Zennit `Sum` module in the reference twin) and GlobalAveragePool.
 - depthwise: a depthwise (groups = channels) strided convolution, a 1x1 convolution, AveragePool.
+- misc_ops: Pad, Concat, ConvTranspose, Mul by a constant, LeakyRelu, Sigmoid.
 - keras_nhwc: the committed tf2onnx model (NHWC input, Transpose, MatMul + Add), explained through a
   PyTorch twin that reads the ONNX weights.
 
@@ -40,6 +41,7 @@ def composites(canonizers):
     def hudd():
         return LayerMapComposite(layer_map=layer_map_base(1e-9) + [
             (torch.nn.Conv2d, Epsilon(epsilon=1e-9)),
+            (torch.nn.ConvTranspose2d, Epsilon(epsilon=1e-9)),
             (torch.nn.Linear, ZPlus(stabilizer=1e-9, zero_params="bias")),
         ], canonizers=canonizers())
     return {
@@ -89,6 +91,30 @@ class Depthwise(nn.Module):
 
     def forward(self, x):
         return self.fc(self.flatten(self.features(x)))
+
+
+class MiscOps(nn.Module):
+    """Covers Pad, Concat, ConvTranspose, Mul by a constant, LeakyRelu and Sigmoid."""
+
+    def __init__(self):
+        super().__init__()
+        self.conv0 = nn.Conv2d(1, 4, 3, padding=1)
+        self.act0 = nn.LeakyReLU(0.1)
+        self.pad = nn.ZeroPad2d(1)
+        self.conv1 = nn.Conv2d(4, 4, 3)
+        self.down = nn.Conv2d(4, 4, 3, stride=2, padding=1)
+        self.pool = nn.MaxPool2d(2)
+        self.up = nn.ConvTranspose2d(8, 4, 2, stride=2)
+        self.act1 = nn.Sigmoid()
+        self.avg = nn.AvgPool2d(4)
+        self.flatten = nn.Flatten()
+        self.fc = nn.Linear(4 * 7 * 7, 10)
+
+    def forward(self, x):
+        x = self.conv1(self.pad(self.act0(self.conv0(x))))
+        x = torch.cat([self.down(x), self.pool(x)], dim=1)
+        x = self.act1(self.up(x)) * 0.5
+        return self.fc(self.flatten(self.avg(x)))
 
 
 class KerasTwin(nn.Module):
@@ -223,6 +249,16 @@ def main():
     tensor_of = {f"features.{i}": names[f"features.{i}"] for i in range(7)}
     tensor_of.update({"flatten": names["flatten"], "fc": "logits"})
     reference("depthwise", dw, tensor_of, x, lambda: [])
+
+    # Pad, Concat, ConvTranspose, Mul, LeakyRelu, Sigmoid.
+    misc = train(MiscOps())
+    path = FIX / "models" / "misc_ops.onnx"
+    print("misc_ops ops:", export(misc, path))
+    names = node_outputs(path)
+    modules = ["conv0", "act0", "pad", "conv1", "down", "pool", "up", "act1", "avg", "flatten"]
+    tensor_of = {m: names[m] for m in modules}
+    tensor_of["fc"] = "logits"
+    reference("misc_ops", misc, tensor_of, x, lambda: [])
 
     # Keras / tf2onnx, NHWC.
     path = FIX / "models" / "keras_nhwc.onnx"

@@ -71,3 +71,8 @@ fn depthwise_convolution_and_average_pooling_match_zennit() {
 fn keras_nhwc_model_from_tf2onnx_matches_zennit() {
     matches_zennit("keras_nhwc", &fixtures().join("models/keras_nhwc.onnx"), &["input.layout=nhwc"]);
 }
+
+#[test]
+fn pad_concat_conv_transpose_scaling_and_other_activations_match_zennit() {
+    matches_zennit("misc_ops", &fixtures().join("models/misc_ops.onnx"), &[]);
+}

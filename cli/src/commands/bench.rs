@@ -22,6 +22,37 @@ enum Stage {
     /// The test step: images/s of reading, preprocessing and running the model on every split,
     /// for each combination of parallelism, thread count and batch size.
     Evaluate(EvaluateBench),
+    /// LRP heatmaps of every layer (`--layers all`) for a folder of images, written to a temporary
+    /// folder: images/s and the achieved GFLOP/s, per thread count and batch size.
+    Heatmaps(HeatmapsBench),
+}
+
+#[derive(Debug, Args)]
+struct HeatmapsBench {
+    /// The exported ONNX model.
+    #[arg(long, short = 'm', value_name = "MODEL.onnx")]
+    model: PathBuf,
+    /// Folder of images (searched recursively).
+    #[arg(long, short = 'i', value_name = "DIR")]
+    images: PathBuf,
+    /// Configuration file.
+    #[arg(long, short = 'c', value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Use only the first N images.
+    #[arg(long, default_value_t = 1000)]
+    limit: usize,
+    /// Preset.
+    #[arg(long, default_value = "hudd")]
+    preset: String,
+    /// Timed runs per setting.
+    #[arg(long, default_value_t = 3)]
+    repeat: usize,
+    /// Thread counts to try.
+    #[arg(long, value_delimiter = ',', default_values_t = [1usize, 2])]
+    threads: Vec<usize>,
+    /// Batch sizes to try.
+    #[arg(long, value_delimiter = ',', default_values_t = [64usize])]
+    batch_sizes: Vec<usize>,
 }
 
 #[derive(Debug, Args)]
@@ -49,6 +80,7 @@ struct EvaluateBench {
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.stage {
         Stage::Evaluate(a) => bench_evaluate(a),
+        Stage::Heatmaps(a) => bench_heatmaps(a),
     }
 }
 
@@ -67,7 +99,12 @@ fn bench_evaluate(a: EvaluateBench) -> Result<()> {
         for &threads in &a.threads {
             let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("thread pool")?;
             for &batch in &a.batch_sizes {
-                let config = hudd_core::Config::load(a.config.as_deref(), &[format!("run.batch_size={batch}")])?;
+                let name = match mode {
+                    Parallelism::Batches => "batches",
+                    Parallelism::Engine => "engine",
+                };
+                let overrides = [format!("run.batch_size={batch}"), format!("run.parallelism={name}")];
+                let config = hudd_core::Config::load(a.config.as_deref(), &overrides)?;
                 let data = Dataset::open(&a.data, &config.task)?;
                 let evaluator = Evaluator::new(&model, &data, &config)?;
                 let mut times = Vec::with_capacity(a.repeat);
@@ -82,10 +119,6 @@ fn bench_evaluate(a: EvaluateBench) -> Result<()> {
                 }
                 times.sort_by(f64::total_cmp);
                 let median = times[times.len() / 2];
-                let name = match mode {
-                    Parallelism::Batches => "batches",
-                    Parallelism::Engine => "engine",
-                };
                 println!(
                     "{name:<10} {threads:>7} {batch:>6} {images:>8} {median:>10.3} {:>10.0}",
                     images as f64 / median
@@ -94,4 +127,52 @@ fn bench_evaluate(a: EvaluateBench) -> Result<()> {
         }
     }
     Ok(())
+}
+
+fn bench_heatmaps(a: HeatmapsBench) -> Result<()> {
+    use hudd_core::heatmaps::{compute, HeatmapOptions, ImageRef, Layers, StartRule};
+    let config = hudd_core::Config::load(a.config.as_deref(), &[])?;
+    let model = Model::load(&a.model)?;
+    let spec = config.input_spec(model.info())?;
+    let output = config.task.output.clone().unwrap_or_else(|| model.info().outputs[0].name.clone());
+    let (files, _) = hudd_core::dataset::image_files(&a.images)?;
+    let images: Vec<ImageRef> =
+        files.into_iter().take(a.limit).map(|f| ImageRef { path: f.path, image: f.image, label: None }).collect();
+    let preset = hudd_core::relevance::Preset::from_name(&a.preset)?;
+    let flops = hudd_core::relevance::Explainer::new(&model, &spec, &output, preset)?.flops_per_image(&spec)?;
+    println!(
+        "{} images, preset {}, ~{:.1} MFLOP per image (forward + relevance of linear layers)",
+        images.len(),
+        preset,
+        flops as f64 / 1e6
+    );
+    println!("{:>7} {:>6} {:>10} {:>10} {:>8}", "threads", "batch", "median_s", "images/s", "GFLOP/s");
+    let out = tempfile_dir()?;
+    for &threads in &a.threads {
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("thread pool")?;
+        for &batch in &a.batch_sizes {
+            let options =
+                HeatmapOptions { preset, layers: Layers::All, start: StartRule::Predicted, batch_size: batch };
+            let mut times = Vec::new();
+            for i in 0..=a.repeat {
+                let t = Instant::now();
+                pool.install(|| compute(&model, &spec, &output, &images, &options, &out, &Silent))?;
+                if i > 0 {
+                    times.push(t.elapsed().as_secs_f64());
+                }
+            }
+            times.sort_by(f64::total_cmp);
+            let median = times[times.len() / 2];
+            let rate = images.len() as f64 / median;
+            println!("{threads:>7} {batch:>6} {median:>10.3} {rate:>10.1} {:>8.2}", rate * flops as f64 / 1e9);
+        }
+    }
+    let _ = std::fs::remove_dir_all(&out);
+    Ok(())
+}
+
+fn tempfile_dir() -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("hudd-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).with_context(|| format!("cannot create {}", dir.display()))?;
+    Ok(dir)
 }

@@ -34,7 +34,7 @@ pub struct HeatmapsArgs {
     #[arg(long, default_value = "default", value_name = "LAYERS")]
     layers: String,
     /// Start relevance: `predicted` (the predicted class's logit, HUDD), `label` (the class named by
-    /// each image's folder), or `class=N`.
+    /// each image's folder), `class=N`, or `all` (every output as it is, for regressors).
     #[arg(long, default_value = "predicted", value_name = "START")]
     start: String,
     /// Output folder.
@@ -71,9 +71,10 @@ pub fn run(args: HeatmapsArgs) -> Result<()> {
     let start = match args.start.as_str() {
         "predicted" => StartRule::Predicted,
         "label" => StartRule::Label,
+        "all" => StartRule::AllOutputs,
         s => match s.strip_prefix("class=").and_then(|n| n.parse().ok()) {
             Some(c) => StartRule::Class(c),
-            None => bail!("--start must be `predicted`, `label` or `class=N` (got `{s}`)"),
+            None => bail!("--start must be `predicted`, `label`, `class=N` or `all` (got `{s}`)"),
         },
     };
     let model = Model::load(&args.model)?;

@@ -137,8 +137,17 @@ pub enum BatchPolicy {
 /// each with the batch as its first axis.
 #[derive(Debug, Clone, Default)]
 pub struct Activations {
-    /// Tensors by ONNX name.
+    /// Float tensors by ONNX name, batch first.
     pub tensors: BTreeMap<String, ArrayD<f32>>,
+    /// Integer tensors (shape computations such as computed pads), not batched.
+    pub integers: BTreeMap<String, ArrayD<i64>>,
+}
+
+/// What one plan run returns.
+#[derive(Default)]
+struct RunOut {
+    floats: BTreeMap<String, ArrayD<f32>>,
+    ints: BTreeMap<String, ArrayD<i64>>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
@@ -287,16 +296,16 @@ impl Model {
     /// Runs the model on a batch (first axis) and returns every graph output, in declaration order.
     /// Outputs that are not float tensors with the batch as first axis come back empty.
     pub fn run(&self, input: ArrayViewD<'_, f32>) -> Result<Vec<ArrayD<f32>>> {
-        let mut outs = self.run_chunked(input, Want::Outputs)?;
+        let mut outs = self.run_chunked(input, Want::Outputs)?.floats;
         Ok(self.info.outputs.iter().map(|o| outs.remove(&o.name).unwrap_or_default()).collect())
     }
 
     /// Runs the model on a batch and returns the input, every intermediate float activation and the
     /// outputs, by ONNX tensor name, in one forward run.
     pub fn run_with_activations(&self, input: ArrayViewD<'_, f32>) -> Result<Activations> {
-        let mut tensors = self.run_chunked(input.view(), Want::Everything)?;
+        let RunOut { floats: mut tensors, ints } = self.run_chunked(input.view(), Want::Everything)?;
         tensors.insert(self.info.inputs[0].name.clone(), input.to_owned());
-        Ok(Activations { tensors })
+        Ok(Activations { tensors, integers: ints })
     }
 
     fn chunk(&self, n: usize) -> usize {
@@ -306,7 +315,7 @@ impl Model {
         }
     }
 
-    fn run_chunked(&self, input: ArrayViewD<'_, f32>, want: Want) -> Result<BTreeMap<String, ArrayD<f32>>> {
+    fn run_chunked(&self, input: ArrayViewD<'_, f32>, want: Want) -> Result<RunOut> {
         let n = input.shape().first().copied().unwrap_or(0);
         if n == 0 {
             return Err(Error::ShapeMismatch {
@@ -319,7 +328,7 @@ impl Model {
         if chunk == n {
             return self.run_exact(input, want, n);
         }
-        let mut parts: Vec<BTreeMap<String, ArrayD<f32>>> = Vec::new();
+        let mut parts: Vec<RunOut> = Vec::new();
         let mut start = 0;
         while start < n {
             let end = (start + chunk).min(n);
@@ -332,7 +341,7 @@ impl Model {
                 let mut padded = ArrayD::<f32>::zeros(IxDyn(&shape));
                 padded.slice_axis_mut(Axis(0), (0..end - start).into()).assign(&slice);
                 let mut outs = self.run_exact(padded.view(), want, chunk)?;
-                for t in outs.values_mut() {
+                for t in outs.floats.values_mut() {
                     *t = t.slice_axis(Axis(0), (0..end - start).into()).to_owned();
                 }
                 outs
@@ -341,23 +350,28 @@ impl Model {
             start = end;
         }
         let mut merged = BTreeMap::new();
-        let names: Vec<String> = parts[0].keys().cloned().collect();
+        let names: Vec<String> = parts[0].floats.keys().cloned().collect();
         for name in names {
-            let views: Vec<_> = parts.iter().filter_map(|p| p.get(&name).map(|a| a.view())).collect();
+            let views: Vec<_> = parts.iter().filter_map(|p| p.floats.get(&name).map(|a| a.view())).collect();
             let joined = ndarray::concatenate(Axis(0), &views).map_err(|e| self.inference_error(n, e.to_string()))?;
             merged.insert(name, joined);
         }
-        Ok(merged)
+        let ints = std::mem::take(&mut parts[0].ints);
+        Ok(RunOut { floats: merged, ints })
     }
 
-    fn run_exact(&self, input: ArrayViewD<'_, f32>, want: Want, n: usize) -> Result<BTreeMap<String, ArrayD<f32>>> {
+    fn run_exact(&self, input: ArrayViewD<'_, f32>, want: Want, n: usize) -> Result<RunOut> {
         let Compiled { plan, names } = self.plan(input.shape(), want)?;
         let tensor: Tensor = input.to_owned().into();
         let outs = plan.run(tvec!(tensor.into())).map_err(|e| self.inference_error(n, format!("{e:#}")))?;
         let mut map = BTreeMap::new();
+        let mut ints = BTreeMap::new();
         for (name, value) in names.iter().zip(outs) {
             let t = value.into_tensor();
             if t.datum_type() != f32::datum_type() {
+                if let Ok(i) = t.cast_to::<i64>().and_then(|c| c.into_owned().into_plain_array::<i64>()) {
+                    ints.insert(name.clone(), i);
+                }
                 continue;
             }
             let a = t.into_plain_array::<f32>().map_err(|e| self.inference_error(n, format!("{e:#}")))?;
@@ -367,7 +381,7 @@ impl Model {
             }
             map.insert(name.clone(), a);
         }
-        Ok(map)
+        Ok(RunOut { floats: map, ints })
     }
 
     fn inference_error(&self, batch: usize, reason: String) -> Error {

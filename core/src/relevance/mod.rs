@@ -35,8 +35,16 @@ pub enum Start {
     Predicted,
     /// Classifiers: the logit of the given class of each image (e.g. its label), others zeroed.
     Classes(Vec<usize>),
-    /// Every output value as it is.
+    /// Every output value as it is (regressors).
     AllOutputs,
+    /// Regressors (HUDD): per image only the worst output against its targets — the value with the
+    /// largest absolute error, or with `keypoints` the (x, y) pair with the largest distance.
+    Worst {
+        /// Targets per image, in output order.
+        targets: Vec<Vec<f32>>,
+        /// Outputs are (x, y) pairs.
+        keypoints: bool,
+    },
 }
 
 /// Relevance of every tensor visited, by ONNX tensor name, batch first.
@@ -67,6 +75,31 @@ impl<'m> Explainer<'m> {
         &self.program
     }
 
+    /// Floating-point operations per image of the dense and convolution layers: the forward run plus
+    /// each rule's modified forward and transposed passes (2 per multiply-add). Other ops are cheap
+    /// in comparison and not counted. For throughput figures (GFLOP/s).
+    pub fn flops_per_image(&self, spec: &InputSpec) -> Result<u64> {
+        let probe = ArrayD::<f32>::zeros(ndarray::IxDyn(&spec.batch_shape(1)));
+        let acts = self.model.run_with_activations(probe.view())?;
+        let spatial =
+            |name: &str| acts.tensors.get(name).map(|a| a.shape().iter().skip(2).product::<usize>()).unwrap_or(1);
+        let mut total: u64 = 0;
+        for s in &self.program.steps {
+            let macs = match &s.kind {
+                StepKind::Dense(p) => p.weight.as_ref().map_or(0, |w| w.len()),
+                StepKind::Conv(_, p) => p.weight.as_ref().map_or(0, |w| w.len() * spatial(&s.output)),
+                StepKind::ConvTranspose(_, p) => p
+                    .weight
+                    .as_ref()
+                    .map_or(0, |w| w.len() * spatial(s.inputs.first().map(String::as_str).unwrap_or(""))),
+                _ => 0,
+            };
+            let passes = 1 + 2 * s.rule.as_ref().map_or(0, Rule::branch_count);
+            total += 2 * (macs * passes) as u64;
+        }
+        Ok(total)
+    }
+
     /// Runs the model on `batch` and propagates relevance from the output to the input.
     pub fn explain(&self, batch: ArrayViewD<'_, f32>, start: &Start) -> Result<Relevances> {
         let acts = self.model.run_with_activations(batch)?;
@@ -75,7 +108,7 @@ impl<'m> Explainer<'m> {
             reason: format!("the explained output `{}` is not a float tensor", self.program.start),
         })?;
         let r0 = start_relevance(out, start)?;
-        self.program.propagate(&acts.tensors, r0)
+        self.program.propagate(&acts, r0)
     }
 }
 
@@ -83,6 +116,9 @@ impl<'m> Explainer<'m> {
 pub fn start_relevance(output: &ArrayD<f32>, start: &Start) -> Result<ArrayD<f32>> {
     if *start == Start::AllOutputs {
         return Ok(output.clone());
+    }
+    if let Start::Worst { targets, keypoints } = start {
+        return worst_relevance(output, targets, *keypoints);
     }
     let n = output.shape()[0];
     let flat =
@@ -94,7 +130,7 @@ pub fn start_relevance(output: &ArrayD<f32>, start: &Start) -> Result<ArrayD<f32
         let c = match start {
             Start::Predicted => crate::evaluate::argmax(row.as_slice().unwrap_or(&row.to_vec())),
             Start::Classes(cs) => *cs.get(i).ok_or_else(|| Error::Config(format!("no start class for image {i}")))?,
-            Start::AllOutputs => unreachable!(),
+            Start::AllOutputs | Start::Worst { .. } => unreachable!("handled above"),
         };
         if c >= row.len() {
             return Err(Error::Config(format!("start class {c} is outside the model's {} outputs", row.len())));
@@ -106,4 +142,61 @@ pub fn start_relevance(output: &ArrayD<f32>, start: &Start) -> Result<ArrayD<f32
         actual: output.shape().to_vec(),
         expected: e.to_string(),
     })
+}
+
+fn worst_relevance(output: &ArrayD<f32>, targets: &[Vec<f32>], keypoints: bool) -> Result<ArrayD<f32>> {
+    let n = output.shape()[0];
+    let per = output.len() / n.max(1);
+    let flat: Vec<f32> = output.iter().copied().collect();
+    let mut r = vec![0.0f32; flat.len()];
+    for i in 0..n {
+        let t = targets.get(i).ok_or_else(|| Error::Config(format!("no targets for image {i}")))?;
+        let p = &flat[i * per..(i + 1) * per];
+        if t.len() != per || (keypoints && per % 2 != 0) {
+            return Err(Error::Config(format!("image {i} has {} targets for {per} outputs", t.len())));
+        }
+        let keep: Vec<usize> = if keypoints {
+            let k = (0..per / 2)
+                .max_by(|&a, &b| {
+                    let d = |k: usize| (p[2 * k] - t[2 * k]).powi(2) + (p[2 * k + 1] - t[2 * k + 1]).powi(2);
+                    d(a).total_cmp(&d(b)).then(b.cmp(&a))
+                })
+                .unwrap_or(0);
+            vec![2 * k, 2 * k + 1]
+        } else {
+            let j = (0..per)
+                .max_by(|&a, &b| (p[a] - t[a]).abs().total_cmp(&(p[b] - t[b]).abs()).then(b.cmp(&a)))
+                .unwrap_or(0);
+            vec![j]
+        };
+        for j in keep {
+            r[i * per + j] = p[j];
+        }
+    }
+    ArrayD::from_shape_vec(output.raw_dim(), r).map_err(|e| Error::ShapeMismatch {
+        tensor: "output".into(),
+        actual: output.shape().to_vec(),
+        expected: e.to_string(),
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn start_relevance_keeps_one_logit_or_the_worst_output() {
+        let y = ArrayD::from_shape_vec(ndarray::IxDyn(&[2, 3]), vec![1.0, 5.0, 2.0, -1.0, -3.0, -2.0]).unwrap();
+        let r = start_relevance(&y, &Start::Predicted).unwrap();
+        assert_eq!(r.iter().copied().collect::<Vec<_>>(), vec![0.0, 5.0, 0.0, -1.0, 0.0, 0.0]);
+        let r = start_relevance(&y, &Start::Classes(vec![2, 1])).unwrap();
+        assert_eq!(r.iter().copied().collect::<Vec<_>>(), vec![0.0, 0.0, 2.0, 0.0, -3.0, 0.0]);
+        assert!(start_relevance(&y, &Start::Classes(vec![3, 0])).is_err());
+        // Keypoints (x, y): image 0 misses its second point by 5 px, its first by 1 px.
+        let k = ArrayD::from_shape_vec(ndarray::IxDyn(&[1, 4]), vec![1.0, 0.0, 3.0, 4.0]).unwrap();
+        let start = Start::Worst { targets: vec![vec![0.0, 0.0, 0.0, 0.0]], keypoints: true };
+        assert_eq!(start_relevance(&k, &start).unwrap().iter().copied().collect::<Vec<_>>(), vec![0.0, 0.0, 3.0, 4.0]);
+        let start = Start::Worst { targets: vec![vec![0.0, 0.0, 3.0, 0.0]], keypoints: false };
+        assert_eq!(start_relevance(&k, &start).unwrap().iter().copied().collect::<Vec<_>>(), vec![0.0, 0.0, 0.0, 4.0]);
+    }
 }

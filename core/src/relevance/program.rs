@@ -21,7 +21,7 @@ use super::linear::{Conv2d, Dense, LinearMap, Params};
 use super::pool::{max_pool_relevance, AvgPool2d, GlobalAvgPool, Window};
 use super::rule::{stabilize, Rule};
 use crate::error::{Error, Result};
-use crate::model::{Attribute, Graph, Node, Weight};
+use crate::model::{Activations, Attribute, Graph, Node, Weight};
 
 /// How one node propagates relevance.
 #[derive(Debug, Clone)]
@@ -48,10 +48,20 @@ pub enum StepKind {
     Reshape,
     /// Inverse permutation.
     Transpose(Vec<usize>),
-    /// Crop the padding away: `[begin_0, …, begin_n, end_0, …, end_n]`.
-    Pad(Vec<i64>),
+    /// Crop the padding away: `[begin_0, …, begin_n, end_0, …, end_n]`, constant or computed by
+    /// the graph (the integer tensor of that name).
+    Pad(PadSource),
     /// Split along an axis.
     Concat(i64),
+}
+
+/// Where a Pad node's amounts come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum PadSource {
+    /// Constant amounts.
+    Const(Vec<i64>),
+    /// Computed by the graph: the integer tensor of this name.
+    Tensor(String),
 }
 
 /// Geometry attributes of a convolution (pads resolved per input size at run time).
@@ -284,11 +294,12 @@ fn build_pad(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
     if mode != "constant" {
         return Err(unsupported(c, node, "only constant padding"));
     }
-    let pads: Vec<i64> = match node.attributes.get("pads").and_then(Attribute::as_ints) {
-        Some(p) => p.to_vec(),
-        None => match node.inputs.get(1).and_then(|n| c.graph.weight(n)) {
-            Some(Weight::I64(a)) => a.iter().copied().collect(),
-            _ => return Err(unsupported(c, node, "pads must be constant")),
+    let pads = match node.attributes.get("pads").and_then(Attribute::as_ints) {
+        Some(p) => PadSource::Const(p.to_vec()),
+        None => match node.inputs.get(1).map(|n| (n, c.graph.weight(n))) {
+            Some((_, Some(Weight::I64(a)))) => PadSource::Const(a.iter().copied().collect()),
+            Some((name, None)) => PadSource::Tensor(name.clone()),
+            _ => return Err(unsupported(c, node, "pads must be integers")),
         },
     };
     if node.inputs.get(3).is_some_and(|s| !s.is_empty()) {
@@ -476,9 +487,10 @@ impl Program {
     /// activations of one forward run, returning the relevance of every tensor visited.
     pub fn propagate(
         &self,
-        acts: &BTreeMap<String, ArrayD<f32>>,
+        activations: &Activations,
         start_relevance: ArrayD<f32>,
     ) -> Result<BTreeMap<String, ArrayD<f32>>> {
+        let acts = &activations.tensors;
         let mut rel: BTreeMap<String, ArrayD<f32>> = BTreeMap::new();
         rel.insert(self.start.clone(), start_relevance);
         for step in self.steps.iter().rev() {
@@ -486,7 +498,7 @@ impl Program {
             for a in &step.aliases {
                 rel.insert(a.clone(), r.clone());
             }
-            let contributions = self.step_back(step, &r, acts)?;
+            let contributions = self.step_back(step, &r, acts, &activations.integers)?;
             for (name, c) in contributions {
                 match rel.get_mut(&name) {
                     Some(existing) if existing.shape() == c.shape() => *existing += &c,
@@ -504,6 +516,7 @@ impl Program {
         step: &Step,
         r: &ArrayD<f32>,
         acts: &BTreeMap<String, ArrayD<f32>>,
+        integers: &BTreeMap<String, ArrayD<i64>>,
     ) -> Result<Vec<(String, ArrayD<f32>)>> {
         let act = |name: &str| -> Result<&ArrayD<f32>> {
             acts.get(name).ok_or_else(|| Error::ModelInterface {
@@ -582,7 +595,18 @@ impl Program {
                 }
                 one(r.view().permuted_axes(IxDyn(&inverse)).as_standard_layout().into_owned())
             }
-            StepKind::Pad(pads) => {
+            StepKind::Pad(source) => {
+                let pads: Vec<i64> = match source {
+                    PadSource::Const(p) => p.clone(),
+                    PadSource::Tensor(name) => {
+                        integers.get(name).map(|a| a.iter().copied().collect()).ok_or_else(|| {
+                            Error::ModelInterface {
+                                path: std::path::PathBuf::new(),
+                                reason: format!("the pads `{name}` of node `{}` were not computed", step.node),
+                            }
+                        })?
+                    }
+                };
                 let nd = r.ndim();
                 let mut v = r.view();
                 for ax in 0..nd {
@@ -721,5 +745,118 @@ impl LinearMap for ConvTranspose2d {
 
     fn backward(&self, s: &ArrayD<f32>, params: &Params, _input_shape: &[usize]) -> ArrayD<f32> {
         self.conv.forward(s, &Params { weight: params.weight.clone(), bias: None })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::collections::{BTreeMap, HashSet};
+
+    use ndarray::{ArrayD, Axis, IxDyn};
+
+    use super::super::linear::tests::tensor;
+    use super::super::linear::{Conv2d, Dense, LinearMap, Params};
+    use super::*;
+    use crate::model::{Dim, ElemType, Graph, Node, TensorInfo, Weight};
+
+    fn node(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, Attribute)]) -> Node {
+        Node {
+            name: name.into(),
+            op_type: op.into(),
+            domain: String::new(),
+            inputs: inputs.iter().map(|s| s.to_string()).collect(),
+            outputs: vec![format!("{name}_out")],
+            attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+        }
+    }
+
+    /// x → Conv(pad 1) → Relu → MaxPool(2) → Flatten → Gemm, all biases zero; activations computed
+    /// here with the same maps.
+    fn tiny() -> (Graph, BTreeMap<String, ArrayD<f32>>) {
+        let w_conv = tensor(&[3, 1, 3, 3], 1);
+        let w_fc = tensor(&[4, 27], 2);
+        let mut weights = BTreeMap::new();
+        weights.insert("wc".to_string(), Weight::F32(w_conv.clone()));
+        weights.insert("bc".to_string(), Weight::F32(ArrayD::zeros(IxDyn(&[3]))));
+        weights.insert("wf".to_string(), Weight::F32(w_fc.clone()));
+        weights.insert("bf".to_string(), Weight::F32(ArrayD::zeros(IxDyn(&[4]))));
+        let nodes = vec![
+            node("conv", "Conv", &["x", "wc", "bc"], &[("pads", Attribute::Ints(vec![1, 1, 1, 1]))]),
+            node("relu", "Relu", &["conv_out"], &[]),
+            node(
+                "pool",
+                "MaxPool",
+                &["relu_out"],
+                &[("kernel_shape", Attribute::Ints(vec![2, 2])), ("strides", Attribute::Ints(vec![2, 2]))],
+            ),
+            node("flat", "Flatten", &["pool_out"], &[]),
+            node("fc", "Gemm", &["flat_out", "wf", "bf"], &[("transB", Attribute::Int(1))]),
+        ];
+        let info =
+            |n: &str| TensorInfo { name: n.into(), shape: vec![Dim::Symbolic("N".into())], elem_type: ElemType::F32 };
+        let graph = Graph {
+            inputs: vec![info("x")],
+            outputs: vec![info("fc_out")],
+            nodes,
+            weights,
+            opset: 17,
+            producer: "test".into(),
+        };
+        let x = tensor(&[2, 1, 6, 6], 3).mapv(|v| v.abs() + 0.1);
+        let conv = Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1, kernel: [3, 3] };
+        let c = conv.forward(&x, &Params { weight: Some(w_conv), bias: None });
+        let r = c.mapv(|v| v.max(0.0));
+        let mut p = ArrayD::<f32>::zeros(IxDyn(&[2, 3, 3, 3]));
+        for b in 0..2 {
+            for ch in 0..3 {
+                for i in 0..3 {
+                    for j in 0..3 {
+                        let window =
+                            [(0, 0), (0, 1), (1, 0), (1, 1)].map(|(di, dj)| r[[b, ch, 2 * i + di, 2 * j + dj]]);
+                        p[[b, ch, i, j]] = window.into_iter().fold(f32::MIN, f32::max);
+                    }
+                }
+            }
+        }
+        let f = p.clone().into_shape_with_order(IxDyn(&[2, 27])).unwrap();
+        let y = Dense.forward(&f, &Params { weight: Some(w_fc), bias: None });
+        let acts: BTreeMap<String, ArrayD<f32>> =
+            [("x", x), ("conv_out", c), ("relu_out", r), ("pool_out", p), ("flat_out", f), ("fc_out", y)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect();
+        (graph, acts)
+    }
+
+    #[test]
+    fn relevance_is_conserved_layer_to_layer_without_biases() {
+        let (graph, acts) = tiny();
+        let data: HashSet<String> = acts.keys().cloned().collect();
+        let bounds = (vec![0.0], vec![1.0]);
+        for preset in [Preset::EpsilonPlus, Preset::EpsilonGammaBox] {
+            let program = Program::new(&graph, "tiny.onnx".as_ref(), &data, "fc_out", preset, &bounds).unwrap();
+            let y = &acts["fc_out"];
+            let start = super::super::start_relevance(y, &super::super::Start::Predicted).unwrap();
+            let all = Activations { tensors: acts.clone(), integers: BTreeMap::new() };
+            let rel = program.propagate(&all, start.clone()).unwrap();
+            for b in 0..2 {
+                let total = start.index_axis(Axis(0), b).sum();
+                for t in ["flat_out", "pool_out", "relu_out", "conv_out", "x"] {
+                    let s = rel[t].index_axis(Axis(0), b).sum();
+                    assert!((s - total).abs() <= 1e-3 * total.abs(), "{preset}: {t}: {s} vs {total}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn ops_without_a_rule_are_reported_with_their_node() {
+        let (mut graph, acts) = tiny();
+        graph.nodes[1].op_type = "Erf".into();
+        let data: HashSet<String> = acts.keys().cloned().collect();
+        let err = Program::new(&graph, "tiny.onnx".as_ref(), &data, "fc_out", Preset::Hudd, &(vec![0.0], vec![1.0]))
+            .unwrap_err()
+            .to_string();
+        assert!(err.contains("node `relu`") && err.contains("Erf"), "{err}");
     }
 }

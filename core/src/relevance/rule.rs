@@ -162,6 +162,13 @@ impl Rule {
         }
     }
 
+    /// Number of modified linear passes the rule makes (each a forward and a transposed pass), plus
+    /// one when it masks by the layer's original output.
+    pub fn branch_count(&self) -> usize {
+        let (groups, _) = self.groups();
+        groups.iter().map(|g| g.branches.len()).sum::<usize>() + usize::from(groups.iter().any(|g| g.mask != Mask::All))
+    }
+
     fn groups(&self) -> (Vec<Group>, f32) {
         use InputMod as I;
         use ParamMod as P;

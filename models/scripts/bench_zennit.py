@@ -1,0 +1,132 @@
+#!/usr/bin/env python3
+"""Zennit side of `hudd bench heatmaps`: relevance at every layer for N images, timed the same way
+(median of N runs after one warm-up, images decoded from PNG in every run).
+
+    .venv-torch/bin/python models/scripts/bench_zennit.py fmnist IMAGES_DIR [--limit 1000]
+    .venv-torch/bin/python models/scripts/bench_zennit.py alexnet128 IMAGES_DIR --onnx /tmp/alexnet128.onnx
+
+`alexnet128` also writes the AlexNet-like 128x128 RGB model (seeded random weights: speed only) as
+ONNX for hudd to run on the same images (--onnx).
+"""
+import argparse
+import statistics
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import onnx
+import torch
+import torch.nn as nn
+from onnx import numpy_helper
+from PIL import Image
+from zennit.composites import EpsilonPlus, LayerMapComposite, layer_map_base
+from zennit.rules import Epsilon, ZPlus
+
+sys.path.insert(0, str(Path(__file__).parent))
+from make_fashion_mnist import FashionCnn  # noqa: E402
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+class AlexNet128(nn.Module):
+    """AlexNet-like for 128x128 RGB (as the paper's head-pose case)."""
+
+    def __init__(self):
+        super().__init__()
+        self.features = nn.Sequential(
+            nn.Conv2d(3, 64, 11, stride=4, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(64, 192, 5, padding=2), nn.ReLU(), nn.MaxPool2d(3, 2),
+            nn.Conv2d(192, 384, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(384, 256, 3, padding=1), nn.ReLU(),
+            nn.Conv2d(256, 256, 3, padding=1), nn.ReLU(), nn.MaxPool2d(3, 2),
+        )
+        self.flatten = nn.Flatten()
+        self.classifier = nn.Sequential(nn.Linear(256 * 3 * 3, 1024), nn.ReLU(), nn.Linear(1024, 1024), nn.ReLU(),
+                                        nn.Linear(1024, 9))
+
+    def forward(self, x):
+        return self.classifier(self.flatten(self.features(x)))
+
+
+def hudd_composite():
+    return LayerMapComposite(layer_map=layer_map_base(1e-9) + [
+        (torch.nn.Conv2d, Epsilon(epsilon=1e-9)),
+        (torch.nn.Linear, ZPlus(stabilizer=1e-9, zero_params="bias")),
+    ])
+
+
+def load(paths, rgb, size):
+    arrs = []
+    for p in paths:
+        im = Image.open(p).convert("RGB" if rgb else "L")
+        if im.size != (size, size):
+            im = im.resize((size, size), Image.BILINEAR)
+        a = np.asarray(im, dtype=np.float32) / 255.0
+        arrs.append(a.transpose(2, 0, 1) if rgb else a[None])
+    return torch.from_numpy(np.stack(arrs))
+
+
+def run(model, composite_fn, paths, rgb, size, batch):
+    keep = []
+
+    def hook(module, inp, out):
+        out.retain_grad()
+        keep.append(out)
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    with composite_fn().context(model) as modified:
+        for i in range(0, len(paths), batch):
+            keep.clear()
+            x = load(paths[i:i + batch], rgb, size).requires_grad_(True)
+            out = modified(x)
+            onehot = torch.zeros_like(out)
+            onehot[torch.arange(len(out)), out.argmax(1)] = 1.0
+            out.backward(gradient=(out * onehot).detach())
+            _ = [t.grad.numpy() for t in keep if t.grad is not None] + [x.grad.numpy()]
+    for h in handles:
+        h.remove()
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("model", choices=["fmnist", "alexnet128"])
+    ap.add_argument("images")
+    ap.add_argument("--limit", type=int, default=1000)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--threads", default="1,2")
+    ap.add_argument("--preset", default="hudd", choices=["hudd", "epsilon-plus"])
+    ap.add_argument("--onnx", help="write the alexnet128 model here")
+    a = ap.parse_args()
+    paths = sorted(p for p in Path(a.images).rglob("*.png"))[:a.limit]
+    torch.manual_seed(0)
+    if a.model == "fmnist":
+        model, rgb, size = FashionCnn(), False, 28
+        weights = {t.name: torch.from_numpy(numpy_helper.to_array(t).copy())
+                   for t in onnx.load(str(ROOT / "models/fashion-mnist/fmnist_cnn.onnx")).graph.initializer}
+        model.load_state_dict({k: weights[k] for k in model.state_dict()})
+    else:
+        model, rgb, size = AlexNet128(), True, 128
+        if a.onnx:
+            torch.onnx.export(model.eval(), (torch.zeros(2, 3, 128, 128),), a.onnx, dynamo=False, opset_version=17,
+                              input_names=["image"], output_names=["logits"],
+                              dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
+    model.eval()
+    composite_fn = hudd_composite if a.preset == "hudd" else EpsilonPlus
+    print(f"zennit, torch {torch.__version__}, {len(paths)} images, model {a.model}, preset {a.preset}")
+    print(f"{'threads':>7} {'batch':>6} {'median_s':>10} {'images/s':>10}")
+    for threads in map(int, a.threads.split(",")):
+        torch.set_num_threads(threads)
+        times = []
+        for i in range(a.repeat + 1):
+            t = time.perf_counter()
+            run(model, composite_fn, paths, rgb, size, a.batch)
+            if i:
+                times.append(time.perf_counter() - t)
+        m = statistics.median(times)
+        print(f"{threads:>7} {a.batch:>6} {m:>10.3f} {len(paths) / m:>10.1f}")
+
+
+if __name__ == "__main__":
+    main()
