@@ -35,7 +35,8 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let mut model = Model::load(&args.model)?;
     model.set_parallel_engine(config.run.parallelism == Parallelism::Engine)?;
     let data = Dataset::open(&args.data, &config.task)?;
-    let evaluator = Evaluator::new(&model, &data, &config)?;
+    let evaluator = Evaluator::new(&model, &data, &config)
+        .with_context(|| format!("the configuration does not fit the model {}", args.model.display()))?;
     let bars = Bars::new(args.run.quiet);
     let evaluation = args.run.in_pool(|| Ok(evaluator.run(&bars)?))?;
     let results = args.out.join("results");

@@ -78,7 +78,9 @@ pub fn run(args: HeatmapsArgs) -> Result<()> {
         },
     };
     let model = Model::load(&args.model)?;
-    let spec = config.input_spec(model.info())?;
+    let spec = config
+        .input_spec(model.info())
+        .with_context(|| format!("the configuration does not fit the model {}", args.model.display()))?;
     let output = match &config.task.output {
         Some(o) => o.clone(),
         None if model.info().outputs.len() == 1 => model.info().outputs[0].name.clone(),
