@@ -182,10 +182,13 @@ def node_outputs(path):
     return out
 
 
-def reference(name, model_for_zennit, tensor_of, x, canonizers, nhwc=False):
+def reference(name, model_for_zennit, tensor_of, x, canonizers, images=None, extra=None):
+    """Zennit relevance of every hooked module output (keys of `tensor_of`, written under the ONNX
+    tensor names it maps to) and of the input, for every preset: tests/fixtures/lrp/<name>/."""
     out_dir = FIX / "lrp" / name
-    index = {"images": IMAGES, "zennit": importlib.metadata.version("zennit"), "torch": torch.__version__,
-             "start": "predicted-logit", "presets": {}}
+    index = dict(extra or {})
+    index.update({"images": images or IMAGES, "zennit": importlib.metadata.version("zennit"),
+                  "torch": torch.__version__, "start": "predicted-logit", "presets": {}})
     for preset, make in composites(canonizers).items():
         outputs = {}
 
@@ -269,7 +272,7 @@ def main():
         by_op.setdefault(n.op_type, []).append(n.output[0])
     tensor_of = {"conv1": by_op["Conv"][0], "relu1": by_op["Relu"][0], "pool": by_op["MaxPool"][0],
                  "conv2": by_op["Conv"][1], "relu2": by_op["Relu"][1], "fc": g.output[0].name}
-    reference("keras_nhwc", twin, tensor_of, x.permute(0, 2, 3, 1).contiguous(), lambda: [], nhwc=True)
+    reference("keras_nhwc", twin, tensor_of, x.permute(0, 2, 3, 1).contiguous(), lambda: [])
 
 
 if __name__ == "__main__":
