@@ -463,15 +463,12 @@ impl Program {
             steps.push(Step { node: node.name.clone(), op, inputs, output, aliases, kind, rule: None });
         }
         // Rules.
-        let mut firsts: HashSet<usize> = HashSet::new();
-        for kinds in [preset.first_layer_kinds()] {
-            if let Some(ix) = steps.iter().position(|s| step_layer_kind(s).is_some_and(|k| kinds.contains(&k))) {
-                firsts.insert(ix);
-            }
-        }
+        // The one layer a preset's first-layer map applies to, if any.
+        let kinds = preset.first_layer_kinds();
+        let first = steps.iter().position(|s| step_layer_kind(s).is_some_and(|k| kinds.contains(&k)));
         for (ix, s) in steps.iter_mut().enumerate() {
             s.rule = match step_layer_kind(s) {
-                Some(k) => Some(preset.rule(k, firsts.contains(&ix), bounds)?),
+                Some(k) => Some(preset.rule(k, first == Some(ix), bounds)?),
                 None => match s.kind {
                     StepKind::AvgPool(..) | StepKind::GlobalAvgPool | StepKind::Add => {
                         Some(Rule::Norm { stabilizer: preset.stabilizer() })
@@ -847,6 +844,16 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn auto_pad_resolves_like_onnx() {
+        // 5 wide, kernel 3, stride 2: 3 outputs need 7 inputs, 2 pads; SAME_UPPER puts the odd one last.
+        assert_eq!(resolve_pads("SAME_UPPER", [9; 4], [5, 6], [3, 2], [2, 2], [1, 1]), [1, 0, 1, 0]);
+        assert_eq!(resolve_pads("SAME_UPPER", [0; 4], [6, 6], [3, 3], [2, 2], [1, 1]), [0, 0, 1, 1]);
+        assert_eq!(resolve_pads("SAME_LOWER", [0; 4], [6, 6], [3, 3], [2, 2], [1, 1]), [1, 1, 0, 0]);
+        assert_eq!(resolve_pads("VALID", [1, 2, 3, 4], [6, 6], [3, 3], [1, 1], [1, 1]), [0; 4]);
+        assert_eq!(resolve_pads("NOTSET", [1, 2, 3, 4], [6, 6], [3, 3], [1, 1], [1, 1]), [1, 2, 3, 4]);
     }
 
     #[test]
