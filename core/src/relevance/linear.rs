@@ -157,7 +157,7 @@ impl Conv2d {
         }
     }
 
-    fn weight_matrix<'a>(&self, w: &'a ArrayD<f32>, group: usize) -> ArrayView2<'a, f32> {
+    fn weight_matrix<'a>(&self, w: &'a ndarray::ArrayViewD<'_, f32>, group: usize) -> ArrayView2<'a, f32> {
         let co = w.shape()[0];
         let cog = co / self.groups;
         let k = w.len() / co;
@@ -168,7 +168,7 @@ impl Conv2d {
 
 impl LinearMap for Conv2d {
     fn forward(&self, x: &ArrayD<f32>, params: &Params) -> ArrayD<f32> {
-        let w = params.weight.as_ref().expect("convolutions have weights").as_standard_layout().into_owned();
+        let w = params.weight.as_ref().expect("convolutions have weights").as_standard_layout();
         let (n, c, h, wi) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
         let co = w.shape()[0];
         let out = self.output_hw([h, wi]);
@@ -182,7 +182,7 @@ impl LinearMap for Conv2d {
                 let mut yi = ndarray::Array3::<f32>::zeros((co, out[0], out[1]));
                 for g in 0..self.groups {
                     let cols = self.im2col(xi, g * cg, cg, out);
-                    let z = self.weight_matrix(&w, g).dot(&cols);
+                    let z = self.weight_matrix(&w.view(), g).dot(&cols);
                     let z = z.into_shape_with_order((cog, out[0], out[1])).expect("group output");
                     yi.slice_mut(s![g * cog..(g + 1) * cog, .., ..]).assign(&z);
                 }
@@ -196,7 +196,7 @@ impl LinearMap for Conv2d {
     }
 
     fn backward(&self, s: &ArrayD<f32>, params: &Params, input_shape: &[usize]) -> ArrayD<f32> {
-        let w = params.weight.as_ref().expect("convolutions have weights").as_standard_layout().into_owned();
+        let w = params.weight.as_ref().expect("convolutions have weights").as_standard_layout();
         let (n, c) = (input_shape[0], input_shape[1]);
         let co = w.shape()[0];
         let cg = c / self.groups;
@@ -211,7 +211,7 @@ impl LinearMap for Conv2d {
                 for g in 0..self.groups {
                     let sg = si.slice(s![g * cog..(g + 1) * cog, .., ..]).as_standard_layout().into_owned();
                     let sg = sg.into_shape_with_order((cog, out[0] * out[1])).expect("group relevance");
-                    let cols = self.weight_matrix(&w, g).t().dot(&sg);
+                    let cols = self.weight_matrix(&w.view(), g).t().dot(&sg);
                     self.col2im(&cols, &mut dxi.view_mut(), g * cg, cg, out);
                 }
                 dxi

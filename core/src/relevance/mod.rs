@@ -22,7 +22,7 @@ pub use composite::{LayerKind, Preset};
 pub use linear::{Conv2d, Dense, LinearMap, Params};
 pub use pool::{AvgPool2d, GlobalAvgPool, Window};
 pub use program::{Program, Step, StepKind};
-pub use rule::{stabilize, Rule};
+pub use rule::{stabilize, BoundRule, Rule};
 
 use crate::config::InputSpec;
 use crate::error::{Error, Result};
@@ -75,11 +75,13 @@ impl<'m> Explainer<'m> {
         &self.program
     }
 
-    /// Floating-point operations per image of the dense and convolution layers: the forward run plus
-    /// each rule's modified forward and transposed passes (2 per multiply-add). Other ops are cheap
-    /// in comparison and not counted. For throughput figures (GFLOP/s).
+    /// Floating-point operations per image of the dense and convolution layers that one explanation
+    /// runs: the forward run plus the passes each bound rule makes (2 per multiply-add), counted on
+    /// a probe image of mid-grey (0.5) inputs: branches of inputs that cannot occur are skipped,
+    /// as they are at run time. Other ops are cheap in comparison and not counted. For throughput
+    /// figures (GFLOP/s).
     pub fn flops_per_image(&self, spec: &InputSpec) -> Result<u64> {
-        let probe = ArrayD::<f32>::zeros(ndarray::IxDyn(&spec.batch_shape(1)));
+        let probe = ArrayD::<f32>::from_elem(ndarray::IxDyn(&spec.batch_shape(1)), 0.5);
         let acts = self.model.run_with_activations(probe.view())?;
         let spatial =
             |name: &str| acts.tensors.get(name).map(|a| a.shape().iter().skip(2).product::<usize>()).unwrap_or(1);
@@ -94,8 +96,12 @@ impl<'m> Explainer<'m> {
                     .map_or(0, |w| w.len() * spatial(s.inputs.first().map(String::as_str).unwrap_or(""))),
                 _ => 0,
             };
-            let passes = 1 + 2 * s.rule.as_ref().map_or(0, Rule::branch_count);
-            total += 2 * (macs * passes) as u64;
+            let x = s.inputs.first().and_then(|i| acts.tensors.get(i));
+            let passes = match (&s.bound, x) {
+                (Some(b), Some(x)) => b.passes(x, acts.tensors.contains_key(&s.output)),
+                _ => 0,
+            };
+            total += 2 * (macs * (1 + passes)) as u64;
         }
         Ok(total)
     }

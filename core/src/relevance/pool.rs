@@ -7,6 +7,7 @@
 //! row-major window order, as PyTorch's max-pool gradient does.
 
 use ndarray::{Array4, ArrayD, Axis, Ix4};
+use rayon::prelude::*;
 
 use super::linear::{LinearMap, Params};
 
@@ -62,30 +63,37 @@ fn as4(a: &ArrayD<f32>) -> ndarray::ArrayView4<'_, f32> {
     a.view().into_dimensionality::<Ix4>().expect("NCHW tensor")
 }
 
-/// Winner-takes-all: each output's relevance goes to the first maximum of its window.
+/// Winner-takes-all: each output's relevance goes to the first maximum of its window. Planes
+/// (image × channel) run in parallel; outputs without relevance are not searched.
 pub fn max_pool_relevance(window: &Window, x: &ArrayD<f32>, r_out: &ArrayD<f32>) -> ArrayD<f32> {
-    let (x4, r4) = (as4(x), as4(r_out));
-    let (n, c, h, w) = x4.dim();
+    let (x, r_out) = (x.as_standard_layout(), r_out.as_standard_layout());
+    let (n, c, h, w) = x.view().into_dimensionality::<Ix4>().expect("NCHW tensor").dim();
+    let [oh_n, ow_n] = window.output;
     let mut r_in = Array4::<f32>::zeros((n, c, h, w));
-    for b in 0..n {
-        for ch in 0..c {
-            let plane = x4.slice(ndarray::s![b, ch, .., ..]);
-            for oh in 0..window.output[0] {
-                for ow in 0..window.output[1] {
-                    let mut best: Option<((usize, usize), f32)> = None;
-                    for (ih, iw) in window.positions(oh, ow, h, w) {
-                        let v = plane[[ih, iw]];
-                        if best.is_none_or(|(_, m)| v > m || (m.is_nan() && !v.is_nan())) {
-                            best = Some(((ih, iw), v));
-                        }
+    let (xs, rs) = (x.as_slice().expect("standard layout"), r_out.as_slice().expect("standard layout"));
+    let planes = r_in.as_slice_mut().expect("new array");
+    planes.par_chunks_mut((h * w).max(1)).enumerate().for_each(|(p, dst)| {
+        let plane = &xs[p * h * w..(p + 1) * h * w];
+        let rel = &rs[p * oh_n * ow_n..(p + 1) * oh_n * ow_n];
+        for oh in 0..oh_n {
+            for ow in 0..ow_n {
+                let r = rel[oh * ow_n + ow];
+                if r == 0.0 {
+                    continue;
+                }
+                let mut best: Option<(usize, f32)> = None;
+                for (ih, iw) in window.positions(oh, ow, h, w) {
+                    let v = plane[ih * w + iw];
+                    if best.is_none_or(|(_, m)| v > m || (m.is_nan() && !v.is_nan())) {
+                        best = Some((ih * w + iw, v));
                     }
-                    if let Some(((ih, iw), _)) = best {
-                        r_in[[b, ch, ih, iw]] += r4[[b, ch, oh, ow]];
-                    }
+                }
+                if let Some((at, _)) = best {
+                    dst[at] += r;
                 }
             }
         }
-    }
+    });
     r_in.into_dyn()
 }
 

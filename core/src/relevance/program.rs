@@ -19,7 +19,7 @@ use ndarray::{Array1, ArrayD, Axis, IxDyn, Slice};
 use super::composite::{LayerKind, Preset};
 use super::linear::{Conv2d, Dense, LinearMap, Params};
 use super::pool::{max_pool_relevance, AvgPool2d, GlobalAvgPool, Window};
-use super::rule::{stabilize, Rule};
+use super::rule::{stabilize, BoundRule, Rule};
 use crate::error::{Error, Result};
 use crate::model::{Activations, Attribute, Graph, Node, Weight};
 
@@ -113,6 +113,8 @@ pub struct Step {
     pub kind: StepKind,
     /// The rule, for linear layers.
     pub rule: Option<Rule>,
+    /// The rule bound to the step's parameters (set with `rule`).
+    pub(crate) bound: Option<BoundRule>,
 }
 
 /// The whole rewritten graph and the rules chosen for it.
@@ -460,7 +462,7 @@ impl Program {
                 }
                 _ => node.inputs.iter().filter(|i| data.contains(*i)).cloned().collect(),
             };
-            steps.push(Step { node: node.name.clone(), op, inputs, output, aliases, kind, rule: None });
+            steps.push(Step { node: node.name.clone(), op, inputs, output, aliases, kind, rule: None, bound: None });
         }
         // Rules.
         // The one layer a preset's first-layer map applies to, if any.
@@ -476,6 +478,10 @@ impl Program {
                     _ => None,
                 },
             };
+            s.bound = s.rule.as_ref().map(|rule| match &s.kind {
+                StepKind::Dense(p) | StepKind::Conv(_, p) | StepKind::ConvTranspose(_, p) => rule.bind(p),
+                _ => rule.bind(&Params::default()),
+            });
         }
         Ok(Program { steps, input, start, preset })
     }
@@ -524,8 +530,12 @@ impl Program {
         let x_name = step.inputs.first().cloned().unwrap_or_default();
         let one = |v: ArrayD<f32>| Ok(vec![(x_name.clone(), v)]);
         let rule = step.rule.clone().unwrap_or(Rule::Pass);
+        let pass = Rule::Pass.bind(&Params::default());
+        let bound = step.bound.as_ref().unwrap_or(&pass);
+        // The layer's own output from the forward run (`z` of ε, the mask of γ).
+        let output = acts.get(&step.output);
         match &step.kind {
-            StepKind::Dense(p) => {
+            StepKind::Dense(_) => {
                 let x = act(&x_name)?;
                 let flat = x.as_standard_layout().into_owned();
                 let n = flat.shape()[0];
@@ -535,10 +545,10 @@ impl Program {
                     .into_owned()
                     .into_shape_with_order(IxDyn(&[n, r.len() / n.max(1)]))
                     .map_err(shape_err)?;
-                let out = rule.propagate(&Dense, &x2, p, &r2);
+                let out = bound.propagate(&Dense, &x2, &r2, output);
                 one(out.into_shape_with_order(x.raw_dim()).map_err(shape_err)?)
             }
-            StepKind::Conv(spec, p) => {
+            StepKind::Conv(spec, _) => {
                 let x = act(&x_name)?;
                 let hw = [x.shape()[2], x.shape()[3]];
                 let conv = Conv2d {
@@ -548,9 +558,9 @@ impl Program {
                     groups: spec.groups,
                     kernel: spec.kernel,
                 };
-                one(rule.propagate(&conv, x, p, r))
+                one(bound.propagate(&conv, x, r, output))
             }
-            StepKind::ConvTranspose(spec, p) => {
+            StepKind::ConvTranspose(spec, _) => {
                 let x = act(&x_name)?;
                 let out_hw = [r.shape()[2], r.shape()[3]];
                 let map = ConvTranspose2d {
@@ -563,7 +573,7 @@ impl Program {
                     },
                     out_hw,
                 };
-                one(rule.propagate(&map, x, p, r))
+                one(bound.propagate(&map, x, r, output))
             }
             StepKind::MaxPool(spec) => {
                 let x = act(&x_name)?;
@@ -572,11 +582,11 @@ impl Program {
             StepKind::AvgPool(spec, include_pad) => {
                 let x = act(&x_name)?;
                 let map = AvgPool2d { window: window(spec, x, r), count_include_pad: *include_pad };
-                one(rule.propagate(&map, x, &Params::default(), r))
+                one(bound.propagate(&map, x, r, output))
             }
             StepKind::GlobalAvgPool => {
                 let x = act(&x_name)?;
-                one(rule.propagate(&GlobalAvgPool, x, &Params::default(), r))
+                one(bound.propagate(&GlobalAvgPool, x, r, output))
             }
             StepKind::Pass => one(r.clone()),
             StepKind::Scale(k) => one(r * *k),

@@ -12,6 +12,8 @@
 //! ```
 //! `mapᵀ` is the transpose of the linear part (the gradient of `Σ map(x)·s` with respect to `x`).
 
+use std::borrow::Cow;
+
 use ndarray::{ArrayD, Axis, Zip};
 
 use super::linear::{LinearMap, Params};
@@ -232,27 +234,127 @@ impl Rule {
     }
 
     /// Propagates relevance `r_out` at the output of `map` (input `x`, parameters `params`) to its
-    /// input. All tensors carry the batch as their first axis.
+    /// input. All tensors carry the batch as their first axis. For repeated use on one layer, bind
+    /// the rule once with [`Rule::bind`].
     pub fn propagate(&self, map: &dyn LinearMap, x: &ArrayD<f32>, params: &Params, r_out: &ArrayD<f32>) -> ArrayD<f32> {
-        let (groups, eps) = self.groups();
-        if groups.is_empty() {
+        self.bind(params).propagate(map, x, r_out, None)
+    }
+
+    /// The rule bound to one layer's parameters: every branch's modified parameters are computed
+    /// here, once, instead of in every batch.
+    pub fn bind(&self, params: &Params) -> BoundRule {
+        let (groups, epsilon) = self.groups();
+        let params_of = groups
+            .iter()
+            .map(|g| g.branches.iter().map(|br| modify_params(params, br.weight, br.bias)).collect())
+            .collect();
+        let plain = |br: &Branch| {
+            br.input == InputMod::Identity
+                && br.weight == ParamMod::Identity
+                && br.sign == 1.0
+                && (br.bias == ParamMod::Identity || params.bias.is_none())
+        };
+        let plain_groups = groups.iter().map(|g| g.branches.len() == 1 && plain(&g.branches[0])).collect();
+        BoundRule { rule: self.clone(), groups, epsilon, params: params_of, plain_groups, original: params.clone() }
+    }
+}
+
+/// A rule bound to one layer's parameters (see [`Rule::bind`]).
+#[derive(Debug, Clone)]
+pub struct BoundRule {
+    rule: Rule,
+    groups: Vec<Group>,
+    epsilon: f32,
+    /// Modified parameters per group and branch.
+    params: Vec<Vec<Params>>,
+    /// Groups whose only branch is the layer itself (`z` is the layer's own output).
+    plain_groups: Vec<bool>,
+    original: Params,
+}
+
+impl BoundRule {
+    /// The rule.
+    pub fn rule(&self) -> &Rule {
+        &self.rule
+    }
+
+    /// Linear passes (forward or transposed) that [`BoundRule::propagate`] makes for input `x`, with
+    /// or without the layer's output known. For throughput figures.
+    pub fn passes(&self, x: &ArrayD<f32>, output_known: bool) -> usize {
+        let (nonneg, nonpos) = sign_extent(x);
+        let mut n = usize::from(!output_known && self.groups.iter().any(|g| g.mask != Mask::All));
+        for ((group, params), &plain) in self.groups.iter().zip(&self.params).zip(&self.plain_groups) {
+            let live = group
+                .branches
+                .iter()
+                .zip(params)
+                .filter(|(br, p)| !(zero_input(br.input, nonneg, nonpos) && p.bias.is_none()))
+                .count();
+            n += live + if plain && output_known { 0 } else { live };
+        }
+        n
+    }
+
+    /// Propagates relevance `r_out` at the output of `map` to its input `x`.
+    ///
+    /// `output`, when given, is the layer's own output `map(x; W) + b` from the forward run (shaped
+    /// like `r_out`); a rule whose denominator is that output (ε, LRP-0) or that masks by it (γ)
+    /// then uses it instead of recomputing it. Branches whose modified input is zero (the negative
+    /// part of non-negative inputs, as after a ReLU) are skipped: they contribute nothing.
+    pub fn propagate(
+        &self,
+        map: &dyn LinearMap,
+        x: &ArrayD<f32>,
+        r_out: &ArrayD<f32>,
+        output: Option<&ArrayD<f32>>,
+    ) -> ArrayD<f32> {
+        if self.groups.is_empty() {
             return r_out.clone();
         }
-        let needs_original = groups.iter().any(|g| g.mask != Mask::All);
-        let original = needs_original.then(|| map.forward(x, params));
-        let mut r_in = ArrayD::<f32>::zeros(x.raw_dim());
-        for group in &groups {
-            let inputs: Vec<ArrayD<f32>> = group.branches.iter().map(|br| self.modify_input(br.input, x)).collect();
-            let mods: Vec<Params> = group.branches.iter().map(|br| modify_params(params, br.weight, br.bias)).collect();
-            let mut z = ArrayD::<f32>::zeros(r_out.raw_dim());
-            for ((br, a), p) in group.branches.iter().zip(&inputs).zip(&mods) {
-                z.scaled_add(br.sign, &map.forward(a, p));
+        let output = output.filter(|o| o.shape() == r_out.shape());
+        let needs_original = self.groups.iter().any(|g| g.mask != Mask::All);
+        let computed;
+        let original = match (needs_original, output) {
+            (false, _) => None,
+            (true, Some(o)) => Some(o),
+            (true, None) => {
+                computed = map.forward(x, &self.original);
+                Some(&computed)
             }
-            let mut s = r_out.clone();
-            Zip::from(&mut s).and(&z).for_each(|s, &z| *s /= stabilize(z, eps));
-            if let Some(orig) = &original {
+        };
+        let (nonneg, nonpos) = sign_extent(x);
+        let mut r_in = ArrayD::<f32>::zeros(x.raw_dim());
+        for ((group, params), &plain) in self.groups.iter().zip(&self.params).zip(&self.plain_groups) {
+            // A branch whose modified input is zero and that has no bias adds nothing to `z` or `R`.
+            let live: Vec<(&Branch, &Params, Cow<'_, ArrayD<f32>>)> = group
+                .branches
+                .iter()
+                .zip(params)
+                .filter(|(br, p)| !(zero_input(br.input, nonneg, nonpos) && p.bias.is_none()))
+                .map(|(br, p)| (br, p, self.modify_input(br.input, x)))
+                .collect();
+            let z: Cow<'_, ArrayD<f32>> = match output {
+                Some(o) if plain => Cow::Borrowed(o),
+                _ => {
+                    let mut z: Option<ArrayD<f32>> = None;
+                    for (br, p, a) in &live {
+                        let y = map.forward(a, p);
+                        match &mut z {
+                            None if br.sign == 1.0 => z = Some(y),
+                            None => z = Some(y * br.sign),
+                            Some(z) => z.scaled_add(br.sign, &y),
+                        }
+                    }
+                    // No live branch: only a bias could contribute, and it takes no relevance.
+                    Cow::Owned(z.unwrap_or_else(|| ArrayD::zeros(r_out.raw_dim())))
+                }
+            };
+            let eps = self.epsilon;
+            let mut s = Zip::from(r_out).and(&*z).map_collect(|&r, &z| r / stabilize(z, eps));
+            if let Some(orig) = original {
+                let mask = group.mask;
                 Zip::from(&mut s).and(orig).for_each(|s, &o| {
-                    let keep = match group.mask {
+                    let keep = match mask {
                         Mask::All => true,
                         Mask::Positive => o > 0.0,
                         Mask::Negative => o < 0.0,
@@ -262,28 +364,38 @@ impl Rule {
                     }
                 });
             }
-            for ((br, a), p) in group.branches.iter().zip(&inputs).zip(&mods) {
+            for (br, p, a) in &live {
                 let c = map.backward(&s, p, x.shape());
                 let k = group.weight * br.sign;
-                Zip::from(&mut r_in).and(a).and(&c).for_each(|r, &a, &c| *r += k * a * c);
+                Zip::from(&mut r_in).and(&**a).and(&c).for_each(|r, &a, &c| *r += k * a * c);
             }
         }
         r_in
     }
 
-    fn modify_input(&self, m: InputMod, x: &ArrayD<f32>) -> ArrayD<f32> {
+    fn modify_input<'a>(&self, m: InputMod, x: &'a ArrayD<f32>) -> Cow<'a, ArrayD<f32>> {
         match m {
-            InputMod::Identity => x.clone(),
-            InputMod::Positive => x.mapv(|v| v.max(0.0)),
-            InputMod::Negative => x.mapv(|v| v.min(0.0)),
-            InputMod::Ones => ArrayD::ones(x.raw_dim()),
+            InputMod::Identity => Cow::Borrowed(x),
+            InputMod::Positive => Cow::Owned(x.mapv(|v| v.max(0.0))),
+            InputMod::Negative => Cow::Owned(x.mapv(|v| v.min(0.0))),
+            InputMod::Ones => Cow::Owned(ArrayD::ones(x.raw_dim())),
             InputMod::Low | InputMod::High => {
-                let Rule::ZBox { low, high, .. } = self else { return x.clone() };
+                let Rule::ZBox { low, high, .. } = &self.rule else { return Cow::Borrowed(x) };
                 let bound = if m == InputMod::Low { low } else { high };
-                per_channel(x, bound)
+                Cow::Owned(per_channel(x, bound))
             }
         }
     }
+}
+
+/// Whether input modifier `m` yields zeros for an input that is all `≥ 0` (`nonneg`) or all `≤ 0`.
+fn zero_input(m: InputMod, nonneg: bool, nonpos: bool) -> bool {
+    (m == InputMod::Negative && nonneg) || (m == InputMod::Positive && nonpos)
+}
+
+/// Whether every value of `x` is `≥ 0`, and whether every value is `≤ 0`.
+fn sign_extent(x: &ArrayD<f32>) -> (bool, bool) {
+    x.iter().fold((true, true), |(nn, np), &v| (nn && v >= 0.0, np && v <= 0.0))
 }
 
 fn nb(zero_bias: bool) -> &'static str {
@@ -524,6 +636,34 @@ mod tests {
             let want = replica(&rule, &to64(&a), &to64(&w), &b.mapv(f64::from), &to64(&r), -3.0, 3.0);
             assert_close(&got, &want, &rule.name());
         }
+    }
+
+    #[test]
+    fn skipped_branches_and_the_known_output_change_nothing() {
+        // One-signed inputs make the z⁺/αβ/γ branches of the other sign zero; the bias of the
+        // positive branches must still count. Passing the layer's output must give the same result.
+        let w = tensor(&[15, 16], 2);
+        let b: Array1<f32> = tensor(&[15], 3).into_shape_with_order(15).unwrap();
+        let p = Params { weight: Some(w.clone()), bias: Some(b.clone()) };
+        for a in [tensor(&[4, 16], 1).mapv(f32::abs), tensor(&[4, 16], 1).mapv(|v| -v.abs())] {
+            let out = Dense.forward(&a, &p);
+            let r = tensor(&[4, 15], 5);
+            for rule in rules() {
+                let want = replica(&rule, &to64(&a), &to64(&w), &b.mapv(f64::from), &to64(&r), -3.0, 3.0);
+                let bound = rule.bind(&p);
+                assert_close(&bound.propagate(&Dense, &a, &r, None), &want, &rule.name());
+                assert_close(&bound.propagate(&Dense, &a, &r, Some(&out)), &want, &format!("{} (output)", rule.name()));
+            }
+        }
+        // Passes: z⁺ without bias on non-negative inputs runs one branch (forward + transposed);
+        // ε with the output known runs only the transposed pass; γ with both signs runs 4 + 4 + 1.
+        let nonneg = tensor(&[2, 16], 1).mapv(f32::abs);
+        let mixed = tensor(&[2, 16], 1);
+        assert_eq!(Rule::zplus(1e-9).without_bias().bind(&p).passes(&nonneg, true), 2);
+        assert_eq!(Rule::zplus(1e-9).bind(&p).passes(&mixed, true), 4);
+        assert_eq!(Rule::epsilon(1e-9).bind(&p).passes(&mixed, true), 1);
+        assert_eq!(Rule::epsilon(1e-9).bind(&p).passes(&mixed, false), 2);
+        assert_eq!(Rule::gamma(0.25).unwrap().bind(&p).passes(&mixed, false), 9);
     }
 
     /// The dense matrix of a convolution (its Jacobian) and the bias spread over output positions.
