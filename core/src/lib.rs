@@ -29,8 +29,11 @@
 //! ```
 #![deny(missing_docs)]
 
+pub mod analyze;
+pub mod cluster;
 pub mod config;
 pub mod dataset;
+pub mod distance;
 pub mod error;
 pub mod evaluate;
 pub mod fsio;
@@ -38,6 +41,7 @@ pub mod heatmaps;
 pub mod input;
 pub mod model;
 pub mod npy;
+pub mod pictures;
 pub mod progress;
 pub mod relevance;
 

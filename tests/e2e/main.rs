@@ -3,7 +3,9 @@
 
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
+mod analyze;
 mod bad_input;
+mod cluster;
 mod common;
 mod evaluate;
 mod heatmaps;

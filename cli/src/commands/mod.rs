@@ -1,6 +1,8 @@
 //! Subcommands: one file each. Shared options live here.
 
+mod analyze;
 mod bench;
+mod cluster;
 mod evaluate;
 mod heatmaps;
 mod inspect;
@@ -28,6 +30,11 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Compute LRP relevance heatmaps of every chosen layer for a set of images.
     Heatmaps(heatmaps::HeatmapsArgs),
+    /// Find the root causes of the model's test errors: evaluate, heatmaps of the Wrong images,
+    /// clusters of every layer, cluster folders and GIFs.
+    Analyze(analyze::AnalyzeArgs),
+    /// Cluster an existing heatmaps folder (HUDD's Ward + knee selection, best layer).
+    Cluster(cluster::ClusterArgs),
     /// Show a model's inputs, outputs and operators, or the operators hudd supports.
     Inspect(inspect::InspectArgs),
     /// Time pipeline stages on your model and data under several settings.
@@ -83,6 +90,8 @@ pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Heatmaps(a) => heatmaps::run(a),
+        Command::Analyze(a) => analyze::run(a),
+        Command::Cluster(a) => cluster::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Bench(a) => bench::run(a),
     }

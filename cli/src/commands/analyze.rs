@@ -1,0 +1,92 @@
+//! `hudd analyze`: evaluate → heatmaps of the Wrong test images → root-cause clusters.
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hudd_core::analyze::{analyze, AnalyzeOptions, PictureOptions};
+use hudd_core::config::Parallelism;
+use hudd_core::heatmaps::{HeatmapOptions, Layers, StartRule};
+use hudd_core::relevance::Preset;
+use hudd_core::{Dataset, Model};
+
+use super::cluster::{print_summary, ClusterOptionArgs};
+use super::RunOptions;
+use crate::progress::Bars;
+
+/// Finds the root causes of the model's errors on the test set: evaluates every split, computes
+/// LRP heatmaps of the Wrong test images at every default layer, clusters each layer (HUDD's Ward
+/// and knee) and picks the best layer. Writes RUN/results/, RUN/heatmaps/, RUN/distances/,
+/// RUN/clusters.json (clusters, members, medoids, metadata explanations), RUN/timings.json and
+/// RUN/clusters/<layer>/<id>/ with the member images, an animated GIF per cluster and, for the
+/// best layer, heatmap overlays.
+#[derive(Debug, Args)]
+pub struct AnalyzeArgs {
+    /// The exported ONNX model.
+    #[arg(long, short = 'm', value_name = "MODEL.onnx")]
+    model: PathBuf,
+    /// Dataset folder with a test split (and optionally train/ and improvement/).
+    #[arg(long, short = 'd', value_name = "DATA")]
+    data: PathBuf,
+    /// Run folder.
+    #[arg(long, short = 'o', value_name = "RUN")]
+    out: PathBuf,
+    /// LRP preset: hudd (default), epsilon-plus, epsilon-plus-flat, epsilon-gamma-box,
+    /// epsilon-alpha2-beta1.
+    #[arg(long, default_value = "hudd")]
+    preset: String,
+    #[command(flatten)]
+    cluster: ClusterOptionArgs,
+    /// Speed of the cluster GIFs, in images per minute.
+    #[arg(long, default_value_t = 100.0, value_name = "N")]
+    gif_rate: f64,
+    #[command(flatten)]
+    run: RunOptions,
+}
+
+pub fn run(args: AnalyzeArgs) -> Result<()> {
+    let config = args.run.config()?;
+    let cluster = args.cluster.options()?;
+    let preset = Preset::from_name(&args.preset)?;
+    if !(args.gif_rate > 0.0 && args.gif_rate.is_finite()) {
+        bail!("--gif-rate must be a positive number of images per minute");
+    }
+    let mut model = Model::load(&args.model)?;
+    model.set_parallel_engine(config.run.parallelism == Parallelism::Engine)?;
+    let data = Dataset::open(&args.data, &config.task)?;
+    let options = AnalyzeOptions {
+        heatmaps: HeatmapOptions {
+            preset,
+            layers: Layers::Default,
+            start: StartRule::Predicted,
+            batch_size: config.run.batch_size,
+        },
+        cluster,
+        pictures: PictureOptions { gif_per_minute: args.gif_rate, ..PictureOptions::default() },
+    };
+    let bars = Bars::new(args.run.quiet);
+    let outcome = args
+        .run
+        .in_pool(|| Ok(analyze(&model, &data, &config, &options, &args.out, &bars)?))
+        .with_context(|| format!("analysing {} on {}", args.model.display(), args.data.display()))?;
+    let test = outcome.evaluation.split(hudd_core::Split::Test);
+    if let Some(t) = test {
+        println!("test: {} images, {} Wrong ({:.2}% accuracy)\n", t.rows.len(), outcome.wrong, 100.0 * t.accuracy());
+    }
+    let Some(analysis) = &outcome.analysis else {
+        println!(
+            "fewer than 2 Wrong test images: nothing to cluster (results: {})",
+            args.out.join("results").display()
+        );
+        return Ok(());
+    };
+    print_summary(analysis);
+    if let Some(l) = &outcome.overlay_layer {
+        if Some(l) != analysis.report.best_layer.as_ref() {
+            println!("(the best layer is not spatial: overlays show the heatmaps of {l})");
+        }
+    }
+    println!("\nclusters: {}", args.out.join("clusters.json").display());
+    println!("pictures: {}", args.out.join("clusters").display());
+    Ok(())
+}

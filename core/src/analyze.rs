@@ -1,0 +1,257 @@
+//! The root-cause analysis: evaluate → heatmaps of the Wrong test images → clusters of every
+//! layer → cluster folders and pictures. Writes into a run folder:
+//!
+//! - `results/` — as `hudd evaluate`;
+//! - `heatmaps/` — as `hudd heatmaps` (one `.npy` per layer and `index.json`);
+//! - `distances/<layer>.npy`, `clusters.json`, `timings.json` — see [`crate::cluster::report`];
+//! - `clusters/<layer>/<id>/` — each cluster's member images, and `clusters/<layer>/cluster-<id>.gif`;
+//!   for the best layer also `clusters/<layer>/<id>/overlays/*.png` (each member's heatmap over
+//!   the image) and `clusters/<layer>/<id>/mean-heatmap.png`.
+//!
+//! Overlays need a spatial heatmap: when the best layer is not spatial (a dense layer), the input
+//! layer's heatmap of the same images is drawn instead, and the report says which layer it is.
+//! `clusters.json` is written last; a run folder without it is incomplete.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use crate::cluster::metadata::Metadata;
+use crate::cluster::report::{self, Analysis, HeatmapSet};
+use crate::cluster::Options as ClusterOptions;
+use crate::config::{Config, TaskKind};
+use crate::dataset::{Dataset, Label, Split};
+use crate::error::{Error, Result};
+use crate::evaluate::{Evaluation, Evaluator, Prediction};
+use crate::heatmaps::{self, sanitize, HeatmapOptions, ImageRef};
+use crate::model::Model;
+use crate::pictures;
+use crate::progress::Progress;
+
+/// Options of the pictures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct PictureOptions {
+    /// GIF speed in images per minute.
+    pub gif_per_minute: f64,
+    /// Longest side of GIF frames and overlays, in pixels (larger images are downscaled).
+    pub max_side: u32,
+}
+
+impl Default for PictureOptions {
+    fn default() -> Self {
+        PictureOptions { gif_per_minute: 100.0, max_side: 256 }
+    }
+}
+
+/// Everything `analyze` needs besides the model, data and configuration.
+#[derive(Debug, Clone)]
+pub struct AnalyzeOptions {
+    /// Heatmaps (preset, layers, start, batch size).
+    pub heatmaps: HeatmapOptions,
+    /// Clustering.
+    pub cluster: ClusterOptions,
+    /// Pictures.
+    pub pictures: PictureOptions,
+}
+
+/// What `analyze` produced.
+#[derive(Debug, Clone)]
+pub struct AnalyzeOutcome {
+    /// The evaluation of every split.
+    pub evaluation: Evaluation,
+    /// The clusters (`None` when fewer than 2 test images were Wrong: nothing to cluster).
+    pub analysis: Option<Analysis>,
+    /// Number of Wrong test images.
+    pub wrong: usize,
+    /// The layer whose heatmaps the overlays show.
+    pub overlay_layer: Option<String>,
+}
+
+/// Runs the analysis into `out` (see the module documentation).
+pub fn analyze(
+    model: &Model,
+    data: &Dataset,
+    config: &Config,
+    options: &AnalyzeOptions,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<AnalyzeOutcome> {
+    let evaluator = Evaluator::new(model, data, config)?;
+    // From here on the run folder is rewritten: an old clusters.json would claim a complete result.
+    let stale = out.join("clusters.json");
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(|e| Error::io("cannot remove old result", &stale, e))?;
+    }
+    let spec = evaluator.input_spec().clone();
+    let t = Instant::now();
+    let evaluation = evaluator.run(progress)?;
+    evaluation.write(&out.join("results"))?;
+    let t_evaluate = t.elapsed().as_secs_f64();
+    let test = evaluation.split(Split::Test).ok_or_else(|| {
+        Error::Config(format!(
+            "the dataset has no test split; analyze explains the test set's errors ({})",
+            data.root.display()
+        ))
+    })?;
+    let samples: HashMap<&str, &crate::dataset::Sample> =
+        data.split(Split::Test).map(|s| s.samples.iter().map(|x| (x.image.as_str(), x)).collect()).unwrap_or_default();
+    let wrong: Vec<&crate::evaluate::ResultRow> = test.rows.iter().filter(|r| !r.correct).collect();
+    let images: Vec<ImageRef> = wrong
+        .iter()
+        .filter_map(|r| samples.get(r.image.as_str()))
+        .map(|s| ImageRef {
+            path: s.path.clone(),
+            image: s.image.clone(),
+            label: match s.label {
+                Label::Class(c) => Some(c),
+                Label::Target(_) => None,
+            },
+        })
+        .collect();
+    if images.len() < 2 {
+        return Ok(AnalyzeOutcome { evaluation, analysis: None, wrong: images.len(), overlay_layer: None });
+    }
+    let t = Instant::now();
+    let heat_dir = out.join("heatmaps");
+    heatmaps::compute(model, &spec, &evaluation.output, &images, &options.heatmaps, &heat_dir, progress)?;
+    let t_heatmaps = t.elapsed().as_secs_f64();
+    let set = HeatmapSet::open(&heat_dir)?;
+    let metadata = metadata_of(&set, &evaluation, test);
+    let mut analysis = report::cluster_all(&set, &options.cluster, Some(&metadata), progress)?;
+    let t = Instant::now();
+    let paths: HashMap<&str, &Path> = images.iter().map(|i| (i.image.as_str(), i.path.as_path())).collect();
+    let overlay_layer = write_pictures(&set, &analysis, &paths, &options.pictures, &out.join("clusters"), progress)?;
+    let mut timings = crate::cluster::report::Timings::default();
+    timings.add("evaluate", t_evaluate);
+    timings.add("heatmaps", t_heatmaps);
+    for (s, v) in &analysis.timings.stages {
+        timings.add(s, *v);
+    }
+    timings.add("pictures", t.elapsed().as_secs_f64());
+    analysis.timings = timings;
+    report::write(out, &analysis)?;
+    Ok(AnalyzeOutcome { evaluation, analysis: Some(analysis), wrong: images.len(), overlay_layer })
+}
+
+/// Metadata of the clustered images: the manifest's columns, plus `expected` and `predicted`
+/// classes for classifiers (clusters often gather one confusion).
+fn metadata_of(set: &HeatmapSet, evaluation: &Evaluation, test: &crate::evaluate::SplitEvaluation) -> Metadata {
+    let rows: HashMap<&str, &crate::evaluate::ResultRow> = test.rows.iter().map(|r| (r.image.as_str(), r)).collect();
+    let classify = evaluation.task == TaskKind::Classification;
+    let mut columns = test.metadata_columns.clone();
+    if classify {
+        columns.extend(["expected".to_string(), "predicted".to_string()]);
+    }
+    let class = |c: usize| evaluation.classes.get(c).cloned().unwrap_or_else(|| c.to_string());
+    let values = set
+        .images
+        .iter()
+        .map(|image| {
+            let Some(r) = rows.get(image.as_str()) else { return vec![String::new(); columns.len()] };
+            let mut v = r.metadata.clone();
+            if classify {
+                v.push(match &r.label {
+                    Label::Class(c) => class(*c),
+                    Label::Target(_) => String::new(),
+                });
+                v.push(match &r.prediction {
+                    Prediction::Class { predicted, .. } => class(*predicted),
+                    _ => String::new(),
+                });
+            }
+            v
+        })
+        .collect();
+    Metadata { columns, rows: values }
+}
+
+/// A member's file name inside a cluster folder: its dataset path with `/` → `__`, sanitised.
+fn member_file(image: &str) -> String {
+    sanitize(&image.replace('/', "__"))
+}
+
+/// Writes `clusters/<layer>/<id>/` folders, GIFs and, for the best layer, overlays. Returns the
+/// layer whose heatmaps the overlays show.
+fn write_pictures(
+    set: &HeatmapSet,
+    analysis: &Analysis,
+    paths: &HashMap<&str, &Path>,
+    options: &PictureOptions,
+    dir: &Path,
+    progress: &dyn Progress,
+) -> Result<Option<String>> {
+    if dir.exists() {
+        std::fs::remove_dir_all(dir).map_err(|e| Error::io("cannot remove old cluster folders", dir, e))?;
+    }
+    let path_of = |image: &str| -> Result<PathBuf> {
+        paths.get(image).map(|p| p.to_path_buf()).ok_or_else(|| Error::Output {
+            what: "cluster folder",
+            path: dir.to_path_buf(),
+            reason: format!("no file for image `{image}`"),
+        })
+    };
+    let total: usize = analysis.report.layers.iter().map(|l| l.clusters.len()).sum();
+    progress.start("pictures", total as u64);
+    for layer in &analysis.report.layers {
+        let ldir = dir.join(sanitize(&layer.name));
+        for c in &layer.clusters {
+            let cdir = ldir.join(c.id.to_string());
+            std::fs::create_dir_all(&cdir).map_err(|e| Error::io("cannot create folder", &cdir, e))?;
+            let files: Vec<PathBuf> = c.members.iter().map(|m| path_of(&m.image)).collect::<Result<_>>()?;
+            for (m, f) in c.members.iter().zip(&files) {
+                pictures::copy(f, &cdir.join(member_file(&m.image)))?;
+            }
+            let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+            pictures::write_gif(
+                &ldir.join(format!("cluster-{}.gif", c.id)),
+                &refs,
+                options.gif_per_minute,
+                options.max_side,
+            )?;
+            progress.advance(1);
+        }
+    }
+    progress.finish();
+    // Overlays for the best layer.
+    let Some(best) = analysis.best() else { return Ok(None) };
+    let best_entry = &set.layers[best];
+    let spatial_entry = if pictures::spatial(&best_entry.shape, &vec![0.0; best_entry.shape.iter().product()]).is_some()
+    {
+        Some(best_entry)
+    } else {
+        set.layers.iter().find(|l| l.node.is_empty())
+    };
+    let Some(entry) = spatial_entry else { return Ok(None) };
+    let heat = set.load(entry)?;
+    let row_of: HashMap<&str, usize> = set.images.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let ldir = dir.join(sanitize(&analysis.report.layers[best].name));
+    for c in &analysis.report.layers[best].clusters {
+        let cdir = ldir.join(c.id.to_string());
+        let mut mean: Option<(usize, usize, Vec<f32>)> = None;
+        for m in &c.members {
+            let row = row_of.get(m.image.as_str()).copied().unwrap_or(0);
+            let values = heat.row(row).to_vec();
+            let Some((h, w, map)) = pictures::spatial(&entry.shape, &values) else { continue };
+            let file = member_file(&m.image);
+            let png = Path::new(&file).with_extension("png");
+            pictures::write_overlay(
+                &cdir.join("overlays").join(png),
+                &path_of(&m.image)?,
+                &map,
+                h,
+                w,
+                options.max_side,
+            )?;
+            match &mut mean {
+                None => mean = Some((h, w, map)),
+                Some((_, _, acc)) => acc.iter_mut().zip(&map).for_each(|(a, v)| *a += v),
+            }
+        }
+        if let Some((h, w, acc)) = mean {
+            let k = c.members.len().max(1) as f32;
+            let avg: Vec<f32> = acc.iter().map(|v| v / k).collect();
+            pictures::write_map(&cdir.join("mean-heatmap.png"), &avg, h, w)?;
+        }
+    }
+    Ok(Some(entry.tensor.clone()))
+}

@@ -1,0 +1,366 @@
+//! Clustering a heatmaps folder (as `hudd heatmaps` writes it) layer by layer, and the files that
+//! record it: `clusters.json` (parameters, per layer the WICD curve, `k`, score and clusters with
+//! members, medoid and metadata explanations; the best layer), `distances/<layer>.npy` (the
+//! `N × N` float32 distance matrix of each layer) and `timings.json` (kept apart so that reruns
+//! of the same data give an identical `clusters.json`).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use ndarray::Array2;
+use serde::{Deserialize, Serialize};
+
+use super::metadata::{explain, Explanation, Metadata};
+use super::{best_layer, cluster_distances, KChoice, LayerClusters, Options};
+use crate::distance;
+use crate::error::{Error, Result};
+use crate::fsio::write_atomic;
+use crate::npy::{read_f32, NpyWriter};
+use crate::progress::Progress;
+
+/// `clusters.json`'s format name.
+pub const FORMAT: &str = "hudd-clusters";
+/// Its version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One layer of a heatmaps folder's `index.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerEntry {
+    /// ONNX tensor name.
+    pub tensor: String,
+    /// File name in the folder.
+    pub file: String,
+    /// Shape without the image axis.
+    pub shape: Vec<usize>,
+    /// Producing node (empty for the model input).
+    #[serde(default)]
+    pub node: String,
+}
+
+/// A heatmaps folder, opened.
+#[derive(Debug, Clone)]
+pub struct HeatmapSet {
+    /// The folder.
+    pub dir: PathBuf,
+    /// Images in row order.
+    pub images: Vec<String>,
+    /// Layers.
+    pub layers: Vec<LayerEntry>,
+    /// The preset the heatmaps were made with.
+    pub preset: String,
+}
+
+#[derive(Deserialize)]
+struct IndexFile {
+    format: String,
+    images: Vec<String>,
+    layers: Vec<LayerEntry>,
+    #[serde(default)]
+    preset: String,
+}
+
+impl HeatmapSet {
+    /// Reads `dir/index.json`.
+    pub fn open(dir: &Path) -> Result<HeatmapSet> {
+        let path = dir.join("index.json");
+        let bad = |reason: String| Error::Output { what: "heatmaps folder", path: path.clone(), reason };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::io("cannot read the heatmaps index (is this a folder written by `hudd heatmaps`?)", &path, e)
+        })?;
+        let index: IndexFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if index.format != "hudd-heatmaps" {
+            return Err(bad(format!("format `{}` is not `hudd-heatmaps`", index.format)));
+        }
+        Ok(HeatmapSet { dir: dir.to_path_buf(), images: index.images, layers: index.layers, preset: index.preset })
+    }
+
+    /// One layer's heatmaps as an `N × D` matrix.
+    pub fn load(&self, layer: &LayerEntry) -> Result<Array2<f32>> {
+        let path = self.dir.join(&layer.file);
+        let (shape, values) = read_f32(&path)?;
+        let n = shape.first().copied().unwrap_or(0);
+        if n != self.images.len() {
+            return Err(Error::Output {
+                what: "heatmaps",
+                path,
+                reason: format!("{n} rows for {} images in index.json", self.images.len()),
+            });
+        }
+        let d = values.len() / n.max(1);
+        Array2::from_shape_vec((n, d), values).map_err(|e| Error::Output {
+            what: "heatmaps",
+            path,
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// The parameters a clustering ran with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parameters {
+    /// `ward-rows` (HUDD), `ward` or `average`.
+    pub linkage: String,
+    /// `none` (HUDD), `l2` or `cosine`.
+    pub normalize: String,
+    /// `wicd` (HUDD) or `silhouette`.
+    pub layer_rule: String,
+    /// A fixed k, if any.
+    pub fixed_k: Option<usize>,
+    /// How k is chosen otherwise.
+    pub k_selection: String,
+    /// The LRP preset of the heatmaps.
+    pub preset: String,
+}
+
+/// One point of a layer's WICD curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Number of clusters.
+    pub k: usize,
+    /// WICD on the normalised distances.
+    pub wicd: f64,
+    /// Its fourth-order gradient.
+    pub gradient: f64,
+}
+
+/// One member of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    /// Image path (relative to the dataset root).
+    pub image: String,
+    /// Distance to the cluster's medoid (the layer's distances).
+    pub distance_to_medoid: f64,
+}
+
+/// One cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterEntry {
+    /// 1-based, the largest cluster first.
+    pub id: usize,
+    /// Number of members.
+    pub size: usize,
+    /// The member with the least total distance to the others.
+    pub medoid: String,
+    /// Members in image order.
+    pub members: Vec<Member>,
+    /// Metadata columns ranked by how well they explain the cluster (empty without metadata).
+    pub explanations: Vec<Explanation>,
+}
+
+/// One layer's result.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerEntryReport {
+    /// ONNX tensor name.
+    pub name: String,
+    /// Heatmap shape (without the image axis).
+    pub shape: Vec<usize>,
+    /// The heatmaps file (in the heatmaps folder).
+    pub heatmaps: String,
+    /// The distance matrix file (in `distances/`).
+    pub distances: String,
+    /// WICD curve.
+    pub curve: Vec<CurvePoint>,
+    /// Chosen k.
+    pub k: usize,
+    /// How k was chosen.
+    pub k_choice: KChoice,
+    /// WICD on the raw distances at k (lower is better).
+    pub score: f64,
+    /// Mean silhouette of the partition.
+    pub silhouette: f64,
+    /// The clusters.
+    pub clusters: Vec<ClusterEntry>,
+}
+
+/// `clusters.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClustersReport {
+    /// [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// hudd's version.
+    pub hudd_version: String,
+    /// Parameters.
+    pub parameters: Parameters,
+    /// Number of clustered images.
+    pub images: usize,
+    /// The input tensor (never the best layer).
+    pub input_layer: Option<String>,
+    /// The best layer's tensor name.
+    pub best_layer: Option<String>,
+    /// Layers in index order.
+    pub layers: Vec<LayerEntryReport>,
+    /// Where the timings are (`timings.json`).
+    pub timings: String,
+}
+
+/// Seconds per stage.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Timings {
+    /// `(stage, seconds)` in order.
+    pub stages: Vec<(String, f64)>,
+}
+
+impl Timings {
+    /// Adds `seconds` to `stage` (created at the end if new).
+    pub fn add(&mut self, stage: &str, seconds: f64) {
+        match self.stages.iter_mut().find(|(s, _)| s == stage) {
+            Some((_, t)) => *t += seconds,
+            None => self.stages.push((stage.to_string(), seconds)),
+        }
+    }
+}
+
+/// A clustering of every layer, in memory.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    /// What `clusters.json` holds.
+    pub report: ClustersReport,
+    /// Per layer (index order) the partition and distances.
+    pub layers: Vec<LayerClusters>,
+    /// Timings of the stages run here.
+    pub timings: Timings,
+}
+
+impl Analysis {
+    /// The best layer's index.
+    pub fn best(&self) -> Option<usize> {
+        let name = self.report.best_layer.as_ref()?;
+        self.report.layers.iter().position(|l| &l.name == name)
+    }
+}
+
+/// Clusters every layer of `set`. `metadata`, when given, has one row per image of the set.
+pub fn cluster_all(
+    set: &HeatmapSet,
+    options: &Options,
+    metadata: Option<&Metadata>,
+    progress: &dyn Progress,
+) -> Result<Analysis> {
+    let n = set.images.len();
+    if n < 2 {
+        return Err(Error::Config(format!(
+            "clustering needs at least 2 images, the heatmaps folder has {n} ({})",
+            set.dir.display()
+        )));
+    }
+    if let Some(m) = metadata {
+        if m.rows.len() != n {
+            return Err(Error::Config(format!("metadata has {} rows for {n} images", m.rows.len())));
+        }
+    }
+    let mut timings = Timings::default();
+    let mut layers = Vec::new();
+    let mut reports = Vec::new();
+    progress.start("clusters", set.layers.len() as u64);
+    for entry in &set.layers {
+        let x = set.load(entry)?;
+        let t = Instant::now();
+        let d = distance::pairwise(x.view(), options.normalize);
+        drop(x);
+        timings.add("distances", t.elapsed().as_secs_f64());
+        let t = Instant::now();
+        let c = cluster_distances(d, options);
+        timings.add("clustering", t.elapsed().as_secs_f64());
+        let members = c.members();
+        let explanations = metadata.map(|m| explain(m, &members)).unwrap_or_else(|| vec![Vec::new(); members.len()]);
+        let clusters = members
+            .iter()
+            .zip(explanations)
+            .enumerate()
+            .map(|(id, (m, explanations))| {
+                let (medoid, dist) = c.medoid(m);
+                ClusterEntry {
+                    id: id + 1,
+                    size: m.len(),
+                    medoid: set.images[medoid].clone(),
+                    members: m
+                        .iter()
+                        .zip(dist)
+                        .map(|(&i, d)| Member { image: set.images[i].clone(), distance_to_medoid: d })
+                        .collect(),
+                    explanations,
+                }
+            })
+            .collect();
+        reports.push(LayerEntryReport {
+            name: entry.tensor.clone(),
+            shape: entry.shape.clone(),
+            heatmaps: entry.file.clone(),
+            distances: entry.file.clone(),
+            curve: c
+                .ks
+                .iter()
+                .zip(&c.wicd)
+                .zip(&c.gradient)
+                .map(|((&k, &wicd), &gradient)| CurvePoint { k, wicd, gradient })
+                .collect(),
+            k: c.k,
+            k_choice: c.choice.clone(),
+            score: c.score,
+            silhouette: c.silhouette,
+            clusters,
+        });
+        layers.push(c);
+        progress.advance(1);
+    }
+    progress.finish();
+    let input_layer = set.layers.iter().find(|l| l.node.is_empty()).map(|l| l.tensor.clone());
+    let best = best_layer(reports.iter().map(|r| r.name.as_str()).zip(&layers), options.layer_rule, |name| {
+        input_layer.as_deref() == Some(name)
+    });
+    let report = ClustersReport {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        hudd_version: crate::VERSION.into(),
+        parameters: Parameters {
+            linkage: options.linkage.name().into(),
+            normalize: options.normalize.name().into(),
+            layer_rule: options.layer_rule.name().into(),
+            fixed_k: options.fixed_k,
+            k_selection: "kneedle (kneed 0.8.5: concave, increasing, S = 1) on gradientO4(WICD, dx = 4), k = 2..=clamp(N/2, 2, 500)"
+                .into(),
+            preset: set.preset.clone(),
+        },
+        images: n,
+        input_layer,
+        best_layer: best.map(|i| reports[i].name.clone()),
+        layers: reports,
+        timings: "timings.json".into(),
+    };
+    Ok(Analysis { report, layers, timings })
+}
+
+/// Writes `clusters.json`, `distances/*.npy` and `timings.json` into `out`. `clusters.json` is
+/// written last: its presence marks a complete result.
+pub fn write(out: &Path, analysis: &Analysis) -> Result<()> {
+    let json = out.join("clusters.json");
+    if json.exists() {
+        std::fs::remove_file(&json).map_err(|e| Error::io("cannot remove old result", &json, e))?;
+    }
+    for (entry, c) in analysis.report.layers.iter().zip(&analysis.layers) {
+        let n = c.distances.nrows();
+        let mut w = NpyWriter::create(&out.join("distances").join(&entry.distances), &[n, n])?;
+        let mut row: Vec<f32> = Vec::with_capacity(n);
+        for r in c.distances.rows() {
+            row.clear();
+            row.extend(r.iter().map(|&v| v as f32));
+            w.append(&row)?;
+        }
+        w.finish()?;
+    }
+    write_atomic(&out.join("timings.json"), &pretty(&analysis.timings, out)?)?;
+    write_atomic(&json, &pretty(&analysis.report, out)?)
+}
+
+/// Pretty JSON with a final newline.
+pub(crate) fn pretty<T: Serialize>(value: &T, out: &Path) -> Result<Vec<u8>> {
+    let mut v = serde_json::to_vec_pretty(value).map_err(|e| Error::Output {
+        what: "JSON",
+        path: out.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    v.push(b'\n');
+    Ok(v)
+}

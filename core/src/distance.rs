@@ -1,0 +1,212 @@
+//! Pairwise Euclidean distances between heatmaps (one row per image), computed as one matrix
+//! product: `d²(a, b) = ‖a‖² + ‖b‖² − 2·a·b`, clamped at zero, with an exact zero diagonal.
+//!
+//! Rows are centred (distances do not change under translation, and centring removes most of the
+//! cancellation in the formula) and the products run in f64, tile by tile over the upper triangle,
+//! in parallel. A tile converts its rows to f64 on the fly, so memory stays at the f32 input plus
+//! the `N × N` result.
+
+use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use rayon::prelude::*;
+
+/// Rows per tile: large enough for an efficient product, small enough for many parallel tiles.
+const TILE: usize = 256;
+
+/// How heatmaps are scaled before their distances are taken.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Normalize {
+    /// Raw relevance (HUDD).
+    #[default]
+    None,
+    /// Each heatmap divided by its L2 norm: distances compare where a model looked, not how
+    /// confident it was (LRP relevance sums to the explained logit).
+    L2,
+    /// Cosine dissimilarity `1 − cos(a, b)` instead of the Euclidean distance.
+    Cosine,
+}
+
+impl Normalize {
+    /// The option's name, as on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Normalize::None => "none",
+            Normalize::L2 => "l2",
+            Normalize::Cosine => "cosine",
+        }
+    }
+
+    /// Parses a name (`none`, `l2`, `cosine`).
+    pub fn parse(s: &str) -> Option<Normalize> {
+        match s {
+            "none" => Some(Normalize::None),
+            "l2" => Some(Normalize::L2),
+            "cosine" => Some(Normalize::Cosine),
+            _ => None,
+        }
+    }
+}
+
+/// The symmetric `N × N` distance matrix between the rows of `x` (`N × D`, f32 heatmaps or the f64
+/// rows of a distance matrix).
+pub fn pairwise<T: Copy + Into<f64> + Sync>(x: ArrayView2<'_, T>, normalize: Normalize) -> Array2<f64> {
+    let n = x.nrows();
+    // Per-row scale (L2, cosine) and the column means of the scaled rows (centring).
+    let scale: Vec<f64> = match normalize {
+        Normalize::None => vec![1.0; n],
+        Normalize::L2 | Normalize::Cosine => x
+            .axis_iter(Axis(0))
+            .map(|r| {
+                let norm = r.iter().map(|&v| v.into() * v.into()).sum::<f64>().sqrt();
+                if norm > 0.0 {
+                    1.0 / norm
+                } else {
+                    0.0
+                }
+            })
+            .collect(),
+    };
+    let centre = normalize != Normalize::Cosine;
+    let mean: Array1<f64> = if centre && n > 0 {
+        let mut m = Array1::<f64>::zeros(x.ncols());
+        for (r, &k) in x.axis_iter(Axis(0)).zip(&scale) {
+            m.zip_mut_with(&r, |m, &v| *m += v.into() * k);
+        }
+        m / n as f64
+    } else {
+        Array1::zeros(x.ncols())
+    };
+    let rows = |range: std::ops::Range<usize>| -> Array2<f64> {
+        let mut t = Array2::<f64>::zeros((range.len(), x.ncols()));
+        for (mut dst, i) in t.axis_iter_mut(Axis(0)).zip(range) {
+            let k = scale[i];
+            dst.iter_mut().zip(x.row(i)).zip(&mean).for_each(|((d, &v), &m)| *d = v.into() * k - m);
+        }
+        t
+    };
+    let tiles: Vec<(usize, usize)> =
+        (0..n.div_ceil(TILE)).flat_map(|i| (i..n.div_ceil(TILE)).map(move |j| (i, j))).collect();
+    let products: Vec<((usize, usize), Array2<f64>)> = tiles
+        .into_par_iter()
+        .map(|(i, j)| {
+            let (ri, rj) = (i * TILE..((i + 1) * TILE).min(n), j * TILE..((j + 1) * TILE).min(n));
+            let a = rows(ri);
+            let g = if i == j { a.dot(&a.t()) } else { a.dot(&rows(rj).t()) };
+            ((i, j), g)
+        })
+        .collect();
+    let mut gram = Array2::<f64>::zeros((n, n));
+    for ((i, j), g) in products {
+        let (r0, c0) = (i * TILE, j * TILE);
+        gram.slice_mut(s![r0..r0 + g.nrows(), c0..c0 + g.ncols()]).assign(&g);
+        if i != j {
+            gram.slice_mut(s![c0..c0 + g.ncols(), r0..r0 + g.nrows()]).assign(&g.t());
+        }
+    }
+    let sq: Vec<f64> = gram.diag().to_vec();
+    let mut d = gram;
+    let flat = d.as_slice_mut().expect("new array");
+    flat.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
+        for (j, v) in row.iter_mut().enumerate() {
+            *v = if i == j {
+                0.0
+            } else if normalize == Normalize::Cosine {
+                // Rows are unit vectors (or zero): 1 − cos.
+                if sq[i] > 0.0 && sq[j] > 0.0 {
+                    (1.0 - *v).max(0.0f64)
+                } else {
+                    1.0
+                }
+            } else {
+                (sq[i] + sq[j] - 2.0 * *v).max(0.0).sqrt()
+            };
+        }
+    });
+    d
+}
+
+/// The upper triangle of a square matrix, row by row (`(0,1), (0,2), …, (1,2), …`): scipy's and
+/// kodama's condensed form.
+pub fn condensed(d: &Array2<f64>) -> Vec<f64> {
+    let n = d.nrows();
+    let mut out = Vec::with_capacity(n * n.saturating_sub(1) / 2);
+    for i in 0..n {
+        out.extend(d.slice(s![i, i + 1..]).iter());
+    }
+    out
+}
+
+/// Each row divided by its own maximum (HUDD's normalisation of a distance matrix; a row of zeros
+/// stays zero). The result is not symmetric.
+pub fn row_max_normalized(d: &Array2<f64>) -> Array2<f64> {
+    let mut out = d.as_standard_layout().into_owned();
+    let n = out.ncols().max(1);
+    out.as_slice_mut().expect("standard layout").par_chunks_mut(n).for_each(|row| {
+        let m = row.iter().fold(0.0f64, |m, &v| m.max(v));
+        if m > 0.0 {
+            row.iter_mut().for_each(|v| *v /= m);
+        }
+    });
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(x: &Array2<f32>) -> Array2<f64> {
+        let n = x.nrows();
+        Array2::from_shape_fn((n, n), |(i, j)| {
+            x.row(i).iter().zip(x.row(j)).map(|(&a, &b)| (f64::from(a) - f64::from(b)).powi(2)).sum::<f64>().sqrt()
+        })
+    }
+
+    fn data(n: usize, d: usize, seed: u64) -> Array2<f32> {
+        let v = crate::relevance::linear::tests::values(n * d, seed);
+        Array2::from_shape_vec((n, d), v).unwrap()
+    }
+
+    #[test]
+    fn gram_distances_equal_the_definition_across_tiles() {
+        // 300 rows: two tiles, so the off-diagonal tile and its transpose are exercised. An offset
+        // far from zero makes the uncentred formula lose digits; centring must keep them.
+        let x = data(300, 37, 1).mapv(|v| v + 1000.0);
+        let got = pairwise(x.view(), Normalize::None);
+        let want = naive(&x);
+        for ((i, j), w) in want.indexed_iter() {
+            let g = got[[i, j]];
+            assert!((g - w).abs() <= 1e-4 * w.max(1e-3), "({i},{j}): {g} vs {w}");
+        }
+        assert!(got.diag().iter().all(|&v| v == 0.0));
+        assert_eq!(got, got.t());
+    }
+
+    #[test]
+    fn identical_rows_are_at_distance_zero_not_nan() {
+        let mut x = data(5, 8, 2);
+        let r = x.row(0).to_owned();
+        x.row_mut(3).assign(&r);
+        let d = pairwise(x.view(), Normalize::None);
+        assert_eq!(d[[0, 3]], 0.0);
+        assert!(d.iter().all(|v| v.is_finite()));
+    }
+
+    #[test]
+    fn normalisations() {
+        let x = Array2::from_shape_vec((3, 2), vec![1.0f32, 0.0, 5.0, 0.0, 0.0, 2.0]).unwrap();
+        let l2 = pairwise(x.view(), Normalize::L2);
+        assert!(l2[[0, 1]].abs() < 1e-12, "same direction, different size");
+        assert!((l2[[0, 2]] - 2f64.sqrt()).abs() < 1e-12);
+        let cos = pairwise(x.view(), Normalize::Cosine);
+        assert!(cos[[0, 1]].abs() < 1e-12);
+        assert!((cos[[1, 2]] - 1.0).abs() < 1e-12);
+    }
+
+    #[test]
+    fn condensed_and_row_max() {
+        let d = Array2::from_shape_vec((3, 3), vec![0.0, 1.0, 2.0, 1.0, 0.0, 4.0, 2.0, 4.0, 0.0]).unwrap();
+        assert_eq!(condensed(&d), vec![1.0, 2.0, 4.0]);
+        let n = row_max_normalized(&d);
+        assert_eq!(n.row(0).to_vec(), vec![0.0, 0.5, 1.0]);
+        assert_eq!(n.row(1).to_vec(), vec![0.25, 0.0, 1.0]);
+    }
+}

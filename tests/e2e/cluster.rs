@@ -1,0 +1,145 @@
+//! Clustering against the committed scipy + kneed reference run
+//! (models/scripts/make_cluster_reference.py on tests/fixtures/cluster/heatmaps: the heatmaps of the
+//! 44 error-inducing Fashion-MNIST fixture images).
+
+use std::collections::HashMap;
+use std::path::PathBuf;
+
+use hudd_core::cluster::knee::{kneedle, Curve, Direction};
+use hudd_core::cluster::report::ClustersReport;
+use serde_json::Value;
+
+use crate::common::{arg, fixtures, hudd, read_npy, stderr, stdout};
+
+fn reference() -> Value {
+    let p = fixtures().join("cluster/reference/reference.json");
+    serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap()
+}
+
+fn heatmaps() -> PathBuf {
+    fixtures().join("cluster/heatmaps")
+}
+
+fn close(a: f64, b: f64, tol: f64) -> bool {
+    (a - b).abs() <= tol * b.abs().max(1e-12)
+}
+
+fn run_cluster(extra: &[&str]) -> (tempfile::TempDir, ClustersReport) {
+    let out = tempfile::tempdir().unwrap();
+    let mut args = vec!["cluster".to_string(), "--heatmaps".into(), arg(&heatmaps()), "-o".into(), arg(out.path())];
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let o = hudd(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("← best"), "{}", stdout(&o));
+    let report: ClustersReport =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("clusters.json")).unwrap()).unwrap();
+    (out, report)
+}
+
+#[test]
+fn hudd_clustering_equals_scipy_and_kneed() {
+    let reference = reference();
+    let (out, report) = run_cluster(&[]);
+    let images: Vec<String> =
+        reference["images"].as_array().unwrap().iter().map(|v| v.as_str().unwrap().to_string()).collect();
+    let index: HashMap<&str, usize> = images.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let layers = reference["layers"].as_array().unwrap();
+    assert_eq!(report.layers.len(), layers.len());
+    for (got, want) in report.layers.iter().zip(layers) {
+        let name = want["name"].as_str().unwrap();
+        assert_eq!(got.name, name);
+        // Distances: scipy's pdist.
+        let (_, d) = read_npy(&out.path().join("distances").join(&got.distances));
+        let (_, dref) = read_npy(&fixtures().join("cluster/reference/distances").join(want["file"].as_str().unwrap()));
+        let scale = dref.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        for (a, b) in d.iter().zip(&dref) {
+            assert!((a - b).abs() <= 1e-4 * b.abs().max(1e-3 * scale), "{name}: distance {a} vs scipy {b}");
+        }
+        // The WICD curve and its gradient.
+        let ks: Vec<usize> = want["ks"].as_array().unwrap().iter().map(|v| v.as_u64().unwrap() as usize).collect();
+        assert_eq!(got.curve.iter().map(|p| p.k).collect::<Vec<_>>(), ks, "{name}");
+        for (p, (w, g)) in
+            got.curve.iter().zip(want["wicd"].as_array().unwrap().iter().zip(want["gradient"].as_array().unwrap()))
+        {
+            assert!(close(p.wicd, w.as_f64().unwrap(), 1e-6), "{name} k={}: WICD {} vs {w}", p.k, p.wicd);
+            assert!(
+                (p.gradient - g.as_f64().unwrap()).abs() < 1e-8,
+                "{name} k={}: gradient {} vs {g}",
+                p.k,
+                p.gradient
+            );
+        }
+        // The knee, the partition and the score.
+        let knee = want["knee"].as_u64().expect("the reference found a knee on every fixture layer") as usize;
+        assert_eq!(got.k, knee, "{name}");
+        assert_eq!(got.k_choice, hudd_core::cluster::KChoice::Knee);
+        let mut partition: Vec<Vec<usize>> = got
+            .clusters
+            .iter()
+            .map(|c| {
+                let mut m: Vec<usize> = c.members.iter().map(|m| index[m.image.as_str()]).collect();
+                m.sort_unstable();
+                m
+            })
+            .collect();
+        partition.sort_by_key(|g| (std::cmp::Reverse(g.len()), g[0]));
+        let want_partition: Vec<Vec<usize>> = serde_json::from_value(want["partition"].clone()).unwrap();
+        assert_eq!(partition, want_partition, "{name}");
+        assert!(
+            close(got.score, want["score"].as_f64().unwrap(), 1e-6),
+            "{name}: score {} vs {}",
+            got.score,
+            want["score"]
+        );
+        // Medoids are members, at distance 0 from themselves.
+        for c in &got.clusters {
+            let m = c.members.iter().find(|m| m.image == c.medoid).expect("the medoid is a member");
+            assert_eq!(m.distance_to_medoid, 0.0);
+        }
+    }
+    assert_eq!(report.best_layer.as_deref(), reference["best_layer"].as_str());
+    assert_eq!(report.input_layer.as_deref(), Some("image"));
+}
+
+#[test]
+fn kneedle_equals_kneed() {
+    let cases = reference()["kneed"].as_array().unwrap().clone();
+    assert!(cases.iter().any(|c| c["knee"].is_null()), "the reference includes curves without a knee");
+    for (i, c) in cases.iter().enumerate() {
+        let x: Vec<f64> = serde_json::from_value(c["x"].clone()).unwrap();
+        let y: Vec<f64> = serde_json::from_value(c["y"].clone()).unwrap();
+        let curve = if c["curve"] == "concave" { Curve::Concave } else { Curve::Convex };
+        let direction = if c["direction"] == "increasing" { Direction::Increasing } else { Direction::Decreasing };
+        assert_eq!(kneedle(&x, &y, 1.0, curve, direction), c["knee"].as_f64(), "case {i}: {c}");
+    }
+}
+
+#[test]
+fn reruns_write_identical_clusters_json_and_alternatives_are_recorded() {
+    let (a, _) = run_cluster(&[]);
+    let (b, _) = run_cluster(&["-j", "1"]);
+    let read = |d: &tempfile::TempDir| std::fs::read(d.path().join("clusters.json")).unwrap();
+    assert_eq!(read(&a), read(&b), "same data, same clusters.json (timings live in timings.json)");
+    assert!(a.path().join("timings.json").exists());
+
+    let (_, alt) =
+        run_cluster(&["--linkage", "average", "--normalize", "l2", "--layer-rule", "silhouette", "--k", "3"]);
+    assert_eq!(alt.parameters.linkage, "average");
+    assert_eq!(alt.parameters.normalize, "l2");
+    assert_eq!(alt.parameters.layer_rule, "silhouette");
+    assert!(alt.layers.iter().all(|l| l.k == 3 && l.clusters.len() == 3));
+    let best = alt.layers.iter().filter(|l| l.name != "image").map(|l| l.silhouette).fold(f64::MIN, f64::max);
+    let chosen = alt.layers.iter().find(|l| Some(&l.name) == alt.best_layer.as_ref()).unwrap();
+    assert_eq!(chosen.silhouette, best, "silhouette rule picks the highest silhouette");
+}
+
+#[test]
+fn bad_cluster_input_is_a_clear_error() {
+    let out = tempfile::tempdir().unwrap();
+    let o = hudd(&["cluster", "--heatmaps", &arg(out.path()), "-o", &arg(&out.path().join("x"))]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("hudd heatmaps"), "{}", stderr(&o));
+    let o = hudd(&["cluster", "--heatmaps", &arg(&heatmaps()), "-o", &arg(out.path()), "--linkage", "single"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("--linkage must be"), "{}", stderr(&o));
+}
