@@ -16,6 +16,8 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use rayon::prelude::*;
+
 use crate::cluster::metadata::Metadata;
 use crate::cluster::report::{self, Analysis, HeatmapSet};
 use crate::cluster::Options as ClusterOptions;
@@ -192,25 +194,26 @@ fn write_pictures(
     };
     let total: usize = analysis.report.layers.iter().map(|l| l.clusters.len()).sum();
     progress.start("pictures", total as u64);
-    for layer in &analysis.report.layers {
-        let ldir = dir.join(sanitize(&layer.name));
-        for c in &layer.clusters {
-            let cdir = ldir.join(c.id.to_string());
-            std::fs::create_dir_all(&cdir).map_err(|e| Error::io("cannot create folder", &cdir, e))?;
-            let files: Vec<PathBuf> = c.members.iter().map(|m| path_of(&m.image)).collect::<Result<_>>()?;
-            for (m, f) in c.members.iter().zip(&files) {
-                pictures::copy(f, &cdir.join(member_file(&m.image)))?;
-            }
-            let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-            pictures::write_gif(
-                &ldir.join(format!("cluster-{}.gif", c.id)),
-                &refs,
-                options.gif_per_minute,
-                options.max_side,
-            )?;
-            progress.advance(1);
+    let jobs: Vec<(&str, &crate::cluster::report::ClusterEntry)> =
+        analysis.report.layers.iter().flat_map(|l| l.clusters.iter().map(move |c| (l.name.as_str(), c))).collect();
+    jobs.par_iter().try_for_each(|(layer, c)| -> Result<()> {
+        let ldir = dir.join(sanitize(layer));
+        let cdir = ldir.join(c.id.to_string());
+        std::fs::create_dir_all(&cdir).map_err(|e| Error::io("cannot create folder", &cdir, e))?;
+        let files: Vec<PathBuf> = c.members.iter().map(|m| path_of(&m.image)).collect::<Result<_>>()?;
+        for (m, f) in c.members.iter().zip(&files) {
+            pictures::copy(f, &cdir.join(member_file(&m.image)))?;
         }
-    }
+        let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
+        pictures::write_gif(
+            &ldir.join(format!("cluster-{}.gif", c.id)),
+            &refs,
+            options.gif_per_minute,
+            options.max_side,
+        )?;
+        progress.advance(1);
+        Ok(())
+    })?;
     progress.finish();
     // Overlays for the best layer.
     let Some(best) = analysis.best() else { return Ok(None) };
@@ -225,7 +228,7 @@ fn write_pictures(
     let heat = set.load(entry)?;
     let row_of: HashMap<&str, usize> = set.images.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
     let ldir = dir.join(sanitize(&analysis.report.layers[best].name));
-    for c in &analysis.report.layers[best].clusters {
+    analysis.report.layers[best].clusters.par_iter().try_for_each(|c| -> Result<()> {
         let cdir = ldir.join(c.id.to_string());
         let mut mean: Option<(usize, usize, Vec<f32>)> = None;
         for m in &c.members {
@@ -252,6 +255,7 @@ fn write_pictures(
             let avg: Vec<f32> = acc.iter().map(|v| v / k).collect();
             pictures::write_map(&cdir.join("mean-heatmap.png"), &avg, h, w)?;
         }
-    }
+        Ok(())
+    })?;
     Ok(Some(entry.tensor.clone()))
 }

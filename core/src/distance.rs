@@ -83,23 +83,30 @@ pub fn pairwise<T: Copy + Into<f64> + Sync>(x: ArrayView2<'_, T>, normalize: Nor
         }
         t
     };
-    let tiles: Vec<(usize, usize)> =
-        (0..n.div_ceil(TILE)).flat_map(|i| (i..n.div_ceil(TILE)).map(move |j| (i, j))).collect();
-    let products: Vec<((usize, usize), Array2<f64>)> = tiles
-        .into_par_iter()
-        .map(|(i, j)| {
-            let (ri, rj) = (i * TILE..((i + 1) * TILE).min(n), j * TILE..((j + 1) * TILE).min(n));
-            let a = rows(ri);
-            let g = if i == j { a.dot(&a.t()) } else { a.dot(&rows(rj).t()) };
-            ((i, j), g)
-        })
-        .collect();
+    // Each stripe of TILE rows computes its tiles on and right of the diagonal, in place; the
+    // lower triangle is mirrored afterwards. No tile outlives its product.
+    let blocks = n.div_ceil(TILE);
     let mut gram = Array2::<f64>::zeros((n, n));
-    for ((i, j), g) in products {
-        let (r0, c0) = (i * TILE, j * TILE);
-        gram.slice_mut(s![r0..r0 + g.nrows(), c0..c0 + g.ncols()]).assign(&g);
-        if i != j {
-            gram.slice_mut(s![c0..c0 + g.ncols(), r0..r0 + g.nrows()]).assign(&g.t());
+    gram.as_slice_mut().expect("new array").par_chunks_mut((TILE * n).max(1)).enumerate().for_each(|(i, stripe)| {
+        let ri = i * TILE..((i + 1) * TILE).min(n);
+        let a = rows(ri.clone());
+        for j in i..blocks {
+            let rj = j * TILE..((j + 1) * TILE).min(n);
+            let g = if i == j { a.dot(&a.t()) } else { a.dot(&rows(rj.clone()).t()) };
+            for (r, grow) in g.rows().into_iter().enumerate() {
+                stripe[r * n + rj.start..r * n + rj.end].iter_mut().zip(grow).for_each(|(d, v)| *d = *v);
+            }
+        }
+    });
+    // Mirror in 64 × 64 blocks (cache-friendly transpose).
+    let g = gram.as_slice_mut().expect("new array");
+    for bi in (0..n).step_by(64) {
+        for bj in (0..=bi).step_by(64) {
+            for i in bi..(bi + 64).min(n) {
+                for j in bj..(bj + 64).min(i) {
+                    g[i * n + j] = g[j * n + i];
+                }
+            }
         }
     }
     let sq: Vec<f64> = gram.diag().to_vec();

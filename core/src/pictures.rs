@@ -1,12 +1,14 @@
 //! Pictures for people: animated GIFs of a cluster's members and heatmap overlays (a diverging
 //! palette centred on zero: blue for negative relevance, red for positive, over the image in grey).
+//! Files are renamed into place but not forced to disk one by one: the folder they belong to is
+//! marked complete by a file written afterwards (`clusters.json`).
 
 use std::path::Path;
 
 use image::{imageops::FilterType, DynamicImage, GrayImage, Rgb, RgbImage};
 
 use crate::error::{Error, Result};
-use crate::fsio::write_atomic;
+use crate::fsio::write_atomic_unsynced as write_atomic;
 
 /// Small pictures are enlarged (nearest neighbour, integer factor) to at least this size.
 const MIN_SIDE: u32 = 112;
@@ -35,6 +37,15 @@ fn fit(w: u32, h: u32, max_side: u32) -> (u32, u32) {
     }
 }
 
+/// Nearest neighbour for whole-number enlargements (crisp and fast), a triangle filter otherwise.
+fn filter(from: u32, to: u32) -> FilterType {
+    if to >= from && to % from.max(1) == 0 {
+        FilterType::Nearest
+    } else {
+        FilterType::Triangle
+    }
+}
+
 /// Writes an animated GIF of `images` (all scaled to the first one's size, at most `max_side`
 /// pixels on the long side) showing `per_minute` images per minute, looping forever.
 pub fn write_gif(path: &Path, images: &[&Path], per_minute: f64, max_side: u32) -> Result<()> {
@@ -53,7 +64,8 @@ pub fn write_gif(path: &Path, images: &[&Path], per_minute: f64, max_side: u32) 
         let mut enc = gif::Encoder::new(&mut bytes, gw, gh, &[]).map_err(|e| out_err("GIF", path, e))?;
         enc.set_repeat(gif::Repeat::Infinite).map_err(|e| out_err("GIF", path, e))?;
         for p in images {
-            let im = open(p)?.resize_exact(w, h, FilterType::Triangle).to_rgb8();
+            let im = open(p)?;
+            let im = im.resize_exact(w, h, filter(im.width(), w)).to_rgb8();
             let mut frame = gif::Frame::from_rgb_speed(gw, gh, im.as_raw(), 10);
             frame.delay = delay;
             enc.write_frame(&frame).map_err(|e| out_err("GIF", path, e))?;
@@ -62,10 +74,9 @@ pub fn write_gif(path: &Path, images: &[&Path], per_minute: f64, max_side: u32) 
     write_atomic(path, &bytes)
 }
 
-/// Copies a picture file (bytes unchanged).
+/// Copies a picture file (bytes unchanged) straight to its name.
 pub fn copy(from: &Path, to: &Path) -> Result<()> {
-    let bytes = std::fs::read(from).map_err(|e| Error::io("cannot read file", from, e))?;
-    write_atomic(to, &bytes)
+    std::fs::copy(from, to).map(|_| ()).map_err(|e| Error::io("cannot copy a cluster member to", to, e))
 }
 
 /// The 2-D map of a heatmap tensor of shape `[C, H, W]` (summed over channels) or `[H, W]`;
@@ -121,7 +132,7 @@ fn scale_of(map: &[f32]) -> f32 {
 pub fn write_overlay(path: &Path, image: &Path, map: &[f32], h: usize, w: usize, max_side: u32) -> Result<()> {
     let im = open(image)?;
     let (ow, oh) = fit(im.width(), im.height(), max_side);
-    let grey: GrayImage = im.resize_exact(ow, oh, FilterType::Triangle).to_luma8();
+    let grey: GrayImage = im.resize_exact(ow, oh, filter(im.width(), ow)).to_luma8();
     let s = scale_of(map);
     let out = RgbImage::from_fn(ow, oh, |x, y| {
         let v = sample(map, h, w, x, y, ow, oh) / s;

@@ -64,11 +64,11 @@ def partition(labels):
     return sorted(groups.values(), key=lambda g: (-len(g), g[0]))
 
 
-def layer_reference(x):
+def layer_reference(x, optimal_ordering=True):
     n = len(x)
     d = squareform(pdist(x.astype(np.float64)))
     dn = d / d.max(axis=1, keepdims=True)
-    z = linkage(dn, method="ward", optimal_ordering=True)
+    z = linkage(dn, method="ward", optimal_ordering=optimal_ordering)
     ks = list(range(2, min(max(n // 2, 2), 500, n) + 1))
     curve = [wicd(dn, fcluster(z, k, criterion="maxclust")) for k in ks]
     grad = gradient_o4(np.array(curve), 4.0)

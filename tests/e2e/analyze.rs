@@ -16,6 +16,11 @@ fn gif_frames(path: &Path) -> usize {
     n
 }
 
+fn run_analyze(data: &Path, out: &Path) -> std::process::Output {
+    let (model, config) = (arg(&fmnist_model()), arg(&fmnist_config()));
+    hudd(&["analyze", "-m", &model, "-c", &config, "-d", &arg(data), "-o", &arg(out), "-q"])
+}
+
 fn files(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -30,18 +35,7 @@ fn analyze_writes_results_heatmaps_clusters_and_pictures() {
     let out = tempfile::tempdir().unwrap();
     // A stale folder from an earlier run must not survive.
     std::fs::create_dir_all(out.path().join("clusters/stale-layer")).unwrap();
-    let o = hudd(&[
-        "analyze",
-        "-m",
-        &arg(&fmnist_model()),
-        "-c",
-        &arg(&fmnist_config()),
-        "-d",
-        &arg(&fmnist_data()),
-        "-o",
-        &arg(out.path()),
-        "-q",
-    ]);
+    let o = run_analyze(&fmnist_data(), out.path());
     assert!(o.status.success(), "{}", stderr(&o));
     let text = stdout(&o);
     assert!(text.contains("29 Wrong"), "{text}");
@@ -97,4 +91,50 @@ fn analyze_writes_results_heatmaps_clusters_and_pictures() {
             }
         }
     }
+}
+
+#[test]
+fn manifest_metadata_explains_clusters_with_the_papers_variance_ratio() {
+    // The fixture's test split with a manifest: a numeric column (the image's index in its class
+    // folder, from the file name) and a categorical one (upper/lower garment).
+    let data = tempfile::tempdir().unwrap();
+    crate::common::copy_tree(&fmnist_data().join("test"), &data.path().join("test"));
+    let mut manifest = String::from("path,label,number,garment\n");
+    let mut values = std::collections::HashMap::new();
+    for class in std::fs::read_dir(data.path().join("test")).unwrap() {
+        let class = class.unwrap().file_name().to_string_lossy().into_owned();
+        for f in files(&data.path().join("test").join(&class)) {
+            let number: f64 = f.trim_end_matches(".png").parse().unwrap();
+            let garment = if ["trouser", "dress"].contains(&class.as_str()) { "lower" } else { "other" };
+            manifest.push_str(&format!("{class}/{f},{class},{number},{garment}\n"));
+            values.insert(format!("test/{class}/{f}"), number);
+        }
+    }
+    std::fs::write(data.path().join("test/manifest.csv"), manifest).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = run_analyze(data.path(), out.path());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: ClustersReport =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("clusters.json")).unwrap()).unwrap();
+    let layer = report.layers.iter().find(|l| Some(&l.name) == report.best_layer.as_ref()).unwrap();
+    let all: Vec<f64> = layer.clusters.iter().flat_map(|c| c.members.iter().map(|m| values[&m.image])).collect();
+    let var = |v: &[f64]| {
+        let m = v.iter().sum::<f64>() / v.len() as f64;
+        v.iter().map(|x| (x - m) * (x - m)).sum::<f64>() / v.len() as f64
+    };
+    let mut checked = 0;
+    for c in layer.clusters.iter().filter(|c| c.size >= 2) {
+        let columns: Vec<&str> = c.explanations.iter().map(|e| e.column.as_str()).collect();
+        for col in ["number", "expected", "predicted"] {
+            assert!(columns.contains(&col), "cluster {}: {columns:?}", c.id);
+        }
+        let e = c.explanations.iter().find(|e| e.column == "number").unwrap();
+        assert_eq!(e.kind, "numeric");
+        let mine: Vec<f64> = c.members.iter().map(|m| values[&m.image]).collect();
+        let ratio = var(&mine) / var(&all);
+        assert!((e.ratio - ratio).abs() < 1e-9, "cluster {}: {} vs {ratio}", c.id, e.ratio);
+        assert!((e.reduction - (1.0 - ratio)).abs() < 1e-9);
+        checked += 1;
+    }
+    assert!(checked > 0);
 }

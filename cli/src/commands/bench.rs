@@ -25,6 +25,9 @@ enum Stage {
     /// LRP heatmaps of every layer (`--layers all`) for a folder of images, written to a temporary
     /// folder: images/s and the achieved GFLOP/s, per thread count and batch size.
     Heatmaps(HeatmapsBench),
+    /// HUDD's clustering (distances, Ward, WICD curve, knee) of a heatmaps folder or of synthetic
+    /// heatmaps of any size; seconds per layer and peak memory.
+    Cluster(super::bench_cluster::ClusterBench),
 }
 
 #[derive(Debug, Args)]
@@ -81,6 +84,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
     match args.stage {
         Stage::Evaluate(a) => bench_evaluate(a),
         Stage::Heatmaps(a) => bench_heatmaps(a),
+        Stage::Cluster(a) => super::bench_cluster::run(a),
     }
 }
 

@@ -2,6 +2,7 @@
 
 mod analyze;
 mod bench;
+mod bench_cluster;
 mod cluster;
 mod evaluate;
 mod heatmaps;
