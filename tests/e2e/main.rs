@@ -7,6 +7,7 @@ mod analyze;
 mod bad_input;
 mod cluster;
 mod common;
+mod demo;
 mod evaluate;
 mod heatmaps;
 mod model;

@@ -4,9 +4,11 @@ mod analyze;
 mod bench;
 mod bench_cluster;
 mod cluster;
+mod demo;
 mod evaluate;
 mod heatmaps;
 mod inspect;
+mod simulate;
 
 use std::path::PathBuf;
 
@@ -31,11 +33,16 @@ enum Command {
     Evaluate(evaluate::EvaluateArgs),
     /// Compute LRP relevance heatmaps of every chosen layer for a set of images.
     Heatmaps(heatmaps::HeatmapsArgs),
+    /// The whole pipeline on the embedded default: simulated eyes with known root causes and the
+    /// shipped gaze model. Start here.
+    Demo(demo::DemoArgs),
     /// Find the root causes of the model's test errors: evaluate, heatmaps of the Wrong images,
     /// clusters of every layer, cluster folders and GIFs.
     Analyze(analyze::AnalyzeArgs),
     /// Cluster an existing heatmaps folder (HUDD's Ward + knee selection, best layer).
     Cluster(cluster::ClusterArgs),
+    /// Write a simulated eye dataset (gaze classes or landmarks) with known root causes.
+    Simulate(simulate::SimulateArgs),
     /// Show a model's inputs, outputs and operators, or the operators hudd supports.
     Inspect(inspect::InspectArgs),
     /// Time pipeline stages on your model and data under several settings.
@@ -92,8 +99,10 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Evaluate(a) => evaluate::run(a),
         Command::Heatmaps(a) => heatmaps::run(a),
         Command::Analyze(a) => analyze::run(a),
+        Command::Demo(a) => demo::run(a),
         Command::Cluster(a) => cluster::run(a),
         Command::Inspect(a) => inspect::run(a),
+        Command::Simulate(a) => simulate::run(a),
         Command::Bench(a) => bench::run(a),
     }
 }

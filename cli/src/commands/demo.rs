@@ -1,0 +1,155 @@
+//! `hudd demo`: the whole pipeline on the embedded default — simulated eyes and the shipped gaze
+//! model — with nothing but the `hudd` binary.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context, Result};
+use clap::{Args, ValueEnum};
+use hudd_core::analyze::{analyze, AnalyzeOptions, PictureOptions};
+use hudd_core::cluster::Options as ClusterOptions;
+use hudd_core::heatmaps::{HeatmapOptions, Layers, StartRule};
+use hudd_core::relevance::Preset;
+use hudd_core::{Config, Dataset, Model};
+use hudd_sim::dataset::{Sizes, Task};
+
+use super::cluster::print_summary;
+use super::simulate::simulate;
+use crate::progress::Bars;
+
+/// The gaze model (models/gaze/gaze_cnn.onnx, trained by models/scripts/make_gaze.py) and its
+/// configuration, built into the binary.
+const MODEL: &[u8] = include_bytes!("../../../models/gaze/gaze_cnn.onnx");
+const CONFIG: &str = include_str!("../../../models/gaze/hudd.toml");
+const MARKER: &str = ".hudd-demo";
+
+/// Runs every pipeline stage that exists on the embedded default: simulates eye images with known
+/// root causes (`hudd simulate gaze`), evaluates the shipped gaze model on them, computes the
+/// heatmaps of its test errors, clusters them and explains each cluster by the simulator
+/// parameters that set it apart (e.g. "eyelid −87% variance"). Writes OUT/data (the images and
+/// manifests), OUT/model (the model and its configuration) and OUT/run (as `hudd analyze`).
+#[derive(Debug, Args)]
+pub struct DemoArgs {
+    /// Output folder (new, empty, or an earlier demo's, which is replaced).
+    #[arg(long, short = 'o', default_value = "hudd-demo", value_name = "DIR")]
+    out: PathBuf,
+    /// Dataset size: small (800 images), default (4,500) or large (15,000).
+    #[arg(long, value_enum, default_value_t = Size::Default)]
+    size: Size,
+    /// Simulator seed.
+    #[arg(long, default_value_t = 2026)]
+    seed: u64,
+    /// Do not draw progress bars.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Size {
+    Small,
+    Default,
+    Large,
+}
+
+impl Size {
+    fn sizes(self) -> Sizes {
+        match self {
+            Size::Small => Sizes { train: 100, test: 600, improvement: 100 },
+            Size::Default => Sizes { train: 500, test: 3000, improvement: 1000 },
+            Size::Large => Sizes { train: 2000, test: 10000, improvement: 3000 },
+        }
+    }
+}
+
+/// Empties `out` if it is an earlier demo's folder; refuses any other non-empty folder.
+fn prepare(out: &Path) -> Result<()> {
+    if out.exists() {
+        let mut entries = std::fs::read_dir(out).with_context(|| format!("cannot read {}", out.display()))?;
+        if entries.next().is_some() {
+            if !out.join(MARKER).exists() {
+                bail!(
+                    "the output folder holds files that `hudd demo` did not write; choose a new folder with --out: {}",
+                    out.display()
+                );
+            }
+            for sub in ["data", "model", "run"] {
+                let p = out.join(sub);
+                if p.exists() {
+                    std::fs::remove_dir_all(&p).with_context(|| format!("cannot remove {}", p.display()))?;
+                }
+            }
+        }
+    }
+    std::fs::create_dir_all(out.join("model")).with_context(|| format!("cannot create {}", out.display()))?;
+    std::fs::write(out.join(MARKER), "written by `hudd demo`; the folder is replaced by the next demo\n")?;
+    Ok(())
+}
+
+/// The paper's RQ1 measure on the best layer: clusters of 2+ images whose best-explaining numeric
+/// parameter has a variance reduction of at least 50 %, and the number of such clusters.
+fn rq1(a: &hudd_core::cluster::report::Analysis) -> Option<(usize, usize)> {
+    let best = a.best()?;
+    let clusters: Vec<_> = a.report.layers[best].clusters.iter().filter(|c| c.size >= 2).collect();
+    let explained = clusters
+        .iter()
+        .filter(|c| c.explanations.iter().find(|e| e.kind == "numeric").is_some_and(|e| e.reduction >= 0.5))
+        .count();
+    Some((explained, clusters.len()))
+}
+
+pub fn run(args: DemoArgs) -> Result<()> {
+    let started = std::time::Instant::now();
+    let out = &args.out;
+    prepare(out)?;
+    let model_path = out.join("model/gaze_cnn.onnx");
+    let config_path = out.join("model/hudd.toml");
+    std::fs::write(&model_path, MODEL).with_context(|| format!("cannot write {}", model_path.display()))?;
+    std::fs::write(&config_path, CONFIG).with_context(|| format!("cannot write {}", config_path.display()))?;
+    let data_dir = out.join("data");
+    let sizes = args.size.sizes();
+    println!(
+        "simulating {} eye images ({} train, {} test, {} improvement; seed {})",
+        sizes.train + sizes.test + sizes.improvement,
+        sizes.train,
+        sizes.test,
+        sizes.improvement,
+        args.seed
+    );
+    simulate(&data_dir, Task::Gaze, sizes, args.seed, args.quiet)?;
+    let config = Config::load(Some(&config_path), &[])?;
+    let model = Model::load(&model_path)?;
+    let data = Dataset::open(&data_dir, &config.task)?;
+    let options = AnalyzeOptions {
+        heatmaps: HeatmapOptions {
+            preset: Preset::Hudd,
+            layers: Layers::Default,
+            start: StartRule::Predicted,
+            batch_size: config.run.batch_size,
+        },
+        cluster: ClusterOptions::default(),
+        pictures: PictureOptions::default(),
+    };
+    let run_dir = out.join("run");
+    let bars = Bars::new(args.quiet);
+    let outcome = analyze(&model, &data, &config, &options, &run_dir, &bars).context("running the analysis")?;
+    for s in &outcome.evaluation.splits {
+        println!("{:<12} accuracy {:>6.2}% ({} images)", s.split.name(), 100.0 * s.accuracy(), s.rows.len());
+    }
+    println!("{} Wrong test images\n", outcome.wrong);
+    match &outcome.analysis {
+        Some(a) => {
+            print_summary(a);
+            if let Some((explained, total)) = rq1(a) {
+                println!(
+                    "\n{explained} of {total} clusters (of 2+ images) have a simulator parameter whose variance drops by \
+                     ≥ 50% (the paper's RQ1 measure)"
+                );
+            }
+        }
+        None => println!("fewer than 2 Wrong test images: nothing to cluster"),
+    }
+    println!("\ndata:     {}", data_dir.display());
+    println!("results:  {}", run_dir.join("results").display());
+    println!("clusters: {} and {}", run_dir.join("clusters.json").display(), run_dir.join("clusters").display());
+    println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}

@@ -1,0 +1,275 @@
+//! A procedural eye simulator with known root causes of errors, after the gaze-detection (GD) and
+//! facial-landmark (FLD) case studies of the HUDD paper: the same renderer draws grayscale eye
+//! images from named parameters, so that every image carries the values that explain it.
+//!
+//! Deterministic: an image depends only on the seed, its split and its index (splitmix64 streams),
+//! never on the thread that draws it or on how many other images are drawn, and the same seed
+//! gives byte-identical PNG files.
+//!
+//! What makes a trained model fail, by design: gaze angles near the borders of the 8 sectors and
+//! of the centre region; nearly closed eyelids hiding the pupil; rare extreme head poses that
+//! foreshorten the eye; strong glare over the pupil; underexposure with low contrast.
+
+#![deny(missing_docs)]
+
+pub mod dataset;
+mod render;
+mod rng;
+
+use std::f32::consts::PI;
+
+pub use render::{render, SIZE};
+pub use rng::Rng;
+
+/// The 9 gaze classes: the centre and 8 sectors of 45°, counter-clockwise from "right" in image
+/// coordinates as seen by the viewer (up = towards the top of the image).
+pub const GAZE_CLASSES: [&str; 9] =
+    ["center", "right", "up-right", "up", "up-left", "left", "down-left", "down", "down-right"];
+
+/// Gaze angles within this radius (degrees, `√(yaw² + pitch²)`) are "center".
+pub const CENTER_RADIUS: f32 = 12.0;
+
+/// Every parameter of one image.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Params {
+    /// Gaze yaw in degrees (positive: the pupil moves right in the image).
+    pub gaze_yaw: f32,
+    /// Gaze pitch in degrees (positive: up).
+    pub gaze_pitch: f32,
+    /// Eyelid openness, 0 (closed) to 1 (wide open).
+    pub eyelid: f32,
+    /// Head yaw in degrees (foreshortens the eye horizontally).
+    pub head_yaw: f32,
+    /// Head pitch in degrees (foreshortens vertically).
+    pub head_pitch: f32,
+    /// Exposure multiplier (1 = normal).
+    pub exposure: f32,
+    /// Contrast around mid-grey (1 = normal).
+    pub contrast: f32,
+    /// Skin grey level, 0..1.
+    pub skin: f32,
+    /// Glare (a bright reflection of glasses) intensity, 0 = none.
+    pub glare: f32,
+    /// Glare centre x, in pixels.
+    pub glare_x: f32,
+    /// Glare centre y, in pixels.
+    pub glare_y: f32,
+    /// Glare radius, in pixels.
+    pub glare_radius: f32,
+    /// Gaussian blur sigma, in pixels.
+    pub blur: f32,
+    /// Sensor noise standard deviation (grey levels 0..1).
+    pub noise: f32,
+    /// Seed of this image's noise.
+    pub noise_seed: u64,
+}
+
+/// Names of the metadata columns, in [`Params::values`] order.
+pub const PARAM_NAMES: [&str; 15] = [
+    "gaze_yaw",
+    "gaze_pitch",
+    "eyelid",
+    "head_yaw",
+    "head_pitch",
+    "exposure",
+    "contrast",
+    "skin",
+    "glare",
+    "glare_x",
+    "glare_y",
+    "glare_radius",
+    "blur",
+    "noise",
+    "glare_over_pupil",
+];
+
+impl Params {
+    /// Draws the parameters of one image from the simulator's distributions.
+    pub fn sample(rng: &mut Rng) -> Params {
+        let gaze_yaw = rng.uniform(-40.0, 40.0);
+        let gaze_pitch = rng.uniform(-30.0, 30.0);
+        // Mostly open eyes, some nearly closed.
+        let eyelid = if rng.next_f32() < 0.12 { rng.uniform(0.05, 0.35) } else { rng.uniform(0.45, 1.0) };
+        // Mostly frontal heads, rare extreme poses.
+        let (head_yaw, head_pitch) = if rng.next_f32() < 0.06 {
+            (rng.sign() * rng.uniform(45.0, 65.0), rng.uniform(-15.0, 15.0))
+        } else {
+            (rng.normal() * 10.0, rng.normal() * 6.0)
+        };
+        let dark = rng.next_f32() < 0.1;
+        let exposure = if dark { rng.uniform(0.15, 0.35) } else { rng.uniform(0.75, 1.25) };
+        let contrast = if dark { rng.uniform(0.4, 0.7) } else { rng.uniform(0.8, 1.2) };
+        let skin = rng.uniform(0.35, 0.8);
+        let glare_on = rng.next_f32() < 0.25;
+        let glare = if glare_on { rng.uniform(0.5, 1.0) } else { 0.0 };
+        let glare_x = rng.uniform(12.0, 52.0);
+        let glare_y = rng.uniform(16.0, 48.0);
+        let glare_radius = if glare_on { rng.uniform(3.0, 10.0) } else { 0.0 };
+        let blur = if rng.next_f32() < 0.2 { rng.uniform(0.8, 1.8) } else { rng.uniform(0.0, 0.6) };
+        let noise = rng.uniform(0.0, 0.04);
+        Params {
+            gaze_yaw,
+            gaze_pitch,
+            eyelid,
+            head_yaw,
+            head_pitch,
+            exposure,
+            contrast,
+            skin,
+            glare,
+            glare_x,
+            glare_y,
+            glare_radius,
+            blur,
+            noise,
+            noise_seed: rng.next_u64(),
+        }
+    }
+
+    /// The gaze class (index into [`GAZE_CLASSES`]) the parameters define.
+    pub fn gaze_class(&self) -> usize {
+        let (y, p) = (self.gaze_yaw, self.gaze_pitch);
+        if (y * y + p * p).sqrt() < CENTER_RADIUS {
+            return 0;
+        }
+        let angle = p.atan2(y).rem_euclid(2.0 * PI);
+        1 + (((angle + PI / 8.0) / (PI / 4.0)).floor() as usize % 8)
+    }
+
+    /// Whether the glare covers the pupil (a derived column: the glare disc reaches the pupil).
+    pub fn glare_over_pupil(&self) -> bool {
+        if self.glare <= 0.0 {
+            return false;
+        }
+        let g = render::Geometry::of(self);
+        let (px, py) = g.pupil;
+        ((px - self.glare_x).powi(2) + (py - self.glare_y).powi(2)).sqrt() < self.glare_radius + g.pupil_radius
+    }
+
+    /// Metadata values in [`PARAM_NAMES`] order.
+    pub fn values(&self) -> Vec<String> {
+        let f = |v: f32| format!("{v:.4}");
+        vec![
+            f(self.gaze_yaw),
+            f(self.gaze_pitch),
+            f(self.eyelid),
+            f(self.head_yaw),
+            f(self.head_pitch),
+            f(self.exposure),
+            f(self.contrast),
+            f(self.skin),
+            f(self.glare),
+            f(self.glare_x),
+            f(self.glare_y),
+            f(self.glare_radius),
+            f(self.blur),
+            f(self.noise),
+            u8::from(self.glare_over_pupil()).to_string(),
+        ]
+    }
+
+    /// Landmarks in pixels: pupil centre, inner (left in the image) and outer eye corner, as
+    /// `[x0, y0, x1, y1, x2, y2]`.
+    pub fn landmarks(&self) -> [f32; 6] {
+        let g = render::Geometry::of(self);
+        [g.pupil.0, g.pupil.1, g.corners[0].0, g.corners[0].1, g.corners[1].0, g.corners[1].1]
+    }
+}
+
+/// One split of a simulated dataset.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SplitId {
+    /// Training images.
+    Train,
+    /// Test images.
+    Test,
+    /// Improvement images.
+    Improvement,
+}
+
+impl SplitId {
+    fn stream(self) -> u64 {
+        match self {
+            SplitId::Train => 1,
+            SplitId::Test => 2,
+            SplitId::Improvement => 3,
+        }
+    }
+}
+
+/// The parameters of image `index` of `split` for `seed`: independent of every other image.
+pub fn params_of(seed: u64, split: SplitId, index: usize) -> Params {
+    let mut rng = Rng::new(
+        seed ^ split.stream().wrapping_mul(0xD1B5_4A32_D192_ED03) ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
+    );
+    Params::sample(&mut rng)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_follow_the_gaze_angles() {
+        let mut p = params_of(0, SplitId::Train, 0);
+        let mut at = |yaw: f32, pitch: f32| {
+            p.gaze_yaw = yaw;
+            p.gaze_pitch = pitch;
+            GAZE_CLASSES[p.gaze_class()]
+        };
+        assert_eq!(at(0.0, 0.0), "center");
+        assert_eq!(at(5.0, -5.0), "center");
+        assert_eq!(at(30.0, 0.0), "right");
+        assert_eq!(at(30.0, 30.0), "up-right");
+        assert_eq!(at(0.0, 25.0), "up");
+        assert_eq!(at(-30.0, 20.0), "up-left");
+        assert_eq!(at(-30.0, 0.0), "left");
+        assert_eq!(at(-25.0, -25.0), "down-left");
+        assert_eq!(at(0.0, -20.0), "down");
+        assert_eq!(at(20.0, -20.0), "down-right");
+        // Sector borders at 22.5°.
+        assert_eq!(at(30.0, 30.0 * (22.0f32).to_radians().tan()), "right");
+        assert_eq!(at(30.0, 30.0 * (23.0f32).to_radians().tan()), "up-right");
+    }
+
+    #[test]
+    fn the_pupil_moves_with_the_gaze() {
+        let mut p = params_of(0, SplitId::Train, 0);
+        p.head_yaw = 0.0;
+        p.head_pitch = 0.0;
+        p.gaze_yaw = 30.0;
+        p.gaze_pitch = 0.0;
+        let right = p.landmarks();
+        p.gaze_yaw = -30.0;
+        let left = p.landmarks();
+        p.gaze_yaw = 0.0;
+        p.gaze_pitch = 25.0;
+        let up = p.landmarks();
+        assert!(right[0] > left[0] + 8.0, "{right:?} {left:?}");
+        assert!(up[1] < right[1] - 5.0, "image y grows downwards: {up:?}");
+        // Corners do not move with the gaze.
+        assert_eq!(right[2..], left[2..]);
+    }
+
+    #[test]
+    fn images_are_independent_of_other_images() {
+        assert_eq!(params_of(7, SplitId::Test, 12), params_of(7, SplitId::Test, 12));
+        assert_ne!(params_of(7, SplitId::Test, 12), params_of(7, SplitId::Train, 12));
+        assert_ne!(params_of(7, SplitId::Test, 12), params_of(8, SplitId::Test, 12));
+    }
+
+    #[test]
+    fn distributions_include_the_planted_causes() {
+        let ps: Vec<Params> = (0..2000).map(|i| params_of(1, SplitId::Train, i)).collect();
+        let share = |f: &dyn Fn(&Params) -> bool| ps.iter().filter(|p| f(p)).count() as f32 / ps.len() as f32;
+        assert!((0.08..0.16).contains(&share(&|p| p.eyelid < 0.35)));
+        assert!((0.03..0.09).contains(&share(&|p| p.head_yaw.abs() > 40.0)));
+        assert!((0.07..0.13).contains(&share(&|p| p.exposure < 0.4)));
+        assert!(share(&|p| p.glare_over_pupil()) > 0.01);
+        let mut counts = [0usize; 9];
+        for p in &ps {
+            counts[p.gaze_class()] += 1;
+        }
+        assert!(counts.iter().all(|&c| c > 80), "every class occurs: {counts:?}");
+    }
+}

@@ -1,0 +1,39 @@
+//! `hudd demo --size small`: the README's first command, on the embedded simulator and model.
+
+use hudd_core::cluster::report::ClustersReport;
+
+use crate::common::{arg, hudd, stderr, stdout};
+
+#[test]
+fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("demo");
+    let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(text.contains("Wrong test images"), "{text}");
+    assert!(text.contains("← best"), "{text}");
+    assert!(text.contains("cluster   1:"), "{text}");
+    let report: ClustersReport =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run/clusters.json")).unwrap()).unwrap();
+    let best = report.layers.iter().find(|l| Some(&l.name) == report.best_layer.as_ref()).unwrap();
+    // Simulator parameters explain the clusters (numeric columns with a mean).
+    let numeric = best.clusters.iter().flat_map(|c| &c.explanations).filter(|e| e.kind == "numeric").count();
+    assert!(numeric > 0);
+    for col in ["eyelid", "gaze_yaw", "exposure"] {
+        assert!(best.clusters.iter().any(|c| c.explanations.iter().any(|e| e.column == col)), "{col}");
+    }
+    assert!(out.join("data/test/manifest.csv").is_file());
+    assert!(out.join("model/gaze_cnn.onnx").is_file());
+
+    // A second demo replaces the first; a folder the demo did not write is refused.
+    let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let foreign = dir.path().join("foreign");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
+    let o = hudd(&["demo", "--size", "small", "-o", &arg(&foreign), "-q"]);
+    assert!(!o.status.success());
+    assert!(stderr(&o).contains("did not write"), "{}", stderr(&o));
+    assert!(foreign.join("notes.txt").is_file(), "nothing of the user's is removed");
+}
