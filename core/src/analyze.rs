@@ -11,6 +11,10 @@
 //! Overlays need a spatial heatmap: when the best layer is not spatial (a dense layer), the input
 //! layer's heatmap of the same images is drawn instead, and the report says which layer it is.
 //! `clusters.json` is written last; a run folder without it is incomplete.
+//!
+//! Relevance starts at the predicted class (HUDD). Regressors have no predicted class: their
+//! relevance starts from every output (`start: all` in the heatmaps index) until the heatmap stage
+//! carries per-image targets for HUDD's worst-keypoint start.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -115,7 +119,13 @@ pub fn analyze(
     }
     let t = Instant::now();
     let heat_dir = out.join("heatmaps");
-    heatmaps::compute(model, &spec, &evaluation.output, &images, &options.heatmaps, &heat_dir, progress)?;
+    // Regressors have no predicted class: their relevance starts from every output (HUDD's
+    // worst-keypoint start needs per-image targets in the heatmap stage; not yet wired).
+    let mut heat_options = options.heatmaps.clone();
+    if evaluation.task == TaskKind::Regression && heat_options.start == heatmaps::StartRule::Predicted {
+        heat_options.start = heatmaps::StartRule::AllOutputs;
+    }
+    heatmaps::compute(model, &spec, &evaluation.output, &images, &heat_options, &heat_dir, progress)?;
     let t_heatmaps = t.elapsed().as_secs_f64();
     let set = HeatmapSet::open(&heat_dir)?;
     let metadata = metadata_of(&set, &evaluation, test);

@@ -138,3 +138,44 @@ fn manifest_metadata_explains_clusters_with_the_papers_variance_ratio() {
     }
     assert!(checked > 0);
 }
+
+#[test]
+fn regressors_are_explained_from_every_output() {
+    // The Fashion-MNIST CNN read as a regressor of its 10 outputs (targets all 0, MSE above 15 is
+    // Wrong): relevance starts from every output, as index.json records.
+    let data = tempfile::tempdir().unwrap();
+    crate::common::copy_tree(&fmnist_data().join("test"), &data.path().join("test"));
+    let mut manifest = String::from("path,label\n");
+    for class in std::fs::read_dir(data.path().join("test")).unwrap() {
+        let class = class.unwrap().file_name().to_string_lossy().into_owned();
+        for f in files(&data.path().join("test").join(&class)) {
+            manifest.push_str(&format!("{class}/{f},{}\n", ["0"; 10].join(" ")));
+        }
+    }
+    std::fs::write(data.path().join("test/manifest.csv"), manifest).unwrap();
+    let out = tempfile::tempdir().unwrap();
+    let o = hudd(&[
+        "analyze",
+        "-m",
+        &arg(&fmnist_model()),
+        "-c",
+        &arg(&fmnist_config()),
+        "--set",
+        "task.kind=regression",
+        "--set",
+        "task.loss=mse",
+        "--set",
+        "task.threshold=15",
+        "--set",
+        "task.classes=[]",
+        "-d",
+        &arg(data.path()),
+        "-o",
+        &arg(out.path()),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index = std::fs::read_to_string(out.path().join("heatmaps/index.json")).unwrap();
+    assert!(index.contains("\"start\": \"all\""), "{index}");
+    assert!(out.path().join("clusters.json").is_file());
+}
