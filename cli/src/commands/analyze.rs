@@ -5,13 +5,11 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hudd_core::analyze::{analyze, AnalyzeOptions, PictureOptions};
-use hudd_core::config::Parallelism;
 use hudd_core::heatmaps::{HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::Preset;
-use hudd_core::{Dataset, Model};
 
 use super::cluster::{print_summary, ClusterOptionArgs};
-use super::RunOptions;
+use super::{ModelData, RunOptions};
 use crate::progress::Bars;
 
 /// Finds the root causes of the model's errors on the test set: evaluates every split, computes
@@ -22,12 +20,8 @@ use crate::progress::Bars;
 /// best layer, heatmap overlays.
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
-    /// The exported ONNX model.
-    #[arg(long, short = 'm', value_name = "MODEL.onnx")]
-    model: PathBuf,
-    /// Dataset folder with a test split (and optionally train/ and improvement/).
-    #[arg(long, short = 'd', value_name = "DATA")]
-    data: PathBuf,
+    #[command(flatten)]
+    input: ModelData,
     /// Run folder.
     #[arg(long, short = 'o', value_name = "RUN")]
     out: PathBuf,
@@ -51,9 +45,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     if !(args.gif_rate > 0.0 && args.gif_rate.is_finite()) {
         bail!("--gif-rate must be a positive number of images per minute");
     }
-    let mut model = Model::load(&args.model)?;
-    model.set_parallel_engine(config.run.parallelism == Parallelism::Engine)?;
-    let data = Dataset::open(&args.data, &config.task)?;
+    let (model, data) = args.input.open(&config)?;
     let options = AnalyzeOptions {
         heatmaps: HeatmapOptions {
             preset,
@@ -68,7 +60,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     let outcome = args
         .run
         .in_pool(|| Ok(analyze(&model, &data, &config, &options, &args.out, &bars)?))
-        .with_context(|| format!("analysing {} on {}", args.model.display(), args.data.display()))?;
+        .with_context(|| format!("analysing {} on {}", args.input.model.display(), args.input.data.display()))?;
     let test = outcome.evaluation.split(hudd_core::Split::Test);
     if let Some(t) = test {
         println!("test: {} images, {} Wrong ({:.2}% accuracy)\n", t.rows.len(), outcome.wrong, 100.0 * t.accuracy());

@@ -4,10 +4,10 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hudd_core::config::{Parallelism, TaskKind};
-use hudd_core::{Dataset, Evaluation, Evaluator, Model};
+use hudd_core::config::TaskKind;
+use hudd_core::{Evaluation, Evaluator};
 
-use super::RunOptions;
+use super::{ModelData, RunOptions};
 use crate::progress::Bars;
 
 /// Runs the model on train/, test/ and improvement/ (whichever exist) and writes
@@ -16,13 +16,8 @@ use crate::progress::Bars;
 /// RUN/results/summary.json; prints accuracy per split and per class.
 #[derive(Debug, Args)]
 pub struct EvaluateArgs {
-    /// The exported ONNX model.
-    #[arg(long, short = 'm', value_name = "MODEL.onnx")]
-    model: PathBuf,
-    /// Dataset folder: train/, test/, improvement/ (or HUDD's TrainingSet/, TestSet/, ImprovementSet/),
-    /// each with one folder per class or a manifest.csv.
-    #[arg(long, short = 'd', value_name = "DATA")]
-    data: PathBuf,
+    #[command(flatten)]
+    input: ModelData,
     /// Run folder; results go to RUN/results/.
     #[arg(long, short = 'o', value_name = "RUN")]
     out: PathBuf,
@@ -32,11 +27,9 @@ pub struct EvaluateArgs {
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
     let config = args.run.config()?;
-    let mut model = Model::load(&args.model)?;
-    model.set_parallel_engine(config.run.parallelism == Parallelism::Engine)?;
-    let data = Dataset::open(&args.data, &config.task)?;
+    let (model, data) = args.input.open(&config)?;
     let evaluator = Evaluator::new(&model, &data, &config)
-        .with_context(|| format!("the configuration does not fit the model {}", args.model.display()))?;
+        .with_context(|| format!("the configuration does not fit the model {}", args.input.model.display()))?;
     let bars = Bars::new(args.run.quiet);
     let evaluation = args.run.in_pool(|| Ok(evaluator.run(&bars)?))?;
     let results = args.out.join("results");

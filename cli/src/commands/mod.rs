@@ -49,6 +49,28 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
+/// The model and dataset of a run (`hudd evaluate`, `hudd analyze`).
+#[derive(Debug, Args)]
+pub struct ModelData {
+    /// The exported ONNX model.
+    #[arg(long, short = 'm', value_name = "MODEL.onnx")]
+    pub model: PathBuf,
+    /// Dataset folder: train/, test/, improvement/ (or HUDD's TrainingSet/, TestSet/,
+    /// ImprovementSet/), each with one folder per class or a manifest.csv.
+    #[arg(long, short = 'd', value_name = "DATA")]
+    pub data: PathBuf,
+}
+
+impl ModelData {
+    /// Loads the model (with the configured parallelism) and opens the dataset.
+    pub fn open(&self, config: &hudd_core::Config) -> Result<(hudd_core::Model, hudd_core::Dataset)> {
+        let mut model = hudd_core::Model::load(&self.model)?;
+        model.set_parallel_engine(config.run.parallelism == hudd_core::config::Parallelism::Engine)?;
+        let data = hudd_core::Dataset::open(&self.data, &config.task)?;
+        Ok((model, data))
+    }
+}
+
 /// Options shared by every command that runs a model.
 #[derive(Debug, Args)]
 pub struct RunOptions {
