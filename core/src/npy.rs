@@ -96,32 +96,54 @@ impl Drop for NpyWriter {
     }
 }
 
-/// Reads a little-endian float32, C-order `.npy` file: its shape and values.
+/// Reads a little-endian float32, C-order `.npy` file: its shape and values. The values are
+/// decoded in chunks straight into their vector, so memory peaks at the array's size.
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let bad = |reason: &str| Error::Output { what: "array", path: path.to_path_buf(), reason: reason.into() };
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)
-        .and_then(|mut f| f.read_to_end(&mut bytes))
-        .map_err(|e| Error::io("cannot read file", path, e))?;
-    if bytes.len() < 10 || &bytes[..6] != b"\x93NUMPY" {
+    let io = |e| Error::io("cannot read file", path, e);
+    let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+    let mut lead = [0u8; 12];
+    f.read_exact(&mut lead[..10]).map_err(|_| bad("not an .npy file"))?;
+    if &lead[..6] != b"\x93NUMPY" {
         return Err(bad("not an .npy file"));
     }
-    let (len, start) = match bytes[6] {
-        1 => (u16::from_le_bytes([bytes[8], bytes[9]]) as usize, 10),
-        _ if bytes.len() >= 12 => (u32::from_le_bytes([bytes[8], bytes[9], bytes[10], bytes[11]]) as usize, 12),
-        _ => return Err(bad("truncated header")),
+    let len = match lead[6] {
+        1 => u16::from_le_bytes([lead[8], lead[9]]) as usize,
+        _ => {
+            f.read_exact(&mut lead[10..12]).map_err(|_| bad("truncated header"))?;
+            u32::from_le_bytes([lead[8], lead[9], lead[10], lead[11]]) as usize
+        }
     };
-    let header =
-        bytes.get(start..start + len).and_then(|h| std::str::from_utf8(h).ok()).ok_or_else(|| bad("bad header"))?;
+    let mut header = vec![0u8; len];
+    f.read_exact(&mut header).map_err(|_| bad("truncated header"))?;
+    let header = std::str::from_utf8(&header).map_err(|_| bad("bad header"))?;
     if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
         return Err(bad("only little-endian float32 in C order is read"));
     }
     let shape_text =
         header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
     let shape: Vec<usize> = shape_text.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    let data: Vec<f32> =
-        bytes[start + len..].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])).collect();
-    if data.len() != shape.iter().product::<usize>() {
+    let n: usize = shape.iter().product();
+    let mut data: Vec<f32> = Vec::with_capacity(n);
+    let mut chunk = vec![0u8; 1 << 20];
+    loop {
+        let got = f.read(&mut chunk).map_err(io)?;
+        if got == 0 {
+            break;
+        }
+        if got % 4 != 0 {
+            // Complete the last value of this read.
+            let need = 4 - got % 4;
+            f.read_exact(&mut chunk[got..got + need]).map_err(|_| bad("data length does not match the shape"))?;
+            data.extend(chunk[..got + need].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        } else {
+            data.extend(chunk[..got].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+        }
+        if data.len() > n {
+            return Err(bad("data length does not match the shape"));
+        }
+    }
+    if data.len() != n {
         return Err(bad("data length does not match the shape"));
     }
     Ok((shape, data))
@@ -146,5 +168,24 @@ mod tests {
         let w = NpyWriter::create(&p, &[2]).unwrap();
         assert!(w.finish().is_err(), "finishing short is an error");
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn reads_what_it_writes_and_rejects_bad_files() {
+        let d = tempfile::tempdir().unwrap();
+        let p = d.path().join("a.npy");
+        // Larger than one read chunk, so values straddle chunk borders.
+        let values: Vec<f32> = (0..700_007).map(|i| i as f32 * 0.5).collect();
+        let mut w = NpyWriter::create(&p, &[7, 100_001]).unwrap();
+        w.append(&values).unwrap();
+        w.finish().unwrap();
+        assert_eq!(read_f32(&p).unwrap(), (vec![7, 100_001], values));
+        let bytes = std::fs::read(&p).unwrap();
+        std::fs::write(&p, &bytes[..bytes.len() - 2]).unwrap();
+        assert!(read_f32(&p).is_err(), "truncated data");
+        std::fs::write(&p, [&bytes[..], &[0u8; 4]].concat()).unwrap();
+        assert!(read_f32(&p).is_err(), "extra data");
+        std::fs::write(&p, b"not numpy at all").unwrap();
+        assert!(read_f32(&p).is_err());
     }
 }
