@@ -12,9 +12,9 @@
 //! layer's heatmap of the same images is drawn instead, and the report says which layer it is.
 //! `clusters.json` is written last; a run folder without it is incomplete.
 //!
-//! Relevance starts at the predicted class (HUDD). Regressors have no predicted class: their
-//! relevance starts from every output (`start: all` in the heatmaps index) until the heatmap stage
-//! carries per-image targets for HUDD's worst-keypoint start.
+//! Relevance starts at the predicted class (HUDD). Regressors have no predicted class: relevance
+//! starts at the output farthest from its target (`start: worst`), or, when the loss is the mean
+//! keypoint distance, at the farthest (x, y) keypoint (`start: worst-keypoint`), as HUDD does.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -112,6 +112,10 @@ pub fn analyze(
                 Label::Class(c) => Some(c),
                 Label::Target(_) => None,
             },
+            targets: match &s.label {
+                Label::Target(t) => Some(t.clone()),
+                Label::Class(_) => None,
+            },
         })
         .collect();
     if images.len() < 2 {
@@ -119,11 +123,12 @@ pub fn analyze(
     }
     let t = Instant::now();
     let heat_dir = out.join("heatmaps");
-    // Regressors have no predicted class: their relevance starts from every output (HUDD's
-    // worst-keypoint start needs per-image targets in the heatmap stage; not yet wired).
+    // Regressors have no predicted class: relevance starts at the worst output (HUDD's worst
+    // keypoint when the loss is the mean keypoint distance).
     let mut heat_options = options.heatmaps.clone();
     if evaluation.task == TaskKind::Regression && heat_options.start == heatmaps::StartRule::Predicted {
-        heat_options.start = heatmaps::StartRule::AllOutputs;
+        let keypoints = config.task.loss == crate::config::RegressionLoss::MeanKeypointDistance;
+        heat_options.start = heatmaps::StartRule::Worst { keypoints };
     }
     heatmaps::compute(model, &spec, &evaluation.output, &images, &heat_options, &heat_dir, progress)?;
     let t_heatmaps = t.elapsed().as_secs_f64();

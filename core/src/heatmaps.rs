@@ -50,8 +50,14 @@ pub enum StartRule {
     Label,
     /// This class's logit.
     Class(usize),
-    /// Every output as it is (regressors).
+    /// Every output as it is.
     AllOutputs,
+    /// Regressors (HUDD): only the worst output against the image's targets
+    /// ([`ImageRef::targets`]); with `keypoints`, the worst (x, y) pair.
+    Worst {
+        /// Outputs are (x, y) keypoint pairs.
+        keypoints: bool,
+    },
 }
 
 /// One image to explain.
@@ -63,6 +69,8 @@ pub struct ImageRef {
     pub image: String,
     /// Its class, for [`StartRule::Label`].
     pub label: Option<usize>,
+    /// Its regression targets, for [`StartRule::Worst`].
+    pub targets: Option<Vec<f32>>,
 }
 
 /// One layer's file, as listed in `index.json`.
@@ -260,6 +268,8 @@ pub fn compute(
             StartRule::Label => "label".into(),
             StartRule::Class(c) => format!("class={c}"),
             StartRule::AllOutputs => "all".into(),
+            StartRule::Worst { keypoints: false } => "worst".into(),
+            StartRule::Worst { keypoints: true } => "worst-keypoint".into(),
         },
         images: rows,
         skipped,
@@ -301,6 +311,13 @@ fn explain_batch(
         StartRule::Predicted => Start::Predicted,
         StartRule::Class(c) => Start::Classes(vec![*c; used.len()]),
         StartRule::AllOutputs => Start::AllOutputs,
+        StartRule::Worst { keypoints } => Start::Worst {
+            targets: used
+                .iter()
+                .map(|im| im.targets.clone().ok_or_else(|| Error::Config(format!("no targets for `{}`", im.image))))
+                .collect::<Result<_>>()?,
+            keypoints: *keypoints,
+        },
         StartRule::Label => Start::Classes(
             used.iter()
                 .map(|im| {

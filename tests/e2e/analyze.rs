@@ -140,9 +140,10 @@ fn manifest_metadata_explains_clusters_with_the_papers_variance_ratio() {
 }
 
 #[test]
-fn regressors_are_explained_from_every_output() {
+fn regressors_are_explained_from_their_worst_output() {
     // The Fashion-MNIST CNN read as a regressor of its 10 outputs (targets all 0, MSE above 15 is
-    // Wrong): relevance starts from every output, as index.json records.
+    // Wrong): relevance starts at each image's worst output (largest |output − target|), as
+    // index.json records, so the output layer's heatmap has one non-zero value per image.
     let data = tempfile::tempdir().unwrap();
     crate::common::copy_tree(&fmnist_data().join("test"), &data.path().join("test"));
     let mut manifest = String::from("path,label\n");
@@ -176,6 +177,11 @@ fn regressors_are_explained_from_every_output() {
     ]);
     assert!(o.status.success(), "{}", stderr(&o));
     let index = std::fs::read_to_string(out.path().join("heatmaps/index.json")).unwrap();
-    assert!(index.contains("\"start\": \"all\""), "{index}");
+    assert!(index.contains("\"start\": \"worst\""), "{index}");
     assert!(out.path().join("clusters.json").is_file());
+    let (shape, logits) = crate::common::read_npy(&out.path().join("heatmaps/logits.npy"));
+    assert_eq!(shape[1], 10);
+    for row in logits.chunks(10) {
+        assert_eq!(row.iter().filter(|v| **v != 0.0).count(), 1, "{row:?}");
+    }
 }

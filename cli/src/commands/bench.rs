@@ -140,8 +140,11 @@ fn bench_heatmaps(a: HeatmapsBench) -> Result<()> {
     let spec = config.input_spec(model.info())?;
     let output = config.task.output.clone().unwrap_or_else(|| model.info().outputs[0].name.clone());
     let (files, _) = hudd_core::dataset::image_files(&a.images)?;
-    let images: Vec<ImageRef> =
-        files.into_iter().take(a.limit).map(|f| ImageRef { path: f.path, image: f.image, label: None }).collect();
+    let images: Vec<ImageRef> = files
+        .into_iter()
+        .take(a.limit)
+        .map(|f| ImageRef { path: f.path, image: f.image, label: None, targets: None })
+        .collect();
     let preset = hudd_core::relevance::Preset::from_name(&a.preset)?;
     let flops = hudd_core::relevance::Explainer::new(&model, &spec, &output, preset)?.flops_per_image(&spec)?;
     println!(

@@ -99,7 +99,7 @@ pub fn run(args: HeatmapsArgs) -> Result<()> {
                 .and_then(|p| p.file_name())
                 .and_then(|n| n.to_str())
                 .and_then(|n| classes.iter().position(|c| c == n));
-            ImageRef { path, image, label }
+            ImageRef { path, image, label, targets: None }
         })
         .collect();
     let options = HeatmapOptions { preset, layers, start, batch_size: config.run.batch_size };
