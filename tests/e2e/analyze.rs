@@ -185,3 +185,44 @@ fn regressors_are_explained_from_their_worst_output() {
         assert_eq!(row.iter().filter(|v| **v != 0.0).count(), 1, "{row:?}");
     }
 }
+
+#[test]
+fn landmark_model_on_simulated_eyes_is_explained_from_its_worst_keypoint() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    let o = hudd(&[
+        "simulate",
+        "landmarks",
+        "--train",
+        "0",
+        "--test",
+        "300",
+        "--improvement",
+        "0",
+        "--seed",
+        "11",
+        "-o",
+        &arg(&data),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = crate::common::root();
+    let out = dir.path().join("run");
+    let (model, config) = (root.join("models/landmarks/landmarks_cnn.onnx"), root.join("models/landmarks/hudd.toml"));
+    let o = hudd(&["analyze", "-m", &arg(&model), "-c", &arg(&config), "-d", &arg(&data), "-o", &arg(&out), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index = std::fs::read_to_string(out.join("heatmaps/index.json")).unwrap();
+    assert!(index.contains("\"start\": \"worst-keypoint\""), "{index}");
+    // The last dense layer's output (the 6 coordinates before the ×64 scaling).
+    let parsed: serde_json::Value = serde_json::from_str(&index).unwrap();
+    let last = parsed["layers"].as_array().unwrap().last().unwrap()["file"].as_str().unwrap().to_string();
+    let (shape, rel) = crate::common::read_npy(&out.join("heatmaps").join(last));
+    assert_eq!(shape[1], 6);
+    for row in rel.chunks(6) {
+        let nonzero: Vec<usize> = (0..6).filter(|&i| row[i] != 0.0).collect();
+        assert!(nonzero.len() <= 2 && nonzero.iter().all(|&i| i / 2 == nonzero[0] / 2), "one keypoint: {row:?}");
+    }
+    let report: ClustersReport =
+        serde_json::from_str(&std::fs::read_to_string(out.join("clusters.json")).unwrap()).unwrap();
+    assert!(report.best_layer.is_some());
+}
