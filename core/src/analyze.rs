@@ -233,8 +233,7 @@ fn write_pictures(
     // Overlays for the best layer.
     let Some(best) = analysis.best() else { return Ok(None) };
     let best_entry = &set.layers[best];
-    let spatial_entry = if pictures::spatial(&best_entry.shape, &vec![0.0; best_entry.shape.iter().product()]).is_some()
-    {
+    let spatial_entry = if pictures::channels_height_width(&best_entry.shape).is_some() {
         Some(best_entry)
     } else {
         set.layers.iter().find(|l| l.node.is_empty())

@@ -82,12 +82,8 @@ pub fn copy(from: &Path, to: &Path) -> Result<()> {
 /// The 2-D map of a heatmap tensor of shape `[C, H, W]` (summed over channels) or `[H, W]`;
 /// `None` for other shapes (dense layers).
 pub fn spatial(shape: &[usize], values: &[f32]) -> Option<(usize, usize, Vec<f32>)> {
-    let (c, h, w) = match shape {
-        [c, h, w] => (*c, *h, *w),
-        [h, w] => (1, *h, *w),
-        _ => return None,
-    };
-    if h * w == 0 || values.len() != c * h * w {
+    let (c, h, w) = channels_height_width(shape)?;
+    if values.len() != c * h * w {
         return None;
     }
     let mut map = vec![0.0f32; h * w];
@@ -95,6 +91,17 @@ pub fn spatial(shape: &[usize], values: &[f32]) -> Option<(usize, usize, Vec<f32
         map.iter_mut().zip(ch).for_each(|(m, v)| *m += v);
     }
     Some((h, w, map))
+}
+
+/// `(channels, height, width)` of a heatmap shape `[C, H, W]` or `[H, W]` with a non-empty plane;
+/// `None` for other shapes (dense layers).
+pub fn channels_height_width(shape: &[usize]) -> Option<(usize, usize, usize)> {
+    let (c, h, w) = match shape {
+        [c, h, w] => (*c, *h, *w),
+        [h, w] => (1, *h, *w),
+        _ => return None,
+    };
+    (h * w > 0).then_some((c, h, w))
 }
 
 /// The diverging colour of `v ∈ [−1, 1]`: blue, white at zero, red.
@@ -206,5 +213,8 @@ mod tests {
         assert!(r[2] > r[0], "negative is blue: {r:?}");
         assert_eq!(spatial(&[2, 1, 2], &[1.0, 2.0, 3.0, 4.0]), Some((1, 2, vec![4.0, 6.0])));
         assert_eq!(spatial(&[64], &[0.0; 64]), None);
+        assert_eq!(channels_height_width(&[16, 7, 7]), Some((16, 7, 7)));
+        assert_eq!(channels_height_width(&[5, 4]), Some((1, 5, 4)));
+        assert_eq!(channels_height_width(&[3, 0, 4]), None);
     }
 }

@@ -63,19 +63,28 @@ def load(split_dir):
     return torch.from_numpy(x), torch.from_numpy(y)
 
 
-def main():
-    random.seed(SEED)
-    np.random.seed(SEED)
-    torch.manual_seed(SEED)
+def seed_everything(seed):
+    """Seeds Python, numpy and torch and makes torch deterministic."""
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
     torch.use_deterministic_algorithms(True)
+
+
+def simulate(task, sizes, seed, load_split):
+    """Runs `hudd simulate TASK` (release build) into a temporary folder and returns
+    `load_split(train dir), load_split(test dir)`."""
     hudd = ROOT / "target" / "release" / "hudd"
     with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "gaze"
-        cmd = [str(hudd), "simulate", "gaze", "--train", str(SIZES["train"]), "--test", str(SIZES["test"]),
-               "--improvement", "0", "--seed", str(DATA_SEED), "-o", str(data), "-q"]
-        subprocess.run(cmd, check=True)
-        xtr, ytr = load(data / "train")
-        xte, yte = load(data / "test")
+        data = Path(tmp) / task
+        subprocess.run([str(hudd), "simulate", task, "--train", str(sizes["train"]), "--test", str(sizes["test"]),
+                        "--improvement", "0", "--seed", str(seed), "-o", str(data), "-q"], check=True)
+        return load_split(data / "train"), load_split(data / "test")
+
+
+def main():
+    seed_everything(SEED)
+    (xtr, ytr), (xte, yte) = simulate("gaze", SIZES, DATA_SEED, load)
     model = GazeNet()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     loss_fn = nn.CrossEntropyLoss()

@@ -10,9 +10,7 @@ Writes models/landmarks/landmarks_cnn.onnx (dynamic batch, input `image` 1×64×
 """
 import csv
 import json
-import random
-import subprocess
-import tempfile
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +18,9 @@ import numpy as np
 import torch
 import torch.nn as nn
 from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from make_gaze import seed_everything, simulate  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "models" / "landmarks"
@@ -61,18 +62,8 @@ def keypoint_distance(pred, y):
 
 
 def main():
-    random.seed(SEED)
-    np.random.seed(SEED)
-    torch.manual_seed(SEED)
-    torch.use_deterministic_algorithms(True)
-    hudd = ROOT / "target" / "release" / "hudd"
-    with tempfile.TemporaryDirectory() as tmp:
-        data = Path(tmp) / "landmarks"
-        subprocess.run([str(hudd), "simulate", "landmarks", "--train", str(SIZES["train"]), "--test",
-                        str(SIZES["test"]), "--improvement", "0", "--seed", str(DATA_SEED), "-o", str(data), "-q"],
-                       check=True)
-        xtr, ytr = load(data / "train")
-        xte, yte = load(data / "test")
+    seed_everything(SEED)
+    (xtr, ytr), (xte, yte) = simulate("landmarks", SIZES, DATA_SEED, load)
     model = KpNet()
     opt = torch.optim.Adam(model.parameters(), lr=LR)
     t0 = time.time()
