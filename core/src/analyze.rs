@@ -10,6 +10,9 @@
 //!
 //! Overlays need a spatial heatmap: when the best layer is not spatial (a dense layer), the input
 //! layer's heatmap of the same images is drawn instead, and the report says which layer it is.
+//! - `run.json` — how the run was made, the model, the evaluation summary and the clustered
+//!   images (see [`crate::bundle::record`]), what `hudd report` needs besides `clusters.json`.
+//!
 //! `clusters.json` is written last; a run folder without it is incomplete.
 //!
 //! Relevance starts at the predicted class (HUDD). Regressors have no predicted class: relevance
@@ -22,6 +25,7 @@ use std::time::Instant;
 
 use rayon::prelude::*;
 
+use crate::bundle::record::{self, RunImage, RunRecord};
 use crate::cluster::metadata::Metadata;
 use crate::cluster::report::{self, Analysis, HeatmapSet};
 use crate::cluster::Options as ClusterOptions;
@@ -58,6 +62,9 @@ pub struct AnalyzeOptions {
     pub cluster: ClusterOptions,
     /// Pictures.
     pub pictures: PictureOptions,
+    /// How the run was made (command line, seeds), recorded in `run.json`; the configuration and
+    /// timings are filled in by `analyze`.
+    pub run: hudd_report::Run,
 }
 
 /// What `analyze` produced.
@@ -88,11 +95,31 @@ pub fn analyze(
     if stale.exists() {
         std::fs::remove_file(&stale).map_err(|e| Error::io("cannot remove old result", &stale, e))?;
     }
+    let stale = out.join(record::FILE);
+    if stale.exists() {
+        std::fs::remove_file(&stale).map_err(|e| Error::io("cannot remove old result", &stale, e))?;
+    }
     let spec = evaluator.input_spec().clone();
     let t = Instant::now();
     let evaluation = evaluator.run(progress)?;
     evaluation.write(&out.join("results"))?;
     let t_evaluate = t.elapsed().as_secs_f64();
+    let (datasets, evaluation_summary, skipped) = record::evaluation_summary(&evaluation);
+    let mut run = options.run.clone();
+    run.config = serde_json::to_value(config).unwrap_or_default();
+    let mut record = RunRecord {
+        format: record::FORMAT.into(),
+        format_version: record::FORMAT_VERSION,
+        run,
+        model: record::model_summary(model),
+        datasets,
+        evaluation: evaluation_summary,
+        skipped,
+        clustered: false,
+        metadata_columns: Vec::new(),
+        images: Vec::new(),
+        images_per_minute: options.pictures.gif_per_minute,
+    };
     let test = evaluation.split(Split::Test).ok_or_else(|| {
         Error::Config(format!(
             "the dataset has no test split; analyze explains the test set's errors ({})",
@@ -119,6 +146,8 @@ pub fn analyze(
         })
         .collect();
     if images.len() < 2 {
+        record.run.timings = vec![hudd_report::Timing { stage: "evaluate".into(), seconds: t_evaluate }];
+        record.write(out)?;
         return Ok(AnalyzeOutcome { evaluation, analysis: None, wrong: images.len(), overlay_layer: None });
     }
     let t = Instant::now();
@@ -145,7 +174,29 @@ pub fn analyze(
         timings.add(s, *v);
     }
     timings.add("pictures", t.elapsed().as_secs_f64());
+    record.run.timings = timings
+        .stages
+        .iter()
+        .map(|(stage, seconds)| hudd_report::Timing { stage: stage.clone(), seconds: *seconds })
+        .collect();
     analysis.timings = timings;
+    let test_rows: HashMap<&str, &crate::evaluate::ResultRow> =
+        test.rows.iter().map(|r| (r.image.as_str(), r)).collect();
+    record.clustered = true;
+    record.metadata_columns = metadata.columns.clone();
+    record.images = set
+        .images
+        .iter()
+        .zip(&metadata.rows)
+        .map(|(name, values)| {
+            let (expected, predicted) = test_rows
+                .get(name.as_str())
+                .map(|r| record::expected_predicted(r, &evaluation.classes))
+                .unwrap_or_default();
+            RunImage { name: name.clone(), expected, predicted, metadata: values.clone() }
+        })
+        .collect();
+    record.write(out)?;
     report::write(out, &analysis)?;
     Ok(AnalyzeOutcome { evaluation, analysis: Some(analysis), wrong: images.len(), overlay_layer })
 }
@@ -183,7 +234,7 @@ fn metadata_of(set: &HeatmapSet, evaluation: &Evaluation, test: &crate::evaluate
 }
 
 /// A member's file name inside a cluster folder: its dataset path with `/` → `__`, sanitised.
-fn member_file(image: &str) -> String {
+pub fn member_file(image: &str) -> String {
     sanitize(&image.replace('/', "__"))
 }
 

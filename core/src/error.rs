@@ -145,6 +145,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// A run folder or report bundle is incomplete, or not what hudd wrote.
+    #[error("{reason}: {path}")]
+    Bundle {
+        /// The file or folder.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// A result file could not be written.
     #[error("cannot write {what}: {reason}: {path}")]
     Output {

@@ -30,6 +30,7 @@
 #![deny(missing_docs)]
 
 pub mod analyze;
+pub mod bundle;
 pub mod cluster;
 pub mod config;
 pub mod dataset;

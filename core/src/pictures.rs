@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use image::{imageops::FilterType, DynamicImage, GrayImage, Rgb, RgbImage};
+use image::{imageops::FilterType, DynamicImage, GrayImage, Rgb, RgbImage, Rgba, RgbaImage};
 
 use crate::error::{Error, Result};
 use crate::fsio::write_atomic_unsynced as write_atomic;
@@ -161,6 +161,39 @@ pub fn write_map(path: &Path, map: &[f32], h: usize, w: usize) -> Result<()> {
         Rgb(c.map(|v| (255.0 * v).round() as u8))
     });
     write_png(path, &out)
+}
+
+/// The `h × w` map as RGBA PNG bytes, for stacking over its image: red where relevance is positive,
+/// blue where negative, opacity proportional to |relevance| (scale ±max |relevance| of this map).
+/// Native resolution: the viewer scales it to the image.
+pub fn heatmap_png(map: &[f32], h: usize, w: usize) -> Vec<u8> {
+    let s = scale_of(map);
+    let out = RgbaImage::from_fn(w as u32, h as u32, |x, y| {
+        let v = (map[y as usize * w + x as usize] / s).clamp(-1.0, 1.0);
+        let a = (255.0 * v.abs()).round() as u8;
+        if v >= 0.0 {
+            Rgba([220, 30, 30, a])
+        } else {
+            Rgba([30, 60, 220, a])
+        }
+    });
+    png_bytes(&DynamicImage::ImageRgba8(out))
+}
+
+/// A PNG thumbnail of the image at `path`, its longest side at most `max_side` pixels (smaller
+/// images keep their size).
+pub fn thumbnail_png(path: &Path, max_side: u32) -> Result<Vec<u8>> {
+    let im = open(path)?;
+    let (w, h) = fit(im.width(), im.height(), max_side);
+    let im = if (w, h) == (im.width(), im.height()) { im } else { im.resize_exact(w, h, filter(im.width(), w)) };
+    Ok(png_bytes(&im))
+}
+
+fn png_bytes(im: &DynamicImage) -> Vec<u8> {
+    let mut bytes = std::io::Cursor::new(Vec::new());
+    // Encoding into memory fails only for unsupported pixel types, which these are not.
+    let _ = im.write_to(&mut bytes, image::ImageFormat::Png);
+    bytes.into_inner()
 }
 
 fn write_png(path: &Path, im: &RgbImage) -> Result<()> {

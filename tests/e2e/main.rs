@@ -5,6 +5,7 @@
 
 mod analyze;
 mod bad_input;
+mod bundle;
 mod cluster;
 mod common;
 mod demo;
@@ -12,3 +13,4 @@ mod evaluate;
 mod heatmaps;
 mod model;
 mod relevance;
+mod webdriver;

@@ -1,21 +1,178 @@
 //! hudd-viewer: opens a hudd report bundle in the browser, offline (from `file://`).
 //!
-//! This first version renders the page frame; the report schema and its views arrive with the
-//! report-bundle work. It never depends on the pipeline crates (tract, candle): only on the
-//! report schema.
+//! `hudd report` writes `index.html` with the report JSON, this crate's WebAssembly (gzip, base64)
+//! and its JavaScript glue inlined, so that the page works without a server; images stay files
+//! next to it. The viewer depends on the report schema (`hudd-report`) only, never on the pipeline.
+//!
+//! Pages: the overview (model, data, accuracy, layers with k and score, the WICD curve, cluster
+//! cards) and one page per cluster (lazily loaded member grid with the medoid first, heatmap
+//! overlay and opacity, flipbook, metadata, explanations, reviewer notes). Keys: ←/→ between
+//! clusters, j/k between images, space plays/pauses, `?` shows help, Esc goes back.
+//!
+//! Every string from the report is rendered as text (Leptos text nodes), never as markup.
 
+use std::sync::Arc;
+use std::time::Duration;
+
+use hudd_report::Report;
+use leptos::ev;
 use leptos::prelude::*;
 use wasm_bindgen::prelude::wasm_bindgen;
+use wasm_bindgen::JsCast;
 
-/// The viewer's root component.
+pub mod bundle;
+pub mod components;
+pub mod nav;
+pub mod notes;
+pub mod storage;
+
+use components::{ClusterPage, Help, NotesBar, Overview};
+use nav::Page;
+use notes::Notes;
+
+/// The viewer's state, shared by its components (all fields are signals, so `Ui` is `Copy`).
+#[derive(Debug, Clone, Copy)]
+pub struct Ui {
+    /// The page shown.
+    pub page: RwSignal<Page>,
+    /// The layer whose clusters the overview shows (index into the analysis' layers).
+    pub layer: RwSignal<usize>,
+    /// The member shown on a cluster page (index into its members).
+    pub image: RwSignal<usize>,
+    /// Flipbook playing.
+    pub playing: RwSignal<bool>,
+    /// Heatmaps shown over the images.
+    pub overlay: RwSignal<bool>,
+    /// Opacity of the heatmaps, 0–1.
+    pub opacity: RwSignal<f64>,
+    /// Help shown.
+    pub help: RwSignal<bool>,
+    /// Reviewer notes.
+    pub notes: RwSignal<Notes>,
+    /// A message about the last notes export or import.
+    pub notes_status: RwSignal<String>,
+}
+
+impl Ui {
+    /// The initial state for `report`: overview of the best layer, notes from localStorage.
+    pub fn new(report: &Report) -> Ui {
+        let layer = report.analysis.as_ref().and_then(|a| a.best_layer).unwrap_or(0);
+        Ui {
+            page: RwSignal::new(Page::Overview),
+            layer: RwSignal::new(layer),
+            image: RwSignal::new(0),
+            playing: RwSignal::new(false),
+            overlay: RwSignal::new(false),
+            opacity: RwSignal::new(0.6),
+            help: RwSignal::new(false),
+            notes: RwSignal::new(storage::load_notes(&report.report_id)),
+            notes_status: RwSignal::new(String::new()),
+        }
+    }
+
+    /// Shows `page`, from its first image, paused.
+    pub fn go(&self, page: Page) {
+        if let Page::Cluster { layer, .. } = page {
+            self.layer.set(layer);
+        }
+        self.image.set(0);
+        self.playing.set(false);
+        self.page.set(page);
+    }
+}
+
+/// The viewer's root: loads the report inlined in the page (or `report.json` over http).
 #[component]
 pub fn App() -> impl IntoView {
+    let loaded: RwSignal<Option<Result<Arc<Report>, String>>> =
+        RwSignal::new(bundle::inline_report().map(|r| r.map(Arc::new)));
+    if loaded.get_untracked().is_none() {
+        leptos::task::spawn_local(async move {
+            loaded.set(Some(bundle::fetched_report().await.map(Arc::new)));
+        });
+    }
+    move || match loaded.get() {
+        None => view! { <p class="loading">"Loading the report…"</p> }.into_any(),
+        Some(Err(e)) => view! { <p class="error" data-testid="load-error">{e}</p> }.into_any(),
+        Some(Ok(report)) => view! { <Viewer report /> }.into_any(),
+    }
+}
+
+/// The viewer of one report.
+#[component]
+pub fn Viewer(report: Arc<Report>) -> impl IntoView {
+    let ui = Ui::new(&report);
+    provide_context(ui);
+    // Reviewer notes are saved on every change.
+    let id = report.report_id.clone();
+    Effect::new(move |_| {
+        let notes = ui.notes.get();
+        storage::save_notes(&id, &notes);
+    });
+    // The flipbook: one image per 60 / rate seconds.
+    let rate = report.analysis.as_ref().map(|a| a.images_per_minute).filter(|r| *r > 0.0).unwrap_or(100.0);
+    let r = report.clone();
+    Effect::new(move |previous: Option<Option<IntervalHandle>>| {
+        if let Some(Some(handle)) = previous {
+            handle.clear();
+        }
+        if !ui.playing.get() {
+            return None;
+        }
+        let r = r.clone();
+        set_interval_with_handle(
+            move || {
+                let n = nav::members(&r, ui.page.get_untracked());
+                ui.image.update(|i| *i = nav::step(*i, 1, n));
+            },
+            Duration::from_secs_f64(60.0 / rate),
+        )
+        .ok()
+    });
+    let r = report.clone();
+    let keys = window_event_listener(ev::keydown, move |e: web_sys::KeyboardEvent| {
+        if e.ctrl_key() || e.meta_key() || e.alt_key() || typing(&e) {
+            return;
+        }
+        if nav::on_key(&r, &ui, &e.key()) {
+            e.prevent_default();
+        }
+    });
+    on_cleanup(move || keys.remove());
+    let r = report.clone();
     view! {
-        <main data-testid="hudd-viewer">
-            <h1>"hudd report viewer"</h1>
-            <p>"Open a report bundle's index.html to review root-cause clusters offline."</p>
-            <p class="version">"hudd " {env!("CARGO_PKG_VERSION")}</p>
-        </main>
+        <div class="viewer" data-testid="hudd-viewer">
+            <header class="top">
+                <button class="home" on:click=move |_| ui.go(Page::Overview)>"hudd report"</button>
+                <span class="model">{report.model.file_name.clone()}</span>
+                <span class="id" title=report.report_id.clone()>
+                    "report " {notes::short_id(&report.report_id).to_string()}
+                </span>
+                <NotesBar report=report.clone() />
+                <button class="help-button" on:click=move |_| ui.help.update(|h| *h = !*h)>"? keys"</button>
+            </header>
+            {move || match ui.page.get() {
+                Page::Overview => view! { <Overview report=r.clone() /> }.into_any(),
+                Page::Cluster { layer, cluster } => {
+                    view! { <ClusterPage report=r.clone() layer cluster /> }.into_any()
+                }
+            }}
+            <Help />
+        </div>
+    }
+}
+
+/// Whether a key press goes to a text field (then it is not a shortcut). Checkboxes, sliders and
+/// buttons keep the shortcuts.
+fn typing(e: &web_sys::KeyboardEvent) -> bool {
+    let Some(el) = e.target().and_then(|t| t.dyn_into::<web_sys::Element>().ok()) else { return false };
+    match el.tag_name().to_ascii_uppercase().as_str() {
+        "TEXTAREA" | "SELECT" => true,
+        "INPUT" => {
+            let kind = el.get_attribute("type").unwrap_or_default().to_ascii_lowercase();
+            !matches!(kind.as_str(), "checkbox" | "radio" | "range" | "button" | "submit" | "file")
+        }
+        _ => el.get_attribute("contenteditable").is_some_and(|v| v != "false"),
     }
 }
 

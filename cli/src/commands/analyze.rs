@@ -17,7 +17,8 @@ use crate::progress::Bars;
 /// and knee) and picks the best layer. Writes RUN/results/, RUN/heatmaps/, RUN/distances/,
 /// RUN/clusters.json (clusters, members, medoids, metadata explanations), RUN/timings.json and
 /// RUN/clusters/<layer>/<id>/ with the member images, an animated GIF per cluster and, for the
-/// best layer, heatmap overlays.
+/// best layer, heatmap overlays; RUN/run.json (model, data, evaluation); and the report bundle
+/// RUN/report/ (open RUN/report/index.html in a browser; see `hudd report`).
 #[derive(Debug, Args)]
 pub struct AnalyzeArgs {
     #[command(flatten)]
@@ -31,6 +32,9 @@ pub struct AnalyzeArgs {
     preset: String,
     #[command(flatten)]
     cluster: ClusterOptionArgs,
+    /// Report bundle folder (default: RUN/report).
+    #[arg(long, value_name = "BUNDLE")]
+    report: Option<PathBuf>,
     /// Speed of the cluster GIFs, in images per minute.
     #[arg(long, default_value_t = 100.0, value_name = "N")]
     gif_rate: f64,
@@ -45,6 +49,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     if !(args.gif_rate > 0.0 && args.gif_rate.is_finite()) {
         bail!("--gif-rate must be a positive number of images per minute");
     }
+    let report_dir = args.report.clone().unwrap_or_else(|| args.out.join("report"));
     let (model, data) = args.input.open(&config)?;
     let options = AnalyzeOptions {
         heatmaps: HeatmapOptions {
@@ -55,6 +60,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         },
         cluster,
         pictures: PictureOptions { gif_per_minute: args.gif_rate, ..PictureOptions::default() },
+        run: super::run_info(&[]),
     };
     let bars = Bars::new(args.run.quiet);
     let outcome = args
@@ -70,7 +76,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             "fewer than 2 Wrong test images: nothing to cluster (results: {})",
             args.out.join("results").display()
         );
-        return Ok(());
+        return super::report::write_bundle(&args.out, &report_dir, args.run.quiet);
     };
     print_summary(analysis);
     if let Some(l) = &outcome.overlay_layer {
@@ -80,5 +86,5 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     }
     println!("\nclusters: {}", args.out.join("clusters.json").display());
     println!("pictures: {}", args.out.join("clusters").display());
-    Ok(())
+    super::report::write_bundle(&args.out, &report_dir, args.run.quiet)
 }

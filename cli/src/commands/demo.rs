@@ -26,7 +26,8 @@ const MARKER: &str = ".hudd-demo";
 /// root causes (`hudd simulate gaze`), evaluates the shipped gaze model on them, computes the
 /// heatmaps of its test errors, clusters them and explains each cluster by the simulator
 /// parameters that set it apart (e.g. "eyelid −87% variance"). Writes OUT/data (the images and
-/// manifests), OUT/model (the model and its configuration) and OUT/run (as `hudd analyze`).
+/// manifests), OUT/model (the model and its configuration), OUT/run (as `hudd analyze`) and
+/// OUT/report/index.html, the report bundle to open in a browser.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
     /// Output folder (new, empty, or an earlier demo's, which is replaced).
@@ -71,7 +72,7 @@ fn prepare(out: &Path) -> Result<()> {
                     out.display()
                 );
             }
-            for sub in ["data", "model", "run"] {
+            for sub in ["data", "model", "run", "report"] {
                 let p = out.join(sub);
                 if p.exists() {
                     std::fs::remove_dir_all(&p).with_context(|| format!("cannot remove {}", p.display()))?;
@@ -127,6 +128,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         },
         cluster: ClusterOptions::default(),
         pictures: PictureOptions::default(),
+        run: super::run_info(&[("simulate", args.seed)]),
     };
     let run_dir = out.join("run");
     let bars = Bars::new(args.quiet);
@@ -150,6 +152,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("\ndata:     {}", data_dir.display());
     println!("results:  {}", run_dir.join("results").display());
     println!("clusters: {} and {}", run_dir.join("clusters.json").display(), run_dir.join("clusters").display());
+    super::report::write_bundle(&run_dir, &out.join("report"), args.quiet)?;
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

@@ -8,7 +8,9 @@ mod demo;
 mod evaluate;
 mod heatmaps;
 mod inspect;
+mod report;
 mod simulate;
+mod verify;
 
 use std::path::PathBuf;
 
@@ -39,6 +41,10 @@ enum Command {
     /// Find the root causes of the model's test errors: evaluate, heatmaps of the Wrong images,
     /// clusters of every layer, cluster folders and GIFs.
     Analyze(analyze::AnalyzeArgs),
+    /// Write a run's self-contained report bundle (index.html opens offline in a browser).
+    Report(report::ReportArgs),
+    /// Check a report bundle against its manifest (changed, missing or extra files).
+    Verify(verify::VerifyArgs),
     /// Cluster an existing heatmaps folder (HUDD's Ward + knee selection, best layer).
     Cluster(cluster::ClusterArgs),
     /// Write a simulated eye dataset (gaze classes or landmarks) with known root causes.
@@ -92,6 +98,18 @@ pub struct RunOptions {
     pub quiet: bool,
 }
 
+/// How this run was made, for the report: the command line, the seeds and the start time.
+pub fn run_info(seeds: &[(&str, u64)]) -> hudd_report::Run {
+    hudd_report::Run {
+        tool_version: env!("CARGO_PKG_VERSION").to_string(),
+        command_line: std::env::args().collect(),
+        config: serde_json::Value::Null,
+        seeds: seeds.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
+        timings: Vec::new(),
+        started_unix_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs()),
+    }
+}
+
 impl RunOptions {
     /// Loads the configuration with every override applied.
     pub fn config(&self) -> Result<hudd_core::Config> {
@@ -123,6 +141,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Analyze(a) => analyze::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Cluster(a) => cluster::run(a),
+        Command::Report(a) => report::run(a),
+        Command::Verify(a) => verify::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Bench(a) => bench::run(a),

@@ -73,7 +73,9 @@ impl Explanation {
     /// One line for a summary: `eyelid −87% variance, mean 0.12 (all 0.48)`.
     pub fn summary(&self) -> String {
         let what = if self.kind == "numeric" { "variance" } else { "impurity" };
-        let mut s = format!("{} −{:.0}% {what}", self.column, 100.0 * self.reduction);
+        // A negative reduction is an increase: the cluster is more spread than all images.
+        let sign = if self.reduction < 0.0 { '+' } else { '−' };
+        let mut s = format!("{} {sign}{:.0}% {what}", self.column, 100.0 * self.reduction.abs());
         if let (Some(m), Some(all)) = (self.mean, self.overall_mean) {
             s.push_str(&format!(", mean {} (all {})", short(m), short(all)));
         }
@@ -215,5 +217,9 @@ mod tests {
         assert!(ex[1].is_empty(), "a single image explains nothing");
         assert!(ex[0][1].summary().starts_with("eyelid −"), "{}", ex[0][1].summary());
         assert!(ex[0][0].summary().contains("4/4 `dark`"), "{}", ex[0][0].summary());
+        // A cluster more spread than all images: an increase, not "−-20%".
+        let mut wider = ex[0][1].clone();
+        wider.reduction = -0.2;
+        assert!(wider.summary().starts_with("eyelid +20% variance"), "{}", wider.summary());
     }
 }

@@ -174,6 +174,8 @@ pub struct Model {
     node_outputs: Vec<String>,
     parallel_engine: bool,
     plans: Mutex<HashMap<(Vec<usize>, Want), Compiled>>,
+    /// Hex SHA-256 and size of the ONNX file's bytes.
+    digest: (String, u64),
 }
 
 impl std::fmt::Debug for Model {
@@ -242,6 +244,7 @@ impl Model {
             node_outputs,
             parallel_engine: false,
             plans: Mutex::new(HashMap::new()),
+            digest: (crate::fsio::sha256_hex(bytes), bytes.len() as u64),
         })
     }
 
@@ -268,6 +271,16 @@ impl Model {
     /// The file the model was loaded from.
     pub fn path(&self) -> &Path {
         &self.path
+    }
+
+    /// Hex SHA-256 of the ONNX file's bytes.
+    pub fn sha256(&self) -> &str {
+        &self.digest.0
+    }
+
+    /// Size of the ONNX file, in bytes.
+    pub fn file_bytes(&self) -> u64 {
+        self.digest.1
     }
 
     /// Inputs and outputs.

@@ -1,0 +1,60 @@
+//! `hudd report`: a run folder → a self-contained report bundle that opens offline in a browser.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result};
+use clap::Args;
+use hudd_core::bundle::{self, ViewerAssets};
+
+use crate::progress::Bars;
+
+/// The viewer, built by viewer/build.sh and embedded at compile time, so that `hudd` writes
+/// working bundles on machines with nothing but the Rust toolchain.
+pub const VIEWER: ViewerAssets<'static> = ViewerAssets {
+    template: include_str!("../../../viewer/assets/bundle.html"),
+    style: include_str!("../../../viewer/assets/style.css"),
+    glue: include_str!("../../../viewer/dist/hudd_viewer.js"),
+    wasm: include_bytes!("../../../viewer/dist/hudd_viewer_bg.wasm"),
+};
+
+/// Writes the report bundle of a run folder (as `hudd analyze` writes it; `analyze` and `demo`
+/// also write one at the end): BUNDLE/index.html — the viewer with the report and its WebAssembly
+/// inlined, which opens by double-click from file:// with no server and no network —
+/// BUNDLE/report.json (the same report, for tools), BUNDLE/images/ (thumbnails, heatmaps, GIFs,
+/// WICD curves) and BUNDLE/manifest.json (the SHA-256 of every file; check it with `hudd verify`).
+/// An existing bundle at BUNDLE is replaced only once the new one is complete.
+#[derive(Debug, Args)]
+pub struct ReportArgs {
+    /// The run folder.
+    #[arg(long, value_name = "RUN")]
+    run: PathBuf,
+    /// The bundle folder (default: RUN/report).
+    #[arg(long, short = 'o', value_name = "BUNDLE")]
+    out: Option<PathBuf>,
+    /// Do not draw progress bars.
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+pub fn run(args: ReportArgs) -> Result<()> {
+    let out = args.out.clone().unwrap_or_else(|| args.run.join("report"));
+    write_bundle(&args.run, &out, args.quiet)?;
+    Ok(())
+}
+
+/// Writes the bundle of `run` to `out` and says where it is.
+pub fn write_bundle(run: &Path, out: &Path, quiet: bool) -> Result<()> {
+    let bars = Bars::new(quiet);
+    let assembled =
+        bundle::assemble(run, &bars).with_context(|| format!("reading the run folder {}", run.display()))?;
+    let manifest = bundle::write(out, &assembled, &VIEWER, &bars)
+        .with_context(|| format!("writing the report bundle {}", out.display()))?;
+    let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
+    println!(
+        "report:   {} ({} files, {:.1} MB; open it in a browser, no server needed)",
+        out.join("index.html").display(),
+        manifest.files.len() + 1,
+        bytes as f64 / 1e6
+    );
+    Ok(())
+}

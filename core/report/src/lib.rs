@@ -1,0 +1,526 @@
+//! hudd-report: the schema of a hudd report bundle, shared by the `hudd` CLI (which writes it) and
+//! the browser viewer (which reads it). Serde types only: no pipeline, no tract, no candle.
+//!
+//! # Format
+//!
+//! A bundle is one folder:
+//!
+//! ```text
+//! BUNDLE/index.html      the viewer, with report.json and the viewer's WebAssembly inlined
+//! BUNDLE/report.json     a [`Report`] (the same JSON as in index.html)
+//! BUNDLE/images/…        thumbnails, heatmaps, GIFs and WICD-curve data, named by the report
+//! BUNDLE/manifest.json   a [`Manifest`]: the SHA-256 of every other file (written last)
+//! ```
+//!
+//! `report.json` starts with `{"format": "hudd-report", "format_version": N, "hudd_version": …}`.
+//! [`read_report`] checks the format, then the version: a newer version is a clear error, an
+//! older one is migrated step by step to the current one. Additive changes use `#[serde(default)]`;
+//! a breaking change bumps [`FORMAT_VERSION`] and adds a migration. Bundles of every released
+//! version are kept under `tests/fixtures/bundles/` and a test reads them all.
+//!
+//! Units: accuracies are fractions in `[0, 1]`; timings are seconds; distances are the layer's
+//! Euclidean distances; paths inside the bundle are relative, with `/`.
+//!
+//! Every string in a report may come from user data (file names, labels, metadata): readers must
+//! render them as text, never as markup.
+//!
+//! ```
+//! let json = r#"{"format":"hudd-report","format_version":99,"hudd_version":"9.0.0"}"#;
+//! assert!(matches!(hudd_report::read_report(json), Err(hudd_report::ReadError::Newer { .. })));
+//! ```
+
+#![deny(missing_docs)]
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+
+mod migrate;
+
+/// `report.json`'s format name.
+pub const FORMAT: &str = "hudd-report";
+/// The version this crate writes and reads natively.
+pub const FORMAT_VERSION: u32 = 1;
+/// `manifest.json`'s format name.
+pub const MANIFEST_FORMAT: &str = "hudd-bundle-manifest";
+/// Its version.
+pub const MANIFEST_VERSION: u32 = 1;
+
+/// Why a report or manifest cannot be read.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum ReadError {
+    /// Not JSON, or not the expected shape.
+    #[error("not a valid {what}: {reason}")]
+    Invalid {
+        /// `report` or `manifest`.
+        what: &'static str,
+        /// serde's message.
+        reason: String,
+    },
+    /// Another format.
+    #[error("format `{found}` is not `{expected}`")]
+    Format {
+        /// The expected format name.
+        expected: &'static str,
+        /// The format found.
+        found: String,
+    },
+    /// Written by a newer hudd.
+    #[error(
+        "format version {found} is newer than this hudd reads ({supported}); open it with hudd {hudd_version} or later"
+    )]
+    Newer {
+        /// The version found.
+        found: u32,
+        /// The newest version this crate reads.
+        supported: u32,
+        /// The hudd version that wrote it.
+        hudd_version: String,
+    },
+}
+
+/// A report: everything a reviewer or auditor needs about one root-cause run.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Report {
+    /// [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// The hudd version that wrote the report.
+    pub hudd_version: String,
+    /// A stable identifier of the run (hex SHA-256 of the model, the data and the clusters): the
+    /// same run bundled twice keeps its id, so that reviewer notes stay attached to it.
+    pub report_id: String,
+    /// How the run was made.
+    pub run: Run,
+    /// The model.
+    pub model: ModelSummary,
+    /// The dataset splits.
+    pub datasets: Vec<DatasetSplit>,
+    /// Accuracy per split and class.
+    pub evaluation: Evaluation,
+    /// The root-cause clusters (`None` when fewer than two test images were Wrong).
+    #[serde(default)]
+    pub analysis: Option<Analysis>,
+    /// Every image the report shows, referenced by index from clusters.
+    #[serde(default)]
+    pub images: Vec<ImageEntry>,
+    /// The unsafe set (improvement images assigned to clusters), when computed.
+    #[serde(default)]
+    pub unsafe_set: Option<UnsafeSet>,
+    /// Retraining results, when the model was retrained.
+    #[serde(default)]
+    pub retraining: Option<Retraining>,
+    /// Inputs that were skipped, with the reason.
+    #[serde(default)]
+    pub skipped: Vec<Skipped>,
+}
+
+/// How the run was made.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Run {
+    /// The hudd version that ran the analysis.
+    pub tool_version: String,
+    /// The command line, one argument per entry.
+    pub command_line: Vec<String>,
+    /// The resolved configuration (`hudd.toml` with overrides), as JSON.
+    pub config: serde_json::Value,
+    /// Every seed of a random choice, by what it seeded (e.g. `simulate`).
+    #[serde(default)]
+    pub seeds: BTreeMap<String, u64>,
+    /// Seconds per stage, in order.
+    #[serde(default)]
+    pub timings: Vec<Timing>,
+    /// When the analysis started, as seconds since 1970-01-01 UTC.
+    #[serde(default)]
+    pub started_unix_s: Option<u64>,
+}
+
+/// Seconds spent in one stage.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Timing {
+    /// Stage name (`evaluate`, `heatmaps`, `distances`, `clustering`, `pictures`, …).
+    pub stage: String,
+    /// Wall-clock seconds.
+    pub seconds: f64,
+}
+
+/// The model.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ModelSummary {
+    /// File name (without folders).
+    pub file_name: String,
+    /// Hex SHA-256 of the file.
+    pub sha256: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// ONNX producer (e.g. `pytorch 2.5`).
+    #[serde(default)]
+    pub producer: String,
+    /// ONNX opset.
+    #[serde(default)]
+    pub opset: i64,
+    /// Inputs.
+    pub inputs: Vec<TensorSummary>,
+    /// Outputs.
+    pub outputs: Vec<TensorSummary>,
+    /// Number of nodes of each ONNX op type.
+    pub op_counts: BTreeMap<String, usize>,
+}
+
+/// A model input or output.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct TensorSummary {
+    /// ONNX name.
+    pub name: String,
+    /// Dimensions; symbolic ones by name (e.g. `batch`).
+    pub shape: Vec<String>,
+    /// Element type (e.g. `f32`).
+    pub elem_type: String,
+}
+
+/// One dataset split.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSplit {
+    /// `train`, `test` or `improvement`.
+    pub split: String,
+    /// Images evaluated.
+    pub images: usize,
+    /// Images skipped (unreadable, wrong shape, unknown label).
+    pub skipped: usize,
+    /// Hex SHA-256 of the sorted list of image paths (evaluated and skipped), one per line, each
+    /// followed by `\n`: the same list gives the same hash.
+    pub sha256: String,
+}
+
+/// The model's accuracy.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct Evaluation {
+    /// `classification` or `regression`.
+    pub task: String,
+    /// Class names (classification), in output order.
+    #[serde(default)]
+    pub classes: Vec<String>,
+    /// Per split.
+    pub splits: Vec<SplitEvaluation>,
+}
+
+/// One split's accuracy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SplitEvaluation {
+    /// Split name.
+    pub split: String,
+    /// Images evaluated.
+    pub images: usize,
+    /// Images the model got right.
+    pub correct: usize,
+    /// `correct / images`.
+    pub accuracy: f64,
+    /// Per expected class (classification).
+    #[serde(default)]
+    pub per_class: Vec<ClassAccuracy>,
+    /// `confusion[expected][predicted]` image counts (classification).
+    #[serde(default)]
+    pub confusion: Option<Vec<Vec<usize>>>,
+}
+
+/// Accuracy on the images of one expected class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassAccuracy {
+    /// Class name.
+    pub class: String,
+    /// Images of that class.
+    pub images: usize,
+    /// Of which correct.
+    pub correct: usize,
+    /// `correct / images` (0 when there are none).
+    pub accuracy: f64,
+}
+
+/// The root-cause clusters of every layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Analysis {
+    /// LRP preset of the heatmaps.
+    pub preset: String,
+    /// Linkage (`ward-rows` is HUDD's).
+    pub linkage: String,
+    /// Heatmap normalisation before distances.
+    pub normalize: String,
+    /// How the best layer is chosen (`wicd` or `silhouette`).
+    pub layer_rule: String,
+    /// How k is chosen.
+    pub k_selection: String,
+    /// Number of clustered (Wrong test) images.
+    pub images: usize,
+    /// Index into `layers` of the best layer.
+    pub best_layer: Option<usize>,
+    /// Speed of the flipbook and GIFs, in images per minute.
+    pub images_per_minute: f64,
+    /// Metadata column names; [`ImageEntry::metadata`] has one value per column.
+    #[serde(default)]
+    pub metadata_columns: Vec<String>,
+    /// Layers in the model's order (the input first).
+    pub layers: Vec<Layer>,
+}
+
+/// One layer's clustering.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Layer {
+    /// ONNX tensor name.
+    pub name: String,
+    /// Heatmap shape without the image axis.
+    pub shape: Vec<usize>,
+    /// The WICD curve.
+    pub curve: Vec<CurvePoint>,
+    /// Chosen number of clusters.
+    pub k: usize,
+    /// `knee`, `fallback` or `fixed`.
+    pub k_choice: String,
+    /// Why the fallback was used.
+    #[serde(default)]
+    pub k_choice_reason: Option<String>,
+    /// WICD at k on the raw distances (lower is better).
+    pub score: f64,
+    /// Mean silhouette of the partition.
+    pub silhouette: f64,
+    /// The layer whose heatmaps the member heatmap images show (the layer itself when spatial,
+    /// else the input), if any.
+    #[serde(default)]
+    pub heatmap_layer: Option<String>,
+    /// The WICD curve as CSV in the bundle (`k,wicd,gradient`).
+    #[serde(default)]
+    pub curve_file: Option<String>,
+    /// Clusters, the largest first.
+    pub clusters: Vec<Cluster>,
+}
+
+/// One point of a WICD curve.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CurvePoint {
+    /// Number of clusters.
+    pub k: usize,
+    /// WICD on the row-normalised distances.
+    pub wicd: f64,
+    /// Its fourth-order gradient (what the knee is found on).
+    pub gradient: f64,
+}
+
+/// One root-cause cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Cluster {
+    /// 1-based id, the largest cluster first.
+    pub cluster_id: usize,
+    /// Members, the medoid first, then by distance to it.
+    pub members: Vec<Member>,
+    /// Animated GIF of the members, in the bundle.
+    #[serde(default)]
+    pub gif: Option<String>,
+    /// Mean heatmap picture, in the bundle.
+    #[serde(default)]
+    pub mean_heatmap: Option<String>,
+    /// Metadata columns ranked by how well they explain the cluster.
+    #[serde(default)]
+    pub explanations: Vec<Explanation>,
+}
+
+/// A member of a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    /// Index into [`Report::images`].
+    pub image: usize,
+    /// Distance to the medoid.
+    pub distance_to_medoid: f64,
+    /// The member's heatmap picture (same size as its thumbnail), in the bundle.
+    #[serde(default)]
+    pub heatmap: Option<String>,
+}
+
+/// How well one metadata column explains a cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Explanation {
+    /// Column name.
+    pub column: String,
+    /// `numeric` or `categorical`.
+    pub kind: String,
+    /// Within-cluster variance (Gini impurity) over that of all clustered images.
+    pub ratio: f64,
+    /// `1 − ratio`.
+    pub reduction: f64,
+    /// One line, e.g. `eyelid −87% variance, mean 0.12 (all 0.48)`.
+    pub summary: String,
+}
+
+/// An image shown by the report.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ImageEntry {
+    /// Path relative to the dataset root.
+    pub name: String,
+    /// Split.
+    pub split: String,
+    /// Expected class or target, as text.
+    pub expected: String,
+    /// Predicted class or output, as text.
+    pub predicted: String,
+    /// Thumbnail in the bundle.
+    pub thumbnail: String,
+    /// Metadata values, one per [`Analysis::metadata_columns`].
+    #[serde(default)]
+    pub metadata: Vec<String>,
+}
+
+/// The improvement images assigned to root-cause clusters.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsafeSet {
+    /// The layer whose clusters the images were assigned to.
+    pub layer: String,
+    /// Improvement images considered.
+    pub candidates: usize,
+    /// Per cluster.
+    pub clusters: Vec<UnsafeCluster>,
+}
+
+/// The unsafe images of one cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsafeCluster {
+    /// Cluster id in the layer.
+    pub cluster_id: usize,
+    /// Indexes into [`Report::images`].
+    pub images: Vec<usize>,
+}
+
+/// Retraining results.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Retraining {
+    /// Test accuracy before.
+    pub accuracy_before: f64,
+    /// Test accuracy after.
+    pub accuracy_after: f64,
+    /// Seed of the bootstrap balancing and training.
+    pub seed: u64,
+    /// Per cluster of the unsafe set's layer.
+    #[serde(default)]
+    pub clusters: Vec<RetrainingGain>,
+}
+
+/// Retraining's effect on one cluster's kind of error.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainingGain {
+    /// Cluster id.
+    pub cluster_id: usize,
+    /// Accuracy gain, in percentage points, on the test images nearest the cluster.
+    pub gain_pp: f64,
+}
+
+/// A skipped input.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Skipped {
+    /// Split.
+    pub split: String,
+    /// Image path.
+    pub image: String,
+    /// Why.
+    pub reason: String,
+}
+
+/// `manifest.json`: every file of the bundle (except itself) with its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// [`MANIFEST_FORMAT`].
+    pub format: String,
+    /// [`MANIFEST_VERSION`].
+    pub format_version: u32,
+    /// The report's id.
+    pub report_id: String,
+    /// Files, sorted by path.
+    pub files: Vec<ManifestFile>,
+}
+
+/// One file of a bundle.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ManifestFile {
+    /// Path relative to the bundle, with `/`.
+    pub path: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+}
+
+impl Report {
+    /// The best layer, if any.
+    pub fn best_layer(&self) -> Option<&Layer> {
+        let a = self.analysis.as_ref()?;
+        a.layers.get(a.best_layer?)
+    }
+
+    /// The report as JSON that is safe to inline in an HTML `<script>` element: `<`, `>` and `&`
+    /// are written as `\u003c`, `\u003e` and `\u0026` (they only occur inside JSON strings), so
+    /// no data can close the element.
+    pub fn to_inline_json(&self) -> Result<String, serde_json::Error> {
+        Ok(escape_for_script(&serde_json::to_string(self)?))
+    }
+}
+
+/// Escapes JSON text for inlining in an HTML `<script>` element (see [`Report::to_inline_json`]).
+pub fn escape_for_script(json: &str) -> String {
+    let mut out = String::with_capacity(json.len());
+    for c in json.chars() {
+        match c {
+            '<' => out.push_str("\\u003c"),
+            '>' => out.push_str("\\u003e"),
+            '&' => out.push_str("\\u0026"),
+            '\u{2028}' => out.push_str("\\u2028"),
+            '\u{2029}' => out.push_str("\\u2029"),
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Reads a `report.json` of any released version, migrating older versions to the current one.
+pub fn read_report(json: &str) -> Result<Report, ReadError> {
+    let value: serde_json::Value =
+        serde_json::from_str(json).map_err(|e| ReadError::Invalid { what: "report", reason: e.to_string() })?;
+    let value = migrate::to_current(value)?;
+    serde_json::from_value(value).map_err(|e| ReadError::Invalid { what: "report", reason: e.to_string() })
+}
+
+/// Reads a `manifest.json`.
+pub fn read_manifest(json: &str) -> Result<Manifest, ReadError> {
+    let m: Manifest =
+        serde_json::from_str(json).map_err(|e| ReadError::Invalid { what: "manifest", reason: e.to_string() })?;
+    if m.format != MANIFEST_FORMAT {
+        return Err(ReadError::Format { expected: MANIFEST_FORMAT, found: m.format });
+    }
+    if m.format_version > MANIFEST_VERSION {
+        return Err(ReadError::Newer {
+            found: m.format_version,
+            supported: MANIFEST_VERSION,
+            hudd_version: "a newer version".into(),
+        });
+    }
+    Ok(m)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn inline_json_cannot_close_a_script_element() {
+        let s = escape_for_script(r#"{"a":"</script><img src=x onerror=alert(1)>&"}"#);
+        assert!(!s.contains('<') && !s.contains('>') && !s.contains('&'));
+        let v: serde_json::Value = serde_json::from_str(&s).expect("still JSON");
+        assert_eq!(v["a"], "</script><img src=x onerror=alert(1)>&");
+    }
+
+    #[test]
+    fn other_formats_and_garbage_are_refused() {
+        let other = r#"{"format":"hudd-clusters","format_version":1,"hudd_version":"0.1.0"}"#;
+        assert!(matches!(read_report(other), Err(ReadError::Format { .. })));
+        assert!(matches!(read_report("{"), Err(ReadError::Invalid { .. })));
+        let old = r#"{"format":"hudd-report","format_version":0,"hudd_version":"0.0.1"}"#;
+        assert!(matches!(read_report(old), Err(ReadError::Invalid { .. })));
+    }
+}

@@ -1,0 +1,432 @@
+//! The report bundle: a run folder (as `analyze` writes it) → one self-contained folder that
+//! reviewers open offline and auditors archive.
+//!
+//! ```text
+//! BUNDLE/index.html          the viewer with report.json and its WebAssembly inlined (opens from file://)
+//! BUNDLE/report.json         the report (schema: the `hudd-report` crate)
+//! BUNDLE/images/thumbs/I.png           thumbnail of report image I (longest side ≤ 128 px)
+//! BUNDLE/images/heatmaps/H/I.png       heatmap of image I at heatmap layer H (RGBA, stacked over the thumbnail)
+//! BUNDLE/images/gifs/L/C.gif           animated GIF of cluster C of layer L
+//! BUNDLE/images/mean/L/C.png           mean heatmap of cluster C of layer L (the best layer)
+//! BUNDLE/images/curves/L.csv           WICD curve of layer L (k,wicd,gradient)
+//! BUNDLE/manifest.json       SHA-256 of every other file, written last
+//! ```
+//!
+//! File names inside the bundle are generated numbers, never data: names, labels and metadata
+//! only appear as JSON strings. The bundle is built in a hidden sibling folder and renamed into
+//! place, so an interrupted run never leaves a folder that looks complete. [`verify`] re-hashes a
+//! bundle against its manifest.
+
+mod html;
+pub mod record;
+mod verify;
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use rayon::prelude::*;
+
+pub use html::{render_index, ViewerAssets};
+pub use record::{RunImage, RunRecord};
+pub use verify::{verify, Verification};
+
+use crate::analyze::member_file;
+use crate::cluster::report::{ClustersReport, HeatmapSet, LayerEntry};
+use crate::cluster::KChoice;
+use crate::error::{Error, Result};
+use crate::fsio::{sha256_file, sha256_hex, write_atomic};
+use crate::heatmaps::sanitize;
+use crate::pictures;
+use crate::progress::Progress;
+use hudd_report as schema;
+
+/// Longest side of thumbnails, in pixels.
+pub const THUMBNAIL_SIDE: u32 = 128;
+
+/// What a bundle file holds.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Content {
+    /// These bytes.
+    Bytes(Vec<u8>),
+    /// A copy of this file.
+    Copy(PathBuf),
+}
+
+/// A file of the bundle (besides `index.html`, `report.json` and `manifest.json`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct BundleFile {
+    /// Path relative to the bundle, with `/`.
+    pub path: String,
+    /// Its content.
+    pub content: Content,
+}
+
+/// A report and its files, ready to write.
+#[derive(Debug, Clone)]
+pub struct Assembled {
+    /// The report.
+    pub report: schema::Report,
+    /// Its images and data files.
+    pub files: Vec<BundleFile>,
+}
+
+fn bad(path: &Path, reason: impl Into<String>) -> Error {
+    Error::Bundle { path: path.to_path_buf(), reason: reason.into() }
+}
+
+/// Reads a run folder (`run.json`, `clusters.json`, `heatmaps/`, `clusters/`) into a report and
+/// its pictures.
+pub fn assemble(run: &Path, progress: &dyn Progress) -> Result<Assembled> {
+    let record = RunRecord::read(run)?;
+    let clusters_path = run.join("clusters.json");
+    let (clusters, clusters_sha) = if record.clustered {
+        let text = std::fs::read(&clusters_path).map_err(|e| {
+            Error::io("the run is incomplete: clusters.json is missing (rerun `hudd analyze`)", &clusters_path, e)
+        })?;
+        let c: ClustersReport = serde_json::from_slice(&text)
+            .map_err(|e| bad(&clusters_path, format!("clusters.json is not valid: {e}")))?;
+        if c.format != crate::cluster::report::FORMAT {
+            return Err(bad(&clusters_path, format!("format `{}` is not `hudd-clusters`", c.format)));
+        }
+        (Some(c), sha256_hex(&text))
+    } else {
+        (None, "none".to_string())
+    };
+    let mut id_text = format!("model {}\n", record.model.sha256);
+    for d in &record.datasets {
+        id_text.push_str(&format!("{} {}\n", d.split, d.sha256));
+    }
+    id_text.push_str(&format!("clusters {clusters_sha}\n"));
+    let report_id = sha256_hex(id_text.as_bytes());
+
+    let mut files = Vec::new();
+    let mut images = Vec::new();
+    let analysis = match &clusters {
+        Some(c) => Some(assemble_analysis(run, &record, c, &mut images, &mut files, progress)?),
+        None => None,
+    };
+    let report = schema::Report {
+        format: schema::FORMAT.into(),
+        format_version: schema::FORMAT_VERSION,
+        hudd_version: env!("CARGO_PKG_VERSION").into(),
+        report_id,
+        run: record.run,
+        model: record.model,
+        datasets: record.datasets,
+        evaluation: record.evaluation,
+        analysis,
+        images,
+        unsafe_set: None,
+        retraining: None,
+        skipped: record.skipped,
+    };
+    Ok(Assembled { report, files })
+}
+
+fn assemble_analysis(
+    run: &Path,
+    record: &RunRecord,
+    clusters: &ClustersReport,
+    images: &mut Vec<schema::ImageEntry>,
+    files: &mut Vec<BundleFile>,
+    progress: &dyn Progress,
+) -> Result<schema::Analysis> {
+    let heat_dir = run.join("heatmaps");
+    let set = HeatmapSet::open(&heat_dir)?;
+    if set.images != record.images.iter().map(|i| i.name.clone()).collect::<Vec<_>>() {
+        return Err(bad(&heat_dir, "the heatmaps are not those of the images in run.json (rerun `hudd analyze`)"));
+    }
+    let index: HashMap<&str, usize> = record.images.iter().enumerate().map(|(i, im)| (im.name.as_str(), i)).collect();
+    let clusters_dir = run.join("clusters");
+    // Each image's copy in the run folder (every layer's clusters hold every image; take the first).
+    let mut sources: Vec<Option<PathBuf>> = vec![None; record.images.len()];
+    if let Some(layer) = clusters.layers.first() {
+        for c in &layer.clusters {
+            for m in &c.members {
+                if let Some(&i) = index.get(m.image.as_str()) {
+                    let dir = clusters_dir.join(sanitize(&layer.name)).join(c.id.to_string());
+                    sources[i] = Some(dir.join(member_file(&m.image)));
+                }
+            }
+        }
+    }
+    progress.start("thumbnails", record.images.len() as u64);
+    let thumbs: Vec<Vec<u8>> = record
+        .images
+        .par_iter()
+        .zip(&sources)
+        .map(|(im, src)| {
+            let src = src.as_ref().ok_or_else(|| {
+                bad(&clusters_dir, format!("image `{}` is in no cluster folder (rerun `hudd analyze`)", im.name))
+            })?;
+            let png = pictures::thumbnail_png(src, THUMBNAIL_SIDE)?;
+            progress.advance(1);
+            Ok(png)
+        })
+        .collect::<Result<_>>()?;
+    progress.finish();
+    for (i, (im, png)) in record.images.iter().zip(thumbs).enumerate() {
+        let thumbnail = format!("images/thumbs/{i}.png");
+        files.push(BundleFile { path: thumbnail.clone(), content: Content::Bytes(png) });
+        images.push(schema::ImageEntry {
+            name: im.name.clone(),
+            split: "test".into(),
+            expected: im.expected.clone(),
+            predicted: im.predicted.clone(),
+            thumbnail,
+            metadata: im.metadata.clone(),
+        });
+    }
+
+    // Heatmap pictures: a layer's own heatmaps when spatial, else the input's.
+    let spatial = |e: &LayerEntry| pictures::channels_height_width(&e.shape).is_some();
+    let input = set.layers.iter().position(|e| e.node.is_empty() && spatial(e));
+    let heat_of: Vec<Option<usize>> = clusters
+        .layers
+        .iter()
+        .map(|l| set.layers.iter().position(|e| e.tensor == l.name && spatial(e)).or(input))
+        .collect();
+    let mut needed: Vec<usize> = heat_of.iter().flatten().copied().collect();
+    needed.sort_unstable();
+    needed.dedup();
+    progress.start("heatmap pictures", (needed.len() * record.images.len()) as u64);
+    for &h in &needed {
+        let entry = &set.layers[h];
+        let x = set.load(entry)?;
+        let pngs: Vec<Option<Vec<u8>>> = (0..x.nrows())
+            .into_par_iter()
+            .map(|i| {
+                let row = x.row(i).to_vec();
+                let png =
+                    pictures::spatial(&entry.shape, &row).map(|(hh, ww, map)| pictures::heatmap_png(&map, hh, ww));
+                progress.advance(1);
+                png
+            })
+            .collect();
+        for (i, png) in pngs.into_iter().enumerate() {
+            if let Some(png) = png {
+                files.push(BundleFile { path: format!("images/heatmaps/{h}/{i}.png"), content: Content::Bytes(png) });
+            }
+        }
+    }
+    progress.finish();
+
+    let mut layers = Vec::new();
+    for (li, l) in clusters.layers.iter().enumerate() {
+        let ldir = clusters_dir.join(sanitize(&l.name));
+        let mut csv = String::from("k,wicd,gradient\n");
+        for p in &l.curve {
+            csv.push_str(&format!("{},{},{}\n", p.k, p.wicd, p.gradient));
+        }
+        let curve_file = format!("images/curves/{li}.csv");
+        files.push(BundleFile { path: curve_file.clone(), content: Content::Bytes(csv.into_bytes()) });
+        let mut out_clusters = Vec::new();
+        for c in &l.clusters {
+            let mut members: Vec<schema::Member> = c
+                .members
+                .iter()
+                .map(|m| {
+                    let i = *index.get(m.image.as_str()).ok_or_else(|| {
+                        bad(&clusters_dir, format!("cluster member `{}` is not in run.json", m.image))
+                    })?;
+                    Ok(schema::Member {
+                        image: i,
+                        distance_to_medoid: m.distance_to_medoid,
+                        heatmap: heat_of[li].map(|h| format!("images/heatmaps/{h}/{i}.png")),
+                    })
+                })
+                .collect::<Result<_>>()?;
+            let medoid = index.get(c.medoid.as_str()).copied();
+            members.sort_by(|a, b| {
+                (Some(b.image) == medoid)
+                    .cmp(&(Some(a.image) == medoid))
+                    .then(a.distance_to_medoid.total_cmp(&b.distance_to_medoid))
+                    .then(a.image.cmp(&b.image))
+            });
+            let gif_src = ldir.join(format!("cluster-{}.gif", c.id));
+            let gif = gif_src.is_file().then(|| {
+                let path = format!("images/gifs/{li}/{}.gif", c.id);
+                files.push(BundleFile { path: path.clone(), content: Content::Copy(gif_src) });
+                path
+            });
+            let mean_src = ldir.join(c.id.to_string()).join("mean-heatmap.png");
+            let mean_heatmap = mean_src.is_file().then(|| {
+                let path = format!("images/mean/{li}/{}.png", c.id);
+                files.push(BundleFile { path: path.clone(), content: Content::Copy(mean_src) });
+                path
+            });
+            out_clusters.push(schema::Cluster {
+                cluster_id: c.id,
+                members,
+                gif,
+                mean_heatmap,
+                explanations: c
+                    .explanations
+                    .iter()
+                    .map(|e| schema::Explanation {
+                        column: e.column.clone(),
+                        kind: e.kind.clone(),
+                        ratio: e.ratio,
+                        reduction: e.reduction,
+                        summary: e.summary(),
+                    })
+                    .collect(),
+            });
+        }
+        let (k_choice, k_choice_reason) = match &l.k_choice {
+            KChoice::Knee => ("knee".to_string(), None),
+            KChoice::Fallback { reason } => ("fallback".to_string(), Some(reason.clone())),
+            KChoice::Fixed => ("fixed".to_string(), None),
+        };
+        layers.push(schema::Layer {
+            name: l.name.clone(),
+            shape: l.shape.clone(),
+            curve: l.curve.iter().map(|p| schema::CurvePoint { k: p.k, wicd: p.wicd, gradient: p.gradient }).collect(),
+            k: l.k,
+            k_choice,
+            k_choice_reason,
+            score: l.score,
+            silhouette: l.silhouette,
+            heatmap_layer: heat_of[li].map(|h| set.layers[h].tensor.clone()),
+            curve_file: Some(curve_file),
+            clusters: out_clusters,
+        });
+    }
+    let p = &clusters.parameters;
+    Ok(schema::Analysis {
+        preset: p.preset.clone(),
+        linkage: p.linkage.clone(),
+        normalize: p.normalize.clone(),
+        layer_rule: p.layer_rule.clone(),
+        k_selection: p.k_selection.clone(),
+        images: record.images.len(),
+        best_layer: clusters.best_layer.as_ref().and_then(|b| clusters.layers.iter().position(|l| &l.name == b)),
+        images_per_minute: record.images_per_minute,
+        metadata_columns: record.metadata_columns.clone(),
+        layers,
+    })
+}
+
+/// Writes the bundle to `out` (replacing an earlier bundle there) and returns its manifest.
+///
+/// The files are written into a hidden sibling folder, `manifest.json` last, and the folder is
+/// then renamed to `out`: a bundle that is there is complete. `out` must not be a folder that is
+/// not a bundle (it would be replaced).
+pub fn write(
+    out: &Path,
+    assembled: &Assembled,
+    viewer: &ViewerAssets<'_>,
+    progress: &dyn Progress,
+) -> Result<schema::Manifest> {
+    if out.exists() {
+        if !out.is_dir() {
+            return Err(bad(out, "the bundle path exists and is not a folder; choose another --out"));
+        }
+        let empty = std::fs::read_dir(out).map_err(|e| Error::io("cannot read", out, e))?.next().is_none();
+        if !empty && !out.join("manifest.json").is_file() {
+            return Err(bad(out, "the folder exists and is not a hudd bundle (no manifest.json); refusing to replace it, choose another --out"));
+        }
+    }
+    let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
+    let parent = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create folder", parent, e))?;
+    let tmp = parent.join(format!(".{name}.partial"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| Error::io("cannot remove an interrupted bundle", &tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| Error::io("cannot create folder", &tmp, e))?;
+
+    progress.start("bundle", assembled.files.len() as u64 + 3);
+    assembled.files.par_iter().try_for_each(|f| -> Result<()> {
+        let path = tmp.join(&f.path);
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
+        }
+        match &f.content {
+            Content::Bytes(b) => std::fs::write(&path, b).map_err(|e| Error::io("cannot write", &path, e))?,
+            Content::Copy(from) => {
+                std::fs::copy(from, &path).map_err(|e| Error::io("cannot copy into the bundle", from, e))?;
+            }
+        }
+        progress.advance(1);
+        Ok(())
+    })?;
+    let report_path = tmp.join("report.json");
+    let mut json = serde_json::to_vec_pretty(&assembled.report).map_err(|e| Error::Output {
+        what: "report",
+        path: report_path.clone(),
+        reason: e.to_string(),
+    })?;
+    json.push(b'\n');
+    std::fs::write(&report_path, &json).map_err(|e| Error::io("cannot write", &report_path, e))?;
+    let index = render_index(viewer, &assembled.report)?;
+    let index_path = tmp.join("index.html");
+    std::fs::write(&index_path, index).map_err(|e| Error::io("cannot write", &index_path, e))?;
+    progress.advance(2);
+
+    let manifest = manifest_of(&tmp, &assembled.report.report_id)?;
+    let manifest_path = tmp.join("manifest.json");
+    let mut mjson = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Output {
+        what: "manifest",
+        path: manifest_path.clone(),
+        reason: e.to_string(),
+    })?;
+    mjson.push(b'\n');
+    write_atomic(&manifest_path, &mjson)?;
+    progress.advance(1);
+    progress.finish();
+
+    if out.exists() {
+        let old = parent.join(format!(".{name}.old"));
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io("cannot remove", &old, e))?;
+        }
+        std::fs::rename(out, &old).map_err(|e| Error::io("cannot move the old bundle aside", out, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| Error::io("cannot move the new bundle into place", out, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io("cannot remove the old bundle", &old, e))?;
+    } else {
+        std::fs::rename(&tmp, out).map_err(|e| Error::io("cannot move the new bundle into place", out, e))?;
+    }
+    Ok(manifest)
+}
+
+/// Every file under `dir` except `manifest.json`, as sorted `/`-separated relative paths.
+fn files_under(dir: &Path) -> Result<Vec<String>> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) -> Result<()> {
+        for entry in std::fs::read_dir(dir).map_err(|e| Error::io("cannot read folder", dir, e))? {
+            let entry = entry.map_err(|e| Error::io("cannot read folder", dir, e))?;
+            let path = entry.path();
+            if path.is_dir() {
+                walk(root, &path, out)?;
+            } else {
+                let rel = path.strip_prefix(root).unwrap_or(&path);
+                let parts: Vec<String> =
+                    rel.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect();
+                out.push(parts.join("/"));
+            }
+        }
+        Ok(())
+    }
+    let mut out = Vec::new();
+    walk(dir, dir, &mut out)?;
+    out.retain(|p| p != "manifest.json");
+    out.sort();
+    Ok(out)
+}
+
+fn manifest_of(dir: &Path, report_id: &str) -> Result<schema::Manifest> {
+    let files = files_under(dir)?
+        .into_par_iter()
+        .map(|path| {
+            let full = dir.join(&path);
+            let bytes = std::fs::metadata(&full).map_err(|e| Error::io("cannot read", &full, e))?.len();
+            Ok(schema::ManifestFile { sha256: sha256_file(&full)?, bytes, path })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    Ok(schema::Manifest {
+        format: schema::MANIFEST_FORMAT.into(),
+        format_version: schema::MANIFEST_VERSION,
+        report_id: report_id.into(),
+        files,
+    })
+}

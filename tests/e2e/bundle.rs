@@ -1,0 +1,328 @@
+//! The report bundle: `hudd report` / `hudd verify`, old report versions, and the viewer in a real
+//! headless Chromium opening `index.html` from file:// (see `webdriver.rs` for when that runs).
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use serde_json::json;
+
+use crate::common::{arg, copy_tree, fixtures, hudd, stderr, stdout};
+use crate::webdriver::{file_url, Browser, ARROW_LEFT, ARROW_RIGHT};
+
+/// A small demo (run folder and bundle), made once per test process and shared.
+fn demo() -> &'static Path {
+    static DEMO: OnceLock<PathBuf> = OnceLock::new();
+    DEMO.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bundle-demo");
+        if out.exists() {
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains("report:"), "{}", stdout(&o));
+        out
+    })
+}
+
+fn read_report(bundle: &Path) -> hudd_report::Report {
+    hudd_report::read_report(&std::fs::read_to_string(bundle.join("report.json")).unwrap()).unwrap()
+}
+
+#[test]
+fn demo_writes_a_complete_bundle_that_matches_the_run() {
+    let bundle = demo().join("report");
+    let report = read_report(&bundle);
+    assert_eq!(report.format, "hudd-report");
+    assert_eq!(report.model.file_name, "gaze_cnn.onnx");
+    let model = std::fs::read(demo().join("model/gaze_cnn.onnx")).unwrap();
+    assert_eq!(report.model.sha256, hudd_core::fsio::sha256_hex(&model));
+    assert!(report.model.op_counts.get("Conv").is_some_and(|n| *n > 0));
+    assert_eq!(report.run.seeds.get("simulate"), Some(&2026));
+    assert!(report.run.command_line.iter().any(|a| a == "demo"));
+    assert!(report.run.timings.iter().any(|t| t.stage == "heatmaps"));
+    let splits: Vec<&str> = report.datasets.iter().map(|d| d.split.as_str()).collect();
+    assert_eq!(splits, ["train", "test", "improvement"]);
+    // The data hash is the SHA-256 of the sorted image list.
+    let test_csv = std::fs::read_to_string(demo().join("run/results/test.csv")).unwrap();
+    let mut names: Vec<&str> = test_csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
+    names.sort_unstable();
+    let list: String = names.iter().map(|n| format!("{n}\n")).collect();
+    let test = report.datasets.iter().find(|d| d.split == "test").unwrap();
+    assert_eq!(test.sha256, hudd_core::fsio::sha256_hex(list.as_bytes()));
+    // Accuracy and confusion agree with the result file.
+    let eval = report.evaluation.splits.iter().find(|s| s.split == "test").unwrap();
+    let correct = test_csv.lines().skip(1).filter(|l| l.split(',').nth(1) == Some("Correct")).count();
+    assert_eq!(eval.correct, correct);
+    let confusion = eval.confusion.as_ref().unwrap();
+    assert_eq!(confusion.iter().flatten().sum::<usize>(), eval.images);
+    assert_eq!((0..confusion.len()).map(|i| confusion[i][i]).sum::<usize>(), correct);
+    // Clusters: every layer partitions the clustered images; medoid first; files exist.
+    let analysis = report.analysis.as_ref().unwrap();
+    assert_eq!(analysis.images, eval.images - correct);
+    assert!(analysis.best_layer.is_some());
+    for layer in &analysis.layers {
+        let mut seen: Vec<usize> = layer.clusters.iter().flat_map(|c| c.members.iter().map(|m| m.image)).collect();
+        seen.sort_unstable();
+        assert_eq!(seen, (0..analysis.images).collect::<Vec<_>>(), "{}", layer.name);
+        assert_eq!(layer.clusters.len(), layer.k);
+        for c in &layer.clusters {
+            assert_eq!(c.members[0].distance_to_medoid, 0.0, "medoid first");
+            for m in &c.members {
+                if let Some(h) = &m.heatmap {
+                    assert!(bundle.join(h).is_file(), "{h}");
+                }
+            }
+            assert!(bundle.join(c.gif.as_ref().unwrap()).is_file());
+        }
+    }
+    for im in &report.images {
+        assert!(bundle.join(&im.thumbnail).is_file());
+    }
+    // index.html inlines the same report; the manifest lists every file; verify agrees.
+    let html = std::fs::read_to_string(bundle.join("index.html")).unwrap();
+    assert!(html.contains(&report.report_id));
+    assert!(!html.contains("{{HUDD_"), "every placeholder is filled");
+    let o = hudd(&["verify", &arg(&bundle)]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("intact"), "{}", stdout(&o));
+}
+
+#[test]
+fn verify_reports_changed_missing_and_extra_files() {
+    let dir = tempfile::tempdir().unwrap();
+    let bundle = dir.path().join("b");
+    copy_tree(&demo().join("report"), &bundle);
+    let thumb = bundle.join("images/thumbs/0.png");
+    let mut bytes = std::fs::read(&thumb).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&thumb, bytes).unwrap();
+    std::fs::remove_file(bundle.join("images/curves/0.csv")).unwrap();
+    std::fs::write(bundle.join("images/extra.txt"), "not written by hudd").unwrap();
+    let o = hudd(&["verify", &arg(&bundle)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    let out = stdout(&o);
+    assert!(out.contains("changed  images/thumbs/0.png"), "{out}");
+    assert!(out.contains("missing  images/curves/0.csv"), "{out}");
+    assert!(out.contains("extra    images/extra.txt"), "{out}");
+    assert!(stderr(&o).contains("1 changed, 1 missing, 1 extra"), "{}", stderr(&o));
+    // Not a bundle at all.
+    let o = hudd(&["verify", &arg(dir.path())]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("manifest.json"), "{}", stderr(&o));
+}
+
+#[test]
+fn report_rewrites_a_bundle_in_place_and_refuses_foreign_folders() {
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    copy_tree(&demo().join("run"), &run);
+    let bundle = dir.path().join("bundle");
+    let o = hudd(&["report", "--run", &arg(&run), "--out", &arg(&bundle), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let first = read_report(&bundle);
+    // Same run → same report id (reviewer notes stay attached); the bundle is replaced whole.
+    let o = hudd(&["report", "--run", &arg(&run), "--out", &arg(&bundle), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(read_report(&bundle).report_id, first.report_id);
+    assert_eq!(first.report_id, read_report(&demo().join("report")).report_id);
+    assert!(!dir.path().join(".bundle.partial").exists() && !dir.path().join(".bundle.old").exists());
+    // A folder that is not a bundle is never replaced.
+    let foreign = dir.path().join("mine");
+    std::fs::create_dir_all(&foreign).unwrap();
+    std::fs::write(foreign.join("thesis.txt"), "mine").unwrap();
+    let o = hudd(&["report", "--run", &arg(&run), "--out", &arg(&foreign), "-q"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("not a hudd bundle"), "{}", stderr(&o));
+    assert!(foreign.join("thesis.txt").is_file());
+    // An incomplete run (no clusters.json) is refused with the next step.
+    std::fs::remove_file(run.join("clusters.json")).unwrap();
+    let o = hudd(&["report", "--run", &arg(&run), "--out", &arg(&bundle), "-q"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("rerun `hudd analyze`"), "{}", stderr(&o));
+    assert!(bundle.join("manifest.json").is_file(), "the old bundle survives a failed report");
+}
+
+#[test]
+fn every_released_report_version_stays_readable() {
+    let dir = fixtures().join("bundles");
+    let mut versions = Vec::new();
+    for entry in std::fs::read_dir(&dir).unwrap() {
+        let path = entry.unwrap().path();
+        if !path.is_dir() {
+            continue;
+        }
+        let report = hudd_report::read_report(&std::fs::read_to_string(path.join("report.json")).unwrap())
+            .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        assert_eq!(report.format_version, hudd_report::FORMAT_VERSION, "migrated to the current version");
+        assert!(report.analysis.is_some_and(|a| !a.layers.is_empty()));
+        let v = hudd_core::bundle::verify(&path).unwrap();
+        assert!(v.is_intact(), "{}: {v:?}", path.display());
+        versions.push(path.file_name().unwrap().to_string_lossy().into_owned());
+    }
+    assert!(versions.iter().any(|v| v == "v1"), "{versions:?}");
+}
+
+/// The viewer on the demo's bundle, from file://, as a reviewer uses it.
+#[test]
+fn viewer_opens_from_file_and_navigates_overlays_and_exports_notes() {
+    let Some(b) = Browser::start() else { return };
+    let bundle = demo().join("report");
+    let report = read_report(&bundle);
+    let analysis = report.analysis.as_ref().unwrap();
+    let best = &analysis.layers[analysis.best_layer.unwrap()];
+    b.goto(&file_url(&bundle.join("index.html")));
+    // Overview: the best layer's clusters as cards, and the layers table.
+    let cards = b.wait_for("document.querySelectorAll('[data-testid=cluster-card]').length");
+    assert_eq!(cards, json!(best.clusters.len()));
+    let rows = b.script("return document.querySelectorAll('[data-testid=layer-row]').length;", json!([]));
+    assert_eq!(rows, json!(analysis.layers.len()));
+    let text = b.script("return document.body.innerText;", json!([])).as_str().unwrap().to_string();
+    assert!(text.contains("gaze_cnn.onnx") && text.contains("★ best"), "{text}");
+    assert!(
+        b.script("return !!document.querySelector('[data-testid=wicd-curve] polyline');", json!([])) == json!(true)
+    );
+
+    // → opens the first cluster; its grid loads the members' images (medoid first).
+    b.keys(&[ARROW_RIGHT]);
+    b.wait_for("document.querySelector('[data-testid=cluster-page]')");
+    let first = &best.clusters[0];
+    let title = b.wait_for("document.querySelector('[data-testid=cluster-title]').innerText");
+    assert!(title.as_str().unwrap().contains(&format!("cluster {} ", first.cluster_id)), "{title}");
+    let members = b.script("return document.querySelectorAll('[data-testid=member]').length;", json!([]));
+    assert_eq!(members, json!(first.members.len()));
+    b.wait_for("Array.from(document.querySelectorAll('[data-testid=member-grid] img.thumb')).slice(0, 4).every(i => i.complete && i.naturalWidth > 0)");
+    let medoid = &report.images[first.members[0].image].name;
+    let stage = b.script("return document.querySelector('[data-testid=stage-name]').innerText;", json!([]));
+    assert_eq!(stage, json!(medoid));
+
+    // j / k step through images; → / ← between clusters.
+    b.keys(&["j", "j"]);
+    let second = &report.images[first.members[2 % first.members.len()].image].name;
+    assert_eq!(b.wait_for("document.querySelector('[data-testid=stage-name]').innerText"), json!(second));
+    b.keys(&["k"]);
+    let one = &report.images[first.members[1 % first.members.len()].image].name;
+    assert_eq!(b.script("return document.querySelector('[data-testid=stage-name]').innerText;", json!([])), json!(one));
+    if best.clusters.len() > 1 {
+        b.keys(&[ARROW_RIGHT]);
+        let want = format!("cluster {} ", best.clusters[1].cluster_id);
+        b.wait_for(&format!("document.querySelector('[data-testid=cluster-title]').innerText.includes({want:?})"));
+        b.keys(&[ARROW_LEFT]);
+        let want = format!("cluster {} ", first.cluster_id);
+        b.wait_for(&format!("document.querySelector('[data-testid=cluster-title]').innerText.includes({want:?})"));
+    }
+
+    // The overlay toggles the stacked heatmaps; the slider sets their opacity.
+    let shown = "getComputedStyle(document.querySelector('[data-testid=stage] img.heatmap')).display";
+    assert_eq!(b.script(&format!("return {shown};"), json!([])), json!("none"));
+    b.click("[data-testid=overlay-toggle]");
+    b.wait_for(&format!("{shown} === 'block'"));
+    b.wait_for("document.querySelector('[data-testid=stage] img.heatmap').naturalWidth > 0");
+    b.script(
+        "const s = document.querySelector('[data-testid=opacity]'); s.value = '0.25'; s.dispatchEvent(new Event('input', {bubbles: true}));",
+        json!([]),
+    );
+    b.wait_for("getComputedStyle(document.querySelector('[data-testid=stage] img.heatmap')).opacity === '0.25'");
+    b.click("[data-testid=overlay-toggle]");
+    b.wait_for(&format!("{shown} === 'none'"));
+
+    // Space plays the flipbook (the image advances by itself), space again pauses.
+    let before = b.script("return document.querySelector('[data-testid=stage-name]').innerText;", json!([]));
+    b.keys(&[" "]);
+    if first.members.len() > 1 {
+        b.wait_for(&format!("document.querySelector('[data-testid=stage-name]').innerText !== {before}"));
+    }
+    b.keys(&[" "]);
+    b.wait_for("document.querySelector('[data-testid=play]').innerText.includes('play')");
+
+    // ? shows the help; Esc closes it, Esc again returns to the overview.
+    b.keys(&["?"]);
+    b.wait_for("document.querySelector('[data-testid=help]')");
+    b.keys(&["\u{E00C}"]);
+    b.wait_for("!document.querySelector('[data-testid=help]')");
+
+    // Reviewer notes: typed, kept in localStorage, exported as JSON, imported back.
+    b.click("[data-testid=note-label]");
+    b.keys(&["g", "l", "a", "r", "e"]);
+    let key = format!("hudd-notes:{}", report.report_id);
+    b.wait_for(&format!("(localStorage.getItem({key:?}) || '').includes('glare')"));
+    b.click("[data-testid=notes-export]");
+    let file = b.downloads.join(format!("hudd-notes-{}.json", &report.report_id[..12]));
+    let start = std::time::Instant::now();
+    while !file.is_file() {
+        assert!(start.elapsed().as_secs() < 20, "no download at {}", file.display());
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    let exported: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
+    assert_eq!(exported["format"], "hudd-notes");
+    assert_eq!(exported["report_id"], json!(report.report_id));
+    let note_key = format!("{}#{}", best.name, first.cluster_id);
+    assert_eq!(exported["notes"][&note_key]["label"], "glare");
+    b.script("localStorage.clear();", json!([]));
+    b.goto(&file_url(&bundle.join("index.html")));
+    b.wait_for("document.querySelectorAll('[data-testid=cluster-card]').length");
+    b.upload("[data-testid=notes-import]", &file);
+    b.wait_for("document.querySelector('[data-testid=notes-status]').innerText.includes('imported 1')");
+    b.wait_for("document.body.innerText.includes('glare')");
+}
+
+/// Labels, file names and metadata that look like markup are shown as text and never run.
+#[test]
+fn hostile_names_and_labels_render_as_text() {
+    let Some(b) = Browser::start() else { return };
+    let dir = tempfile::tempdir().unwrap();
+    let run = demo().join("run");
+    let mut assembled = hudd_core::bundle::assemble(&run, &hudd_core::progress::Silent).unwrap();
+    let script = "<script>window.__xss = 1</script>";
+    let img = "\"><img src=x onerror=\"window.__xss = 2\">";
+    {
+        let r = &mut assembled.report;
+        r.model.file_name = format!("{img}.onnx");
+        let analysis = r.analysis.as_mut().unwrap();
+        let best = analysis.best_layer.unwrap();
+        let medoid = analysis.layers[best].clusters[0].members[0].image;
+        analysis.layers[best].clusters[0].explanations[0].summary = script.into();
+        r.images[medoid].name = format!("test/{img}.png");
+        r.images[medoid].expected = script.into();
+        r.images[medoid].predicted = img.into();
+        if let Some(v) = r.images[medoid].metadata.first_mut() {
+            *v = img.into();
+        }
+        r.evaluation.classes[0] = script.into();
+        r.skipped.push(hudd_report::Skipped {
+            split: "test".into(),
+            image: format!("{img}.png"),
+            reason: script.into(),
+        });
+    }
+    let bundle = dir.path().join("hostile");
+    hudd_core::bundle::write(&bundle, &assembled, &hudd_cli_viewer(), &hudd_core::progress::Silent).unwrap();
+    b.goto(&file_url(&bundle.join("index.html")));
+    b.wait_for("document.querySelectorAll('[data-testid=cluster-card]').length");
+    let text = b.script("return document.body.innerText;", json!([])).as_str().unwrap().to_string();
+    assert!(text.contains(script), "the explanation is shown as text: {text}");
+    assert!(text.contains(&format!("{img}.onnx")), "{text}");
+    b.keys(&[ARROW_RIGHT]);
+    b.wait_for("document.querySelector('[data-testid=stage-name]')");
+    let name = b.script("return document.querySelector('[data-testid=stage-name]').innerText;", json!([]));
+    assert_eq!(name, json!(format!("test/{img}.png")));
+    let text = b.script("return document.body.innerText;", json!([])).as_str().unwrap().to_string();
+    assert!(text.contains(script) && text.contains(img), "{text}");
+    // Nothing ran and no element was injected.
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(b.script("return window.__xss === undefined;", json!([])), json!(true));
+    assert_eq!(b.script("return document.querySelectorAll('img[src=x]').length;", json!([])), json!(0));
+    let scripts = b.script("return document.querySelectorAll('script').length;", json!([]));
+    assert_eq!(scripts, json!(4), "only the page's own script elements");
+}
+
+/// The viewer the `hudd` binary embeds (the same files `cli/src/commands/report.rs` includes).
+fn hudd_cli_viewer() -> hudd_core::bundle::ViewerAssets<'static> {
+    hudd_core::bundle::ViewerAssets {
+        template: include_str!("../../viewer/assets/bundle.html"),
+        style: include_str!("../../viewer/assets/style.css"),
+        glue: include_str!("../../viewer/dist/hudd_viewer.js"),
+        wasm: include_bytes!("../../viewer/dist/hudd_viewer_bg.wasm"),
+    }
+}

@@ -1,0 +1,235 @@
+//! A cluster's page: flipbook stage, member grid (medoid first, lazily loaded), overlay controls,
+//! metadata, explanations, unsafe set and retraining gain, reviewer notes.
+
+use std::sync::Arc;
+
+use hudd_report::Report;
+use leptos::prelude::*;
+
+use super::{percent, short, Picture};
+use crate::nav::{self, Page};
+use crate::notes::Note;
+use crate::Ui;
+
+/// The page of cluster `cluster` (index) of layer `layer` (index).
+#[component]
+pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let Some(analysis) = report.analysis.as_ref() else { return ().into_any() };
+    let Some(l) = analysis.layers.get(layer) else { return ().into_any() };
+    let Some(c) = l.clusters.get(cluster) else { return ().into_any() };
+    let (layer_name, cluster_id, n) = (l.name.clone(), c.cluster_id, c.members.len());
+    let has_heatmaps = c.members.iter().any(|m| m.heatmap.is_some());
+    let columns = analysis.metadata_columns.clone();
+    let members = c.members.clone();
+    let r = report.clone();
+    let prev = nav::next_cluster(&report, Page::Cluster { layer, cluster }, layer, -1);
+    let next = nav::next_cluster(&report, Page::Cluster { layer, cluster }, layer, 1);
+
+    // The stage: the current member, large.
+    let stage = {
+        let (r, members, columns) = (r.clone(), members.clone(), columns.clone());
+        move || {
+            let i = ui.image.get().min(members.len().saturating_sub(1));
+            let Some(m) = members.get(i) else { return ().into_any() };
+            let Some(im) = r.images.get(m.image) else { return ().into_any() };
+            let rows = columns
+                .iter()
+                .zip(im.metadata.iter())
+                .map(|(k, v)| view! { <tr><th>{k.clone()}</th><td>{v.clone()}</td></tr> })
+                .collect_view();
+            view! {
+                <div class="stage" data-testid="stage">
+                    <Picture src=im.thumbnail.clone() heatmap=m.heatmap.clone() alt=im.name.clone() lazy=false />
+                    <div class="caption">
+                        <p class="name" data-testid="stage-name">{im.name.clone()}</p>
+                        <p>
+                            {format!("image {} of {}", i + 1, members.len())}
+                            {(i == 0).then_some(" · medoid")}
+                        </p>
+                        <p>"expected " <b>{im.expected.clone()}</b> ", predicted " <b>{im.predicted.clone()}</b></p>
+                        <p>"distance to the medoid " {short(m.distance_to_medoid)}</p>
+                        <table class="metadata" data-testid="metadata">{rows}</table>
+                    </div>
+                </div>
+            }
+            .into_any()
+        }
+    };
+
+    let grid = members
+        .iter()
+        .enumerate()
+        .filter_map(|(i, m)| r.images.get(m.image).map(|im| (i, m, im)))
+        .map(|(i, m, im)| {
+            view! {
+                <button
+                    class="member"
+                    class:current=move || ui.image.get() == i
+                    class:medoid=i == 0
+                    data-testid="member"
+                    title=im.name.clone()
+                    on:click=move |_| {
+                        ui.playing.set(false);
+                        ui.image.set(i)
+                    }
+                >
+                    <Picture src=im.thumbnail.clone() heatmap=m.heatmap.clone() alt=im.name.clone() />
+                </button>
+            }
+        })
+        .collect_view();
+
+    let explanations = c
+        .explanations
+        .iter()
+        .enumerate()
+        .map(|(i, e)| {
+            view! {
+                <tr>
+                    <td class="num">{i + 1}</td>
+                    <td>{e.column.clone()}</td>
+                    <td>{e.kind.clone()}</td>
+                    <td class="num">{percent(e.reduction)}</td>
+                    <td>{e.summary.clone()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+
+    let unsafe_images = report
+        .unsafe_set
+        .as_ref()
+        .filter(|u| u.layer == layer_name)
+        .and_then(|u| u.clusters.iter().find(|uc| uc.cluster_id == cluster_id))
+        .map(|uc| {
+            let thumbs = uc
+                .images
+                .iter()
+                .filter_map(|i| r.images.get(*i))
+                .map(|im| view! { <img src=im.thumbnail.clone() alt=im.name.clone() title=im.name.clone() loading="lazy" /> })
+                .collect_view();
+            view! {
+                <section class="unsafe" data-testid="unsafe-set">
+                    <h3>"Unsafe set: " {uc.images.len()} " improvement images assigned to this cluster"</h3>
+                    <div class="strip">{thumbs}</div>
+                </section>
+            }
+        });
+    let gain = report
+        .retraining
+        .as_ref()
+        .filter(|_| report.unsafe_set.as_ref().is_some_and(|u| u.layer == layer_name))
+        .and_then(|t| t.clusters.iter().find(|g| g.cluster_id == cluster_id).map(|g| (t, g.gain_pp)))
+        .map(|(t, gain)| {
+            view! {
+                <p class="gain" data-testid="retraining-gain">
+                    {format!(
+                        "Retraining: {gain:+.2} percentage points on this cluster's kind of error (test accuracy {} → {})",
+                        percent(t.accuracy_before),
+                        percent(t.accuracy_after),
+                    )}
+                </p>
+            }
+        });
+
+    let note_name = layer_name.clone();
+    let note = Memo::new(move |_| ui.notes.with(|n| n.get(&note_name, cluster_id)));
+    let (set_label_layer, set_text_layer) = (layer_name.clone(), layer_name.clone());
+    let set_label = move |e: leptos::ev::Event| {
+        let label = event_target_value(&e);
+        ui.notes.update(|n| {
+            let text = n.get(&set_label_layer, cluster_id).text;
+            n.set(&set_label_layer, cluster_id, Note { label, text })
+        });
+    };
+    let set_text = move |e: leptos::ev::Event| {
+        let text = event_target_value(&e);
+        ui.notes.update(|n| {
+            let label = n.get(&set_text_layer, cluster_id).label;
+            n.set(&set_text_layer, cluster_id, Note { label, text })
+        });
+    };
+
+    view! {
+        <main class="cluster-page" data-testid="cluster-page">
+            <nav class="cluster-nav">
+                <button on:click=move |_| ui.go(Page::Overview)>"↑ overview"</button>
+                <button disabled=prev.is_none() on:click=move |_| { if let Some(p) = prev { ui.go(p) } }>
+                    "← previous cluster"
+                </button>
+                <button disabled=next.is_none() on:click=move |_| { if let Some(p) = next { ui.go(p) } }>
+                    "next cluster →"
+                </button>
+            </nav>
+            <h2 data-testid="cluster-title">
+                "Layer " {layer_name.clone()} " — cluster " {cluster_id} " (" {n} " images)"
+            </h2>
+            <div class="controls">
+                <label>
+                    <input
+                        type="checkbox"
+                        data-testid="overlay-toggle"
+                        disabled=!has_heatmaps
+                        prop:checked=move || ui.overlay.get()
+                        on:change=move |e| ui.overlay.set(event_target_checked(&e))
+                    />
+                    " heatmap overlay"
+                </label>
+                <label>
+                    " opacity "
+                    <input
+                        type="range"
+                        data-testid="opacity"
+                        min="0"
+                        max="1"
+                        step="0.05"
+                        prop:value=move || ui.opacity.get().to_string()
+                        on:input=move |e| {
+                            if let Ok(v) = event_target_value(&e).parse::<f64>() {
+                                ui.opacity.set(v.clamp(0.0, 1.0))
+                            }
+                        }
+                    />
+                </label>
+                <button on:click=move |_| ui.image.update(|i| *i = nav::step(*i, -1, n))>"◀ step"</button>
+                <button data-testid="play" on:click=move |_| ui.playing.update(|p| *p = !*p)>
+                    {move || if ui.playing.get() { "❚❚ pause" } else { "▶ play" }}
+                </button>
+                <button on:click=move |_| ui.image.update(|i| *i = nav::step(*i, 1, n))>"step ▶"</button>
+                {c.gif.clone().map(|g| view! { <a href=g target="_blank">"GIF"</a> })}
+            </div>
+            {stage}
+            {unsafe_images}
+            {gain}
+            <section class="explanations">
+                <h3>"What the members share (metadata, ranked)"</h3>
+                <table data-testid="explanations">
+                    <thead>
+                        <tr><th>"#"</th><th>"column"</th><th>"kind"</th><th>"reduction"</th><th>"summary"</th></tr>
+                    </thead>
+                    <tbody>{explanations}</tbody>
+                </table>
+                {c.mean_heatmap.clone().map(|h| view! {
+                    <figure class="mean"><img src=h alt="mean heatmap" /><figcaption>"mean heatmap"</figcaption></figure>
+                })}
+            </section>
+            <section class="notes" data-testid="notes">
+                <h3>"Reviewer note"</h3>
+                <label>
+                    "root cause "
+                    <input
+                        type="text"
+                        data-testid="note-label"
+                        prop:value=move || note.get().label
+                        on:input=set_label
+                    />
+                </label>
+                <textarea data-testid="note-text" prop:value=move || note.get().text on:input=set_text></textarea>
+            </section>
+            <h3>"Members (medoid first)"</h3>
+            <div class="grid" data-testid="member-grid">{grid}</div>
+        </main>
+    }
+    .into_any()
+}

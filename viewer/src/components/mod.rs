@@ -1,0 +1,42 @@
+//! The viewer's components: one file per page or widget.
+
+mod cluster;
+mod curve;
+mod help;
+mod notes_bar;
+mod overview;
+mod picture;
+
+pub use cluster::ClusterPage;
+pub use curve::Curve;
+pub use help::Help;
+pub use notes_bar::NotesBar;
+pub use overview::Overview;
+pub use picture::Picture;
+
+/// `0.8497` → `84.97%`.
+pub fn percent(x: f64) -> String {
+    format!("{:.2}%", 100.0 * x)
+}
+
+/// A number in at most 4 significant figures.
+pub fn short(x: f64) -> String {
+    if x == 0.0 || !x.is_finite() {
+        return format!("{x}");
+    }
+    let digits = (3 - x.abs().log10().floor() as i32).clamp(0, 6) as usize;
+    format!("{x:.digits$}")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn numbers_are_short() {
+        assert_eq!(percent(0.8497), "84.97%");
+        assert_eq!(short(0.0123456), "0.01235");
+        assert_eq!(short(1234.5), "1234");
+        assert_eq!(short(2.5), "2.500");
+    }
+}

@@ -1,0 +1,276 @@
+//! The overview: model and data summary, accuracy, layers, the WICD curve and cluster cards.
+
+use std::sync::Arc;
+
+use hudd_report::{Analysis, Report, SplitEvaluation};
+use leptos::prelude::*;
+
+use super::{percent, short, Curve};
+use crate::nav::Page;
+use crate::Ui;
+
+/// The overview page.
+#[component]
+pub fn Overview(report: Arc<Report>) -> impl IntoView {
+    let analysis = report.analysis.clone();
+    view! {
+        <main class="overview" data-testid="overview">
+            <Summary report=report.clone() />
+            {match analysis {
+                Some(a) => view! { <Layers report=report.clone() analysis=a /> }.into_any(),
+                None => {
+                    view! {
+                        <p class="muted" data-testid="no-clusters">
+                            "Fewer than two test images were Wrong: there is nothing to cluster."
+                        </p>
+                    }
+                        .into_any()
+                }
+            }}
+            <Skipped report=report.clone() />
+        </main>
+    }
+}
+
+#[component]
+fn Summary(report: Arc<Report>) -> impl IntoView {
+    let m = &report.model;
+    let tensors = |ts: &[hudd_report::TensorSummary]| {
+        ts.iter().map(|t| format!("{} [{}] {}", t.name, t.shape.join(", "), t.elem_type)).collect::<Vec<_>>().join("; ")
+    };
+    let ops = m.op_counts.iter().map(|(op, n)| format!("{op} × {n}")).collect::<Vec<_>>().join(", ");
+    let splits = report
+        .datasets
+        .iter()
+        .map(|d| {
+            let eval = report.evaluation.splits.iter().find(|s| s.split == d.split);
+            view! {
+                <tr>
+                    <td>{d.split.clone()}</td>
+                    <td class="num">{d.images}</td>
+                    <td class="num">{d.skipped}</td>
+                    <td class="num">{eval.map(|e| e.correct)}</td>
+                    <td class="num" data-testid="accuracy">{eval.map(|e| percent(e.accuracy))}</td>
+                    <td class="hash" title=d.sha256.clone()>{d.sha256.get(..16).unwrap_or(&d.sha256).to_string()}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let test = report.evaluation.splits.iter().find(|s| s.split == "test").cloned();
+    let classes = report.evaluation.classes.clone();
+    let run = &report.run;
+    let seeds = if run.seeds.is_empty() {
+        "none".to_string()
+    } else {
+        run.seeds.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
+    };
+    let timings = run.timings.iter().map(|t| format!("{} {:.1} s", t.stage, t.seconds)).collect::<Vec<_>>().join(", ");
+    view! {
+        <section class="summary" data-testid="summary">
+            <h2>"Model and data"</h2>
+            <dl>
+                <dt>"model"</dt>
+                <dd>{m.file_name.clone()} " (" {m.bytes} " bytes, " {m.producer.clone()} ", opset " {m.opset} ")"</dd>
+                <dt>"SHA-256"</dt>
+                <dd class="hash">{m.sha256.clone()}</dd>
+                <dt>"inputs"</dt>
+                <dd>{tensors(&m.inputs)}</dd>
+                <dt>"outputs"</dt>
+                <dd>{tensors(&m.outputs)}</dd>
+                <dt>"operators"</dt>
+                <dd>{ops}</dd>
+                <dt>"task"</dt>
+                <dd>{report.evaluation.task.clone()}</dd>
+            </dl>
+            <table class="splits">
+                <thead>
+                    <tr>
+                        <th>"split"</th>
+                        <th>"images"</th>
+                        <th>"skipped"</th>
+                        <th>"correct"</th>
+                        <th>"accuracy"</th>
+                        <th>"SHA-256 of the image list"</th>
+                    </tr>
+                </thead>
+                <tbody>{splits}</tbody>
+            </table>
+            {test.filter(|t| !t.per_class.is_empty()).map(|t| view! { <PerClass test=t classes=classes.clone() /> })}
+            <details class="run">
+                <summary>"Run"</summary>
+                <dl>
+                    <dt>"hudd"</dt>
+                    <dd>{run.tool_version.clone()} " (report written by " {report.hudd_version.clone()} ")"</dd>
+                    <dt>"command"</dt>
+                    <dd>
+                        <code>{run.command_line.join(" ")}</code>
+                    </dd>
+                    <dt>"seeds"</dt>
+                    <dd>{seeds}</dd>
+                    <dt>"timings"</dt>
+                    <dd>{timings}</dd>
+                    <dt>"configuration"</dt>
+                    <dd>
+                        <pre>{serde_json::to_string_pretty(&run.config).unwrap_or_default()}</pre>
+                    </dd>
+                </dl>
+            </details>
+        </section>
+    }
+}
+
+#[component]
+fn PerClass(test: SplitEvaluation, classes: Vec<String>) -> impl IntoView {
+    let rows = test
+        .per_class
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let confusion = test.confusion.as_ref().and_then(|m| m.get(i)).cloned().unwrap_or_default();
+            view! {
+                <tr>
+                    <th>{c.class.clone()}</th>
+                    <td class="num">{c.images}</td>
+                    <td class="num">{percent(c.accuracy)}</td>
+                    {confusion
+                        .into_iter()
+                        .enumerate()
+                        .map(|(j, n)| view! { <td class="num" class:diag=i == j>{n}</td> })
+                        .collect_view()}
+                </tr>
+            }
+        })
+        .collect_view();
+    let heads = if test.confusion.is_some() { classes } else { Vec::new() };
+    view! {
+        <details class="per-class">
+            <summary>"Test accuracy per class and confusion matrix (rows: expected, columns: predicted)"</summary>
+            <table>
+                <thead>
+                    <tr>
+                        <th>"class"</th>
+                        <th>"images"</th>
+                        <th>"accuracy"</th>
+                        {heads.into_iter().map(|c| view! { <th>{c}</th> }).collect_view()}
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </details>
+    }
+}
+
+#[component]
+fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let best = analysis.best_layer;
+    let rows = analysis
+        .layers
+        .iter()
+        .enumerate()
+        .map(|(i, l)| {
+            view! {
+                <tr
+                    class="layer"
+                    class:selected=move || ui.layer.get() == i
+                    data-testid="layer-row"
+                    on:click=move |_| ui.layer.set(i)
+                >
+                    <td>{l.name.clone()} {(best == Some(i)).then_some(" ★ best")}</td>
+                    <td>{l.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")}</td>
+                    <td class="num">{l.k}</td>
+                    <td title=l.k_choice_reason.clone().unwrap_or_default()>{l.k_choice.clone()}</td>
+                    <td class="num">{short(l.score)}</td>
+                    <td class="num">{short(l.silhouette)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    let a = analysis.clone();
+    let r = report.clone();
+    view! {
+        <section class="layers">
+            <h2>"Root-cause clusters"</h2>
+            <p>
+                {a.images} " Wrong test images clustered at every layer (" {a.linkage.clone()} " linkage, "
+                {a.preset.clone()} " heatmaps); the best layer has the lowest score (" {a.layer_rule.clone()}
+                "). Click a layer to see its clusters."
+            </p>
+            <table data-testid="layers">
+                <thead>
+                    <tr>
+                        <th>"layer"</th>
+                        <th>"heatmap"</th>
+                        <th>"k"</th>
+                        <th>"k from"</th>
+                        <th>"score"</th>
+                        <th>"silhouette"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+            {move || {
+                let i = ui.layer.get();
+                let Some(layer) = a.layers.get(i).cloned() else { return ().into_any() };
+                let name = layer.name.clone();
+                let cards = layer
+                    .clusters
+                    .iter()
+                    .enumerate()
+                    .map(|(ci, c)| {
+                        let strip = c
+                            .members
+                            .iter()
+                            .take(6)
+                            .filter_map(|m| r.images.get(m.image))
+                            .map(|im| view! { <img src=im.thumbnail.clone() alt=im.name.clone() loading="lazy" /> })
+                            .collect_view();
+                        let top = c.explanations.first().map(|e| e.summary.clone());
+                        let note = ui.notes.with(|n| n.get(&name, c.cluster_id).label);
+                        view! {
+                            <button
+                                class="card"
+                                data-testid="cluster-card"
+                                on:click=move |_| ui.go(Page::Cluster { layer: i, cluster: ci })
+                            >
+                                <h3>"cluster " {c.cluster_id}</h3>
+                                <p class="size">{c.members.len()} " images"</p>
+                                <div class="strip">{strip}</div>
+                                <p class="explanation">{top}</p>
+                                <p class="note-label">{note}</p>
+                            </button>
+                        }
+                    })
+                    .collect_view();
+                view! {
+                    <h3 class="layer-title">"Layer " {layer.name.clone()}</h3>
+                    <Curve layer=layer.clone() />
+                    <div class="cards" data-testid="cluster-cards">{cards}</div>
+                }
+                    .into_any()
+            }}
+        </section>
+    }
+}
+
+#[component]
+fn Skipped(report: Arc<Report>) -> impl IntoView {
+    if report.skipped.is_empty() {
+        return ().into_any();
+    }
+    let rows = report
+        .skipped
+        .iter()
+        .map(|s| view! { <tr><td>{s.split.clone()}</td><td>{s.image.clone()}</td><td>{s.reason.clone()}</td></tr> })
+        .collect_view();
+    view! {
+        <details class="skipped" data-testid="skipped">
+            <summary>{report.skipped.len()} " skipped inputs"</summary>
+            <table>
+                <thead><tr><th>"split"</th><th>"image"</th><th>"reason"</th></tr></thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </details>
+    }
+    .into_any()
+}

@@ -1,0 +1,205 @@
+//! Component tests of the viewer in a real browser (wasm-bindgen-test). Run with
+//! `CHROMEDRIVER=/usr/bin/chromedriver cargo test -p hudd-viewer --target wasm32-unknown-unknown`
+//! (`.cargo/config.toml` sets wasm-bindgen-test-runner as the runner; `.ci/run` does this).
+
+#![cfg(target_arch = "wasm32")]
+#![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
+
+use std::sync::Arc;
+
+use hudd_report::*;
+use hudd_viewer::notes::{Note, Notes};
+use hudd_viewer::Viewer;
+use leptos::prelude::*;
+use wasm_bindgen::JsCast;
+use wasm_bindgen_test::*;
+
+wasm_bindgen_test_configure!(run_in_browser);
+
+const SCRIPT: &str = "<script>window.__xss = 1</script>";
+const IMG: &str = "\"><img src=x onerror=\"window.__xss = 2\">";
+
+/// A report with one layer of two clusters (3 and 2 images); image 0's name and label are markup.
+fn report() -> Report {
+    let image = |i: usize| ImageEntry {
+        name: if i == 0 { format!("test/{IMG}.png") } else { format!("test/{i}.png") },
+        split: "test".into(),
+        expected: if i == 0 { SCRIPT.into() } else { "up".into() },
+        predicted: "down".into(),
+        thumbnail: format!("images/thumbs/{i}.png"),
+        metadata: vec![format!("{i}")],
+    };
+    let member = |i: usize, d: f64| Member { image: i, distance_to_medoid: d, heatmap: Some(format!("h/{i}.png")) };
+    let cluster = |id: usize, members: Vec<Member>| Cluster {
+        cluster_id: id,
+        members,
+        gif: None,
+        mean_heatmap: None,
+        explanations: vec![Explanation {
+            column: "eyelid".into(),
+            kind: "numeric".into(),
+            ratio: 0.1,
+            reduction: 0.9,
+            summary: if id == 1 { SCRIPT.into() } else { "eyelid −90% variance".into() },
+        }],
+    };
+    Report {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        hudd_version: "0.1.0".into(),
+        report_id: "0123456789abcdef".into(),
+        run: Run::default(),
+        model: ModelSummary { file_name: format!("{IMG}.onnx"), ..Default::default() },
+        datasets: vec![],
+        evaluation: Evaluation::default(),
+        analysis: Some(Analysis {
+            preset: "hudd".into(),
+            linkage: "ward-rows".into(),
+            normalize: "none".into(),
+            layer_rule: "wicd".into(),
+            k_selection: "knee".into(),
+            images: 5,
+            best_layer: Some(0),
+            images_per_minute: 600.0,
+            metadata_columns: vec!["eyelid".into()],
+            layers: vec![Layer {
+                name: "conv1".into(),
+                shape: vec![4, 8, 8],
+                curve: (2..6).map(|k| CurvePoint { k, wicd: 1.0 / k as f64, gradient: 0.0 }).collect(),
+                k: 2,
+                k_choice: "knee".into(),
+                k_choice_reason: None,
+                score: 0.5,
+                silhouette: 0.2,
+                heatmap_layer: Some("conv1".into()),
+                curve_file: None,
+                clusters: vec![
+                    cluster(1, vec![member(0, 0.0), member(1, 0.5), member(2, 0.7)]),
+                    cluster(2, vec![member(3, 0.0), member(4, 0.3)]),
+                ],
+            }],
+        }),
+        images: (0..5).map(image).collect(),
+        unsafe_set: None,
+        retraining: None,
+        skipped: vec![],
+    }
+}
+
+/// Mounts the viewer of `report()` in a fresh element and returns it.
+fn mount() -> web_sys::HtmlElement {
+    let doc = document();
+    let host: web_sys::HtmlElement = doc.create_element("div").unwrap().dyn_into().unwrap();
+    doc.body().unwrap().append_child(&host).unwrap();
+    let r = Arc::new(report());
+    let handle = leptos::mount::mount_to(host.clone(), move || view! { <Viewer report=r.clone() /> });
+    handle.forget();
+    host
+}
+
+/// Lets effects and timers run.
+async fn tick() {
+    let promise = js_sys::Promise::new(&mut |resolve, _| {
+        window().set_timeout_with_callback_and_timeout_and_arguments_0(&resolve, 20).unwrap();
+    });
+    wasm_bindgen_futures::JsFuture::from(promise).await.unwrap();
+}
+
+fn press(key: &str) {
+    let init = web_sys::KeyboardEventInit::new();
+    init.set_key(key);
+    init.set_bubbles(true);
+    let e = web_sys::KeyboardEvent::new_with_keyboard_event_init_dict("keydown", &init).unwrap();
+    window().dispatch_event(&e).unwrap();
+}
+
+fn count(host: &web_sys::HtmlElement, css: &str) -> u32 {
+    host.query_selector_all(css).unwrap().length()
+}
+
+fn text(host: &web_sys::HtmlElement, css: &str) -> String {
+    host.query_selector(css).unwrap().map(|e| e.text_content().unwrap_or_default()).unwrap_or_default()
+}
+
+#[wasm_bindgen_test]
+async fn overview_lists_the_best_layers_clusters_and_renders_markup_as_text() {
+    let host = mount();
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=cluster-card]"), 2);
+    assert_eq!(count(&host, "[data-testid=layer-row]"), 1);
+    assert_eq!(count(&host, "[data-testid=wicd-curve] circle"), 1, "the chosen k is marked");
+    let all = host.text_content().unwrap();
+    assert!(all.contains(SCRIPT), "the explanation is text");
+    assert!(all.contains(&format!("{IMG}.onnx")), "the model name is text");
+    assert_eq!(count(&host, "script"), 0);
+    assert_eq!(count(&host, "img[src=x]"), 0);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn keys_move_between_clusters_and_images() {
+    let host = mount();
+    tick().await;
+    press("ArrowRight");
+    tick().await;
+    assert!(text(&host, "[data-testid=cluster-title]").contains("cluster 1 "));
+    assert_eq!(count(&host, "[data-testid=member]"), 3);
+    assert_eq!(text(&host, "[data-testid=stage-name]"), format!("test/{IMG}.png"), "medoid first, as text");
+    press("j");
+    tick().await;
+    assert_eq!(text(&host, "[data-testid=stage-name]"), "test/1.png");
+    press("k");
+    press("k");
+    tick().await;
+    assert_eq!(text(&host, "[data-testid=stage-name]"), "test/2.png", "k wraps around");
+    press("ArrowRight");
+    tick().await;
+    assert!(text(&host, "[data-testid=cluster-title]").contains("cluster 2 "));
+    assert_eq!(text(&host, "[data-testid=stage-name]"), "test/3.png", "a new cluster starts at its medoid");
+    press("?");
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=help]"), 1);
+    press("Escape");
+    press("Escape");
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=help]"), 0);
+    assert_eq!(count(&host, "[data-testid=overview]"), 1);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn space_plays_the_flipbook_and_the_overlay_toggles() {
+    let host = mount();
+    tick().await;
+    press("ArrowRight");
+    tick().await;
+    let heat = host.query_selector("[data-testid=stage] img.heatmap").unwrap().unwrap();
+    let style = || heat.get_attribute("style").unwrap_or_default();
+    assert!(style().contains("display: none"), "{}", style());
+    let toggle: web_sys::HtmlInputElement =
+        host.query_selector("[data-testid=overlay-toggle]").unwrap().unwrap().dyn_into().unwrap();
+    toggle.click();
+    tick().await;
+    let heat = host.query_selector("[data-testid=stage] img.heatmap").unwrap().unwrap();
+    let style = heat.get_attribute("style").unwrap_or_default();
+    assert!(style.contains("display: block") && style.contains("opacity: 0.6"), "{style}");
+    // 600 images per minute: one every 100 ms.
+    press(" ");
+    for _ in 0..20 {
+        tick().await;
+    }
+    assert_ne!(text(&host, "[data-testid=stage-name]"), format!("test/{IMG}.png"), "the flipbook advanced");
+    press(" ");
+    tick().await;
+    assert!(text(&host, "[data-testid=play]").contains("play"));
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+fn notes_survive_a_reload_through_local_storage() {
+    let mut notes = Notes::new("abc");
+    notes.set("conv1", 1, Note { label: "glare".into(), text: "<i>text</i>".into() });
+    hudd_viewer::storage::save_notes("abc", &notes);
+    assert_eq!(hudd_viewer::storage::load_notes("abc"), notes);
+    assert!(hudd_viewer::storage::load_notes("other").notes.is_empty(), "notes are kept per report");
+}
