@@ -11,6 +11,11 @@
 //! | load | [`model`] | ONNX file → runnable model, graph as plain data, every activation |
 //! | data | [`dataset`], [`input`] | splits, labels, metadata; images → tensors |
 //! | test | [`evaluate`] | Correct/Wrong per image, HUDD's result files |
+//! | relevance | [`relevance`], [`heatmaps`] | LRP rules and presets; per-layer heatmaps of images |
+//! | distance | [`distance`] | Euclidean distance matrices of heatmaps |
+//! | cluster | [`cluster`] | Ward linkage, k by knee, best layer, metadata explanations |
+//! | root causes | [`analyze`], [`pictures`] | the whole run: cluster folders, GIFs, overlays, `run.json` |
+//! | report | [`bundle`] | run folder → self-contained report bundle (schema: `hudd-report`); `verify` |
 //!
 //! The library prints nothing and keeps no global state: long stages report through a
 //! [`Progress`] the caller provides, and every failure is an [`Error`] naming the file, node or

@@ -226,3 +226,34 @@ fn landmark_model_on_simulated_eyes_is_explained_from_its_worst_keypoint() {
         serde_json::from_str(&std::fs::read_to_string(out.join("clusters.json")).unwrap()).unwrap();
     assert!(report.best_layer.is_some());
 }
+
+/// A test set the model gets (almost) all right: no clusters, but results and a report bundle
+/// that says so.
+#[test]
+fn analyze_with_nothing_to_cluster_still_writes_a_report() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    crate::common::copy_tree(&fmnist_data().join("train"), &data.join("train"));
+    let wrong = std::fs::read_to_string(fmnist_data().join("wrong.txt")).unwrap();
+    // Three Correct test images of one class.
+    let class = fmnist_data().join("test/bag");
+    let mut n = 0;
+    for e in std::fs::read_dir(&class).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        if n < 3 && !wrong.contains(&format!("test/bag/{name}")) {
+            std::fs::create_dir_all(data.join("test/bag")).unwrap();
+            std::fs::copy(class.join(&name), data.join("test/bag").join(&name)).unwrap();
+            n += 1;
+        }
+    }
+    let run = dir.path().join("run");
+    let o = run_analyze(&data, &run);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("nothing to cluster"), "{}", stdout(&o));
+    assert!(!run.join("clusters.json").exists());
+    let text = std::fs::read_to_string(run.join("report/report.json")).unwrap();
+    let report = hudd_report::read_report(&text).unwrap();
+    assert!(report.analysis.is_none() && report.images.is_empty());
+    assert_eq!(report.evaluation.splits.iter().find(|s| s.split == "test").unwrap().images, 3);
+    assert!(hudd_core::bundle::verify(&run.join("report")).unwrap().is_intact());
+}

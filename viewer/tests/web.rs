@@ -88,10 +88,15 @@ fn report() -> Report {
 
 /// Mounts the viewer of `report()` in a fresh element and returns it.
 fn mount() -> web_sys::HtmlElement {
+    mount_report(report())
+}
+
+/// Mounts the viewer of `report` in a fresh element and returns it.
+fn mount_report(report: Report) -> web_sys::HtmlElement {
     let doc = document();
     let host: web_sys::HtmlElement = doc.create_element("div").unwrap().dyn_into().unwrap();
     doc.body().unwrap().append_child(&host).unwrap();
-    let r = Arc::new(report());
+    let r = Arc::new(report);
     let handle = leptos::mount::mount_to(host.clone(), move || view! { <Viewer report=r.clone() /> });
     handle.forget();
     host
@@ -192,6 +197,54 @@ async fn space_plays_the_flipbook_and_the_overlay_toggles() {
     press(" ");
     tick().await;
     assert!(text(&host, "[data-testid=play]").contains("play"));
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn a_cluster_page_shows_its_unsafe_set_and_retraining_gain_when_present() {
+    let mut r = report();
+    r.unsafe_set = Some(UnsafeSet {
+        layer: "conv1".into(),
+        candidates: 10,
+        clusters: vec![UnsafeCluster { cluster_id: 1, images: vec![3, 4] }],
+    });
+    r.retraining = Some(Retraining {
+        accuracy_before: 0.8,
+        accuracy_after: 0.9,
+        seed: 7,
+        clusters: vec![RetrainingGain { cluster_id: 1, gain_pp: 12.5 }],
+    });
+    let host = mount_report(r);
+    tick().await;
+    press("ArrowRight");
+    tick().await;
+    assert!(text(&host, "[data-testid=unsafe-set]").contains("2 improvement images"));
+    assert_eq!(count(&host, "[data-testid=unsafe-set] img"), 2);
+    assert!(text(&host, "[data-testid=retraining-gain]").contains("+12.50 percentage points"));
+    press("ArrowRight");
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=unsafe-set]"), 0, "cluster 2 has no unsafe images");
+    host.remove();
+    // Without them, no such sections.
+    let host = mount();
+    tick().await;
+    press("ArrowRight");
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=unsafe-set]") + count(&host, "[data-testid=retraining-gain]"), 0);
+    host.remove();
+}
+
+#[wasm_bindgen_test]
+async fn a_run_without_clusters_says_so_and_keys_do_nothing() {
+    let mut r = report();
+    r.analysis = None;
+    let host = mount_report(r);
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=no-clusters]"), 1);
+    press("ArrowRight");
+    press("j");
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=overview]"), 1);
     host.remove();
 }
 

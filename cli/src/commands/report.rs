@@ -20,7 +20,7 @@ pub const VIEWER: ViewerAssets<'static> = ViewerAssets {
 /// Writes the report bundle of a run folder (as `hudd analyze` writes it; `analyze` and `demo`
 /// also write one at the end): BUNDLE/index.html — the viewer with the report and its WebAssembly
 /// inlined, which opens by double-click from file:// with no server and no network —
-/// BUNDLE/report.json (the same report, for tools), BUNDLE/images/ (thumbnails, heatmaps, GIFs,
+/// BUNDLE/report.json (the same report, for tools), BUNDLE/images/ (thumbnails, heatmaps, the best layer's GIFs,
 /// WICD curves) and BUNDLE/manifest.json (the SHA-256 of every file; check it with `hudd verify`).
 /// An existing bundle at BUNDLE is replaced only once the new one is complete.
 #[derive(Debug, Args)]

@@ -6,7 +6,7 @@
 //! BUNDLE/report.json         the report (schema: the `hudd-report` crate)
 //! BUNDLE/images/thumbs/I.png           thumbnail of report image I (longest side ≤ 128 px)
 //! BUNDLE/images/heatmaps/H/I.png       heatmap of image I at heatmap layer H (RGBA, stacked over the thumbnail)
-//! BUNDLE/images/gifs/L/C.gif           animated GIF of cluster C of layer L
+//! BUNDLE/images/gifs/L/C.gif           animated GIF of cluster C of the best layer L
 //! BUNDLE/images/mean/L/C.png           mean heatmap of cluster C of layer L (the best layer)
 //! BUNDLE/images/curves/L.csv           WICD curve of layer L (k,wicd,gradient)
 //! BUNDLE/manifest.json       SHA-256 of every other file, written last
@@ -211,6 +211,7 @@ fn assemble_analysis(
     }
     progress.finish();
 
+    let best = clusters.best_layer.as_ref().and_then(|b| clusters.layers.iter().position(|l| &l.name == b));
     let mut layers = Vec::new();
     for (li, l) in clusters.layers.iter().enumerate() {
         let ldir = clusters_dir.join(sanitize(&l.name));
@@ -244,7 +245,9 @@ fn assemble_analysis(
                     .then(a.image.cmp(&b.image))
             });
             let gif_src = ldir.join(format!("cluster-{}.gif", c.id));
-            let gif = gif_src.is_file().then(|| {
+            // GIFs of the best layer only (the run folder keeps every layer's; the viewer's
+            // flipbook plays any cluster): all layers' GIFs would be most of the bundle.
+            let gif = (Some(li) == best && gif_src.is_file()).then(|| {
                 let path = format!("images/gifs/{li}/{}.gif", c.id);
                 files.push(BundleFile { path: path.clone(), content: Content::Copy(gif_src) });
                 path
@@ -300,7 +303,7 @@ fn assemble_analysis(
         layer_rule: p.layer_rule.clone(),
         k_selection: p.k_selection.clone(),
         images: record.images.len(),
-        best_layer: clusters.best_layer.as_ref().and_then(|b| clusters.layers.iter().position(|l| &l.name == b)),
+        best_layer: best,
         images_per_minute: record.images_per_minute,
         metadata_columns: record.metadata_columns.clone(),
         layers,
