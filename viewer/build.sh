@@ -17,10 +17,19 @@ if [ "$have" != "$want" ]; then
   echo "  install it with: cargo install wasm-bindgen-cli --version $want" >&2
   exit 1
 fi
-# Paths inside the module (panic locations) must not depend on where the checkout or the cargo
-# home is, so that every machine builds the same bytes.
-cargo_home=${CARGO_HOME:-$HOME/.cargo}
-export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--remap-path-prefix=$cargo_home=/cargo --remap-path-prefix=$PWD=/hudd"
+# The module must not depend on where the checkout or the cargo home is, so that every machine
+# builds the same bytes: paths (panic locations) are remapped, and the cargo home is reached
+# through one fixed path because a Leptos dependency (wasm_split_macros) hashes its absolute
+# manifest path into a symbol name.
+real_home=$(cd "${CARGO_HOME:-$HOME/.cargo}" && pwd)
+fixed_home=/tmp/hudd-viewer-cargo-home
+if [ -e "$fixed_home" ] && [ ! -L "$fixed_home" ]; then
+  echo "viewer/build.sh: $fixed_home exists and is not a symbolic link; remove it" >&2
+  exit 1
+fi
+ln -sfn "$real_home" "$fixed_home"
+export CARGO_HOME=$fixed_home
+export CARGO_TARGET_WASM32_UNKNOWN_UNKNOWN_RUSTFLAGS="--remap-path-prefix=$fixed_home=/cargo --remap-path-prefix=$PWD=/hudd"
 cargo build -p hudd-viewer --target wasm32-unknown-unknown --profile viewer --locked
 wasm-bindgen --target no-modules --no-typescript --remove-name-section --remove-producers-section \
   --out-dir viewer/dist \
