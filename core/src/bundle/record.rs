@@ -6,7 +6,7 @@ use std::path::Path;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dataset::{Label, Split};
+use crate::dataset::Label;
 use crate::error::{Error, Result};
 use crate::evaluate::{Evaluation, Prediction, ResultRow, SplitEvaluation};
 use crate::fsio::{sha256_hex, write_atomic};
@@ -199,9 +199,4 @@ pub fn expected_predicted(row: &ResultRow, classes: &[String]) -> (String, Strin
         Prediction::Regression { predictions, loss } => format!("{} (loss {loss:.3})", numbers(predictions)),
     };
     (expected, predicted)
-}
-
-/// The test split of an evaluation.
-pub fn test_split(evaluation: &Evaluation) -> Option<&SplitEvaluation> {
-    evaluation.split(Split::Test)
 }
