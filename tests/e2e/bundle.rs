@@ -317,6 +317,19 @@ fn hostile_names_and_labels_render_as_text() {
     assert_eq!(b.script("return document.querySelectorAll('img[src=x]').length;", json!([])), json!(0));
     let scripts = b.script("return document.querySelectorAll('script').length;", json!([]));
     assert_eq!(scripts, json!(4), "only the page's own script elements");
+    // Defence in depth: even markup inserted into the page could not run script, because the
+    // Content-Security-Policy only allows the page's own inline scripts (by hash).
+    b.script(
+        "document.body.insertAdjacentHTML('beforeend', '<img src=\"x\" onerror=\"window.__csp = 1\"><script>window.__csp = 2</script>');",
+        json!([]),
+    );
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    assert_eq!(b.script("return window.__csp === undefined;", json!([])), json!(true), "CSP blocks inline handlers");
+    let html = std::fs::read_to_string(bundle.join("index.html")).unwrap();
+    assert!(
+        html.contains("script-src 'sha256-") && !html.contains("'unsafe-inline' 'wasm"),
+        "scripts allowed by hash only"
+    );
 }
 
 /// The viewer the `hudd` binary embeds (the same files `cli/src/commands/report.rs` includes).
