@@ -323,11 +323,11 @@ pub fn write(
 ) -> Result<schema::Manifest> {
     if out.exists() {
         if !out.is_dir() {
-            return Err(bad(out, "the bundle path exists and is not a folder; choose another --out"));
+            return Err(bad(out, "the bundle path exists and is not a folder; choose another bundle folder"));
         }
         let empty = std::fs::read_dir(out).map_err(|e| Error::io("cannot read", out, e))?.next().is_none();
         if !empty && !out.join("manifest.json").is_file() {
-            return Err(bad(out, "the folder exists and is not a hudd bundle (no manifest.json); refusing to replace it, choose another --out"));
+            return Err(bad(out, "the folder exists and is not a hudd bundle (no manifest.json); refusing to replace it, choose another bundle folder"));
         }
     }
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
