@@ -339,6 +339,36 @@ pub fn write(
     }
     std::fs::create_dir_all(&tmp).map_err(|e| Error::io("cannot create folder", &tmp, e))?;
 
+    let manifest = match write_into(&tmp, assembled, viewer, progress) {
+        Ok(m) => m,
+        Err(e) => {
+            // Best effort: the hidden folder never looks like a bundle, and the next write removes it.
+            let _ = std::fs::remove_dir_all(&tmp);
+            return Err(e);
+        }
+    };
+
+    if out.exists() {
+        let old = parent.join(format!(".{name}.old"));
+        if old.exists() {
+            std::fs::remove_dir_all(&old).map_err(|e| Error::io("cannot remove", &old, e))?;
+        }
+        std::fs::rename(out, &old).map_err(|e| Error::io("cannot move the old bundle aside", out, e))?;
+        std::fs::rename(&tmp, out).map_err(|e| Error::io("cannot move the new bundle into place", out, e))?;
+        std::fs::remove_dir_all(&old).map_err(|e| Error::io("cannot remove the old bundle", &old, e))?;
+    } else {
+        std::fs::rename(&tmp, out).map_err(|e| Error::io("cannot move the new bundle into place", out, e))?;
+    }
+    Ok(manifest)
+}
+
+/// Writes every file of the bundle into `tmp`, `manifest.json` last.
+fn write_into(
+    tmp: &Path,
+    assembled: &Assembled,
+    viewer: &ViewerAssets<'_>,
+    progress: &dyn Progress,
+) -> Result<schema::Manifest> {
     progress.start("bundle", assembled.files.len() as u64 + 3);
     assembled.files.par_iter().try_for_each(|f| -> Result<()> {
         let path = tmp.join(&f.path);
@@ -367,7 +397,7 @@ pub fn write(
     std::fs::write(&index_path, index).map_err(|e| Error::io("cannot write", &index_path, e))?;
     progress.advance(2);
 
-    let manifest = manifest_of(&tmp, &assembled.report.report_id)?;
+    let manifest = manifest_of(tmp, &assembled.report.report_id)?;
     let manifest_path = tmp.join("manifest.json");
     let mut mjson = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Output {
         what: "manifest",
@@ -378,18 +408,6 @@ pub fn write(
     write_atomic(&manifest_path, &mjson)?;
     progress.advance(1);
     progress.finish();
-
-    if out.exists() {
-        let old = parent.join(format!(".{name}.old"));
-        if old.exists() {
-            std::fs::remove_dir_all(&old).map_err(|e| Error::io("cannot remove", &old, e))?;
-        }
-        std::fs::rename(out, &old).map_err(|e| Error::io("cannot move the old bundle aside", out, e))?;
-        std::fs::rename(&tmp, out).map_err(|e| Error::io("cannot move the new bundle into place", out, e))?;
-        std::fs::remove_dir_all(&old).map_err(|e| Error::io("cannot remove the old bundle", &old, e))?;
-    } else {
-        std::fs::rename(&tmp, out).map_err(|e| Error::io("cannot move the new bundle into place", out, e))?;
-    }
     Ok(manifest)
 }
 
@@ -432,4 +450,57 @@ fn manifest_of(dir: &Path, report_id: &str) -> Result<schema::Manifest> {
         report_id: report_id.into(),
         files,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+
+    const TEMPLATE: &str = "<meta content=\"{{HUDD_SCRIPT_HASHES}}\"><style>{{HUDD_STYLE}}</style>\
+        <script id=\"r\" type=\"application/json\">{{HUDD_REPORT_JSON}}</script>\
+        <script id=\"w\">{{HUDD_WASM_GZIP_BASE64}}</script><script>{{HUDD_VIEWER_GLUE}}</script>";
+
+    fn assembled(files: Vec<BundleFile>) -> Assembled {
+        let report = schema::Report {
+            format: schema::FORMAT.into(),
+            format_version: schema::FORMAT_VERSION,
+            hudd_version: "0".into(),
+            report_id: "id".into(),
+            run: schema::Run::default(),
+            model: schema::ModelSummary::default(),
+            datasets: vec![],
+            evaluation: schema::Evaluation::default(),
+            analysis: None,
+            images: vec![],
+            unsafe_set: None,
+            retraining: None,
+            skipped: vec![],
+        };
+        Assembled { report, files }
+    }
+
+    #[test]
+    fn an_interrupted_write_leaves_no_bundle_and_the_old_one_intact() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("bundle");
+        let viewer = ViewerAssets { template: TEMPLATE, style: "p{}", glue: "start()", wasm: b"\0asm" };
+        let good = vec![BundleFile { path: "images/a.png".into(), content: Content::Bytes(vec![1, 2, 3]) }];
+        let missing = vec![BundleFile { path: "images/b.gif".into(), content: Content::Copy(dir.path().join("gone")) }];
+        // A failure half-way (a file cannot be copied): nothing at `out`.
+        assert!(write(&out, &assembled(missing.clone()), &viewer, &Silent).is_err());
+        assert!(!out.exists());
+        assert!(!dir.path().join(".bundle.partial").exists(), "the half-written folder is removed");
+        // A complete bundle: every file listed, the manifest last, verify agrees.
+        let manifest = write(&out, &assembled(good), &viewer, &Silent).unwrap();
+        let listed: Vec<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+        assert_eq!(listed, ["images/a.png", "index.html", "report.json"]);
+        assert!(verify(&out).unwrap().is_intact());
+        let html = std::fs::read_to_string(out.join("index.html")).unwrap();
+        assert!(html.contains("'sha256-") && html.contains("start()") && !html.contains("{{HUDD_"));
+        // A failed rewrite keeps the old bundle whole.
+        assert!(write(&out, &assembled(missing), &viewer, &Silent).is_err());
+        assert!(verify(&out).unwrap().is_intact());
+        assert!(out.join("images/a.png").is_file());
+    }
 }
