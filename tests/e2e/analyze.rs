@@ -225,6 +225,15 @@ fn landmark_model_on_simulated_eyes_is_explained_from_its_worst_keypoint() {
     let report: ClustersReport =
         serde_json::from_str(&std::fs::read_to_string(out.join("clusters.json")).unwrap()).unwrap();
     assert!(report.best_layer.is_some());
+    // The regressor's report bundle: no classes, no confusion matrix, targets and outputs as numbers.
+    let bundle = hudd_report::read_report(&std::fs::read_to_string(out.join("report/report.json")).unwrap()).unwrap();
+    assert_eq!(bundle.evaluation.task, "regression");
+    assert!(bundle.evaluation.classes.is_empty());
+    assert!(bundle.evaluation.splits.iter().all(|s| s.confusion.is_none() && s.per_class.is_empty()));
+    let image = &bundle.images[0];
+    assert_eq!(image.expected.split(' ').count(), 6, "{}", image.expected);
+    assert!(image.predicted.contains("(loss "), "{}", image.predicted);
+    assert!(hudd_core::bundle::verify(&out.join("report")).unwrap().is_intact());
 }
 
 /// A test set the model gets (almost) all right: no clusters, but results and a report bundle
