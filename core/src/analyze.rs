@@ -32,7 +32,7 @@ use crate::cluster::Options as ClusterOptions;
 use crate::config::{Config, TaskKind};
 use crate::dataset::{Dataset, Label, Split};
 use crate::error::{Error, Result};
-use crate::evaluate::{Evaluation, Evaluator, Prediction};
+use crate::evaluate::{Evaluation, Evaluator};
 use crate::heatmaps::{self, sanitize, HeatmapOptions, ImageRef};
 use crate::model::Model;
 use crate::pictures;
@@ -210,7 +210,6 @@ fn metadata_of(set: &HeatmapSet, evaluation: &Evaluation, test: &crate::evaluate
     if classify {
         columns.extend(["expected".to_string(), "predicted".to_string()]);
     }
-    let class = |c: usize| evaluation.classes.get(c).cloned().unwrap_or_else(|| c.to_string());
     let values = set
         .images
         .iter()
@@ -218,14 +217,8 @@ fn metadata_of(set: &HeatmapSet, evaluation: &Evaluation, test: &crate::evaluate
             let Some(r) = rows.get(image.as_str()) else { return vec![String::new(); columns.len()] };
             let mut v = r.metadata.clone();
             if classify {
-                v.push(match &r.label {
-                    Label::Class(c) => class(*c),
-                    Label::Target(_) => String::new(),
-                });
-                v.push(match &r.prediction {
-                    Prediction::Class { predicted, .. } => class(*predicted),
-                    _ => String::new(),
-                });
+                let (expected, predicted) = record::expected_predicted(r, &evaluation.classes);
+                v.extend([expected, predicted]);
             }
             v
         })
