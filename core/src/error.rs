@@ -77,6 +77,16 @@ pub enum Error {
         /// What does not fit.
         reason: String,
     },
+    /// A weight cannot take the value given to it (writing a model back).
+    #[error("weight `{tensor}` {reason}: {path}")]
+    Weight {
+        /// The model file.
+        path: PathBuf,
+        /// The ONNX tensor name.
+        tensor: String,
+        /// What does not fit.
+        reason: String,
+    },
     /// A tensor has a different shape than expected.
     #[error("tensor `{tensor}` has shape {actual:?} but {expected} was expected")]
     ShapeMismatch {

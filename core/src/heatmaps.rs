@@ -25,7 +25,7 @@ use crate::config::InputSpec;
 use crate::dataset::Skipped;
 use crate::error::{Error, Result};
 use crate::fsio::write_atomic;
-use crate::model::Model;
+use crate::model::{Model, Op};
 use crate::npy::NpyWriter;
 use crate::progress::Progress;
 use crate::relevance::{Explainer, Preset, Start};
@@ -131,8 +131,20 @@ pub fn sanitize(name: &str) -> String {
     name.chars().map(|c| if c.is_ascii_alphanumeric() || "-_.".contains(c) { c } else { '_' }).collect()
 }
 
-const DEFAULT_OPS: &[&str] =
-    &["Conv", "ConvTranspose", "Gemm", "MatMul", "MaxPool", "AveragePool", "GlobalAveragePool", "Flatten"];
+/// The ops whose outputs HUDD's default layer set holds.
+fn in_default_layers(op: &Op) -> bool {
+    matches!(
+        op,
+        Op::Conv(_)
+            | Op::ConvTranspose(_)
+            | Op::Gemm { .. }
+            | Op::MatMul
+            | Op::MaxPool(_)
+            | Op::AveragePool { .. }
+            | Op::GlobalAveragePool
+            | Op::Flatten { .. }
+    )
+}
 
 /// Computes heatmaps of `images` and writes them to `out` (see the module docs). Images that fail to
 /// decode are recorded as skipped. Memory stays bounded: batches are computed in parallel a few at a
@@ -149,12 +161,12 @@ pub fn compute(
     let explainer = Explainer::new(model, spec, output, options.preset)?;
     let program = explainer.program();
     // Every tensor the propagation visits, with the step that produces it.
-    let mut produced: BTreeMap<String, (String, String, Option<String>)> = BTreeMap::new();
+    let mut produced: BTreeMap<String, (&crate::relevance::Step, Option<String>)> = BTreeMap::new();
     let mut order: Vec<String> = vec![program.input.clone()];
     for s in &program.steps {
         let rule = s.rule.as_ref().map(|r| r.name());
         for t in s.aliases.iter().chain(std::iter::once(&s.output)) {
-            produced.insert(t.clone(), (s.node.clone(), s.op.clone(), rule.clone()));
+            produced.insert(t.clone(), (s, rule.clone()));
             order.push(t.clone());
         }
     }
@@ -162,12 +174,7 @@ pub fn compute(
         Layers::All => order.clone(),
         Layers::Default => order
             .iter()
-            .filter(|t| {
-                **t == program.input
-                    || produced
-                        .get(*t)
-                        .is_some_and(|(_, op, _)| DEFAULT_OPS.iter().any(|d| op.split('+').next() == Some(*d)))
-            })
+            .filter(|t| **t == program.input || produced.get(*t).is_some_and(|(step, _)| in_default_layers(&step.op)))
             .cloned()
             .collect(),
         Layers::Names(names) => {
@@ -230,7 +237,10 @@ pub fn compute(
                         file = format!("{stem}-{k}.npy");
                         k += 1;
                     }
-                    let (node, op, rule) = produced.get(t).cloned().unwrap_or_default();
+                    let (node, op, rule) = produced
+                        .get(t)
+                        .map(|(s, rule)| (s.node.clone(), s.label.clone(), rule.clone()))
+                        .unwrap_or_default();
                     layers.push(LayerFile {
                         tensor: t.clone(),
                         file: file.clone(),

@@ -2,7 +2,7 @@
 //! the TorchScript exporter, the dynamo exporter and tf2onnx (NHWC).
 
 use hudd_core::config::InputSpec;
-use hudd_core::model::{BatchPolicy, Dim, Model};
+use hudd_core::model::{AutoPad, BatchPolicy, Dim, ElemType, Model, Op, Weights};
 use hudd_core::Config;
 use ndarray::ArrayD;
 
@@ -144,4 +144,61 @@ fn fixed_batch_models_run_any_batch() {
     let (_, expected) = read_npy(&fmnist_data().join("reference/test_logits_onnxruntime.npy"));
     let got: Vec<f32> = out.iter().copied().collect();
     assert!(max_rel_err(&got, &expected[..50]) <= 1e-5);
+}
+
+#[test]
+fn the_graph_knows_every_tensors_shape_and_type_without_a_forward_run() {
+    let model = Model::load(fmnist_model()).unwrap();
+    let g = model.graph();
+    let conv = g.nodes.iter().find(|n| matches!(n.op, Op::Conv(_))).unwrap();
+    let Op::Conv(attrs) = &conv.op else { unreachable!() };
+    assert_eq!(
+        (attrs.kernel.as_slice(), attrs.pads.as_slice(), attrs.auto_pad),
+        (&[3, 3][..], &[1, 1, 1, 1][..], AutoPad::NotSet)
+    );
+    let fact = &g.tensors[&conv.outputs[0]];
+    assert!(fact.batched);
+    assert_eq!(fact.elem_type, ElemType::F32);
+    assert_eq!(&fact.shape[1..], &[Dim::Fixed(16), Dim::Fixed(28), Dim::Fixed(28)]);
+    for n in &g.nodes {
+        for o in n.outputs.iter().filter(|o| !o.is_empty()) {
+            assert!(g.tensors.contains_key(o), "no fact for `{o}` of node `{}`", n.name);
+        }
+    }
+    // The activations a forward run produces are exactly the batched float tensors.
+    let spec = spec(&model, &[]);
+    let acts = model.run_with_activations(batch(&images("test")[..2], &spec).view()).unwrap();
+    let ran: std::collections::HashSet<String> = acts.tensors.keys().cloned().collect();
+    assert_eq!(model.activation_names(&spec.batch_shape(1)[1..]).unwrap(), ran);
+}
+
+#[test]
+fn a_model_written_back_with_new_weights_runs_with_them() {
+    let model = Model::load(fmnist_model()).unwrap();
+    let g = model.graph();
+    // Unchanged weights: the same file, byte for byte.
+    assert_eq!(model.with_weights(&Weights::of(g)).unwrap(), std::fs::read(fmnist_model()).unwrap());
+    assert_eq!(model.with_weights(&Weights::new()).unwrap(), std::fs::read(fmnist_model()).unwrap());
+    // The last dense layer doubled: the logits double, exactly.
+    let last = g.nodes.iter().rev().find(|n| matches!(n.op, Op::Gemm { .. })).unwrap();
+    let mut new = Weights::new();
+    for w in &last.inputs[1..3] {
+        new.insert(w.clone(), g.weight(w).unwrap().as_f32().unwrap() * 2.0);
+    }
+    let bytes = model.with_weights(&new).unwrap();
+    let written = Model::from_bytes(&bytes, "doubled.onnx".into()).unwrap();
+    assert_eq!(written.graph().nodes, g.nodes, "same nodes, names and attributes");
+    assert_eq!(written.graph().weight(&last.inputs[1]).unwrap().as_f32(), new.get(&last.inputs[1]));
+    let spec = spec(&model, &[]);
+    let x = batch(&images("test")[..4], &spec);
+    let before = model.run(x.view()).unwrap().remove(0);
+    let after = written.run(x.view()).unwrap().remove(0);
+    assert_eq!(after, before * 2.0);
+    // Wrong names and shapes are refused, naming the weight.
+    let mut bad = Weights::new();
+    bad.insert("no-such-weight", ndarray::ArrayD::zeros(ndarray::IxDyn(&[1])));
+    assert!(model.with_weights(&bad).unwrap_err().to_string().contains("no-such-weight"));
+    let mut bad = Weights::new();
+    bad.insert(last.inputs[2].clone(), ndarray::ArrayD::zeros(ndarray::IxDyn(&[3])));
+    assert!(model.with_weights(&bad).unwrap_err().to_string().contains("shape"));
 }

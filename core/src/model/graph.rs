@@ -9,7 +9,8 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use ndarray::ArrayD;
 use serde::Serialize;
 
-use super::{ElemType, TensorInfo};
+use super::op::Op;
+use super::{Dim, ElemType, TensorInfo};
 
 /// One ONNX node.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -18,6 +19,8 @@ pub struct Node {
     pub name: String,
     /// The ONNX op type (`Conv`, `Gemm`, …).
     pub op_type: String,
+    /// The op with its attributes decoded (what the stages match on).
+    pub op: Op,
     /// The op's domain (empty for the default `ai.onnx`).
     pub domain: String,
     /// Input tensor names; an empty string marks an omitted optional input.
@@ -123,6 +126,17 @@ impl Attribute {
     }
 }
 
+/// What the graph knows of a tensor before any image runs through it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct TensorFact {
+    /// Element type.
+    pub elem_type: ElemType,
+    /// Shape; a dimension that depends on the batch is symbolic.
+    pub shape: Vec<Dim>,
+    /// The first axis is the batch (one row per image): the tensor is an activation.
+    pub batched: bool,
+}
+
 /// The whole graph.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Graph {
@@ -132,9 +146,13 @@ pub struct Graph {
     pub outputs: Vec<TensorInfo>,
     /// Nodes in topological order (producers before consumers; ties keep file order).
     pub nodes: Vec<Node>,
-    /// Initializers and `Constant` node values by tensor name.
+    /// Initializers, `Constant` node values and constants folded through `Identity`, `Cast`,
+    /// `Reshape`, `Flatten`, `Squeeze` and `Unsqueeze`, by tensor name.
     #[serde(skip)]
     pub weights: BTreeMap<String, Weight>,
+    /// Element type and shape of every tensor the graph computes (graph input and node outputs),
+    /// as the engine infers them from the declared input.
+    pub tensors: BTreeMap<String, TensorFact>,
     /// The default-domain opset the model was exported for.
     pub opset: i64,
     /// `producer_name producer_version` of the exporter.
@@ -157,6 +175,12 @@ impl Graph {
         self.weights.get(tensor)
     }
 
+    /// The float tensors with the batch as first axis: the activations a forward run produces
+    /// (the graph input included).
+    pub fn activations(&self) -> HashSet<String> {
+        self.tensors.iter().filter(|(_, f)| f.batched && f.elem_type == ElemType::F32).map(|(n, _)| n.clone()).collect()
+    }
+
     /// Number of nodes per op type, sorted by op type.
     pub fn op_counts(&self) -> BTreeMap<String, usize> {
         let mut counts = BTreeMap::new();
@@ -165,6 +189,136 @@ impl Graph {
         }
         counts
     }
+}
+
+/// Folds constants: the output of an `Identity`, `Cast`, `Reshape`, `Flatten`, `Squeeze` or
+/// `Unsqueeze` node whose inputs are all weights is a weight too (exporters route initializers
+/// through such nodes; PyTorch, for one, emits an `Identity` for every duplicate of an equal
+/// constant). `nodes` must be in topological order, so that chains fold in one pass.
+pub(crate) fn fold_constants(nodes: &[Node], weights: &mut BTreeMap<String, Weight>) {
+    for node in nodes {
+        let inputs: Vec<&str> = node.inputs.iter().map(String::as_str).filter(|i| !i.is_empty()).collect();
+        let (Some(first), Some(out)) = (inputs.first(), node.outputs.first()) else { continue };
+        if weights.contains_key(out) || !inputs.iter().all(|i| weights.contains_key(*i)) {
+            continue;
+        }
+        let x = &weights[*first];
+        let ints = |ix: usize, attr: &str| -> Option<Vec<i64>> {
+            match node.attributes.get(attr).and_then(Attribute::as_ints) {
+                Some(v) => Some(v.to_vec()),
+                None => inputs
+                    .get(ix)
+                    .and_then(|n| weights.get(*n))
+                    .and_then(Weight::as_i64)
+                    .map(|a| a.iter().copied().collect()),
+            }
+        };
+        let folded = match node.op {
+            Op::Identity => Some(x.clone()),
+            Op::Cast => node.attributes.get("to").and_then(Attribute::as_int).and_then(|to| cast(x, to)),
+            Op::Reshape => {
+                let allow_zero = node.attributes.get("allowzero").and_then(Attribute::as_int) == Some(1);
+                ints(1, "shape").and_then(|s| reshape_target(x.shape(), &s, allow_zero)).and_then(|s| reshaped(x, &s))
+            }
+            Op::Flatten { axis } => {
+                let r = x.shape().len() as i64;
+                let axis = if axis < 0 { axis + r } else { axis };
+                (0..=r)
+                    .contains(&axis)
+                    .then(|| {
+                        let (a, b) = x.shape().split_at(axis as usize);
+                        vec![a.iter().product(), b.iter().product()]
+                    })
+                    .and_then(|s| reshaped(x, &s))
+            }
+            Op::Unsqueeze => ints(1, "axes").and_then(|axes| {
+                let rank = x.shape().len() + axes.len();
+                let mut axes: Vec<usize> =
+                    axes.iter().map(|&a| if a < 0 { a + rank as i64 } else { a }).map(|a| a as usize).collect();
+                axes.sort_unstable();
+                let mut shape = x.shape().to_vec();
+                for a in axes {
+                    if a > shape.len() {
+                        return None;
+                    }
+                    shape.insert(a, 1);
+                }
+                reshaped(x, &shape)
+            }),
+            Op::Squeeze => {
+                let r = x.shape().len() as i64;
+                let axes: Option<Vec<usize>> = ints(1, "axes")
+                    .map(|a| a.iter().map(|&v| if v < 0 { v + r } else { v }).map(|v| v as usize).collect());
+                let shape: Vec<usize> = x
+                    .shape()
+                    .iter()
+                    .enumerate()
+                    .filter(|&(i, &d)| match &axes {
+                        Some(axes) => !axes.contains(&i),
+                        None => d != 1,
+                    })
+                    .map(|(_, &d)| d)
+                    .collect();
+                reshaped(x, &shape)
+            }
+            _ => None,
+        };
+        if let Some(w) = folded {
+            weights.insert(out.clone(), w);
+        }
+    }
+}
+
+/// ONNX `Reshape`'s target shape: `0` copies the input's dimension (unless `allow_zero`), `-1`
+/// takes what is left.
+fn reshape_target(input: &[usize], target: &[i64], allow_zero: bool) -> Option<Vec<usize>> {
+    let total: usize = input.iter().product();
+    let mut shape: Vec<usize> = Vec::with_capacity(target.len());
+    let mut infer = None;
+    for (i, &t) in target.iter().enumerate() {
+        match t {
+            -1 if infer.is_none() => {
+                infer = Some(i);
+                shape.push(1);
+            }
+            0 if !allow_zero => shape.push(*input.get(i)?),
+            t if t >= 0 => shape.push(t as usize),
+            _ => return None,
+        }
+    }
+    if let Some(i) = infer {
+        let known: usize = shape.iter().product();
+        if known == 0 || total % known != 0 {
+            return None;
+        }
+        shape[i] = total / known;
+    }
+    (shape.iter().product::<usize>() == total).then_some(shape)
+}
+
+fn reshaped(w: &Weight, shape: &[usize]) -> Option<Weight> {
+    let dims = ndarray::IxDyn(shape);
+    Some(match w {
+        Weight::F32(a) => Weight::F32(a.as_standard_layout().into_owned().into_shape_with_order(dims).ok()?),
+        Weight::I64(a) => Weight::I64(a.as_standard_layout().into_owned().into_shape_with_order(dims).ok()?),
+        Weight::Other { .. } => return None,
+    })
+}
+
+/// ONNX `Cast` of a constant to `to` (a `TensorProto.DataType` code): floats stay f32, integers
+/// and booleans i64.
+fn cast(w: &Weight, to: i64) -> Option<Weight> {
+    const FLOATS: [i64; 3] = [1, 10, 11];
+    const INTS: [i64; 9] = [2, 3, 4, 5, 6, 7, 9, 12, 13];
+    Some(match w {
+        Weight::F32(a) if FLOATS.contains(&to) => Weight::F32(a.clone()),
+        Weight::F32(a) if to == 9 => Weight::I64(a.mapv(|v| i64::from(v != 0.0))),
+        Weight::F32(a) if INTS.contains(&to) => Weight::I64(a.mapv(|v| v as i64)),
+        Weight::I64(a) if FLOATS.contains(&to) => Weight::F32(a.mapv(|v| v as f32)),
+        Weight::I64(a) if to == 9 => Weight::I64(a.mapv(|v| i64::from(v != 0))),
+        Weight::I64(a) if INTS.contains(&to) => Weight::I64(a.clone()),
+        _ => return None,
+    })
 }
 
 /// Orders `nodes` so that every node comes after the producers of its inputs (Kahn's algorithm,
@@ -223,6 +377,7 @@ mod tests {
         Node {
             name: name.into(),
             op_type: "Relu".into(),
+            op: Op::Activation(super::super::op::Activation::Relu),
             domain: String::new(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             outputs: outputs.iter().map(|s| s.to_string()).collect(),
@@ -236,6 +391,42 @@ mod tests {
         let avail: HashSet<String> = ["x".to_string(), "w".to_string()].into();
         let order: Vec<String> = topological_order(nodes, &avail).unwrap().into_iter().map(|n| n.name).collect();
         assert_eq!(order, ["a", "b", "c"]);
+    }
+
+    fn op_node(name: &str, op_type: &str, inputs: &[&str], attrs: &[(&str, Attribute)]) -> Node {
+        let attributes: BTreeMap<String, Attribute> = attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        Node {
+            op: Op::decode(op_type, &attributes, None).unwrap(),
+            op_type: op_type.into(),
+            attributes,
+            ..node(name, inputs, &[&format!("{name}_out")])
+        }
+    }
+
+    #[test]
+    fn constants_fold_through_identity_cast_reshape_and_unsqueeze() {
+        let mut weights = BTreeMap::new();
+        weights.insert("b".to_string(), Weight::F32(ndarray::ArrayD::from_elem(ndarray::IxDyn(&[6]), 0.5)));
+        weights.insert("shape".to_string(), Weight::I64(ndarray::arr1(&[2, -1]).into_dyn()));
+        let nodes = vec![
+            op_node("id", "Identity", &["b"], &[]),
+            op_node("cast", "Cast", &["id_out"], &[("to", Attribute::Int(7))]),
+            op_node("re", "Reshape", &["id_out", "shape"], &[]),
+            op_node("un", "Unsqueeze", &["re_out"], &[("axes", Attribute::Ints(vec![0, -1]))]),
+            op_node("sq", "Squeeze", &["un_out"], &[]),
+            op_node("relu", "Relu", &["x"], &[]),
+            op_node("add", "Add", &["relu_out", "id_out"], &[]),
+        ];
+        fold_constants(&nodes, &mut weights);
+        assert_eq!(weights["id_out"], weights["b"]);
+        assert_eq!(weights["cast_out"].as_i64().map(|a| a.shape().to_vec()), Some(vec![6]));
+        assert_eq!(weights["re_out"].shape(), [2, 3]);
+        assert_eq!(weights["un_out"].shape(), [1, 2, 3, 1]);
+        assert_eq!(weights["sq_out"].shape(), [2, 3]);
+        // Anything that reads an activation is no constant.
+        assert!(!weights.contains_key("relu_out") && !weights.contains_key("add_out"));
+        assert_eq!(reshape_target(&[4, 6], &[0, 2, -1], false), Some(vec![4, 2, 3]));
+        assert_eq!(reshape_target(&[4, 6], &[5, -1], false), None);
     }
 
     #[test]

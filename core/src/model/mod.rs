@@ -13,6 +13,8 @@
 //! are compiled once per input shape and shared between threads, so callers parallelise over batches.
 
 mod graph;
+mod op;
+mod write;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::{Path, PathBuf};
@@ -24,7 +26,9 @@ use serde::Serialize;
 use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
-pub use graph::{Attribute, Graph, Node, Weight};
+pub use graph::{Attribute, Graph, Node, TensorFact, Weight};
+pub use op::{Activation, AutoPad, ConvAttrs, Op, PadMode, PoolAttrs};
+pub use write::Weights;
 
 use crate::error::{Error, Result};
 
@@ -176,6 +180,8 @@ pub struct Model {
     plans: Mutex<HashMap<(Vec<usize>, Want), Compiled>>,
     /// Hex SHA-256 and size of the ONNX file's bytes.
     digest: (String, u64),
+    /// The ONNX file's bytes (what [`Model::with_weights`] rewrites).
+    bytes: Vec<u8>,
 }
 
 impl std::fmt::Debug for Model {
@@ -233,6 +239,9 @@ impl Model {
             Some(Dim::Fixed(n)) => BatchPolicy::Fixed(*n),
             _ => BatchPolicy::Dynamic,
         };
+        let mut graph = graph;
+        // Shapes the file leaves open (no declared input shape) are inferred later, per image shape.
+        graph.tensors = infer_facts(&parsed.model, &graph, &graph.inputs[0].shape).unwrap_or_default();
         let node_outputs =
             graph.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()).collect();
         Ok(Model {
@@ -245,7 +254,32 @@ impl Model {
             parallel_engine: false,
             plans: Mutex::new(HashMap::new()),
             digest: (crate::fsio::sha256_hex(bytes), bytes.len() as u64),
+            bytes: bytes.to_vec(),
         })
+    }
+
+    /// The activations (float tensors with the batch as first axis, the input included) of a
+    /// forward run on images of `image_shape` (no batch axis), by ONNX name. Known from the graph
+    /// when the file declares its input shape; otherwise inferred by the engine for that shape.
+    /// No image is run.
+    pub fn activation_names(&self, image_shape: &[usize]) -> Result<HashSet<String>> {
+        if !self.graph.tensors.is_empty() {
+            return Ok(self.graph.activations());
+        }
+        let mut shape = vec![match self.batch_policy {
+            BatchPolicy::Fixed(n) => Dim::Fixed(n),
+            BatchPolicy::Dynamic => Dim::Symbolic(BATCH.into()),
+        }];
+        shape.extend(image_shape.iter().map(|&d| Dim::Fixed(d)));
+        // Shape computations that the engine cannot follow symbolically (a Reshape to a shape read
+        // from the input) need a concrete batch: one image, as any batch axis then has size 1.
+        let facts = infer_facts(&self.parsed, &self.graph, &shape)
+            .or_else(|_| {
+                shape[0] = Dim::Fixed(1);
+                infer_facts(&self.parsed, &self.graph, &shape)
+            })
+            .map_err(|e| prep_error(&self.path, &self.graph, &e))?;
+        Ok(facts.into_iter().filter(|(_, f)| f.batched && f.elem_type == ElemType::F32).map(|(n, _)| n).collect())
     }
 
     /// Lets the engine spread each matrix product over the current rayon pool (for callers that run
@@ -469,6 +503,71 @@ fn engine_options() -> RunOptions {
     RunOptions::default()
 }
 
+/// The symbol that stands for the batch size in inferred shapes.
+const BATCH: &str = "N";
+
+/// Element type and shape of the graph input and every node output, inferred by the engine from
+/// an input shape (symbolic dimensions become engine symbols).
+fn infer_facts(parsed: &InferenceModel, graph: &Graph, input: &[Dim]) -> TractResult<BTreeMap<String, TensorFact>> {
+    if input.is_empty() {
+        return Err(TractError::msg("the model declares no input shape"));
+    }
+    let mut model = parsed.clone();
+    let dims: TVec<TDim> = input
+        .iter()
+        .map(|d| match d {
+            Dim::Fixed(n) => TDim::from(*n),
+            Dim::Symbolic(s) => model.sym(if s == "?" { BATCH } else { s }).into(),
+        })
+        .collect();
+    let batch = dims[0].clone();
+    model.set_input_fact(0, f32::fact(dims).into())?;
+    let mut names: Vec<String> = vec![graph.inputs[0].name.clone()];
+    names.extend(graph.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()));
+    let mut seen = HashSet::new();
+    names.retain(|n| seen.insert(n.clone()));
+    let (outlets, names): (Vec<OutletId>, Vec<String>) =
+        names.into_iter().filter_map(|n| model.find_outlet_label(&n).map(|o| (o, n))).unzip();
+    model.select_output_outlets(&outlets)?;
+    let typed = model.into_typed()?;
+    let mut facts = BTreeMap::new();
+    for (outlet, name) in typed.output_outlets()?.iter().zip(names) {
+        let fact = typed.outlet_fact(*outlet)?;
+        let shape: Vec<Dim> = fact
+            .shape
+            .iter()
+            .map(|d| match d.as_i64().and_then(|v| usize::try_from(v).ok()).ok_or(()) {
+                Ok(n) => Dim::Fixed(n),
+                Err(_) => Dim::Symbolic(d.to_string()),
+            })
+            .collect();
+        let batched = fact.shape.first() == Some(&batch);
+        facts.insert(name, TensorFact { elem_type: elem_type_of(fact.datum_type), shape, batched });
+    }
+    // The input has no outlet label of its own; its fact is the one set above.
+    facts.entry(graph.inputs[0].name.clone()).or_insert_with(|| TensorFact {
+        elem_type: ElemType::F32,
+        shape: input.to_vec(),
+        batched: true,
+    });
+    Ok(facts)
+}
+
+fn elem_type_of(dt: DatumType) -> ElemType {
+    match dt {
+        DatumType::F32 => ElemType::F32,
+        DatumType::F16 => ElemType::F16,
+        DatumType::F64 => ElemType::F64,
+        DatumType::U8 => ElemType::U8,
+        DatumType::I8 => ElemType::I8,
+        DatumType::I32 => ElemType::I32,
+        DatumType::I64 => ElemType::I64,
+        DatumType::Bool => ElemType::Bool,
+        DatumType::String => ElemType::String,
+        _ => ElemType::Other(-1),
+    }
+}
+
 fn node_name(node: &pb::NodeProto) -> String {
     if !node.name.is_empty() {
         node.name.clone()
@@ -558,9 +657,13 @@ fn build_graph(proto: &pb::ModelProto, onnx: &tract_onnx::Onnx, model_dir: Optio
                 weights.insert(out.clone(), w.clone());
             }
         }
+        let weight_shape = n.input.get(1).and_then(|w| weights.get(w)).map(Weight::shape);
+        let op = Op::decode(&n.op_type, &attributes, weight_shape)
+            .map_err(|e| malformed(format!("node `{name}` ({}): {e}", n.op_type)))?;
         nodes.push(Node {
             name,
             op_type: n.op_type.clone(),
+            op,
             domain: n.domain.clone(),
             inputs: n.input.clone(),
             outputs: n.output.clone(),
@@ -571,8 +674,20 @@ fn build_graph(proto: &pb::ModelProto, onnx: &tract_onnx::Onnx, model_dir: Optio
     let outputs: Vec<TensorInfo> = g.output.iter().map(value_info).collect();
     let mut available: HashSet<String> = weights.keys().cloned().collect();
     available.extend(g.input.iter().map(|i| i.name.clone()));
-    let nodes =
+    let mut nodes =
         graph::topological_order(nodes, &available).map_err(|(node, why)| malformed(format!("node `{node}` {why}")))?;
+    graph::fold_constants(&nodes, &mut weights);
+    // A kernel reached through a folded constant: its size is known only now.
+    for n in nodes.iter_mut() {
+        if let Op::Conv(c) | Op::ConvTranspose(c) = &n.op {
+            if c.kernel.is_empty() {
+                if let Some(w) = n.inputs.get(1).and_then(|w| weights.get(w)) {
+                    n.op = Op::decode(&n.op_type, &n.attributes, Some(w.shape()))
+                        .map_err(|e| malformed(format!("node `{}` ({}): {e}", n.name, n.op_type)))?;
+                }
+            }
+        }
+    }
     let opset = proto
         .opset_import
         .iter()
@@ -584,6 +699,7 @@ fn build_graph(proto: &pb::ModelProto, onnx: &tract_onnx::Onnx, model_dir: Optio
         outputs,
         nodes,
         weights,
+        tensors: BTreeMap::new(),
         opset,
         producer: format!("{} {}", proto.producer_name, proto.producer_version).trim().to_string(),
     })

@@ -61,9 +61,7 @@ impl<'m> Explainer<'m> {
     /// Prepares relevance propagation towards model output `output` (the rules of `preset`; input
     /// bounds for z^B from `spec`). Fails before any work on an op without a relevance rule.
     pub fn new(model: &'m Model, spec: &InputSpec, output: &str, preset: Preset) -> Result<Self> {
-        let probe = ArrayD::<f32>::zeros(ndarray::IxDyn(&spec.batch_shape(1)));
-        let acts = model.run_with_activations(probe.view())?;
-        let data: HashSet<String> = acts.tensors.keys().cloned().collect();
+        let data: HashSet<String> = model.activation_names(&spec.batch_shape(1)[1..])?;
         let low = (0..spec.channels).map(|c| (0.0 * spec.scale - spec.mean[c]) / spec.std[c]).collect();
         let high = (0..spec.channels).map(|c| (255.0 * spec.scale - spec.mean[c]) / spec.std[c]).collect();
         let program = Program::new(model.graph(), model.path(), &data, output, preset, &(low, high))?;

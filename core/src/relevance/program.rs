@@ -9,10 +9,10 @@
 //! - A trailing `Softmax`/`LogSoftmax` is skipped: relevance starts at the logits.
 //! - Nodes that only compute shapes (integer tensors) are not steps.
 //!
-//! Ops are looked up in a registry (see [`supported_ops`]); any op on the data path that is not in it is reported,
-//! with its node, before any work starts.
+//! Each step is built by one exhaustive match on the node's decoded [`Op`] (see [`supported_ops`]);
+//! any op on the data path without a rule is reported, with its node, before any work starts.
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::{BTreeMap, HashSet};
 
 use ndarray::{Array1, ArrayD, Axis, IxDyn, Slice};
 
@@ -21,7 +21,7 @@ use super::linear::{Conv2d, Dense, LinearMap, Params};
 use super::pool::{max_pool_relevance, AvgPool2d, GlobalAvgPool, Window};
 use super::rule::{stabilize, BoundRule, Rule};
 use crate::error::{Error, Result};
-use crate::model::{Activations, Attribute, Graph, Node, Weight};
+use crate::model::{Activations, AutoPad, ConvAttrs, Graph, Node, Op, PadMode, PoolAttrs, Weight};
 
 /// How one node propagates relevance.
 #[derive(Debug, Clone)]
@@ -76,7 +76,7 @@ pub struct ConvSpec {
     /// `[top, left, bottom, right]` when explicit.
     pub pads: [usize; 4],
     /// ONNX `auto_pad`.
-    pub auto_pad: String,
+    pub auto_pad: AutoPad,
     /// Groups.
     pub groups: usize,
 }
@@ -93,7 +93,7 @@ pub struct PoolSpec {
     /// `[top, left, bottom, right]` when explicit.
     pub pads: [usize; 4],
     /// ONNX `auto_pad`.
-    pub auto_pad: String,
+    pub auto_pad: AutoPad,
 }
 
 /// One propagation step.
@@ -101,8 +101,11 @@ pub struct PoolSpec {
 pub struct Step {
     /// The ONNX node (for a merged layer, the linear node).
     pub node: String,
-    /// Its op type (`Conv+BatchNormalization` for a merged pair).
-    pub op: String,
+    /// The node's op (for a merged layer, the linear node's).
+    pub op: Op,
+    /// The ONNX op types of the node and of the node merged into it, if any
+    /// (`Conv+BatchNormalization`): for people, never parsed.
+    pub label: String,
     /// Input activations, by tensor name.
     pub inputs: Vec<String>,
     /// The output tensor relevance arrives at.
@@ -130,61 +133,88 @@ pub struct Program {
     pub preset: Preset,
 }
 
-type Builder = fn(&Node, &Ctx<'_>) -> Result<StepKind>;
-
 struct Ctx<'a> {
     graph: &'a Graph,
     path: &'a std::path::Path,
     data: &'a HashSet<String>,
 }
 
-/// The ops relevance propagation supports, and how each becomes a step.
-const OPS: &[(&str, Builder)] = &[
-    ("Conv", build_conv),
-    ("ConvTranspose", build_conv_transpose),
-    ("Gemm", build_gemm),
-    ("MatMul", build_matmul),
-    ("BatchNormalization", |_, _| Ok(StepKind::Pass)),
-    ("Relu", |_, _| Ok(StepKind::Pass)),
-    ("LeakyRelu", |_, _| Ok(StepKind::Pass)),
-    ("PRelu", |_, _| Ok(StepKind::Pass)),
-    ("Elu", |_, _| Ok(StepKind::Pass)),
-    ("Selu", |_, _| Ok(StepKind::Pass)),
-    ("Softplus", |_, _| Ok(StepKind::Pass)),
-    ("Sigmoid", |_, _| Ok(StepKind::Pass)),
-    ("Tanh", |_, _| Ok(StepKind::Pass)),
-    ("Clip", |_, _| Ok(StepKind::Pass)),
-    ("HardSigmoid", |_, _| Ok(StepKind::Pass)),
-    ("Dropout", |_, _| Ok(StepKind::Pass)),
-    ("Identity", |_, _| Ok(StepKind::Pass)),
-    ("Cast", |_, _| Ok(StepKind::Pass)),
-    ("MaxPool", |n, c| Ok(StepKind::MaxPool(pool_spec(n, c)?))),
-    ("AveragePool", |n, c| {
-        Ok(StepKind::AvgPool(
-            pool_spec(n, c)?,
-            n.attributes.get("count_include_pad").and_then(Attribute::as_int) == Some(1),
-        ))
-    }),
-    ("GlobalAveragePool", |_, _| Ok(StepKind::GlobalAvgPool)),
-    ("Flatten", |_, _| Ok(StepKind::Reshape)),
-    ("Reshape", |_, _| Ok(StepKind::Reshape)),
-    ("Squeeze", |_, _| Ok(StepKind::Reshape)),
-    ("Unsqueeze", |_, _| Ok(StepKind::Reshape)),
-    ("Transpose", build_transpose),
-    ("Pad", build_pad),
-    ("Concat", |n, _| Ok(StepKind::Concat(n.attributes.get("axis").and_then(Attribute::as_int).unwrap_or(0)))),
-    ("Add", |_, _| Ok(StepKind::Add)),
-    ("Sub", build_sub),
-    ("Mul", |n, c| build_scale(n, c, false)),
-    ("Div", |n, c| build_scale(n, c, true)),
+/// The ONNX ops relevance propagation supports (see [`build`]).
+const EXPLAINED: &[&str] = &[
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Conv",
+    "ConvTranspose",
+    "Div",
+    "Dropout",
+    "Elu",
+    "Flatten",
+    "Gemm",
+    "GlobalAveragePool",
+    "HardSigmoid",
+    "Identity",
+    "LeakyRelu",
+    "LogSoftmax",
+    "MatMul",
+    "MaxPool",
+    "Mul",
+    "Pad",
+    "PRelu",
+    "Relu",
+    "Reshape",
+    "Selu",
+    "Sigmoid",
+    "Softmax",
+    "Softplus",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+    "Add",
 ];
 
 /// The op types relevance propagation supports, sorted.
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut ops: Vec<&str> = OPS.iter().map(|(n, _)| *n).collect();
-    ops.extend(["Softmax", "LogSoftmax"]);
+    let mut ops = EXPLAINED.to_vec();
     ops.sort_unstable();
     ops
+}
+
+/// How a node on the data path becomes a step.
+fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
+    Ok(match &node.op {
+        Op::Conv(a) => build_conv(node, c, a, false)?,
+        Op::ConvTranspose(a) => build_conv(node, c, a, true)?,
+        Op::Gemm { alpha, beta, trans_a, trans_b } => build_gemm(node, c, *alpha, *beta, *trans_a, *trans_b)?,
+        Op::MatMul => build_matmul(node, c)?,
+        Op::MaxPool(p) => StepKind::MaxPool(pool_spec(node, c, p)?),
+        Op::AveragePool { pool, count_include_pad } => StepKind::AvgPool(pool_spec(node, c, pool)?, *count_include_pad),
+        Op::GlobalAveragePool => StepKind::GlobalAvgPool,
+        Op::BatchNormalization { .. } | Op::Activation(_) | Op::Dropout | Op::Identity | Op::Cast => StepKind::Pass,
+        Op::Flatten { .. } | Op::Reshape | Op::Squeeze | Op::Unsqueeze => StepKind::Reshape,
+        Op::Transpose { perm } => StepKind::Transpose(perm.clone().unwrap_or_default()),
+        Op::Pad { mode, pads } => build_pad(node, c, *mode, pads.as_deref())?,
+        Op::Concat { axis } => StepKind::Concat(*axis),
+        Op::Add => StepKind::Add,
+        Op::Sub => build_sub(node, c)?,
+        Op::Mul => build_scale(node, c, false)?,
+        Op::Div => build_scale(node, c, true)?,
+        Op::Softmax | Op::LogSoftmax | Op::GlobalMaxPool | Op::Constant | Op::Other(_) => {
+            return Err(Error::UnsupportedOp {
+                path: c.path.to_path_buf(),
+                node: node.name.clone(),
+                op: format!(
+                    "{} (hudd can run it but the heatmaps stage has no relevance rule for it; supported: {})",
+                    node.op_type,
+                    supported_ops().join(", ")
+                ),
+            })
+        }
+    })
 }
 
 fn unsupported(c: &Ctx<'_>, node: &Node, what: &str) -> Error {
@@ -195,26 +225,18 @@ fn unsupported(c: &Ctx<'_>, node: &Node, what: &str) -> Error {
     }
 }
 
-fn ints(node: &Node, name: &str) -> Option<Vec<usize>> {
-    node.attributes.get(name).and_then(Attribute::as_ints).map(|v| v.iter().map(|&x| x.max(0) as usize).collect())
-}
-
-fn pair(v: Option<Vec<usize>>, default: usize) -> [usize; 2] {
-    match v.as_deref() {
-        Some([a, b]) => [*a, *b],
+fn pair(v: &[usize], default: usize) -> [usize; 2] {
+    match v {
+        [a, b] => [*a, *b],
         _ => [default, default],
     }
 }
 
-fn quad(v: Option<Vec<usize>>) -> [usize; 4] {
-    match v.as_deref() {
-        Some([t, l, b, r]) => [*t, *l, *b, *r],
+fn quad(v: &[usize]) -> [usize; 4] {
+    match v {
+        [t, l, b, r] => [*t, *l, *b, *r],
         _ => [0; 4],
     }
-}
-
-fn auto_pad(node: &Node) -> String {
-    node.attributes.get("auto_pad").and_then(Attribute::as_str).unwrap_or("NOTSET").to_string()
 }
 
 fn weight_f32<'a>(c: &'a Ctx<'_>, node: &Node, ix: usize) -> Result<Option<&'a ArrayD<f32>>> {
@@ -226,17 +248,17 @@ fn weight_f32<'a>(c: &'a Ctx<'_>, node: &Node, ix: usize) -> Result<Option<&'a A
     }
 }
 
-fn conv_spec(node: &Node, c: &Ctx<'_>, w: &ArrayD<f32>) -> Result<ConvSpec> {
+fn conv_spec(node: &Node, c: &Ctx<'_>, a: &ConvAttrs, w: &ArrayD<f32>) -> Result<ConvSpec> {
     if w.ndim() != 4 {
         return Err(unsupported(c, node, "only 2-D convolutions are supported"));
     }
     Ok(ConvSpec {
         kernel: [w.shape()[2], w.shape()[3]],
-        strides: pair(ints(node, "strides"), 1),
-        dilations: pair(ints(node, "dilations"), 1),
-        pads: quad(ints(node, "pads")),
-        auto_pad: auto_pad(node),
-        groups: node.attributes.get("group").and_then(Attribute::as_int).unwrap_or(1).max(1) as usize,
+        strides: pair(&a.strides, 1),
+        dilations: pair(&a.dilations, 1),
+        pads: quad(&a.pads),
+        auto_pad: a.auto_pad,
+        groups: a.groups,
     })
 }
 
@@ -244,32 +266,24 @@ fn bias(c: &Ctx<'_>, node: &Node, ix: usize) -> Result<Option<Array1<f32>>> {
     Ok(weight_f32(c, node, ix)?.map(|b| b.iter().copied().collect()))
 }
 
-fn build_conv(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
+fn build_conv(node: &Node, c: &Ctx<'_>, a: &ConvAttrs, transposed: bool) -> Result<StepKind> {
     let w = weight_f32(c, node, 1)?.ok_or_else(|| unsupported(c, node, "no weight"))?;
-    let spec = conv_spec(node, c, w)?;
-    Ok(StepKind::Conv(spec, Params { weight: Some(w.clone()), bias: bias(c, node, 2)? }))
+    let spec = conv_spec(node, c, a, w)?;
+    let params = Params { weight: Some(w.clone()), bias: bias(c, node, 2)? };
+    Ok(if transposed { StepKind::ConvTranspose(spec, params) } else { StepKind::Conv(spec, params) })
 }
 
-fn build_conv_transpose(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
-    let w = weight_f32(c, node, 1)?.ok_or_else(|| unsupported(c, node, "no weight"))?;
-    let spec = conv_spec(node, c, w)?;
-    Ok(StepKind::ConvTranspose(spec, Params { weight: Some(w.clone()), bias: bias(c, node, 2)? }))
-}
-
-fn build_gemm(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
-    let attr_f = |n: &str| node.attributes.get(n).and_then(Attribute::as_float).unwrap_or(1.0);
-    let attr_i = |n: &str| node.attributes.get(n).and_then(Attribute::as_int).unwrap_or(0);
-    if attr_i("transA") != 0 {
+fn build_gemm(node: &Node, c: &Ctx<'_>, alpha: f32, beta: f32, trans_a: bool, trans_b: bool) -> Result<StepKind> {
+    if trans_a {
         return Err(unsupported(c, node, "transA = 1: the batch must be the first axis"));
     }
     let b = weight_f32(c, node, 1)?.ok_or_else(|| unsupported(c, node, "no weight"))?;
     let b2 = b.view().into_dimensionality::<ndarray::Ix2>().map_err(|_| unsupported(c, node, "weight must be 2-D"))?;
-    let w = if attr_i("transB") != 0 { b2.to_owned() } else { b2.t().to_owned() } * attr_f("alpha");
+    let w = if trans_b { b2.to_owned() } else { b2.t().to_owned() } * alpha;
     let out = w.nrows();
     let bias = match weight_f32(c, node, 2)? {
         None => None,
         Some(cb) => {
-            let beta = attr_f("beta");
             let flat: Vec<f32> = cb.iter().map(|v| v * beta).collect();
             Some(match flat.len() {
                 1 => Array1::from_elem(out, flat[0]),
@@ -287,16 +301,11 @@ fn build_matmul(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
     Ok(StepKind::Dense(Params { weight: Some(b2.t().to_owned().into_dyn()), bias: None }))
 }
 
-fn build_transpose(node: &Node, _c: &Ctx<'_>) -> Result<StepKind> {
-    Ok(StepKind::Transpose(ints(node, "perm").unwrap_or_default()))
-}
-
-fn build_pad(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
-    let mode = node.attributes.get("mode").and_then(Attribute::as_str).unwrap_or("constant");
-    if mode != "constant" {
+fn build_pad(node: &Node, c: &Ctx<'_>, mode: PadMode, attr: Option<&[i64]>) -> Result<StepKind> {
+    if mode != PadMode::Constant {
         return Err(unsupported(c, node, "only constant padding"));
     }
-    let pads = match node.attributes.get("pads").and_then(Attribute::as_ints) {
+    let pads = match attr {
         Some(p) => PadSource::Const(p.to_vec()),
         None => match node.inputs.get(1).map(|n| (n, c.graph.weight(n))) {
             Some((_, Some(Weight::I64(a)))) => PadSource::Const(a.iter().copied().collect()),
@@ -336,23 +345,22 @@ fn build_sub(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
     Ok(StepKind::Pass)
 }
 
-fn pool_spec(node: &Node, c: &Ctx<'_>) -> Result<PoolSpec> {
-    let kernel = ints(node, "kernel_shape").unwrap_or_default();
-    if kernel.len() != 2 {
+fn pool_spec(node: &Node, c: &Ctx<'_>, p: &PoolAttrs) -> Result<PoolSpec> {
+    if p.kernel.len() != 2 {
         return Err(unsupported(c, node, "only 2-D pooling"));
     }
     Ok(PoolSpec {
-        kernel: [kernel[0], kernel[1]],
-        strides: pair(ints(node, "strides"), 1),
-        dilations: pair(ints(node, "dilations"), 1),
-        pads: quad(ints(node, "pads")),
-        auto_pad: auto_pad(node),
+        kernel: [p.kernel[0], p.kernel[1]],
+        strides: pair(&p.strides, 1),
+        dilations: pair(&p.dilations, 1),
+        pads: quad(&p.pads),
+        auto_pad: p.auto_pad,
     })
 }
 
 /// Explicit `[top, left, bottom, right]` pads for an input of `hw`, resolving `auto_pad`.
 fn resolve_pads(
-    auto: &str,
+    auto: AutoPad,
     pads: [usize; 4],
     hw: [usize; 2],
     kernel: [usize; 2],
@@ -360,20 +368,21 @@ fn resolve_pads(
     dil: [usize; 2],
 ) -> [usize; 4] {
     match auto {
-        "SAME_UPPER" | "SAME_LOWER" => {
+        AutoPad::SameUpper | AutoPad::SameLower => {
             let mut p = [0; 4];
             for ax in 0..2 {
                 let out = hw[ax].div_ceil(strides[ax]);
                 let total = ((out - 1) * strides[ax] + dil[ax] * (kernel[ax] - 1) + 1).saturating_sub(hw[ax]);
                 let small = total / 2;
-                let (begin, end) = if auto == "SAME_UPPER" { (small, total - small) } else { (total - small, small) };
+                let (begin, end) =
+                    if auto == AutoPad::SameUpper { (small, total - small) } else { (total - small, small) };
                 p[ax] = begin;
                 p[ax + 2] = end;
             }
             p
         }
-        "VALID" => [0; 4],
-        _ => pads,
+        AutoPad::Valid => [0; 4],
+        AutoPad::NotSet => pads,
     }
 }
 
@@ -395,7 +404,7 @@ impl Program {
         // Where relevance starts: skip a trailing Softmax.
         let mut start = output.to_string();
         if let Some(p) = graph.producer_of(output) {
-            if p.op_type == "Softmax" || p.op_type == "LogSoftmax" {
+            if matches!(p.op, Op::Softmax | Op::LogSoftmax) {
                 start = p.inputs[0].clone();
             }
         }
@@ -415,7 +424,6 @@ impl Program {
             n.outputs.iter().any(|o| needed.contains(o.as_str()) && data.contains(o))
                 && n.inputs.iter().any(|i| data.contains(i))
         };
-        let registry: HashMap<&str, Builder> = OPS.iter().copied().collect();
         let consumers = |t: &str| graph.consumers_of(t).len();
         let mut steps: Vec<Step> = Vec::new();
         let mut merged: HashSet<String> = HashSet::new();
@@ -423,23 +431,18 @@ impl Program {
             if merged.contains(&node.name) {
                 continue;
             }
-            let build = registry.get(node.op_type.as_str()).ok_or_else(|| Error::UnsupportedOp {
-                path: path.to_path_buf(),
-                node: node.name.clone(),
-                op: format!("{} (no relevance rule; supported: {})", node.op_type, supported_ops().join(", ")),
-            })?;
             let mut kind = build(node, &c)?;
             let mut output = node.outputs[0].clone();
             let mut aliases = Vec::new();
-            let mut op = node.op_type.clone();
+            let mut label = node.op_type.clone();
             let linear = matches!(kind, StepKind::Dense(_) | StepKind::Conv(..));
             // Merge a following BatchNormalization or bias Add into this linear layer.
             if linear && consumers(&output) == 1 && !graph.outputs.iter().any(|o| o.name == output) {
                 let produced = output.clone();
                 if let Some(next) = graph.consumers_of(&produced).first().copied() {
-                    let fused = match next.op_type.as_str() {
-                        "BatchNormalization" => merge_batch_norm(&mut kind, next, &c)?,
-                        "Add" if matches!(kind, StepKind::Dense(_)) && node.op_type == "MatMul" => {
+                    let fused = match next.op {
+                        Op::BatchNormalization { epsilon } => merge_batch_norm(&mut kind, next, epsilon, &c)?,
+                        Op::Add if matches!(kind, StepKind::Dense(_)) && node.op == Op::MatMul => {
                             merge_bias(&mut kind, next, &produced, &c)
                         }
                         _ => false,
@@ -447,7 +450,7 @@ impl Program {
                     if fused {
                         aliases.push(output.clone());
                         output = next.outputs[0].clone();
-                        op = format!("{}+{}", node.op_type, next.op_type);
+                        label = format!("{}+{}", node.op_type, next.op_type);
                         merged.insert(next.name.clone());
                     }
                 }
@@ -462,7 +465,17 @@ impl Program {
                 }
                 _ => node.inputs.iter().filter(|i| data.contains(*i)).cloned().collect(),
             };
-            steps.push(Step { node: node.name.clone(), op, inputs, output, aliases, kind, rule: None, bound: None });
+            steps.push(Step {
+                node: node.name.clone(),
+                op: node.op.clone(),
+                label,
+                inputs,
+                output,
+                aliases,
+                kind,
+                rule: None,
+                bound: None,
+            });
         }
         // Rules.
         // The one layer a preset's first-layer map applies to, if any.
@@ -553,7 +566,7 @@ impl Program {
                 let hw = [x.shape()[2], x.shape()[3]];
                 let conv = Conv2d {
                     strides: spec.strides,
-                    pads: resolve_pads(&spec.auto_pad, spec.pads, hw, spec.kernel, spec.strides, spec.dilations),
+                    pads: resolve_pads(spec.auto_pad, spec.pads, hw, spec.kernel, spec.strides, spec.dilations),
                     dilations: spec.dilations,
                     groups: spec.groups,
                     kernel: spec.kernel,
@@ -677,7 +690,7 @@ fn window(spec: &PoolSpec, x: &ArrayD<f32>, r: &ArrayD<f32>) -> Window {
     Window {
         kernel: spec.kernel,
         strides: spec.strides,
-        pads: resolve_pads(&spec.auto_pad, spec.pads, hw, spec.kernel, spec.strides, spec.dilations),
+        pads: resolve_pads(spec.auto_pad, spec.pads, hw, spec.kernel, spec.strides, spec.dilations),
         dilations: spec.dilations,
         output: [r.shape()[2], r.shape()[3]],
     }
@@ -695,12 +708,11 @@ fn step_layer_kind(s: &Step) -> Option<LayerKind> {
     }
 }
 
-fn merge_batch_norm(kind: &mut StepKind, bn: &Node, c: &Ctx<'_>) -> Result<bool> {
+fn merge_batch_norm(kind: &mut StepKind, bn: &Node, eps: f32, c: &Ctx<'_>) -> Result<bool> {
     let get = |ix: usize| -> Result<Vec<f32>> {
         Ok(weight_f32(c, bn, ix)?.ok_or_else(|| unsupported(c, bn, "missing statistics"))?.iter().copied().collect())
     };
     let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
-    let eps = bn.attributes.get("epsilon").and_then(Attribute::as_float).unwrap_or(1e-5);
     let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
     let params = match kind {
         StepKind::Dense(p) | StepKind::Conv(_, p) => p,
@@ -764,16 +776,18 @@ mod tests {
     use super::super::linear::tests::tensor;
     use super::super::linear::{Conv2d, Dense, LinearMap, Params};
     use super::*;
-    use crate::model::{Dim, ElemType, Graph, Node, TensorInfo, Weight};
+    use crate::model::{Attribute, Dim, ElemType, Graph, Node, TensorInfo, Weight};
 
     fn node(name: &str, op: &str, inputs: &[&str], attrs: &[(&str, Attribute)]) -> Node {
+        let attributes: BTreeMap<String, Attribute> = attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
         Node {
             name: name.into(),
             op_type: op.into(),
+            op: Op::decode(op, &attributes, None).unwrap(),
             domain: String::new(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             outputs: vec![format!("{name}_out")],
-            attributes: attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect(),
+            attributes,
         }
     }
 
@@ -806,6 +820,7 @@ mod tests {
             outputs: vec![info("fc_out")],
             nodes,
             weights,
+            tensors: BTreeMap::new(),
             opset: 17,
             producer: "test".into(),
         };
@@ -859,17 +874,18 @@ mod tests {
     #[test]
     fn auto_pad_resolves_like_onnx() {
         // 5 wide, kernel 3, stride 2: 3 outputs need 7 inputs, 2 pads; SAME_UPPER puts the odd one last.
-        assert_eq!(resolve_pads("SAME_UPPER", [9; 4], [5, 6], [3, 2], [2, 2], [1, 1]), [1, 0, 1, 0]);
-        assert_eq!(resolve_pads("SAME_UPPER", [0; 4], [6, 6], [3, 3], [2, 2], [1, 1]), [0, 0, 1, 1]);
-        assert_eq!(resolve_pads("SAME_LOWER", [0; 4], [6, 6], [3, 3], [2, 2], [1, 1]), [1, 1, 0, 0]);
-        assert_eq!(resolve_pads("VALID", [1, 2, 3, 4], [6, 6], [3, 3], [1, 1], [1, 1]), [0; 4]);
-        assert_eq!(resolve_pads("NOTSET", [1, 2, 3, 4], [6, 6], [3, 3], [1, 1], [1, 1]), [1, 2, 3, 4]);
+        assert_eq!(resolve_pads(AutoPad::SameUpper, [9; 4], [5, 6], [3, 2], [2, 2], [1, 1]), [1, 0, 1, 0]);
+        assert_eq!(resolve_pads(AutoPad::SameUpper, [0; 4], [6, 6], [3, 3], [2, 2], [1, 1]), [0, 0, 1, 1]);
+        assert_eq!(resolve_pads(AutoPad::SameLower, [0; 4], [6, 6], [3, 3], [2, 2], [1, 1]), [1, 1, 0, 0]);
+        assert_eq!(resolve_pads(AutoPad::Valid, [1, 2, 3, 4], [6, 6], [3, 3], [1, 1], [1, 1]), [0; 4]);
+        assert_eq!(resolve_pads(AutoPad::NotSet, [1, 2, 3, 4], [6, 6], [3, 3], [1, 1], [1, 1]), [1, 2, 3, 4]);
     }
 
     #[test]
     fn ops_without_a_rule_are_reported_with_their_node() {
         let (mut graph, acts) = tiny();
         graph.nodes[1].op_type = "Erf".into();
+        graph.nodes[1].op = Op::Other("Erf".into());
         let data: HashSet<String> = acts.keys().cloned().collect();
         let err = Program::new(&graph, "tiny.onnx".as_ref(), &data, "fc_out", Preset::Hudd, &(vec![0.0], vec![1.0]))
             .unwrap_err()
