@@ -202,3 +202,23 @@ fn a_model_written_back_with_new_weights_runs_with_them() {
     bad.insert(last.inputs[2].clone(), ndarray::ArrayD::zeros(ndarray::IxDyn(&[3])));
     assert!(model.with_weights(&bad).unwrap_err().to_string().contains("shape"));
 }
+
+#[test]
+fn a_weight_the_file_computes_is_written_as_an_initializer_of_its_own() {
+    // Two convolution biases share one zero initializer through `Identity` nodes.
+    let model = Model::load(fixtures().join("models/identity_weights.onnx")).unwrap();
+    let g = model.graph();
+    let routed: Vec<&str> = g.nodes.iter().filter(|n| n.op == Op::Identity).map(|n| n.outputs[0].as_str()).collect();
+    assert!(routed.len() >= 2, "{routed:?}");
+    let mut new = Weights::new();
+    let old = g.weight(routed[0]).unwrap().as_f32().unwrap();
+    new.insert(routed[0], old.mapv(|v| v + 1.0));
+    let written = Model::from_bytes(&model.with_weights(&new).unwrap(), "changed.onnx".into()).unwrap();
+    let wg = written.graph();
+    assert_eq!(wg.nodes.len(), g.nodes.len() - 1, "the Identity that computed the weight is gone");
+    assert_eq!(wg.weight(routed[0]).unwrap().as_f32(), new.get(routed[0]));
+    assert_eq!(wg.weight(routed[1]), g.weight(routed[1]), "the weight it shared a source with is unchanged");
+    let spec = spec(&model, &[]);
+    let x = batch(&images("test")[..2], &spec);
+    assert_ne!(written.run(x.view()).unwrap(), model.run(x.view()).unwrap());
+}

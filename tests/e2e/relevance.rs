@@ -76,3 +76,13 @@ fn keras_nhwc_model_from_tf2onnx_matches_zennit() {
 fn pad_concat_conv_transpose_scaling_and_other_activations_match_zennit() {
     matches_zennit("misc_ops", &fixtures().join("models/misc_ops.onnx"), &[]);
 }
+
+#[test]
+fn weights_routed_through_identity_nodes_by_the_exporter_are_weights() {
+    // PyTorch's export of a fresh residual network with folded batch norms: equal zero biases
+    // shared through `Identity` nodes (models/scripts/make_identity_fixture.py).
+    let path = fixtures().join("models/identity_weights.onnx");
+    let model = Model::load(&path).unwrap();
+    assert!(model.graph().nodes.iter().any(|n| n.op_type == "Identity"));
+    matches_zennit("identity_weights", &path, &[]);
+}
