@@ -37,6 +37,7 @@ use crate::heatmaps::{self, sanitize, HeatmapOptions, ImageRef};
 use crate::model::Model;
 use crate::pictures;
 use crate::progress::Progress;
+use crate::relevance::Explainer;
 
 /// Options of the pictures.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -90,6 +91,8 @@ pub fn analyze(
     progress: &dyn Progress,
 ) -> Result<AnalyzeOutcome> {
     let evaluator = Evaluator::new(model, data, config)?;
+    // Refuse a model the heatmaps stage cannot explain before any stage runs.
+    let explainer = Explainer::new(model, evaluator.input_spec(), evaluator.output_name(), options.heatmaps.preset)?;
     // From here on the run folder is rewritten: an old clusters.json would claim a complete result.
     let stale = out.join("clusters.json");
     if stale.exists() {
@@ -159,7 +162,7 @@ pub fn analyze(
         let keypoints = config.task.loss == crate::config::RegressionLoss::MeanKeypointDistance;
         heat_options.start = heatmaps::StartRule::Worst { keypoints };
     }
-    heatmaps::compute(model, &spec, &evaluation.output, &images, &heat_options, &heat_dir, progress)?;
+    heatmaps::compute_with(&explainer, &spec, &images, &heat_options, &heat_dir, progress)?;
     let t_heatmaps = t.elapsed().as_secs_f64();
     let set = HeatmapSet::open(&heat_dir)?;
     let metadata = metadata_of(&set, &evaluation, test);

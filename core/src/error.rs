@@ -47,6 +47,23 @@ pub enum Error {
         /// The ONNX op type.
         op: String,
     },
+    /// A node's op runs in the engine, but a later stage cannot interpret it.
+    #[error(
+        "node `{node}` uses op `{op}`, which hudd can run but the {stage} stage cannot handle ({reason}); \
+         `hudd inspect --ops` lists what each stage supports: {path}"
+    )]
+    UnsupportedByStage {
+        /// The model file.
+        path: PathBuf,
+        /// The ONNX node name.
+        node: String,
+        /// The ONNX op type.
+        op: String,
+        /// The stage (`heatmaps`).
+        stage: &'static str,
+        /// What the stage lacks.
+        reason: String,
+    },
     /// The engine rejected the model while preparing it (shape inference, optimisation).
     #[error("cannot prepare the model for inference{}: {reason}: {path}", at_node(node, op))]
     ModelPreparation {

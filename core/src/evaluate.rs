@@ -190,6 +190,11 @@ impl<'a> Evaluator<'a> {
         })
     }
 
+    /// The ONNX name of the model output that is evaluated (and explained).
+    pub fn output_name(&self) -> &str {
+        &self.model.info().outputs[self.output_index].name
+    }
+
     /// The resolved preprocessing.
     pub fn input_spec(&self) -> &InputSpec {
         &self.spec

@@ -159,6 +159,20 @@ pub fn compute(
     progress: &dyn Progress,
 ) -> Result<HeatmapIndex> {
     let explainer = Explainer::new(model, spec, output, options.preset)?;
+    compute_with(&explainer, spec, images, options, out, progress)
+}
+
+/// [`compute`] with an explainer prepared beforehand (`options.preset` must be its preset), so that
+/// a model the heatmaps stage cannot explain is refused before any earlier stage runs.
+pub fn compute_with(
+    explainer: &Explainer<'_>,
+    spec: &InputSpec,
+    images: &[ImageRef],
+    options: &HeatmapOptions,
+    out: &Path,
+    progress: &dyn Progress,
+) -> Result<HeatmapIndex> {
+    let model = explainer.model();
     let program = explainer.program();
     // Every tensor the propagation visits, with the step that produces it.
     let mut produced: BTreeMap<String, (&crate::relevance::Step, Option<String>)> = BTreeMap::new();

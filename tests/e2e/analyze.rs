@@ -266,3 +266,41 @@ fn analyze_with_nothing_to_cluster_still_writes_a_report() {
     assert_eq!(report.evaluation.splits.iter().find(|s| s.split == "test").unwrap().images, 3);
     assert!(hudd_core::bundle::verify(&run.join("report")).unwrap().is_intact());
 }
+
+#[test]
+fn a_model_the_heatmaps_stage_cannot_explain_is_refused_before_any_stage_runs() {
+    // Erf runs in the engine, but has no relevance rule.
+    let model = crate::common::fixtures().join("models/unexplainable.onnx");
+    let out = tempfile::tempdir().unwrap();
+    let run = out.path().join("run");
+    let o = hudd(&[
+        "analyze",
+        "-m",
+        &arg(&model),
+        "-c",
+        &arg(&fmnist_config()),
+        "-d",
+        &arg(&fmnist_data()),
+        "-o",
+        &arg(&run),
+        "-q",
+    ]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let err = stderr(&o);
+    assert!(err.contains("erf_instead_of_relu") && err.contains("`Erf`") && err.contains("heatmaps stage"), "{err}");
+    assert!(!run.join("results").exists(), "nothing was evaluated");
+    // The test step alone still runs it.
+    let o = hudd(&[
+        "evaluate",
+        "-m",
+        &arg(&model),
+        "-c",
+        &arg(&fmnist_config()),
+        "-d",
+        &arg(&fmnist_data()),
+        "-o",
+        &arg(&run),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

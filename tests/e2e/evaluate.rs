@@ -142,7 +142,14 @@ fn inspect_describes_the_model() {
     assert!(s.contains("Conv") && s.contains("Gemm"), "{s}");
     let out = hudd(&["inspect", "--ops"]);
     let s = stdout(&out);
-    assert!(s.lines().any(|l| l == "Conv") && s.lines().any(|l| l == "MaxPool"));
+    let row = |op: &str| {
+        s.lines()
+            .find(|l| l.split_whitespace().next() == Some(op))
+            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>())
+    };
+    assert_eq!(row("Conv"), Some(vec!["yes", "yes"]), "{s}");
+    assert_eq!(row("MaxPool"), Some(vec!["yes", "yes"]), "{s}");
+    assert_eq!(row("Erf"), Some(vec!["yes", "-"]), "runs, cannot be explained: {s}");
     let out = hudd(&["inspect", "--json", fmnist_model().to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["op_counts"]["Conv"], 2);

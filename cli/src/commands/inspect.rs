@@ -7,13 +7,15 @@ use clap::Args;
 use hudd_core::model::{supported_ops, BatchPolicy, Dim, Model};
 
 /// Prints a model's inputs and outputs (names, shapes, element types), how batches are fed, and its
-/// operators with counts; `--ops` lists the ONNX operators hudd can run.
+/// operators with counts; `--ops` lists the ONNX operators hudd can run (`evaluate`) and those it
+/// can also explain (`heatmaps`, `analyze`).
 #[derive(Debug, Args)]
 pub struct InspectArgs {
     /// The exported ONNX model.
     #[arg(value_name = "MODEL.onnx", required_unless_present = "ops")]
     model: Option<PathBuf>,
-    /// List the ONNX operators hudd can run instead.
+    /// List the ONNX operators instead: which ones hudd can run (evaluate) and which ones the
+    /// heatmaps stage can explain (heatmaps, analyze need both).
     #[arg(long)]
     ops: bool,
     /// Print JSON instead of text.
@@ -23,11 +25,23 @@ pub struct InspectArgs {
 
 pub fn run(args: InspectArgs) -> Result<()> {
     if args.ops {
-        let ops = supported_ops();
+        let run = supported_ops();
+        let explain = hudd_core::relevance::program::supported_ops();
+        let mut all: Vec<&str> = run.iter().map(String::as_str).chain(explain.iter().copied()).collect();
+        all.sort_unstable();
+        all.dedup();
+        let rows: Vec<(&str, bool, bool)> =
+            all.into_iter().map(|op| (op, run.iter().any(|r| r == op), explain.contains(&op))).collect();
         if args.json {
-            println!("{}", serde_json::to_string_pretty(&ops)?);
+            let v: Vec<_> =
+                rows.iter().map(|(op, e, h)| serde_json::json!({"op": op, "evaluate": e, "heatmaps": h})).collect();
+            println!("{}", serde_json::to_string_pretty(&v)?);
         } else {
-            println!("{}", ops.join("\n"));
+            let yes = |b: bool| if b { "yes" } else { "-" };
+            println!("{:<32} {:<9} heatmaps", "op", "evaluate");
+            for (op, e, h) in rows {
+                println!("{op:<32} {:<9} {}", yes(e), yes(h));
+            }
         }
         return Ok(());
     }

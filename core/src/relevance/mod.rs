@@ -68,6 +68,11 @@ impl<'m> Explainer<'m> {
         Ok(Explainer { model, program })
     }
 
+    /// The model it explains.
+    pub fn model(&self) -> &'m Model {
+        self.model
+    }
+
     /// The rewritten graph with the rule of every step.
     pub fn program(&self) -> &Program {
         &self.program

@@ -204,24 +204,18 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
         Op::Mul => build_scale(node, c, false)?,
         Op::Div => build_scale(node, c, true)?,
         Op::Softmax | Op::LogSoftmax | Op::GlobalMaxPool | Op::Constant | Op::Other(_) => {
-            return Err(Error::UnsupportedOp {
-                path: c.path.to_path_buf(),
-                node: node.name.clone(),
-                op: format!(
-                    "{} (hudd can run it but the heatmaps stage has no relevance rule for it; supported: {})",
-                    node.op_type,
-                    supported_ops().join(", ")
-                ),
-            })
+            return Err(unsupported(c, node, "no relevance rule for it"))
         }
     })
 }
 
 fn unsupported(c: &Ctx<'_>, node: &Node, what: &str) -> Error {
-    Error::UnsupportedOp {
+    Error::UnsupportedByStage {
         path: c.path.to_path_buf(),
         node: node.name.clone(),
-        op: format!("{} ({what})", node.op_type),
+        op: node.op_type.clone(),
+        stage: "heatmaps",
+        reason: what.to_string(),
     }
 }
 
