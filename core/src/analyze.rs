@@ -27,7 +27,7 @@ use rayon::prelude::*;
 
 use crate::bundle::record::{self, RunImage, RunRecord};
 use crate::cluster::metadata::Metadata;
-use crate::cluster::report::{self, Analysis, HeatmapSet};
+use crate::cluster::report::{self, Clustering, HeatmapSet};
 use crate::cluster::Options as ClusterOptions;
 use crate::config::{Config, TaskKind};
 use crate::dataset::{Dataset, Label, Split};
@@ -74,7 +74,7 @@ pub struct AnalyzeOutcome {
     /// The evaluation of every split.
     pub evaluation: Evaluation,
     /// The clusters (`None` when fewer than 2 test images were Wrong: nothing to cluster).
-    pub analysis: Option<Analysis>,
+    pub analysis: Option<Clustering>,
     /// Number of Wrong test images.
     pub wrong: usize,
     /// The layer whose heatmaps the overlays show.
@@ -238,7 +238,7 @@ pub fn member_file(image: &str) -> String {
 /// layer whose heatmaps the overlays show.
 fn write_pictures(
     set: &HeatmapSet,
-    analysis: &Analysis,
+    analysis: &Clustering,
     paths: &HashMap<&str, &Path>,
     options: &PictureOptions,
     dir: &Path,
@@ -293,7 +293,11 @@ fn write_pictures(
         let cdir = ldir.join(c.id.to_string());
         let mut mean: Option<(usize, usize, Vec<f32>)> = None;
         for m in &c.members {
-            let row = row_of.get(m.image.as_str()).copied().unwrap_or(0);
+            let row = row_of.get(m.image.as_str()).copied().ok_or_else(|| Error::Output {
+                what: "heatmap overlays",
+                path: cdir.clone(),
+                reason: format!("cluster member `{}` has no row in the heatmaps", m.image),
+            })?;
             let values = heat.row(row).to_vec();
             let Some((h, w, map)) = pictures::spatial(&entry.shape, &values) else { continue };
             let file = member_file(&m.image);

@@ -94,7 +94,7 @@ pub struct Sample {
 }
 
 /// A file that was not used, and why.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct Skipped {
     /// Path relative to the dataset root, `/` separators.
     pub image: String,

@@ -5,7 +5,7 @@
 //! order of `index.json`'s `images`. `H/index.json`:
 //! ```json
 //! {"format": "hudd-heatmaps", "format_version": 1, "hudd_version": "0.1.0",
-//!  "model": "fmnist_cnn.onnx", "preset": "hudd", "start": "predicted",
+//!  "model": "fmnist_cnn.onnx", "preset": "hudd", "start": "predicted", "output_layer": "logits",
 //!  "images": ["test/coat/00012.png", …],
 //!  "skipped": [{"image": "…", "reason": "…"}],
 //!  "layers": [{"tensor": "/features/features.0/Conv_output_0", "file": "_features_features.0_Conv_output_0.npy",
@@ -19,7 +19,7 @@ use std::path::{Path, PathBuf};
 
 use ndarray::Array3;
 use rayon::prelude::*;
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::InputSpec;
 use crate::dataset::Skipped;
@@ -74,7 +74,7 @@ pub struct ImageRef {
 }
 
 /// One layer's file, as listed in `index.json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct LayerFile {
     /// ONNX tensor name.
     pub tensor: String,
@@ -83,34 +83,65 @@ pub struct LayerFile {
     /// Tensor shape without the image axis.
     pub shape: Vec<usize>,
     /// The node that produces the tensor (empty for the model input).
+    #[serde(default)]
     pub node: String,
     /// That node's op (`Conv+BatchNormalization` for merged layers).
+    #[serde(default)]
     pub op: String,
     /// The rule of that node, when it is a linear layer.
+    #[serde(default)]
     pub rule: Option<String>,
 }
 
-/// `index.json`.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+/// `index.json`: written by [`compute`], read by [`HeatmapIndex::read`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeatmapIndex {
-    /// `hudd-heatmaps`.
-    pub format: &'static str,
+    /// [`FORMAT`].
+    pub format: String,
     /// 1.
     pub format_version: u32,
     /// hudd's version.
-    pub hudd_version: &'static str,
+    #[serde(default)]
+    pub hudd_version: String,
     /// The model file name.
+    #[serde(default)]
     pub model: String,
     /// The preset.
+    #[serde(default)]
     pub preset: String,
     /// The start rule.
+    #[serde(default)]
     pub start: String,
+    /// The explained output tensor (where relevance starts; its heatmap is the start vector, so
+    /// it is never the best layer), when it is among the layers.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_layer: Option<String>,
     /// Images in row order.
     pub images: Vec<String>,
     /// Images that could not be read.
+    #[serde(default)]
     pub skipped: Vec<Skipped>,
     /// One entry per layer file.
     pub layers: Vec<LayerFile>,
+}
+
+/// `index.json`'s format name.
+pub const FORMAT: &str = "hudd-heatmaps";
+
+impl HeatmapIndex {
+    /// Reads `dir/index.json`, checking its format.
+    pub fn read(dir: &Path) -> Result<HeatmapIndex> {
+        let path = dir.join("index.json");
+        let bad = |reason: String| Error::Output { what: "heatmaps folder", path: path.clone(), reason };
+        let text = std::fs::read_to_string(&path).map_err(|e| {
+            Error::io("cannot read the heatmaps index (is this a folder written by `hudd heatmaps`?)", &path, e)
+        })?;
+        let index: HeatmapIndex = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
+        if index.format != FORMAT {
+            return Err(bad(format!("format `{}` is not `{FORMAT}`", index.format)));
+        }
+        Ok(index)
+    }
 }
 
 /// Options of [`compute`].
@@ -271,7 +302,12 @@ pub fn compute_with(
             }
             if let Some(ws) = writers.as_mut() {
                 for (w, arr) in ws.iter_mut().zip(&batch.layers) {
-                    w.append(arr.as_standard_layout().as_slice().unwrap_or(&arr.iter().copied().collect::<Vec<_>>()))?;
+                    // A view in standard layout borrows the data when it already is (no copy).
+                    let standard = arr.as_standard_layout();
+                    match standard.as_slice() {
+                        Some(values) => w.append(values)?,
+                        None => w.append(&standard.iter().copied().collect::<Vec<_>>())?,
+                    }
                 }
             }
             rows.extend(batch.images);
@@ -282,9 +318,9 @@ pub fn compute_with(
         w.finish()?;
     }
     let index = HeatmapIndex {
-        format: "hudd-heatmaps",
+        format: FORMAT.into(),
         format_version: 1,
-        hudd_version: crate::VERSION,
+        hudd_version: crate::VERSION.into(),
         model: model.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
         preset: options.preset.name().to_string(),
         start: match options.start {
@@ -295,6 +331,7 @@ pub fn compute_with(
             StartRule::Worst { keypoints: false } => "worst".into(),
             StartRule::Worst { keypoints: true } => "worst-keypoint".into(),
         },
+        output_layer: layers.iter().any(|l| l.tensor == program.start).then(|| program.start.clone()),
         images: rows,
         skipped,
         layers,

@@ -60,6 +60,8 @@ fn analyze_writes_results_heatmaps_clusters_and_pictures() {
     assert_eq!(report.images, wrong.len());
     let best = report.best_layer.clone().expect("a best layer");
     assert_ne!(Some(&best), report.input_layer.as_ref());
+    assert_eq!(report.output_layer.as_deref(), Some("logits"), "the explained output is recorded");
+    assert!(text.contains("(explained output: never the best layer)"), "{text}");
     let timings = std::fs::read_to_string(run.join("timings.json")).unwrap();
     for stage in ["evaluate", "heatmaps", "distances", "clustering", "pictures"] {
         assert!(timings.contains(stage), "{stage} in {timings}");

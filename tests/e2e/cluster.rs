@@ -143,3 +143,88 @@ fn bad_cluster_input_is_a_clear_error() {
     assert!(!o.status.success());
     assert!(stderr(&o).contains("--linkage must be"), "{}", stderr(&o));
 }
+
+/// Writes a heatmaps folder: the input, a convolution and the explained logits of 8 images whose
+/// errors all share one predicted class (class 0). The logits' relevance is the start vector: one
+/// non-zero entry, the predicted logit, positive for half of the images and negative for the rest.
+fn one_predicted_class(dir: &std::path::Path, record_output: bool) {
+    let value = |i: usize, j: usize| ((i * 7 + j * 13) % 11) as f32 / 11.0;
+    let write = |file: &str, rows: Vec<Vec<f32>>| {
+        let mut w = hudd_core::npy::NpyWriter::create(&dir.join(file), &[rows.len(), rows[0].len()]).unwrap();
+        for r in &rows {
+            w.append(r).unwrap();
+        }
+        w.finish().unwrap();
+    };
+    write("image.npy", (0..8).map(|i| (0..6).map(|j| value(i, j)).collect()).collect());
+    // Two loose groups: a real, imperfect structure.
+    write("conv.npy", (0..8).map(|i| (0..6).map(|j| value(i, j) + if i < 4 { 3.0 } else { 0.0 }).collect()).collect());
+    write(
+        "logits.npy",
+        (0..8)
+            .map(|i| {
+                (0..3)
+                    .map(|j| {
+                        if j == 0 {
+                            if i % 2 == 0 {
+                                2.0 + i as f32
+                            } else {
+                                -1.0 - i as f32
+                            }
+                        } else {
+                            0.0
+                        }
+                    })
+                    .collect()
+            })
+            .collect(),
+    );
+    let mut index = serde_json::json!({
+        "format": "hudd-heatmaps", "format_version": 1, "preset": "hudd",
+        "images": (0..8).map(|i| format!("test/{i}.png")).collect::<Vec<_>>(),
+        "layers": [
+            {"tensor": "image", "file": "image.npy", "shape": [6], "node": ""},
+            {"tensor": "conv", "file": "conv.npy", "shape": [6], "node": "conv"},
+            {"tensor": "logits", "file": "logits.npy", "shape": [3], "node": "fc"},
+        ],
+    });
+    if record_output {
+        index["output_layer"] = "logits".into();
+    }
+    std::fs::write(dir.join("index.json"), serde_json::to_string(&index).unwrap()).unwrap();
+}
+
+#[test]
+fn the_explained_output_is_never_the_best_layer() {
+    for record_output in [false, true] {
+        let h = tempfile::tempdir().unwrap();
+        one_predicted_class(h.path(), record_output);
+        let out = tempfile::tempdir().unwrap();
+        let args = [
+            "cluster",
+            "--heatmaps",
+            &arg(h.path()),
+            "-o",
+            &arg(out.path()),
+            "--normalize",
+            "l2",
+            "--layer-rule",
+            "silhouette",
+        ];
+        let o = hudd(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let report: ClustersReport =
+            serde_json::from_str(&std::fs::read_to_string(out.path().join("clusters.json")).unwrap()).unwrap();
+        let logits = report.layers.iter().find(|l| l.name == "logits").unwrap();
+        assert!(logits.silhouette > 0.99, "the start vector splits only the logit's sign: {}", logits.silhouette);
+        if record_output {
+            assert_eq!(report.output_layer.as_deref(), Some("logits"));
+            assert_eq!(report.best_layer.as_deref(), Some("conv"));
+            assert!(stdout(&o).contains("logits") && stdout(&o).contains("(explained output: never the best layer)"));
+        } else {
+            // A heatmaps folder that does not name its output (written before hudd recorded it):
+            // the logits win, which is what the exclusion prevents.
+            assert_eq!(report.best_layer.as_deref(), Some("logits"));
+        }
+    }
+}

@@ -72,6 +72,7 @@ fn report() -> Report {
                 score: 0.5,
                 silhouette: 0.2,
                 heatmap_layer: Some("conv1".into()),
+                excluded: None,
                 curve_file: None,
                 clusters: vec![
                     cluster(1, vec![member(0, 0.0), member(1, 0.5), member(2, 0.7)]),

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hudd_core::cluster::metadata::Metadata;
-use hudd_core::cluster::report::{self, Analysis, HeatmapSet};
+use hudd_core::cluster::report::{self, Clustering, HeatmapSet};
 use hudd_core::cluster::{LayerRule, Linkage, Options};
 use hudd_core::distance::Normalize;
 
@@ -79,7 +79,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     let set = HeatmapSet::open(&args.heatmaps)?;
     let metadata = args.metadata.as_deref().map(|p| Metadata::from_csv(p, &set.images)).transpose()?;
     let bars = Bars::new(args.quiet);
-    let work = || -> Result<Analysis> { Ok(report::cluster_all(&set, &options, metadata.as_ref(), &bars)?) };
+    let work = || -> Result<Clustering> { Ok(report::cluster_all(&set, &options, metadata.as_ref(), &bars)?) };
     let analysis = match args.threads {
         None => work()?,
         Some(n) => rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build()?.install(work)?,
@@ -91,7 +91,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
 }
 
 /// The per-layer table, then the best layer's clusters with their top explanation.
-pub fn print_summary(analysis: &Analysis) {
+pub fn print_summary(analysis: &Clustering) {
     let r = &analysis.report;
     println!("{:<50} {:>4} {:>10} {:>10}  k chosen by", "layer", "k", "score", "silhouette");
     for l in &r.layers {
@@ -100,7 +100,16 @@ pub fn print_summary(analysis: &Analysis) {
             hudd_core::cluster::KChoice::Fixed => "--k".to_string(),
             hudd_core::cluster::KChoice::Fallback { .. } => "fallback (no knee; see clusters.json)".to_string(),
         };
-        let mark = if r.best_layer.as_deref() == Some(l.name.as_str()) { " ← best" } else { "" };
+        let name = Some(l.name.as_str());
+        let mark = if r.best_layer.as_deref() == name {
+            " ← best"
+        } else if r.input_layer.as_deref() == name {
+            " (input: never the best layer)"
+        } else if r.output_layer.as_deref() == name {
+            " (explained output: never the best layer)"
+        } else {
+            ""
+        };
         println!("{:<50} {:>4} {:>10.4} {:>10.3}  {how}{mark}", l.name, l.k, l.score, l.silhouette);
     }
     let Some(best) = analysis.best() else {

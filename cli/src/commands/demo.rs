@@ -87,7 +87,7 @@ fn prepare(out: &Path) -> Result<()> {
 
 /// The paper's RQ1 measure on the best layer: clusters of 2+ images whose best-explaining numeric
 /// parameter has a variance reduction of at least 50 %, and the number of such clusters.
-fn rq1(a: &hudd_core::cluster::report::Analysis) -> Option<(usize, usize)> {
+fn rq1(a: &hudd_core::cluster::report::Clustering) -> Option<(usize, usize)> {
     let best = a.best()?;
     let clusters: Vec<_> = a.report.layers[best].clusters.iter().filter(|c| c.size >= 2).collect();
     let explained = clusters

@@ -288,6 +288,10 @@ pub struct Layer {
     /// else the input), if any.
     #[serde(default)]
     pub heatmap_layer: Option<String>,
+    /// Why the layer cannot be the best layer, if it cannot: `input` (the image itself) or
+    /// `explained output` (its heatmap is the start vector of the relevance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub excluded: Option<String>,
     /// The WICD curve as CSV in the bundle (`k,wicd,gradient`).
     #[serde(default)]
     pub curve_file: Option<String>,

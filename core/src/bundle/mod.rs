@@ -31,11 +31,12 @@ pub use record::{RunImage, RunRecord};
 pub use verify::{verify, Verification};
 
 use crate::analyze::member_file;
-use crate::cluster::report::{ClustersReport, HeatmapSet, LayerEntry};
+use crate::cluster::report::{ClustersReport, HeatmapSet};
 use crate::cluster::KChoice;
 use crate::error::{Error, Result};
 use crate::fsio::{sha256_file, sha256_hex, write_atomic};
 use crate::heatmaps::sanitize;
+use crate::heatmaps::LayerFile;
 use crate::pictures;
 use crate::progress::Progress;
 use hudd_report as schema;
@@ -179,7 +180,7 @@ fn assemble_analysis(
     }
 
     // Heatmap pictures: a layer's own heatmaps when spatial, else the input's.
-    let spatial = |e: &LayerEntry| pictures::channels_height_width(&e.shape).is_some();
+    let spatial = |e: &LayerFile| pictures::channels_height_width(&e.shape).is_some();
     let input = set.layers.iter().position(|e| e.node.is_empty() && spatial(e));
     let heat_of: Vec<Option<usize>> = clusters
         .layers
@@ -291,6 +292,13 @@ fn assemble_analysis(
             score: l.score,
             silhouette: l.silhouette,
             heatmap_layer: heat_of[li].map(|h| set.layers[h].tensor.clone()),
+            excluded: if clusters.input_layer.as_ref() == Some(&l.name) {
+                Some("input".into())
+            } else if clusters.output_layer.as_ref() == Some(&l.name) {
+                Some("explained output".into())
+            } else {
+                None
+            },
             curve_file: Some(curve_file),
             clusters: out_clusters,
         });

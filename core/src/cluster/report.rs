@@ -15,6 +15,7 @@ use super::{best_layer, cluster_distances, KChoice, LayerClusters, Options};
 use crate::distance;
 use crate::error::{Error, Result};
 use crate::fsio::write_atomic;
+use crate::heatmaps::{HeatmapIndex, LayerFile};
 use crate::npy::{read_f32, NpyWriter};
 use crate::progress::Progress;
 
@@ -22,20 +23,6 @@ use crate::progress::Progress;
 pub const FORMAT: &str = "hudd-clusters";
 /// Its version.
 pub const FORMAT_VERSION: u32 = 1;
-
-/// One layer of a heatmaps folder's `index.json`.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LayerEntry {
-    /// ONNX tensor name.
-    pub tensor: String,
-    /// File name in the folder.
-    pub file: String,
-    /// Shape without the image axis.
-    pub shape: Vec<usize>,
-    /// Producing node (empty for the model input).
-    #[serde(default)]
-    pub node: String,
-}
 
 /// A heatmaps folder, opened.
 #[derive(Debug, Clone)]
@@ -45,37 +32,29 @@ pub struct HeatmapSet {
     /// Images in row order.
     pub images: Vec<String>,
     /// Layers.
-    pub layers: Vec<LayerEntry>,
+    pub layers: Vec<LayerFile>,
     /// The preset the heatmaps were made with.
     pub preset: String,
-}
-
-#[derive(Deserialize)]
-struct IndexFile {
-    format: String,
-    images: Vec<String>,
-    layers: Vec<LayerEntry>,
-    #[serde(default)]
-    preset: String,
+    /// The explained output tensor, when the index names it (folders written before hudd
+    /// recorded it name none).
+    pub output_layer: Option<String>,
 }
 
 impl HeatmapSet {
     /// Reads `dir/index.json`.
     pub fn open(dir: &Path) -> Result<HeatmapSet> {
-        let path = dir.join("index.json");
-        let bad = |reason: String| Error::Output { what: "heatmaps folder", path: path.clone(), reason };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
-            Error::io("cannot read the heatmaps index (is this a folder written by `hudd heatmaps`?)", &path, e)
-        })?;
-        let index: IndexFile = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;
-        if index.format != "hudd-heatmaps" {
-            return Err(bad(format!("format `{}` is not `hudd-heatmaps`", index.format)));
-        }
-        Ok(HeatmapSet { dir: dir.to_path_buf(), images: index.images, layers: index.layers, preset: index.preset })
+        let index = HeatmapIndex::read(dir)?;
+        Ok(HeatmapSet {
+            dir: dir.to_path_buf(),
+            images: index.images,
+            layers: index.layers,
+            preset: index.preset,
+            output_layer: index.output_layer,
+        })
     }
 
     /// One layer's heatmaps as an `N × D` matrix.
-    pub fn load(&self, layer: &LayerEntry) -> Result<Array2<f32>> {
+    pub fn load(&self, layer: &LayerFile) -> Result<Array2<f32>> {
         let path = self.dir.join(&layer.file);
         let (shape, values) = read_f32(&path)?;
         let n = shape.first().copied().unwrap_or(0);
@@ -149,7 +128,7 @@ pub struct ClusterEntry {
 
 /// One layer's result.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct LayerEntryReport {
+pub struct LayerResult {
     /// ONNX tensor name.
     pub name: String,
     /// Heatmap shape (without the image axis).
@@ -187,10 +166,13 @@ pub struct ClustersReport {
     pub images: usize,
     /// The input tensor (never the best layer).
     pub input_layer: Option<String>,
+    /// The explained output tensor (never the best layer: its heatmap is the start vector).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_layer: Option<String>,
     /// The best layer's tensor name.
     pub best_layer: Option<String>,
     /// Layers in index order.
-    pub layers: Vec<LayerEntryReport>,
+    pub layers: Vec<LayerResult>,
     /// Where the timings are (`timings.json`).
     pub timings: String,
 }
@@ -214,7 +196,7 @@ impl Timings {
 
 /// A clustering of every layer, in memory.
 #[derive(Debug, Clone)]
-pub struct Analysis {
+pub struct Clustering {
     /// What `clusters.json` holds.
     pub report: ClustersReport,
     /// Per layer (index order) the partition and distances.
@@ -223,7 +205,7 @@ pub struct Analysis {
     pub timings: Timings,
 }
 
-impl Analysis {
+impl Clustering {
     /// The best layer's index.
     pub fn best(&self) -> Option<usize> {
         let name = self.report.best_layer.as_ref()?;
@@ -237,7 +219,7 @@ pub fn cluster_all(
     options: &Options,
     metadata: Option<&Metadata>,
     progress: &dyn Progress,
-) -> Result<Analysis> {
+) -> Result<Clustering> {
     let n = set.images.len();
     if n < 2 {
         return Err(Error::Config(format!(
@@ -284,7 +266,7 @@ pub fn cluster_all(
                 }
             })
             .collect();
-        reports.push(LayerEntryReport {
+        reports.push(LayerResult {
             name: entry.tensor.clone(),
             shape: entry.shape.clone(),
             heatmaps: entry.file.clone(),
@@ -307,8 +289,9 @@ pub fn cluster_all(
     }
     progress.finish();
     let input_layer = set.layers.iter().find(|l| l.node.is_empty()).map(|l| l.tensor.clone());
+    let output_layer = set.output_layer.clone();
     let best = best_layer(reports.iter().map(|r| r.name.as_str()).zip(&layers), options.layer_rule, |name| {
-        input_layer.as_deref() == Some(name)
+        input_layer.as_deref() == Some(name) || output_layer.as_deref() == Some(name)
     });
     let report = ClustersReport {
         format: FORMAT.into(),
@@ -325,16 +308,17 @@ pub fn cluster_all(
         },
         images: n,
         input_layer,
+        output_layer,
         best_layer: best.map(|i| reports[i].name.clone()),
         layers: reports,
         timings: "timings.json".into(),
     };
-    Ok(Analysis { report, layers, timings })
+    Ok(Clustering { report, layers, timings })
 }
 
 /// Writes `clusters.json`, `distances/*.npy` and `timings.json` into `out`. `clusters.json` is
 /// written last: its presence marks a complete result.
-pub fn write(out: &Path, analysis: &Analysis) -> Result<()> {
+pub fn write(out: &Path, analysis: &Clustering) -> Result<()> {
     let json = out.join("clusters.json");
     if json.exists() {
         std::fs::remove_file(&json).map_err(|e| Error::io("cannot remove old result", &json, e))?;

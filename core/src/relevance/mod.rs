@@ -137,7 +137,10 @@ pub fn start_relevance(output: &ArrayD<f32>, start: &Start) -> Result<ArrayD<f32
     let mut r = ndarray::Array2::<f32>::zeros(flat.raw_dim());
     for (i, row) in flat.axis_iter(Axis(0)).enumerate() {
         let c = match start {
-            Start::Predicted => crate::evaluate::argmax(row.as_slice().unwrap_or(&row.to_vec())),
+            Start::Predicted => match row.as_slice() {
+                Some(values) => crate::evaluate::argmax(values),
+                None => crate::evaluate::argmax(&row.to_vec()),
+            },
             Start::Classes(cs) => *cs.get(i).ok_or_else(|| Error::Config(format!("no start class for image {i}")))?,
             Start::AllOutputs | Start::Worst { .. } => unreachable!("handled above"),
         };

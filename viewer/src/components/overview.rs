@@ -176,7 +176,10 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                     data-testid="layer-row"
                     on:click=move |_| ui.layer.set(i)
                 >
-                    <td>{l.name.clone()} {(best == Some(i)).then_some(" ★ best")}</td>
+                    <td>
+                        {l.name.clone()} {(best == Some(i)).then_some(" ★ best")}
+                        {l.excluded.clone().map(|why| format!(" ({why}: never the best layer)"))}
+                    </td>
                     <td>{l.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")}</td>
                     <td class="num">{l.k}</td>
                     <td title=l.k_choice_reason.clone().unwrap_or_default()>{l.k_choice.clone()}</td>
