@@ -63,6 +63,15 @@ fn tf2onnx_nhwc_export_matches_onnxruntime() {
 }
 
 #[test]
+fn tflite_model_converted_with_tf2onnx_matches_onnxruntime() {
+    // Keras → .tflite → ONNX (`tf2onnx --tflite`; models/scripts/make_tflite_fixture.py).
+    let path = fixtures().join("models/tflite_nhwc.onnx");
+    let model = Model::load(&path).unwrap();
+    assert_eq!(Config::default().input_spec(model.info()).unwrap().layout, hudd_core::config::Layout::Nhwc);
+    check_logits(&path, &["input.layout=nhwc"], "logits_tflite_onnxruntime");
+}
+
+#[test]
 fn every_intermediate_activation_matches_onnxruntime() {
     let model = Model::load(fmnist_model()).unwrap();
     let index: serde_json::Value =

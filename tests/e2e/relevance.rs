@@ -34,7 +34,8 @@ fn matches_zennit(name: &str, model: &std::path::Path, overrides: &[&str]) {
     for (preset_name, files) in presets {
         let what = format!("{name}/{preset_name}");
         let preset = Preset::from_name(preset_name).unwrap();
-        let explainer = Explainer::new(&model, &spec, "logits", preset).unwrap();
+        let output = model.info().outputs[0].name.clone();
+        let explainer = Explainer::new(&model, &spec, &output, preset).unwrap();
         let rel = explainer.explain(batch.view(), &Start::Predicted).unwrap();
         let files = files.as_object().unwrap();
         assert!(files.len() >= 7, "{what}: the reference covers every layer");
@@ -70,6 +71,11 @@ fn depthwise_convolution_and_average_pooling_match_zennit() {
 #[test]
 fn keras_nhwc_model_from_tf2onnx_matches_zennit() {
     matches_zennit("keras_nhwc", &fixtures().join("models/keras_nhwc.onnx"), &["input.layout=nhwc"]);
+}
+
+#[test]
+fn tflite_model_converted_with_tf2onnx_matches_zennit() {
+    matches_zennit("tflite_nhwc", &fixtures().join("models/tflite_nhwc.onnx"), &["input.layout=nhwc"]);
 }
 
 #[test]

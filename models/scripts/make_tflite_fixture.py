@@ -1,0 +1,60 @@
+#!/usr/bin/env python3
+"""A small Keras Fashion-MNIST classifier converted to TFLite, then from TFLite to ONNX with
+`tf2onnx --tflite` (the path of models that only exist as .tflite files), for hudd's tests.
+
+    python3 -m venv .venv-tf && .venv-tf/bin/pip install -r models/scripts/requirements-tf.txt
+    .venv-tf/bin/python models/scripts/make_tflite_fixture.py      # after make_fashion_mnist.py
+    .venv-torch/bin/python models/scripts/make_tflite_reference.py # Zennit references
+
+Writes tests/fixtures/models/tflite_nhwc.onnx and
+tests/fixtures/fmnist/reference/<split>_logits_tflite_onnxruntime.npy for every subset image.
+"""
+import json
+import sys
+import tempfile
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import tensorflow as tf
+import tf2onnx
+from PIL import Image
+
+sys.path.insert(0, str(Path(__file__).parent))
+from make_keras_fixture import FIX, SEED, read_idx  # noqa: E402
+
+
+def main():
+    tf.keras.utils.set_random_seed(SEED)
+    x = read_idx("train-images-idx3-ubyte.gz")[:20000].astype(np.float32)[..., None] / 255.0
+    y = read_idx("train-labels-idx1-ubyte.gz")[:20000].astype(np.int64)
+    model = tf.keras.Sequential([
+        tf.keras.Input((28, 28, 1), name="image"),
+        tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
+        tf.keras.layers.MaxPooling2D(2),
+        tf.keras.layers.Conv2D(16, 3, padding="valid", strides=2, activation="relu"),
+        tf.keras.layers.Flatten(),
+        tf.keras.layers.Dense(10, name="logits"),
+    ])
+    model.compile(optimizer="adam", loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
+    model.fit(x, y, epochs=1, batch_size=128, verbose=2)
+    tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()
+    out = FIX / "models" / "tflite_nhwc.onnx"
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.tflite"
+        path.write_bytes(tflite)
+        tf2onnx.convert.from_tflite(str(path), opset=17, output_path=str(out))
+    sess = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    inp = sess.get_inputs()[0]
+    print("inputs:", [(i.name, i.shape) for i in sess.get_inputs()], "outputs:", [o.name for o in sess.get_outputs()])
+    ref = json.loads((FIX / "fmnist" / "reference" / "reference.json").read_text())
+    for split, info in ref["splits"].items():
+        imgs = np.stack([np.asarray(Image.open(FIX / "fmnist" / p)) for p in info["images"]])
+        xin = (imgs.astype(np.float32) * np.float32(1.0 / 255.0))[..., None]
+        logits = np.concatenate([sess.run(None, {inp.name: xin[i:i + 1]})[0] for i in range(len(xin))])
+        print(split, "max |keras - onnxruntime| =", float(np.abs(model(xin, training=False).numpy() - logits).max()))
+        np.save(FIX / "fmnist" / "reference" / f"{split}_logits_tflite_onnxruntime.npy", logits.astype(np.float32))
+
+
+if __name__ == "__main__":
+    main()
