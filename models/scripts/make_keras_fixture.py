@@ -35,11 +35,17 @@ def read_idx(name):
     return np.frombuffer(raw, dtype=np.uint8, offset=4 + 4 * ndim).reshape(dims)
 
 
-def main():
+def training_data():
+    """The first 20,000 training images (NHWC, [0, 1]) and labels; seeds Keras first."""
     tf.keras.utils.set_random_seed(SEED)
     x = read_idx("train-images-idx3-ubyte.gz")[:20000].astype(np.float32)[..., None] / 255.0
     y = read_idx("train-labels-idx1-ubyte.gz")[:20000].astype(np.int64)
-    model = tf.keras.Sequential([
+    return x, y
+
+
+def keras_model():
+    """The NHWC classifier of the Keras fixtures (also make_tflite_fixture.py)."""
+    return tf.keras.Sequential([
         tf.keras.Input((28, 28, 1), name="image"),
         tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
         tf.keras.layers.MaxPooling2D(2),
@@ -47,6 +53,11 @@ def main():
         tf.keras.layers.Flatten(),
         tf.keras.layers.Dense(10, name="logits"),
     ])
+
+
+def main():
+    x, y = training_data()
+    model = keras_model()
     model.compile(optimizer="adam",
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True),
                   metrics=["accuracy"])

@@ -146,6 +146,16 @@ class KerasTwin(nn.Module):
         return self.fc(x.permute(0, 2, 3, 1).flatten(1))
 
 
+def keras_twin_tensors(onnx_path):
+    """KerasTwin module -> the ONNX tensor its output matches (converted Keras graphs)."""
+    g = onnx.load(str(onnx_path)).graph
+    by_op = {}
+    for n in g.node:
+        by_op.setdefault(n.op_type, []).append(n.output[0])
+    return {"conv1": by_op["Conv"][0], "relu1": by_op["Relu"][0], "pool": by_op["MaxPool"][0],
+            "conv2": by_op["Conv"][1], "relu2": by_op["Relu"][1], "fc": g.output[0].name}
+
+
 def train(model, epochs=1, n=20000):
     x = read_idx("train-images-idx3-ubyte.gz")[:n]
     y = torch.from_numpy(read_idx("train-labels-idx1-ubyte.gz")[:n].astype(np.int64))
@@ -266,12 +276,7 @@ def main():
     # Keras / tf2onnx, NHWC.
     path = FIX / "models" / "keras_nhwc.onnx"
     twin = KerasTwin(path).eval()
-    g = onnx.load(str(path)).graph
-    by_op = {}
-    for n in g.node:
-        by_op.setdefault(n.op_type, []).append(n.output[0])
-    tensor_of = {"conv1": by_op["Conv"][0], "relu1": by_op["Relu"][0], "pool": by_op["MaxPool"][0],
-                 "conv2": by_op["Conv"][1], "relu2": by_op["Relu"][1], "fc": g.output[0].name}
+    tensor_of = keras_twin_tensors(path)
     reference("keras_nhwc", twin, tensor_of, x.permute(0, 2, 3, 1).contiguous(), lambda: [])
 
 

@@ -21,21 +21,12 @@ import tf2onnx
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_keras_fixture import FIX, SEED, read_idx  # noqa: E402
+from make_keras_fixture import FIX, keras_model, training_data  # noqa: E402
 
 
 def main():
-    tf.keras.utils.set_random_seed(SEED)
-    x = read_idx("train-images-idx3-ubyte.gz")[:20000].astype(np.float32)[..., None] / 255.0
-    y = read_idx("train-labels-idx1-ubyte.gz")[:20000].astype(np.int64)
-    model = tf.keras.Sequential([
-        tf.keras.Input((28, 28, 1), name="image"),
-        tf.keras.layers.Conv2D(8, 3, padding="same", activation="relu"),
-        tf.keras.layers.MaxPooling2D(2),
-        tf.keras.layers.Conv2D(16, 3, padding="valid", strides=2, activation="relu"),
-        tf.keras.layers.Flatten(),
-        tf.keras.layers.Dense(10, name="logits"),
-    ])
+    x, y = training_data()
+    model = keras_model()
     model.compile(optimizer="adam", loss=tf.keras.losses.SparseCategoricalCrossentropy(from_logits=True))
     model.fit(x, y, epochs=1, batch_size=128, verbose=2)
     tflite = tf.lite.TFLiteConverter.from_keras_model(model).convert()

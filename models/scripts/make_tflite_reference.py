@@ -17,18 +17,14 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
 from make_fashion_mnist import to_input  # noqa: E402
-from make_lrp_models import FIX, IMAGES, KerasTwin, reference  # noqa: E402
+from make_lrp_models import FIX, IMAGES, KerasTwin, keras_twin_tensors, reference  # noqa: E402
 
 
 def main():
     path = FIX / "models" / "tflite_nhwc.onnx"
     twin = KerasTwin(path).eval()
     g = onnx.load(str(path)).graph
-    by_op = {}
-    for n in g.node:
-        by_op.setdefault(n.op_type, []).append(n.output[0])
-    tensor_of = {"conv1": by_op["Conv"][0], "relu1": by_op["Relu"][0], "pool": by_op["MaxPool"][0],
-                 "conv2": by_op["Conv"][1], "relu2": by_op["Relu"][1], "fc": g.output[0].name}
+    tensor_of = keras_twin_tensors(path)
     x = to_input(np.stack([np.asarray(Image.open(FIX / "fmnist" / p)) for p in IMAGES]))
     reference("tflite_nhwc", twin, tensor_of, x.permute(0, 2, 3, 1).contiguous(), lambda: [])
     # The input's relevance under the model's own input name (the converter's, not `image`).
