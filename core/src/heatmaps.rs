@@ -264,7 +264,7 @@ pub fn compute_with(
         let results: Vec<Result<Batch>> = wave
             .par_chunks(batch_size)
             .map(|chunk| {
-                let r = explain_batch(&explainer, spec, chunk, &options.start, &chosen);
+                let r = explain_batch(explainer, spec, chunk, &options.start, &chosen);
                 progress.advance(chunk.len() as u64);
                 r
             })
