@@ -275,34 +275,14 @@ fn a_model_the_heatmaps_stage_cannot_explain_is_refused_before_any_stage_runs() 
     let model = crate::common::fixtures().join("models/unexplainable.onnx");
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("run");
-    let o = hudd(&[
-        "analyze",
-        "-m",
-        &arg(&model),
-        "-c",
-        &arg(&fmnist_config()),
-        "-d",
-        &arg(&fmnist_data()),
-        "-o",
-        &arg(&run),
-        "-q",
-    ]);
+    let (m, c, d, r) = (arg(&model), arg(&fmnist_config()), arg(&fmnist_data()), arg(&run));
+    let hudd_on = |command: &str| hudd(&[command, "-m", &m, "-c", &c, "-d", &d, "-o", &r, "-q"]);
+    let o = hudd_on("analyze");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
     assert!(err.contains("erf_instead_of_relu") && err.contains("`Erf`") && err.contains("heatmaps stage"), "{err}");
     assert!(!run.join("results").exists(), "nothing was evaluated");
     // The test step alone still runs it.
-    let o = hudd(&[
-        "evaluate",
-        "-m",
-        &arg(&model),
-        "-c",
-        &arg(&fmnist_config()),
-        "-d",
-        &arg(&fmnist_data()),
-        "-o",
-        &arg(&run),
-        "-q",
-    ]);
+    let o = hudd_on("evaluate");
     assert!(o.status.success(), "{}", stderr(&o));
 }

@@ -414,6 +414,7 @@ mod tests {
             op_node("re", "Reshape", &["id_out", "shape"], &[]),
             op_node("un", "Unsqueeze", &["re_out"], &[("axes", Attribute::Ints(vec![0, -1]))]),
             op_node("sq", "Squeeze", &["un_out"], &[]),
+            op_node("fl", "Flatten", &["un_out"], &[("axis", Attribute::Int(2))]),
             op_node("relu", "Relu", &["x"], &[]),
             op_node("add", "Add", &["relu_out", "id_out"], &[]),
         ];
@@ -423,6 +424,7 @@ mod tests {
         assert_eq!(weights["re_out"].shape(), [2, 3]);
         assert_eq!(weights["un_out"].shape(), [1, 2, 3, 1]);
         assert_eq!(weights["sq_out"].shape(), [2, 3]);
+        assert_eq!(weights["fl_out"].shape(), [2, 3]);
         // Anything that reads an activation is no constant.
         assert!(!weights.contains_key("relu_out") && !weights.contains_key("add_out"));
         assert_eq!(reshape_target(&[4, 6], &[0, 2, -1], false), Some(vec![4, 2, 3]));

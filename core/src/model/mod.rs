@@ -226,7 +226,7 @@ impl Model {
             }
         }
         let model_dir = path.parent().and_then(|p| p.to_str()).map(str::to_owned);
-        let graph = build_graph(&proto, &onnx, model_dir.as_deref(), &path)?;
+        let mut graph = build_graph(&proto, &onnx, model_dir.as_deref(), &path)?;
         if graph.inputs.is_empty() {
             return Err(malformed("the graph has no input that is not an initializer".into()));
         }
@@ -239,7 +239,6 @@ impl Model {
             Some(Dim::Fixed(n)) => BatchPolicy::Fixed(*n),
             _ => BatchPolicy::Dynamic,
         };
-        let mut graph = graph;
         // Shapes the file leaves open (no declared input shape) are inferred later, per image shape.
         graph.tensors = infer_facts(&parsed.model, &graph, &graph.inputs[0].shape).unwrap_or_default();
         let node_outputs =
@@ -473,15 +472,7 @@ impl Model {
                 names
             }
         };
-        let mut outlets = Vec::with_capacity(wanted.len());
-        let mut names = Vec::with_capacity(wanted.len());
-        for name in wanted {
-            if let Some(o) = model.find_outlet_label(&name) {
-                outlets.push(o);
-                names.push(name);
-            }
-        }
-        model.select_output_outlets(&outlets).map_err(prep)?;
+        let names = select_named_outputs(&mut model, wanted).map_err(prep)?;
         let typed = model.into_typed().map_err(prep)?;
         let optimized = typed.into_optimized().map_err(prep)?;
         let plan = if self.parallel_engine {
@@ -503,6 +494,15 @@ fn engine_options() -> RunOptions {
     RunOptions::default()
 }
 
+/// Makes the tensors named `names` (ONNX names; unknown ones skipped) the model's outputs and
+/// returns the names kept, in output order.
+fn select_named_outputs(model: &mut InferenceModel, names: Vec<String>) -> TractResult<Vec<String>> {
+    let (outlets, kept): (Vec<OutletId>, Vec<String>) =
+        names.into_iter().filter_map(|n| model.find_outlet_label(&n).map(|o| (o, n))).unzip();
+    model.select_output_outlets(&outlets)?;
+    Ok(kept)
+}
+
 /// The symbol that stands for the batch size in inferred shapes.
 const BATCH: &str = "N";
 
@@ -522,13 +522,8 @@ fn infer_facts(parsed: &InferenceModel, graph: &Graph, input: &[Dim]) -> TractRe
         .collect();
     let batch = dims[0].clone();
     model.set_input_fact(0, f32::fact(dims).into())?;
-    let mut names: Vec<String> = vec![graph.inputs[0].name.clone()];
-    names.extend(graph.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()));
-    let mut seen = HashSet::new();
-    names.retain(|n| seen.insert(n.clone()));
-    let (outlets, names): (Vec<OutletId>, Vec<String>) =
-        names.into_iter().filter_map(|n| model.find_outlet_label(&n).map(|o| (o, n))).unzip();
-    model.select_output_outlets(&outlets)?;
+    let wanted = graph.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()).collect();
+    let names = select_named_outputs(&mut model, wanted)?;
     let typed = model.into_typed()?;
     let mut facts = BTreeMap::new();
     for (outlet, name) in typed.output_outlets()?.iter().zip(names) {
@@ -536,9 +531,10 @@ fn infer_facts(parsed: &InferenceModel, graph: &Graph, input: &[Dim]) -> TractRe
         let shape: Vec<Dim> = fact
             .shape
             .iter()
-            .map(|d| match d.as_i64().and_then(|v| usize::try_from(v).ok()).ok_or(()) {
-                Ok(n) => Dim::Fixed(n),
-                Err(_) => Dim::Symbolic(d.to_string()),
+            .map(|d| {
+                d.as_i64()
+                    .and_then(|v| usize::try_from(v).ok())
+                    .map_or_else(|| Dim::Symbolic(d.to_string()), Dim::Fixed)
             })
             .collect();
         let batched = fact.shape.first() == Some(&batch);
