@@ -1,5 +1,7 @@
 //! The root-cause analysis: evaluate → heatmaps of the Wrong test images → clusters of every
-//! layer → cluster folders and pictures. Writes into a run folder:
+//! layer → cluster folders and pictures. [`analyze`] is the composition of the stages, each of
+//! which takes and returns values (`Evaluation`, `HeatmapSet`, `Clustering`), and each value is
+//! written to the run folder ([`RunDir`]) by a step of its own:
 //!
 //! - `results/` — as `hudd evaluate`;
 //! - `heatmaps/` — as `hudd heatmaps` (one `.npy` per layer and `index.json`);
@@ -11,7 +13,7 @@
 //! Overlays need a spatial heatmap: when the best layer is not spatial (a dense layer), the input
 //! layer's heatmap of the same images is drawn instead, and the report says which layer it is.
 //! - `run.json` — how the run was made, the model, the evaluation summary and the clustered
-//!   images (see [`crate::bundle::record`]), what `hudd report` needs besides `clusters.json`.
+//!   images (see [`crate::run::record`]), what `hudd report` needs besides `clusters.json`.
 //!
 //! `clusters.json` is written last; a run folder without it is incomplete.
 //!
@@ -20,24 +22,25 @@
 //! keypoint distance, at the farthest (x, y) keypoint (`start: worst-keypoint`), as HUDD does.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
+use image::DynamicImage;
 use rayon::prelude::*;
 
-use crate::bundle::record::{self, RunImage, RunRecord};
 use crate::cluster::metadata::Metadata;
-use crate::cluster::report::{self, Clustering, HeatmapSet};
+use crate::cluster::report::{self, Clustering, Timings};
 use crate::cluster::Options as ClusterOptions;
-use crate::config::{Config, TaskKind};
+use crate::config::{Config, RegressionLoss, TaskKind};
 use crate::dataset::{Dataset, Label, Split};
 use crate::error::{Error, Result};
-use crate::evaluate::{Evaluation, Evaluator};
-use crate::heatmaps::{self, sanitize, HeatmapOptions, ImageRef};
+use crate::evaluate::{Evaluation, Evaluator, ResultRow, SplitEvaluation};
+use crate::heatmaps::{self, HeatmapOptions, HeatmapSet, ImageRef, StartRule};
 use crate::model::Model;
 use crate::pictures;
 use crate::progress::Progress;
 use crate::relevance::Explainer;
+use crate::run::record::{self, RunRecord};
+use crate::run::RunDir;
 
 /// Options of the pictures.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -81,59 +84,68 @@ pub struct AnalyzeOutcome {
     pub overlay_layer: Option<String>,
 }
 
-/// Runs the analysis into `out` (see the module documentation).
+/// Runs the analysis into `run` (see the module documentation): the composition of the stages.
 pub fn analyze(
     model: &Model,
     data: &Dataset,
     config: &Config,
     options: &AnalyzeOptions,
-    out: &Path,
+    run: &RunDir,
     progress: &dyn Progress,
 ) -> Result<AnalyzeOutcome> {
     let evaluator = Evaluator::new(model, data, config)?;
     // Refuse a model the heatmaps stage cannot explain before any stage runs.
-    let explainer = Explainer::new(model, evaluator.input_spec(), evaluator.output_name(), options.heatmaps.preset)?;
+    let explainer =
+        Explainer::new(model, &evaluator.input_spec().domain(), evaluator.output_name(), options.heatmaps.preset)?;
     // From here on the run folder is rewritten: an old clusters.json would claim a complete result.
-    let stale = out.join("clusters.json");
-    if stale.exists() {
-        std::fs::remove_file(&stale).map_err(|e| Error::io("cannot remove old result", &stale, e))?;
-    }
-    let stale = out.join(record::FILE);
-    if stale.exists() {
-        std::fs::remove_file(&stale).map_err(|e| Error::io("cannot remove old result", &stale, e))?;
-    }
-    let spec = evaluator.input_spec().clone();
+    run.begin()?;
+    let mut timings = Timings::default();
+
     let t = Instant::now();
     let evaluation = evaluator.run(progress)?;
-    evaluation.write(&out.join("results"))?;
-    let t_evaluate = t.elapsed().as_secs_f64();
-    let (datasets, evaluation_summary, skipped) = record::evaluation_summary(&evaluation);
-    let mut run = options.run.clone();
-    run.config = serde_json::to_value(config).unwrap_or_default();
-    let mut record = RunRecord {
-        format: record::FORMAT.into(),
-        format_version: record::FORMAT_VERSION,
-        run,
-        model: record::model_summary(model),
-        datasets,
-        evaluation: evaluation_summary,
-        skipped,
-        clustered: false,
-        metadata_columns: Vec::new(),
-        images: Vec::new(),
-        images_per_minute: options.pictures.gif_per_minute,
-    };
-    let test = evaluation.split(Split::Test).ok_or_else(|| {
-        Error::Config(format!(
-            "the dataset has no test split; analyze explains the test set's errors ({})",
-            data.root.display()
-        ))
+    evaluation.write(&run.results())?;
+    timings.add("evaluate", t.elapsed().as_secs_f64());
+    let mut record = RunRecord::new(options.run.clone(), config, model, &evaluation, options.pictures.gif_per_minute);
+    let test = evaluation.split(Split::Test).ok_or_else(|| Error::DatasetLayout {
+        path: data.root.clone(),
+        reason: "the dataset has no test split; analyze explains the test set's errors".into(),
     })?;
+    let images = wrong_images(data, test);
+    if images.len() < 2 {
+        record.run.timings = timings.to_schema();
+        record.write(run)?;
+        return Ok(AnalyzeOutcome { evaluation, analysis: None, wrong: images.len(), overlay_layer: None });
+    }
+
+    let t = Instant::now();
+    let heat_options = heatmap_options(&options.heatmaps, evaluation.task, config.task.loss);
+    let heatmaps = heatmaps::compute(&explainer, evaluator.input_spec(), &images, &heat_options, progress)?;
+    heatmaps.write(&run.heatmaps())?;
+    timings.add("heatmaps", t.elapsed().as_secs_f64());
+
+    let metadata = metadata_of(heatmaps.images(), &evaluation, test);
+    let mut clustering = report::cluster_all(&heatmaps, &options.cluster, Some(&metadata), progress)?;
+    timings.extend(&clustering.timings);
+
+    let t = Instant::now();
+    let overlay_layer = write_pictures(run, &heatmaps, &clustering, &images, &options.pictures, progress)?;
+    timings.add("pictures", t.elapsed().as_secs_f64());
+
+    record.run.timings = timings.to_schema();
+    clustering.timings = timings;
+    record.set_clustered(heatmaps.images(), &metadata, test, &evaluation.classes);
+    record.write(run)?;
+    report::write(run, &clustering)?;
+    Ok(AnalyzeOutcome { evaluation, analysis: Some(clustering), wrong: images.len(), overlay_layer })
+}
+
+/// The Wrong test images, in result order, with their labels or targets.
+pub fn wrong_images(data: &Dataset, test: &SplitEvaluation) -> Vec<ImageRef> {
     let samples: HashMap<&str, &crate::dataset::Sample> =
         data.split(Split::Test).map(|s| s.samples.iter().map(|x| (x.image.as_str(), x)).collect()).unwrap_or_default();
-    let wrong: Vec<&crate::evaluate::ResultRow> = test.rows.iter().filter(|r| !r.correct).collect();
-    let images: Vec<ImageRef> = wrong
+    test.rows
         .iter()
+        .filter(|r| !r.correct)
         .filter_map(|r| samples.get(r.image.as_str()))
         .map(|s| ImageRef {
             path: s.path.clone(),
@@ -147,74 +159,29 @@ pub fn analyze(
                 Label::Class(_) => None,
             },
         })
-        .collect();
-    if images.len() < 2 {
-        record.run.timings = vec![hudd_report::Timing { stage: "evaluate".into(), seconds: t_evaluate }];
-        record.write(out)?;
-        return Ok(AnalyzeOutcome { evaluation, analysis: None, wrong: images.len(), overlay_layer: None });
+        .collect()
+}
+
+/// The heatmap options of a task: regressors have no predicted class, so relevance starts at the
+/// worst output (HUDD's worst keypoint when the loss is the mean keypoint distance).
+pub fn heatmap_options(options: &HeatmapOptions, task: TaskKind, loss: RegressionLoss) -> HeatmapOptions {
+    let mut o = options.clone();
+    if task == TaskKind::Regression && o.start == StartRule::Predicted {
+        o.start = StartRule::Worst { keypoints: loss == RegressionLoss::MeanKeypointDistance };
     }
-    let t = Instant::now();
-    let heat_dir = out.join("heatmaps");
-    // Regressors have no predicted class: relevance starts at the worst output (HUDD's worst
-    // keypoint when the loss is the mean keypoint distance).
-    let mut heat_options = options.heatmaps.clone();
-    if evaluation.task == TaskKind::Regression && heat_options.start == heatmaps::StartRule::Predicted {
-        let keypoints = config.task.loss == crate::config::RegressionLoss::MeanKeypointDistance;
-        heat_options.start = heatmaps::StartRule::Worst { keypoints };
-    }
-    heatmaps::compute_with(&explainer, &spec, &images, &heat_options, &heat_dir, progress)?;
-    let t_heatmaps = t.elapsed().as_secs_f64();
-    let set = HeatmapSet::open(&heat_dir)?;
-    let metadata = metadata_of(&set, &evaluation, test);
-    let mut analysis = report::cluster_all(&set, &options.cluster, Some(&metadata), progress)?;
-    let t = Instant::now();
-    let paths: HashMap<&str, &Path> = images.iter().map(|i| (i.image.as_str(), i.path.as_path())).collect();
-    let overlay_layer = write_pictures(&set, &analysis, &paths, &options.pictures, &out.join("clusters"), progress)?;
-    let mut timings = crate::cluster::report::Timings::default();
-    timings.add("evaluate", t_evaluate);
-    timings.add("heatmaps", t_heatmaps);
-    for (s, v) in &analysis.timings.stages {
-        timings.add(s, *v);
-    }
-    timings.add("pictures", t.elapsed().as_secs_f64());
-    record.run.timings = timings
-        .stages
-        .iter()
-        .map(|(stage, seconds)| hudd_report::Timing { stage: stage.clone(), seconds: *seconds })
-        .collect();
-    analysis.timings = timings;
-    let test_rows: HashMap<&str, &crate::evaluate::ResultRow> =
-        test.rows.iter().map(|r| (r.image.as_str(), r)).collect();
-    record.clustered = true;
-    record.metadata_columns = metadata.columns.clone();
-    record.images = set
-        .images
-        .iter()
-        .zip(&metadata.rows)
-        .map(|(name, values)| {
-            let (expected, predicted) = test_rows
-                .get(name.as_str())
-                .map(|r| record::expected_predicted(r, &evaluation.classes))
-                .unwrap_or_default();
-            RunImage { name: name.clone(), expected, predicted, metadata: values.clone() }
-        })
-        .collect();
-    record.write(out)?;
-    report::write(out, &analysis)?;
-    Ok(AnalyzeOutcome { evaluation, analysis: Some(analysis), wrong: images.len(), overlay_layer })
+    o
 }
 
 /// Metadata of the clustered images: the manifest's columns, plus `expected` and `predicted`
 /// classes for classifiers (clusters often gather one confusion).
-fn metadata_of(set: &HeatmapSet, evaluation: &Evaluation, test: &crate::evaluate::SplitEvaluation) -> Metadata {
-    let rows: HashMap<&str, &crate::evaluate::ResultRow> = test.rows.iter().map(|r| (r.image.as_str(), r)).collect();
+pub fn metadata_of(images: &[String], evaluation: &Evaluation, test: &SplitEvaluation) -> Metadata {
+    let rows: HashMap<&str, &ResultRow> = test.rows.iter().map(|r| (r.image.as_str(), r)).collect();
     let classify = evaluation.task == TaskKind::Classification;
     let mut columns = test.metadata_columns.clone();
     if classify {
         columns.extend(["expected".to_string(), "predicted".to_string()]);
     }
-    let values = set
-        .images
+    let values = images
         .iter()
         .map(|image| {
             let Some(r) = rows.get(image.as_str()) else { return vec![String::new(); columns.len()] };
@@ -229,82 +196,87 @@ fn metadata_of(set: &HeatmapSet, evaluation: &Evaluation, test: &crate::evaluate
     Metadata { columns, rows: values }
 }
 
-/// A member's file name inside a cluster folder: its dataset path with `/` → `__`, sanitised.
-pub fn member_file(image: &str) -> String {
-    sanitize(&image.replace('/', "__"))
-}
-
-/// Writes `clusters/<layer>/<id>/` folders, GIFs and, for the best layer, overlays. Returns the
-/// layer whose heatmaps the overlays show.
-fn write_pictures(
-    set: &HeatmapSet,
-    analysis: &Clustering,
-    paths: &HashMap<&str, &Path>,
+/// The pictures stage: writes `clusters/<layer>/<id>/` folders, GIFs and, for the best layer,
+/// overlays and mean heatmaps. Each image is decoded once. Returns the layer whose heatmaps the
+/// overlays show (the best layer when spatial, else the input).
+pub fn write_pictures(
+    run: &RunDir,
+    heatmaps: &HeatmapSet,
+    clustering: &Clustering,
+    images: &[ImageRef],
     options: &PictureOptions,
-    dir: &Path,
     progress: &dyn Progress,
 ) -> Result<Option<String>> {
+    let dir = run.pictures();
     if dir.exists() {
-        std::fs::remove_dir_all(dir).map_err(|e| Error::io("cannot remove old cluster folders", dir, e))?;
+        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("cannot remove old cluster folders", &dir, e))?;
     }
-    let path_of = |image: &str| -> Result<PathBuf> {
-        paths.get(image).map(|p| p.to_path_buf()).ok_or_else(|| Error::Output {
+    let by_name: HashMap<&str, &ImageRef> = images.iter().map(|i| (i.image.as_str(), i)).collect();
+    let image_of = |image: &str| -> Result<&ImageRef> {
+        by_name.get(image).copied().ok_or_else(|| Error::Output {
             what: "cluster folder",
-            path: dir.to_path_buf(),
+            path: dir.clone(),
             reason: format!("no file for image `{image}`"),
         })
     };
-    let total: usize = analysis.report.layers.iter().map(|l| l.clusters.len()).sum();
+    // Every clustered image, decoded once for all layers' GIFs and the overlays.
+    let clustered = heatmaps.images();
+    progress.start("decoding", clustered.len() as u64);
+    let decoded: Vec<DynamicImage> = clustered
+        .par_iter()
+        .map(|name| {
+            let p = pictures::open(&image_of(name)?.path);
+            progress.advance(1);
+            p
+        })
+        .collect::<Result<_>>()?;
+    progress.finish();
+    let row_of: HashMap<&str, usize> = clustered.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    let row = |image: &str| -> Result<usize> {
+        row_of.get(image).copied().ok_or_else(|| Error::Output {
+            what: "cluster folder",
+            path: dir.clone(),
+            reason: format!("cluster member `{image}` has no row in the heatmaps"),
+        })
+    };
+
+    let total: usize = clustering.report.layers.iter().map(|l| l.clusters.len()).sum();
     progress.start("pictures", total as u64);
-    let jobs: Vec<(&str, &crate::cluster::report::ClusterEntry)> =
-        analysis.report.layers.iter().flat_map(|l| l.clusters.iter().map(move |c| (l.name.as_str(), c))).collect();
+    let jobs: Vec<(&str, &report::ClusterEntry)> =
+        clustering.report.layers.iter().flat_map(|l| l.clusters.iter().map(move |c| (l.name.as_str(), c))).collect();
     jobs.par_iter().try_for_each(|(layer, c)| -> Result<()> {
-        let ldir = dir.join(sanitize(layer));
-        let cdir = ldir.join(c.id.to_string());
+        let cdir = run.cluster_folder(layer, c.id);
         std::fs::create_dir_all(&cdir).map_err(|e| Error::io("cannot create folder", &cdir, e))?;
-        let files: Vec<PathBuf> = c.members.iter().map(|m| path_of(&m.image)).collect::<Result<_>>()?;
-        for (m, f) in c.members.iter().zip(&files) {
-            pictures::copy(f, &cdir.join(member_file(&m.image)))?;
+        let mut frames = Vec::with_capacity(c.members.len());
+        for m in &c.members {
+            pictures::copy(&image_of(&m.image)?.path, &run.member_copy(layer, c.id, &m.image))?;
+            frames.push(&decoded[row(&m.image)?]);
         }
-        let refs: Vec<&Path> = files.iter().map(PathBuf::as_path).collect();
-        pictures::write_gif(
-            &ldir.join(format!("cluster-{}.gif", c.id)),
-            &refs,
-            options.gif_per_minute,
-            options.max_side,
-        )?;
+        pictures::write_gif(&run.gif(layer, c.id), &frames, options.gif_per_minute, options.max_side)?;
         progress.advance(1);
         Ok(())
     })?;
     progress.finish();
-    // Overlays for the best layer.
-    let Some(best) = analysis.best() else { return Ok(None) };
-    let best_entry = &set.layers[best];
-    let spatial_entry = if pictures::channels_height_width(&best_entry.shape).is_some() {
-        Some(best_entry)
-    } else {
-        set.layers.iter().find(|l| l.node.is_empty())
+
+    // Overlays for the best layer, from a spatial heatmap: the best layer's own, else the input's.
+    let Some(best) = clustering.best() else { return Ok(None) };
+    let layers = heatmaps.layers();
+    let spatial = |i: &usize| pictures::channels_height_width(&layers[*i].shape).is_some();
+    let Some(entry) = Some(best).filter(spatial).or_else(|| layers.iter().position(|l| l.node.is_empty())) else {
+        return Ok(None);
     };
-    let Some(entry) = spatial_entry else { return Ok(None) };
-    let heat = set.load(entry)?;
-    let row_of: HashMap<&str, usize> = set.images.iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
-    let ldir = dir.join(sanitize(&analysis.report.layers[best].name));
-    analysis.report.layers[best].clusters.par_iter().try_for_each(|c| -> Result<()> {
-        let cdir = ldir.join(c.id.to_string());
+    let shape = &layers[entry].shape;
+    let heat = heatmaps.layer(entry)?;
+    let best_layer = &clustering.report.layers[best];
+    best_layer.clusters.par_iter().try_for_each(|c| -> Result<()> {
         let mut mean: Option<(usize, usize, Vec<f32>)> = None;
         for m in &c.members {
-            let row = row_of.get(m.image.as_str()).copied().ok_or_else(|| Error::Output {
-                what: "heatmap overlays",
-                path: cdir.clone(),
-                reason: format!("cluster member `{}` has no row in the heatmaps", m.image),
-            })?;
-            let values = heat.row(row).to_vec();
-            let Some((h, w, map)) = pictures::spatial(&entry.shape, &values) else { continue };
-            let file = member_file(&m.image);
-            let png = Path::new(&file).with_extension("png");
+            let r = row(&m.image)?;
+            let values = heat.row(r).to_vec();
+            let Some((h, w, map)) = pictures::spatial(shape, &values) else { continue };
             pictures::write_overlay(
-                &cdir.join("overlays").join(png),
-                &path_of(&m.image)?,
+                &run.overlay(&best_layer.name, c.id, &m.image),
+                &decoded[r],
                 &map,
                 h,
                 w,
@@ -318,9 +290,9 @@ fn write_pictures(
         if let Some((h, w, acc)) = mean {
             let k = c.members.len().max(1) as f32;
             let avg: Vec<f32> = acc.iter().map(|v| v / k).collect();
-            pictures::write_map(&cdir.join("mean-heatmap.png"), &avg, h, w)?;
+            pictures::write_map(&run.mean_heatmap(&best_layer.name, c.id), &avg, h, w)?;
         }
         Ok(())
     })?;
-    Ok(Some(entry.tensor.clone()))
+    Ok(Some(layers[entry].tensor.clone()))
 }

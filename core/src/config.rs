@@ -127,6 +127,29 @@ pub struct TaskConfig {
     pub targets: Option<Vec<String>>,
 }
 
+impl TaskConfig {
+    /// The index of the model output that is evaluated and explained: `[task] output`, or the
+    /// only output.
+    pub fn output_index(&self, info: &crate::model::ModelInfo) -> Result<usize> {
+        let outputs = &info.outputs;
+        let names = || outputs.iter().map(|o| format!("`{}`", o.name)).collect::<Vec<_>>().join(", ");
+        match &self.output {
+            Some(name) => outputs.iter().position(|o| &o.name == name).ok_or_else(|| {
+                Error::Config(format!(
+                    "`[task] output = \"{name}\"` is not an output of the model (outputs: {})",
+                    names()
+                ))
+            }),
+            None if outputs.len() == 1 => Ok(0),
+            None => Err(Error::Config(format!(
+                "the model has {} outputs ({}); choose one with `[task] output` or `--set task.output=NAME`",
+                outputs.len(),
+                names()
+            ))),
+        }
+    }
+}
+
 impl Default for TaskConfig {
     fn default() -> Self {
         TaskConfig {
@@ -224,6 +247,14 @@ impl InputSpec {
     pub fn batch_shape(&self, n: usize) -> [usize; 4] {
         let [a, b, c] = self.image_shape();
         [n, a, b, c]
+    }
+
+    /// What the relevance needs to know about the input: the image tensor's shape and each
+    /// channel's lowest and highest value after preprocessing (pixels 0 and 255).
+    pub fn domain(&self) -> crate::relevance::InputDomain {
+        let bound =
+            |pixel: f32| (0..self.channels).map(|c| (pixel * self.scale - self.mean[c]) / self.std[c]).collect();
+        crate::relevance::InputDomain { image_shape: self.image_shape().to_vec(), low: bound(0.0), high: bound(255.0) }
     }
 }
 

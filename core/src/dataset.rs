@@ -32,8 +32,9 @@ use crate::input::is_image_path;
 pub const MANIFEST: &str = "manifest.csv";
 
 /// One of the three datasets of the HUDD pipeline.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
 #[serde(rename_all = "lowercase")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Split {
     /// The data the model was trained on.
     Train,

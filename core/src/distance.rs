@@ -13,7 +13,9 @@ use rayon::prelude::*;
 const TILE: usize = 256;
 
 /// How heatmaps are scaled before their distances are taken.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Normalize {
     /// Raw relevance (HUDD).
     #[default]
@@ -34,15 +36,11 @@ impl Normalize {
             Normalize::Cosine => "cosine",
         }
     }
+}
 
-    /// Parses a name (`none`, `l2`, `cosine`).
-    pub fn parse(s: &str) -> Option<Normalize> {
-        match s {
-            "none" => Some(Normalize::None),
-            "l2" => Some(Normalize::L2),
-            "cosine" => Some(Normalize::Cosine),
-            _ => None,
-        }
+impl std::fmt::Display for Normalize {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

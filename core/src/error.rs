@@ -128,6 +128,66 @@ pub enum Error {
     #[error("invalid configuration: {0}")]
     Config(String),
 
+    // ---- stages ----------------------------------------------------------------------------
+    /// A layer asked for is not an activation of the model.
+    #[error(
+        "layer `{layer}` is not an activation of the model (available: {available}); `hudd heatmaps --layers all` writes them all"
+    )]
+    UnknownLayer {
+        /// The tensor name asked for.
+        layer: String,
+        /// The model's activation tensors.
+        available: String,
+    },
+    /// The relevance never reached a chosen layer.
+    #[error("no relevance reached layer `{layer}`: it is not on the path from the input to the explained output")]
+    RelevanceNotReached {
+        /// The tensor name.
+        layer: String,
+    },
+    /// An image lacks what its start rule needs.
+    #[error("image `{image}` has no {what}, which the start rule needs; use `--start predicted`")]
+    NoStart {
+        /// The image.
+        image: String,
+        /// `class label` or `regression targets`.
+        what: &'static str,
+    },
+    /// Not one of the images could be decoded.
+    #[error("none of the {images} images could be read (first: {first})")]
+    NoReadableImage {
+        /// How many were tried.
+        images: usize,
+        /// The first image and why it failed.
+        first: String,
+    },
+    /// A stage needs more images than it has.
+    #[error("{stage} needs at least {needed} images, {found} given{}", at_path(path))]
+    TooFewImages {
+        /// The stage (`clustering`).
+        stage: &'static str,
+        /// How many it needs.
+        needed: usize,
+        /// How many it has.
+        found: usize,
+        /// Where they came from, when a folder.
+        path: Option<PathBuf>,
+    },
+    /// Two inputs of one stage disagree (e.g. metadata rows and heatmap rows).
+    #[error("{what} do not match: {reason}")]
+    Mismatch {
+        /// What was compared.
+        what: &'static str,
+        /// How they differ.
+        reason: String,
+    },
+    /// The viewer built into hudd cannot be used.
+    #[error("the embedded viewer is broken ({reason}); rebuild hudd after viewer/build.sh")]
+    Viewer {
+        /// What is wrong with it.
+        reason: String,
+    },
+
     // ---- data ------------------------------------------------------------------------------
     /// The dataset folder does not have a usable layout.
     #[error("{reason}: {path}")]
@@ -180,6 +240,14 @@ pub enum Error {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// A metadata CSV (`hudd cluster --metadata`) cannot be used.
+    #[error("metadata CSV: {reason}: {path}")]
+    MetadataCsv {
+        /// The CSV file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
     /// A result file could not be written.
     #[error("cannot write {what}: {reason}: {path}")]
     Output {
@@ -198,6 +266,10 @@ fn at_node(node: &Option<String>, op: &Option<String>) -> String {
         (Some(n), None) => format!(" at node `{n}`"),
         _ => String::new(),
     }
+}
+
+fn at_path(path: &Option<PathBuf>) -> String {
+    path.as_ref().map(|p| format!(": {}", p.display())).unwrap_or_default()
 }
 
 impl Error {

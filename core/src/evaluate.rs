@@ -22,9 +22,11 @@ use serde::Serialize;
 use crate::config::{Config, InputSpec, Parallelism, RegressionLoss, TaskConfig, TaskKind};
 use crate::dataset::{Dataset, Label, Sample, Skipped, Split, SplitData};
 use crate::error::{Error, Result};
-use crate::fsio::write_atomic;
+use crate::fsio::{write_atomic, write_json};
 use crate::model::{Dim, Model};
 use crate::progress::Progress;
+
+pub use crate::model::argmax;
 
 /// What the model produced for one image.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -146,22 +148,7 @@ impl<'a> Evaluator<'a> {
     pub fn new(model: &'a Model, data: &'a Dataset, config: &Config) -> Result<Self> {
         let spec = config.input_spec(model.info())?;
         let outputs = &model.info().outputs;
-        let output_index = match &config.task.output {
-            Some(name) => outputs.iter().position(|o| &o.name == name).ok_or_else(|| {
-                Error::Config(format!(
-                    "`[task] output = \"{name}\"` is not an output of the model (outputs: {})",
-                    names(outputs)
-                ))
-            })?,
-            None if outputs.len() == 1 => 0,
-            None => {
-                return Err(Error::Config(format!(
-                    "the model has {} outputs ({}); choose one with `[task] output`",
-                    outputs.len(),
-                    names(outputs)
-                )))
-            }
-        };
+        let output_index = config.task.output_index(model.info())?;
         let out = &outputs[output_index];
         if config.task.kind == TaskKind::Classification {
             let per_image: Option<usize> = out.shape.iter().skip(1).map(Dim::fixed).product();
@@ -297,8 +284,10 @@ impl<'a> Evaluator<'a> {
                 (predicted == *expected, Prediction::Class { predicted, scores: values.to_vec() })
             }
             Label::Target(targets) => {
-                let loss = loss(self.task.loss, targets, values)
-                    .map_err(|why| Error::Config(format!("{}: {why}", s.image)))?;
+                let loss = loss(self.task.loss, targets, values).map_err(|why| Error::Mismatch {
+                    what: "targets and model outputs",
+                    reason: format!("{}: {why}", s.image),
+                })?;
                 (loss <= self.task.threshold, Prediction::Regression { predictions: values.to_vec(), loss })
             }
         };
@@ -310,21 +299,6 @@ impl<'a> Evaluator<'a> {
             metadata: s.metadata.clone(),
         })
     }
-}
-
-fn names(outputs: &[crate::model::TensorInfo]) -> String {
-    outputs.iter().map(|o| format!("`{}`", o.name)).collect::<Vec<_>>().join(", ")
-}
-
-/// Index of the largest value; the first one on ties (as `torch.argmax` and numpy).
-pub fn argmax(values: &[f32]) -> usize {
-    let mut best = 0;
-    for (i, v) in values.iter().enumerate() {
-        if *v > values[best] || (values[best].is_nan() && !v.is_nan()) {
-            best = i;
-        }
-    }
-    best
 }
 
 /// Per-image regression loss.
@@ -424,14 +398,7 @@ impl Evaluation {
                 })
                 .collect(),
         };
-        let path = dir.join("summary.json");
-        let mut json = serde_json::to_vec_pretty(&summary).map_err(|e| Error::Output {
-            what: "summary",
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        json.push(b'\n');
-        write_atomic(&path, &json)
+        write_json(&dir.join("summary.json"), "summary", &summary)
     }
 
     fn split_csv(&self, s: &SplitEvaluation, path: &Path) -> Result<Vec<u8>> {

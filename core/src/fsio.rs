@@ -12,6 +12,18 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     write_renamed(path, bytes, true)
 }
 
+/// Writes `value` as pretty JSON with a final newline to `path`, atomically (`what` names the
+/// file in errors: `"run record"`).
+pub fn write_json<T: serde::Serialize>(path: &Path, what: &'static str, value: &T) -> Result<()> {
+    let mut json = serde_json::to_vec_pretty(value).map_err(|e| Error::Output {
+        what,
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    json.push(b'\n');
+    write_atomic(path, &json)
+}
+
 /// As [`write_atomic`] without forcing the data to disk first: for bulk files (pictures) of a
 /// folder whose completion is marked by another file written with [`write_atomic`] afterwards.
 pub fn write_atomic_unsynced(path: &Path, bytes: &[u8]) -> Result<()> {

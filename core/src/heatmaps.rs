@@ -17,16 +17,16 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ndarray::Array3;
+use ndarray::{Array2, Array3};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::config::InputSpec;
 use crate::dataset::Skipped;
 use crate::error::{Error, Result};
-use crate::fsio::write_atomic;
-use crate::model::{Model, Op};
-use crate::npy::NpyWriter;
+use crate::fsio::write_json;
+use crate::model::Op;
+use crate::npy::{read_f32, NpyWriter};
 use crate::progress::Progress;
 use crate::relevance::{Explainer, Preset, Start};
 
@@ -39,6 +39,25 @@ pub enum Layers {
     All,
     /// These ONNX tensor names.
     Names(Vec<String>),
+}
+
+impl std::str::FromStr for Layers {
+    type Err = String;
+    /// `default`, `all`, or tensor names separated by commas.
+    fn from_str(s: &str) -> std::result::Result<Layers, String> {
+        Ok(match s {
+            "default" => Layers::Default,
+            "all" => Layers::All,
+            names => {
+                let names: Vec<String> =
+                    names.split(',').map(|s| s.trim().to_string()).filter(|s| !s.is_empty()).collect();
+                if names.is_empty() {
+                    return Err("give `default`, `all` or tensor names separated by commas".into());
+                }
+                Layers::Names(names)
+            }
+        })
+    }
 }
 
 /// How relevance starts, per image.
@@ -60,6 +79,42 @@ pub enum StartRule {
     },
 }
 
+impl std::fmt::Display for StartRule {
+    /// The rule's name, as on the command line and in `index.json` (`predicted`, `class=3`, …).
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            StartRule::Predicted => f.write_str("predicted"),
+            StartRule::Label => f.write_str("label"),
+            StartRule::Class(c) => write!(f, "class={c}"),
+            StartRule::AllOutputs => f.write_str("all"),
+            StartRule::Worst { keypoints: false } => f.write_str("worst"),
+            StartRule::Worst { keypoints: true } => f.write_str("worst-keypoint"),
+        }
+    }
+}
+
+impl std::str::FromStr for StartRule {
+    type Err = String;
+    /// Parses what [`Display`](std::fmt::Display) writes.
+    fn from_str(s: &str) -> std::result::Result<StartRule, String> {
+        Ok(match s {
+            "predicted" => StartRule::Predicted,
+            "label" => StartRule::Label,
+            "all" => StartRule::AllOutputs,
+            "worst" => StartRule::Worst { keypoints: false },
+            "worst-keypoint" => StartRule::Worst { keypoints: true },
+            s => match s.strip_prefix("class=").and_then(|n| n.parse().ok()) {
+                Some(c) => StartRule::Class(c),
+                None => {
+                    return Err(format!(
+                        "`{s}` is not a start rule: predicted, label, class=N, all, worst or worst-keypoint"
+                    ))
+                }
+            },
+        })
+    }
+}
+
 /// One image to explain.
 #[derive(Debug, Clone, PartialEq)]
 pub struct ImageRef {
@@ -71,6 +126,39 @@ pub struct ImageRef {
     pub label: Option<usize>,
     /// Its regression targets, for [`StartRule::Worst`].
     pub targets: Option<Vec<f32>>,
+}
+
+/// The images of `hudd heatmaps`: a folder (searched recursively, sorted by path) or a text file
+/// with one path per line (relative to the text file; `#` starts a comment). An image's label is
+/// its parent folder's name when that is one of `classes` (for [`StartRule::Label`]). Returns the
+/// images and the number of files in the folder that are not images.
+pub fn images_to_explain(path: &Path, classes: &[String]) -> Result<(Vec<ImageRef>, usize)> {
+    let (files, not_images) = if path.is_dir() {
+        let (files, skipped) = crate::dataset::image_files(path)?;
+        (files, skipped.len())
+    } else {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read image list", path, e))?;
+        let base = path.parent().unwrap_or(Path::new("."));
+        let files = text
+            .lines()
+            .map(str::trim)
+            .filter(|l| !l.is_empty() && !l.starts_with('#'))
+            .map(|l| crate::dataset::ImageFile { path: base.join(l), image: l.to_string() })
+            .collect();
+        (files, 0)
+    };
+    let images = files
+        .into_iter()
+        .map(|crate::dataset::ImageFile { path, image }| {
+            let label = path
+                .parent()
+                .and_then(|p| p.file_name())
+                .and_then(|n| n.to_str())
+                .and_then(|n| classes.iter().position(|c| c == n));
+            ImageRef { path, image, label, targets: None }
+        })
+        .collect();
+    Ok((images, not_images))
 }
 
 /// One layer's file, as listed in `index.json`.
@@ -93,7 +181,7 @@ pub struct LayerFile {
     pub rule: Option<String>,
 }
 
-/// `index.json`: written by [`compute`], read by [`HeatmapIndex::read`].
+/// `index.json`: written by [`compute_to_folder`] and [`HeatmapSet::write`], read by [`HeatmapIndex::read`].
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HeatmapIndex {
     /// [`FORMAT`].
@@ -108,7 +196,7 @@ pub struct HeatmapIndex {
     pub model: String,
     /// The preset.
     #[serde(default)]
-    pub preset: String,
+    pub preset: Preset,
     /// The start rule.
     #[serde(default)]
     pub start: String,
@@ -177,25 +265,126 @@ fn in_default_layers(op: &Op) -> bool {
     )
 }
 
-/// Computes heatmaps of `images` and writes them to `out` (see the module docs). Images that fail to
-/// decode are recorded as skipped. Memory stays bounded: batches are computed in parallel a few at a
-/// time and appended to each layer's file in order.
-pub fn compute(
-    model: &Model,
-    spec: &InputSpec,
-    output: &str,
-    images: &[ImageRef],
-    options: &HeatmapOptions,
-    out: &Path,
-    progress: &dyn Progress,
-) -> Result<HeatmapIndex> {
-    let explainer = Explainer::new(model, spec, output, options.preset)?;
-    compute_with(&explainer, spec, images, options, out, progress)
+/// A set of heatmaps: the index and, per layer, an `N × D` matrix — in memory (just computed by
+/// [`compute`]) or in a heatmaps folder (opened by [`HeatmapSet::open`], read one layer at a time).
+#[derive(Debug, Clone)]
+pub struct HeatmapSet {
+    /// What `index.json` holds.
+    pub index: HeatmapIndex,
+    source: Source,
 }
 
-/// [`compute`] with an explainer prepared beforehand (`options.preset` must be its preset), so that
-/// a model the heatmaps stage cannot explain is refused before any earlier stage runs.
-pub fn compute_with(
+#[derive(Debug, Clone)]
+enum Source {
+    Memory(Vec<Array2<f32>>),
+    Folder(PathBuf),
+}
+
+impl HeatmapSet {
+    /// Opens a heatmaps folder (`index.json` and one `.npy` per layer).
+    pub fn open(dir: &Path) -> Result<HeatmapSet> {
+        Ok(HeatmapSet { index: HeatmapIndex::read(dir)?, source: Source::Folder(dir.to_path_buf()) })
+    }
+
+    /// Images in row order.
+    pub fn images(&self) -> &[String] {
+        &self.index.images
+    }
+
+    /// The layers, in index order.
+    pub fn layers(&self) -> &[LayerFile] {
+        &self.index.layers
+    }
+
+    /// The input layer (the one no node produces), if it has heatmaps.
+    pub fn input_layer(&self) -> Option<&LayerFile> {
+        self.index.layers.iter().find(|l| l.node.is_empty())
+    }
+
+    /// Layer `i`'s heatmaps as an `N × D` matrix (borrowed when in memory, read when in a folder).
+    pub fn layer(&self, i: usize) -> Result<std::borrow::Cow<'_, Array2<f32>>> {
+        let entry = self.index.layers.get(i).ok_or_else(|| Error::Output {
+            what: "heatmaps",
+            path: PathBuf::from("index.json"),
+            reason: format!("no layer {i} ({} layers)", self.index.layers.len()),
+        })?;
+        let dir = match &self.source {
+            Source::Memory(layers) => {
+                return layers.get(i).map(std::borrow::Cow::Borrowed).ok_or_else(|| Error::Output {
+                    what: "heatmaps",
+                    path: PathBuf::from(&entry.file),
+                    reason: "not in memory".into(),
+                })
+            }
+            Source::Folder(dir) => dir,
+        };
+        let n = self.index.images.len();
+        let path = dir.join(&entry.file);
+        let (shape, values) = read_f32(&path)?;
+        let rows = shape.first().copied().unwrap_or(0);
+        if rows != n {
+            return Err(Error::Output {
+                what: "heatmaps",
+                path,
+                reason: format!("{rows} rows for {n} images in index.json"),
+            });
+        }
+        let d = values.len() / n.max(1);
+        Array2::from_shape_vec((n, d), values).map(std::borrow::Cow::Owned).map_err(|e| Error::Output {
+            what: "heatmaps",
+            path,
+            reason: e.to_string(),
+        })
+    }
+
+    /// Writes the set as a heatmaps folder into `dir` (index.json last: it marks a complete folder).
+    pub fn write(&self, dir: &Path) -> Result<()> {
+        let mut sink = FolderSink::new(dir)?;
+        sink.start(&self.index.layers, self.index.images.len())?;
+        for i in 0..self.index.layers.len() {
+            let x = self.layer(i)?;
+            let standard = x.as_standard_layout();
+            match standard.as_slice() {
+                Some(values) => sink.writers[i].append(values)?,
+                None => sink.writers[i].append(&standard.iter().copied().collect::<Vec<_>>())?,
+            }
+        }
+        sink.finish(&self.index)
+    }
+}
+
+/// Computes heatmaps of `images` (see the module docs) and keeps them in memory. Each image is
+/// decoded once; images that fail to decode are recorded as skipped.
+pub fn compute(
+    explainer: &Explainer<'_>,
+    spec: &InputSpec,
+    images: &[ImageRef],
+    options: &HeatmapOptions,
+    progress: &dyn Progress,
+) -> Result<HeatmapSet> {
+    let mut sink = MemorySink::default();
+    let index = run(explainer, spec, images, options, &mut sink, progress)?;
+    let n = index.images.len();
+    let layers = sink
+        .layers
+        .into_iter()
+        .zip(&index.layers)
+        .map(|(values, l)| {
+            let d = l.shape.iter().product::<usize>();
+            Array2::from_shape_vec((n, d), values).map_err(|e| Error::Output {
+                what: "heatmaps",
+                path: PathBuf::from(&l.file),
+                reason: e.to_string(),
+            })
+        })
+        .collect::<Result<_>>()?;
+    Ok(HeatmapSet { index, source: Source::Memory(layers) })
+}
+
+/// Computes heatmaps of `images` and streams them into the folder `out` (`hudd heatmaps`): memory
+/// stays bounded, batches are computed in parallel a few at a time and appended to each layer's
+/// file in order. Each image is decoded once; images that fail to decode are recorded as skipped.
+pub fn compute_to_folder(
     explainer: &Explainer<'_>,
     spec: &InputSpec,
     images: &[ImageRef],
@@ -203,7 +392,93 @@ pub fn compute_with(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<HeatmapIndex> {
-    let model = explainer.model();
+    let mut sink = FolderSink::new(out)?;
+    let index = run(explainer, spec, images, options, &mut sink, progress)?;
+    sink.finish(&index)?;
+    Ok(index)
+}
+
+/// Where the batches of heatmaps go, in row order.
+trait Sink {
+    /// Before the first batch: the layers and the most rows there can be.
+    fn start(&mut self, layers: &[LayerFile], max_rows: usize) -> Result<()>;
+    /// One batch: per layer, the batch's rows.
+    fn append(&mut self, layers: &[ndarray::ArrayD<f32>]) -> Result<()>;
+}
+
+#[derive(Default)]
+struct MemorySink {
+    layers: Vec<Vec<f32>>,
+}
+
+impl Sink for MemorySink {
+    fn start(&mut self, layers: &[LayerFile], _max_rows: usize) -> Result<()> {
+        self.layers = vec![Vec::new(); layers.len()];
+        Ok(())
+    }
+    fn append(&mut self, layers: &[ndarray::ArrayD<f32>]) -> Result<()> {
+        for (acc, arr) in self.layers.iter_mut().zip(layers) {
+            // Iterating in logical order copies once, whatever the layout.
+            acc.extend(arr.iter().copied());
+        }
+        Ok(())
+    }
+}
+
+struct FolderSink {
+    dir: PathBuf,
+    writers: Vec<NpyWriter>,
+}
+
+impl FolderSink {
+    /// Removes an old `index.json` (it marks a complete folder) before any file is rewritten.
+    fn new(dir: &Path) -> Result<FolderSink> {
+        let old_index = dir.join("index.json");
+        if old_index.exists() {
+            std::fs::remove_file(&old_index).map_err(|e| Error::io("cannot remove old index", &old_index, e))?;
+        }
+        Ok(FolderSink { dir: dir.to_path_buf(), writers: Vec::new() })
+    }
+
+    fn finish(self, index: &HeatmapIndex) -> Result<()> {
+        for w in self.writers {
+            w.finish()?;
+        }
+        write_json(&self.dir.join("index.json"), "heatmap index", index)
+    }
+}
+
+impl Sink for FolderSink {
+    fn start(&mut self, layers: &[LayerFile], max_rows: usize) -> Result<()> {
+        self.writers = layers
+            .iter()
+            .map(|l| NpyWriter::create_rows(&self.dir.join(&l.file), max_rows, &l.shape))
+            .collect::<Result<_>>()?;
+        Ok(())
+    }
+    fn append(&mut self, layers: &[ndarray::ArrayD<f32>]) -> Result<()> {
+        for (w, arr) in self.writers.iter_mut().zip(layers) {
+            // A view in standard layout borrows the data when it already is (no copy).
+            let standard = arr.as_standard_layout();
+            match standard.as_slice() {
+                Some(values) => w.append(values)?,
+                None => w.append(&standard.iter().copied().collect::<Vec<_>>())?,
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A layer to write: its tensor, the node and op that produce it, and that node's rule.
+struct Chosen {
+    tensor: String,
+    node: String,
+    op: String,
+    rule: Option<String>,
+}
+
+/// The layers `options.layers` names, in propagation order, each with its step and rule.
+fn chosen_layers(explainer: &Explainer<'_>, layers: &Layers) -> Result<Vec<Chosen>> {
     let program = explainer.program();
     // Every tensor the propagation visits, with the step that produces it.
     let mut produced: BTreeMap<String, (&crate::relevance::Step, Option<String>)> = BTreeMap::new();
@@ -215,7 +490,7 @@ pub fn compute_with(
             order.push(t.clone());
         }
     }
-    let chosen: Vec<String> = match &options.layers {
+    let chosen: Vec<String> = match layers {
         Layers::All => order.clone(),
         Layers::Default => order
             .iter()
@@ -223,151 +498,132 @@ pub fn compute_with(
             .cloned()
             .collect(),
         Layers::Names(names) => {
-            for n in names {
-                if !order.contains(n) {
-                    return Err(Error::Config(format!(
-                        "layer `{n}` is not an activation of the model (available: {}); `hudd heatmaps --layers all` writes them all",
-                        order.join(", ")
-                    )));
-                }
+            if let Some(n) = names.iter().find(|n| !order.contains(n)) {
+                return Err(Error::UnknownLayer { layer: n.clone(), available: order.join(", ") });
             }
             names.clone()
         }
     };
-    // Unreadable images are found first, so that every file's row count is known before writing.
-    let checks: Vec<Option<Skipped>> = images
-        .par_iter()
-        .map(|im| crate::input::decode(&im.path).err().map(|reason| Skipped { image: im.image.clone(), reason }))
-        .collect();
-    let skipped: Vec<Skipped> = checks.iter().flatten().cloned().collect();
-    let good: Vec<&ImageRef> = images.iter().zip(&checks).filter(|(_, c)| c.is_none()).map(|(i, _)| i).collect();
-    if good.is_empty() {
-        return Err(Error::Config(format!(
-            "none of the {} images could be read (first: {})",
-            images.len(),
-            skipped.first().map(|s| format!("{}: {}", s.image, s.reason)).unwrap_or_default()
-        )));
-    }
-    // index.json marks a complete folder: an old one goes before any file is rewritten.
-    let old_index = out.join("index.json");
-    if old_index.exists() {
-        std::fs::remove_file(&old_index).map_err(|e| Error::io("cannot remove old index", &old_index, e))?;
-    }
+    Ok(chosen
+        .into_iter()
+        .map(|tensor| {
+            let (node, op, rule) = produced
+                .get(&tensor)
+                .map(|(s, rule)| (s.node.clone(), s.label.clone(), rule.clone()))
+                .unwrap_or_default();
+            Chosen { tensor, node, op, rule }
+        })
+        .collect())
+}
+
+/// The propagation loop shared by [`compute`] and [`compute_to_folder`].
+fn run(
+    explainer: &Explainer<'_>,
+    spec: &InputSpec,
+    images: &[ImageRef],
+    options: &HeatmapOptions,
+    sink: &mut dyn Sink,
+    progress: &dyn Progress,
+) -> Result<HeatmapIndex> {
+    let model = explainer.model();
+    let program = explainer.program();
+    let chosen = chosen_layers(explainer, &options.layers)?;
+    let names: Vec<String> = chosen.iter().map(|c| c.tensor.clone()).collect();
     let batch_size = options.batch_size.max(1);
     let threads = rayon::current_num_threads().max(1);
-    let mut used_files: std::collections::HashSet<String> = std::collections::HashSet::new();
-    let mut writers: Option<Vec<NpyWriter>> = None;
     let mut layers: Vec<LayerFile> = Vec::new();
     let mut rows: Vec<String> = Vec::new();
-    progress.start("heatmaps", good.len() as u64);
-    for wave in good.chunks(batch_size * threads) {
+    let mut skipped: Vec<Skipped> = Vec::new();
+    progress.start("heatmaps", images.len() as u64);
+    for wave in images.chunks(batch_size * threads) {
         let results: Vec<Result<Batch>> = wave
             .par_chunks(batch_size)
             .map(|chunk| {
-                let r = explain_batch(explainer, spec, chunk, &options.start, &chosen);
+                let r = explain_batch(explainer, spec, chunk, &options.start, &names);
                 progress.advance(chunk.len() as u64);
                 r
             })
             .collect();
         for r in results {
             let batch = r?;
-            if writers.is_none() {
-                let mut ws = Vec::new();
-                for (t, arr) in chosen.iter().zip(&batch.layers) {
-                    let shape: Vec<usize> = arr.shape()[1..].to_vec();
-                    let stem = sanitize(t);
+            skipped.extend(batch.skipped);
+            if batch.images.is_empty() {
+                continue;
+            }
+            if layers.is_empty() {
+                let mut used_files: std::collections::HashSet<String> = std::collections::HashSet::new();
+                for (Chosen { tensor, node, op, rule }, arr) in chosen.iter().zip(&batch.layers) {
+                    let stem = sanitize(tensor);
                     let mut file = format!("{stem}.npy");
                     let mut k = 2;
                     while !used_files.insert(file.clone()) {
                         file = format!("{stem}-{k}.npy");
                         k += 1;
                     }
-                    let (node, op, rule) = produced
-                        .get(t)
-                        .map(|(s, rule)| (s.node.clone(), s.label.clone(), rule.clone()))
-                        .unwrap_or_default();
                     layers.push(LayerFile {
-                        tensor: t.clone(),
-                        file: file.clone(),
-                        shape: shape.clone(),
-                        node,
-                        op,
-                        rule,
+                        tensor: tensor.clone(),
+                        file,
+                        shape: arr.shape()[1..].to_vec(),
+                        node: node.clone(),
+                        op: op.clone(),
+                        rule: rule.clone(),
                     });
-                    let mut full = vec![good.len()];
-                    full.extend(&shape);
-                    ws.push((out.join(&file), full));
                 }
-                writers = Some(ws.into_iter().map(|(p, s)| NpyWriter::create(&p, &s)).collect::<Result<_>>()?);
+                sink.start(&layers, images.len() - skipped.len())?;
             }
-            if let Some(ws) = writers.as_mut() {
-                for (w, arr) in ws.iter_mut().zip(&batch.layers) {
-                    // A view in standard layout borrows the data when it already is (no copy).
-                    let standard = arr.as_standard_layout();
-                    match standard.as_slice() {
-                        Some(values) => w.append(values)?,
-                        None => w.append(&standard.iter().copied().collect::<Vec<_>>())?,
-                    }
-                }
-            }
+            sink.append(&batch.layers)?;
             rows.extend(batch.images);
         }
     }
     progress.finish();
-    for w in writers.unwrap_or_default() {
-        w.finish()?;
+    if rows.is_empty() {
+        return Err(Error::NoReadableImage {
+            images: images.len(),
+            first: skipped.first().map(|s| format!("{}: {}", s.image, s.reason)).unwrap_or_default(),
+        });
     }
-    let index = HeatmapIndex {
+    Ok(HeatmapIndex {
         format: FORMAT.into(),
         format_version: 1,
         hudd_version: crate::VERSION.into(),
         model: model.path().file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default(),
-        preset: options.preset.name().to_string(),
-        start: match options.start {
-            StartRule::Predicted => "predicted".into(),
-            StartRule::Label => "label".into(),
-            StartRule::Class(c) => format!("class={c}"),
-            StartRule::AllOutputs => "all".into(),
-            StartRule::Worst { keypoints: false } => "worst".into(),
-            StartRule::Worst { keypoints: true } => "worst-keypoint".into(),
-        },
+        preset: options.preset,
+        start: options.start.to_string(),
         output_layer: layers.iter().any(|l| l.tensor == program.start).then(|| program.start.clone()),
         images: rows,
         skipped,
         layers,
-    };
-    let mut json = serde_json::to_vec_pretty(&index).map_err(|e| Error::Output {
-        what: "heatmap index",
-        path: out.join("index.json"),
-        reason: e.to_string(),
-    })?;
-    json.push(b'\n');
-    write_atomic(&out.join("index.json"), &json)?;
-    Ok(index)
+    })
 }
 
 struct Batch {
     images: Vec<String>,
+    skipped: Vec<Skipped>,
     layers: Vec<ndarray::ArrayD<f32>>,
 }
 
 fn explain_batch(
     explainer: &Explainer<'_>,
     spec: &InputSpec,
-    used: &[&ImageRef],
+    chunk: &[ImageRef],
     start: &StartRule,
     chosen: &[String],
 ) -> Result<Batch> {
-    let tensors: Vec<Array3<f32>> = used
-        .iter()
-        .map(|im| {
-            crate::input::load(&im.path, spec).map_err(|reason| Error::Output {
-                what: "heatmaps",
-                path: im.path.clone(),
-                reason: format!("the image changed while being read: {reason}"),
-            })
-        })
-        .collect::<Result<_>>()?;
+    let mut tensors: Vec<Array3<f32>> = Vec::with_capacity(chunk.len());
+    let mut used: Vec<&ImageRef> = Vec::with_capacity(chunk.len());
+    let mut skipped = Vec::new();
+    for im in chunk {
+        match crate::input::load(&im.path, spec) {
+            Ok(t) => {
+                tensors.push(t);
+                used.push(im);
+            }
+            Err(reason) => skipped.push(Skipped { image: im.image.clone(), reason }),
+        }
+    }
+    if used.is_empty() {
+        return Ok(Batch { images: Vec::new(), skipped, layers: Vec::new() });
+    }
     let start = match start {
         StartRule::Predicted => Start::Predicted,
         StartRule::Class(c) => Start::Classes(vec![*c; used.len()]),
@@ -375,15 +631,17 @@ fn explain_batch(
         StartRule::Worst { keypoints } => Start::Worst {
             targets: used
                 .iter()
-                .map(|im| im.targets.clone().ok_or_else(|| Error::Config(format!("no targets for `{}`", im.image))))
+                .map(|im| {
+                    im.targets
+                        .clone()
+                        .ok_or_else(|| Error::NoStart { image: im.image.clone(), what: "regression targets" })
+                })
                 .collect::<Result<_>>()?,
             keypoints: *keypoints,
         },
         StartRule::Label => Start::Classes(
             used.iter()
-                .map(|im| {
-                    im.label.ok_or_else(|| Error::Config(format!("no label for `{}`; use --start predicted", im.image)))
-                })
+                .map(|im| im.label.ok_or_else(|| Error::NoStart { image: im.image.clone(), what: "class label" }))
                 .collect::<Result<_>>()?,
         ),
     };
@@ -391,11 +649,7 @@ fn explain_batch(
     let mut rel = explainer.explain(batch.view(), &start)?;
     let layers = chosen
         .iter()
-        .map(|t| {
-            rel.remove(t).ok_or_else(|| {
-                Error::Config(format!("no relevance reached layer `{t}`; it is not on the path to the output"))
-            })
-        })
+        .map(|t| rel.remove(t).ok_or_else(|| Error::RelevanceNotReached { layer: t.clone() }))
         .collect::<Result<_>>()?;
-    Ok(Batch { images: used.iter().map(|i| i.image.clone()).collect(), layers })
+    Ok(Batch { images: used.iter().map(|i| i.image.clone()).collect(), skipped, layers })
 }

@@ -15,6 +15,7 @@
 //! | distance | [`distance`] | Euclidean distance matrices of heatmaps |
 //! | cluster | [`cluster`] | Ward linkage, k by knee, best layer, metadata explanations |
 //! | root causes | [`analyze`], [`pictures`] | the whole run: cluster folders, GIFs, overlays, `run.json` |
+//! | run folder | [`run`] | `RunDir`: the run folder's layout; `run.json` |
 //! | report | [`bundle`] | run folder → self-contained report bundle (schema: `hudd-report`); `verify` |
 //!
 //! The library prints nothing and keeps no global state: long stages report through a
@@ -50,6 +51,8 @@ pub mod npy;
 pub mod pictures;
 pub mod progress;
 pub mod relevance;
+pub mod run;
+pub mod schema;
 
 pub use config::Config;
 pub use dataset::{Dataset, Split};

@@ -1,6 +1,8 @@
 //! NumPy `.npy` files (format version 1.0, little-endian float32, C order), written as a stream:
 //! the header is written first with the full shape, rows are appended as batches finish, and the file
-//! appears under its final name only when every row is there.
+//! appears under its final name only when every row is there. When the number of rows is only known
+//! at the end ([`NpyWriter::create_rows`]: at most so many), the header is rewritten in place with the
+//! final count.
 //!
 //! ```
 //! let dir = tempfile::tempdir().unwrap();
@@ -24,22 +26,35 @@ pub struct NpyWriter {
     path: PathBuf,
     tmp: PathBuf,
     out: BufWriter<std::fs::File>,
+    shape: Vec<usize>,
     expected: usize,
     written: usize,
+    /// Rows may end below `shape[0]` (the header is rewritten at the end).
+    open_rows: bool,
 }
 
 fn header(shape: &[usize]) -> Vec<u8> {
+    header_of_length(shape, 0).unwrap_or_default()
+}
+
+/// The header of `shape`, padded to `length` bytes in all (at least to the next multiple of 64);
+/// `None` when it does not fit in `length`.
+fn header_of_length(shape: &[usize], length: usize) -> Option<Vec<u8>> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
     let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
     // Magic (6) + version (2) + length (2) + header + '\n' must be a multiple of 64.
     let total = 10 + h.len() + 1;
-    h.push_str(&" ".repeat((64 - total % 64) % 64));
+    let padded = total.div_ceil(64) * 64;
+    if length > 0 && padded > length {
+        return None;
+    }
+    h.push_str(&" ".repeat(padded.max(length) - total));
     h.push('\n');
     let mut bytes = b"\x93NUMPY\x01\x00".to_vec();
     bytes.extend_from_slice(&(h.len() as u16).to_le_bytes());
     bytes.extend_from_slice(h.as_bytes());
-    bytes
+    Some(bytes)
 }
 
 impl NpyWriter {
@@ -52,7 +67,26 @@ impl NpyWriter {
         let file = std::fs::File::create(&tmp).map_err(|e| Error::io("cannot create file", &tmp, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
         out.write_all(&header(shape)).map_err(|e| Error::io("cannot write file", &tmp, e))?;
-        Ok(NpyWriter { path: path.to_path_buf(), tmp, out, expected: shape.iter().product(), written: 0 })
+        Ok(NpyWriter {
+            path: path.to_path_buf(),
+            tmp,
+            out,
+            shape: shape.to_vec(),
+            expected: shape.iter().product(),
+            written: 0,
+            open_rows: false,
+        })
+    }
+
+    /// Starts `path` for at most `max_rows` rows of `row_shape`; [`finish`](Self::finish) records
+    /// how many were appended (whole rows only). With `max_rows` rows the file is the same as
+    /// [`create`](Self::create)'s.
+    pub fn create_rows(path: &Path, max_rows: usize, row_shape: &[usize]) -> Result<NpyWriter> {
+        let mut shape = vec![max_rows];
+        shape.extend_from_slice(row_shape);
+        let mut w = NpyWriter::create(path, &shape)?;
+        w.open_rows = true;
+        Ok(w)
     }
 
     /// Appends values in C order.
@@ -75,6 +109,24 @@ impl NpyWriter {
 
     /// Checks that every value was written and moves the file to its final name.
     pub fn finish(mut self) -> Result<()> {
+        let row: usize = self.shape[1..].iter().product();
+        if self.open_rows && self.written < self.expected && row > 0 && self.written % row == 0 {
+            // Fewer rows than reserved: the header is rewritten with the count, padded to its length.
+            let mut shape = self.shape.clone();
+            shape[0] = self.written / row;
+            let length = header(&self.shape).len();
+            let head = header_of_length(&shape, length).ok_or_else(|| Error::Output {
+                what: "array",
+                path: self.path.clone(),
+                reason: "the header does not fit its reserved space".into(),
+            })?;
+            use std::io::{Seek, SeekFrom};
+            self.out.flush().map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
+            let file = self.out.get_mut();
+            file.seek(SeekFrom::Start(0)).map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
+            file.write_all(&head).map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
+            self.expected = self.written;
+        }
         if self.written != self.expected {
             return Err(Error::Output {
                 what: "array",
@@ -168,6 +220,31 @@ mod tests {
         let w = NpyWriter::create(&p, &[2]).unwrap();
         assert!(w.finish().is_err(), "finishing short is an error");
         assert!(!p.exists());
+    }
+
+    #[test]
+    fn open_row_counts_are_rewritten_into_the_header() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.npy"), d.path().join("b.npy"));
+        // All rows: the same bytes as a writer that knew the count.
+        let mut w = NpyWriter::create_rows(&a, 2, &[3]).unwrap();
+        w.append(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        w.finish().unwrap();
+        let mut w = NpyWriter::create(&b, &[2, 3]).unwrap();
+        w.append(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
+        w.finish().unwrap();
+        assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
+        // Fewer rows (1000 → 7: fewer digits): a valid file of 7 rows.
+        let mut w = NpyWriter::create_rows(&a, 1000, &[2, 2]).unwrap();
+        let values: Vec<f32> = (0..28).map(|i| i as f32).collect();
+        w.append(&values).unwrap();
+        w.finish().unwrap();
+        assert_eq!(read_f32(&a).unwrap(), (vec![7, 2, 2], values));
+        assert_eq!(std::fs::read(&a).unwrap().len() % 4, 0);
+        // A partial row is an error.
+        let mut w = NpyWriter::create_rows(&a, 3, &[2]).unwrap();
+        w.append(&[1.0]).unwrap();
+        assert!(w.finish().is_err());
     }
 
     #[test]

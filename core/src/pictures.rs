@@ -17,7 +17,8 @@ fn out_err(what: &'static str, path: &Path, reason: impl ToString) -> Error {
     Error::Output { what, path: path.to_path_buf(), reason: reason.to_string() }
 }
 
-fn open(path: &Path) -> Result<DynamicImage> {
+/// Decodes the picture at `path` (once per stage: GIFs and overlays take decoded pictures).
+pub fn open(path: &Path) -> Result<DynamicImage> {
     crate::input::decode(path).map_err(|reason| out_err("picture", path, reason))
 }
 
@@ -48,12 +49,9 @@ fn filter(from: u32, to: u32) -> FilterType {
 
 /// Writes an animated GIF of `images` (all scaled to the first one's size, at most `max_side`
 /// pixels on the long side) showing `per_minute` images per minute, looping forever.
-pub fn write_gif(path: &Path, images: &[&Path], per_minute: f64, max_side: u32) -> Result<()> {
+pub fn write_gif(path: &Path, images: &[&DynamicImage], per_minute: f64, max_side: u32) -> Result<()> {
     let first = images.first().ok_or_else(|| out_err("GIF", path, "no images"))?;
-    let (w, h) = {
-        let im = open(first)?;
-        fit(im.width(), im.height(), max_side)
-    };
+    let (w, h) = fit(first.width(), first.height(), max_side);
     let (gw, gh) = (
         u16::try_from(w).map_err(|_| out_err("GIF", path, "too wide"))?,
         u16::try_from(h).map_err(|_| out_err("GIF", path, "too high"))?,
@@ -63,8 +61,7 @@ pub fn write_gif(path: &Path, images: &[&Path], per_minute: f64, max_side: u32) 
     {
         let mut enc = gif::Encoder::new(&mut bytes, gw, gh, &[]).map_err(|e| out_err("GIF", path, e))?;
         enc.set_repeat(gif::Repeat::Infinite).map_err(|e| out_err("GIF", path, e))?;
-        for p in images {
-            let im = open(p)?;
+        for im in images {
             let im = im.resize_exact(w, h, filter(im.width(), w)).to_rgb8();
             let mut frame = gif::Frame::from_rgb_speed(gw, gh, im.as_raw(), 10);
             frame.delay = delay;
@@ -136,8 +133,7 @@ fn scale_of(map: &[f32]) -> f32 {
 
 /// Writes `image` in grey with the `h × w` relevance `map` over it as a PNG, the colour scale
 /// symmetric around zero (±max |relevance| of this map).
-pub fn write_overlay(path: &Path, image: &Path, map: &[f32], h: usize, w: usize, max_side: u32) -> Result<()> {
-    let im = open(image)?;
+pub fn write_overlay(path: &Path, im: &DynamicImage, map: &[f32], h: usize, w: usize, max_side: u32) -> Result<()> {
     let (ow, oh) = fit(im.width(), im.height(), max_side);
     let grey: GrayImage = im.resize_exact(ow, oh, filter(im.width(), ow)).to_luma8();
     let s = scale_of(map);
@@ -206,17 +202,14 @@ fn write_png(path: &Path, im: &RgbImage) -> Result<()> {
 mod tests {
     use super::*;
 
-    fn grey_png(dir: &Path, name: &str, v: u8) -> std::path::PathBuf {
-        let p = dir.join(name);
-        GrayImage::from_pixel(28, 28, image::Luma([v])).save(&p).unwrap();
-        p
+    fn grey(v: u8) -> DynamicImage {
+        DynamicImage::ImageLuma8(GrayImage::from_pixel(28, 28, image::Luma([v])))
     }
 
     #[test]
     fn gif_has_one_frame_per_image_at_the_rate() {
         let dir = tempfile::tempdir().unwrap();
-        let a = grey_png(dir.path(), "a.png", 10);
-        let b = grey_png(dir.path(), "b.png", 200);
+        let (a, b) = (grey(10), grey(200));
         let out = dir.path().join("c.gif");
         write_gif(&out, &[&a, &b, &a], 100.0, 256).unwrap();
         let mut opts = gif::DecodeOptions::new();
@@ -235,7 +228,7 @@ mod tests {
     #[test]
     fn overlay_colours_follow_the_sign() {
         let dir = tempfile::tempdir().unwrap();
-        let img = grey_png(dir.path(), "a.png", 128);
+        let img = grey(128);
         // Left half positive, right half negative.
         let map: Vec<f32> = (0..4).flat_map(|_| [1.0, 1.0, -1.0, -1.0]).collect();
         let out = dir.path().join("o.png");

@@ -131,7 +131,7 @@ fn manifest_metadata_explains_clusters_with_the_papers_variance_ratio() {
             assert!(columns.contains(&col), "cluster {}: {columns:?}", c.id);
         }
         let e = c.explanations.iter().find(|e| e.column == "number").unwrap();
-        assert_eq!(e.kind, "numeric");
+        assert_eq!(e.kind.name(), "numeric");
         let mine: Vec<f64> = c.members.iter().map(|m| values[&m.image]).collect();
         let ratio = var(&mine) / var(&all);
         assert!((e.ratio - ratio).abs() < 1e-9, "cluster {}: {} vs {ratio}", c.id, e.ratio);
@@ -229,7 +229,7 @@ fn landmark_model_on_simulated_eyes_is_explained_from_its_worst_keypoint() {
     assert!(report.best_layer.is_some());
     // The regressor's report bundle: no classes, no confusion matrix, targets and outputs as numbers.
     let bundle = hudd_report::read_report(&std::fs::read_to_string(out.join("report/report.json")).unwrap()).unwrap();
-    assert_eq!(bundle.evaluation.task, "regression");
+    assert_eq!(bundle.evaluation.task.name(), "regression");
     assert!(bundle.evaluation.classes.is_empty());
     assert!(bundle.evaluation.splits.iter().all(|s| s.confusion.is_none() && s.per_class.is_empty()));
     let image = &bundle.images[0];
@@ -265,7 +265,7 @@ fn analyze_with_nothing_to_cluster_still_writes_a_report() {
     let text = std::fs::read_to_string(run.join("report/report.json")).unwrap();
     let report = hudd_report::read_report(&text).unwrap();
     assert!(report.analysis.is_none() && report.images.is_empty());
-    assert_eq!(report.evaluation.splits.iter().find(|s| s.split == "test").unwrap().images, 3);
+    assert_eq!(report.evaluation.splits.iter().find(|s| s.split.name() == "test").unwrap().images, 3);
     assert!(hudd_core::bundle::verify(&run.join("report")).unwrap().is_intact());
 }
 

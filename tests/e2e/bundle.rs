@@ -40,17 +40,17 @@ fn demo_writes_a_complete_bundle_that_matches_the_run() {
     assert_eq!(report.run.seeds.get("simulate"), Some(&2026));
     assert!(report.run.command_line.iter().any(|a| a == "demo"));
     assert!(report.run.timings.iter().any(|t| t.stage == "heatmaps"));
-    let splits: Vec<&str> = report.datasets.iter().map(|d| d.split.as_str()).collect();
+    let splits: Vec<&str> = report.datasets.iter().map(|d| d.split.name()).collect();
     assert_eq!(splits, ["train", "test", "improvement"]);
     // The data hash is the SHA-256 of the sorted image list.
     let test_csv = std::fs::read_to_string(demo().join("run/results/test.csv")).unwrap();
     let mut names: Vec<&str> = test_csv.lines().skip(1).map(|l| l.split(',').next().unwrap()).collect();
     names.sort_unstable();
     let list: String = names.iter().map(|n| format!("{n}\n")).collect();
-    let test = report.datasets.iter().find(|d| d.split == "test").unwrap();
+    let test = report.datasets.iter().find(|d| d.split.name() == "test").unwrap();
     assert_eq!(test.sha256, hudd_core::fsio::sha256_hex(list.as_bytes()));
     // Accuracy and confusion agree with the result file.
-    let eval = report.evaluation.splits.iter().find(|s| s.split == "test").unwrap();
+    let eval = report.evaluation.splits.iter().find(|s| s.split.name() == "test").unwrap();
     let correct = test_csv.lines().skip(1).filter(|l| l.split(',').nth(1) == Some("Correct")).count();
     assert_eq!(eval.correct, correct);
     let confusion = eval.confusion.as_ref().unwrap();
@@ -157,12 +157,25 @@ fn every_released_report_version_stays_readable() {
         let report = hudd_report::read_report(&std::fs::read_to_string(path.join("report.json")).unwrap())
             .unwrap_or_else(|e| panic!("{}: {e}", path.display()));
         assert_eq!(report.format_version, hudd_report::FORMAT_VERSION, "migrated to the current version");
-        assert!(report.analysis.is_some_and(|a| !a.layers.is_empty()));
+        let analysis = report.analysis.expect("an analysis");
+        // Every version says (or learns by migration) which layers could not be the best one.
+        let excluded: Vec<(&str, hudd_report::Exclusion)> =
+            analysis.layers.iter().filter_map(|l| l.excluded.map(|e| (l.name.as_str(), e))).collect();
+        assert_eq!(
+            excluded,
+            [("image", hudd_report::Exclusion::Input), ("logits", hudd_report::Exclusion::ExplainedOutput)],
+            "{}",
+            path.display()
+        );
+        let best = analysis.best_layer.expect("a best layer");
+        assert!(analysis.layers[best].excluded.is_none());
         let v = hudd_core::bundle::verify(&path).unwrap();
         assert!(v.is_intact(), "{}: {v:?}", path.display());
         versions.push(path.file_name().unwrap().to_string_lossy().into_owned());
     }
-    assert!(versions.iter().any(|v| v == "v1"), "{versions:?}");
+    versions.sort();
+    let released: Vec<String> = (1..=hudd_report::FORMAT_VERSION).map(|v| format!("v{v}")).collect();
+    assert_eq!(versions, released, "one fixture bundle per released version");
 }
 
 /// The viewer on the demo's bundle, from file://, as a reviewer uses it.
@@ -275,7 +288,8 @@ fn hostile_names_and_labels_render_as_text() {
     let Some(b) = Browser::start() else { return };
     let dir = tempfile::tempdir().unwrap();
     let run = demo().join("run");
-    let mut assembled = hudd_core::bundle::assemble(&run, &hudd_core::progress::Silent).unwrap();
+    let mut assembled =
+        hudd_core::bundle::assemble(&hudd_core::run::RunDir::new(&run), &hudd_core::progress::Silent).unwrap();
     let script = "<script>window.__xss = 1</script>";
     let img = "\"><img src=x onerror=\"window.__xss = 2\">";
     {
@@ -293,7 +307,7 @@ fn hostile_names_and_labels_render_as_text() {
         }
         r.evaluation.classes[0] = script.into();
         r.skipped.push(hudd_report::Skipped {
-            split: "test".into(),
+            split: hudd_report::Split::Test,
             image: format!("{img}.png"),
             reason: script.into(),
         });

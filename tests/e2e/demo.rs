@@ -18,7 +18,7 @@ fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
         serde_json::from_str(&std::fs::read_to_string(out.join("run/clusters.json")).unwrap()).unwrap();
     let best = report.layers.iter().find(|l| Some(&l.name) == report.best_layer.as_ref()).unwrap();
     // Simulator parameters explain the clusters (numeric columns with a mean).
-    let numeric = best.clusters.iter().flat_map(|c| &c.explanations).filter(|e| e.kind == "numeric").count();
+    let numeric = best.clusters.iter().flat_map(|c| &c.explanations).filter(|e| e.kind.name() == "numeric").count();
     assert!(numeric > 0);
     for col in ["eyelid", "gaze_yaw", "exposure"] {
         assert!(best.clusters.iter().any(|c| c.explanations.iter().any(|e| e.column == col)), "{col}");

@@ -35,7 +35,7 @@ fn matches_zennit(name: &str, model: &std::path::Path, overrides: &[&str]) {
         let what = format!("{name}/{preset_name}");
         let preset = Preset::from_name(preset_name).unwrap();
         let output = model.info().outputs[0].name.clone();
-        let explainer = Explainer::new(&model, &spec, &output, preset).unwrap();
+        let explainer = Explainer::new(&model, &spec.domain(), &output, preset).unwrap();
         let rel = explainer.explain(batch.view(), &Start::Predicted).unwrap();
         let files = files.as_object().unwrap();
         assert!(files.len() >= 7, "{what}: the reference covers every layer");

@@ -23,7 +23,7 @@ const IMG: &str = "\"><img src=x onerror=\"window.__xss = 2\">";
 fn report() -> Report {
     let image = |i: usize| ImageEntry {
         name: if i == 0 { format!("test/{IMG}.png") } else { format!("test/{i}.png") },
-        split: "test".into(),
+        split: Split::Test,
         expected: if i == 0 { SCRIPT.into() } else { "up".into() },
         predicted: "down".into(),
         thumbnail: format!("images/thumbs/{i}.png"),
@@ -37,7 +37,7 @@ fn report() -> Report {
         mean_heatmap: None,
         explanations: vec![Explanation {
             column: "eyelid".into(),
-            kind: "numeric".into(),
+            kind: ColumnKind::Numeric,
             ratio: 0.1,
             reduction: 0.9,
             summary: if id == 1 { SCRIPT.into() } else { "eyelid −90% variance".into() },
@@ -53,10 +53,10 @@ fn report() -> Report {
         datasets: vec![],
         evaluation: Evaluation::default(),
         analysis: Some(Analysis {
-            preset: "hudd".into(),
-            linkage: "ward-rows".into(),
-            normalize: "none".into(),
-            layer_rule: "wicd".into(),
+            preset: Preset::Hudd,
+            linkage: Linkage::WardRows,
+            normalize: Normalize::None,
+            layer_rule: LayerRule::Wicd,
             k_selection: "knee".into(),
             images: 5,
             best_layer: Some(0),
@@ -67,7 +67,7 @@ fn report() -> Report {
                 shape: vec![4, 8, 8],
                 curve: (2..6).map(|k| CurvePoint { k, wicd: 1.0 / k as f64, gradient: 0.0 }).collect(),
                 k: 2,
-                k_choice: "knee".into(),
+                k_choice: KChoice::Knee,
                 k_choice_reason: None,
                 score: 0.5,
                 silhouette: 0.2,

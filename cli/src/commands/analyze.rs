@@ -7,6 +7,7 @@ use clap::Args;
 use hudd_core::analyze::{analyze, AnalyzeOptions, PictureOptions};
 use hudd_core::heatmaps::{HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::Preset;
+use hudd_core::run::RunDir;
 
 use super::cluster::{print_summary, ClusterOptionArgs};
 use super::{ModelData, RunOptions};
@@ -26,10 +27,10 @@ pub struct AnalyzeArgs {
     /// Run folder.
     #[arg(long, short = 'o', value_name = "RUN")]
     out: PathBuf,
-    /// LRP preset: hudd (default), epsilon-plus, epsilon-plus-flat, epsilon-gamma-box,
-    /// epsilon-alpha2-beta1.
-    #[arg(long, default_value = "hudd")]
-    preset: String,
+    /// LRP preset: which rule each layer gets (hudd: the original toolset's; the others are
+    /// Zennit's composites).
+    #[arg(long, value_enum, default_value_t = Preset::Hudd)]
+    preset: Preset,
     #[command(flatten)]
     cluster: ClusterOptionArgs,
     /// Report bundle folder (default: RUN/report).
@@ -44,12 +45,13 @@ pub struct AnalyzeArgs {
 
 pub fn run(args: AnalyzeArgs) -> Result<()> {
     let config = args.run.config()?;
-    let cluster = args.cluster.options()?;
-    let preset = Preset::from_name(&args.preset)?;
+    let cluster = args.cluster.options();
+    let preset = args.preset;
     if !(args.gif_rate > 0.0 && args.gif_rate.is_finite()) {
         bail!("--gif-rate must be a positive number of images per minute");
     }
-    let report_dir = args.report.clone().unwrap_or_else(|| args.out.join("report"));
+    let run_dir = RunDir::new(&args.out);
+    let report_dir = args.report.clone().unwrap_or_else(|| run_dir.default_report());
     let (model, data) = args.input.open(&config)?;
     let options = AnalyzeOptions {
         heatmaps: HeatmapOptions {
@@ -62,21 +64,18 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         pictures: PictureOptions { gif_per_minute: args.gif_rate, ..PictureOptions::default() },
         run: super::run_info(&[]),
     };
-    let bars = Bars::new(args.run.quiet);
+    let bars = Bars::new(args.run.exec.quiet);
     let outcome = args
         .run
-        .in_pool(|| Ok(analyze(&model, &data, &config, &options, &args.out, &bars)?))
-        .with_context(|| format!("analysing {} on {}", args.input.model.display(), args.input.data.display()))?;
+        .in_pool(|| Ok(analyze(&model, &data, &config, &options, &run_dir, &bars)?))
+        .with_context(|| format!("analysing {} on {}", args.input.model.model.display(), args.input.data.display()))?;
     let test = outcome.evaluation.split(hudd_core::Split::Test);
     if let Some(t) = test {
         println!("test: {} images, {} Wrong ({:.2}% accuracy)\n", t.rows.len(), outcome.wrong, 100.0 * t.accuracy());
     }
     let Some(analysis) = &outcome.analysis else {
-        println!(
-            "fewer than 2 Wrong test images: nothing to cluster (results: {})",
-            args.out.join("results").display()
-        );
-        return super::report::write_bundle(&args.out, &report_dir, args.run.quiet);
+        println!("fewer than 2 Wrong test images: nothing to cluster (results: {})", run_dir.results().display());
+        return super::report::write_bundle(&run_dir, &report_dir, args.run.exec.quiet);
     };
     print_summary(analysis);
     if let Some(l) = &outcome.overlay_layer {
@@ -84,7 +83,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             println!("(the best layer is not spatial: overlays show the heatmaps of {l})");
         }
     }
-    println!("\nclusters: {}", args.out.join("clusters.json").display());
-    println!("pictures: {}", args.out.join("clusters").display());
-    super::report::write_bundle(&args.out, &report_dir, args.run.quiet)
+    println!("\nclusters: {}", run_dir.clusters_json().display());
+    println!("pictures: {}", run_dir.pictures().display());
+    super::report::write_bundle(&run_dir, &report_dir, args.run.exec.quiet)
 }

@@ -45,8 +45,8 @@ struct HeatmapsBench {
     #[arg(long, default_value_t = 1000)]
     limit: usize,
     /// Preset.
-    #[arg(long, default_value = "hudd")]
-    preset: String,
+    #[arg(long, value_enum, default_value_t = hudd_core::relevance::Preset::Hudd)]
+    preset: hudd_core::relevance::Preset,
     /// Timed runs per setting.
     #[arg(long, default_value_t = 3)]
     repeat: usize,
@@ -101,7 +101,7 @@ fn bench_evaluate(a: EvaluateBench) -> Result<()> {
         let mut model = Model::load(&a.model)?;
         model.set_parallel_engine(mode == Parallelism::Engine)?;
         for &threads in &a.threads {
-            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("thread pool")?;
+            let pool = super::pool(threads)?;
             for &batch in &a.batch_sizes {
                 let name = match mode {
                     Parallelism::Batches => "batches",
@@ -134,19 +134,20 @@ fn bench_evaluate(a: EvaluateBench) -> Result<()> {
 }
 
 fn bench_heatmaps(a: HeatmapsBench) -> Result<()> {
-    use hudd_core::heatmaps::{compute, HeatmapOptions, ImageRef, Layers, StartRule};
+    use hudd_core::heatmaps::{compute_to_folder, HeatmapOptions, ImageRef, Layers, StartRule};
     let config = hudd_core::Config::load(a.config.as_deref(), &[])?;
     let model = Model::load(&a.model)?;
     let spec = config.input_spec(model.info())?;
-    let output = config.task.output.clone().unwrap_or_else(|| model.info().outputs[0].name.clone());
+    let output = &model.info().outputs[config.task.output_index(model.info())?].name;
     let (files, _) = hudd_core::dataset::image_files(&a.images)?;
     let images: Vec<ImageRef> = files
         .into_iter()
         .take(a.limit)
         .map(|f| ImageRef { path: f.path, image: f.image, label: None, targets: None })
         .collect();
-    let preset = hudd_core::relevance::Preset::from_name(&a.preset)?;
-    let flops = hudd_core::relevance::Explainer::new(&model, &spec, &output, preset)?.flops_per_image(&spec)?;
+    let preset = a.preset;
+    let explainer = hudd_core::relevance::Explainer::new(&model, &spec.domain(), output, preset)?;
+    let flops = explainer.flops_per_image()?;
     println!(
         "{} images, preset {}, ~{:.1} MFLOP per image (forward + relevance of linear layers)",
         images.len(),
@@ -156,14 +157,14 @@ fn bench_heatmaps(a: HeatmapsBench) -> Result<()> {
     println!("{:>7} {:>6} {:>10} {:>10} {:>8}", "threads", "batch", "median_s", "images/s", "GFLOP/s");
     let out = tempfile_dir()?;
     for &threads in &a.threads {
-        let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().context("thread pool")?;
+        let pool = super::pool(threads)?;
         for &batch in &a.batch_sizes {
             let options =
                 HeatmapOptions { preset, layers: Layers::All, start: StartRule::Predicted, batch_size: batch };
             let mut times = Vec::new();
             for i in 0..=a.repeat {
                 let t = Instant::now();
-                pool.install(|| compute(&model, &spec, &output, &images, &options, &out, &Silent))?;
+                pool.install(|| compute_to_folder(&explainer, &spec, &images, &options, &out, &Silent))?;
                 if i > 0 {
                     times.push(t.elapsed().as_secs_f64());
                 }

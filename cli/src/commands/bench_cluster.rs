@@ -6,9 +6,9 @@ use std::time::Instant;
 
 use anyhow::{bail, Result};
 use clap::Args;
-use hudd_core::cluster::report::HeatmapSet;
 use hudd_core::cluster::{cluster_distances, Options};
 use hudd_core::distance::{pairwise, Normalize};
+use hudd_core::heatmaps::HeatmapSet;
 use ndarray::Array2;
 
 /// Times HUDD's clustering of every layer of a heatmaps folder (`--heatmaps`), or of `--synthetic N`
@@ -92,8 +92,8 @@ pub fn run(a: ClusterBench) -> Result<()> {
     match (&a.heatmaps, a.synthetic) {
         (Some(dir), _) => {
             let set = HeatmapSet::open(dir)?;
-            for l in &set.layers {
-                let (d, c) = time_layer(&l.tensor, set.load(l)?, &options);
+            for (i, l) in set.layers().iter().enumerate() {
+                let (d, c) = time_layer(&l.tensor, set.layer(i)?.into_owned(), &options);
                 td += d;
                 tc += c;
             }

@@ -2,50 +2,46 @@
 
 use std::path::PathBuf;
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
 use clap::Args;
 use hudd_core::cluster::metadata::Metadata;
-use hudd_core::cluster::report::{self, Clustering, HeatmapSet};
+use hudd_core::cluster::report::{self, Clustering};
 use hudd_core::cluster::{LayerRule, Linkage, Options};
 use hudd_core::distance::Normalize;
+use hudd_core::heatmaps::HeatmapSet;
+use hudd_core::run::RunDir;
 
+use super::ExecOptions;
 use crate::progress::Bars;
 
 /// Clustering choices shared by `hudd cluster` and `hudd analyze`. The defaults are HUDD's.
 #[derive(Debug, Args)]
 pub struct ClusterOptionArgs {
-    /// The tree that is cut: `ward-rows` (HUDD: Ward on the rows of the row-max-normalised
-    /// distance matrix), `ward` (Ward on the heatmaps) or `average` (average linkage).
-    #[arg(long, default_value = "ward-rows", value_name = "METHOD")]
-    linkage: String,
-    /// Heatmap normalisation before distances: `none` (HUDD), `l2` (unit length: compares where
-    /// the model looked, not how confident it was) or `cosine` (1 − cosine similarity).
-    #[arg(long, default_value = "none", value_name = "HOW")]
-    normalize: String,
-    /// Best-layer rule: `wicd` (HUDD: lowest WICD at the chosen k) or `silhouette` (highest mean
+    /// The tree that is cut: ward-rows (HUDD: Ward on the rows of the row-max-normalised distance
+    /// matrix), ward (Ward on the heatmaps) or average (average linkage).
+    #[arg(long, value_enum, default_value_t = Linkage::WardRows, value_name = "METHOD")]
+    linkage: Linkage,
+    /// Heatmap normalisation before distances: none (HUDD), l2 (unit length: compares where the
+    /// model looked, not how confident it was) or cosine (1 − cosine similarity).
+    #[arg(long, value_enum, default_value_t = Normalize::None, value_name = "HOW")]
+    normalize: Normalize,
+    /// Best-layer rule: wicd (HUDD: lowest WICD at the chosen k) or silhouette (highest mean
     /// silhouette).
-    #[arg(long, default_value = "wicd", value_name = "RULE")]
-    layer_rule: String,
+    #[arg(long, value_enum, default_value_t = LayerRule::Wicd, value_name = "RULE")]
+    layer_rule: LayerRule,
     /// Use this many clusters on every layer instead of the knee of the WICD curve.
-    #[arg(long, value_name = "K")]
-    k: Option<usize>,
+    #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
+    k: Option<u32>,
 }
 
 impl ClusterOptionArgs {
-    pub fn options(&self) -> Result<Options> {
-        let Some(linkage) = Linkage::parse(&self.linkage) else {
-            bail!("--linkage must be `ward-rows`, `ward` or `average` (got `{}`)", self.linkage)
-        };
-        let Some(normalize) = Normalize::parse(&self.normalize) else {
-            bail!("--normalize must be `none`, `l2` or `cosine` (got `{}`)", self.normalize)
-        };
-        let Some(layer_rule) = LayerRule::parse(&self.layer_rule) else {
-            bail!("--layer-rule must be `wicd` or `silhouette` (got `{}`)", self.layer_rule)
-        };
-        if self.k.is_some_and(|k| k < 1) {
-            bail!("--k must be at least 1");
+    pub fn options(&self) -> Options {
+        Options {
+            linkage: self.linkage,
+            normalize: self.normalize,
+            layer_rule: self.layer_rule,
+            fixed_k: self.k.map(|k| k as usize),
         }
-        Ok(Options { linkage, normalize, layer_rule, fixed_k: self.k })
     }
 }
 
@@ -66,27 +62,20 @@ pub struct ClusterArgs {
     metadata: Option<PathBuf>,
     #[command(flatten)]
     cluster: ClusterOptionArgs,
-    /// Worker threads (default: one per core).
-    #[arg(long, short = 'j', value_name = "N")]
-    threads: Option<usize>,
-    /// Do not draw progress bars.
-    #[arg(long, short = 'q')]
-    quiet: bool,
+    #[command(flatten)]
+    exec: ExecOptions,
 }
 
 pub fn run(args: ClusterArgs) -> Result<()> {
-    let options = args.cluster.options()?;
+    let options = args.cluster.options();
     let set = HeatmapSet::open(&args.heatmaps)?;
-    let metadata = args.metadata.as_deref().map(|p| Metadata::from_csv(p, &set.images)).transpose()?;
-    let bars = Bars::new(args.quiet);
-    let work = || -> Result<Clustering> { Ok(report::cluster_all(&set, &options, metadata.as_ref(), &bars)?) };
-    let analysis = match args.threads {
-        None => work()?,
-        Some(n) => rayon::ThreadPoolBuilder::new().num_threads(n.max(1)).build()?.install(work)?,
-    };
-    report::write(&args.out, &analysis).with_context(|| format!("writing clusters to {}", args.out.display()))?;
+    let metadata = args.metadata.as_deref().map(|p| Metadata::from_csv(p, set.images())).transpose()?;
+    let bars = Bars::new(args.exec.quiet);
+    let analysis = args.exec.in_pool(|| Ok(report::cluster_all(&set, &options, metadata.as_ref(), &bars)?))?;
+    let out = RunDir::new(&args.out);
+    report::write(&out, &analysis).with_context(|| format!("writing clusters to {}", args.out.display()))?;
     print_summary(&analysis);
-    println!("\nclusters: {}", args.out.join("clusters.json").display());
+    println!("\nclusters: {}", out.clusters_json().display());
     Ok(())
 }
 

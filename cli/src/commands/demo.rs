@@ -9,6 +9,7 @@ use hudd_core::analyze::{analyze, AnalyzeOptions, PictureOptions};
 use hudd_core::cluster::Options as ClusterOptions;
 use hudd_core::heatmaps::{HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::Preset;
+use hudd_core::run::RunDir;
 use hudd_core::{Config, Dataset, Model};
 use hudd_sim::dataset::{Sizes, Task};
 
@@ -85,18 +86,6 @@ fn prepare(out: &Path) -> Result<()> {
     Ok(())
 }
 
-/// The paper's RQ1 measure on the best layer: clusters of 2+ images whose best-explaining numeric
-/// parameter has a variance reduction of at least 50 %, and the number of such clusters.
-fn rq1(a: &hudd_core::cluster::report::Clustering) -> Option<(usize, usize)> {
-    let best = a.best()?;
-    let clusters: Vec<_> = a.report.layers[best].clusters.iter().filter(|c| c.size >= 2).collect();
-    let explained = clusters
-        .iter()
-        .filter(|c| c.explanations.iter().find(|e| e.kind == "numeric").is_some_and(|e| e.reduction >= 0.5))
-        .count();
-    Some((explained, clusters.len()))
-}
-
 pub fn run(args: DemoArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let out = &args.out;
@@ -130,7 +119,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         pictures: PictureOptions::default(),
         run: super::run_info(&[("simulate", args.seed)]),
     };
-    let run_dir = out.join("run");
+    let run_dir = RunDir::new(out.join("run"));
     let bars = Bars::new(args.quiet);
     let outcome = analyze(&model, &data, &config, &options, &run_dir, &bars).context("running the analysis")?;
     for s in &outcome.evaluation.splits {
@@ -140,7 +129,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     match &outcome.analysis {
         Some(a) => {
             print_summary(a);
-            if let Some((explained, total)) = rq1(a) {
+            if let Some((explained, total)) = a.rq1() {
                 println!(
                     "\n{explained} of {total} clusters (of 2+ images) have a simulator parameter whose variance drops by \
                      ≥ 50% (the paper's RQ1 measure)"
@@ -150,8 +139,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         None => println!("fewer than 2 Wrong test images: nothing to cluster"),
     }
     println!("\ndata:     {}", data_dir.display());
-    println!("results:  {}", run_dir.join("results").display());
-    println!("clusters: {} and {}", run_dir.join("clusters.json").display(), run_dir.join("clusters").display());
+    println!("results:  {}", run_dir.results().display());
+    println!("clusters: {} and {}", run_dir.clusters_json().display(), run_dir.pictures().display());
     super::report::write_bundle(&run_dir, &out.join("report"), args.quiet)?;
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())

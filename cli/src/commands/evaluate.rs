@@ -29,10 +29,10 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let config = args.run.config()?;
     let (model, data) = args.input.open(&config)?;
     let evaluator = Evaluator::new(&model, &data, &config)
-        .with_context(|| format!("the configuration does not fit the model {}", args.input.model.display()))?;
-    let bars = Bars::new(args.run.quiet);
+        .with_context(|| format!("the configuration does not fit the model {}", args.input.model.model.display()))?;
+    let bars = Bars::new(args.run.exec.quiet);
     let evaluation = args.run.in_pool(|| Ok(evaluator.run(&bars)?))?;
-    let results = args.out.join("results");
+    let results = hudd_core::run::RunDir::new(&args.out).results();
     evaluation.write(&results).with_context(|| format!("writing results to {}", results.display()))?;
     print_summary(&evaluation);
     println!("\nresults: {}", results.display());

@@ -55,12 +55,28 @@ enum Command {
     Bench(bench::BenchArgs),
 }
 
-/// The model and dataset of a run (`hudd evaluate`, `hudd analyze`).
+/// The exported model (every command that runs one).
 #[derive(Debug, Args)]
-pub struct ModelData {
+pub struct ModelArg {
     /// The exported ONNX model.
     #[arg(long, short = 'm', value_name = "MODEL.onnx")]
     pub model: PathBuf,
+}
+
+impl ModelArg {
+    /// Loads the model with the configured parallelism.
+    pub fn load(&self, config: &hudd_core::Config) -> Result<hudd_core::Model> {
+        let mut model = hudd_core::Model::load(&self.model)?;
+        model.set_parallel_engine(config.run.parallelism == hudd_core::config::Parallelism::Engine)?;
+        Ok(model)
+    }
+}
+
+/// The model and dataset of a run (`hudd evaluate`, `hudd analyze`).
+#[derive(Debug, Args)]
+pub struct ModelData {
+    #[command(flatten)]
+    pub model: ModelArg,
     /// Dataset folder: train/, test/, improvement/ (or HUDD's TrainingSet/, TestSet/,
     /// ImprovementSet/), each with one folder per class or a manifest.csv.
     #[arg(long, short = 'd', value_name = "DATA")]
@@ -70,14 +86,40 @@ pub struct ModelData {
 impl ModelData {
     /// Loads the model (with the configured parallelism) and opens the dataset.
     pub fn open(&self, config: &hudd_core::Config) -> Result<(hudd_core::Model, hudd_core::Dataset)> {
-        let mut model = hudd_core::Model::load(&self.model)?;
-        model.set_parallel_engine(config.run.parallelism == hudd_core::config::Parallelism::Engine)?;
+        let model = self.model.load(config)?;
         let data = hudd_core::Dataset::open(&self.data, &config.task)?;
         Ok((model, data))
     }
 }
 
-/// Options shared by every command that runs a model.
+/// How a command runs: threads and progress bars (every command that computes).
+#[derive(Debug, Args)]
+pub struct ExecOptions {
+    /// Worker threads (default: one per core).
+    #[arg(long, short = 'j', value_name = "N", value_parser = clap::value_parser!(u16).range(1..))]
+    pub threads: Option<u16>,
+    /// Do not draw progress bars.
+    #[arg(long, short = 'q')]
+    pub quiet: bool,
+}
+
+impl ExecOptions {
+    /// Runs `f` on a thread pool of the requested size (the one place where hudd's worker pool is
+    /// built).
+    pub fn in_pool<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
+        match self.threads {
+            None => f(),
+            Some(n) => pool(usize::from(n))?.install(f),
+        }
+    }
+}
+
+/// A worker pool of `threads` threads.
+pub fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().context("cannot start worker threads")
+}
+
+/// Options shared by every command that runs a model: the configuration and how to run.
 #[derive(Debug, Args)]
 pub struct RunOptions {
     /// Configuration file (`hudd.toml`: [input], [task], [run]); flags override it.
@@ -90,12 +132,8 @@ pub struct RunOptions {
     /// Images per model run (overrides `[run] batch_size`).
     #[arg(long, value_name = "N")]
     pub batch_size: Option<usize>,
-    /// Worker threads (default: one per core).
-    #[arg(long, short = 'j', value_name = "N")]
-    pub threads: Option<usize>,
-    /// Do not draw progress bars.
-    #[arg(long, short = 'q')]
-    pub quiet: bool,
+    #[command(flatten)]
+    pub exec: ExecOptions,
 }
 
 /// How this run was made, for the report: the command line, the seeds and the start time.
@@ -123,14 +161,7 @@ impl RunOptions {
 
     /// Runs `f` on a thread pool of the requested size.
     pub fn in_pool<T: Send>(&self, f: impl FnOnce() -> Result<T> + Send) -> Result<T> {
-        match self.threads {
-            None => f(),
-            Some(n) => rayon::ThreadPoolBuilder::new()
-                .num_threads(n.max(1))
-                .build()
-                .context("cannot start worker threads")?
-                .install(f),
-        }
+        self.exec.in_pool(f)
     }
 }
 

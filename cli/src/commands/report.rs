@@ -5,6 +5,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, Result};
 use clap::Args;
 use hudd_core::bundle::{self, ViewerAssets};
+use hudd_core::run::RunDir;
 
 use crate::progress::Bars;
 
@@ -31,22 +32,21 @@ pub struct ReportArgs {
     /// The bundle folder (default: RUN/report).
     #[arg(long, short = 'o', value_name = "BUNDLE")]
     out: Option<PathBuf>,
-    /// Do not draw progress bars.
-    #[arg(long, short = 'q')]
-    quiet: bool,
+    #[command(flatten)]
+    exec: super::ExecOptions,
 }
 
 pub fn run(args: ReportArgs) -> Result<()> {
-    let out = args.out.clone().unwrap_or_else(|| args.run.join("report"));
-    write_bundle(&args.run, &out, args.quiet)?;
-    Ok(())
+    let run = RunDir::new(&args.run);
+    let out = args.out.clone().unwrap_or_else(|| run.default_report());
+    args.exec.in_pool(|| write_bundle(&run, &out, args.exec.quiet))
 }
 
 /// Writes the bundle of `run` to `out` and says where it is.
-pub fn write_bundle(run: &Path, out: &Path, quiet: bool) -> Result<()> {
+pub fn write_bundle(run: &RunDir, out: &Path, quiet: bool) -> Result<()> {
     let bars = Bars::new(quiet);
     let assembled =
-        bundle::assemble(run, &bars).with_context(|| format!("reading the run folder {}", run.display()))?;
+        bundle::assemble(run, &bars).with_context(|| format!("reading the run folder {}", run.root().display()))?;
     let manifest = bundle::write(out, &assembled, &VIEWER, &bars)
         .with_context(|| format!("writing the report bundle {}", out.display()))?;
     let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();

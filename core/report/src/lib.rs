@@ -39,12 +39,149 @@ mod migrate;
 
 /// `report.json`'s format name.
 pub const FORMAT: &str = "hudd-report";
-/// The version this crate writes and reads natively.
-pub const FORMAT_VERSION: u32 = 1;
+/// The version this crate writes and reads natively (2: closed sets are enums, layers say why they
+/// cannot be the best layer; version 1 is migrated on reading).
+pub const FORMAT_VERSION: u32 = 2;
 /// `manifest.json`'s format name.
 pub const MANIFEST_FORMAT: &str = "hudd-bundle-manifest";
 /// Its version.
 pub const MANIFEST_VERSION: u32 = 1;
+
+/// A closed set of names: an enum whose JSON form, [`Display`](std::fmt::Display) and `name()`
+/// are the listed strings, and `ALL` its values in order.
+macro_rules! closed_set {
+    ($(#[$meta:meta])* $name:ident { $($(#[$vmeta:meta])* $variant:ident = $text:literal),+ $(,)? }) => {
+        $(#[$meta])*
+        #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+        pub enum $name {
+            $($(#[$vmeta])* #[serde(rename = $text)] $variant),+
+        }
+
+        impl $name {
+            /// Every value, in order.
+            pub const ALL: &'static [$name] = &[$($name::$variant),+];
+
+            /// The name, as written in the report.
+            pub fn name(self) -> &'static str {
+                match self {
+                    $($name::$variant => $text),+
+                }
+            }
+        }
+
+        impl std::fmt::Display for $name {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.name())
+            }
+        }
+    };
+}
+
+closed_set! {
+    /// The LRP preset of the heatmaps (which rule each layer gets).
+    Preset {
+        /// The original HUDD toolset's rules.
+        Hudd = "hudd",
+        /// Zennit's `EpsilonPlus`.
+        EpsilonPlus = "epsilon-plus",
+        /// Zennit's `EpsilonPlusFlat`.
+        EpsilonPlusFlat = "epsilon-plus-flat",
+        /// Zennit's `EpsilonGammaBox`.
+        EpsilonGammaBox = "epsilon-gamma-box",
+        /// Zennit's `EpsilonAlpha2Beta1`.
+        EpsilonAlpha2Beta1 = "epsilon-alpha2-beta1",
+    }
+}
+
+closed_set! {
+    /// The tree that is cut.
+    Linkage {
+        /// Ward on the rows of the row-max-normalised distance matrix (HUDD).
+        WardRows = "ward-rows",
+        /// Ward on the heatmaps.
+        Ward = "ward",
+        /// Average linkage on the heatmap distances.
+        Average = "average",
+    }
+}
+
+closed_set! {
+    /// Heatmap normalisation before distances.
+    Normalize {
+        /// Raw relevance (HUDD).
+        None = "none",
+        /// Unit L2 norm.
+        L2 = "l2",
+        /// Cosine dissimilarity.
+        Cosine = "cosine",
+    }
+}
+
+closed_set! {
+    /// How the best layer is chosen.
+    LayerRule {
+        /// Lowest WICD at the chosen k (HUDD).
+        Wicd = "wicd",
+        /// Highest mean silhouette.
+        Silhouette = "silhouette",
+    }
+}
+
+closed_set! {
+    /// How a layer's number of clusters was chosen.
+    KChoice {
+        /// The knee of the WICD curve (HUDD).
+        Knee = "knee",
+        /// No knee: the fallback ([`Layer::k_choice_reason`] says why).
+        Fallback = "fallback",
+        /// Given by the user.
+        Fixed = "fixed",
+    }
+}
+
+closed_set! {
+    /// Why a layer cannot be the best layer.
+    Exclusion {
+        /// The image itself.
+        Input = "input",
+        /// The explained output: its heatmap is the start vector of the relevance.
+        ExplainedOutput = "explained output",
+    }
+}
+
+closed_set! {
+    /// The kind of model.
+    #[derive(Default)]
+    Task {
+        /// A classifier.
+        #[default]
+        Classification = "classification",
+        /// A regressor.
+        Regression = "regression",
+    }
+}
+
+closed_set! {
+    /// A dataset split.
+    Split {
+        /// The training set.
+        Train = "train",
+        /// The test set whose errors are explained.
+        Test = "test",
+        /// The improvement set (unsafe-set candidates).
+        Improvement = "improvement",
+    }
+}
+
+closed_set! {
+    /// The kind of a metadata column.
+    ColumnKind {
+        /// Numbers: explained by variance.
+        Numeric = "numeric",
+        /// Categories: explained by Gini impurity.
+        Categorical = "categorical",
+    }
+}
 
 /// Why a report or manifest cannot be read.
 #[derive(Debug, thiserror::Error)]
@@ -184,7 +321,7 @@ pub struct TensorSummary {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct DatasetSplit {
     /// `train`, `test` or `improvement`.
-    pub split: String,
+    pub split: Split,
     /// Images evaluated.
     pub images: usize,
     /// Images skipped (unreadable, wrong shape, unknown label).
@@ -198,7 +335,7 @@ pub struct DatasetSplit {
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Evaluation {
     /// `classification` or `regression`.
-    pub task: String,
+    pub task: Task,
     /// Class names (classification), in output order.
     #[serde(default)]
     pub classes: Vec<String>,
@@ -210,7 +347,7 @@ pub struct Evaluation {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SplitEvaluation {
     /// Split name.
-    pub split: String,
+    pub split: Split,
     /// Images evaluated.
     pub images: usize,
     /// Images the model got right.
@@ -242,13 +379,13 @@ pub struct ClassAccuracy {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Analysis {
     /// LRP preset of the heatmaps.
-    pub preset: String,
+    pub preset: Preset,
     /// Linkage (`ward-rows` is HUDD's).
-    pub linkage: String,
+    pub linkage: Linkage,
     /// Heatmap normalisation before distances.
-    pub normalize: String,
+    pub normalize: Normalize,
     /// How the best layer is chosen (`wicd` or `silhouette`).
-    pub layer_rule: String,
+    pub layer_rule: LayerRule,
     /// How k is chosen.
     pub k_selection: String,
     /// Number of clustered (Wrong test) images.
@@ -276,7 +413,7 @@ pub struct Layer {
     /// Chosen number of clusters.
     pub k: usize,
     /// `knee`, `fallback` or `fixed`.
-    pub k_choice: String,
+    pub k_choice: KChoice,
     /// Why the fallback was used.
     #[serde(default)]
     pub k_choice_reason: Option<String>,
@@ -291,7 +428,7 @@ pub struct Layer {
     /// Why the layer cannot be the best layer, if it cannot: `input` (the image itself) or
     /// `explained output` (its heatmap is the start vector of the relevance).
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub excluded: Option<String>,
+    pub excluded: Option<Exclusion>,
     /// The WICD curve as CSV in the bundle (`k,wicd,gradient`).
     #[serde(default)]
     pub curve_file: Option<String>,
@@ -346,7 +483,7 @@ pub struct Explanation {
     /// Column name.
     pub column: String,
     /// `numeric` or `categorical`.
-    pub kind: String,
+    pub kind: ColumnKind,
     /// Within-cluster variance (Gini impurity) over that of all clustered images.
     pub ratio: f64,
     /// `1 − ratio`.
@@ -361,7 +498,7 @@ pub struct ImageEntry {
     /// Path relative to the dataset root.
     pub name: String,
     /// Split.
-    pub split: String,
+    pub split: Split,
     /// Expected class or target, as text.
     pub expected: String,
     /// Predicted class or output, as text.
@@ -420,7 +557,7 @@ pub struct RetrainingGain {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Skipped {
     /// Split.
-    pub split: String,
+    pub split: Split,
     /// Image path.
     pub image: String,
     /// Why.

@@ -34,7 +34,7 @@ const HASHES: &str = "{{HUDD_SCRIPT_HASHES}}";
 const STYLE: &str = "{{HUDD_STYLE}}";
 
 fn template_error(reason: String) -> Error {
-    Error::Config(format!("the embedded viewer is broken ({reason}); rebuild hudd after viewer/build.sh"))
+    Error::Viewer { reason }
 }
 
 /// Fills the template's placeholders in one pass over the template (text inserted is never
@@ -79,8 +79,11 @@ pub fn render_index(viewer: &ViewerAssets<'_>, report: &Report) -> Result<String
     if viewer.style.to_ascii_lowercase().contains("</style") {
         return Err(template_error("the style sheet contains </style>".into()));
     }
-    let json =
-        report.to_inline_json().map_err(|e| Error::Config(format!("the report cannot be written as JSON: {e}")))?;
+    let json = report.to_inline_json().map_err(|e| Error::Output {
+        what: "report",
+        path: "index.html".into(),
+        reason: format!("the report cannot be written as JSON: {e}"),
+    })?;
     let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::best());
     gz.write_all(viewer.wasm).and_then(|_| gz.flush()).map_err(|e| template_error(e.to_string()))?;
     let gz = gz.finish().map_err(|e| template_error(e.to_string()))?;

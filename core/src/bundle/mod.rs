@@ -18,7 +18,6 @@
 //! bundle against its manifest.
 
 mod html;
-pub mod record;
 mod verify;
 
 use std::collections::HashMap;
@@ -27,18 +26,15 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 pub use html::{render_index, ViewerAssets};
-pub use record::{RunImage, RunRecord};
 pub use verify::{verify, Verification};
 
-use crate::analyze::member_file;
-use crate::cluster::report::{ClustersReport, HeatmapSet};
-use crate::cluster::KChoice;
+use crate::cluster::report::ClustersReport;
 use crate::error::{Error, Result};
-use crate::fsio::{sha256_file, sha256_hex, write_atomic};
-use crate::heatmaps::sanitize;
-use crate::heatmaps::LayerFile;
+use crate::fsio::{sha256_file, sha256_hex, write_json};
+use crate::heatmaps::{HeatmapSet, LayerFile};
 use crate::pictures;
 use crate::progress::Progress;
+use crate::run::{RunDir, RunRecord};
 use hudd_report as schema;
 
 /// Longest side of thumbnails, in pixels.
@@ -77,9 +73,9 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 
 /// Reads a run folder (`run.json`, `clusters.json`, `heatmaps/`, `clusters/`) into a report and
 /// its pictures.
-pub fn assemble(run: &Path, progress: &dyn Progress) -> Result<Assembled> {
+pub fn assemble(run: &RunDir, progress: &dyn Progress) -> Result<Assembled> {
     let record = RunRecord::read(run)?;
-    let clusters_path = run.join("clusters.json");
+    let clusters_path = run.clusters_json();
     let (clusters, clusters_sha) = if record.clustered {
         let text = std::fs::read(&clusters_path).map_err(|e| {
             Error::io("the run is incomplete: clusters.json is missing (rerun `hudd analyze`)", &clusters_path, e)
@@ -125,28 +121,27 @@ pub fn assemble(run: &Path, progress: &dyn Progress) -> Result<Assembled> {
 }
 
 fn assemble_analysis(
-    run: &Path,
+    run: &RunDir,
     record: &RunRecord,
     clusters: &ClustersReport,
     images: &mut Vec<schema::ImageEntry>,
     files: &mut Vec<BundleFile>,
     progress: &dyn Progress,
 ) -> Result<schema::Analysis> {
-    let heat_dir = run.join("heatmaps");
+    let heat_dir = run.heatmaps();
     let set = HeatmapSet::open(&heat_dir)?;
-    if set.images != record.images.iter().map(|i| i.name.clone()).collect::<Vec<_>>() {
+    if set.images().iter().ne(record.images.iter().map(|i| &i.name)) {
         return Err(bad(&heat_dir, "the heatmaps are not those of the images in run.json (rerun `hudd analyze`)"));
     }
     let index: HashMap<&str, usize> = record.images.iter().enumerate().map(|(i, im)| (im.name.as_str(), i)).collect();
-    let clusters_dir = run.join("clusters");
+    let clusters_dir = run.pictures();
     // Each image's copy in the run folder (every layer's clusters hold every image; take the first).
     let mut sources: Vec<Option<PathBuf>> = vec![None; record.images.len()];
     if let Some(layer) = clusters.layers.first() {
         for c in &layer.clusters {
             for m in &c.members {
                 if let Some(&i) = index.get(m.image.as_str()) {
-                    let dir = clusters_dir.join(sanitize(&layer.name)).join(c.id.to_string());
-                    sources[i] = Some(dir.join(member_file(&m.image)));
+                    sources[i] = Some(run.member_copy(&layer.name, c.id, &m.image));
                 }
             }
         }
@@ -171,7 +166,7 @@ fn assemble_analysis(
         files.push(BundleFile { path: thumbnail.clone(), content: Content::Bytes(png) });
         images.push(schema::ImageEntry {
             name: im.name.clone(),
-            split: "test".into(),
+            split: schema::Split::Test,
             expected: im.expected.clone(),
             predicted: im.predicted.clone(),
             thumbnail,
@@ -181,19 +176,19 @@ fn assemble_analysis(
 
     // Heatmap pictures: a layer's own heatmaps when spatial, else the input's.
     let spatial = |e: &LayerFile| pictures::channels_height_width(&e.shape).is_some();
-    let input = set.layers.iter().position(|e| e.node.is_empty() && spatial(e));
+    let input = set.layers().iter().position(|e| e.node.is_empty() && spatial(e));
     let heat_of: Vec<Option<usize>> = clusters
         .layers
         .iter()
-        .map(|l| set.layers.iter().position(|e| e.tensor == l.name && spatial(e)).or(input))
+        .map(|l| set.layers().iter().position(|e| e.tensor == l.name && spatial(e)).or(input))
         .collect();
     let mut needed: Vec<usize> = heat_of.iter().flatten().copied().collect();
     needed.sort_unstable();
     needed.dedup();
     progress.start("heatmap pictures", (needed.len() * record.images.len()) as u64);
     for &h in &needed {
-        let entry = &set.layers[h];
-        let x = set.load(entry)?;
+        let entry = &set.layers()[h];
+        let x = set.layer(h)?;
         let pngs: Vec<Option<Vec<u8>>> = (0..x.nrows())
             .into_par_iter()
             .map(|i| {
@@ -215,7 +210,6 @@ fn assemble_analysis(
     let best = clusters.best_layer.as_ref().and_then(|b| clusters.layers.iter().position(|l| &l.name == b));
     let mut layers = Vec::new();
     for (li, l) in clusters.layers.iter().enumerate() {
-        let ldir = clusters_dir.join(sanitize(&l.name));
         let mut csv = String::from("k,wicd,gradient\n");
         for p in &l.curve {
             csv.push_str(&format!("{},{},{}\n", p.k, p.wicd, p.gradient));
@@ -245,7 +239,7 @@ fn assemble_analysis(
                     .then(a.distance_to_medoid.total_cmp(&b.distance_to_medoid))
                     .then(a.image.cmp(&b.image))
             });
-            let gif_src = ldir.join(format!("cluster-{}.gif", c.id));
+            let gif_src = run.gif(&l.name, c.id);
             // GIFs of the best layer only (the run folder keeps every layer's; the viewer's
             // flipbook plays any cluster): all layers' GIFs would be most of the bundle.
             let gif = (Some(li) == best && gif_src.is_file()).then(|| {
@@ -253,7 +247,7 @@ fn assemble_analysis(
                 files.push(BundleFile { path: path.clone(), content: Content::Copy(gif_src) });
                 path
             });
-            let mean_src = ldir.join(c.id.to_string()).join("mean-heatmap.png");
+            let mean_src = run.mean_heatmap(&l.name, c.id);
             let mean_heatmap = mean_src.is_file().then(|| {
                 let path = format!("images/mean/{li}/{}.png", c.id);
                 files.push(BundleFile { path: path.clone(), content: Content::Copy(mean_src) });
@@ -269,7 +263,7 @@ fn assemble_analysis(
                     .iter()
                     .map(|e| schema::Explanation {
                         column: e.column.clone(),
-                        kind: e.kind.clone(),
+                        kind: e.kind,
                         ratio: e.ratio,
                         reduction: e.reduction,
                         summary: e.summary(),
@@ -277,11 +271,7 @@ fn assemble_analysis(
                     .collect(),
             });
         }
-        let (k_choice, k_choice_reason) = match &l.k_choice {
-            KChoice::Knee => ("knee".to_string(), None),
-            KChoice::Fallback { reason } => ("fallback".to_string(), Some(reason.clone())),
-            KChoice::Fixed => ("fixed".to_string(), None),
-        };
+        let (k_choice, k_choice_reason) = crate::schema::k_choice(&l.k_choice);
         layers.push(schema::Layer {
             name: l.name.clone(),
             shape: l.shape.clone(),
@@ -291,11 +281,11 @@ fn assemble_analysis(
             k_choice_reason,
             score: l.score,
             silhouette: l.silhouette,
-            heatmap_layer: heat_of[li].map(|h| set.layers[h].tensor.clone()),
+            heatmap_layer: heat_of[li].map(|h| set.layers()[h].tensor.clone()),
             excluded: if clusters.input_layer.as_ref() == Some(&l.name) {
-                Some("input".into())
+                Some(schema::Exclusion::Input)
             } else if clusters.output_layer.as_ref() == Some(&l.name) {
-                Some("explained output".into())
+                Some(schema::Exclusion::ExplainedOutput)
             } else {
                 None
             },
@@ -305,10 +295,10 @@ fn assemble_analysis(
     }
     let p = &clusters.parameters;
     Ok(schema::Analysis {
-        preset: p.preset.clone(),
-        linkage: p.linkage.clone(),
-        normalize: p.normalize.clone(),
-        layer_rule: p.layer_rule.clone(),
+        preset: p.preset.into(),
+        linkage: p.linkage.into(),
+        normalize: p.normalize.into(),
+        layer_rule: p.layer_rule.into(),
         k_selection: p.k_selection.clone(),
         images: record.images.len(),
         best_layer: best,
@@ -406,14 +396,7 @@ fn write_into(
     progress.advance(2);
 
     let manifest = manifest_of(tmp, &assembled.report.report_id)?;
-    let manifest_path = tmp.join("manifest.json");
-    let mut mjson = serde_json::to_vec_pretty(&manifest).map_err(|e| Error::Output {
-        what: "manifest",
-        path: manifest_path.clone(),
-        reason: e.to_string(),
-    })?;
-    mjson.push(b'\n');
-    write_atomic(&manifest_path, &mjson)?;
+    write_json(&tmp.join("manifest.json"), "manifest", &manifest)?;
     progress.advance(1);
     progress.finish();
     Ok(manifest)

@@ -7,6 +7,7 @@
 //! cluster's distribution of values. Columns are ranked per cluster by ratio, lowest first;
 //! constant columns and clusters of one image explain nothing and are left out.
 
+use hudd_report::ColumnKind;
 use std::collections::{BTreeMap, HashMap};
 use std::path::Path;
 
@@ -27,7 +28,7 @@ impl Metadata {
     /// Reads a CSV with an `image` column (e.g. `results/test.csv`) and keeps one row per image of
     /// `images`, in that order; every other column is metadata.
     pub fn from_csv(path: &Path, images: &[String]) -> Result<Metadata> {
-        let bad = |reason: String| Error::Config(format!("metadata CSV: {reason}: {}", path.display()));
+        let bad = |reason: String| Error::MetadataCsv { path: path.to_path_buf(), reason };
         let mut reader = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
         let header: Vec<String> =
             reader.headers().map_err(|e| bad(e.to_string()))?.iter().map(str::to_string).collect();
@@ -53,7 +54,7 @@ pub struct Explanation {
     /// The column.
     pub column: String,
     /// `numeric` or `categorical`.
-    pub kind: String,
+    pub kind: ColumnKind,
     /// Within-cluster variance (Gini impurity) over that of all clustered images.
     pub ratio: f64,
     /// `1 − ratio`.
@@ -72,7 +73,10 @@ pub struct Explanation {
 impl Explanation {
     /// One line for a summary: `eyelid −87% variance, mean 0.12 (all 0.48)`.
     pub fn summary(&self) -> String {
-        let what = if self.kind == "numeric" { "variance" } else { "impurity" };
+        let what = match self.kind {
+            ColumnKind::Numeric => "variance",
+            ColumnKind::Categorical => "impurity",
+        };
         // A negative reduction is an increase: the cluster is more spread than all images.
         let sign = if self.reduction < 0.0 { '+' } else { '−' };
         let mut s = format!("{} {sign}{:.0}% {what}", self.column, 100.0 * self.reduction.abs());
@@ -151,7 +155,7 @@ pub fn explain(meta: &Metadata, clusters: &[Vec<usize>]) -> Vec<Vec<Explanation>
                             if va > 0.0 {
                                 out.push(Explanation {
                                     column: name.clone(),
-                                    kind: "numeric".into(),
+                                    kind: ColumnKind::Numeric,
                                     ratio: vw / va,
                                     reduction: 1.0 - vw / va,
                                     mean: Some(mw),
@@ -167,7 +171,7 @@ pub fn explain(meta: &Metadata, clusters: &[Vec<usize>]) -> Vec<Vec<Explanation>
                         if ga > 0.0 {
                             out.push(Explanation {
                                 column: name.clone(),
-                                kind: "categorical".into(),
+                                kind: ColumnKind::Categorical,
                                 ratio: gw / ga,
                                 reduction: 1.0 - gw / ga,
                                 mean: None,

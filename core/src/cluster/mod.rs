@@ -27,7 +27,9 @@ use crate::distance::{self, Normalize};
 pub const MAX_K: usize = 500;
 
 /// Which tree is cut.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Linkage {
     /// Ward on the rows of the row-max-normalised distance matrix (HUDD).
     #[default]
@@ -47,14 +49,18 @@ impl Linkage {
             Linkage::Average => "average",
         }
     }
-    /// Parses a name.
-    pub fn parse(s: &str) -> Option<Linkage> {
-        [Linkage::WardRows, Linkage::Ward, Linkage::Average].into_iter().find(|l| l.name() == s)
+}
+
+impl std::fmt::Display for Linkage {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 
 /// How the best layer is chosen.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum LayerRule {
     /// Lowest WICD on the raw distances at the chosen `k` (HUDD).
     #[default]
@@ -71,9 +77,11 @@ impl LayerRule {
             LayerRule::Silhouette => "silhouette",
         }
     }
-    /// Parses a name.
-    pub fn parse(s: &str) -> Option<LayerRule> {
-        [LayerRule::Wicd, LayerRule::Silhouette].into_iter().find(|l| l.name() == s)
+}
+
+impl std::fmt::Display for LayerRule {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
     }
 }
 

@@ -4,91 +4,41 @@
 //! `N × N` float32 distance matrix of each layer) and `timings.json` (kept apart so that reruns
 //! of the same data give an identical `clusters.json`).
 
-use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use ndarray::Array2;
 use serde::{Deserialize, Serialize};
 
 use super::metadata::{explain, Explanation, Metadata};
-use super::{best_layer, cluster_distances, KChoice, LayerClusters, Options};
-use crate::distance;
+use super::{best_layer, cluster_distances, KChoice, LayerClusters, LayerRule, Linkage, Options};
+use crate::distance::{self, Normalize};
 use crate::error::{Error, Result};
-use crate::fsio::write_atomic;
-use crate::heatmaps::{HeatmapIndex, LayerFile};
-use crate::npy::{read_f32, NpyWriter};
+use crate::fsio::write_json;
+use crate::heatmaps::HeatmapSet;
+use crate::npy::NpyWriter;
 use crate::progress::Progress;
+use crate::relevance::Preset;
+use crate::run::RunDir;
 
 /// `clusters.json`'s format name.
 pub const FORMAT: &str = "hudd-clusters";
 /// Its version.
 pub const FORMAT_VERSION: u32 = 1;
 
-/// A heatmaps folder, opened.
-#[derive(Debug, Clone)]
-pub struct HeatmapSet {
-    /// The folder.
-    pub dir: PathBuf,
-    /// Images in row order.
-    pub images: Vec<String>,
-    /// Layers.
-    pub layers: Vec<LayerFile>,
-    /// The preset the heatmaps were made with.
-    pub preset: String,
-    /// The explained output tensor, when the index names it (folders written before hudd
-    /// recorded it name none).
-    pub output_layer: Option<String>,
-}
-
-impl HeatmapSet {
-    /// Reads `dir/index.json`.
-    pub fn open(dir: &Path) -> Result<HeatmapSet> {
-        let index = HeatmapIndex::read(dir)?;
-        Ok(HeatmapSet {
-            dir: dir.to_path_buf(),
-            images: index.images,
-            layers: index.layers,
-            preset: index.preset,
-            output_layer: index.output_layer,
-        })
-    }
-
-    /// One layer's heatmaps as an `N × D` matrix.
-    pub fn load(&self, layer: &LayerFile) -> Result<Array2<f32>> {
-        let path = self.dir.join(&layer.file);
-        let (shape, values) = read_f32(&path)?;
-        let n = shape.first().copied().unwrap_or(0);
-        if n != self.images.len() {
-            return Err(Error::Output {
-                what: "heatmaps",
-                path,
-                reason: format!("{n} rows for {} images in index.json", self.images.len()),
-            });
-        }
-        let d = values.len() / n.max(1);
-        Array2::from_shape_vec((n, d), values).map_err(|e| Error::Output {
-            what: "heatmaps",
-            path,
-            reason: e.to_string(),
-        })
-    }
-}
-
 /// The parameters a clustering ran with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Parameters {
     /// `ward-rows` (HUDD), `ward` or `average`.
-    pub linkage: String,
+    pub linkage: Linkage,
     /// `none` (HUDD), `l2` or `cosine`.
-    pub normalize: String,
+    pub normalize: Normalize,
     /// `wicd` (HUDD) or `silhouette`.
-    pub layer_rule: String,
+    pub layer_rule: LayerRule,
     /// A fixed k, if any.
     pub fixed_k: Option<usize>,
     /// How k is chosen otherwise.
     pub k_selection: String,
     /// The LRP preset of the heatmaps.
-    pub preset: String,
+    pub preset: Preset,
 }
 
 /// One point of a layer's WICD curve.
@@ -192,6 +142,21 @@ impl Timings {
             None => self.stages.push((stage.to_string(), seconds)),
         }
     }
+
+    /// Adds every stage of `other`.
+    pub fn extend(&mut self, other: &Timings) {
+        for (s, v) in &other.stages {
+            self.add(s, *v);
+        }
+    }
+
+    /// As the report records them.
+    pub fn to_schema(&self) -> Vec<hudd_report::Timing> {
+        self.stages
+            .iter()
+            .map(|(stage, seconds)| hudd_report::Timing { stage: stage.clone(), seconds: *seconds })
+            .collect()
+    }
 }
 
 /// A clustering of every layer, in memory.
@@ -211,6 +176,25 @@ impl Clustering {
         let name = self.report.best_layer.as_ref()?;
         self.report.layers.iter().position(|l| &l.name == name)
     }
+
+    /// The paper's RQ1 measure on the best layer: of the clusters with 2 or more images, how many
+    /// have a numeric metadata column (the best-explaining one) whose variance within the cluster
+    /// is at least 50 % below its variance over all clustered images; `(explained, clusters)`.
+    /// `None` without a best layer.
+    pub fn rq1(&self) -> Option<(usize, usize)> {
+        let best = self.best()?;
+        let clusters: Vec<&ClusterEntry> = self.report.layers[best].clusters.iter().filter(|c| c.size >= 2).collect();
+        let explained = clusters
+            .iter()
+            .filter(|c| {
+                c.explanations
+                    .iter()
+                    .find(|e| e.kind == hudd_report::ColumnKind::Numeric)
+                    .is_some_and(|e| e.reduction >= 0.5)
+            })
+            .count();
+        Some((explained, clusters.len()))
+    }
 }
 
 /// Clusters every layer of `set`. `metadata`, when given, has one row per image of the set.
@@ -220,24 +204,24 @@ pub fn cluster_all(
     metadata: Option<&Metadata>,
     progress: &dyn Progress,
 ) -> Result<Clustering> {
-    let n = set.images.len();
+    let n = set.images().len();
     if n < 2 {
-        return Err(Error::Config(format!(
-            "clustering needs at least 2 images, the heatmaps folder has {n} ({})",
-            set.dir.display()
-        )));
+        return Err(Error::TooFewImages { stage: "clustering", needed: 2, found: n, path: None });
     }
     if let Some(m) = metadata {
         if m.rows.len() != n {
-            return Err(Error::Config(format!("metadata has {} rows for {n} images", m.rows.len())));
+            return Err(Error::Mismatch {
+                what: "metadata and heatmaps",
+                reason: format!("{} metadata rows for {n} images", m.rows.len()),
+            });
         }
     }
     let mut timings = Timings::default();
     let mut layers = Vec::new();
     let mut reports = Vec::new();
-    progress.start("clusters", set.layers.len() as u64);
-    for entry in &set.layers {
-        let x = set.load(entry)?;
+    progress.start("clusters", set.layers().len() as u64);
+    for (i, entry) in set.layers().iter().enumerate() {
+        let x = set.layer(i)?;
         let t = Instant::now();
         let d = distance::pairwise(x.view(), options.normalize);
         drop(x);
@@ -256,11 +240,11 @@ pub fn cluster_all(
                 ClusterEntry {
                     id: id + 1,
                     size: m.len(),
-                    medoid: set.images[medoid].clone(),
+                    medoid: set.images()[medoid].clone(),
                     members: m
                         .iter()
                         .zip(dist)
-                        .map(|(&i, d)| Member { image: set.images[i].clone(), distance_to_medoid: d })
+                        .map(|(&i, d)| Member { image: set.images()[i].clone(), distance_to_medoid: d })
                         .collect(),
                     explanations,
                 }
@@ -288,8 +272,8 @@ pub fn cluster_all(
         progress.advance(1);
     }
     progress.finish();
-    let input_layer = set.layers.iter().find(|l| l.node.is_empty()).map(|l| l.tensor.clone());
-    let output_layer = set.output_layer.clone();
+    let input_layer = set.input_layer().map(|l| l.tensor.clone());
+    let output_layer = set.index.output_layer.clone();
     let best = best_layer(reports.iter().map(|r| r.name.as_str()).zip(&layers), options.layer_rule, |name| {
         input_layer.as_deref() == Some(name) || output_layer.as_deref() == Some(name)
     });
@@ -298,13 +282,13 @@ pub fn cluster_all(
         format_version: FORMAT_VERSION,
         hudd_version: crate::VERSION.into(),
         parameters: Parameters {
-            linkage: options.linkage.name().into(),
-            normalize: options.normalize.name().into(),
-            layer_rule: options.layer_rule.name().into(),
+            linkage: options.linkage,
+            normalize: options.normalize,
+            layer_rule: options.layer_rule,
             fixed_k: options.fixed_k,
             k_selection: "kneedle (kneed 0.8.5: concave, increasing, S = 1) on gradientO4(WICD, dx = 4), k = 2..=clamp(N/2, 2, 500)"
                 .into(),
-            preset: set.preset.clone(),
+            preset: set.index.preset,
         },
         images: n,
         input_layer,
@@ -316,16 +300,16 @@ pub fn cluster_all(
     Ok(Clustering { report, layers, timings })
 }
 
-/// Writes `clusters.json`, `distances/*.npy` and `timings.json` into `out`. `clusters.json` is
-/// written last: its presence marks a complete result.
-pub fn write(out: &Path, analysis: &Clustering) -> Result<()> {
-    let json = out.join("clusters.json");
+/// Writes `clusters.json`, `distances/*.npy` and `timings.json` into the run folder. `clusters.json`
+/// is written last: its presence marks a complete result.
+pub fn write(run: &RunDir, analysis: &Clustering) -> Result<()> {
+    let json = run.clusters_json();
     if json.exists() {
         std::fs::remove_file(&json).map_err(|e| Error::io("cannot remove old result", &json, e))?;
     }
     for (entry, c) in analysis.report.layers.iter().zip(&analysis.layers) {
         let n = c.distances.nrows();
-        let mut w = NpyWriter::create(&out.join("distances").join(&entry.distances), &[n, n])?;
+        let mut w = NpyWriter::create(&run.distances(&entry.distances), &[n, n])?;
         let mut row: Vec<f32> = Vec::with_capacity(n);
         for r in c.distances.rows() {
             row.clear();
@@ -334,17 +318,6 @@ pub fn write(out: &Path, analysis: &Clustering) -> Result<()> {
         }
         w.finish()?;
     }
-    write_atomic(&out.join("timings.json"), &pretty(&analysis.timings, out)?)?;
-    write_atomic(&json, &pretty(&analysis.report, out)?)
-}
-
-/// Pretty JSON with a final newline.
-pub(crate) fn pretty<T: Serialize>(value: &T, out: &Path) -> Result<Vec<u8>> {
-    let mut v = serde_json::to_vec_pretty(value).map_err(|e| Error::Output {
-        what: "JSON",
-        path: out.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    v.push(b'\n');
-    Ok(v)
+    write_json(&run.timings_json(), "timings", &analysis.timings)?;
+    write_json(&json, "clusters", &analysis.report)
 }

@@ -718,3 +718,14 @@ fn attribute(a: &pb::AttributeProto, onnx: &tract_onnx::Onnx, model_dir: Option<
         _ => Attribute::Unsupported,
     })
 }
+
+/// Index of the largest value; the first one on ties (as `torch.argmax` and numpy).
+pub fn argmax(values: &[f32]) -> usize {
+    let mut best = 0;
+    for (i, v) in values.iter().enumerate() {
+        if *v > values[best] || (values[best].is_nan() && !v.is_nan()) {
+            best = i;
+        }
+    }
+    best
+}

@@ -20,11 +20,13 @@ pub enum LayerKind {
 }
 
 /// A named preset. `hudd` is the default.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Default, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum Preset {
     /// The original HUDD toolset: z⁺ without bias for dense layers, ε = 1e-9 (bias included) for
     /// convolutions, winner-takes-all max pooling; stabiliser 1e-9.
+    #[default]
     Hudd,
     /// Zennit's `EpsilonPlus`: ε = 1e-6 for dense layers, z⁺ for convolutions.
     EpsilonPlus,
@@ -34,6 +36,8 @@ pub enum Preset {
     /// convolution with the input's bounds.
     EpsilonGammaBox,
     /// Zennit's `EpsilonAlpha2Beta1`: ε for dense layers, α2β1 for convolutions.
+    #[serde(rename = "epsilon-alpha2-beta1")]
+    #[cfg_attr(feature = "clap", value(name = "epsilon-alpha2-beta1"))]
     EpsilonAlpha2Beta1,
 }
 

@@ -1,26 +1,109 @@
-//! The linear maps relevance rules act on: dense layers (Gemm, MatMul) and 2-D convolutions (any
-//! stride, padding, dilation and groups, depthwise included). Each provides its forward pass with
-//! given parameters and the transpose of its linear part, which is what LRP's backward step needs.
+//! Linear maps `y = L(x; W) + b` and their transposes, the layers relevance rules act on.
+//!
+//! A map's parameters are a type of its own: dense layers and convolutions carry [`Weights`] of
+//! their rank (a dense layer without a weight cannot be represented), average pooling carries
+//! [`NoWeights`]. Rules modify parameters through [`Params::modified`].
 
-use ndarray::{s, Array1, Array2, ArrayD, ArrayView2, Axis, Ix2, IxDyn};
+use ndarray::{s, Array, Array1, Array2, ArrayD, ArrayView2, Axis, Dimension, Ix2, Ix4, IxDyn};
 use rayon::prelude::*;
 
-/// Parameters of a linear map; rules modify them (`W⁺`, `W + γW⁺`, …) before each pass.
-#[derive(Debug, Clone, Default, PartialEq)]
-pub struct Params {
-    /// The weight (dense: `[out, in]`; convolution: `[out, in / groups, kh, kw]`).
-    pub weight: Option<ArrayD<f32>>,
-    /// The bias, one value per output channel.
+/// How a rule modifies one parameter value (`w⁺`, `w + γw⁺`, …).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ParamMod {
+    /// Unchanged.
+    Identity,
+    /// `max(p, 0)`.
+    Positive,
+    /// `min(p, 0)`.
+    Negative,
+    /// `0` (for a bias: dropped).
+    Zero,
+    /// `1`.
+    Ones,
+    /// `p²`.
+    Square,
+    /// `p + γ·p⁺`
+    GammaUp(f32),
+    /// `p + γ·p⁻`
+    GammaDown(f32),
+}
+
+impl ParamMod {
+    /// The modified value.
+    pub fn apply(self, v: f32) -> f32 {
+        match self {
+            ParamMod::Identity => v,
+            ParamMod::Positive => v.max(0.0),
+            ParamMod::Negative => v.min(0.0),
+            ParamMod::Zero => 0.0,
+            ParamMod::Ones => 1.0,
+            ParamMod::Square => v * v,
+            ParamMod::GammaUp(g) => v + g * v.max(0.0),
+            ParamMod::GammaDown(g) => v + g * v.min(0.0),
+        }
+    }
+}
+
+/// The parameters of a linear map, as rules see them.
+pub trait Params: Clone + std::fmt::Debug + Send + Sync {
+    /// The parameters with `weight` applied to every weight and `bias` to every bias.
+    fn modified(&self, weight: ParamMod, bias: ParamMod) -> Self;
+    /// Whether there is a bias.
+    fn has_bias(&self) -> bool;
+}
+
+/// A weight of rank `D` (dense: `[out, in]`; convolution: `[out, in / groups, kh, kw]`) and an
+/// optional bias, one value per output channel.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Weights<D: Dimension> {
+    /// The weight.
+    pub weight: Array<f32, D>,
+    /// The bias.
     pub bias: Option<Array1<f32>>,
+}
+
+impl<D: Dimension> Params for Weights<D> {
+    fn modified(&self, weight: ParamMod, bias: ParamMod) -> Self {
+        Weights {
+            weight: if weight == ParamMod::Identity {
+                self.weight.clone()
+            } else {
+                self.weight.mapv(|v| weight.apply(v))
+            },
+            bias: match (&self.bias, bias) {
+                (_, ParamMod::Zero) | (None, _) => None,
+                (Some(b), ParamMod::Identity) => Some(b.clone()),
+                (Some(b), m) => Some(b.mapv(|v| m.apply(v))),
+            },
+        }
+    }
+    fn has_bias(&self) -> bool {
+        self.bias.is_some()
+    }
+}
+
+/// The parameters of a map that has none (average pooling).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct NoWeights;
+
+impl Params for NoWeights {
+    fn modified(&self, _weight: ParamMod, _bias: ParamMod) -> Self {
+        NoWeights
+    }
+    fn has_bias(&self) -> bool {
+        false
+    }
 }
 
 /// A map `y = L(x; W) + b` that is linear in `x`, with the batch as the first axis of `x` and `y`
 /// and the bias added on axis 1.
 pub trait LinearMap: Sync {
+    /// Its parameters.
+    type Params: Params;
     /// `L(x; W) + b`.
-    fn forward(&self, x: &ArrayD<f32>, params: &Params) -> ArrayD<f32>;
+    fn forward(&self, x: &ArrayD<f32>, params: &Self::Params) -> ArrayD<f32>;
     /// `Lᵀ(s; W)`: the gradient of `Σ L(x; W) ⊙ s` with respect to `x`, shaped like the input.
-    fn backward(&self, s: &ArrayD<f32>, params: &Params, input_shape: &[usize]) -> ArrayD<f32>;
+    fn backward(&self, s: &ArrayD<f32>, params: &Self::Params, input_shape: &[usize]) -> ArrayD<f32>;
 }
 
 fn add_bias(y: &mut ArrayD<f32>, bias: Option<&Array1<f32>>) {
@@ -45,28 +128,16 @@ fn as_matrix(a: &ArrayD<f32>) -> ArrayView2<'_, f32> {
 }
 
 impl LinearMap for Dense {
-    fn forward(&self, x: &ArrayD<f32>, params: &Params) -> ArrayD<f32> {
-        let w = params
-            .weight
-            .as_ref()
-            .expect("dense layers have weights")
-            .view()
-            .into_dimensionality::<Ix2>()
-            .expect("2-D weight");
-        let mut y = as_matrix(&x.as_standard_layout().into_owned()).dot(&w.t()).into_dyn();
+    type Params = Weights<Ix2>;
+
+    fn forward(&self, x: &ArrayD<f32>, params: &Weights<Ix2>) -> ArrayD<f32> {
+        let mut y = as_matrix(&x.as_standard_layout().into_owned()).dot(&params.weight.t()).into_dyn();
         add_bias(&mut y, params.bias.as_ref());
         y
     }
 
-    fn backward(&self, s: &ArrayD<f32>, params: &Params, input_shape: &[usize]) -> ArrayD<f32> {
-        let w = params
-            .weight
-            .as_ref()
-            .expect("dense layers have weights")
-            .view()
-            .into_dimensionality::<Ix2>()
-            .expect("2-D weight");
-        let g: Array2<f32> = as_matrix(&s.as_standard_layout().into_owned()).dot(&w);
+    fn backward(&self, s: &ArrayD<f32>, params: &Weights<Ix2>, input_shape: &[usize]) -> ArrayD<f32> {
+        let g: Array2<f32> = as_matrix(&s.as_standard_layout().into_owned()).dot(&params.weight);
         g.into_shape_with_order(IxDyn(input_shape)).expect("input shape")
     }
 }
@@ -157,18 +228,18 @@ impl Conv2d {
         }
     }
 
-    fn weight_matrix<'a>(&self, w: &'a ndarray::ArrayViewD<'_, f32>, group: usize) -> ArrayView2<'a, f32> {
+    fn weight_matrix<'a>(&self, w: &'a ndarray::ArrayView4<'_, f32>, group: usize) -> ArrayView2<'a, f32> {
         let co = w.shape()[0];
         let cog = co / self.groups;
-        let k = w.len() / co;
+        let k = w.len() / co.max(1);
+        // `w` is in standard layout (the callers make it so): the reshape cannot fail.
         let all = w.view().into_shape_with_order((co, k)).expect("contiguous weight");
         all.slice_move(s![group * cog..(group + 1) * cog, ..])
     }
-}
 
-impl LinearMap for Conv2d {
-    fn forward(&self, x: &ArrayD<f32>, params: &Params) -> ArrayD<f32> {
-        let w = params.weight.as_ref().expect("convolutions have weights").as_standard_layout();
+    /// `conv(x; w)` without bias.
+    pub fn apply(&self, x: &ArrayD<f32>, w: &Array<f32, Ix4>) -> ArrayD<f32> {
+        let w = w.as_standard_layout();
         let (n, c, h, wi) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
         let co = w.shape()[0];
         let out = self.output_hw([h, wi]);
@@ -189,14 +260,12 @@ impl LinearMap for Conv2d {
                 yi
             })
             .collect();
-        let y = stack_images(&images, [n, co, out[0], out[1]]);
-        let mut y = y.into_dyn();
-        add_bias(&mut y, params.bias.as_ref());
-        y
+        stack_images(&images, [n, co, out[0], out[1]]).into_dyn()
     }
 
-    fn backward(&self, s: &ArrayD<f32>, params: &Params, input_shape: &[usize]) -> ArrayD<f32> {
-        let w = params.weight.as_ref().expect("convolutions have weights").as_standard_layout();
+    /// `convᵀ(s; w)`: the gradient of `Σ conv(x; w) ⊙ s` with respect to `x` (shape `input_shape`).
+    pub fn apply_transposed(&self, s: &ArrayD<f32>, w: &Array<f32, Ix4>, input_shape: &[usize]) -> ArrayD<f32> {
+        let w = w.as_standard_layout();
         let (n, c) = (input_shape[0], input_shape[1]);
         let co = w.shape()[0];
         let cg = c / self.groups;
@@ -219,6 +288,20 @@ impl LinearMap for Conv2d {
             .collect();
         let dx = stack_images(&images, [n, c, input_shape[2], input_shape[3]]);
         dx.into_dyn()
+    }
+}
+
+impl LinearMap for Conv2d {
+    type Params = Weights<Ix4>;
+
+    fn forward(&self, x: &ArrayD<f32>, params: &Weights<Ix4>) -> ArrayD<f32> {
+        let mut y = self.apply(x, &params.weight);
+        add_bias(&mut y, params.bias.as_ref());
+        y
+    }
+
+    fn backward(&self, s: &ArrayD<f32>, params: &Weights<Ix4>, input_shape: &[usize]) -> ArrayD<f32> {
+        self.apply_transposed(s, &params.weight, input_shape)
     }
 }
 
@@ -247,6 +330,16 @@ pub(crate) mod tests {
                 (z >> 40) as f32 / (1u64 << 23) as f32 - 1.0
             })
             .collect()
+    }
+
+    /// Weights of a convolution (a 4-D `w`), without bias.
+    pub fn weights4(w: &ArrayD<f32>) -> Weights<Ix4> {
+        Weights { weight: w.clone().into_dimensionality().unwrap(), bias: None }
+    }
+
+    /// Weights of a dense layer (a 2-D `w`), without bias.
+    pub fn weights2(w: &ArrayD<f32>) -> Weights<Ix2> {
+        Weights { weight: w.clone().into_dimensionality().unwrap(), bias: None }
     }
 
     pub fn tensor(shape: &[usize], seed: u64) -> ArrayD<f32> {
@@ -317,7 +410,7 @@ pub(crate) mod tests {
         for (k, (conv, xs, co)) in convs().into_iter().enumerate() {
             let x = tensor(&xs, k as u64);
             let w = tensor(&[co, xs[1] / conv.groups, conv.kernel[0], conv.kernel[1]], 100 + k as u64);
-            let y = conv.forward(&x, &Params { weight: Some(w.clone()), bias: None });
+            let y = conv.forward(&x, &weights4(&w));
             let r = conv_naive(&conv, &x, &w);
             assert_eq!(y.shape(), r.shape());
             assert!(y.iter().zip(r.iter()).all(|(a, b)| (a - b).abs() < 1e-5), "case {k}");
@@ -329,10 +422,7 @@ pub(crate) mod tests {
         // <L(x), s> = <x, Lᵀ(s)> for every map.
         for (k, (conv, xs, co)) in convs().into_iter().enumerate() {
             let x = tensor(&xs, 10 + k as u64);
-            let p = Params {
-                weight: Some(tensor(&[co, xs[1] / conv.groups, conv.kernel[0], conv.kernel[1]], 20)),
-                bias: None,
-            };
+            let p = weights4(&tensor(&[co, xs[1] / conv.groups, conv.kernel[0], conv.kernel[1]], 20));
             let y = conv.forward(&x, &p);
             let s = tensor(y.shape(), 30 + k as u64);
             let lhs: f32 = (&y * &s).sum();
@@ -340,7 +430,7 @@ pub(crate) mod tests {
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "case {k}: {lhs} vs {rhs}");
         }
         let x = tensor(&[3, 5], 1);
-        let p = Params { weight: Some(tensor(&[4, 5], 2)), bias: None };
+        let p = weights2(&tensor(&[4, 5], 2));
         let s = tensor(&[3, 4], 3);
         let lhs: f32 = (&Dense.forward(&x, &p) * &s).sum();
         let rhs: f32 = (&x * &Dense.backward(&s, &p, x.shape())).sum();

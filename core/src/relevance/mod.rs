@@ -19,12 +19,11 @@ use std::collections::{BTreeMap, HashSet};
 use ndarray::{ArrayD, ArrayViewD, Axis};
 
 pub use composite::{LayerKind, Preset};
-pub use linear::{Conv2d, Dense, LinearMap, Params};
+pub use linear::{Conv2d, Dense, LinearMap, NoWeights, ParamMod, Params, Weights};
 pub use pool::{AvgPool2d, GlobalAvgPool, Window};
 pub use program::{Program, Step, StepKind};
 pub use rule::{stabilize, BoundRule, Rule};
 
-use crate::config::InputSpec;
 use crate::error::{Error, Result};
 use crate::model::Model;
 
@@ -55,17 +54,30 @@ pub type Relevances = BTreeMap<String, ArrayD<f32>>;
 pub struct Explainer<'m> {
     model: &'m Model,
     program: Program,
+    image_shape: Vec<usize>,
+}
+
+/// What the relevance needs to know about the model input (from the preprocessing, e.g.
+/// `InputSpec::domain`): one image's tensor shape without the batch axis, and the lowest and
+/// highest value each channel can take (the bounds of the z^B rule).
+#[derive(Debug, Clone, PartialEq)]
+pub struct InputDomain {
+    /// One image's tensor shape, without the batch axis.
+    pub image_shape: Vec<usize>,
+    /// Lowest value per channel.
+    pub low: Vec<f32>,
+    /// Highest value per channel.
+    pub high: Vec<f32>,
 }
 
 impl<'m> Explainer<'m> {
     /// Prepares relevance propagation towards model output `output` (the rules of `preset`; input
-    /// bounds for z^B from `spec`). Fails before any work on an op without a relevance rule.
-    pub fn new(model: &'m Model, spec: &InputSpec, output: &str, preset: Preset) -> Result<Self> {
-        let data: HashSet<String> = model.activation_names(&spec.batch_shape(1)[1..])?;
-        let low = (0..spec.channels).map(|c| (0.0 * spec.scale - spec.mean[c]) / spec.std[c]).collect();
-        let high = (0..spec.channels).map(|c| (255.0 * spec.scale - spec.mean[c]) / spec.std[c]).collect();
-        let program = Program::new(model.graph(), model.path(), &data, output, preset, &(low, high))?;
-        Ok(Explainer { model, program })
+    /// bounds for z^B from `input`). Fails before any work on an op without a relevance rule.
+    pub fn new(model: &'m Model, input: &InputDomain, output: &str, preset: Preset) -> Result<Self> {
+        let data: HashSet<String> = model.activation_names(&input.image_shape)?;
+        let bounds = (input.low.clone(), input.high.clone());
+        let program = Program::new(model.graph(), model.path(), &data, output, preset, &bounds)?;
+        Ok(Explainer { model, program, image_shape: input.image_shape.clone() })
     }
 
     /// The model it explains.
@@ -83,20 +95,21 @@ impl<'m> Explainer<'m> {
     /// a probe image of mid-grey (0.5) inputs: branches of inputs that cannot occur are skipped,
     /// as they are at run time. Other ops are cheap in comparison and not counted. For throughput
     /// figures (GFLOP/s).
-    pub fn flops_per_image(&self, spec: &InputSpec) -> Result<u64> {
-        let probe = ArrayD::<f32>::from_elem(ndarray::IxDyn(&spec.batch_shape(1)), 0.5);
+    pub fn flops_per_image(&self) -> Result<u64> {
+        let mut shape = vec![1];
+        shape.extend(&self.image_shape);
+        let probe = ArrayD::<f32>::from_elem(ndarray::IxDyn(&shape), 0.5);
         let acts = self.model.run_with_activations(probe.view())?;
         let spatial =
             |name: &str| acts.tensors.get(name).map(|a| a.shape().iter().skip(2).product::<usize>()).unwrap_or(1);
         let mut total: u64 = 0;
         for s in &self.program.steps {
             let macs = match &s.kind {
-                StepKind::Dense(p) => p.weight.as_ref().map_or(0, |w| w.len()),
-                StepKind::Conv(_, p) => p.weight.as_ref().map_or(0, |w| w.len() * spatial(&s.output)),
-                StepKind::ConvTranspose(_, p) => p
-                    .weight
-                    .as_ref()
-                    .map_or(0, |w| w.len() * spatial(s.inputs.first().map(String::as_str).unwrap_or(""))),
+                StepKind::Dense(p) => p.weight.len(),
+                StepKind::Conv(_, p) => p.weight.len() * spatial(&s.output),
+                StepKind::ConvTranspose(_, p) => {
+                    p.weight.len() * spatial(s.inputs.first().map(String::as_str).unwrap_or(""))
+                }
                 _ => 0,
             };
             let x = s.inputs.first().and_then(|i| acts.tensors.get(i));
@@ -138,14 +151,20 @@ pub fn start_relevance(output: &ArrayD<f32>, start: &Start) -> Result<ArrayD<f32
     for (i, row) in flat.axis_iter(Axis(0)).enumerate() {
         let c = match start {
             Start::Predicted => match row.as_slice() {
-                Some(values) => crate::evaluate::argmax(values),
-                None => crate::evaluate::argmax(&row.to_vec()),
+                Some(values) => crate::model::argmax(values),
+                None => crate::model::argmax(&row.to_vec()),
             },
-            Start::Classes(cs) => *cs.get(i).ok_or_else(|| Error::Config(format!("no start class for image {i}")))?,
+            Start::Classes(cs) => *cs.get(i).ok_or_else(|| Error::Mismatch {
+                what: "start classes and images",
+                reason: format!("no start class for image {i}"),
+            })?,
             Start::AllOutputs | Start::Worst { .. } => unreachable!("handled above"),
         };
         if c >= row.len() {
-            return Err(Error::Config(format!("start class {c} is outside the model's {} outputs", row.len())));
+            return Err(Error::Mismatch {
+                what: "start class and model outputs",
+                reason: format!("start class {c} is outside the model's {} outputs", row.len()),
+            });
         }
         r[[i, c]] = row[c];
     }
@@ -162,10 +181,16 @@ fn worst_relevance(output: &ArrayD<f32>, targets: &[Vec<f32>], keypoints: bool) 
     let flat: Vec<f32> = output.iter().copied().collect();
     let mut r = vec![0.0f32; flat.len()];
     for i in 0..n {
-        let t = targets.get(i).ok_or_else(|| Error::Config(format!("no targets for image {i}")))?;
+        let t = targets.get(i).ok_or_else(|| Error::Mismatch {
+            what: "regression targets and images",
+            reason: format!("no targets for image {i}"),
+        })?;
         let p = &flat[i * per..(i + 1) * per];
         if t.len() != per || (keypoints && per % 2 != 0) {
-            return Err(Error::Config(format!("image {i} has {} targets for {per} outputs", t.len())));
+            return Err(Error::Mismatch {
+                what: "regression targets and model outputs",
+                reason: format!("image {i} has {} targets for {per} outputs", t.len()),
+            });
         }
         let keep: Vec<usize> = if keypoints {
             let k = (0..per / 2)

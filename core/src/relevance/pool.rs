@@ -9,7 +9,7 @@
 use ndarray::{Array4, ArrayD, Axis, Ix4};
 use rayon::prelude::*;
 
-use super::linear::{LinearMap, Params};
+use super::linear::{LinearMap, NoWeights};
 
 /// Geometry of a 2-D pooling window.
 #[derive(Debug, Clone, PartialEq)]
@@ -108,7 +108,9 @@ pub struct AvgPool2d {
 }
 
 impl LinearMap for AvgPool2d {
-    fn forward(&self, x: &ArrayD<f32>, _params: &Params) -> ArrayD<f32> {
+    type Params = NoWeights;
+
+    fn forward(&self, x: &ArrayD<f32>, _params: &NoWeights) -> ArrayD<f32> {
         let x4 = as4(x);
         let (n, c, h, w) = x4.dim();
         let [oh_n, ow_n] = self.window.output;
@@ -120,7 +122,7 @@ impl LinearMap for AvgPool2d {
         y.into_dyn()
     }
 
-    fn backward(&self, s: &ArrayD<f32>, _params: &Params, input_shape: &[usize]) -> ArrayD<f32> {
+    fn backward(&self, s: &ArrayD<f32>, _params: &NoWeights, input_shape: &[usize]) -> ArrayD<f32> {
         let s4 = as4(s);
         let (h, w) = (input_shape[2], input_shape[3]);
         let mut dx = Array4::<f32>::zeros((input_shape[0], input_shape[1], h, w));
@@ -139,7 +141,9 @@ impl LinearMap for AvgPool2d {
 pub struct GlobalAvgPool;
 
 impl LinearMap for GlobalAvgPool {
-    fn forward(&self, x: &ArrayD<f32>, _params: &Params) -> ArrayD<f32> {
+    type Params = NoWeights;
+
+    fn forward(&self, x: &ArrayD<f32>, _params: &NoWeights) -> ArrayD<f32> {
         let (n, c) = (x.shape()[0], x.shape()[1]);
         let spatial = x.len() / (n * c).max(1);
         let flat = x.as_standard_layout().into_owned().into_shape_with_order((n, c, spatial)).expect("contiguous");
@@ -149,7 +153,7 @@ impl LinearMap for GlobalAvgPool {
         mean.into_shape_with_order(shape).expect("shape").into_dyn()
     }
 
-    fn backward(&self, s: &ArrayD<f32>, _params: &Params, input_shape: &[usize]) -> ArrayD<f32> {
+    fn backward(&self, s: &ArrayD<f32>, _params: &NoWeights, input_shape: &[usize]) -> ArrayD<f32> {
         let (n, c) = (input_shape[0], input_shape[1]);
         let spatial: usize = input_shape[2..].iter().product();
         let s2 = s.as_standard_layout().into_owned().into_shape_with_order((n, c)).expect("[N, C, 1, 1]");
@@ -206,17 +210,17 @@ mod tests {
             let x = tensor(&[2, 3, 7, 7], 5).mapv(f32::abs);
             let out = (7 + 2 * p - k) / s + 1;
             let map = AvgPool2d { window: win(k, s, p, out), count_include_pad: inc };
-            let y = map.forward(&x, &Params::default());
+            let y = map.forward(&x, &NoWeights);
             let sv = tensor(y.shape(), 6);
             let lhs = (&y * &sv).sum();
-            let rhs = (&x * &map.backward(&sv, &Params::default(), x.shape())).sum();
+            let rhs = (&x * &map.backward(&sv, &NoWeights, x.shape())).sum();
             assert!((lhs - rhs).abs() < 1e-4 * lhs.abs().max(1.0));
             let r = y.clone();
-            let r_in = Rule::Norm { stabilizer: 1e-12 }.propagate(&map, &x, &Params::default(), &r);
+            let r_in = Rule::Norm { stabilizer: 1e-12 }.propagate(&map, &x, &NoWeights, &r);
             assert!((r_in.sum() - r.sum()).abs() < 1e-3 * r.sum(), "Norm conserves ({k},{s},{p},{inc})");
         }
         let x = tensor(&[2, 3, 4, 5], 9);
-        let y = GlobalAvgPool.forward(&x, &Params::default());
+        let y = GlobalAvgPool.forward(&x, &NoWeights);
         assert_eq!(y.shape(), &[2, 3, 1, 1]);
         assert!((y[[1, 2, 0, 0]] - x.slice(ndarray::s![1, 2, .., ..]).mean().unwrap()).abs() < 1e-6);
     }

@@ -14,10 +14,10 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use ndarray::{Array1, ArrayD, Axis, IxDyn, Slice};
+use ndarray::{Array1, ArrayD, Axis, Ix2, Ix4, IxDyn, Slice};
 
 use super::composite::{LayerKind, Preset};
-use super::linear::{Conv2d, Dense, LinearMap, Params};
+use super::linear::{Conv2d, Dense, LinearMap, NoWeights, Weights};
 use super::pool::{max_pool_relevance, AvgPool2d, GlobalAvgPool, Window};
 use super::rule::{stabilize, BoundRule, Rule};
 use crate::error::{Error, Result};
@@ -27,11 +27,11 @@ use crate::model::{Activations, AutoPad, ConvAttrs, Graph, Node, Op, PadMode, Po
 #[derive(Debug, Clone)]
 pub enum StepKind {
     /// A dense layer with its (merged) parameters.
-    Dense(Params),
+    Dense(Weights<Ix2>),
     /// A 2-D convolution with its (merged) parameters.
-    Conv(ConvSpec, Params),
+    Conv(ConvSpec, Weights<Ix4>),
     /// A 2-D transposed convolution.
-    ConvTranspose(ConvSpec, Params),
+    ConvTranspose(ConvSpec, Weights<Ix4>),
     /// Max pooling (winner takes all).
     MaxPool(PoolSpec),
     /// Average pooling (Norm rule).
@@ -117,7 +117,29 @@ pub struct Step {
     /// The rule, for linear layers.
     pub rule: Option<Rule>,
     /// The rule bound to the step's parameters (set with `rule`).
-    pub(crate) bound: Option<BoundRule>,
+    pub(crate) bound: Option<Bound>,
+}
+
+/// A step's rule bound to its parameters, by the kind of parameters.
+#[derive(Debug, Clone)]
+pub(crate) enum Bound {
+    /// A dense layer's.
+    Dense(BoundRule<Weights<Ix2>>),
+    /// A convolution's (or transposed convolution's).
+    Conv(BoundRule<Weights<Ix4>>),
+    /// A map without parameters (average pooling, sums).
+    Free(BoundRule<NoWeights>),
+}
+
+impl Bound {
+    /// Linear passes the rule makes for input `x` (see [`BoundRule::passes`]).
+    pub(crate) fn passes(&self, x: &ArrayD<f32>, output_known: bool) -> usize {
+        match self {
+            Bound::Dense(b) => b.passes(x, output_known),
+            Bound::Conv(b) => b.passes(x, output_known),
+            Bound::Free(b) => b.passes(x, output_known),
+        }
+    }
 }
 
 /// The whole rewritten graph and the rules chosen for it.
@@ -263,7 +285,8 @@ fn bias(c: &Ctx<'_>, node: &Node, ix: usize) -> Result<Option<Array1<f32>>> {
 fn build_conv(node: &Node, c: &Ctx<'_>, a: &ConvAttrs, transposed: bool) -> Result<StepKind> {
     let w = weight_f32(c, node, 1)?.ok_or_else(|| unsupported(c, node, "no weight"))?;
     let spec = conv_spec(node, c, a, w)?;
-    let params = Params { weight: Some(w.clone()), bias: bias(c, node, 2)? };
+    let weight = w.clone().into_dimensionality::<Ix4>().map_err(|_| unsupported(c, node, "weight must be 4-D"))?;
+    let params = Weights { weight, bias: bias(c, node, 2)? };
     Ok(if transposed { StepKind::ConvTranspose(spec, params) } else { StepKind::Conv(spec, params) })
 }
 
@@ -286,13 +309,13 @@ fn build_gemm(node: &Node, c: &Ctx<'_>, alpha: f32, beta: f32, trans_a: bool, tr
             })
         }
     };
-    Ok(StepKind::Dense(Params { weight: Some(w.into_dyn()), bias }))
+    Ok(StepKind::Dense(Weights { weight: w, bias }))
 }
 
 fn build_matmul(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
     let b = weight_f32(c, node, 1)?.ok_or_else(|| unsupported(c, node, "the second operand must be a weight"))?;
     let b2 = b.view().into_dimensionality::<ndarray::Ix2>().map_err(|_| unsupported(c, node, "weight must be 2-D"))?;
-    Ok(StepKind::Dense(Params { weight: Some(b2.t().to_owned().into_dyn()), bias: None }))
+    Ok(StepKind::Dense(Weights { weight: b2.t().to_owned(), bias: None }))
 }
 
 fn build_pad(node: &Node, c: &Ctx<'_>, mode: PadMode, attr: Option<&[i64]>) -> Result<StepKind> {
@@ -486,8 +509,9 @@ impl Program {
                 },
             };
             s.bound = s.rule.as_ref().map(|rule| match &s.kind {
-                StepKind::Dense(p) | StepKind::Conv(_, p) | StepKind::ConvTranspose(_, p) => rule.bind(p),
-                _ => rule.bind(&Params::default()),
+                StepKind::Dense(p) => Bound::Dense(rule.bind(p)),
+                StepKind::Conv(_, p) | StepKind::ConvTranspose(_, p) => Bound::Conv(rule.bind(p)),
+                _ => Bound::Free(rule.bind(&NoWeights)),
             });
         }
         Ok(Program { steps, input, start, preset })
@@ -535,10 +559,23 @@ impl Program {
             })
         };
         let x_name = step.inputs.first().cloned().unwrap_or_default();
+        // 2-D convolutions and pooling read `[N, C, H, W]` tensors: checked here, once, so that
+        // the maps below can rely on it.
+        let act4 = |name: &str| -> Result<&ArrayD<f32>> {
+            let x = act(name)?;
+            for (tensor, t) in [(name, x), (step.output.as_str(), r)] {
+                if t.ndim() != 4 {
+                    return Err(Error::ShapeMismatch {
+                        tensor: tensor.to_string(),
+                        actual: t.shape().to_vec(),
+                        expected: format!("[N, C, H, W] at node `{}`", step.node),
+                    });
+                }
+            }
+            Ok(x)
+        };
         let one = |v: ArrayD<f32>| Ok(vec![(x_name.clone(), v)]);
         let rule = step.rule.clone().unwrap_or(Rule::Pass);
-        let pass = Rule::Pass.bind(&Params::default());
-        let bound = step.bound.as_ref().unwrap_or(&pass);
         // The layer's own output from the forward run (`z` of ε, the mask of γ).
         let output = acts.get(&step.output);
         match &step.kind {
@@ -552,11 +589,14 @@ impl Program {
                     .into_owned()
                     .into_shape_with_order(IxDyn(&[n, r.len() / n.max(1)]))
                     .map_err(shape_err)?;
-                let out = bound.propagate(&Dense, &x2, &r2, output);
+                let out = match &step.bound {
+                    Some(Bound::Dense(b)) => b.propagate(&Dense, &x2, &r2, output),
+                    _ => r2,
+                };
                 one(out.into_shape_with_order(x.raw_dim()).map_err(shape_err)?)
             }
             StepKind::Conv(spec, _) => {
-                let x = act(&x_name)?;
+                let x = act4(&x_name)?;
                 let hw = [x.shape()[2], x.shape()[3]];
                 let conv = Conv2d {
                     strides: spec.strides,
@@ -565,10 +605,13 @@ impl Program {
                     groups: spec.groups,
                     kernel: spec.kernel,
                 };
-                one(bound.propagate(&conv, x, r, output))
+                one(match &step.bound {
+                    Some(Bound::Conv(b)) => b.propagate(&conv, x, r, output),
+                    _ => r.clone(),
+                })
             }
             StepKind::ConvTranspose(spec, _) => {
-                let x = act(&x_name)?;
+                let x = act4(&x_name)?;
                 let out_hw = [r.shape()[2], r.shape()[3]];
                 let map = ConvTranspose2d {
                     conv: Conv2d {
@@ -580,20 +623,29 @@ impl Program {
                     },
                     out_hw,
                 };
-                one(bound.propagate(&map, x, r, output))
+                one(match &step.bound {
+                    Some(Bound::Conv(b)) => b.propagate(&map, x, r, output),
+                    _ => r.clone(),
+                })
             }
             StepKind::MaxPool(spec) => {
-                let x = act(&x_name)?;
+                let x = act4(&x_name)?;
                 one(max_pool_relevance(&window(spec, x, r), x, r))
             }
             StepKind::AvgPool(spec, include_pad) => {
-                let x = act(&x_name)?;
+                let x = act4(&x_name)?;
                 let map = AvgPool2d { window: window(spec, x, r), count_include_pad: *include_pad };
-                one(bound.propagate(&map, x, r, output))
+                one(match &step.bound {
+                    Some(Bound::Free(b)) => b.propagate(&map, x, r, output),
+                    _ => r.clone(),
+                })
             }
             StepKind::GlobalAvgPool => {
                 let x = act(&x_name)?;
-                one(bound.propagate(&GlobalAvgPool, x, r, output))
+                one(match &step.bound {
+                    Some(Bound::Free(b)) => b.propagate(&GlobalAvgPool, x, r, output),
+                    _ => r.clone(),
+                })
             }
             StepKind::Pass => one(r.clone()),
             StepKind::Scale(k) => one(r * *k),
@@ -708,27 +760,37 @@ fn merge_batch_norm(kind: &mut StepKind, bn: &Node, eps: f32, c: &Ctx<'_>) -> Re
     };
     let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
     let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
-    let params = match kind {
-        StepKind::Dense(p) | StepKind::Conv(_, p) => p,
-        _ => return Ok(false),
-    };
-    let Some(w) = params.weight.as_mut() else { return Ok(false) };
-    if w.shape()[0] != scale.len() {
-        return Ok(false);
+    Ok(match kind {
+        StepKind::Dense(p) => scale_outputs(p, &scale, &mean, &beta),
+        StepKind::Conv(_, p) => scale_outputs(p, &scale, &mean, &beta),
+        _ => false,
+    })
+}
+
+/// `W ← scale · W` and `b ← (b − mean) · scale + beta` per output channel (a merged batch norm);
+/// false when the channel counts differ.
+fn scale_outputs<D: ndarray::Dimension + ndarray::RemoveAxis>(
+    p: &mut Weights<D>,
+    scale: &[f32],
+    mean: &[f32],
+    beta: &[f32],
+) -> bool {
+    if p.weight.shape()[0] != scale.len() {
+        return false;
     }
-    for (o, mut row) in w.axis_iter_mut(Axis(0)).enumerate() {
+    for (o, mut row) in p.weight.axis_iter_mut(Axis(0)).enumerate() {
         row *= scale[o];
     }
-    let b0 = params.bias.clone().unwrap_or_else(|| Array1::zeros(scale.len()));
-    params.bias = Some(Array1::from_iter((0..scale.len()).map(|o| (b0[o] - mean[o]) * scale[o] + beta[o])));
-    Ok(true)
+    let b0 = p.bias.clone().unwrap_or_else(|| Array1::zeros(scale.len()));
+    p.bias = Some(Array1::from_iter((0..scale.len()).map(|o| (b0[o] - mean[o]) * scale[o] + beta[o])));
+    true
 }
 
 fn merge_bias(kind: &mut StepKind, add: &Node, produced: &str, c: &Ctx<'_>) -> bool {
     let other = add.inputs.iter().find(|i| i.as_str() != produced);
     let Some(Weight::F32(b)) = other.and_then(|o| c.graph.weight(o)) else { return false };
     let StepKind::Dense(p) = kind else { return false };
-    let out = p.weight.as_ref().map(|w| w.shape()[0]).unwrap_or(0);
+    let out = p.weight.nrows();
     if b.len() != out || p.bias.is_some() {
         return false;
     }
@@ -744,10 +806,12 @@ struct ConvTranspose2d {
 }
 
 impl LinearMap for ConvTranspose2d {
-    fn forward(&self, x: &ArrayD<f32>, params: &Params) -> ArrayD<f32> {
-        let co = params.weight.as_ref().map(|w| w.shape()[1] * self.conv.groups).unwrap_or(0);
+    type Params = Weights<Ix4>;
+
+    fn forward(&self, x: &ArrayD<f32>, params: &Weights<Ix4>) -> ArrayD<f32> {
+        let co = params.weight.shape()[1] * self.conv.groups;
         let shape = [x.shape()[0], co, self.out_hw[0], self.out_hw[1]];
-        let mut y = self.conv.backward(x, &Params { weight: params.weight.clone(), bias: None }, &shape);
+        let mut y = self.conv.apply_transposed(x, &params.weight, &shape);
         if let Some(b) = &params.bias {
             for (c, mut lane) in y.axis_iter_mut(Axis(1)).enumerate() {
                 lane += b[c];
@@ -756,8 +820,8 @@ impl LinearMap for ConvTranspose2d {
         y
     }
 
-    fn backward(&self, s: &ArrayD<f32>, params: &Params, _input_shape: &[usize]) -> ArrayD<f32> {
-        self.conv.forward(s, &Params { weight: params.weight.clone(), bias: None })
+    fn backward(&self, s: &ArrayD<f32>, params: &Weights<Ix4>, _input_shape: &[usize]) -> ArrayD<f32> {
+        self.conv.apply(s, &params.weight)
     }
 }
 
@@ -768,7 +832,7 @@ mod tests {
     use ndarray::{ArrayD, Axis, IxDyn};
 
     use super::super::linear::tests::tensor;
-    use super::super::linear::{Conv2d, Dense, LinearMap, Params};
+    use super::super::linear::{Conv2d, Dense, LinearMap, Weights};
     use super::*;
     use crate::model::{Attribute, Dim, ElemType, Graph, Node, TensorInfo, Weight};
 
@@ -820,7 +884,7 @@ mod tests {
         };
         let x = tensor(&[2, 1, 6, 6], 3).mapv(|v| v.abs() + 0.1);
         let conv = Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1, kernel: [3, 3] };
-        let c = conv.forward(&x, &Params { weight: Some(w_conv), bias: None });
+        let c = conv.apply(&x, &w_conv.into_dimensionality().unwrap());
         let r = c.mapv(|v| v.max(0.0));
         let mut p = ArrayD::<f32>::zeros(IxDyn(&[2, 3, 3, 3]));
         for b in 0..2 {
@@ -835,7 +899,7 @@ mod tests {
             }
         }
         let f = p.clone().into_shape_with_order(IxDyn(&[2, 27])).unwrap();
-        let y = Dense.forward(&f, &Params { weight: Some(w_fc), bias: None });
+        let y = Dense.forward(&f, &Weights { weight: w_fc.into_dimensionality().unwrap(), bias: None });
         let acts: BTreeMap<String, ArrayD<f32>> =
             [("x", x), ("conv_out", c), ("relu_out", r), ("pool_out", p), ("flat_out", f), ("fc_out", y)]
                 .into_iter()

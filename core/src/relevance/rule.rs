@@ -16,7 +16,7 @@ use std::borrow::Cow;
 
 use ndarray::{ArrayD, Axis, Zip};
 
-use super::linear::{LinearMap, Params};
+use super::linear::{LinearMap, ParamMod, Params};
 use crate::error::{Error, Result};
 
 /// Zennit's stabiliser: `z + ε·sign0(z)` with `sign0(z) = 1` for `z ≥ 0`, else `−1`.
@@ -236,23 +236,27 @@ impl Rule {
     /// Propagates relevance `r_out` at the output of `map` (input `x`, parameters `params`) to its
     /// input. All tensors carry the batch as their first axis. For repeated use on one layer, bind
     /// the rule once with [`Rule::bind`].
-    pub fn propagate(&self, map: &dyn LinearMap, x: &ArrayD<f32>, params: &Params, r_out: &ArrayD<f32>) -> ArrayD<f32> {
+    pub fn propagate<M: LinearMap>(
+        &self,
+        map: &M,
+        x: &ArrayD<f32>,
+        params: &M::Params,
+        r_out: &ArrayD<f32>,
+    ) -> ArrayD<f32> {
         self.bind(params).propagate(map, x, r_out, None)
     }
 
     /// The rule bound to one layer's parameters: every branch's modified parameters are computed
     /// here, once, instead of in every batch.
-    pub fn bind(&self, params: &Params) -> BoundRule {
+    pub fn bind<P: Params>(&self, params: &P) -> BoundRule<P> {
         let (groups, epsilon) = self.groups();
-        let params_of = groups
-            .iter()
-            .map(|g| g.branches.iter().map(|br| modify_params(params, br.weight, br.bias)).collect())
-            .collect();
+        let params_of =
+            groups.iter().map(|g| g.branches.iter().map(|br| params.modified(br.weight, br.bias)).collect()).collect();
         let plain = |br: &Branch| {
             br.input == InputMod::Identity
                 && br.weight == ParamMod::Identity
                 && br.sign == 1.0
-                && (br.bias == ParamMod::Identity || params.bias.is_none())
+                && (br.bias == ParamMod::Identity || !params.has_bias())
         };
         let plain_groups = groups.iter().map(|g| g.branches.len() == 1 && plain(&g.branches[0])).collect();
         BoundRule { rule: self.clone(), groups, epsilon, params: params_of, plain_groups, original: params.clone() }
@@ -261,18 +265,18 @@ impl Rule {
 
 /// A rule bound to one layer's parameters (see [`Rule::bind`]).
 #[derive(Debug, Clone)]
-pub struct BoundRule {
+pub struct BoundRule<P> {
     rule: Rule,
     groups: Vec<Group>,
     epsilon: f32,
     /// Modified parameters per group and branch.
-    params: Vec<Vec<Params>>,
+    params: Vec<Vec<P>>,
     /// Groups whose only branch is the layer itself (`z` is the layer's own output).
     plain_groups: Vec<bool>,
-    original: Params,
+    original: P,
 }
 
-impl BoundRule {
+impl<P: Params> BoundRule<P> {
     /// The rule.
     pub fn rule(&self) -> &Rule {
         &self.rule
@@ -288,7 +292,7 @@ impl BoundRule {
                 .branches
                 .iter()
                 .zip(params)
-                .filter(|(br, p)| !(zero_input(br.input, nonneg, nonpos) && p.bias.is_none()))
+                .filter(|(br, p)| p.has_bias() || !zero_input(br.input, nonneg, nonpos))
                 .count();
             n += live + if plain && output_known { 0 } else { live };
         }
@@ -301,9 +305,9 @@ impl BoundRule {
     /// like `r_out`); a rule whose denominator is that output (ε, LRP-0) or that masks by it (γ)
     /// then uses it instead of recomputing it. Branches whose modified input is zero (the negative
     /// part of non-negative inputs, as after a ReLU) are skipped: they contribute nothing.
-    pub fn propagate(
+    pub fn propagate<M: LinearMap<Params = P>>(
         &self,
-        map: &dyn LinearMap,
+        map: &M,
         x: &ArrayD<f32>,
         r_out: &ArrayD<f32>,
         output: Option<&ArrayD<f32>>,
@@ -326,11 +330,11 @@ impl BoundRule {
         let mut r_in = ArrayD::<f32>::zeros(x.raw_dim());
         for ((group, params), &plain) in self.groups.iter().zip(&self.params).zip(&self.plain_groups) {
             // A branch whose modified input is zero and that has no bias adds nothing to `z` or `R`.
-            let live: Vec<(&Branch, &Params, Cow<'_, ArrayD<f32>>)> = group
+            let live: Vec<(&Branch, &P, Cow<'_, ArrayD<f32>>)> = group
                 .branches
                 .iter()
                 .zip(params)
-                .filter(|(br, p)| !(zero_input(br.input, nonneg, nonpos) && p.bias.is_none()))
+                .filter(|(br, p)| p.has_bias() || !zero_input(br.input, nonneg, nonpos))
                 .map(|(br, p)| (br, p, self.modify_input(br.input, x)))
                 .collect();
             let z: Cow<'_, ArrayD<f32>> = match output {
@@ -441,52 +445,6 @@ enum InputMod {
 }
 
 #[derive(Debug, Clone, Copy, PartialEq)]
-enum ParamMod {
-    Identity,
-    Positive,
-    Negative,
-    Zero,
-    Ones,
-    Square,
-    /// `p + γ·p⁺`
-    GammaUp(f32),
-    /// `p + γ·p⁻`
-    GammaDown(f32),
-}
-
-impl ParamMod {
-    fn apply(self, v: f32) -> f32 {
-        match self {
-            ParamMod::Identity => v,
-            ParamMod::Positive => v.max(0.0),
-            ParamMod::Negative => v.min(0.0),
-            ParamMod::Zero => 0.0,
-            ParamMod::Ones => 1.0,
-            ParamMod::Square => v * v,
-            ParamMod::GammaUp(g) => v + g * v.max(0.0),
-            ParamMod::GammaDown(g) => v + g * v.min(0.0),
-        }
-    }
-}
-
-fn modify_params(p: &Params, weight: ParamMod, bias: ParamMod) -> Params {
-    Params {
-        weight: p.weight.as_ref().map(|w| {
-            if weight == ParamMod::Identity {
-                w.clone()
-            } else {
-                w.mapv(|v| weight.apply(v))
-            }
-        }),
-        bias: match (&p.bias, bias) {
-            (_, ParamMod::Zero) | (None, _) => None,
-            (Some(b), ParamMod::Identity) => Some(b.clone()),
-            (Some(b), m) => Some(b.mapv(|v| m.apply(v))),
-        },
-    }
-}
-
-#[derive(Debug, Clone, Copy, PartialEq)]
 enum Mask {
     All,
     Positive,
@@ -519,7 +477,7 @@ mod tests {
     use ndarray::{Array1, Array2, ArrayD, IxDyn};
 
     use super::super::linear::tests::tensor;
-    use super::super::linear::{Conv2d, Dense, LinearMap, Params};
+    use super::super::linear::{Conv2d, Dense, LinearMap, Weights};
     use super::*;
 
     type M = Array2<f64>;
@@ -629,7 +587,7 @@ mod tests {
         let a = tensor(&[4, 16], 1);
         let w = tensor(&[15, 16], 2);
         let b: Array1<f32> = tensor(&[15], 3).into_shape_with_order(15).unwrap();
-        let p = Params { weight: Some(w.clone()), bias: Some(b.clone()) };
+        let p = Weights { weight: w.clone().into_dimensionality().unwrap(), bias: Some(b.clone()) };
         let r = Dense.forward(&a, &p); // as Zennit's tests: the output is the relevance
         for rule in rules() {
             let got = rule.propagate(&Dense, &a, &p, &r);
@@ -644,7 +602,7 @@ mod tests {
         // positive branches must still count. Passing the layer's output must give the same result.
         let w = tensor(&[15, 16], 2);
         let b: Array1<f32> = tensor(&[15], 3).into_shape_with_order(15).unwrap();
-        let p = Params { weight: Some(w.clone()), bias: Some(b.clone()) };
+        let p = Weights { weight: w.clone().into_dimensionality().unwrap(), bias: Some(b.clone()) };
         for a in [tensor(&[4, 16], 1).mapv(f32::abs), tensor(&[4, 16], 1).mapv(|v| -v.abs())] {
             let out = Dense.forward(&a, &p);
             let r = tensor(&[4, 15], 5);
@@ -672,7 +630,7 @@ mod tests {
         let one = |i: usize| {
             let mut e = ArrayD::<f32>::zeros(IxDyn(&[1, xs[1], xs[2], xs[3]]));
             e.as_slice_mut().unwrap()[i] = 1.0;
-            conv.forward(&e, &Params { weight: Some(w.clone()), bias: None })
+            conv.forward(&e, &Weights { weight: w.clone().into_dimensionality().unwrap(), bias: None })
         };
         let y0 = one(0);
         let out = y0.len();
@@ -709,7 +667,7 @@ mod tests {
             let a = tensor(&xs, 40 + k as u64);
             let w = tensor(&[co, xs[1] / conv.groups, conv.kernel[0], conv.kernel[1]], 50 + k as u64);
             let b: Array1<f32> = tensor(&[co], 60 + k as u64).into_shape_with_order(co).unwrap();
-            let p = Params { weight: Some(w.clone()), bias: Some(b.clone()) };
+            let p = Weights { weight: w.clone().into_dimensionality().unwrap(), bias: Some(b.clone()) };
             let r = conv.forward(&a, &p);
             let (m, bb) = conv_as_dense(&conv, &xs, &w, &b);
             for rule in rules() {
@@ -724,7 +682,7 @@ mod tests {
     fn conserving_rules_conserve() {
         // LRP-0 and z^B without bias, and z⁺ on non-negative inputs without bias: Σ R_in = Σ R_out.
         let a = tensor(&[3, 12], 7).mapv(f32::abs);
-        let p = Params { weight: Some(tensor(&[9, 12], 8)), bias: None };
+        let p = Weights { weight: tensor(&[9, 12], 8).into_dimensionality().unwrap(), bias: None };
         let r = tensor(&[3, 9], 9).mapv(f32::abs);
         for rule in [
             Rule::epsilon(0.0),
@@ -749,7 +707,12 @@ mod tests {
         assert!(Rule::gamma(-0.1).is_err());
         assert!(Rule::zbox(vec![1.0], vec![0.0]).is_err());
         assert_eq!(
-            Rule::Pass.propagate(&Dense, &tensor(&[1, 2], 1), &Params::default(), &tensor(&[1, 2], 2)),
+            Rule::Pass.propagate(
+                &Dense,
+                &tensor(&[1, 2], 1),
+                &Weights { weight: tensor(&[2, 2], 3).into_dimensionality().unwrap(), bias: None },
+                &tensor(&[1, 2], 2)
+            ),
             tensor(&[1, 2], 2)
         );
     }

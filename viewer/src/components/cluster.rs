@@ -89,7 +89,7 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                 <tr>
                     <td class="num">{i + 1}</td>
                     <td>{e.column.clone()}</td>
-                    <td>{e.kind.clone()}</td>
+                    <td>{e.kind.name()}</td>
                     <td class="num">{percent(e.reduction)}</td>
                     <td>{e.summary.clone()}</td>
                 </tr>

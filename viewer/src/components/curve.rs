@@ -59,7 +59,7 @@ pub fn Curve(layer: Layer) -> impl IntoView {
             </svg>
             <figcaption>
                 "WICD (within-cluster distance) by number of clusters; the circle marks the chosen k ("
-                {layer.k_choice.clone()} ")."
+                {layer.k_choice.name()} ")."
             </figcaption>
         </figure>
     }

@@ -46,7 +46,7 @@ fn Summary(report: Arc<Report>) -> impl IntoView {
             let eval = report.evaluation.splits.iter().find(|s| s.split == d.split);
             view! {
                 <tr>
-                    <td>{d.split.clone()}</td>
+                    <td>{d.split.name()}</td>
                     <td class="num">{d.images}</td>
                     <td class="num">{d.skipped}</td>
                     <td class="num">{eval.map(|e| e.correct)}</td>
@@ -56,7 +56,7 @@ fn Summary(report: Arc<Report>) -> impl IntoView {
             }
         })
         .collect_view();
-    let test = report.evaluation.splits.iter().find(|s| s.split == "test").cloned();
+    let test = report.evaluation.splits.iter().find(|s| s.split == hudd_report::Split::Test).cloned();
     let classes = report.evaluation.classes.clone();
     let run = &report.run;
     let seeds = if run.seeds.is_empty() {
@@ -80,7 +80,7 @@ fn Summary(report: Arc<Report>) -> impl IntoView {
                 <dt>"operators"</dt>
                 <dd>{ops}</dd>
                 <dt>"task"</dt>
-                <dd>{report.evaluation.task.clone()}</dd>
+                <dd>{report.evaluation.task.name()}</dd>
             </dl>
             <table class="splits">
                 <thead>
@@ -178,11 +178,11 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                 >
                     <td>
                         {l.name.clone()} {(best == Some(i)).then_some(" ★ best")}
-                        {l.excluded.clone().map(|why| format!(" ({why}: never the best layer)"))}
+                        {l.excluded.map(|why| format!(" ({why}: never the best layer)"))}
                     </td>
                     <td>{l.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")}</td>
                     <td class="num">{l.k}</td>
-                    <td title=l.k_choice_reason.clone().unwrap_or_default()>{l.k_choice.clone()}</td>
+                    <td title=l.k_choice_reason.clone().unwrap_or_default()>{l.k_choice.name()}</td>
                     <td class="num">{short(l.score)}</td>
                     <td class="num">{short(l.silhouette)}</td>
                 </tr>
@@ -195,8 +195,8 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
         <section class="layers">
             <h2>"Root-cause clusters"</h2>
             <p>
-                {a.images} " Wrong test images clustered at every layer (" {a.linkage.clone()} " linkage, "
-                {a.preset.clone()} " heatmaps); the best layer has the lowest score (" {a.layer_rule.clone()}
+                {a.images} " Wrong test images clustered at every layer (" {a.linkage.name()} " linkage, "
+                {a.preset.name()} " heatmaps); the best layer has the lowest score (" {a.layer_rule.name()}
                 "). Click a layer to see its clusters."
             </p>
             <table data-testid="layers">
@@ -264,7 +264,7 @@ fn Skipped(report: Arc<Report>) -> impl IntoView {
     let rows = report
         .skipped
         .iter()
-        .map(|s| view! { <tr><td>{s.split.clone()}</td><td>{s.image.clone()}</td><td>{s.reason.clone()}</td></tr> })
+        .map(|s| view! { <tr><td>{s.split.name()}</td><td>{s.image.clone()}</td><td>{s.reason.clone()}</td></tr> })
         .collect_view();
     view! {
         <details class="skipped" data-testid="skipped">

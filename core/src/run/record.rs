@@ -2,14 +2,17 @@
 //! the model, the data and its evaluation, and the clustered images with their metadata. Written
 //! by `analyze` before `clusters.json` (which is written last and marks the run complete).
 
-use std::path::Path;
+use std::collections::HashMap;
 
 use serde::{Deserialize, Serialize};
 
+use super::RunDir;
+use crate::cluster::metadata::Metadata;
+use crate::config::Config;
 use crate::dataset::Label;
 use crate::error::{Error, Result};
 use crate::evaluate::{Evaluation, Prediction, ResultRow, SplitEvaluation};
-use crate::fsio::{sha256_hex, write_atomic};
+use crate::fsio::{sha256_hex, write_json};
 use crate::model::{Dim, Model};
 use hudd_report as schema;
 
@@ -61,21 +64,61 @@ pub struct RunRecord {
 }
 
 impl RunRecord {
-    /// Writes `dir/run.json`.
-    pub fn write(&self, dir: &Path) -> Result<()> {
-        let path = dir.join(FILE);
-        let mut json = serde_json::to_vec_pretty(self).map_err(|e| Error::Output {
-            what: "run record",
-            path: path.clone(),
-            reason: e.to_string(),
-        })?;
-        json.push(b'\n');
-        write_atomic(&path, &json)
+    /// The record of a run that has been evaluated (not yet clustered).
+    pub fn new(
+        mut run: schema::Run,
+        config: &Config,
+        model: &Model,
+        evaluation: &Evaluation,
+        images_per_minute: f64,
+    ) -> RunRecord {
+        run.config = serde_json::to_value(config).unwrap_or_default();
+        let (datasets, evaluation, skipped) = evaluation_summary(evaluation);
+        RunRecord {
+            format: FORMAT.into(),
+            format_version: FORMAT_VERSION,
+            run,
+            model: model_summary(model),
+            datasets,
+            evaluation,
+            skipped,
+            clustered: false,
+            metadata_columns: Vec::new(),
+            images: Vec::new(),
+            images_per_minute,
+        }
     }
 
-    /// Reads `dir/run.json`.
-    pub fn read(dir: &Path) -> Result<RunRecord> {
-        let path = dir.join(FILE);
+    /// Records the clustered images (in heatmap row order) with their metadata.
+    pub fn set_clustered(
+        &mut self,
+        images: &[String],
+        metadata: &Metadata,
+        test: &SplitEvaluation,
+        classes: &[String],
+    ) {
+        let rows: HashMap<&str, &ResultRow> = test.rows.iter().map(|r| (r.image.as_str(), r)).collect();
+        self.clustered = true;
+        self.metadata_columns = metadata.columns.clone();
+        self.images = images
+            .iter()
+            .zip(&metadata.rows)
+            .map(|(name, values)| {
+                let (expected, predicted) =
+                    rows.get(name.as_str()).map(|r| expected_predicted(r, classes)).unwrap_or_default();
+                RunImage { name: name.clone(), expected, predicted, metadata: values.clone() }
+            })
+            .collect();
+    }
+
+    /// Writes `RUN/run.json`.
+    pub fn write(&self, run: &RunDir) -> Result<()> {
+        write_json(&run.run_json(), "run record", self)
+    }
+
+    /// Reads `RUN/run.json`.
+    pub fn read(run: &RunDir) -> Result<RunRecord> {
+        let path = run.run_json();
         let text = std::fs::read_to_string(&path).map_err(|e| {
             Error::io("the run folder has no run.json (rerun `hudd analyze`, which writes it)", &path, e)
         })?;
@@ -136,20 +179,23 @@ pub fn evaluation_summary(
         names.sort_unstable();
         let list: String = names.iter().map(|n| format!("{n}\n")).collect();
         datasets.push(schema::DatasetSplit {
-            split: s.split.name().to_string(),
+            split: s.split.into(),
             images: s.rows.len(),
             skipped: s.skipped.len(),
             sha256: sha256_hex(list.as_bytes()),
         });
         splits.push(split_summary(s, &evaluation.classes, classify));
         skipped.extend(s.skipped.iter().map(|k| schema::Skipped {
-            split: s.split.name().to_string(),
+            split: s.split.into(),
             image: k.image.clone(),
             reason: k.reason.clone(),
         }));
     }
-    let task = if classify { "classification" } else { "regression" };
-    (datasets, schema::Evaluation { task: task.into(), classes: evaluation.classes.clone(), splits }, skipped)
+    (
+        datasets,
+        schema::Evaluation { task: evaluation.task.into(), classes: evaluation.classes.clone(), splits },
+        skipped,
+    )
 }
 
 fn split_summary(s: &SplitEvaluation, classes: &[String], classify: bool) -> schema::SplitEvaluation {
@@ -177,7 +223,7 @@ fn split_summary(s: &SplitEvaluation, classes: &[String], classify: bool) -> sch
         m
     });
     schema::SplitEvaluation {
-        split: s.split.name().to_string(),
+        split: s.split.into(),
         images: s.rows.len(),
         correct,
         accuracy: frac(correct, s.rows.len()),

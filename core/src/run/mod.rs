@@ -1,0 +1,168 @@
+//! The run folder: one type, [`RunDir`], owns its layout, so that no other module joins its names.
+//!
+//! ```text
+//! RUN/results/                  the evaluation (`hudd evaluate`'s files: one CSV per split, summary.json)
+//! RUN/heatmaps/                 the Wrong test images' heatmaps (`hudd heatmaps`'s files: <tensor>.npy, index.json)
+//! RUN/distances/<layer>.npy     each layer's N × N distances (float32)
+//! RUN/clusters/<layer>/<id>/    each cluster's member images; for the best layer also overlays/*.png and mean-heatmap.png
+//! RUN/clusters/<layer>/cluster-<id>.gif
+//! RUN/timings.json              seconds per stage (apart, so that clusters.json repeats exactly)
+//! RUN/run.json                  how the run was made, the model, the evaluation, the clustered images (RunRecord)
+//! RUN/clusters.json             the clusters (ClustersReport); written last: the completion marker
+//! RUN/report/                   the report bundle, by default
+//! ```
+//!
+//! `hudd cluster --out OUT` writes the clustering part of this layout (`distances/`, `timings.json`,
+//! `clusters.json`) into `OUT`, which is a [`RunDir`] too.
+
+pub mod record;
+
+use std::path::{Path, PathBuf};
+
+pub use record::{RunImage, RunRecord};
+
+use crate::error::{Error, Result};
+use crate::heatmaps::sanitize;
+
+/// A run folder (see the module documentation). Only paths: creating it touches nothing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct RunDir {
+    root: PathBuf,
+}
+
+impl RunDir {
+    /// The run folder at `root`.
+    pub fn new(root: impl Into<PathBuf>) -> RunDir {
+        RunDir { root: root.into() }
+    }
+
+    /// The folder itself.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// `results/`: the evaluation's files.
+    pub fn results(&self) -> PathBuf {
+        self.root.join("results")
+    }
+
+    /// `heatmaps/`: a heatmaps folder (index.json and one .npy per layer).
+    pub fn heatmaps(&self) -> PathBuf {
+        self.root.join("heatmaps")
+    }
+
+    /// `distances/<file>`: a layer's distance matrix (`file` is the layer's heatmaps file name).
+    pub fn distances(&self, file: &str) -> PathBuf {
+        self.root.join("distances").join(file)
+    }
+
+    /// `clusters.json`: the clusters; its presence marks a complete run.
+    pub fn clusters_json(&self) -> PathBuf {
+        self.root.join("clusters.json")
+    }
+
+    /// `timings.json`.
+    pub fn timings_json(&self) -> PathBuf {
+        self.root.join("timings.json")
+    }
+
+    /// `run.json` (see [`RunRecord`]).
+    pub fn run_json(&self) -> PathBuf {
+        self.root.join(record::FILE)
+    }
+
+    /// `clusters/`: the pictures of every layer's clusters.
+    pub fn pictures(&self) -> PathBuf {
+        self.root.join("clusters")
+    }
+
+    /// `clusters/<layer>/`.
+    pub fn layer_pictures(&self, layer: &str) -> PathBuf {
+        self.pictures().join(sanitize(layer))
+    }
+
+    /// `clusters/<layer>/<id>/`: the cluster's member images.
+    pub fn cluster_folder(&self, layer: &str, id: usize) -> PathBuf {
+        self.layer_pictures(layer).join(id.to_string())
+    }
+
+    /// A member's copy in its cluster folder: its dataset path with `/` → `__`, sanitised.
+    pub fn member_copy(&self, layer: &str, id: usize, image: &str) -> PathBuf {
+        self.cluster_folder(layer, id).join(member_file(image))
+    }
+
+    /// `clusters/<layer>/cluster-<id>.gif`.
+    pub fn gif(&self, layer: &str, id: usize) -> PathBuf {
+        self.layer_pictures(layer).join(format!("cluster-{id}.gif"))
+    }
+
+    /// A member's heatmap overlay: `clusters/<layer>/<id>/overlays/<member>.png`.
+    pub fn overlay(&self, layer: &str, id: usize, image: &str) -> PathBuf {
+        let png = Path::new(&member_file(image)).with_extension("png");
+        self.cluster_folder(layer, id).join("overlays").join(png)
+    }
+
+    /// `clusters/<layer>/<id>/mean-heatmap.png`.
+    pub fn mean_heatmap(&self, layer: &str, id: usize) -> PathBuf {
+        self.cluster_folder(layer, id).join("mean-heatmap.png")
+    }
+
+    /// `report/`: where `hudd analyze` and `hudd report` write the bundle by default.
+    pub fn default_report(&self) -> PathBuf {
+        self.root.join("report")
+    }
+
+    /// Whether the run is complete (`clusters.json` is there).
+    pub fn is_complete(&self) -> bool {
+        self.clusters_json().is_file()
+    }
+
+    /// Removes the completion marker and `run.json` before a run rewrites the folder, so that an
+    /// interrupted rerun never looks complete with an old result.
+    pub fn begin(&self) -> Result<()> {
+        for stale in [self.clusters_json(), self.run_json()] {
+            if stale.exists() {
+                std::fs::remove_file(&stale).map_err(|e| Error::io("cannot remove old result", &stale, e))?;
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A member's file name inside a cluster folder: its dataset path with `/` → `__`, sanitised.
+pub fn member_file(image: &str) -> String {
+    sanitize(&image.replace('/', "__"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_layout_is_the_documented_one() {
+        let run = RunDir::new("R");
+        let p = |p: PathBuf| p.to_string_lossy().replace('\\', "/");
+        assert_eq!(p(run.results()), "R/results");
+        assert_eq!(p(run.heatmaps()), "R/heatmaps");
+        assert_eq!(p(run.distances("conv1.npy")), "R/distances/conv1.npy");
+        assert_eq!(p(run.clusters_json()), "R/clusters.json");
+        assert_eq!(p(run.timings_json()), "R/timings.json");
+        assert_eq!(p(run.run_json()), "R/run.json");
+        assert_eq!(p(run.member_copy("a/b:0", 3, "test/coat/x.png")), "R/clusters/a_b_0/3/test__coat__x.png");
+        assert_eq!(p(run.gif("l", 2)), "R/clusters/l/cluster-2.gif");
+        assert_eq!(p(run.overlay("l", 2, "test/x.jpg")), "R/clusters/l/2/overlays/test__x.png");
+        assert_eq!(p(run.mean_heatmap("l", 2)), "R/clusters/l/2/mean-heatmap.png");
+        assert_eq!(p(run.default_report()), "R/report");
+    }
+
+    #[test]
+    fn begin_removes_the_completion_marker() {
+        let dir = tempfile::tempdir().unwrap();
+        let run = RunDir::new(dir.path());
+        std::fs::write(run.clusters_json(), "{}").unwrap();
+        std::fs::write(run.run_json(), "{}").unwrap();
+        assert!(run.is_complete());
+        run.begin().unwrap();
+        assert!(!run.is_complete() && !run.run_json().exists());
+    }
+}
