@@ -344,9 +344,13 @@ impl HeatmapSet {
         for i in 0..self.index.layers.len() {
             let x = self.layer(i)?;
             let standard = x.as_standard_layout();
-            match standard.as_slice() {
-                Some(values) => sink.writers[i].append(values)?,
-                None => sink.writers[i].append(&standard.iter().copied().collect::<Vec<_>>())?,
+            let values: std::borrow::Cow<'_, [f32]> = match standard.as_slice() {
+                Some(values) => values.into(),
+                None => standard.iter().copied().collect::<Vec<_>>().into(),
+            };
+            // In pieces of about 1 MiB: the writer encodes each piece into a buffer of its size.
+            for piece in values.chunks(1 << 18) {
+                sink.writers[i].append(piece)?;
             }
         }
         sink.finish(&self.index)
@@ -412,14 +416,18 @@ struct MemorySink {
 }
 
 impl Sink for MemorySink {
-    fn start(&mut self, layers: &[LayerFile], _max_rows: usize) -> Result<()> {
-        self.layers = vec![Vec::new(); layers.len()];
+    fn start(&mut self, layers: &[LayerFile], max_rows: usize) -> Result<()> {
+        self.layers = layers.iter().map(|l| Vec::with_capacity(max_rows * l.shape.iter().product::<usize>())).collect();
         Ok(())
     }
     fn append(&mut self, layers: &[ndarray::ArrayD<f32>]) -> Result<()> {
         for (acc, arr) in self.layers.iter_mut().zip(layers) {
-            // Iterating in logical order copies once, whatever the layout.
-            acc.extend(arr.iter().copied());
+            // A view in standard layout borrows the data when it already is (no copy).
+            let standard = arr.as_standard_layout();
+            match standard.as_slice() {
+                Some(values) => acc.extend_from_slice(values),
+                None => acc.extend(standard.iter().copied()),
+            }
         }
         Ok(())
     }

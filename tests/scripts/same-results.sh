@@ -22,18 +22,20 @@ work=${2:-$(mktemp -d /tmp/hudd-same.XXXXXX)}
 export CARGO_TARGET_DIR=${CARGO_TARGET_DIR:-$repo/target}
 mkdir -p "$work/bin"
 
-build() { # build REVISION_DIR NAME
-  (cd "$1" && cargo build --release -q -p hudd-cli)
-  cp "$CARGO_TARGET_DIR/release/hudd" "$work/bin/hudd-$2"
+build() { # build REVISION_DIR NAME TARGET_DIR
+  (cd "$1" && CARGO_TARGET_DIR="$3" cargo build --release -q -p hudd-cli)
+  cp "$3/release/hudd" "$work/bin/hudd-$2"
 }
 
 if [ ! -x "$work/bin/hudd-base" ]; then
   rm -rf "$work/base-tree"
   git -C "$repo" worktree add --detach "$work/base-tree" "$base" >/dev/null
-  build "$work/base-tree" base
+  # A target folder of its own: cargo judges a path package fresh by file times, so the base's
+  # build would otherwise pass for a build of working-tree files edited before it.
+  build "$work/base-tree" base "$work/target-base"
   git -C "$repo" worktree remove --force "$work/base-tree"
 fi
-build "$repo" new
+build "$repo" new "$CARGO_TARGET_DIR"
 
 # Every run uses the same binary path and output paths, so that recorded command lines agree.
 runs() {
