@@ -106,6 +106,7 @@ pub fn analyze(
     evaluation.write(&run.results())?;
     timings.add("evaluate", t.elapsed().as_secs_f64());
     let mut record = RunRecord::new(options.run.clone(), config, model, &evaluation, options.pictures.gif_per_minute);
+    record.data_root = std::path::absolute(&data.root).ok().map(|p| p.display().to_string());
     let test = evaluation.split(Split::Test).ok_or_else(|| Error::DatasetLayout {
         path: data.root.clone(),
         reason: "the dataset has no test split; analyze explains the test set's errors".into(),

@@ -44,13 +44,10 @@ impl std::fmt::Display for Normalize {
     }
 }
 
-/// The symmetric `N × N` distance matrix between the rows of `x` (`N × D`, f32 heatmaps or the f64
-/// rows of a distance matrix).
-pub fn pairwise<T: Copy + Into<f64> + Sync>(x: ArrayView2<'_, T>, normalize: Normalize) -> Array2<f64> {
-    let n = x.nrows();
-    // Per-row scale (L2, cosine) and the column means of the scaled rows (centring).
-    let scale: Vec<f64> = match normalize {
-        Normalize::None => vec![1.0; n],
+/// Per-row scale of the normalisation: 1 (none), or 1 / ‖row‖ (l2, cosine; 0 for a zero row).
+fn row_scales<T: Copy + Into<f64>>(x: ArrayView2<'_, T>, normalize: Normalize) -> Vec<f64> {
+    match normalize {
+        Normalize::None => vec![1.0; x.nrows()],
         Normalize::L2 | Normalize::Cosine => x
             .axis_iter(Axis(0))
             .map(|r| {
@@ -62,7 +59,59 @@ pub fn pairwise<T: Copy + Into<f64> + Sync>(x: ArrayView2<'_, T>, normalize: Nor
                 }
             })
             .collect(),
+    }
+}
+
+/// The distance of two rows from their product `g` and squared norms: Euclidean, or for cosine
+/// (rows scaled to unit length, or zero) 1 − cos.
+fn from_gram(g: f64, qi: f64, qj: f64, normalize: Normalize) -> f64 {
+    if normalize == Normalize::Cosine {
+        if qi > 0.0 && qj > 0.0 {
+            (1.0 - g).max(0.0f64)
+        } else {
+            1.0
+        }
+    } else {
+        (qi + qj - 2.0 * g).max(0.0).sqrt()
+    }
+}
+
+/// The `M × N` distances between the rows of `a` and the rows of `b` (the same distance as
+/// [`pairwise`]: Euclidean after the normalisation, or 1 − cos): one matrix product, in f64, both
+/// sides centred on `b`'s column means.
+pub fn cross(a: ArrayView2<'_, f32>, b: ArrayView2<'_, f32>, normalize: Normalize) -> Array2<f64> {
+    let (sa, sb) = (row_scales(a, normalize), row_scales(b, normalize));
+    let centre = normalize != Normalize::Cosine;
+    let mut mean = Array1::<f64>::zeros(b.ncols());
+    if centre && b.nrows() > 0 {
+        for (r, &k) in b.axis_iter(Axis(0)).zip(&sb) {
+            mean.zip_mut_with(&r, |m, &v| *m += f64::from(v) * k);
+        }
+        mean /= b.nrows() as f64;
+    }
+    let rows = |x: ArrayView2<'_, f32>, scale: &[f64]| -> Array2<f64> {
+        let mut t = Array2::<f64>::zeros(x.raw_dim());
+        for ((mut dst, src), &k) in t.axis_iter_mut(Axis(0)).zip(x.axis_iter(Axis(0))).zip(scale) {
+            dst.iter_mut().zip(src).zip(&mean).for_each(|((d, &v), &m)| *d = f64::from(v) * k - m);
+        }
+        t
     };
+    let (ta, tb) = (rows(a, &sa), rows(b, &sb));
+    let sq = |t: &Array2<f64>| -> Vec<f64> { t.axis_iter(Axis(0)).map(|r| r.dot(&r)).collect() };
+    let (qa, qb) = (sq(&ta), sq(&tb));
+    let mut d = ta.dot(&tb.t());
+    for ((i, j), v) in d.indexed_iter_mut() {
+        *v = from_gram(*v, qa[i], qb[j], normalize);
+    }
+    d
+}
+
+/// The symmetric `N × N` distance matrix between the rows of `x` (`N × D`, f32 heatmaps or the f64
+/// rows of a distance matrix).
+pub fn pairwise<T: Copy + Into<f64> + Sync>(x: ArrayView2<'_, T>, normalize: Normalize) -> Array2<f64> {
+    let n = x.nrows();
+    // Per-row scale (L2, cosine) and the column means of the scaled rows (centring).
+    let scale = row_scales(x, normalize);
     let centre = normalize != Normalize::Cosine;
     let mean: Array1<f64> = if centre && n > 0 {
         let mut m = Array1::<f64>::zeros(x.ncols());
@@ -112,18 +161,7 @@ pub fn pairwise<T: Copy + Into<f64> + Sync>(x: ArrayView2<'_, T>, normalize: Nor
     let flat = d.as_slice_mut().expect("new array");
     flat.par_chunks_mut(n.max(1)).enumerate().for_each(|(i, row)| {
         for (j, v) in row.iter_mut().enumerate() {
-            *v = if i == j {
-                0.0
-            } else if normalize == Normalize::Cosine {
-                // Rows are unit vectors (or zero): 1 − cos.
-                if sq[i] > 0.0 && sq[j] > 0.0 {
-                    (1.0 - *v).max(0.0f64)
-                } else {
-                    1.0
-                }
-            } else {
-                (sq[i] + sq[j] - 2.0 * *v).max(0.0).sqrt()
-            };
+            *v = if i == j { 0.0 } else { from_gram(*v, sq[i], sq[j], normalize) };
         }
     });
     d
@@ -157,6 +195,19 @@ pub fn row_max_normalized(d: &Array2<f64>) -> Array2<f64> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn cross_distances_are_those_of_pairwise() {
+        let x = Array2::from_shape_fn((7, 5), |(i, j)| ((i * 7 + j * 3) % 11) as f32 - 4.0 + i as f32 * 0.1);
+        for normalize in [Normalize::None, Normalize::L2, Normalize::Cosine] {
+            let all = pairwise(x.view(), normalize);
+            let c = cross(x.slice(s![..3, ..]), x.slice(s![3.., ..]), normalize);
+            assert_eq!(c.dim(), (3, 4));
+            for ((i, j), v) in c.indexed_iter() {
+                assert!((v - all[[i, j + 3]]).abs() < 1e-9, "{normalize}: {v} vs {}", all[[i, j + 3]]);
+            }
+        }
+    }
 
     fn naive(x: &Array2<f32>) -> Array2<f64> {
         let n = x.nrows();

@@ -16,6 +16,7 @@
 //! | cluster | [`cluster`] | Ward linkage, k by knee, best layer, metadata explanations |
 //! | root causes | [`analyze`], [`pictures`] | the whole run: cluster folders, GIFs, overlays, `run.json` |
 //! | run folder | [`run`] | `RunDir`: the run folder's layout; `run.json` |
+//! | unsafe set | [`assign`] | improvement images → clusters (HUDD's ClosestU), `RUN/unsafe/` |
 //! | report | [`bundle`] | run folder → self-contained report bundle (schema: `hudd-report`); `verify` |
 //!
 //! The library prints nothing and keeps no global state: long stages report through a
@@ -36,6 +37,7 @@
 #![deny(missing_docs)]
 
 pub mod analyze;
+pub mod assign;
 pub mod bundle;
 pub mod cluster;
 pub mod config;

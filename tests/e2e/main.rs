@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used)] // test code: a failed unwrap is a failed test
 
 mod analyze;
+mod assign;
 mod bad_input;
 mod bundle;
 mod cluster;

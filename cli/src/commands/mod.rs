@@ -1,6 +1,7 @@
 //! Subcommands: one file each. Shared options live here.
 
 mod analyze;
+mod assign;
 mod bench;
 mod bench_cluster;
 mod cluster;
@@ -41,6 +42,9 @@ enum Command {
     /// Find the root causes of the model's test errors: evaluate, heatmaps of the Wrong images,
     /// clusters of every layer, cluster folders and GIFs.
     Analyze(analyze::AnalyzeArgs),
+    /// Pick the improvement images to label: assign them to the root-cause clusters (HUDD's
+    /// ClosestU), the unsafe set.
+    Assign(assign::AssignArgs),
     /// Write a run's self-contained report bundle (index.html opens offline in a browser).
     Report(report::ReportArgs),
     /// Check a report bundle against its manifest (changed, missing or extra files).
@@ -171,6 +175,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Heatmaps(a) => heatmaps::run(a),
         Command::Analyze(a) => analyze::run(a),
         Command::Demo(a) => demo::run(a),
+        Command::Assign(a) => assign::run(a),
         Command::Cluster(a) => cluster::run(a),
         Command::Report(a) => report::run(a),
         Command::Verify(a) => verify::run(a),

@@ -127,6 +127,29 @@ pub struct ClustersReport {
     pub timings: String,
 }
 
+impl ClustersReport {
+    /// Reads `RUN/clusters.json`, checking its format.
+    pub fn read(run: &RunDir) -> Result<ClustersReport> {
+        let path = run.clusters_json();
+        let text = std::fs::read(&path).map_err(|e| {
+            Error::io("the run is incomplete: clusters.json is missing (rerun `hudd analyze`)", &path, e)
+        })?;
+        let bad = |reason: String| Error::Bundle { path: path.clone(), reason };
+        let c: ClustersReport =
+            serde_json::from_slice(&text).map_err(|e| bad(format!("clusters.json is not valid: {e}")))?;
+        if c.format != FORMAT {
+            return Err(bad(format!("format `{}` is not `{FORMAT}`", c.format)));
+        }
+        if c.format_version > FORMAT_VERSION {
+            return Err(bad(format!(
+                "clusters.json version {} is newer than this hudd reads ({FORMAT_VERSION}); update hudd",
+                c.format_version
+            )));
+        }
+        Ok(c)
+    }
+}
+
 /// Seconds per stage.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {

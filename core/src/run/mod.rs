@@ -9,6 +9,7 @@
 //! RUN/timings.json              seconds per stage (apart, so that clusters.json repeats exactly)
 //! RUN/run.json                  how the run was made, the model, the evaluation, the clustered images (RunRecord)
 //! RUN/clusters.json             the clusters (ClustersReport); written last: the completion marker
+//! RUN/unsafe/                   the unsafe set (`hudd assign`): unsafe.csv, to-label.csv, <id>/, cluster-<id>.gif, unsafe.json last
 //! RUN/report/                   the report bundle, by default
 //! ```
 //!
@@ -105,6 +106,36 @@ impl RunDir {
     /// `clusters/<layer>/<id>/mean-heatmap.png`.
     pub fn mean_heatmap(&self, layer: &str, id: usize) -> PathBuf {
         self.cluster_folder(layer, id).join("mean-heatmap.png")
+    }
+
+    /// `unsafe/`: the unsafe set (`hudd assign`).
+    pub fn unsafe_dir(&self) -> PathBuf {
+        self.root.join("unsafe")
+    }
+
+    /// `unsafe/unsafe.csv`.
+    pub fn unsafe_csv(&self) -> PathBuf {
+        self.unsafe_dir().join("unsafe.csv")
+    }
+
+    /// `unsafe/unsafe.json`: parameters, quotas and fill; written last (marks the set complete).
+    pub fn unsafe_json(&self) -> PathBuf {
+        self.unsafe_dir().join("unsafe.json")
+    }
+
+    /// `unsafe/to-label.csv`: the file engineers fill in.
+    pub fn to_label_csv(&self) -> PathBuf {
+        self.unsafe_dir().join("to-label.csv")
+    }
+
+    /// `unsafe/<id>/`: a cluster's assigned improvement images.
+    pub fn unsafe_cluster(&self, id: usize) -> PathBuf {
+        self.unsafe_dir().join(id.to_string())
+    }
+
+    /// `unsafe/cluster-<id>.gif`.
+    pub fn unsafe_gif(&self, id: usize) -> PathBuf {
+        self.unsafe_dir().join(format!("cluster-{id}.gif"))
     }
 
     /// `report/`: where `hudd analyze` and `hudd report` write the bundle by default.

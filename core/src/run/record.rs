@@ -61,6 +61,12 @@ pub struct RunRecord {
     pub images: Vec<RunImage>,
     /// GIF and flipbook speed.
     pub images_per_minute: f64,
+    /// The model file, as an absolute path (for later stages: `hudd assign`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub model_path: Option<String>,
+    /// The dataset folder, as an absolute path.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub data_root: Option<String>,
 }
 
 impl RunRecord {
@@ -86,6 +92,8 @@ impl RunRecord {
             metadata_columns: Vec::new(),
             images: Vec::new(),
             images_per_minute,
+            model_path: std::path::absolute(model.path()).ok().map(|p| p.display().to_string()),
+            data_root: None,
         }
     }
 

@@ -1,0 +1,74 @@
+//! `hudd assign`: the unsafe set (HUDD's Step 4).
+
+use std::path::PathBuf;
+
+use anyhow::{bail, Context, Result};
+use clap::Args;
+use hudd_core::assign;
+use hudd_core::run::RunDir;
+
+use super::ExecOptions;
+use crate::progress::Bars;
+
+/// Picks the improvement images most likely to fail for the same reasons as the test errors, so
+/// that engineers label only those (HUDD's Step 4, mode ClosestU). Every improvement image is
+/// explained at the run's best layer with the run's preset and start rule; its distance to a
+/// root-cause cluster (of 2 or more members) is the distance to the cluster's nearest member, with
+/// the run's normalisation. Each cluster takes ceil(2 × its test members) images: repeatedly the
+/// globally closest (image, cluster) pair whose cluster has room is assigned, and an image whose
+/// closest cluster is full goes to its next-closest one. The improvement images need no labels.
+/// Writes RUN/unsafe/unsafe.csv (image,cluster,distance,rank), RUN/unsafe/to-label.csv
+/// (image,cluster,label: fill in the labels), RUN/unsafe/<cluster>/ with the images and
+/// RUN/unsafe/cluster-<cluster>.gif, and RUN/unsafe/unsafe.json (parameters, quotas, fill) last.
+#[derive(Debug, Args)]
+pub struct AssignArgs {
+    /// The run folder (as `hudd analyze` writes it).
+    #[arg(long, value_name = "RUN")]
+    run: PathBuf,
+    /// Folder of improvement images, searched recursively (default: the run's dataset's
+    /// improvement split). Labels are not needed; class folder names are ignored.
+    #[arg(long, value_name = "DIR")]
+    improvement: Option<PathBuf>,
+    /// The model (default: the file the run recorded; it must be the model the run analysed).
+    #[arg(long, short = 'm', value_name = "MODEL.onnx")]
+    model: Option<PathBuf>,
+    /// Images per model run (default: the run's `[run] batch_size`).
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    batch_size: Option<u32>,
+    /// Speed of the GIFs, in images per minute.
+    #[arg(long, default_value_t = 100.0, value_name = "N")]
+    gif_rate: f64,
+    #[command(flatten)]
+    exec: ExecOptions,
+}
+
+pub fn run(args: AssignArgs) -> Result<()> {
+    if !(args.gif_rate > 0.0 && args.gif_rate.is_finite()) {
+        bail!("--gif-rate must be a positive number of images per minute");
+    }
+    let run = RunDir::new(&args.run);
+    let (record, mut config, model) = assign::run_model(&run, args.model.as_deref())
+        .with_context(|| format!("reading the run folder {}", args.run.display()))?;
+    if let Some(b) = args.batch_size {
+        config.run.batch_size = b as usize;
+    }
+    let (dir, images) = assign::improvement_images(&record, args.improvement.as_deref())?;
+    let bars = Bars::new(args.exec.quiet);
+    let set = args
+        .exec
+        .in_pool(|| {
+            let set = assign::assign(&model, &config, &run, &images, &dir, &bars)?;
+            set.write(&run, args.gif_rate, 256)?;
+            Ok(set)
+        })
+        .with_context(|| format!("assigning {} to the clusters of {}", dir.display(), args.run.display()))?;
+    let r = &set.record;
+    println!("{} improvement images explained at {} ({} skipped)\n", r.candidates, r.parameters.layer, r.skipped.len());
+    println!("{:>8} {:>13} {:>6} {:>6}", "cluster", "test members", "quota", "fill");
+    for c in &r.clusters {
+        println!("{:>8} {:>13} {:>6} {:>6}", c.cluster, c.test_members, c.quota, c.fill);
+    }
+    println!("\nunsafe set: {} images: {}", set.assigned.len(), run.unsafe_csv().display());
+    println!("to label:   {}", run.to_label_csv().display());
+    Ok(())
+}

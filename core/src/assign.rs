@@ -1,0 +1,490 @@
+//! Step 4 of HUDD: the unsafe set. Improvement images (labelled or not) are explained at the run's
+//! best layer with the run's preset and start rule, their distance to every root-cause cluster of
+//! 2 or more members is the distance to the nearest member (single linkage, the clustering's own
+//! distance and normalisation), and HUDD's ClosestU allocation picks the images to label:
+//!
+//! - each cluster has a quota of ceil(2 × its test members);
+//! - repeatedly, the globally closest (image, cluster) pair whose cluster still has room is taken;
+//!   an image whose closest cluster is full goes to its next-closest cluster with room;
+//! - it stops when every quota is filled or every image is assigned. There is no distance
+//!   threshold, and no sentinel value (the original marked used pairs with 1000.0, which breaks
+//!   when distances exceed it).
+//!
+//! Improvement heatmaps are computed in batches and reduced at once to one distance per cluster
+//! (one matrix product per batch against the members' heatmaps): memory holds the members and one
+//! batch, never the whole improvement set.
+
+use std::cmp::{Ordering, Reverse};
+use std::collections::BinaryHeap;
+use std::path::{Path, PathBuf};
+
+use ndarray::{Array2, Axis};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::cluster::report::ClustersReport;
+use crate::config::Config;
+use crate::dataset::Skipped;
+use crate::distance::{self, Normalize};
+use crate::error::{Error, Result};
+use crate::fsio::{write_atomic, write_json};
+use crate::heatmaps::{self, HeatmapOptions, HeatmapSet, ImageRef, Layers, StartRule};
+use crate::model::Model;
+use crate::pictures;
+use crate::progress::{Progress, Silent};
+use crate::relevance::{Explainer, Preset};
+use crate::run::{RunDir, RunRecord};
+
+/// `unsafe.json`'s format name.
+pub const FORMAT: &str = "hudd-unsafe";
+/// Its version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One image picked by ClosestU.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pick {
+    /// Row of the image in the distance matrix.
+    pub image: usize,
+    /// Column (cluster) it was assigned to.
+    pub cluster: usize,
+    /// Its distance to that cluster.
+    pub distance: f64,
+    /// Order of selection within the cluster, from 1.
+    pub rank: usize,
+}
+
+/// `(distance, image, cluster)` ordered by `f64::total_cmp`, then image, then cluster.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Candidate(f64, usize, usize);
+
+impl Eq for Candidate {}
+
+impl PartialOrd for Candidate {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl Ord for Candidate {
+    fn cmp(&self, other: &Self) -> Ordering {
+        self.0.total_cmp(&other.0).then(self.1.cmp(&other.1)).then(self.2.cmp(&other.2))
+    }
+}
+
+/// HUDD's ClosestU allocation (see the module documentation) on `distances[image][cluster]`
+/// (NaN distances are never picked) with one quota per cluster; picks in selection order. Ties go
+/// to the lower image, then the lower cluster.
+pub fn closest_u(distances: &[Vec<f64>], quotas: &[usize]) -> Vec<Pick> {
+    // Each image's clusters, nearest first.
+    let order: Vec<Vec<usize>> = distances
+        .iter()
+        .map(|row| {
+            let mut c: Vec<usize> = (0..row.len().min(quotas.len())).filter(|&c| !row[c].is_nan()).collect();
+            c.sort_by(|&a, &b| row[a].total_cmp(&row[b]).then(a.cmp(&b)));
+            c
+        })
+        .collect();
+    // One entry per image: its nearest cluster not yet known to be full.
+    let mut next = vec![0usize; distances.len()];
+    let mut heap: BinaryHeap<Reverse<Candidate>> = order
+        .iter()
+        .enumerate()
+        .filter_map(|(i, o)| o.first().map(|&c| Reverse(Candidate(distances[i][c], i, c))))
+        .collect();
+    let mut fill = vec![0usize; quotas.len()];
+    let mut room: usize = quotas.iter().sum();
+    let mut picks = Vec::new();
+    while room > 0 {
+        let Some(Reverse(Candidate(d, i, c))) = heap.pop() else { break };
+        if fill[c] < quotas[c] {
+            fill[c] += 1;
+            room -= 1;
+            picks.push(Pick { image: i, cluster: c, distance: d, rank: fill[c] });
+            continue;
+        }
+        // Full: the image competes again with its next-closest cluster that has room.
+        next[i] += 1;
+        while let Some(&c2) = order[i].get(next[i]) {
+            if fill[c2] < quotas[c2] {
+                heap.push(Reverse(Candidate(distances[i][c2], i, c2)));
+                break;
+            }
+            next[i] += 1;
+        }
+    }
+    picks
+}
+
+/// ClosestU's quota of a cluster with `members` test members: ceil(2 × members).
+pub fn quota(members: usize) -> usize {
+    2 * members
+}
+
+/// One cluster of the unsafe set.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterFill {
+    /// Cluster id at the best layer.
+    pub cluster: usize,
+    /// Its test members (Wrong test images).
+    pub test_members: usize,
+    /// ceil(2 × test members).
+    pub quota: usize,
+    /// Improvement images assigned to it.
+    pub fill: usize,
+}
+
+/// One assigned improvement image.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Assigned {
+    /// Path relative to the improvement folder.
+    pub image: String,
+    /// The file.
+    #[serde(skip)]
+    pub path: PathBuf,
+    /// Cluster id.
+    pub cluster: usize,
+    /// Distance to the cluster's nearest member.
+    pub distance: f64,
+    /// Order of selection within the cluster, from 1.
+    pub rank: usize,
+}
+
+/// The parameters the unsafe set was made with.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AssignParameters {
+    /// `closest-u` (HUDD).
+    pub mode: String,
+    /// The layer (the run's best layer).
+    pub layer: String,
+    /// The run's LRP preset.
+    pub preset: Preset,
+    /// The run's start rule.
+    pub start: String,
+    /// The run's heatmap normalisation.
+    pub normalize: Normalize,
+    /// `single linkage` (distance to the nearest member).
+    pub distance: String,
+    /// The improvement folder.
+    pub improvement: String,
+}
+
+/// `unsafe.json`: the unsafe set's record.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsafeRecord {
+    /// [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// hudd's version.
+    pub hudd_version: String,
+    /// Parameters.
+    pub parameters: AssignParameters,
+    /// Improvement images explained.
+    pub candidates: usize,
+    /// Improvement images that could not be read.
+    pub skipped: Vec<Skipped>,
+    /// Per cluster of 2 or more members: quota and fill.
+    pub clusters: Vec<ClusterFill>,
+    /// Seeds of random choices: ClosestU makes none (`null`); `hudd bootstrap` records its own.
+    pub seed: Option<u64>,
+}
+
+/// The unsafe set, in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UnsafeSet {
+    /// What `unsafe.json` holds.
+    pub record: UnsafeRecord,
+    /// The assigned images, by cluster id, then rank.
+    pub assigned: Vec<Assigned>,
+}
+
+/// The run's configuration (as `run.json` recorded it) and the model to explain with: `model`, or
+/// the file the run recorded; refused when its SHA-256 is not the analysed model's.
+pub fn run_model(run: &RunDir, model: Option<&Path>) -> Result<(RunRecord, Config, Model)> {
+    let record = RunRecord::read(run)?;
+    let bad = |reason: String| Error::Bundle { path: run.run_json(), reason };
+    let config: Config = serde_json::from_value(record.run.config.clone())
+        .map_err(|e| bad(format!("the recorded configuration cannot be read: {e}")))?;
+    let path = match (model, &record.model_path) {
+        (Some(m), _) => m.to_path_buf(),
+        (None, Some(p)) => PathBuf::from(p),
+        (None, None) => {
+            return Err(bad(
+                "the run does not record its model file (made by an older hudd); give it with --model".into()
+            ))
+        }
+    };
+    let model = Model::load(&path)?;
+    if model.sha256() != record.model.sha256 {
+        return Err(Error::ModelInterface {
+            path,
+            reason: format!(
+                "this is not the model the run analysed (SHA-256 {} instead of {}); give that model with --model",
+                model.sha256(),
+                record.model.sha256
+            ),
+        });
+    }
+    Ok((record, config, model))
+}
+
+/// The improvement images: every image under `dir` (recursively; class folders are not read as
+/// labels), or under the run's dataset's improvement split (`improvement/` or `ImprovementSet/`).
+pub fn improvement_images(record: &RunRecord, dir: Option<&Path>) -> Result<(PathBuf, Vec<ImageRef>)> {
+    let dir = match dir {
+        Some(d) => d.to_path_buf(),
+        None => {
+            let root = record.data_root.as_ref().ok_or_else(|| Error::DatasetLayout {
+                path: PathBuf::from("run.json"),
+                reason: "the run does not record its dataset (made by an older hudd); give --improvement DIR".into(),
+            })?;
+            let root = PathBuf::from(root);
+            ["improvement", "ImprovementSet"].iter().map(|n| root.join(n)).find(|p| p.is_dir()).ok_or_else(|| {
+                Error::DatasetLayout {
+                    path: root.clone(),
+                    reason: "the dataset has no improvement split; give --improvement DIR".into(),
+                }
+            })?
+        }
+    };
+    let (images, _) = heatmaps::images_to_explain(&dir, &[])?;
+    if images.is_empty() {
+        return Err(Error::DatasetLayout { path: dir, reason: "no image found".into() });
+    }
+    Ok((dir, images))
+}
+
+/// Reads the run's clusters and best-layer heatmaps, explains `images` with the run's preset and
+/// start rule in batches of `config.run.batch_size × threads`, and allocates them with ClosestU.
+/// `improvement` names the folder in the record.
+pub fn assign(
+    model: &Model,
+    config: &Config,
+    run: &RunDir,
+    images: &[ImageRef],
+    improvement: &Path,
+    progress: &dyn Progress,
+) -> Result<UnsafeSet> {
+    let batch_size = config.run.batch_size;
+    let spec = config.input_spec(model.info())?;
+    let output = &model.info().outputs[config.task.output_index(model.info())?].name;
+    let clusters = ClustersReport::read(run)?;
+    let bad = |reason: String| Error::Bundle { path: run.clusters_json(), reason };
+    let best = clusters.best_layer.clone().ok_or_else(|| bad("the run has no best layer to assign to".into()))?;
+    let layer = clusters
+        .layers
+        .iter()
+        .find(|l| l.name == best)
+        .ok_or_else(|| bad(format!("the best layer `{best}` has no clustering")))?;
+    let set = HeatmapSet::open(&run.heatmaps())?;
+    let li = set
+        .layers()
+        .iter()
+        .position(|l| l.tensor == best)
+        .ok_or_else(|| bad(format!("the run's heatmaps have no layer `{best}` (rerun `hudd analyze`)")))?;
+    let heat = set.layer(li)?;
+    let row_of: std::collections::HashMap<&str, usize> =
+        set.images().iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();
+    // The members of every cluster of 2 or more, as rows of one matrix.
+    let eligible: Vec<&crate::cluster::report::ClusterEntry> = layer.clusters.iter().filter(|c| c.size >= 2).collect();
+    if eligible.is_empty() {
+        return Err(bad(format!("no cluster of `{best}` has 2 or more members: nothing to assign to")));
+    }
+    let mut owner = Vec::new();
+    let mut rows = Vec::new();
+    for (k, c) in eligible.iter().enumerate() {
+        for m in &c.members {
+            let r = *row_of
+                .get(m.image.as_str())
+                .ok_or_else(|| bad(format!("cluster member `{}` has no heatmap (rerun `hudd analyze`)", m.image)))?;
+            rows.push(r);
+            owner.push(k);
+        }
+    }
+    let members: Array2<f32> = heat.select(Axis(0), &rows);
+    drop(heat);
+    let explainer = Explainer::new(model, &spec.domain(), output, set.index.preset)?;
+    let (explainer, spec) = (&explainer, &spec);
+    let start: StartRule = set.index.start.parse().map_err(|e: String| bad(e))?;
+    let options = HeatmapOptions {
+        preset: set.index.preset,
+        layers: Layers::Names(vec![best.clone()]),
+        start: start.clone(),
+        batch_size: batch_size.max(1),
+    };
+    let normalize = clusters.parameters.normalize;
+    let chunk = batch_size.max(1) * rayon::current_num_threads().max(1) * 4;
+    let mut names: Vec<usize> = Vec::new();
+    let mut dist: Vec<Vec<f64>> = Vec::new();
+    let mut skipped: Vec<Skipped> = Vec::new();
+    let by_name: std::collections::HashMap<&str, usize> =
+        images.iter().enumerate().map(|(i, im)| (im.image.as_str(), i)).collect();
+    progress.start("assign", images.len() as u64);
+    for part in images.chunks(chunk) {
+        match heatmaps::compute(explainer, spec, part, &options, &Silent) {
+            Ok(h) => {
+                skipped.extend(h.index.skipped.iter().cloned());
+                let x = h.layer(0)?;
+                let d = distance::cross(x.view(), members.view(), normalize);
+                let reduced: Vec<Vec<f64>> = (0..d.nrows())
+                    .into_par_iter()
+                    .map(|i| {
+                        let row = d.row(i);
+                        let mut best = vec![f64::INFINITY; eligible.len()];
+                        for (&k, &v) in owner.iter().zip(row.iter()) {
+                            best[k] = best[k].min(v);
+                        }
+                        best
+                    })
+                    .collect();
+                names.extend(h.images().iter().map(|n| by_name[n.as_str()]));
+                dist.extend(reduced);
+            }
+            // A batch of which no image could be read.
+            Err(Error::NoReadableImage { .. }) => {
+                for im in part {
+                    let reason = crate::input::decode(&im.path).err().unwrap_or_default();
+                    skipped.push(Skipped { image: im.image.clone(), reason });
+                }
+            }
+            Err(e) => return Err(e),
+        }
+        progress.advance(part.len() as u64);
+    }
+    progress.finish();
+    let quotas: Vec<usize> = eligible.iter().map(|c| quota(c.size)).collect();
+    let picks = closest_u(&dist, &quotas);
+    let mut fill = vec![0usize; eligible.len()];
+    let mut assigned: Vec<Assigned> = picks
+        .iter()
+        .map(|p| {
+            fill[p.cluster] += 1;
+            let im = &images[names[p.image]];
+            Assigned {
+                image: im.image.clone(),
+                path: im.path.clone(),
+                cluster: eligible[p.cluster].id,
+                distance: p.distance,
+                rank: p.rank,
+            }
+        })
+        .collect();
+    assigned.sort_by_key(|a| (a.cluster, a.rank));
+    let record = UnsafeRecord {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        hudd_version: crate::VERSION.into(),
+        parameters: AssignParameters {
+            mode: "closest-u".into(),
+            layer: best,
+            preset: set.index.preset,
+            start: start.to_string(),
+            normalize,
+            distance: "single linkage (distance to the nearest member)".into(),
+            improvement: improvement.display().to_string(),
+        },
+        candidates: dist.len(),
+        skipped,
+        clusters: eligible
+            .iter()
+            .zip(&quotas)
+            .zip(&fill)
+            .map(|((c, &quota), &fill)| ClusterFill { cluster: c.id, test_members: c.size, quota, fill })
+            .collect(),
+        seed: None,
+    };
+    Ok(UnsafeSet { record, assigned })
+}
+
+impl UnsafeSet {
+    /// Writes `RUN/unsafe/`: `unsafe.csv` (`image,cluster,distance,rank`), `to-label.csv`
+    /// (`image,cluster,label`, label empty), per cluster a folder of its images and a GIF, and
+    /// `unsafe.json` last (it marks the set complete; an old one is removed first).
+    pub fn write(&self, run: &RunDir, gif_per_minute: f64, max_side: u32) -> Result<()> {
+        let dir = run.unsafe_dir();
+        let json = run.unsafe_json();
+        if json.exists() {
+            std::fs::remove_file(&json).map_err(|e| Error::io("cannot remove old result", &json, e))?;
+        }
+        for c in &self.record.clusters {
+            let d = run.unsafe_cluster(c.cluster);
+            if d.exists() {
+                std::fs::remove_dir_all(&d).map_err(|e| Error::io("cannot remove old cluster folder", &d, e))?;
+            }
+        }
+        std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create folder", &dir, e))?;
+        let csv = |header: &str, row: &dyn Fn(&Assigned) -> Vec<String>| -> Result<Vec<u8>> {
+            let mut w = csv::Writer::from_writer(Vec::new());
+            let bad = |e: csv::Error| Error::Output { what: "unsafe set", path: dir.clone(), reason: e.to_string() };
+            w.write_record(header.split(',')).map_err(bad)?;
+            for a in &self.assigned {
+                w.write_record(row(a)).map_err(bad)?;
+            }
+            w.into_inner().map_err(|e| Error::Output { what: "unsafe set", path: dir.clone(), reason: e.to_string() })
+        };
+        let unsafe_csv = csv("image,cluster,distance,rank", &|a| {
+            vec![a.image.clone(), a.cluster.to_string(), format!("{}", a.distance), a.rank.to_string()]
+        })?;
+        write_atomic(&run.unsafe_csv(), &unsafe_csv)?;
+        let to_label = csv("image,cluster,label", &|a| vec![a.image.clone(), a.cluster.to_string(), String::new()])?;
+        write_atomic(&run.to_label_csv(), &to_label)?;
+        self.record.clusters.par_iter().try_for_each(|c| -> Result<()> {
+            let members: Vec<&Assigned> = self.assigned.iter().filter(|a| a.cluster == c.cluster).collect();
+            if members.is_empty() {
+                return Ok(());
+            }
+            let cdir = run.unsafe_cluster(c.cluster);
+            std::fs::create_dir_all(&cdir).map_err(|e| Error::io("cannot create folder", &cdir, e))?;
+            let mut frames = Vec::with_capacity(members.len());
+            for a in &members {
+                pictures::copy(&a.path, &cdir.join(crate::run::member_file(&a.image)))?;
+                frames.push(pictures::open(&a.path)?);
+            }
+            let refs: Vec<&image::DynamicImage> = frames.iter().collect();
+            pictures::write_gif(&run.unsafe_gif(c.cluster), &refs, gif_per_minute, max_side)
+        })?;
+        write_json(&json, "unsafe set", &self.record)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn closest_u_equals_the_python_reference() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../tests/fixtures/assign/closest_u.json");
+        let fixture: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+        let cases = fixture["cases"].as_array().unwrap();
+        assert!(cases.len() >= 5);
+        for case in cases {
+            let name = case["name"].as_str().unwrap();
+            let dist: Vec<Vec<f64>> = serde_json::from_value(case["distances"].clone()).unwrap();
+            let members: Vec<usize> = serde_json::from_value(case["members"].clone()).unwrap();
+            let quotas: Vec<usize> = members.iter().map(|&m| quota(m)).collect();
+            let want: Vec<usize> = serde_json::from_value(case["quotas"].clone()).unwrap();
+            assert_eq!(quotas, want, "{name}");
+            let got = closest_u(&dist, &quotas);
+            let want = case["picks"].as_array().unwrap();
+            assert_eq!(got.len(), want.len(), "{name}");
+            for (g, w) in got.iter().zip(want) {
+                assert_eq!(g.image, w["image"].as_u64().unwrap() as usize, "{name}");
+                assert_eq!(g.cluster, w["cluster"].as_u64().unwrap() as usize, "{name}");
+                assert_eq!(g.rank, w["rank"].as_u64().unwrap() as usize, "{name}");
+                assert_eq!(g.distance, w["distance"].as_f64().unwrap(), "{name}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_full_cluster_sends_the_image_to_its_next_closest() {
+        // Every image prefers cluster 0, which takes one (quota 1); image 1 then competes for
+        // cluster 1 (0.8) and wins it over image 2 (0.85); nothing is left for image 2.
+        let d = vec![vec![0.1, 0.9], vec![0.2, 0.8], vec![5.0, 0.85]];
+        let picks = closest_u(&d, &[1, 1]);
+        let got: Vec<(usize, usize)> = picks.iter().map(|p| (p.image, p.cluster)).collect();
+        assert_eq!(got, [(0, 0), (1, 1)]);
+        assert!(closest_u(&d, &[0, 0]).is_empty());
+        assert!(closest_u(&[vec![f64::NAN, 1.0]], &[1, 1]).iter().all(|p| p.cluster == 1));
+    }
+}
