@@ -240,6 +240,16 @@ pub enum Error {
         /// What is wrong and what to do.
         reason: String,
     },
+    /// Labels of the unsafe set that cannot be used.
+    #[error("{count} problem(s) with the labels from {origin} (the first 20): {problems}; fix them and rerun (nothing was written)")]
+    Labels {
+        /// The labels CSV, or `the improvement data`.
+        origin: String,
+        /// How many problems.
+        count: usize,
+        /// The first 20, separated by `; `.
+        problems: String,
+    },
     /// A metadata CSV (`hudd cluster --metadata`) cannot be used.
     #[error("metadata CSV: {reason}: {path}")]
     MetadataCsv {

@@ -17,6 +17,7 @@
 //! | root causes | [`analyze`], [`pictures`] | the whole run: cluster folders, GIFs, overlays, `run.json` |
 //! | run folder | [`run`] | `RunDir`: the run folder's layout; `run.json` |
 //! | unsafe set | [`assign`] | improvement images → clusters (HUDD's ClosestU), `RUN/unsafe/` |
+//! | labels, balancing | [`bootstrap`] | the engineers' labels, HUDD's bootstrap balancing, `RUN/unsafe/balanced.csv` |
 //! | report | [`bundle`] | run folder → self-contained report bundle (schema: `hudd-report`); `verify` |
 //!
 //! The library prints nothing and keeps no global state: long stages report through a
@@ -38,6 +39,7 @@
 
 pub mod analyze;
 pub mod assign;
+pub mod bootstrap;
 pub mod bundle;
 pub mod cluster;
 pub mod config;

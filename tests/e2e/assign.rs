@@ -91,6 +91,41 @@ fn assign_picks_the_unsafe_set_with_the_clusterings_distances() {
     assert!(o.status.success(), "{}", stderr(&o));
     assert_eq!(std::fs::read_to_string(run.join("unsafe/unsafe.csv")).unwrap(), csv);
 
+    // Step 5 and 6: the engineers' labels (here the true classes, from the fixture's folders) and
+    // the balanced set.
+    let labels = work.path().join("labels.csv");
+    let mut text = String::from("path,label\n");
+    for (flat, (original, _)) in &copy_of {
+        let class = original.split('/').nth(1).unwrap();
+        text.push_str(&format!("{},{class}\n", improvement.join(flat).display()));
+    }
+    std::fs::write(&labels, &text).unwrap();
+    let balance = |seed: &str| hudd(&["bootstrap", "--run", &arg(&run), "--labels", &arg(&labels), "--seed", seed]);
+    let o = balance("5");
+    assert!(o.status.success(), "{}", stderr(&o));
+    let balanced = std::fs::read_to_string(run.join("unsafe/balanced.csv")).unwrap();
+    assert!(balanced.starts_with("image,cluster,copies,label\n"));
+    let mut totals: HashMap<usize, usize> = HashMap::new();
+    for line in balanced.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        *totals.entry(f[1].parse().unwrap()).or_default() += f[2].parse::<usize>().unwrap();
+        assert_eq!(f[3], copy_of[f[0]].0.split('/').nth(1).unwrap(), "the label travels with the image");
+    }
+    let largest = eligible.values().map(|c| c.size).max().unwrap();
+    assert!(totals.values().all(|&t| t == largest), "every cluster balanced to {largest}: {totals:?}");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("unsafe/unsafe.json")).unwrap()).unwrap();
+    assert_eq!(record["seed"], 5);
+    assert!(balance("5").status.success());
+    assert_eq!(std::fs::read_to_string(run.join("unsafe/balanced.csv")).unwrap(), balanced, "same seed, same file");
+    // Bad labels: every problem at once, nothing rewritten.
+    std::fs::write(&labels, format!("{}nowhere.png,coat\n", text.replacen(",coat\n", ",unicorn\n", 1))).unwrap();
+    let o = balance("6");
+    assert_eq!(o.status.code(), Some(1));
+    let e = stderr(&o);
+    assert!(e.contains("`nowhere.png` is not in the unsafe set") && e.contains("label `unicorn`"), "{e}");
+    assert_eq!(std::fs::read_to_string(run.join("unsafe/balanced.csv")).unwrap(), balanced);
+
     // The run's model is checked: another model is refused.
     let other = arg(&crate::common::fixtures().join("models/bn_residual.onnx"));
     let o = hudd(&["assign", "--run", &arg(&run), "--improvement", &arg(&improvement), "-m", &other, "-q"]);

@@ -4,6 +4,7 @@ mod analyze;
 mod assign;
 mod bench;
 mod bench_cluster;
+mod bootstrap;
 mod cluster;
 mod demo;
 mod evaluate;
@@ -45,6 +46,8 @@ enum Command {
     /// Pick the improvement images to label: assign them to the root-cause clusters (HUDD's
     /// ClosestU), the unsafe set.
     Assign(assign::AssignArgs),
+    /// Check the engineers' labels of the unsafe set and balance it (HUDD's bootstrap).
+    Bootstrap(bootstrap::BootstrapArgs),
     /// Write a run's self-contained report bundle (index.html opens offline in a browser).
     Report(report::ReportArgs),
     /// Check a report bundle against its manifest (changed, missing or extra files).
@@ -176,6 +179,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Analyze(a) => analyze::run(a),
         Command::Demo(a) => demo::run(a),
         Command::Assign(a) => assign::run(a),
+        Command::Bootstrap(a) => bootstrap::run(a),
         Command::Cluster(a) => cluster::run(a),
         Command::Report(a) => report::run(a),
         Command::Verify(a) => verify::run(a),

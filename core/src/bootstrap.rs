@@ -1,0 +1,329 @@
+//! Steps 5 and 6 of HUDD: the engineers' labels of the unsafe set, and bootstrap balancing.
+//!
+//! Labels come from any CSV with a `path` (or `image`) column and a `label` column — paths
+//! relative to the improvement folder, or absolute — such as `RUN/unsafe/to-label.csv` once filled
+//! in, or, with `auto`, from the improvement data itself (class folders or a manifest). Every
+//! problem (unknown paths, labels outside the classes, unsafe images without a label) is reported
+//! at once, and nothing is written.
+//!
+//! Balancing (as HUDD, `hudd-reference.md` §5, with a proper seeded draw): each cluster keeps its
+//! ceil(|test members|) closest assigned images, then draws more of them, with replacement and
+//! weights `1 − d/Σd` over the kept images' distances `d`, until it has as many as the largest
+//! cluster. When every weight is zero (a single kept image, or all distances zero) the draw is
+//! uniform.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::assign::UnsafeRecord;
+use crate::error::{Error, Result};
+use crate::fsio::{write_atomic, write_json};
+use crate::run::RunDir;
+
+/// Where labels come from.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelSource {
+    /// A `path,label` CSV.
+    Csv(PathBuf),
+    /// The improvement data's own labels: `(image path, class index)` per image.
+    Known(Vec<(PathBuf, usize)>),
+}
+
+/// The labels the run's improvement data carries (class folders or a manifest: `--labels auto`),
+/// and the run's classes.
+pub fn known_labels(run: &RunDir) -> Result<(LabelSource, Vec<String>)> {
+    let record = crate::run::RunRecord::read(run)?;
+    let bad = |reason: String| Error::Bundle { path: run.run_json(), reason };
+    let config: crate::Config = serde_json::from_value(record.run.config.clone())
+        .map_err(|e| bad(format!("the recorded configuration cannot be read: {e}")))?;
+    let root =
+        record.data_root.clone().ok_or_else(|| bad("the run does not record its dataset; give --labels CSV".into()))?;
+    let data = crate::Dataset::open(Path::new(&root), &config.task)?;
+    let split = data.split(crate::Split::Improvement).ok_or_else(|| Error::DatasetLayout {
+        path: PathBuf::from(&root),
+        reason: "the dataset has no improvement split to take labels from; give --labels CSV".into(),
+    })?;
+    let list = split
+        .samples
+        .iter()
+        .filter_map(|s| match s.label {
+            crate::dataset::Label::Class(c) => Some((s.path.clone(), c)),
+            crate::dataset::Label::Target(_) => None,
+        })
+        .collect();
+    Ok((LabelSource::Known(list), record.evaluation.classes))
+}
+
+/// One row of `unsafe.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct UnsafeRow {
+    /// Path relative to the improvement folder.
+    pub image: String,
+    /// Cluster id.
+    pub cluster: usize,
+    /// Distance to the cluster's nearest member.
+    pub distance: f64,
+    /// Order of selection within the cluster.
+    pub rank: usize,
+}
+
+/// One row of `balanced.csv`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BalancedRow {
+    /// Path relative to the improvement folder.
+    pub image: String,
+    /// Cluster id.
+    pub cluster: usize,
+    /// How many times the image is in the balanced set (1 + its draws).
+    pub copies: usize,
+    /// Its label (a class name).
+    pub label: String,
+}
+
+/// Reads `RUN/unsafe/unsafe.json` and `RUN/unsafe/unsafe.csv`.
+pub fn read_unsafe(run: &RunDir) -> Result<(UnsafeRecord, Vec<UnsafeRow>)> {
+    let json = run.unsafe_json();
+    let text = std::fs::read_to_string(&json)
+        .map_err(|e| Error::io("the run has no complete unsafe set (run `hudd assign` first)", &json, e))?;
+    let record: UnsafeRecord = serde_json::from_str(&text)
+        .map_err(|e| Error::Bundle { path: json.clone(), reason: format!("unsafe.json is not valid: {e}") })?;
+    let csv_path = run.unsafe_csv();
+    let mut reader = csv::Reader::from_path(&csv_path)
+        .map_err(|e| Error::MetadataCsv { path: csv_path.clone(), reason: e.to_string() })?;
+    let rows = reader
+        .deserialize()
+        .collect::<std::result::Result<Vec<UnsafeRow>, _>>()
+        .map_err(|e| Error::MetadataCsv { path: csv_path.clone(), reason: e.to_string() })?;
+    Ok((record, rows))
+}
+
+/// The label (class index) of every unsafe image, from `source`. `improvement` is the folder the
+/// unsafe set's paths are relative to; `classes` the model's classes. One error lists every
+/// problem (the first 20 and the count).
+pub fn labels(
+    source: &LabelSource,
+    improvement: &Path,
+    rows: &[UnsafeRow],
+    classes: &[String],
+) -> Result<HashMap<String, usize>> {
+    let known: HashMap<String, ()> = rows.iter().map(|r| (r.image.clone(), ())).collect();
+    let relative = |p: &Path| -> String {
+        let p = if p.is_absolute() {
+            let base = std::path::absolute(improvement).unwrap_or_else(|_| improvement.to_path_buf());
+            p.strip_prefix(&base).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf())
+        } else {
+            p.to_path_buf()
+        };
+        p.components().map(|c| c.as_os_str().to_string_lossy().into_owned()).collect::<Vec<_>>().join("/")
+    };
+    let mut problems: Vec<String> = Vec::new();
+    let mut out = HashMap::new();
+    let what = match source {
+        LabelSource::Csv(path) => {
+            let bad = |reason: String| Error::MetadataCsv { path: path.clone(), reason };
+            let mut reader = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
+            let header: Vec<String> =
+                reader.headers().map_err(|e| bad(e.to_string()))?.iter().map(str::to_string).collect();
+            let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.as_str()));
+            let path_col = col(&["path", "image"]).ok_or_else(|| bad("no `path` (or `image`) column".into()))?;
+            let label_col = col(&["label"]).ok_or_else(|| bad("no `label` column".into()))?;
+            for (line, row) in reader.records().enumerate() {
+                let row = row.map_err(|e| bad(format!("line {}: {e}", line + 2)))?;
+                let image = relative(Path::new(row.get(path_col).unwrap_or("")));
+                let label = row.get(label_col).unwrap_or("").trim();
+                if label.is_empty() {
+                    continue;
+                }
+                if !known.contains_key(&image) {
+                    problems.push(format!("line {}: `{image}` is not in the unsafe set", line + 2));
+                    continue;
+                }
+                match classes.iter().position(|c| c == label) {
+                    Some(c) => {
+                        out.insert(image, c);
+                    }
+                    None => problems.push(format!("line {}: label `{label}` is not one of the classes", line + 2)),
+                }
+            }
+            path.display().to_string()
+        }
+        LabelSource::Known(list) => {
+            for (p, c) in list {
+                let image = relative(&std::path::absolute(p).unwrap_or_else(|_| p.clone()));
+                if known.contains_key(&image) {
+                    out.insert(image, *c);
+                }
+            }
+            "the improvement data".to_string()
+        }
+    };
+    for r in rows {
+        if !out.contains_key(&r.image) {
+            problems.push(format!("`{}` (cluster {}) has no label", r.image, r.cluster));
+        }
+    }
+    if !problems.is_empty() {
+        let shown: Vec<&str> = problems.iter().take(20).map(String::as_str).collect();
+        return Err(Error::Labels { origin: what, count: problems.len(), problems: shown.join("; ") });
+    }
+    Ok(out)
+}
+
+/// splitmix64: small, seeded, the same on every platform.
+struct Rng(u64);
+
+impl Rng {
+    fn next_f64(&mut self) -> f64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^= z >> 31;
+        (z >> 11) as f64 / (1u64 << 53) as f64
+    }
+}
+
+/// Balances the unsafe set (see the module documentation): per cluster, its kept images with how
+/// many copies each gets. `members` gives each cluster's number of test members.
+pub fn balance(rows: &[UnsafeRow], members: &BTreeMap<usize, usize>, seed: u64) -> Vec<(UnsafeRow, usize)> {
+    let mut by_cluster: BTreeMap<usize, Vec<&UnsafeRow>> = BTreeMap::new();
+    for r in rows {
+        by_cluster.entry(r.cluster).or_default().push(r);
+    }
+    let kept: BTreeMap<usize, Vec<&UnsafeRow>> = by_cluster
+        .into_iter()
+        .map(|(c, mut v)| {
+            v.sort_by(|a, b| a.distance.total_cmp(&b.distance).then(a.rank.cmp(&b.rank)));
+            v.truncate(members.get(&c).copied().unwrap_or(v.len()).max(1));
+            (c, v)
+        })
+        .collect();
+    let target = kept.values().map(Vec::len).max().unwrap_or(0);
+    let mut rng = Rng(seed);
+    let mut out = Vec::new();
+    for (_, v) in kept {
+        let mut copies = vec![1usize; v.len()];
+        let total: f64 = v.iter().map(|r| r.distance).sum();
+        let mut weights: Vec<f64> =
+            v.iter().map(|r| if total > 0.0 { (1.0 - r.distance / total).max(0.0) } else { 0.0 }).collect();
+        if weights.iter().all(|&w| w <= 0.0) {
+            weights = vec![1.0; v.len()];
+        }
+        let sum: f64 = weights.iter().sum();
+        for _ in v.len()..target {
+            let mut u = rng.next_f64() * sum;
+            let mut pick = weights.len() - 1;
+            for (i, &w) in weights.iter().enumerate() {
+                if u < w {
+                    pick = i;
+                    break;
+                }
+                u -= w;
+            }
+            copies[pick] += 1;
+        }
+        out.extend(v.into_iter().cloned().zip(copies));
+    }
+    out
+}
+
+/// Writes `RUN/unsafe/balanced.csv` (`image,cluster,copies,label`) and records `seed` in
+/// `unsafe.json`.
+pub fn write_balanced(
+    run: &RunDir,
+    record: &UnsafeRecord,
+    balanced: &[(UnsafeRow, usize)],
+    labels: &HashMap<String, usize>,
+    classes: &[String],
+    seed: u64,
+) -> Result<Vec<BalancedRow>> {
+    let path = run.unsafe_dir().join("balanced.csv");
+    let bad = |e: csv::Error| Error::Output { what: "balanced set", path: path.clone(), reason: e.to_string() };
+    let rows: Vec<BalancedRow> = balanced
+        .iter()
+        .map(|(r, copies)| BalancedRow {
+            image: r.image.clone(),
+            cluster: r.cluster,
+            copies: *copies,
+            label: labels.get(&r.image).and_then(|&c| classes.get(c)).cloned().unwrap_or_default(),
+        })
+        .collect();
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in &rows {
+        w.serialize(r).map_err(bad)?;
+    }
+    let bytes = w.into_inner().map_err(|e| Error::Output {
+        what: "balanced set",
+        path: path.clone(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(&path, &bytes)?;
+    let mut record = record.clone();
+    record.seed = Some(seed);
+    write_json(&run.unsafe_json(), "unsafe set", &record)?;
+    Ok(rows)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn row(image: &str, cluster: usize, distance: f64, rank: usize) -> UnsafeRow {
+        UnsafeRow { image: image.into(), cluster, distance, rank }
+    }
+
+    #[test]
+    fn every_cluster_reaches_the_largest_and_the_seed_decides() {
+        let rows = vec![
+            row("a", 1, 0.1, 1),
+            row("b", 1, 0.2, 2),
+            row("c", 1, 0.3, 3),
+            row("d", 1, 0.4, 4),
+            row("e", 2, 0.5, 1),
+            row("f", 2, 1.5, 2),
+            row("g", 3, 2.0, 1),
+        ];
+        let members = BTreeMap::from([(1, 3), (2, 2), (3, 1)]);
+        let b = balance(&rows, &members, 7);
+        let per: BTreeMap<usize, usize> = b.iter().fold(BTreeMap::new(), |mut m, (r, c)| {
+            *m.entry(r.cluster).or_default() += c;
+            m
+        });
+        assert_eq!(per, BTreeMap::from([(1, 3), (2, 3), (3, 3)]), "kept ceil(members), then drawn up to 3");
+        assert!(!b.iter().any(|(r, _)| r.image == "d"), "the farthest beyond ceil(members) is dropped");
+        assert_eq!(b, balance(&rows, &members, 7));
+        // Weights 1 − d/Σd: in cluster 2, `e` (0.75) is drawn three times as often as `f` (0.25).
+        let mut wins = 0;
+        for seed in 0..400 {
+            let b = balance(&rows, &members, seed);
+            wins += usize::from(b.iter().any(|(r, c)| r.image == "e" && *c == 2));
+        }
+        assert!((260..340).contains(&wins), "{wins} of 400 draws chose e");
+    }
+
+    #[test]
+    fn labels_report_every_problem_at_once() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = vec![row("x/1.png", 1, 0.1, 1), row("x/2.png", 1, 0.2, 2), row("y/3.png", 2, 0.3, 1)];
+        let classes = vec!["cat".to_string(), "dog".to_string()];
+        let csv = dir.path().join("l.csv");
+        let abs = dir.path().join("imp/x/2.png");
+        std::fs::write(&csv, format!("path,label\nx/1.png,dog\n{},cat\nzz.png,dog\n", abs.display())).unwrap();
+        let e =
+            labels(&LabelSource::Csv(csv.clone()), &dir.path().join("imp"), &rows, &classes).unwrap_err().to_string();
+        assert!(
+            e.contains("`zz.png` is not in the unsafe set") && e.contains("`y/3.png` (cluster 2) has no label"),
+            "{e}"
+        );
+        assert!(e.contains("2 problem(s)"), "{e}");
+        std::fs::write(&csv, "image,cluster,label\nx/1.png,1,dog\nx/2.png,1,cat\ny/3.png,2,bird\n").unwrap();
+        let e =
+            labels(&LabelSource::Csv(csv.clone()), &dir.path().join("imp"), &rows, &classes).unwrap_err().to_string();
+        assert!(e.contains("label `bird` is not one of the classes"), "{e}");
+        std::fs::write(&csv, "image,cluster,label\nx/1.png,1,dog\nx/2.png,1,cat\ny/3.png,2,dog\n").unwrap();
+        let l = labels(&LabelSource::Csv(csv), &dir.path().join("imp"), &rows, &classes).unwrap();
+        assert_eq!((l["x/1.png"], l["x/2.png"], l["y/3.png"]), (1, 0, 1));
+    }
+}
