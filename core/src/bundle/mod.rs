@@ -75,16 +75,8 @@ fn bad(path: &Path, reason: impl Into<String>) -> Error {
 /// its pictures.
 pub fn assemble(run: &RunDir, progress: &dyn Progress) -> Result<Assembled> {
     let record = RunRecord::read(run)?;
-    let clusters_path = run.clusters_json();
     let (clusters, clusters_sha) = if record.clustered {
-        let text = std::fs::read(&clusters_path).map_err(|e| {
-            Error::io("the run is incomplete: clusters.json is missing (rerun `hudd analyze`)", &clusters_path, e)
-        })?;
-        let c: ClustersReport = serde_json::from_slice(&text)
-            .map_err(|e| bad(&clusters_path, format!("clusters.json is not valid: {e}")))?;
-        if c.format != crate::cluster::report::FORMAT {
-            return Err(bad(&clusters_path, format!("format `{}` is not `hudd-clusters`", c.format)));
-        }
+        let (c, text) = ClustersReport::read_with_bytes(run)?;
         (Some(c), sha256_hex(&text))
     } else {
         (None, "none".to_string())

@@ -130,6 +130,11 @@ pub struct ClustersReport {
 impl ClustersReport {
     /// Reads `RUN/clusters.json`, checking its format.
     pub fn read(run: &RunDir) -> Result<ClustersReport> {
+        Ok(Self::read_with_bytes(run)?.0)
+    }
+
+    /// [`read`](Self::read), with the file's bytes (the report's id hashes them).
+    pub fn read_with_bytes(run: &RunDir) -> Result<(ClustersReport, Vec<u8>)> {
         let path = run.clusters_json();
         let text = std::fs::read(&path).map_err(|e| {
             Error::io("the run is incomplete: clusters.json is missing (rerun `hudd analyze`)", &path, e)
@@ -146,7 +151,7 @@ impl ClustersReport {
                 c.format_version
             )));
         }
-        Ok(c)
+        Ok((c, text))
     }
 }
 
