@@ -198,6 +198,27 @@ pub struct UnsafeSet {
     pub assigned: Vec<Assigned>,
 }
 
+/// The whole step on a run folder: the run's model (or `model`, which must be the analysed one) and
+/// configuration (`batch_size` overriding its `[run] batch_size`), the improvement images of `dir`
+/// (default: the run's improvement split), [`assign`], then [`UnsafeSet::write`].
+pub fn assign_run(
+    run: &RunDir,
+    model: Option<&Path>,
+    dir: Option<&Path>,
+    batch_size: Option<usize>,
+    gif_per_minute: f64,
+    progress: &dyn Progress,
+) -> Result<UnsafeSet> {
+    let (record, mut config, model) = run_model(run, model)?;
+    if let Some(b) = batch_size {
+        config.run.batch_size = b.max(1);
+    }
+    let (dir, images) = improvement_images(&record, dir)?;
+    let set = assign(&model, &config, run, &images, &dir, progress)?;
+    set.write(run, gif_per_minute, 256)?;
+    Ok(set)
+}
+
 /// The run's configuration (as `run.json` recorded it) and the model to explain with: `model`, or
 /// the file the run recorded; refused when its SHA-256 is not the analysed model's.
 pub fn run_model(run: &RunDir, model: Option<&Path>) -> Result<(RunRecord, Config, Model)> {

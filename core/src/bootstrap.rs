@@ -31,6 +31,20 @@ pub enum LabelSource {
     Known(Vec<(PathBuf, usize)>),
 }
 
+/// The whole step: reads the unsafe set, checks the labels (`None`: the improvement data's own),
+/// balances with `seed` and writes `balanced.csv` (see [`write_balanced`]).
+pub fn bootstrap(run: &RunDir, labels_csv: Option<&Path>, seed: u64) -> Result<Vec<BalancedRow>> {
+    let (record, rows) = read_unsafe(run)?;
+    let (source, classes) = match labels_csv {
+        None => known_labels(run)?,
+        Some(csv) => (LabelSource::Csv(csv.to_path_buf()), crate::run::RunRecord::read(run)?.evaluation.classes),
+    };
+    let labels = labels(&source, Path::new(&record.parameters.improvement), &rows, &classes)?;
+    let members: BTreeMap<usize, usize> = record.clusters.iter().map(|c| (c.cluster, c.test_members)).collect();
+    let balanced = balance(&rows, &members, seed);
+    write_balanced(run, &record, &balanced, &labels, &classes, seed)
+}
+
 /// The labels the run's improvement data carries (class folders or a manifest: `--labels auto`),
 /// and the run's classes.
 pub fn known_labels(run: &RunDir) -> Result<(LabelSource, Vec<String>)> {

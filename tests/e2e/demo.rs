@@ -25,6 +25,18 @@ fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
     }
     assert!(out.join("data/test/manifest.csv").is_file());
     assert!(out.join("model/gaze_cnn.onnx").is_file());
+    // Steps 4–6: the unsafe set, labelled by the simulator and balanced to the largest cluster.
+    let unsafe_set = std::fs::read_to_string(out.join("run/unsafe/unsafe.csv")).unwrap();
+    assert!(unsafe_set.lines().count() > 1, "{unsafe_set}");
+    let balanced = std::fs::read_to_string(out.join("run/unsafe/balanced.csv")).unwrap();
+    let mut totals = std::collections::BTreeMap::<&str, usize>::new();
+    for line in balanced.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        assert!(!f[3].is_empty(), "every balanced image has the simulator's label: {line}");
+        *totals.entry(f[1]).or_default() += f[2].parse::<usize>().unwrap();
+    }
+    let sizes: std::collections::BTreeSet<usize> = totals.values().copied().collect();
+    assert_eq!(sizes.len(), 1, "every cluster balanced to one size: {totals:?}");
 
     // A second demo replaces the first; a folder the demo did not write is refused.
     let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q"]);

@@ -47,21 +47,21 @@ pub fn run(args: AssignArgs) -> Result<()> {
         bail!("--gif-rate must be a positive number of images per minute");
     }
     let run = RunDir::new(&args.run);
-    let (record, mut config, model) = assign::run_model(&run, args.model.as_deref())
-        .with_context(|| format!("reading the run folder {}", args.run.display()))?;
-    if let Some(b) = args.batch_size {
-        config.run.batch_size = b as usize;
-    }
-    let (dir, images) = assign::improvement_images(&record, args.improvement.as_deref())?;
     let bars = Bars::new(args.exec.quiet);
     let set = args
         .exec
         .in_pool(|| {
-            let set = assign::assign(&model, &config, &run, &images, &dir, &bars)?;
-            set.write(&run, args.gif_rate, 256)?;
-            Ok(set)
+            let batch = args.batch_size.map(|b| b as usize);
+            let (model, improvement) = (args.model.as_deref(), args.improvement.as_deref());
+            Ok(assign::assign_run(&run, model, improvement, batch, args.gif_rate, &bars)?)
         })
-        .with_context(|| format!("assigning {} to the clusters of {}", dir.display(), args.run.display()))?;
+        .with_context(|| format!("assigning improvement images to the clusters of {}", args.run.display()))?;
+    print_summary(&run, &set);
+    Ok(())
+}
+
+/// Quotas and fill per cluster, and where the files are.
+pub fn print_summary(run: &RunDir, set: &assign::UnsafeSet) {
     let r = &set.record;
     println!("{} improvement images explained at {} ({} skipped)\n", r.candidates, r.parameters.layer, r.skipped.len());
     println!("{:>8} {:>13} {:>6} {:>6}", "cluster", "test members", "quota", "fill");
@@ -70,5 +70,4 @@ pub fn run(args: AssignArgs) -> Result<()> {
     }
     println!("\nunsafe set: {} images: {}", set.assigned.len(), run.unsafe_csv().display());
     println!("to label:   {}", run.to_label_csv().display());
-    Ok(())
 }

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hudd_core::bootstrap::{self, LabelSource};
+use hudd_core::bootstrap::{self, BalancedRow};
 use hudd_core::run::RunDir;
 
 /// Checks the engineers' labels of the unsafe set and balances it as HUDD does: each cluster
@@ -31,22 +31,18 @@ pub struct BootstrapArgs {
 
 pub fn run(args: BootstrapArgs) -> Result<()> {
     let run = RunDir::new(&args.run);
-    let context = || format!("balancing the unsafe set of {}", args.run.display());
-    let (record, rows) = bootstrap::read_unsafe(&run).with_context(context)?;
-    let (source, classes) = if args.labels == "auto" {
-        bootstrap::known_labels(&run).with_context(context)?
-    } else {
-        let classes = hudd_core::run::RunRecord::read(&run).with_context(context)?.evaluation.classes;
-        (LabelSource::Csv(PathBuf::from(&args.labels)), classes)
-    };
-    let labels =
-        bootstrap::labels(&source, Path::new(&record.parameters.improvement), &rows, &classes).with_context(context)?;
-    let members: BTreeMap<usize, usize> = record.clusters.iter().map(|c| (c.cluster, c.test_members)).collect();
-    let balanced = bootstrap::balance(&rows, &members, args.seed);
-    let written =
-        bootstrap::write_balanced(&run, &record, &balanced, &labels, &classes, args.seed).with_context(context)?;
+    let csv = (args.labels != "auto").then(|| Path::new(&args.labels));
+    let rows = bootstrap::bootstrap(&run, csv, args.seed)
+        .with_context(|| format!("balancing the unsafe set of {}", args.run.display()))?;
+    print_summary(&rows);
+    println!("\nbalanced set: {} (seed {})", run.unsafe_dir().join("balanced.csv").display(), args.seed);
+    Ok(())
+}
+
+/// Images and balanced copies per cluster.
+pub fn print_summary(rows: &[BalancedRow]) {
     let mut per: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
-    for r in &written {
+    for r in rows {
         let e = per.entry(r.cluster).or_default();
         e.0 += 1;
         e.1 += r.copies;
@@ -55,6 +51,4 @@ pub fn run(args: BootstrapArgs) -> Result<()> {
     for (c, (images, total)) in per {
         println!("{c:>8} {images:>7} {total:>10}");
     }
-    println!("\nbalanced set: {} (seed {})", run.unsafe_dir().join("balanced.csv").display(), args.seed);
-    Ok(())
 }

@@ -26,8 +26,10 @@ const MARKER: &str = ".hudd-demo";
 /// Runs every pipeline stage that exists on the embedded default: simulates eye images with known
 /// root causes (`hudd simulate gaze`), evaluates the shipped gaze model on them, computes the
 /// heatmaps of its test errors, clusters them and explains each cluster by the simulator
-/// parameters that set it apart (e.g. "eyelid −87% variance"). Writes OUT/data (the images and
-/// manifests), OUT/model (the model and its configuration), OUT/run (as `hudd analyze`) and
+/// parameters that set it apart (e.g. "eyelid −87% variance"), assigns the improvement images to
+/// the clusters (the unsafe set, `hudd assign`) and balances them with the simulator's labels
+/// (`hudd bootstrap --labels auto`). Writes OUT/data (the images and manifests), OUT/model (the
+/// model and its configuration), OUT/run (as `hudd analyze`, with OUT/run/unsafe/) and
 /// OUT/report/index.html, the report bundle to open in a browser.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -137,6 +139,17 @@ pub fn run(args: DemoArgs) -> Result<()> {
             }
         }
         None => println!("fewer than 2 Wrong test images: nothing to cluster"),
+    }
+    if outcome.analysis.as_ref().is_some_and(|a| a.best().is_some()) {
+        // Steps 4–6: the unsafe set from the improvement split, labelled by the simulator.
+        println!();
+        let set = hudd_core::assign::assign_run(&run_dir, None, None, None, 100.0, &bars)
+            .context("assigning the improvement images (the unsafe set)")?;
+        super::assign::print_summary(&run_dir, &set);
+        let balanced = hudd_core::bootstrap::bootstrap(&run_dir, None, args.seed)
+            .context("balancing the unsafe set with the simulator's labels")?;
+        println!();
+        super::bootstrap::print_summary(&balanced);
     }
     println!("\ndata:     {}", data_dir.display());
     println!("results:  {}", run_dir.results().display());
