@@ -342,33 +342,23 @@ pub fn assign(
         images.iter().enumerate().map(|(i, im)| (im.image.as_str(), i)).collect();
     progress.start("assign", images.len() as u64);
     for part in images.chunks(chunk) {
-        match heatmaps::compute(explainer, spec, part, &options, &Silent) {
-            Ok(h) => {
-                skipped.extend(h.index.skipped.iter().cloned());
-                let x = h.layer(0)?;
-                let d = distance::cross(x.view(), members.view(), normalize);
-                let reduced: Vec<Vec<f64>> = (0..d.nrows())
-                    .into_par_iter()
-                    .map(|i| {
-                        let row = d.row(i);
-                        let mut best = vec![f64::INFINITY; eligible.len()];
-                        for (&k, &v) in owner.iter().zip(row.iter()) {
-                            best[k] = best[k].min(v);
-                        }
-                        best
-                    })
-                    .collect();
-                names.extend(h.images().iter().map(|n| by_name[n.as_str()]));
-                dist.extend(reduced);
-            }
-            // A batch of which no image could be read.
-            Err(Error::NoReadableImage { .. }) => {
-                for im in part {
-                    let reason = crate::input::decode(&im.path).err().unwrap_or_default();
-                    skipped.push(Skipped { image: im.image.clone(), reason });
-                }
-            }
-            Err(e) => return Err(e),
+        let h = heatmaps::compute(explainer, spec, part, &options, &Silent)?;
+        skipped.extend(h.index.skipped.iter().cloned());
+        if !h.images().is_empty() {
+            let x = h.layer(0)?;
+            let d = distance::cross(x.view(), members.view(), normalize);
+            let reduced: Vec<Vec<f64>> = (0..d.nrows())
+                .into_par_iter()
+                .map(|i| {
+                    let mut best = vec![f64::INFINITY; eligible.len()];
+                    for (&k, &v) in owner.iter().zip(d.row(i).iter()) {
+                        best[k] = best[k].min(v);
+                    }
+                    best
+                })
+                .collect();
+            names.extend(h.images().iter().map(|n| by_name[n.as_str()]));
+            dist.extend(reduced);
         }
         progress.advance(part.len() as u64);
     }

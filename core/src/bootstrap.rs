@@ -104,12 +104,15 @@ pub fn read_unsafe(run: &RunDir) -> Result<(UnsafeRecord, Vec<UnsafeRow>)> {
     let record: UnsafeRecord = serde_json::from_str(&text)
         .map_err(|e| Error::Bundle { path: json.clone(), reason: format!("unsafe.json is not valid: {e}") })?;
     let csv_path = run.unsafe_csv();
-    let mut reader = csv::Reader::from_path(&csv_path)
-        .map_err(|e| Error::MetadataCsv { path: csv_path.clone(), reason: e.to_string() })?;
-    let rows = reader
+    let bad = |e: csv::Error| Error::Bundle {
+        path: csv_path.clone(),
+        reason: format!("unsafe.csv cannot be read ({e}); rerun `hudd assign`"),
+    };
+    let rows = csv::Reader::from_path(&csv_path)
+        .map_err(bad)?
         .deserialize()
         .collect::<std::result::Result<Vec<UnsafeRow>, _>>()
-        .map_err(|e| Error::MetadataCsv { path: csv_path.clone(), reason: e.to_string() })?;
+        .map_err(bad)?;
     Ok((record, rows))
 }
 
@@ -122,10 +125,10 @@ pub fn labels(
     rows: &[UnsafeRow],
     classes: &[String],
 ) -> Result<HashMap<String, usize>> {
-    let known: HashMap<String, ()> = rows.iter().map(|r| (r.image.clone(), ())).collect();
+    let known: std::collections::HashSet<&str> = rows.iter().map(|r| r.image.as_str()).collect();
+    let base = std::path::absolute(improvement).unwrap_or_else(|_| improvement.to_path_buf());
     let relative = |p: &Path| -> String {
         let p = if p.is_absolute() {
-            let base = std::path::absolute(improvement).unwrap_or_else(|_| improvement.to_path_buf());
             p.strip_prefix(&base).map(Path::to_path_buf).unwrap_or_else(|_| p.to_path_buf())
         } else {
             p.to_path_buf()
@@ -136,7 +139,7 @@ pub fn labels(
     let mut out = HashMap::new();
     let what = match source {
         LabelSource::Csv(path) => {
-            let bad = |reason: String| Error::MetadataCsv { path: path.clone(), reason };
+            let bad = |reason: String| Error::Csv { what: "labels", path: path.clone(), reason };
             let mut reader = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
             let header: Vec<String> =
                 reader.headers().map_err(|e| bad(e.to_string()))?.iter().map(str::to_string).collect();
@@ -150,7 +153,7 @@ pub fn labels(
                 if label.is_empty() {
                     continue;
                 }
-                if !known.contains_key(&image) {
+                if !known.contains(image.as_str()) {
                     problems.push(format!("line {}: `{image}` is not in the unsafe set", line + 2));
                     continue;
                 }
@@ -166,7 +169,7 @@ pub fn labels(
         LabelSource::Known(list) => {
             for (p, c) in list {
                 let image = relative(&std::path::absolute(p).unwrap_or_else(|_| p.clone()));
-                if known.contains_key(&image) {
+                if known.contains(image.as_str()) {
                     out.insert(image, *c);
                 }
             }

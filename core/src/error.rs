@@ -250,9 +250,11 @@ pub enum Error {
         /// The first 20, separated by `; `.
         problems: String,
     },
-    /// A metadata CSV (`hudd cluster --metadata`) cannot be used.
-    #[error("metadata CSV: {reason}: {path}")]
-    MetadataCsv {
+    /// A CSV the user gives (metadata, labels) cannot be used.
+    #[error("{what} CSV: {reason}: {path}")]
+    Csv {
+        /// `metadata` or `labels`.
+        what: &'static str,
         /// The CSV file.
         path: PathBuf,
         /// What is wrong.

@@ -358,7 +358,8 @@ impl HeatmapSet {
 }
 
 /// Computes heatmaps of `images` (see the module docs) and keeps them in memory. Each image is
-/// decoded once; images that fail to decode are recorded as skipped.
+/// decoded once; images that fail to decode are recorded as skipped (when none can be read, the set
+/// has no rows and no layers).
 pub fn compute(
     explainer: &Explainer<'_>,
     spec: &InputSpec,
@@ -398,6 +399,12 @@ pub fn compute_to_folder(
 ) -> Result<HeatmapIndex> {
     let mut sink = FolderSink::new(out)?;
     let index = run(explainer, spec, images, options, &mut sink, progress)?;
+    if index.images.is_empty() {
+        return Err(Error::NoReadableImage {
+            images: images.len(),
+            first: index.skipped.first().map(|s| format!("{}: {}", s.image, s.reason)).unwrap_or_default(),
+        });
+    }
     sink.finish(&index)?;
     Ok(index)
 }
@@ -584,12 +591,6 @@ fn run(
         }
     }
     progress.finish();
-    if rows.is_empty() {
-        return Err(Error::NoReadableImage {
-            images: images.len(),
-            first: skipped.first().map(|s| format!("{}: {}", s.image, s.reason)).unwrap_or_default(),
-        });
-    }
     Ok(HeatmapIndex {
         format: FORMAT.into(),
         format_version: 1,

@@ -31,6 +31,8 @@ fn assign_picks_the_unsafe_set_with_the_clusterings_distances() {
             copy_of.insert(flat, (m.image.clone(), c.id));
         }
     }
+    // An unreadable file is skipped and recorded, not fatal.
+    std::fs::write(improvement.join("broken.png"), b"not a png").unwrap();
     let o = hudd(&["assign", "--run", &arg(&run), "--improvement", &arg(&improvement), "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("quota"), "{}", stdout(&o));
@@ -72,6 +74,8 @@ fn assign_picks_the_unsafe_set_with_the_clusterings_distances() {
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.join("unsafe/unsafe.json")).unwrap()).unwrap();
     assert_eq!(record["parameters"]["mode"], "closest-u");
+    assert_eq!(record["candidates"], copy_of.len());
+    assert_eq!(record["skipped"][0]["image"], "broken.png");
     assert_eq!(record["parameters"]["layer"], best.name.as_str());
     for c in record["clusters"].as_array().unwrap() {
         let id = c["cluster"].as_u64().unwrap() as usize;

@@ -142,6 +142,11 @@ fn bad_cluster_input_is_a_clear_error() {
     let o = hudd(&["cluster", "--heatmaps", &arg(&heatmaps()), "-o", &arg(out.path()), "--linkage", "single"]);
     assert_eq!(o.status.code(), Some(2), "a usage error");
     assert!(stderr(&o).contains("possible values: ward-rows, ward, average"), "{}", stderr(&o));
+    // Worker threads: 1 to 65535 (0 used to mean 1 silently; 100000 used to hang).
+    for j in ["0", "100000"] {
+        let o = hudd(&["cluster", "--heatmaps", &arg(&heatmaps()), "-o", &arg(out.path()), "-j", j]);
+        assert_eq!(o.status.code(), Some(2), "-j {j}: {}", stderr(&o));
+    }
 }
 
 /// Writes a heatmaps folder: the input, a convolution and the explained logits of 8 images whose

@@ -28,7 +28,7 @@ impl Metadata {
     /// Reads a CSV with an `image` column (e.g. `results/test.csv`) and keeps one row per image of
     /// `images`, in that order; every other column is metadata.
     pub fn from_csv(path: &Path, images: &[String]) -> Result<Metadata> {
-        let bad = |reason: String| Error::MetadataCsv { path: path.to_path_buf(), reason };
+        let bad = |reason: String| Error::Csv { what: "metadata", path: path.to_path_buf(), reason };
         let mut reader = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
         let header: Vec<String> =
             reader.headers().map_err(|e| bad(e.to_string()))?.iter().map(str::to_string).collect();
