@@ -13,6 +13,11 @@
 //! Improvement heatmaps are computed in batches and reduced at once to one distance per cluster
 //! (one matrix product per batch against the members' heatmaps): memory holds the members and one
 //! batch, never the whole improvement set.
+//!
+//! The two halves are apart: [`distances`] (the heatmaps and distances: the cost, shardable with
+//! `--shard I/N`, see [`crate::shard`]) and [`allocate`] (ClosestU over all images at once). A
+//! shard folder holds its images' `distances.csv` and `skipped.csv`; [`merge_shards`] allocates
+//! over the concatenation and writes the same files as the unsharded run.
 
 use std::cmp::{Ordering, Reverse};
 use std::collections::BinaryHeap;
@@ -34,6 +39,7 @@ use crate::pictures;
 use crate::progress::{Progress, Silent};
 use crate::relevance::{Explainer, Preset};
 use crate::run::{RunDir, RunRecord};
+use crate::shard::{Shard, ShardRecord, Stage};
 
 /// `unsafe.json`'s format name.
 pub const FORMAT: &str = "hudd-unsafe";
@@ -196,6 +202,8 @@ pub struct UnsafeSet {
     pub record: UnsafeRecord,
     /// The assigned images, by cluster id, then rank.
     pub assigned: Vec<Assigned>,
+    /// Every image's distances (`distances.csv`).
+    pub distances: Distances,
 }
 
 /// The whole step on a run folder: the run's model (or `model`, which must be the analysed one) and
@@ -209,14 +217,191 @@ pub fn assign_run(
     gif_per_minute: f64,
     progress: &dyn Progress,
 ) -> Result<UnsafeSet> {
+    let (config, model, dir, images) = prepare(run, model, dir, batch_size)?;
+    let set = assign(&model, &config, run, &images, &dir, progress)?;
+    set.write(run, gif_per_minute, 256)?;
+    Ok(set)
+}
+
+/// What the merge of assign shards needs besides the distances.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ShardParameters {
+    /// As recorded in `unsafe.json`.
+    pub parameters: AssignParameters,
+    /// The improvement folder, absolute (the images are copied from there).
+    pub improvement_path: PathBuf,
+    /// The unsafe set's clusters (id, test members), in column order.
+    pub clusters: Vec<(usize, usize)>,
+    /// SHA-256 of the run's `clusters.json`: a run analysed again since is refused.
+    pub clusters_sha256: String,
+}
+
+/// [`assign_run`]'s first half for `shard` of the improvement images: writes the shard folder
+/// `RUN/shards/assign-<I>-of-<N>/` (`distances.csv`, `skipped.csv`, `shard.json` last). Returns the
+/// folder and the shard's distances.
+pub fn assign_shard(
+    run: &RunDir,
+    model: Option<&Path>,
+    dir: Option<&Path>,
+    batch_size: Option<usize>,
+    shard: Shard,
+    progress: &dyn Progress,
+) -> Result<(PathBuf, Distances)> {
+    let (config, model, dir, images) = prepare(run, model, dir, batch_size)?;
+    let batch = config.run.batch_size.max(1);
+    let out = crate::shard::begin(run.root(), Stage::Assign, shard)?;
+    let part = &images[shard.range(images.len(), batch)];
+    let d = distances(&model, &config, run, part, &dir, progress)?;
+    write_atomic(&out.join("distances.csv"), &d.csv(&out.join("distances.csv"))?)?;
+    let skipped_path = out.join("skipped.csv");
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let bad = |e: csv::Error| Error::Output { what: "shard", path: skipped_path.clone(), reason: e.to_string() };
+    w.write_record(["image", "reason"]).map_err(bad)?;
+    for k in &d.skipped {
+        w.write_record([&k.image, &k.reason]).map_err(bad)?;
+    }
+    let bytes = w.into_inner().map_err(|e| Error::Output {
+        what: "shard",
+        path: skipped_path.clone(),
+        reason: e.to_string(),
+    })?;
+    write_atomic(&skipped_path, &bytes)?;
+    let clusters_sha256 = crate::fsio::sha256_file(&run.clusters_json())?;
+    let improvement_path = std::path::absolute(&dir).map_err(|e| Error::io("cannot resolve the folder", &dir, e))?;
+    let parameters = ShardParameters {
+        parameters: d.parameters.clone(),
+        improvement_path,
+        clusters: d.clusters.clone(),
+        clusters_sha256: clusters_sha256.clone(),
+    };
+    let names: Vec<&str> = images.iter().map(|i| i.image.as_str()).collect();
+    let params = serde_json::to_value(&parameters).map_err(|e| Error::Output {
+        what: "shard",
+        path: out.clone(),
+        reason: e.to_string(),
+    })?;
+    let params_text = params.to_string();
+    let identity = [model.sha256(), &clusters_sha256, &params_text, &names.join("\n")];
+    ShardRecord::new(Stage::Assign, shard, batch, images.len(), part.len(), &identity, params).write(&out)?;
+    Ok((out, d))
+}
+
+/// Allocates the unsafe set over the complete set of assign shards (see [`crate::shard::find`])
+/// and writes `RUN/unsafe/` as [`assign_run`] does: the same bytes.
+pub fn merge_shards(run: &RunDir, shards: &[(PathBuf, ShardRecord)], gif_per_minute: f64) -> Result<UnsafeSet> {
+    let Some((first_dir, first)) = shards.first() else {
+        return Err(Error::Shards { path: run.root().to_path_buf(), reason: "no shard to merge".into() });
+    };
+    let p: ShardParameters = first.parameters(first_dir)?;
+    let now = crate::fsio::sha256_file(&run.clusters_json())?;
+    if now != p.clusters_sha256 {
+        return Err(Error::Shards {
+            path: run.clusters_json(),
+            reason: "the run was analysed again after the shards were made; rerun the assign shards".into(),
+        });
+    }
+    let mut d = Distances {
+        parameters: p.parameters.clone(),
+        clusters: p.clusters.clone(),
+        images: Vec::new(),
+        paths: Vec::new(),
+        rows: Vec::new(),
+        skipped: Vec::new(),
+    };
+    for (dir, _) in shards {
+        let (images, rows) = Distances::read_csv(&dir.join("distances.csv"), &p.clusters)?;
+        d.paths.extend(images.iter().map(|i| p.improvement_path.join(i)));
+        d.images.extend(images);
+        d.rows.extend(rows);
+        let sp = dir.join("skipped.csv");
+        let mut r = csv::Reader::from_path(&sp)
+            .map_err(|e| Error::Shards { path: sp.clone(), reason: format!("unreadable: {e}") })?;
+        for rec in r.records() {
+            let rec = rec.map_err(|e| Error::Shards { path: sp.clone(), reason: format!("unreadable: {e}") })?;
+            d.skipped.push(Skipped {
+                image: rec.get(0).unwrap_or_default().into(),
+                reason: rec.get(1).unwrap_or_default().into(),
+            });
+        }
+    }
+    let set = allocate(d);
+    set.write(run, gif_per_minute, 256)?;
+    Ok(set)
+}
+
+/// The distances of improvement images to the clusters of the unsafe set ([`distances`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Distances {
+    /// As recorded in `unsafe.json`.
+    pub parameters: AssignParameters,
+    /// The clusters of 2 or more members: (id, test members), in column order.
+    pub clusters: Vec<(usize, usize)>,
+    /// The images explained (paths relative to the improvement folder), in row order.
+    pub images: Vec<String>,
+    /// Their files.
+    pub paths: Vec<PathBuf>,
+    /// Per image, its distance to each cluster (nearest member).
+    pub rows: Vec<Vec<f64>>,
+    /// Improvement images that could not be read.
+    pub skipped: Vec<Skipped>,
+}
+
+impl Distances {
+    /// `distances.csv`: `image,cluster_<id>,…` (shortest round-trip decimal of each distance).
+    fn csv(&self, path: &Path) -> Result<Vec<u8>> {
+        let bad = |e: csv::Error| Error::Output { what: "unsafe set", path: path.to_path_buf(), reason: e.to_string() };
+        let mut w = csv::Writer::from_writer(Vec::new());
+        let mut header = vec!["image".to_string()];
+        header.extend(self.clusters.iter().map(|(id, _)| format!("cluster_{id}")));
+        w.write_record(&header).map_err(bad)?;
+        for (image, row) in self.images.iter().zip(&self.rows) {
+            let mut rec = vec![image.clone()];
+            rec.extend(row.iter().map(|v| format!("{v}")));
+            w.write_record(&rec).map_err(bad)?;
+        }
+        w.into_inner().map_err(|e| Error::Output {
+            what: "unsafe set",
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+
+    /// Reads a shard's `distances.csv` (its images and rows), checking its columns.
+    fn read_csv(path: &Path, clusters: &[(usize, usize)]) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
+        let bad = |reason: String| Error::Shards { path: path.to_path_buf(), reason };
+        let mut r = csv::Reader::from_path(path).map_err(|e| bad(format!("unreadable: {e}")))?;
+        let header = r.headers().map_err(|e| bad(format!("unreadable: {e}")))?.clone();
+        let want: Vec<String> = std::iter::once("image".to_string())
+            .chain(clusters.iter().map(|(id, _)| format!("cluster_{id}")))
+            .collect();
+        if !header.iter().eq(want.iter().map(String::as_str)) {
+            return Err(bad(format!("its columns are not {}", want.join(","))));
+        }
+        let (mut images, mut rows) = (Vec::new(), Vec::new());
+        for rec in r.records() {
+            let rec = rec.map_err(|e| bad(format!("unreadable: {e}")))?;
+            images.push(rec[0].to_string());
+            let row = rec.iter().skip(1).map(|v| v.parse::<f64>()).collect::<std::result::Result<Vec<f64>, _>>();
+            rows.push(row.map_err(|e| bad(format!("a distance of `{}` is not a number: {e}", &rec[0])))?);
+        }
+        Ok((images, rows))
+    }
+}
+
+/// The configuration (`batch_size` overriding its `[run] batch_size`), the model, the improvement
+/// folder and its images of a run.
+fn prepare(
+    run: &RunDir,
+    model: Option<&Path>,
+    dir: Option<&Path>,
+    batch_size: Option<usize>,
+) -> Result<(Config, Model, PathBuf, Vec<ImageRef>)> {
     let (record, mut config, model) = run_model(run, model)?;
     if let Some(b) = batch_size {
         config.run.batch_size = b.max(1);
     }
     let (dir, images) = improvement_images(&record, dir)?;
-    let set = assign(&model, &config, run, &images, &dir, progress)?;
-    set.write(run, gif_per_minute, 256)?;
-    Ok(set)
+    Ok((config, model, dir, images))
 }
 
 /// The run's configuration (as `run.json` recorded it) and the model to explain with: `model`, or
@@ -286,6 +471,19 @@ pub fn assign(
     improvement: &Path,
     progress: &dyn Progress,
 ) -> Result<UnsafeSet> {
+    Ok(allocate(distances(model, config, run, images, improvement, progress)?))
+}
+
+/// [`assign`]'s first half: the distance of every image of `images` to every cluster of 2 or more
+/// members at the run's best layer.
+pub fn distances(
+    model: &Model,
+    config: &Config,
+    run: &RunDir,
+    images: &[ImageRef],
+    improvement: &Path,
+    progress: &dyn Progress,
+) -> Result<Distances> {
     let batch_size = config.run.batch_size;
     let spec = config.input_spec(model.info())?;
     let output = &model.info().outputs[config.task.output_index(model.info())?].name;
@@ -363,18 +561,37 @@ pub fn assign(
         progress.advance(part.len() as u64);
     }
     progress.finish();
-    let quotas: Vec<usize> = eligible.iter().map(|c| quota(c.size)).collect();
-    let picks = closest_u(&dist, &quotas);
-    let mut fill = vec![0usize; eligible.len()];
+    Ok(Distances {
+        parameters: AssignParameters {
+            mode: "closest-u".into(),
+            layer: best,
+            preset: set.index.preset,
+            start: start.to_string(),
+            normalize,
+            distance: "single linkage (distance to the nearest member)".into(),
+            improvement: improvement.display().to_string(),
+        },
+        clusters: eligible.iter().map(|c| (c.id, c.size)).collect(),
+        images: names.iter().map(|&i| images[i].image.clone()).collect(),
+        paths: names.iter().map(|&i| images[i].path.clone()).collect(),
+        rows: dist,
+        skipped,
+    })
+}
+
+/// [`assign`]'s second half: HUDD's ClosestU over all the images of `d`.
+pub fn allocate(d: Distances) -> UnsafeSet {
+    let quotas: Vec<usize> = d.clusters.iter().map(|&(_, size)| quota(size)).collect();
+    let picks = closest_u(&d.rows, &quotas);
+    let mut fill = vec![0usize; d.clusters.len()];
     let mut assigned: Vec<Assigned> = picks
         .iter()
         .map(|p| {
             fill[p.cluster] += 1;
-            let im = &images[names[p.image]];
             Assigned {
-                image: im.image.clone(),
-                path: im.path.clone(),
-                cluster: eligible[p.cluster].id,
+                image: d.images[p.image].clone(),
+                path: d.paths[p.image].clone(),
+                cluster: d.clusters[p.cluster].0,
                 distance: p.distance,
                 rank: p.rank,
             }
@@ -385,30 +602,24 @@ pub fn assign(
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         hudd_version: crate::VERSION.into(),
-        parameters: AssignParameters {
-            mode: "closest-u".into(),
-            layer: best,
-            preset: set.index.preset,
-            start: start.to_string(),
-            normalize,
-            distance: "single linkage (distance to the nearest member)".into(),
-            improvement: improvement.display().to_string(),
-        },
-        candidates: dist.len(),
-        skipped,
-        clusters: eligible
+        parameters: d.parameters.clone(),
+        candidates: d.rows.len(),
+        skipped: d.skipped.clone(),
+        clusters: d
+            .clusters
             .iter()
             .zip(&quotas)
             .zip(&fill)
-            .map(|((c, &quota), &fill)| ClusterFill { cluster: c.id, test_members: c.size, quota, fill })
+            .map(|((&(cluster, test_members), &quota), &fill)| ClusterFill { cluster, test_members, quota, fill })
             .collect(),
         seed: None,
     };
-    Ok(UnsafeSet { record, assigned })
+    UnsafeSet { record, assigned, distances: d }
 }
 
 impl UnsafeSet {
-    /// Writes `RUN/unsafe/`: `unsafe.csv` (`image,cluster,distance,rank`), `to-label.csv`
+    /// Writes `RUN/unsafe/`: `unsafe.csv` (`image,cluster,distance,rank`), `distances.csv`
+    /// (`image,cluster_<id>,…`: every explained image's distance to every cluster), `to-label.csv`
     /// (`image,cluster,label`, label empty), per cluster a folder of its images and a GIF, and
     /// `unsafe.json` last (it marks the set complete; an old one is removed first).
     pub fn write(&self, run: &RunDir, gif_per_minute: f64, max_side: u32) -> Result<()> {
@@ -437,6 +648,7 @@ impl UnsafeSet {
             vec![a.image.clone(), a.cluster.to_string(), format!("{}", a.distance), a.rank.to_string()]
         })?;
         write_atomic(&run.unsafe_csv(), &unsafe_csv)?;
+        write_atomic(&run.unsafe_distances(), &self.distances.csv(&run.unsafe_distances())?)?;
         let to_label = csv("image,cluster,label", &|a| vec![a.image.clone(), a.cluster.to_string(), String::new()])?;
         write_atomic(&run.to_label_csv(), &to_label)?;
         self.record.clusters.par_iter().try_for_each(|c| -> Result<()> {

@@ -256,7 +256,7 @@ pub fn write_balanced(
     classes: &[String],
     seed: u64,
 ) -> Result<Vec<BalancedRow>> {
-    let path = run.unsafe_dir().join("balanced.csv");
+    let path = run.balanced_csv();
     let bad = |e: csv::Error| Error::Output { what: "balanced set", path: path.clone(), reason: e.to_string() };
     let rows: Vec<BalancedRow> = balanced
         .iter()

@@ -260,6 +260,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Shard folders that cannot be merged (missing, incomplete, from different runs).
+    #[error("cannot merge the shards: {reason}: {path}")]
+    Shards {
+        /// The shard folder, or the folder holding them.
+        path: PathBuf,
+        /// What is wrong and what to do.
+        reason: String,
+    },
     /// A result file could not be written.
     #[error("cannot write {what}: {reason}: {path}")]
     Output {

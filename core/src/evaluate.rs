@@ -12,6 +12,11 @@
 //!   the path relative to the dataset folder. Rows in sorted image order.
 //! - `results/skipped.csv` — `split,image,reason` for every file not evaluated.
 //! - `results/summary.json` — counts and accuracy per split and per class (written last).
+//!
+//! Sharded ([`Evaluator::run_shard`], `--shard I/N`): each split's images are split as
+//! [`crate::shard`] describes; a shard folder holds the same three kinds of files for its images
+//! (the files found but unusable are listed by shard 0), and [`merge`] writes the files of the
+//! whole run from them, byte for byte.
 
 use std::path::Path;
 
@@ -25,6 +30,7 @@ use crate::error::{Error, Result};
 use crate::fsio::{write_atomic, write_json};
 use crate::model::{Dim, Model};
 use crate::progress::Progress;
+use crate::shard::{Shard, ShardRecord, Stage};
 
 pub use crate::model::argmax;
 
@@ -76,7 +82,7 @@ pub struct SplitEvaluation {
 }
 
 /// Per-class counts.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ClassStats {
     /// Class name.
     pub class: String,
@@ -189,9 +195,15 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates every split present.
     pub fn run(&self, progress: &dyn Progress) -> Result<Evaluation> {
+        self.run_shard(Shard::WHOLE, progress)
+    }
+
+    /// Evaluates `shard`'s part of every split present (see [`crate::shard`]): a shard may hold
+    /// no image of a small split.
+    pub fn run_shard(&self, shard: Shard, progress: &dyn Progress) -> Result<Evaluation> {
         let mut splits = Vec::new();
         for data in &self.data.splits {
-            splits.push(self.run_split(data, progress)?);
+            splits.push(self.run_part(data, shard, progress)?);
         }
         Ok(Evaluation {
             task: self.task.kind,
@@ -203,25 +215,55 @@ impl<'a> Evaluator<'a> {
 
     /// Evaluates one split. A split whose every image fails to decode is an error.
     pub fn run_split(&self, data: &SplitData, progress: &dyn Progress) -> Result<SplitEvaluation> {
-        progress.start(&format!("evaluate {}", data.split), data.samples.len() as u64);
+        self.run_part(data, Shard::WHOLE, progress)
+    }
+
+    /// Writes `evaluation` (made by [`run_shard`](Self::run_shard)) as the shard folder
+    /// `out/shards/evaluate-<I>-of-<N>/`, `shard.json` last; returns the folder.
+    pub fn write_shard(&self, evaluation: &Evaluation, shard: Shard, out: &Path) -> Result<std::path::PathBuf> {
+        let dir = crate::shard::begin(out, Stage::Evaluate, shard)?;
+        evaluation.write(&dir)?;
+        let taken = self.data.splits.iter().map(|d| shard.range(d.samples.len(), self.batch_size).len()).sum();
+        self.shard_record(shard, taken).write(&dir)?;
+        Ok(dir)
+    }
+
+    /// The record of `shard` (see [`crate::shard`]): what the shards of one run share.
+    fn shard_record(&self, shard: Shard, taken: usize) -> ShardRecord {
+        let names: Vec<String> = self
+            .data
+            .splits
+            .iter()
+            .flat_map(|d| d.samples.iter().map(move |s| format!("{}/{}", d.split, s.image)))
+            .collect();
+        let total = names.len();
+        let (spec, task) = (format!("{:?}", self.spec), format!("{:?}", self.task));
+        let identity = [self.model.sha256(), spec.as_str(), task.as_str(), &names.join("\n")];
+        ShardRecord::new(Stage::Evaluate, shard, self.batch_size, total, taken, &identity, serde_json::json!({}))
+    }
+
+    fn run_part(&self, data: &SplitData, shard: Shard, progress: &dyn Progress) -> Result<SplitEvaluation> {
+        let samples = &data.samples[shard.range(data.samples.len(), self.batch_size)];
+        progress.start(&format!("evaluate {}", data.split), samples.len() as u64);
         let one = |chunk: &[Sample]| {
             let r = self.run_batch(chunk);
             progress.advance(chunk.len() as u64);
             r
         };
         let batches: Vec<Result<(Vec<ResultRow>, Vec<Skipped>)>> = match self.parallelism {
-            Parallelism::Batches => data.samples.par_chunks(self.batch_size).map(one).collect(),
-            Parallelism::Engine => data.samples.chunks(self.batch_size).map(one).collect(),
+            Parallelism::Batches => samples.par_chunks(self.batch_size).map(one).collect(),
+            Parallelism::Engine => samples.chunks(self.batch_size).map(one).collect(),
         };
         progress.finish();
-        let mut rows = Vec::with_capacity(data.samples.len());
-        let mut skipped = data.skipped.clone();
+        let mut rows = Vec::with_capacity(samples.len());
+        // The files found but unusable belong to shard 0.
+        let mut skipped = if shard.index() == 0 { data.skipped.clone() } else { Vec::new() };
         for b in batches {
             let (r, s) = b?;
             rows.extend(r);
             skipped.extend(s);
         }
-        if rows.is_empty() {
+        if rows.is_empty() && shard.is_whole() {
             return Err(Error::EmptySplit {
                 split: data.split.name().into(),
                 path: data.dir.clone(),
@@ -323,17 +365,18 @@ pub fn loss(kind: RegressionLoss, targets: &[f32], predictions: &[f32]) -> std::
     }
 }
 
-#[derive(Serialize)]
-struct Summary<'a> {
-    format: &'static str,
+/// `summary.json`.
+#[derive(Serialize, serde::Deserialize)]
+struct Summary {
+    format: String,
     format_version: u32,
     task: TaskKind,
-    output: &'a str,
-    classes: &'a [String],
+    output: String,
+    classes: Vec<String>,
     splits: Vec<SplitSummary>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, serde::Deserialize)]
 struct SplitSummary {
     split: Split,
     evaluated: usize,
@@ -353,16 +396,8 @@ impl Evaluation {
     /// Writes `<dir>/<split>.csv`, `<dir>/skipped.csv` and `<dir>/summary.json` (see the module docs),
     /// each atomically, the summary last.
     pub fn write(&self, dir: &Path) -> Result<()> {
-        // A rerun into the same folder must not leave an old summary beside half-written results,
-        // nor result files of splits this run did not evaluate.
-        let stale = std::iter::once("summary.json".to_string())
-            .chain(Split::ALL.iter().filter(|s| self.split(**s).is_none()).map(|s| format!("{}.csv", s.name())));
-        for name in stale {
-            let p = dir.join(name);
-            if p.exists() {
-                std::fs::remove_file(&p).map_err(|e| Error::io("cannot remove old result file", &p, e))?;
-            }
-        }
+        let present: Vec<Split> = self.splits.iter().map(|s| s.split).collect();
+        remove_stale(dir, &present)?;
         for s in &self.splits {
             let path = dir.join(format!("{}.csv", s.split.name()));
             write_atomic(&path, &self.split_csv(s, &path)?)?;
@@ -379,11 +414,11 @@ impl Evaluation {
         }
         write_atomic(&skipped_path, &into_bytes(w, &skipped_path)?)?;
         let summary = Summary {
-            format: "hudd-evaluation",
+            format: SUMMARY_FORMAT.into(),
             format_version: 1,
             task: self.task,
-            output: &self.output,
-            classes: &self.classes,
+            output: self.output.clone(),
+            classes: self.classes.clone(),
             splits: self
                 .splits
                 .iter()
@@ -443,6 +478,157 @@ impl Evaluation {
         }
         into_bytes(w, path)
     }
+}
+
+/// `summary.json`'s format name.
+const SUMMARY_FORMAT: &str = "hudd-evaluation";
+
+/// A rerun into the same folder must not leave an old summary (it marks the results complete)
+/// beside half-written results, nor result files of splits this run did not evaluate.
+fn remove_stale(dir: &Path, present: &[Split]) -> Result<()> {
+    let stale = std::iter::once("summary.json".to_string())
+        .chain(Split::ALL.iter().filter(|s| !present.contains(s)).map(|s| format!("{}.csv", s.name())));
+    for name in stale {
+        let p = dir.join(name);
+        if p.exists() {
+            std::fs::remove_file(&p).map_err(|e| Error::io("cannot remove old result file", &p, e))?;
+        }
+    }
+    Ok(())
+}
+
+/// Writes `<dir>/<split>.csv`, `skipped.csv` and `summary.json` of the whole run from the complete
+/// set of evaluate shards (see [`crate::shard::find`]): the same bytes as the unsharded run.
+pub fn merge(shards: &[(std::path::PathBuf, ShardRecord)], dir: &Path) -> Result<()> {
+    let mut summaries = Vec::with_capacity(shards.len());
+    for (path, _) in shards {
+        let p = path.join("summary.json");
+        let text = std::fs::read_to_string(&p).map_err(|e| Error::io("cannot read the shard's summary", &p, e))?;
+        let s: Summary = serde_json::from_str(&text)
+            .map_err(|e| Error::Shards { path: p.clone(), reason: format!("unreadable summary: {e}") })?;
+        summaries.push(s);
+    }
+    let Some(first) = summaries.first() else {
+        return Err(Error::Shards { path: dir.to_path_buf(), reason: "no shard to merge".into() });
+    };
+    let split_names: Vec<Split> = first.splits.iter().map(|s| s.split).collect();
+    for (s, (path, _)) in summaries.iter().zip(shards) {
+        let same = s.format == SUMMARY_FORMAT
+            && s.task == first.task
+            && s.output == first.output
+            && s.classes == first.classes
+            && s.splits.iter().map(|x| x.split).eq(split_names.iter().copied());
+        if !same {
+            return Err(Error::Shards {
+                path: path.join("summary.json"),
+                reason: "the shard evaluated other splits, classes or outputs than shard 0".into(),
+            });
+        }
+    }
+    remove_stale(dir, &split_names)?;
+    let mut merged = Summary {
+        format: SUMMARY_FORMAT.into(),
+        format_version: 1,
+        task: first.task,
+        output: first.output.clone(),
+        classes: first.classes.clone(),
+        splits: Vec::new(),
+    };
+    for (k, split) in split_names.iter().enumerate() {
+        let name = format!("{}.csv", split.name());
+        let mut header: Option<Vec<u8>> = None;
+        let mut body = Vec::new();
+        for ((path, _), s) in shards.iter().zip(&summaries) {
+            let p = path.join(&name);
+            let bytes = std::fs::read(&p).map_err(|e| Error::io("cannot read the shard's results", &p, e))?;
+            let (head, rows) = split_header(&bytes, &p)?;
+            // An empty shard's regression header has no target columns: take one with rows.
+            if s.splits[k].evaluated > 0 {
+                match &header {
+                    Some(h) if h.as_slice() != head => {
+                        return Err(Error::Shards {
+                            path: p,
+                            reason: "its columns differ from the other shards'".into(),
+                        })
+                    }
+                    Some(_) => {}
+                    None => header = Some(head.to_vec()),
+                }
+            }
+            body.extend_from_slice(rows);
+        }
+        let mut split = SplitSummary {
+            split: *split,
+            evaluated: 0,
+            correct: 0,
+            wrong: 0,
+            skipped: 0,
+            accuracy: 0.0,
+            per_class: first.splits[k]
+                .per_class
+                .iter()
+                .map(|c| ClassStats { class: c.class.clone(), total: 0, correct: 0 })
+                .collect(),
+        };
+        for s in &summaries {
+            let x = &s.splits[k];
+            split.evaluated += x.evaluated;
+            split.correct += x.correct;
+            split.wrong += x.wrong;
+            split.skipped += x.skipped;
+            for (acc, c) in split.per_class.iter_mut().zip(&x.per_class) {
+                acc.total += c.total;
+                acc.correct += c.correct;
+            }
+        }
+        let Some(header) = header else {
+            return Err(Error::Shards {
+                path: dir.to_path_buf(),
+                reason: format!("no image of the {split} split could be evaluated in any shard", split = split.split),
+            });
+        };
+        // As SplitEvaluation::accuracy.
+        split.accuracy = split.correct as f64 / split.evaluated as f64;
+        write_atomic(&dir.join(&name), &[header, body].concat())?;
+        merged.splits.push(split);
+    }
+    // skipped.csv: per split in pipeline order, sorted by image (as the unsharded run sorts them).
+    let skipped_path = dir.join("skipped.csv");
+    let mut per_split: Vec<Vec<csv::StringRecord>> = vec![Vec::new(); split_names.len()];
+    for (path, _) in shards {
+        let p = path.join("skipped.csv");
+        let mut r = csv::Reader::from_path(&p)
+            .map_err(|e| Error::Shards { path: p.clone(), reason: format!("unreadable: {e}") })?;
+        for rec in r.records() {
+            let rec = rec.map_err(|e| Error::Shards { path: p.clone(), reason: format!("unreadable: {e}") })?;
+            let k = split_names.iter().position(|s| Some(s.name()) == rec.get(0)).ok_or_else(|| Error::Shards {
+                path: p.clone(),
+                reason: format!("a skipped file of an unknown split `{}`", rec.get(0).unwrap_or_default()),
+            })?;
+            per_split[k].push(rec);
+        }
+    }
+    let csv_err = |e: csv::Error| Error::Output { what: "results", path: skipped_path.clone(), reason: e.to_string() };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["split", "image", "reason"]).map_err(csv_err)?;
+    for mut recs in per_split {
+        recs.sort_by(|a, b| a.get(1).cmp(&b.get(1)));
+        for rec in &recs {
+            w.write_record(rec).map_err(csv_err)?;
+        }
+    }
+    write_atomic(&skipped_path, &into_bytes(w, &skipped_path)?)?;
+    write_json(&dir.join("summary.json"), "summary", &merged)
+}
+
+/// A CSV file's header record (with its line end) and the rest.
+fn split_header<'b>(bytes: &'b [u8], path: &Path) -> Result<(&'b [u8], &'b [u8])> {
+    let mut r = csv::ReaderBuilder::new().has_headers(false).from_reader(bytes);
+    let mut rec = csv::ByteRecord::new();
+    r.read_byte_record(&mut rec)
+        .map_err(|e| Error::Shards { path: path.to_path_buf(), reason: format!("unreadable: {e}") })?;
+    let end = r.position().byte() as usize;
+    Ok(bytes.split_at(end.min(bytes.len())))
 }
 
 fn into_bytes(w: csv::Writer<Vec<u8>>, path: &Path) -> Result<Vec<u8>> {

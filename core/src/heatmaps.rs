@@ -13,6 +13,10 @@
 //! ```
 //! `shape` excludes the image axis. Sanitising keeps letters, digits, `-`, `_` and `.`; every other
 //! character becomes `_` (the index maps names to files either way).
+//!
+//! Sharded ([`compute_shard_to_folder`], `--shard I/N`): a shard folder is a heatmaps folder of the
+//! shard's images (see [`crate::shard`]); [`merge`] concatenates a complete set into the folder of
+//! the whole run, byte for byte.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -29,6 +33,7 @@ use crate::model::Op;
 use crate::npy::{read_f32, NpyWriter};
 use crate::progress::Progress;
 use crate::relevance::{Explainer, Preset, Start};
+use crate::shard::{Shard, ShardRecord, Stage};
 
 /// Which layers get heatmaps.
 #[derive(Debug, Clone, PartialEq)]
@@ -400,13 +405,86 @@ pub fn compute_to_folder(
     let mut sink = FolderSink::new(out)?;
     let index = run(explainer, spec, images, options, &mut sink, progress)?;
     if index.images.is_empty() {
-        return Err(Error::NoReadableImage {
-            images: images.len(),
-            first: index.skipped.first().map(|s| format!("{}: {}", s.image, s.reason)).unwrap_or_default(),
-        });
+        return Err(no_readable_image(images.len(), &index.skipped));
     }
     sink.finish(&index)?;
     Ok(index)
+}
+
+fn no_readable_image(images: usize, skipped: &[Skipped]) -> Error {
+    Error::NoReadableImage {
+        images,
+        first: skipped.first().map(|s| format!("{}: {}", s.image, s.reason)).unwrap_or_default(),
+    }
+}
+
+/// [`compute_to_folder`] for `shard` of `images` (all of them, sorted: see [`crate::shard`]): writes
+/// the shard folder `out/shards/heatmaps-<I>-of-<N>/` (a heatmaps folder of the shard's images,
+/// possibly none readable) and its `shard.json`. Returns the folder and its index.
+pub fn compute_shard_to_folder(
+    explainer: &Explainer<'_>,
+    spec: &InputSpec,
+    images: &[ImageRef],
+    options: &HeatmapOptions,
+    out: &Path,
+    shard: Shard,
+    progress: &dyn Progress,
+) -> Result<(PathBuf, HeatmapIndex)> {
+    let dir = crate::shard::begin(out, Stage::Heatmaps, shard)?;
+    let part = &images[shard.range(images.len(), options.batch_size.max(1))];
+    let mut sink = FolderSink::new(&dir)?;
+    let index = run(explainer, spec, part, options, &mut sink, progress)?;
+    sink.finish(&index)?;
+    let names: Vec<&str> = images.iter().map(|i| i.image.as_str()).collect();
+    let (spec_text, layers, start) = (format!("{spec:?}"), format!("{:?}", options.layers), options.start.to_string());
+    let identity = [explainer.model().sha256(), options.preset.name(), &layers, &start, &spec_text, &names.join("\n")];
+    let batch = options.batch_size.max(1);
+    ShardRecord::new(Stage::Heatmaps, shard, batch, images.len(), part.len(), &identity, serde_json::json!({}))
+        .write(&dir)?;
+    Ok((dir, index))
+}
+
+/// Writes the heatmaps folder `out` of the whole run from the complete set of heatmaps shards (see
+/// [`crate::shard::find`]): each layer's rows concatenated in shard order, one `index.json`; the
+/// same bytes as the unsharded run. Memory holds no layer: the files are streamed.
+pub fn merge(shards: &[(PathBuf, ShardRecord)], out: &Path) -> Result<HeatmapIndex> {
+    let indexes: Vec<HeatmapIndex> = shards.iter().map(|(p, _)| HeatmapIndex::read(p)).collect::<Result<_>>()?;
+    let Some(first) = indexes.first() else {
+        return Err(Error::Shards { path: out.to_path_buf(), reason: "no shard to merge".into() });
+    };
+    let with_rows: Vec<usize> = (0..indexes.len()).filter(|&k| !indexes[k].images.is_empty()).collect();
+    let mut merged = HeatmapIndex {
+        images: indexes.iter().flat_map(|i| i.images.iter().cloned()).collect(),
+        skipped: indexes.iter().flat_map(|i| i.skipped.iter().cloned()).collect(),
+        layers: with_rows.first().map(|&k| indexes[k].layers.clone()).unwrap_or_default(),
+        output_layer: with_rows.first().and_then(|&k| indexes[k].output_layer.clone()),
+        ..first.clone()
+    };
+    let total: usize = shards.iter().map(|(_, r)| r.taken).sum();
+    if merged.images.is_empty() {
+        return Err(no_readable_image(total, &merged.skipped));
+    }
+    for (k, (i, (path, _))) in indexes.iter().zip(shards).enumerate() {
+        let same = i.format == first.format
+            && i.model == first.model
+            && i.preset == first.preset
+            && i.start == first.start
+            && (i.images.is_empty() || (i.layers == merged.layers && i.output_layer == merged.output_layer));
+        if !same {
+            return Err(Error::Shards {
+                path: path.join("index.json"),
+                reason: format!("shard {k}'s model, preset, start rule or layers differ from the others'"),
+            });
+        }
+    }
+    let sink = FolderSink::new(out)?;
+    for l in &merged.layers {
+        let parts: Vec<PathBuf> = with_rows.iter().map(|&k| shards[k].0.join(&l.file)).collect();
+        crate::npy::concat_rows(&parts, &out.join(&l.file))?;
+    }
+    merged.hudd_version = crate::VERSION.into();
+    sink.finish(&merged)?;
+    Ok(merged)
 }
 
 /// Where the batches of heatmaps go, in row order.

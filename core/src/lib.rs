@@ -18,6 +18,7 @@
 //! | run folder | [`run`] | `RunDir`: the run folder's layout; `run.json` |
 //! | unsafe set | [`assign`] | improvement images → clusters (HUDD's ClosestU), `RUN/unsafe/` |
 //! | labels, balancing | [`bootstrap`] | the engineers' labels, HUDD's bootstrap balancing, `RUN/unsafe/balanced.csv` |
+//! | sharding | [`shard`] | `--shard I/N`: a deterministic split of the images, shard folders, `hudd merge` |
 //! | report | [`bundle`] | run folder → self-contained report bundle (schema: `hudd-report`); `verify` |
 //!
 //! The library prints nothing and keeps no global state: long stages report through a
@@ -57,6 +58,7 @@ pub mod progress;
 pub mod relevance;
 pub mod run;
 pub mod schema;
+pub mod shard;
 
 pub use config::Config;
 pub use dataset::{Dataset, Split};

@@ -33,8 +33,17 @@ pub struct NpyWriter {
     open_rows: bool,
 }
 
+/// The header of `shape`. Its length depends on the row shape only (room is left for the longest
+/// row count), so that a file's bytes do not depend on how its rows were gathered: a file written
+/// with its count unknown ([`NpyWriter::create_rows`]) or from shards ([`concat_rows`]) equals the
+/// one written at once.
 fn header(shape: &[usize]) -> Vec<u8> {
-    header_of_length(shape, 0).unwrap_or_default()
+    let mut widest = shape.to_vec();
+    if let Some(rows) = widest.first_mut() {
+        *rows = usize::MAX;
+    }
+    let length = header_of_length(&widest, 0).map(|h| h.len()).unwrap_or_default();
+    header_of_length(shape, length).unwrap_or_default()
 }
 
 /// The header of `shape`, padded to `length` bytes in all (at least to the next multiple of 64);
@@ -107,6 +116,29 @@ impl NpyWriter {
         Ok(())
     }
 
+    /// Appends `values` float32 values read as raw little-endian bytes from `from`.
+    fn append_raw(&mut self, from: &mut impl Read, values: usize, source: &Path) -> Result<()> {
+        if self.written + values > self.expected {
+            return Err(Error::Output {
+                what: "array",
+                path: self.path.clone(),
+                reason: "more values than the shape holds".into(),
+            });
+        }
+        let want = 4 * values as u64;
+        let copied = std::io::copy(&mut from.take(want), &mut self.out)
+            .map_err(|e| Error::io("cannot copy array data", source, e))?;
+        if copied != want {
+            return Err(Error::Output {
+                what: "array",
+                path: source.to_path_buf(),
+                reason: "data length does not match the shape".into(),
+            });
+        }
+        self.written += values;
+        Ok(())
+    }
+
     /// Checks that every value was written and moves the file to its final name.
     pub fn finish(mut self) -> Result<()> {
         let row: usize = self.shape[1..].iter().product();
@@ -114,12 +146,14 @@ impl NpyWriter {
             // Fewer rows than reserved: the header is rewritten with the count, padded to its length.
             let mut shape = self.shape.clone();
             shape[0] = self.written / row;
-            let length = header(&self.shape).len();
-            let head = header_of_length(&shape, length).ok_or_else(|| Error::Output {
-                what: "array",
-                path: self.path.clone(),
-                reason: "the header does not fit its reserved space".into(),
-            })?;
+            let head = header(&shape);
+            if head.len() != header(&self.shape).len() {
+                return Err(Error::Output {
+                    what: "array",
+                    path: self.path.clone(),
+                    reason: "the header does not fit its reserved space".into(),
+                });
+            }
             use std::io::{Seek, SeekFrom};
             self.out.flush().map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
             let file = self.out.get_mut();
@@ -148,9 +182,8 @@ impl Drop for NpyWriter {
     }
 }
 
-/// Reads a little-endian float32, C-order `.npy` file: its shape and values. The values are
-/// decoded in chunks straight into their vector, so memory peaks at the array's size.
-pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+/// Opens a little-endian float32, C-order `.npy` file: its shape, and a reader at its first value.
+fn open(path: &Path) -> Result<(Vec<usize>, std::io::BufReader<std::fs::File>)> {
     let bad = |reason: &str| Error::Output { what: "array", path: path.to_path_buf(), reason: reason.into() };
     let io = |e| Error::io("cannot read file", path, e);
     let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
@@ -175,6 +208,15 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let shape_text =
         header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
     let shape: Vec<usize> = shape_text.split(',').filter_map(|s| s.trim().parse().ok()).collect();
+    Ok((shape, f))
+}
+
+/// Reads a little-endian float32, C-order `.npy` file: its shape and values. The values are
+/// decoded in chunks straight into their vector, so memory peaks at the array's size.
+pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
+    let bad = |reason: &str| Error::Output { what: "array", path: path.to_path_buf(), reason: reason.into() };
+    let io = |e| Error::io("cannot read file", path, e);
+    let (shape, mut f) = open(path)?;
     let n: usize = shape.iter().product();
     let mut data: Vec<f32> = Vec::with_capacity(n);
     let mut chunk = vec![0u8; 1 << 20];
@@ -199,6 +241,51 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
         return Err(bad("data length does not match the shape"));
     }
     Ok((shape, data))
+}
+
+/// Concatenates the rows of `inputs` (same row shape) into `out`, streaming (no file is held in
+/// memory): the bytes equal those of one writer that appended every row in order.
+pub fn concat_rows(inputs: &[PathBuf], out: &Path) -> Result<Vec<usize>> {
+    let mut opened = Vec::with_capacity(inputs.len());
+    let mut row_shape: Option<Vec<usize>> = None;
+    let mut rows = 0;
+    for p in inputs {
+        let (shape, f) = open(p)?;
+        let Some((&n, row)) = shape.split_first() else {
+            return Err(Error::Output { what: "array", path: p.clone(), reason: "a scalar has no rows".into() });
+        };
+        match &row_shape {
+            Some(r) if r.as_slice() != row => {
+                return Err(Error::Output {
+                    what: "array",
+                    path: p.clone(),
+                    reason: format!("rows of shape {row:?}, the other files have {r:?}"),
+                })
+            }
+            _ => row_shape = Some(row.to_vec()),
+        }
+        rows += n;
+        opened.push((p, n * row.iter().product::<usize>(), f));
+    }
+    let Some(row) = row_shape else {
+        return Err(Error::Output { what: "array", path: out.to_path_buf(), reason: "no file to concatenate".into() });
+    };
+    let mut shape = vec![rows];
+    shape.extend_from_slice(&row);
+    let mut w = NpyWriter::create(out, &shape)?;
+    for (p, values, mut f) in opened {
+        w.append_raw(&mut f, values, p)?;
+        let mut extra = [0u8; 1];
+        if f.read(&mut extra).map_err(|e| Error::io("cannot read file", p, e))? != 0 {
+            return Err(Error::Output {
+                what: "array",
+                path: p.clone(),
+                reason: "data length does not match the shape".into(),
+            });
+        }
+    }
+    w.finish()?;
+    Ok(shape)
 }
 
 #[cfg(test)]
@@ -239,12 +326,46 @@ mod tests {
         let values: Vec<f32> = (0..28).map(|i| i as f32).collect();
         w.append(&values).unwrap();
         w.finish().unwrap();
-        assert_eq!(read_f32(&a).unwrap(), (vec![7, 2, 2], values));
-        assert_eq!(std::fs::read(&a).unwrap().len() % 4, 0);
+        assert_eq!(read_f32(&a).unwrap(), (vec![7, 2, 2], values.clone()));
+        let mut w = NpyWriter::create(&b, &[7, 2, 2]).unwrap();
+        w.append(&values).unwrap();
+        w.finish().unwrap();
+        assert_eq!(
+            std::fs::read(&a).unwrap(),
+            std::fs::read(&b).unwrap(),
+            "the count does not change the header length"
+        );
         // A partial row is an error.
         let mut w = NpyWriter::create_rows(&a, 3, &[2]).unwrap();
         w.append(&[1.0]).unwrap();
         assert!(w.finish().is_err());
+    }
+
+    #[test]
+    fn concatenated_rows_equal_one_writer() {
+        let d = tempfile::tempdir().unwrap();
+        let values: Vec<f32> = (0..60).map(|i| i as f32 - 7.5).collect();
+        let whole = d.path().join("whole.npy");
+        let mut w = NpyWriter::create(&whole, &[10, 2, 3]).unwrap();
+        w.append(&values).unwrap();
+        w.finish().unwrap();
+        let mut parts = Vec::new();
+        for (k, rows) in [(0usize, 0..3usize), (1, 3..3), (2, 3..10)] {
+            let p = d.path().join(format!("part{k}.npy"));
+            let mut w = NpyWriter::create(&p, &[rows.len(), 2, 3]).unwrap();
+            w.append(&values[rows.start * 6..rows.end * 6]).unwrap();
+            w.finish().unwrap();
+            parts.push(p);
+        }
+        let merged = d.path().join("merged.npy");
+        assert_eq!(concat_rows(&parts, &merged).unwrap(), [10, 2, 3]);
+        assert_eq!(std::fs::read(&merged).unwrap(), std::fs::read(&whole).unwrap());
+        // Rows of another shape are refused.
+        let other = d.path().join("other.npy");
+        let mut w = NpyWriter::create(&other, &[1, 6]).unwrap();
+        w.append(&values[..6]).unwrap();
+        w.finish().unwrap();
+        assert!(concat_rows(&[parts[0].clone(), other], &merged).is_err());
     }
 
     #[test]

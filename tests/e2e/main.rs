@@ -14,4 +14,5 @@ mod evaluate;
 mod heatmaps;
 mod model;
 mod relevance;
+mod shard;
 mod webdriver;

@@ -7,7 +7,7 @@ use clap::Args;
 use hudd_core::assign;
 use hudd_core::run::RunDir;
 
-use super::ExecOptions;
+use super::{ExecOptions, ShardArg};
 use crate::progress::Bars;
 
 /// Picks the improvement images most likely to fail for the same reasons as the test errors, so
@@ -38,6 +38,10 @@ pub struct AssignArgs {
     /// Speed of the GIFs, in images per minute.
     #[arg(long, default_value_t = 100.0, value_name = "N")]
     gif_rate: f64,
+    /// With --shard, the shard computes its images' distances only (the costly part); `hudd merge
+    /// RUN` then allocates over all of them and writes RUN/unsafe/.
+    #[command(flatten)]
+    shard: ShardArg,
     #[command(flatten)]
     exec: ExecOptions,
 }
@@ -48,13 +52,25 @@ pub fn run(args: AssignArgs) -> Result<()> {
     }
     let run = RunDir::new(&args.run);
     let bars = Bars::new(args.exec.quiet);
+    let batch = args.batch_size.map(|b| b as usize);
+    let (model, improvement) = (args.model.as_deref(), args.improvement.as_deref());
+    if let Some(shard) = args.shard.shard {
+        let (dir, d) = args
+            .exec
+            .in_pool(|| Ok(assign::assign_shard(&run, model, improvement, batch, shard, &bars)?))
+            .with_context(|| format!("shard {shard} of the improvement images of {}", args.run.display()))?;
+        println!(
+            "{} improvement image(s) of this shard explained at {}, {} skipped",
+            d.rows.len(),
+            d.parameters.layer,
+            d.skipped.len()
+        );
+        ShardArg::done(shard, &dir, &args.run);
+        return Ok(());
+    }
     let set = args
         .exec
-        .in_pool(|| {
-            let batch = args.batch_size.map(|b| b as usize);
-            let (model, improvement) = (args.model.as_deref(), args.improvement.as_deref());
-            Ok(assign::assign_run(&run, model, improvement, batch, args.gif_rate, &bars)?)
-        })
+        .in_pool(|| Ok(assign::assign_run(&run, model, improvement, batch, args.gif_rate, &bars)?))
         .with_context(|| format!("assigning improvement images to the clusters of {}", args.run.display()))?;
     print_summary(&run, &set);
     Ok(())

@@ -28,6 +28,9 @@ enum Stage {
     /// HUDD's clustering (distances, Ward, WICD curve, knee) of a heatmaps folder or of synthetic
     /// heatmaps of any size; seconds per layer and peak memory.
     Cluster(super::bench_cluster::ClusterBench),
+    /// `hudd assign` (the unsafe set) beside `hudd heatmaps` of the same images at the same layer,
+    /// and sharded (`--shard I/N` processes at once + `hudd merge`); seconds, images/s, peak memory.
+    Assign(super::bench_assign::AssignBench),
 }
 
 #[derive(Debug, Args)]
@@ -85,6 +88,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Stage::Evaluate(a) => bench_evaluate(a),
         Stage::Heatmaps(a) => bench_heatmaps(a),
         Stage::Cluster(a) => super::bench_cluster::run(a),
+        Stage::Assign(a) => super::bench_assign::run(a),
     }
 }
 

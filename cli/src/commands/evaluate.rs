@@ -7,7 +7,7 @@ use clap::Args;
 use hudd_core::config::TaskKind;
 use hudd_core::{Evaluation, Evaluator};
 
-use super::{ModelData, RunOptions};
+use super::{ModelData, RunOptions, ShardArg};
 use crate::progress::Bars;
 
 /// Runs the model on train/, test/ and improvement/ (whichever exist) and writes
@@ -22,6 +22,8 @@ pub struct EvaluateArgs {
     #[arg(long, short = 'o', value_name = "RUN")]
     out: PathBuf,
     #[command(flatten)]
+    shard: ShardArg,
+    #[command(flatten)]
     run: RunOptions,
 }
 
@@ -31,6 +33,15 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let evaluator = Evaluator::new(&model, &data, &config)
         .with_context(|| format!("the configuration does not fit the model {}", args.input.model.model.display()))?;
     let bars = Bars::new(args.run.exec.quiet);
+    if let Some(shard) = args.shard.shard {
+        let evaluation = args.run.in_pool(|| Ok(evaluator.run_shard(shard, &bars)?))?;
+        let dir = evaluator
+            .write_shard(&evaluation, shard, &args.out)
+            .with_context(|| format!("writing shard {shard} into {}", args.out.display()))?;
+        print_summary(&evaluation);
+        ShardArg::done(shard, &dir, &args.out);
+        return Ok(());
+    }
     let evaluation = args.run.in_pool(|| Ok(evaluator.run(&bars)?))?;
     let results = hudd_core::run::RunDir::new(&args.out).results();
     evaluation.write(&results).with_context(|| format!("writing results to {}", results.display()))?;

@@ -7,7 +7,7 @@ use clap::Args;
 use hudd_core::heatmaps::{self, HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::{Explainer, Preset};
 
-use super::{ModelArg, RunOptions};
+use super::{ModelArg, RunOptions, ShardArg};
 use crate::progress::Bars;
 
 /// Computes layer-wise relevance (LRP) heatmaps and writes, per layer, H/<tensor>.npy
@@ -36,6 +36,8 @@ pub struct HeatmapsArgs {
     /// Output folder.
     #[arg(long, short = 'o', value_name = "H")]
     out: PathBuf,
+    #[command(flatten)]
+    shard: ShardArg,
     #[command(flatten)]
     run: RunOptions,
 }
@@ -70,6 +72,14 @@ pub fn run(args: HeatmapsArgs) -> Result<()> {
         batch_size: config.run.batch_size,
     };
     let bars = Bars::new(args.run.exec.quiet);
+    if let Some(shard) = args.shard.shard {
+        let (dir, index) = args.run.in_pool(|| {
+            Ok(heatmaps::compute_shard_to_folder(&explainer, &spec, &images, &options, &args.out, shard, &bars)?)
+        })?;
+        println!("{} image(s) of this shard explained, {} skipped", index.images.len(), index.skipped.len());
+        ShardArg::done(shard, &dir, &args.out);
+        return Ok(());
+    }
     let index = args
         .run
         .in_pool(|| Ok(heatmaps::compute_to_folder(&explainer, &spec, &images, &options, &args.out, &bars)?))?;

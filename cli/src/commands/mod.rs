@@ -3,6 +3,7 @@
 mod analyze;
 mod assign;
 mod bench;
+mod bench_assign;
 mod bench_cluster;
 mod bootstrap;
 mod cluster;
@@ -10,6 +11,7 @@ mod demo;
 mod evaluate;
 mod heatmaps;
 mod inspect;
+mod merge;
 mod report;
 mod simulate;
 mod verify;
@@ -48,6 +50,8 @@ enum Command {
     Assign(assign::AssignArgs),
     /// Check the engineers' labels of the unsafe set and balance it (HUDD's bootstrap).
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Combine the shard folders of `--shard I/N` runs into the files one unsharded run writes.
+    Merge(merge::MergeArgs),
     /// Write a run's self-contained report bundle (index.html opens offline in a browser).
     Report(report::ReportArgs),
     /// Check a report bundle against its manifest (changed, missing or extra files).
@@ -96,6 +100,30 @@ impl ModelData {
         let model = self.model.load(config)?;
         let data = hudd_core::Dataset::open(&self.data, &config.task)?;
         Ok((model, data))
+    }
+}
+
+/// `--shard I/N` (`hudd evaluate`, `hudd heatmaps`, `hudd assign`).
+#[derive(Debug, Args)]
+pub struct ShardArg {
+    /// Do shard I of N only (0 ≤ I < N): the images, sorted by path, are cut into N runs of whole
+    /// batches, and this run does run I. Results go to OUT/shards/<stage>-I-of-N/ (OUT: this
+    /// command's --out or --run); when all N are done, `hudd merge OUT` writes the files that one
+    /// unsharded run writes, byte for byte. On Slurm: --shard $SLURM_ARRAY_TASK_ID/N; on a
+    /// Kubernetes Indexed Job: --shard $JOB_COMPLETION_INDEX/N.
+    #[arg(long, value_name = "I/N")]
+    pub shard: Option<hudd_core::shard::Shard>,
+}
+
+impl ShardArg {
+    /// What to print when a shard is done.
+    pub fn done(shard: hudd_core::shard::Shard, dir: &std::path::Path, out: &std::path::Path) {
+        println!(
+            "
+shard {shard}: {}",
+            dir.display()
+        );
+        println!("when all {} shards are done: hudd merge {}", shard.count(), out.display());
     }
 }
 
@@ -180,6 +208,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Assign(a) => assign::run(a),
         Command::Bootstrap(a) => bootstrap::run(a),
+        Command::Merge(a) => merge::run(a),
         Command::Cluster(a) => cluster::run(a),
         Command::Report(a) => report::run(a),
         Command::Verify(a) => verify::run(a),

@@ -9,7 +9,8 @@
 //! RUN/timings.json              seconds per stage (apart, so that clusters.json repeats exactly)
 //! RUN/run.json                  how the run was made, the model, the evaluation, the clustered images (RunRecord)
 //! RUN/clusters.json             the clusters (ClustersReport); written last: the completion marker
-//! RUN/unsafe/                   the unsafe set (`hudd assign`): unsafe.csv, to-label.csv, <id>/, cluster-<id>.gif, unsafe.json last
+//! RUN/unsafe/                   the unsafe set (`hudd assign`): unsafe.csv, distances.csv, to-label.csv, <id>/, cluster-<id>.gif, unsafe.json last
+//! RUN/shards/<stage>-<I>-of-<N>/ shard folders of sharded stages (`--shard I/N`; see `shard`), merged by `hudd merge`
 //! RUN/report/                   the report bundle, by default
 //! ```
 //!
@@ -121,6 +122,16 @@ impl RunDir {
     /// `unsafe/unsafe.json`: parameters, quotas and fill; written last (marks the set complete).
     pub fn unsafe_json(&self) -> PathBuf {
         self.unsafe_dir().join("unsafe.json")
+    }
+
+    /// `unsafe/distances.csv`: every improvement image's distance to every cluster of the unsafe set.
+    pub fn unsafe_distances(&self) -> PathBuf {
+        self.unsafe_dir().join("distances.csv")
+    }
+
+    /// `unsafe/balanced.csv`: the labelled, balanced unsafe set (`hudd bootstrap`).
+    pub fn balanced_csv(&self) -> PathBuf {
+        self.unsafe_dir().join("balanced.csv")
     }
 
     /// `unsafe/to-label.csv`: the file engineers fill in.
