@@ -80,6 +80,47 @@ fn demo_writes_a_complete_bundle_that_matches_the_run() {
     for im in &report.images {
         assert!(bundle.join(&im.thumbnail).is_file());
     }
+    // The unsafe set (the demo runs `hudd assign` and `hudd bootstrap`): as unsafe.csv and
+    // unsafe.json say, nearest first, with thumbnails, GIFs and the engineers' labels.
+    let u = report.unsafe_set.as_ref().expect("the demo's bundle has the unsafe set");
+    assert_eq!(Some(u.layer.as_str()), report.best_layer().map(|l| l.name.as_str()));
+    assert_eq!(u.mode, "closest-u");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo().join("run/unsafe/unsafe.json")).unwrap()).unwrap();
+    assert_eq!(u.candidates, record["candidates"].as_u64().unwrap() as usize);
+    let unsafe_csv = std::fs::read_to_string(demo().join("run/unsafe/unsafe.csv")).unwrap();
+    let rows: Vec<Vec<&str>> = unsafe_csv.lines().skip(1).map(|l| l.split(',').collect()).collect();
+    assert_eq!(u.clusters.iter().map(|c| c.images.len()).sum::<usize>(), rows.len());
+    let balanced = std::fs::read_to_string(demo().join("run/unsafe/balanced.csv")).unwrap();
+    for (c, fill) in u.clusters.iter().zip(record["clusters"].as_array().unwrap()) {
+        assert_eq!(c.cluster_id, fill["cluster"].as_u64().unwrap() as usize);
+        assert_eq!(
+            (c.quota, c.images.len()),
+            (fill["quota"].as_u64().unwrap() as usize, fill["fill"].as_u64().unwrap() as usize)
+        );
+        assert_eq!(c.quota, 2 * c.test_members);
+        assert_eq!(c.distances.len(), c.images.len());
+        assert!(c.distances.windows(2).all(|w| w[0] <= w[1]), "nearest first: {:?}", c.distances);
+        let mine: Vec<&Vec<&str>> = rows.iter().filter(|r| r[1] == c.cluster_id.to_string()).collect();
+        for ((&i, &d), row) in c.images.iter().zip(&c.distances).zip(mine) {
+            let im = &report.images[i];
+            assert_eq!((im.name.as_str(), im.split.name()), (row[0], "improvement"));
+            // JSON's decimal → f64 may differ by an ulp (serde_json's default parser).
+            let want = row[2].parse::<f64>().unwrap();
+            assert!((d - want).abs() <= 1e-12 * want.abs().max(1e-12), "{d} vs {want}");
+            assert!(bundle.join(&im.thumbnail).is_file());
+            // The engineers' label where bootstrap kept the image, else none.
+            let label = balanced.lines().find_map(|l| {
+                let f: Vec<&str> = l.split(',').collect();
+                (f[0] == im.name && f[1] == c.cluster_id.to_string()).then(|| f[3].to_string())
+            });
+            assert_eq!(im.expected, label.unwrap_or_default(), "{}", im.name);
+        }
+        if !c.images.is_empty() {
+            assert!(bundle.join(c.gif.as_ref().unwrap()).is_file());
+        }
+    }
+    assert!(report.images.iter().any(|im| im.split.name() == "improvement" && !im.expected.is_empty()), "labels shown");
     // index.html inlines the same report; the manifest lists every file; verify agrees.
     let html = std::fs::read_to_string(bundle.join("index.html")).unwrap();
     assert!(html.contains(&report.report_id));
@@ -101,13 +142,17 @@ fn verify_reports_changed_missing_and_extra_files() {
     std::fs::write(&thumb, bytes).unwrap();
     std::fs::remove_file(bundle.join("images/curves/0.csv")).unwrap();
     std::fs::write(bundle.join("images/extra.txt"), "not written by hudd").unwrap();
+    // The unsafe set's files are covered too.
+    let gif = read_report(&bundle).unsafe_set.unwrap().clusters.iter().find_map(|c| c.gif.clone()).unwrap();
+    std::fs::write(bundle.join(&gif), b"GIF89a").unwrap();
     let o = hudd(&["verify", &arg(&bundle)]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     let out = stdout(&o);
     assert!(out.contains("changed  images/thumbs/0.png"), "{out}");
+    assert!(out.contains(&format!("changed  {gif}")), "{out}");
     assert!(out.contains("missing  images/curves/0.csv"), "{out}");
     assert!(out.contains("extra    images/extra.txt"), "{out}");
-    assert!(stderr(&o).contains("1 changed, 1 missing, 1 extra"), "{}", stderr(&o));
+    assert!(stderr(&o).contains("2 changed, 1 missing, 1 extra"), "{}", stderr(&o));
     // Not a bundle at all.
     let o = hudd(&["verify", &arg(dir.path())]);
     assert_eq!(o.status.code(), Some(1));
@@ -197,6 +242,10 @@ fn viewer_opens_from_file_and_navigates_overlays_and_exports_notes() {
     assert!(
         b.script("return !!document.querySelector('[data-testid=wicd-curve] polyline');", json!([])) == json!(true)
     );
+    // The unsafe set's summary table: one row per cluster.
+    let u = report.unsafe_set.as_ref().unwrap();
+    let rows = b.script("return document.querySelectorAll('[data-testid=unsafe-row]').length;", json!([]));
+    assert_eq!(rows, json!(u.clusters.len()));
 
     // → opens the first cluster; its grid loads the members' images (medoid first).
     b.keys(&[ARROW_RIGHT]);
@@ -210,6 +259,14 @@ fn viewer_opens_from_file_and_navigates_overlays_and_exports_notes() {
     let medoid = &report.images[first.members[0].image].name;
     let stage = b.script("return document.querySelector('[data-testid=stage-name]').innerText;", json!([]));
     assert_eq!(stage, json!(medoid));
+    // Its unsafe images, beside the members, with their pictures loaded.
+    if let Some(uc) = u.clusters.iter().find(|c| c.cluster_id == first.cluster_id && !c.images.is_empty()) {
+        let n = b.script("return document.querySelectorAll('[data-testid=unsafe-image]').length;", json!([]));
+        assert_eq!(n, json!(uc.images.len()));
+        b.script("document.querySelector('[data-testid=unsafe-set]').scrollIntoView();", json!([]));
+        b.wait_for("Array.from(document.querySelectorAll('[data-testid=unsafe-image] img')).slice(0, 3).every(i => i.complete && i.naturalWidth > 0)");
+        b.script("window.scrollTo(0, 0);", json!([]));
+    }
 
     // j / k step through images; → / ← between clusters.
     b.keys(&["j", "j"]);

@@ -207,7 +207,17 @@ async fn a_cluster_page_shows_its_unsafe_set_and_retraining_gain_when_present() 
     r.unsafe_set = Some(UnsafeSet {
         layer: "conv1".into(),
         candidates: 10,
-        clusters: vec![UnsafeCluster { cluster_id: 1, images: vec![3, 4] }],
+        clusters: vec![UnsafeCluster {
+            cluster_id: 1,
+            images: vec![3, 4],
+            distances: vec![0.25, 1.5],
+            test_members: 2,
+            quota: 4,
+            gif: None,
+        }],
+        mode: "closest-u".into(),
+        improvement: "data/improvement".into(),
+        skipped: 1,
     });
     r.retraining = Some(Retraining {
         accuracy_before: 0.8,
@@ -217,10 +227,22 @@ async fn a_cluster_page_shows_its_unsafe_set_and_retraining_gain_when_present() 
     });
     let host = mount_report(r);
     tick().await;
+    // The overview's summary table: one row per cluster of the unsafe set.
+    let summary = text(&host, "[data-testid=unsafe-summary]");
+    assert!(summary.contains("2 of 10 improvement images") && summary.contains("1 could not be read"), "{summary}");
+    assert_eq!(count(&host, "[data-testid=unsafe-row]"), 1);
+    let row = text(&host, "[data-testid=unsafe-row]");
+    assert!(row.contains('4') && row.contains("0.25"), "{row}");
     press("ArrowRight");
     tick().await;
-    assert!(text(&host, "[data-testid=unsafe-set]").contains("2 improvement images"));
+    let section = text(&host, "[data-testid=unsafe-set]");
+    assert!(
+        section.contains("2 improvement images") && section.contains("quota of 4 (2 × 2 test members)"),
+        "{section}"
+    );
     assert_eq!(count(&host, "[data-testid=unsafe-set] img"), 2);
+    let captions = text(&host, "[data-testid=unsafe-image]");
+    assert!(captions.contains("0.25"), "nearest first, with its distance: {captions}");
     assert!(text(&host, "[data-testid=retraining-gain]").contains("+12.50 percentage points"));
     press("ArrowRight");
     tick().await;

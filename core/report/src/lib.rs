@@ -519,6 +519,15 @@ pub struct UnsafeSet {
     pub candidates: usize,
     /// Per cluster.
     pub clusters: Vec<UnsafeCluster>,
+    /// The allocation (`closest-u`: HUDD's ClosestU).
+    #[serde(default)]
+    pub mode: String,
+    /// The improvement folder.
+    #[serde(default)]
+    pub improvement: String,
+    /// Improvement images that could not be read.
+    #[serde(default)]
+    pub skipped: usize,
 }
 
 /// The unsafe images of one cluster.
@@ -526,8 +535,20 @@ pub struct UnsafeSet {
 pub struct UnsafeCluster {
     /// Cluster id in the layer.
     pub cluster_id: usize,
-    /// Indexes into [`Report::images`].
+    /// Indexes into [`Report::images`], nearest first (the order of selection).
     pub images: Vec<usize>,
+    /// Each image's distance to the cluster's nearest test member, aligned with `images`.
+    #[serde(default)]
+    pub distances: Vec<f64>,
+    /// The cluster's test members (Wrong test images).
+    #[serde(default)]
+    pub test_members: usize,
+    /// How many images the cluster could take (ClosestU: 2 × test members).
+    #[serde(default)]
+    pub quota: usize,
+    /// Animated GIF of the assigned images, in the bundle.
+    #[serde(default)]
+    pub gif: Option<String>,
 }
 
 /// Retraining results.

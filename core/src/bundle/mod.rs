@@ -9,6 +9,7 @@
 //! BUNDLE/images/gifs/L/C.gif           animated GIF of cluster C of the best layer L
 //! BUNDLE/images/mean/L/C.png           mean heatmap of cluster C of layer L (the best layer)
 //! BUNDLE/images/curves/L.csv           WICD curve of layer L (k,wicd,gradient)
+//! BUNDLE/images/unsafe/C.gif           animated GIF of the improvement images assigned to cluster C (the unsafe set)
 //! BUNDLE/manifest.json       SHA-256 of every other file, written last
 //! ```
 //!
@@ -94,6 +95,10 @@ pub fn assemble(run: &RunDir, progress: &dyn Progress) -> Result<Assembled> {
         Some(c) => Some(assemble_analysis(run, &record, c, &mut images, &mut files, progress)?),
         None => None,
     };
+    let unsafe_set = match &clusters {
+        Some(c) if run.unsafe_json().is_file() => Some(assemble_unsafe(run, c, &mut images, &mut files, progress)?),
+        _ => None,
+    };
     let report = schema::Report {
         format: schema::FORMAT.into(),
         format_version: schema::FORMAT_VERSION,
@@ -105,11 +110,108 @@ pub fn assemble(run: &RunDir, progress: &dyn Progress) -> Result<Assembled> {
         evaluation: record.evaluation,
         analysis,
         images,
-        unsafe_set: None,
+        unsafe_set,
         retraining: None,
         skipped: record.skipped,
     };
     Ok(Assembled { report, files })
+}
+
+/// The unsafe set (`RUN/unsafe/`, when `hudd assign` wrote it): per cluster its improvement images
+/// in selection order (nearest first) with their distances, thumbnails from the cluster folders,
+/// the GIF, quota and fill; the engineers' labels (`balanced.csv`) as the images' expected class.
+fn assemble_unsafe(
+    run: &RunDir,
+    clusters: &ClustersReport,
+    images: &mut Vec<schema::ImageEntry>,
+    files: &mut Vec<BundleFile>,
+    progress: &dyn Progress,
+) -> Result<schema::UnsafeSet> {
+    let (record, rows) = crate::bootstrap::read_unsafe(run)?;
+    if clusters.best_layer.as_deref() != Some(record.parameters.layer.as_str()) {
+        return Err(bad(
+            &run.unsafe_json(),
+            format!(
+                "the unsafe set was assigned to layer `{}`, not to the run's best layer (rerun `hudd assign`)",
+                record.parameters.layer
+            ),
+        ));
+    }
+    let mut labels: HashMap<String, String> = HashMap::new();
+    if run.balanced_csv().is_file() {
+        let path = run.balanced_csv();
+        let mut r = csv::Reader::from_path(&path).map_err(|e| bad(&path, e.to_string()))?;
+        for row in r.deserialize::<crate::bootstrap::BalancedRow>() {
+            let row =
+                row.map_err(|e| bad(&path, format!("balanced.csv cannot be read ({e}); rerun `hudd bootstrap`")))?;
+            labels.insert(row.image, row.label);
+        }
+    }
+    progress.start("unsafe set thumbnails", rows.len() as u64);
+    let thumbs: Vec<Vec<u8>> = rows
+        .par_iter()
+        .map(|r| {
+            let png = pictures::thumbnail_png(
+                &run.unsafe_cluster(r.cluster).join(crate::run::member_file(&r.image)),
+                THUMBNAIL_SIDE,
+            )?;
+            progress.advance(1);
+            Ok(png)
+        })
+        .collect::<Result<_>>()?;
+    progress.finish();
+    let mut per_cluster: Vec<schema::UnsafeCluster> = record
+        .clusters
+        .iter()
+        .map(|c| {
+            let gif_src = run.unsafe_gif(c.cluster);
+            let gif = gif_src.is_file().then(|| {
+                let path = format!("images/unsafe/{}.gif", c.cluster);
+                files.push(BundleFile { path: path.clone(), content: Content::Copy(gif_src) });
+                path
+            });
+            schema::UnsafeCluster {
+                cluster_id: c.cluster,
+                images: Vec::new(),
+                distances: Vec::new(),
+                test_members: c.test_members,
+                quota: c.quota,
+                gif,
+            }
+        })
+        .collect();
+    for (r, png) in rows.iter().zip(thumbs) {
+        let Some(uc) = per_cluster.iter_mut().find(|c| c.cluster_id == r.cluster) else {
+            return Err(bad(
+                &run.unsafe_csv(),
+                format!(
+                    "image `{}` is assigned to cluster {}, which unsafe.json does not list (rerun `hudd assign`)",
+                    r.image, r.cluster
+                ),
+            ));
+        };
+        let i = images.len();
+        let thumbnail = format!("images/thumbs/{i}.png");
+        files.push(BundleFile { path: thumbnail.clone(), content: Content::Bytes(png) });
+        images.push(schema::ImageEntry {
+            name: r.image.clone(),
+            split: schema::Split::Improvement,
+            expected: labels.get(&r.image).cloned().unwrap_or_default(),
+            predicted: String::new(),
+            thumbnail,
+            metadata: Vec::new(),
+        });
+        uc.images.push(i);
+        uc.distances.push(r.distance);
+    }
+    Ok(schema::UnsafeSet {
+        layer: record.parameters.layer.clone(),
+        candidates: record.candidates,
+        clusters: per_cluster,
+        mode: record.parameters.mode.clone(),
+        improvement: record.parameters.improvement.clone(),
+        skipped: record.skipped.len(),
+    })
 }
 
 fn assemble_analysis(

@@ -106,13 +106,38 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
             let thumbs = uc
                 .images
                 .iter()
-                .filter_map(|i| r.images.get(*i))
-                .map(|im| view! { <img src=im.thumbnail.clone() alt=im.name.clone() title=im.name.clone() loading="lazy" /> })
+                .enumerate()
+                .filter_map(|(k, i)| r.images.get(*i).map(|im| (k, im)))
+                .map(|(k, im)| {
+                    let distance = uc.distances.get(k).copied();
+                    let title = match distance {
+                        Some(d) => format!("{} (distance {})", im.name, short(d)),
+                        None => im.name.clone(),
+                    };
+                    view! {
+                        <figure class="unsafe-image" data-testid="unsafe-image" title=title>
+                            <img src=im.thumbnail.clone() alt=im.name.clone() loading="lazy" />
+                            <figcaption>
+                                {distance.map(short)}
+                                {(!im.expected.is_empty()).then(|| format!(" · {}", im.expected))}
+                            </figcaption>
+                        </figure>
+                    }
+                })
                 .collect_view();
+            let quota =
+                (uc.quota > 0).then(|| format!(" of a quota of {} (2 × {} test members)", uc.quota, uc.test_members));
             view! {
                 <section class="unsafe" data-testid="unsafe-set">
-                    <h3>"Unsafe set: " {uc.images.len()} " improvement images assigned to this cluster"</h3>
-                    <div class="strip">{thumbs}</div>
+                    <h3>
+                        "Unsafe set: " {uc.images.len()} " improvement images assigned to this cluster" {quota}
+                    </h3>
+                    <p class="muted">
+                        "Nearest first; the number under each image is its distance to the cluster's nearest member. "
+                        "Label these images and retrain (hudd bootstrap, hudd retrain)."
+                        {uc.gif.clone().map(|g| view! { " " <a href=g target="_blank">"GIF"</a> })}
+                    </p>
+                    <div class="unsafe-grid">{thumbs}</div>
                 </section>
             }
         });

@@ -27,6 +27,7 @@ pub fn Overview(report: Arc<Report>) -> impl IntoView {
                         .into_any()
                 }
             }}
+            <UnsafeSummary report=report.clone() />
             <Skipped report=report.clone() />
         </main>
     }
@@ -254,6 +255,67 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
             }}
         </section>
     }
+}
+
+/// The unsafe set: per cluster of the best layer, its test members, quota, fill and nearest
+/// distance; a row opens the cluster.
+#[component]
+fn UnsafeSummary(report: Arc<Report>) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let Some(u) = report.unsafe_set.clone() else { return ().into_any() };
+    let layer = report.analysis.as_ref().and_then(|a| a.layers.iter().position(|l| l.name == u.layer));
+    let assigned: usize = u.clusters.iter().map(|c| c.images.len()).sum();
+    let rows = u
+        .clusters
+        .iter()
+        .map(|c| {
+            let target = layer.and_then(|li| {
+                let l = &report.analysis.as_ref()?.layers[li];
+                l.clusters
+                    .iter()
+                    .position(|x| x.cluster_id == c.cluster_id)
+                    .map(|ci| Page::Cluster { layer: li, cluster: ci })
+            });
+            let nearest = c.distances.iter().copied().fold(None, |m: Option<f64>, d| Some(m.map_or(d, |m| m.min(d))));
+            view! {
+                <tr
+                    data-testid="unsafe-row"
+                    class:link=target.is_some()
+                    on:click=move |_| { if let Some(p) = target { ui.go(p) } }
+                >
+                    <td class="num">{c.cluster_id}</td>
+                    <td class="num">{c.test_members}</td>
+                    <td class="num">{c.quota}</td>
+                    <td class="num">{c.images.len()}</td>
+                    <td class="num">{nearest.map(short)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <section class="unsafe-summary" data-testid="unsafe-summary">
+            <h2>"Unsafe set"</h2>
+            <p>
+                {assigned} " of " {u.candidates} " improvement images (" {u.improvement.clone()} ") assigned to "
+                "the clusters of layer " {u.layer.clone()} " by "
+                {if u.mode.is_empty() { "closest-u".to_string() } else { u.mode.clone() }}
+                {(u.skipped > 0).then(|| format!("; {} could not be read", u.skipped))} ". Click a row to open the cluster."
+            </p>
+            <table>
+                <thead>
+                    <tr>
+                        <th>"cluster"</th>
+                        <th>"test members"</th>
+                        <th>"quota"</th>
+                        <th>"assigned"</th>
+                        <th>"nearest distance"</th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </section>
+    }
+    .into_any()
 }
 
 #[component]
