@@ -44,4 +44,14 @@ impl hudd_core::Progress for Bars {
             }
         }
     }
+
+    fn message(&self, text: &str) {
+        if self.quiet {
+            return;
+        }
+        match self.bar.lock().ok().as_ref().and_then(|b| b.as_ref().cloned()) {
+            Some(bar) => bar.println(text),
+            None => eprintln!("{text}"),
+        }
+    }
 }

@@ -20,6 +20,7 @@ use serde::{Deserialize, Serialize};
 use crate::assign::UnsafeRecord;
 use crate::error::{Error, Result};
 use crate::fsio::{write_atomic, write_json};
+use crate::rng::Rng;
 use crate::run::RunDir;
 
 /// Where labels come from.
@@ -117,15 +118,31 @@ pub fn read_unsafe(run: &RunDir) -> Result<(UnsafeRecord, Vec<UnsafeRow>)> {
 }
 
 /// The label (class index) of every unsafe image, from `source`. `improvement` is the folder the
-/// unsafe set's paths are relative to; `classes` the model's classes. One error lists every
-/// problem (the first 20 and the count).
+/// unsafe set's paths are relative to; `classes` the model's classes. A CSV row for an image
+/// outside the unsafe set is a problem too. One error lists every problem (the first 20 and the
+/// count).
 pub fn labels(
     source: &LabelSource,
     improvement: &Path,
     rows: &[UnsafeRow],
     classes: &[String],
 ) -> Result<HashMap<String, usize>> {
-    let known: std::collections::HashSet<&str> = rows.iter().map(|r| r.image.as_str()).collect();
+    let needed: Vec<(String, String)> =
+        rows.iter().map(|r| (r.image.clone(), format!(" (cluster {})", r.cluster))).collect();
+    label_images(source, improvement, &needed, classes, Some("the unsafe set"))
+}
+
+/// The label (class index) of each of `needed` (image path relative to `improvement`, and a note
+/// for the message), from `source`. With `only` (what `needed` is, for the message), a CSV row for
+/// any other image is a problem; without, such rows are ignored. One error lists every problem.
+pub fn label_images(
+    source: &LabelSource,
+    improvement: &Path,
+    needed: &[(String, String)],
+    classes: &[String],
+    only: Option<&str>,
+) -> Result<HashMap<String, usize>> {
+    let known: std::collections::HashSet<&str> = needed.iter().map(|(i, _)| i.as_str()).collect();
     let base = std::path::absolute(improvement).unwrap_or_else(|_| improvement.to_path_buf());
     let relative = |p: &Path| -> String {
         let p = if p.is_absolute() {
@@ -154,7 +171,9 @@ pub fn labels(
                     continue;
                 }
                 if !known.contains(image.as_str()) {
-                    problems.push(format!("line {}: `{image}` is not in the unsafe set", line + 2));
+                    if let Some(set) = only {
+                        problems.push(format!("line {}: `{image}` is not in {set}", line + 2));
+                    }
                     continue;
                 }
                 match classes.iter().position(|c| c == label) {
@@ -176,9 +195,9 @@ pub fn labels(
             "the improvement data".to_string()
         }
     };
-    for r in rows {
-        if !out.contains_key(&r.image) {
-            problems.push(format!("`{}` (cluster {}) has no label", r.image, r.cluster));
+    for (image, note) in needed {
+        if !out.contains_key(image) {
+            problems.push(format!("`{image}`{note} has no label"));
         }
     }
     if !problems.is_empty() {
@@ -186,20 +205,6 @@ pub fn labels(
         return Err(Error::Labels { origin: what, count: problems.len(), problems: shown.join("; ") });
     }
     Ok(out)
-}
-
-/// splitmix64: small, seeded, the same on every platform.
-struct Rng(u64);
-
-impl Rng {
-    fn next_f64(&mut self) -> f64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^= z >> 31;
-        (z >> 11) as f64 / (1u64 << 53) as f64
-    }
 }
 
 /// Balances the unsafe set (see the module documentation): per cluster, its kept images with how
@@ -218,7 +223,7 @@ pub fn balance(rows: &[UnsafeRow], members: &BTreeMap<usize, usize>, seed: u64) 
         })
         .collect();
     let target = kept.values().map(Vec::len).max().unwrap_or(0);
-    let mut rng = Rng(seed);
+    let mut rng = Rng::new(seed);
     let mut out = Vec::new();
     for (_, v) in kept {
         let mut copies = vec![1usize; v.len()];

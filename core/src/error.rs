@@ -181,6 +181,12 @@ pub enum Error {
         /// How they differ.
         reason: String,
     },
+    /// Retraining failed inside the training engine (a shape or numeric problem it reports).
+    #[error("retraining failed: {reason}")]
+    Training {
+        /// What the engine said, with the node concerned.
+        reason: String,
+    },
     /// The viewer built into hudd cannot be used.
     #[error("the embedded viewer is broken ({reason}); rebuild hudd after viewer/build.sh")]
     Viewer {

@@ -56,6 +56,8 @@ pub mod npy;
 pub mod pictures;
 pub mod progress;
 pub mod relevance;
+pub mod retrain;
+pub mod rng;
 pub mod run;
 pub mod schema;
 pub mod shard;

@@ -14,6 +14,10 @@ pub trait Progress: Sync {
     }
     /// The current stage is over.
     fn finish(&self) {}
+    /// A line of news between stages (an epoch's losses); shown above the bar, or dropped.
+    fn message(&self, text: &str) {
+        let _ = text;
+    }
 }
 
 /// Ignores all progress.

@@ -14,5 +14,6 @@ mod evaluate;
 mod heatmaps;
 mod model;
 mod relevance;
+mod retrain;
 mod shard;
 mod webdriver;

@@ -7,12 +7,14 @@ mod bench_assign;
 mod bench_cluster;
 mod bootstrap;
 mod cluster;
+mod compare;
 mod demo;
 mod evaluate;
 mod heatmaps;
 mod inspect;
 mod merge;
 mod report;
+mod retrain;
 mod simulate;
 mod verify;
 
@@ -50,6 +52,11 @@ enum Command {
     Assign(assign::AssignArgs),
     /// Check the engineers' labels of the unsafe set and balance it (HUDD's bootstrap).
     Bootstrap(bootstrap::BootstrapArgs),
+    /// Fine-tune the ONNX model on its training split plus the labelled, balanced unsafe set and
+    /// write the retrained ONNX file.
+    Retrain(retrain::RetrainArgs),
+    /// Compare retraining on HUDD's unsafe set with random selection at the same labelling budget.
+    Compare(compare::CompareArgs),
     /// Combine the shard folders of `--shard I/N` runs into the files one unsharded run writes.
     Merge(merge::MergeArgs),
     /// Write a run's self-contained report bundle (index.html opens offline in a browser).
@@ -208,6 +215,8 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Demo(a) => demo::run(a),
         Command::Assign(a) => assign::run(a),
         Command::Bootstrap(a) => bootstrap::run(a),
+        Command::Retrain(a) => retrain::run(a),
+        Command::Compare(a) => compare::run(a),
         Command::Merge(a) => merge::run(a),
         Command::Cluster(a) => cluster::run(a),
         Command::Report(a) => report::run(a),

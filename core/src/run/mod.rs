@@ -149,6 +149,21 @@ impl RunDir {
         self.unsafe_dir().join(format!("cluster-{id}.gif"))
     }
 
+    /// `retrain/`: what `hudd retrain` and `hudd compare` write.
+    pub fn retrain_dir(&self) -> PathBuf {
+        self.root.join("retrain")
+    }
+
+    /// `retrain/retrain.json`: hyperparameters, seeds, history and accuracy of `hudd retrain`.
+    pub fn retrain_json(&self) -> PathBuf {
+        self.retrain_dir().join("retrain.json")
+    }
+
+    /// `retrain/compare.json`: HUDD against the baselines (`hudd compare`).
+    pub fn compare_json(&self) -> PathBuf {
+        self.retrain_dir().join("compare.json")
+    }
+
     /// `report/`: where `hudd analyze` and `hudd report` write the bundle by default.
     pub fn default_report(&self) -> PathBuf {
         self.root.join("report")

@@ -1,0 +1,875 @@
+//! The model's ONNX graph as a trainable candle network.
+//!
+//! [`Net::new`] translates the nodes on the data path of a [`Graph`] (those that compute float
+//! activations with the batch as first axis) into candle operations once; [`Net::forward`] runs
+//! them in graph order. Float weights in trainable slots (convolution and dense weights and
+//! biases, batch-norm scale and shift, PReLU slopes, constants added to activations) become
+//! [`Var`]s; everything else (batch-norm statistics, constants that scale or shift the input,
+//! integer shapes) stays fixed.
+//!
+//! Work-arounds for candle 0.11.1 (see `shared/docs/lrp-and-engines.md` §3):
+//! - a convolution pads explicitly and crops its input to exactly the cells its output reads,
+//!   then convolves without padding: candle's backward derives the output padding of both axes
+//!   from the height alone;
+//! - pooling is a custom op ([`super::pool`]): candle's pooling backward requires kernel = stride
+//!   and its max backward gives the gradient to every tied maximum;
+//! - unequal strides convolve with stride 1 and keep every s-th row and column.
+//!
+//! Reshape-like nodes take their output shape from the graph's shape facts (the batch axis
+//! replaced by the batch size), so the integer subgraphs that exporters emit to compute shapes
+//! never run here; computed `Pad` amounts are read from one engine run at construction.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+
+use candle_core::{Device, Tensor, Var};
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+
+use crate::error::{Error, Result};
+use crate::model::{
+    Activation, AutoPad, ConvAttrs, Dim, ElemType, Graph, Model, Node, Op, PadMode, PoolAttrs, TensorFact, Weight,
+    Weights,
+};
+use crate::rng::Rng;
+
+use super::pool::{axis_pads, Pool2d, PoolAxis, Reduce};
+
+/// Whether the network runs as in training (dropout active) or as at inference.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    /// Inference: dropout is the identity.
+    Eval,
+    /// Training: dropout zeroes activations at random (seeded) and rescales the rest.
+    Train,
+}
+
+/// Element-wise binary ops.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Binary {
+    Add,
+    Sub,
+    Mul,
+    Div,
+}
+
+/// One translated node.
+#[derive(Debug, Clone)]
+enum Kind {
+    Conv(ConvAttrs),
+    ConvTranspose(ConvAttrs),
+    Gemm {
+        alpha: f32,
+        beta: f32,
+        trans_b: bool,
+    },
+    MatMul,
+    MaxPool(PoolAttrs),
+    AvgPool(PoolAttrs, bool),
+    GlobalAvgPool,
+    BatchNorm {
+        epsilon: f32,
+    },
+    Act(Activation),
+    Clip {
+        min: Option<f32>,
+        max: Option<f32>,
+    },
+    Dropout {
+        ratio: f32,
+    },
+    Pass,
+    /// Output shape from the graph's facts.
+    Reshape,
+    Transpose(Option<Vec<usize>>),
+    Pad {
+        pads: Vec<i64>,
+        value: f32,
+    },
+    Concat(i64),
+    Binary(Binary),
+    Softmax {
+        axis: i64,
+        log: bool,
+    },
+}
+
+#[derive(Debug, Clone)]
+struct Step {
+    node: String,
+    op_type: String,
+    kind: Kind,
+    /// Input tensor names (empty string: omitted).
+    inputs: Vec<String>,
+    output: String,
+    /// The output's shape facts, for reshapes (`batched`: axis 0 is the batch).
+    shape: Vec<Dim>,
+    batched: bool,
+}
+
+/// The graph as a candle network with its trainable weights.
+pub struct Net {
+    steps: Vec<Step>,
+    input: String,
+    outputs: Vec<String>,
+    /// Trainable weights, by ONNX tensor name, in the order they are first used.
+    params: Vec<(String, Var)>,
+    /// Fixed float weights the steps read.
+    consts: HashMap<String, Tensor>,
+    device: Device,
+    path: std::path::PathBuf,
+}
+
+impl std::fmt::Debug for Net {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Net").field("steps", &self.steps.len()).field("params", &self.params.len()).finish()
+    }
+}
+
+/// A candle error as hudd's, naming the node.
+pub(crate) fn candle_err(node: &str, e: candle_core::Error) -> Error {
+    Error::Training { reason: format!("node `{node}`: {e}") }
+}
+
+/// Inputs of `node` that hold trainable weights.
+fn trainable_slots(node: &Node) -> &'static [usize] {
+    match node.op {
+        Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm { .. } | Op::BatchNormalization { .. } => &[1, 2],
+        Op::Activation(Activation::PRelu) => &[1],
+        Op::MatMul | Op::Add => &[0, 1],
+        _ => &[],
+    }
+}
+
+fn to_tensor(a: &ArrayD<f32>, device: &Device) -> candle_core::Result<Tensor> {
+    let values: Vec<f32> = a.iter().copied().collect();
+    Tensor::from_vec(values, a.shape(), device)
+}
+
+/// A candle tensor as an ndarray array.
+pub(crate) fn to_array(t: &Tensor) -> candle_core::Result<ArrayD<f32>> {
+    let shape = t.dims().to_vec();
+    let values = t.flatten_all()?.to_vec1::<f32>()?;
+    Ok(ArrayD::from_shape_vec(IxDyn(&shape), values).expect("candle's shape matches its element count"))
+}
+
+impl Net {
+    /// Translates `model`'s graph. Errors ([`Error::UnsupportedByStage`], stage `retrain`) name
+    /// the first node that cannot be trained, and why.
+    pub fn new(model: &Model) -> Result<Net> {
+        let graph = model.graph();
+        let path = model.path().to_path_buf();
+        let unsupported = |node: &Node, reason: &str| Error::UnsupportedByStage {
+            path: path.clone(),
+            node: node.name.clone(),
+            op: node.op_type.clone(),
+            stage: "retrain",
+            reason: reason.to_string(),
+        };
+        let input = graph
+            .inputs
+            .first()
+            .map(|i| i.name.clone())
+            .ok_or_else(|| Error::ModelInterface { path: path.clone(), reason: "the model has no input".into() })?;
+        let facts = match graph.tensors.is_empty() {
+            true => observed_facts(model)?,
+            false => graph.tensors.clone(),
+        };
+        let data: HashSet<String> =
+            facts.iter().filter(|(_, f)| f.batched && f.elem_type == ElemType::F32).map(|(n, _)| n.clone()).collect();
+        let device = Device::Cpu;
+        let mut steps = Vec::new();
+        let mut trainable: Vec<String> = Vec::new();
+        let mut fixed: BTreeSet<String> = BTreeSet::new();
+        let mut computed_pads: Vec<(usize, String)> = Vec::new();
+        for node in &graph.nodes {
+            let Some(output) = node.outputs.first().filter(|o| data.contains(*o)) else { continue };
+            let kind = translate(graph, &facts, node, &data).map_err(|r| unsupported(node, &r))?;
+            if let (Kind::Pad { .. }, Some(pads)) = (&kind, pad_tensor(graph, node)) {
+                computed_pads.push((steps.len(), pads));
+            }
+            let float_inputs = float_inputs(&kind);
+            for (ix, name) in node.inputs.iter().enumerate() {
+                if name.is_empty() || data.contains(name) || !float_inputs.contains(&ix) {
+                    continue;
+                }
+                match graph.weight(name) {
+                    Some(Weight::F32(_)) => {
+                        if trainable_slots(node).contains(&ix) {
+                            if !trainable.contains(name) {
+                                trainable.push(name.clone());
+                            }
+                        } else {
+                            fixed.insert(name.clone());
+                        }
+                    }
+                    _ => {
+                        return Err(unsupported(
+                            node,
+                            &format!("input `{name}` is neither an activation nor a float constant"),
+                        ))
+                    }
+                }
+            }
+            let fact = facts.get(output);
+            steps.push(Step {
+                node: node.name.clone(),
+                op_type: node.op_type.clone(),
+                kind,
+                inputs: node.inputs.clone(),
+                output: output.clone(),
+                shape: fact.map(|f| f.shape.clone()).unwrap_or_default(),
+                batched: fact.is_some_and(|f| f.batched),
+            });
+        }
+        if !computed_pads.is_empty() {
+            let integers =
+                batch_independent_integers(model, &computed_pads.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>())?;
+            for (ix, name) in computed_pads {
+                if let Kind::Pad { pads, .. } = &mut steps[ix].kind {
+                    *pads = integers[&name].clone();
+                }
+            }
+        }
+        let outputs: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
+        let weight = |name: &str| graph.weight(name).and_then(Weight::as_f32).expect("checked above: a float weight");
+        // A weight in a trainable slot is trained everywhere it is read.
+        fixed.retain(|n| !trainable.contains(n));
+        let params = trainable
+            .into_iter()
+            .map(|n| {
+                let var = to_tensor(weight(&n), &device).and_then(|t| Var::from_tensor(&t));
+                var.map(|v| (n.clone(), v)).map_err(|e| candle_err(&n, e))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let consts = fixed
+            .into_iter()
+            .map(|n| to_tensor(weight(&n), &device).map(|t| (n.clone(), t)).map_err(|e| candle_err(&n, e)))
+            .collect::<Result<HashMap<_, _>>>()?;
+        Ok(Net { steps, input, outputs, params, consts, device, path })
+    }
+
+    /// Names of the trainable weights, in the order the graph first uses them.
+    pub fn trainable(&self) -> Vec<&str> {
+        self.params.iter().map(|(n, _)| n.as_str()).collect()
+    }
+
+    /// The current values of the trainable weights.
+    pub fn weights(&self) -> Result<Weights> {
+        let mut w = Weights::new();
+        for (name, var) in &self.params {
+            w.insert(name.clone(), to_array(var.as_tensor()).map_err(|e| candle_err(name, e))?);
+        }
+        Ok(w)
+    }
+
+    pub(crate) fn vars(&self) -> &[(String, Var)] {
+        &self.params
+    }
+
+    pub(crate) fn outputs(&self) -> &[String] {
+        &self.outputs
+    }
+
+    pub(crate) fn device(&self) -> &Device {
+        &self.device
+    }
+
+    /// The model file the network was translated from.
+    pub fn path(&self) -> &std::path::Path {
+        &self.path
+    }
+
+    /// Every graph output for a batch (first axis), as arrays, in declaration order.
+    pub fn forward(&self, input: ArrayViewD<'_, f32>, mode: Mode, seed: u64) -> Result<Vec<ArrayD<f32>>> {
+        let x = to_tensor(&input.to_owned(), &self.device).map_err(|e| candle_err(&self.input, e))?;
+        let values = self.run(&x, mode, &mut Rng::new(seed), None)?;
+        self.outputs
+            .iter()
+            .map(|o| {
+                let t = values.get(o).ok_or_else(|| Error::Training {
+                    reason: format!("output `{o}` is not computed from the input: {}", self.path.display()),
+                })?;
+                to_array(t).map_err(|e| candle_err(o, e))
+            })
+            .collect()
+    }
+
+    /// Runs the steps on `x`; stops after the step that writes `until` when given.
+    pub(crate) fn run(
+        &self,
+        x: &Tensor,
+        mode: Mode,
+        rng: &mut Rng,
+        until: Option<&str>,
+    ) -> Result<HashMap<String, Tensor>> {
+        let mut values: HashMap<String, Tensor> = HashMap::new();
+        values.insert(self.input.clone(), x.clone());
+        let batch = x.dim(0).map_err(|e| candle_err(&self.input, e))?;
+        for step in &self.steps {
+            let y = self
+                .step(step, &values, batch, mode, rng)
+                .map_err(|e| candle_err(&format!("{}` ({}", step.node, step.op_type), e))?;
+            values.insert(step.output.clone(), y);
+            if until == Some(step.output.as_str()) {
+                break;
+            }
+        }
+        Ok(values)
+    }
+
+    /// The output that a loss should read: `name`'s producer, and whether it is a softmax or
+    /// log-softmax over the last axis (whose input then holds the logits).
+    pub(crate) fn head<'a>(&'a self, name: &'a str) -> Option<(&'a str, Option<bool>)> {
+        let step = self.steps.iter().find(|s| s.output == name)?;
+        Some(match step.kind {
+            Kind::Softmax { log, .. } => (step.inputs[0].as_str(), Some(log)),
+            _ => (name, None),
+        })
+    }
+
+    fn value<'a>(&'a self, values: &'a HashMap<String, Tensor>, name: &str) -> candle_core::Result<&'a Tensor> {
+        if let Some(t) = values.get(name) {
+            return Ok(t);
+        }
+        if let Some((_, v)) = self.params.iter().find(|(n, _)| n == name) {
+            return Ok(v.as_tensor());
+        }
+        self.consts.get(name).ok_or_else(|| candle_core::Error::Msg(format!("tensor `{name}` was not computed")))
+    }
+
+    fn step(
+        &self,
+        step: &Step,
+        values: &HashMap<String, Tensor>,
+        batch: usize,
+        mode: Mode,
+        rng: &mut Rng,
+    ) -> candle_core::Result<Tensor> {
+        let arg = |ix: usize| -> candle_core::Result<Option<&Tensor>> {
+            match step.inputs.get(ix).filter(|n| !n.is_empty()) {
+                Some(n) => self.value(values, n).map(Some),
+                None => Ok(None),
+            }
+        };
+        let x = arg(0)?.ok_or_else(|| candle_core::Error::Msg("no input".into()))?;
+        match &step.kind {
+            Kind::Conv(a) => conv(x, req(arg(1)?)?, arg(2)?, a),
+            Kind::ConvTranspose(a) => conv_transpose(x, req(arg(1)?)?, arg(2)?, a),
+            Kind::Gemm { alpha, beta, trans_b } => {
+                let w = req(arg(1)?)?;
+                let w = if *trans_b { w.t()? } else { w.clone() };
+                let mut y = x.matmul(&w.contiguous()?)?;
+                if *alpha != 1.0 {
+                    y = y.affine(f64::from(*alpha), 0.0)?;
+                }
+                match arg(2)? {
+                    Some(c) if *beta != 0.0 => y.broadcast_add(&c.affine(f64::from(*beta), 0.0)?),
+                    _ => Ok(y),
+                }
+            }
+            Kind::MatMul => req(arg(0)?)?.broadcast_matmul(req(arg(1)?)?),
+            Kind::MaxPool(p) => pool(x, p, Reduce::Max),
+            Kind::AvgPool(p, include_pad) => pool(x, p, Reduce::Avg { include_pad: *include_pad }),
+            Kind::GlobalAvgPool => {
+                let dims: Vec<usize> = (2..x.rank()).collect();
+                x.mean_keepdim(dims)
+            }
+            Kind::BatchNorm { epsilon } => {
+                let (scale, bias, mean, var) = (req(arg(1)?)?, req(arg(2)?)?, req(arg(3)?)?, req(arg(4)?)?);
+                let mut shape = vec![1; x.rank()];
+                shape[1] = scale.elem_count();
+                let inv =
+                    (var.affine(1.0, f64::from(*epsilon))?.sqrt()?.recip()?.mul(scale))?.reshape(shape.clone())?;
+                let shift = (bias - (mean * inv.flatten_all()?)?)?.reshape(shape)?;
+                x.broadcast_mul(&inv)?.broadcast_add(&shift)
+            }
+            Kind::Act(a) => activation(x, *a, arg(1)?),
+            Kind::Clip { min, max } => {
+                let lo = match arg(1)? {
+                    Some(t) => Some(t.flatten_all()?.to_vec1::<f32>()?[0]),
+                    None => *min,
+                };
+                let hi = match arg(2)? {
+                    Some(t) => Some(t.flatten_all()?.to_vec1::<f32>()?[0]),
+                    None => *max,
+                };
+                let mut y = x.clone();
+                if let Some(lo) = lo {
+                    y = y.maximum(lo)?;
+                }
+                if let Some(hi) = hi {
+                    y = y.minimum(hi)?;
+                }
+                Ok(y)
+            }
+            Kind::Dropout { ratio } => match mode {
+                Mode::Train if *ratio > 0.0 => {
+                    let keep = 1.0 - *ratio;
+                    let mask: Vec<f32> = (0..x.elem_count())
+                        .map(|_| if rng.next_f64() < f64::from(keep) { 1.0 / keep } else { 0.0 })
+                        .collect();
+                    x.mul(&Tensor::from_vec(mask, x.dims(), x.device())?)
+                }
+                _ => Ok(x.clone()),
+            },
+            Kind::Pass => Ok(x.clone()),
+            Kind::Reshape => {
+                let shape: Vec<usize> = step
+                    .shape
+                    .iter()
+                    .enumerate()
+                    .map(|(i, d)| match d {
+                        Dim::Fixed(n) if !(i == 0 && step.batched) => Ok(*n),
+                        _ if i == 0 && step.batched => Ok(batch),
+                        _ => Err(candle_core::Error::Msg(format!("axis {i} of `{}` has no fixed size", step.output))),
+                    })
+                    .collect::<candle_core::Result<_>>()?;
+                x.contiguous()?.reshape(shape)
+            }
+            Kind::Transpose(perm) => {
+                let perm: Vec<usize> = perm.clone().unwrap_or_else(|| (0..x.rank()).rev().collect());
+                x.permute(perm)?.contiguous()
+            }
+            Kind::Pad { pads, value } => {
+                let rank = x.rank();
+                if pads.len() != 2 * rank {
+                    candle_core::bail!("{} pads for a rank-{rank} tensor", pads.len());
+                }
+                let mut y = x.clone();
+                for axis in 0..rank {
+                    y = pad_signed(&y, axis, pads[axis], pads[axis + rank], *value)?;
+                }
+                Ok(y)
+            }
+            Kind::Concat(axis) => {
+                let parts = (0..step.inputs.len())
+                    .map(|i| req(arg(i)?).cloned())
+                    .collect::<candle_core::Result<Vec<Tensor>>>()?;
+                Tensor::cat(&parts, norm_axis(*axis, x.rank())?)
+            }
+            Kind::Binary(op) => {
+                let (a, b) = (req(arg(0)?)?, req(arg(1)?)?);
+                match op {
+                    Binary::Add => a.broadcast_add(b),
+                    Binary::Sub => a.broadcast_sub(b),
+                    Binary::Mul => a.broadcast_mul(b),
+                    Binary::Div => a.broadcast_div(b),
+                }
+            }
+            Kind::Softmax { axis, log } => softmax(x, norm_axis(*axis, x.rank())?, *log),
+        }
+    }
+}
+
+fn req(t: Option<&Tensor>) -> candle_core::Result<&Tensor> {
+    t.ok_or_else(|| candle_core::Error::Msg("a required input is missing".into()))
+}
+
+fn norm_axis(axis: i64, rank: usize) -> candle_core::Result<usize> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    usize::try_from(a)
+        .ok()
+        .filter(|&a| a < rank)
+        .ok_or_else(|| candle_core::Error::Msg(format!("axis {axis} out of range")))
+}
+
+/// Which inputs of a translated node are float tensors (activations or weights).
+fn float_inputs(kind: &Kind) -> Vec<usize> {
+    match kind {
+        Kind::Conv(_) | Kind::ConvTranspose(_) | Kind::Gemm { .. } => vec![0, 1, 2],
+        Kind::BatchNorm { .. } => vec![0, 1, 2, 3, 4],
+        Kind::Act(Activation::PRelu) | Kind::MatMul | Kind::Binary(_) => vec![0, 1],
+        Kind::Clip { .. } => vec![0, 1, 2],
+        Kind::Concat(_) => (0..64).collect(),
+        _ => vec![0],
+    }
+}
+
+/// The name of a `Pad` node's computed (non-constant) pads tensor.
+fn pad_tensor(graph: &Graph, node: &Node) -> Option<String> {
+    let name = node.inputs.get(1).filter(|n| !n.is_empty())?;
+    graph.weight(name).is_none().then(|| name.clone())
+}
+
+/// Integer tensors computed by the graph (computed pads), read from engine runs on batches of one
+/// and two zero images; they must not depend on the batch size.
+/// Image shape of the model's input (axes after the batch); open axes count as 1.
+fn image_shape(model: &Model) -> Vec<usize> {
+    model.graph().inputs[0].shape.iter().skip(1).map(|d| d.fixed().unwrap_or(1)).collect()
+}
+
+/// Tensor facts observed from two engine runs (batches of 1 and 2 zero images), for graphs whose
+/// file declares no input shape that the engine can follow symbolically: a float tensor is an
+/// activation when its first axis follows the batch.
+fn observed_facts(model: &Model) -> Result<BTreeMap<String, TensorFact>> {
+    let image = image_shape(model);
+    let run = |batch: usize| -> Result<BTreeMap<String, ArrayD<f32>>> {
+        let mut shape = vec![batch];
+        shape.extend_from_slice(&image);
+        Ok(model.run_with_activations(ArrayD::<f32>::zeros(IxDyn(&shape)).view())?.tensors)
+    };
+    let (one, two) = (run(1)?, run(2)?);
+    Ok(two
+        .into_iter()
+        .map(|(name, a)| {
+            let batched =
+                a.shape().first() == Some(&2) && one.get(&name).and_then(|b| b.shape().first().copied()) == Some(1);
+            let shape = a.shape().iter().map(|&d| Dim::Fixed(d)).collect();
+            (name, TensorFact { elem_type: ElemType::F32, shape, batched })
+        })
+        .collect())
+}
+
+fn batch_independent_integers(model: &Model, names: &[String]) -> Result<BTreeMap<String, Vec<i64>>> {
+    let image = image_shape(model);
+    let run = |batch: usize| -> Result<BTreeMap<String, ArrayD<i64>>> {
+        let mut shape = vec![batch];
+        shape.extend_from_slice(&image);
+        Ok(model.run_with_activations(ArrayD::<f32>::zeros(IxDyn(&shape)).view())?.integers)
+    };
+    let (one, two) = (run(1)?, run(2)?);
+    names
+        .iter()
+        .map(|n| {
+            let missing =
+                || Error::Training { reason: format!("the engine did not compute `{n}`: {}", model.path().display()) };
+            let a = one.get(n).ok_or_else(missing)?;
+            if two.get(n) != Some(a) {
+                return Err(Error::Training {
+                    reason: format!(
+                        "the pads `{n}` depend on the batch size, which retraining cannot follow: {}",
+                        model.path().display()
+                    ),
+                });
+            }
+            Ok((n.clone(), a.iter().copied().collect()))
+        })
+        .collect()
+}
+
+fn attr_f32(node: &Node, name: &str) -> Option<f32> {
+    node.attributes.get(name).and_then(|a| a.as_float())
+}
+
+/// A constant scalar input of `node`, if it has one.
+fn const_scalar(graph: &Graph, node: &Node, ix: usize) -> std::result::Result<Option<f32>, String> {
+    let Some(name) = node.inputs.get(ix).filter(|n| !n.is_empty()) else { return Ok(None) };
+    match graph.weight(name) {
+        Some(Weight::F32(a)) if a.len() == 1 => Ok(a.iter().next().copied()),
+        Some(Weight::I64(a)) if a.len() == 1 => Ok(a.iter().next().map(|&v| v as f32)),
+        _ => Err(format!("input `{name}` must be a constant scalar")),
+    }
+}
+
+/// How a node on the data path becomes a step; the error says what is not supported.
+fn translate(
+    graph: &Graph,
+    facts: &BTreeMap<String, TensorFact>,
+    node: &Node,
+    data: &HashSet<String>,
+) -> std::result::Result<Kind, String> {
+    let weight_at = |ix: usize| node.inputs.get(ix).and_then(|n| graph.weight(n));
+    let is_data = |ix: usize| node.inputs.get(ix).is_some_and(|n| data.contains(n));
+    Ok(match &node.op {
+        Op::Conv(a) | Op::ConvTranspose(a) => {
+            if a.kernel.len() != 2 && weight_at(1).map(|w| w.shape().len()) != Some(4) {
+                return Err("only 2-D convolutions are supported".into());
+            }
+            if !matches!(weight_at(1), Some(Weight::F32(_))) {
+                return Err("the kernel must be a float constant".into());
+            }
+            if a.dilations.len() == 2 && a.dilations[0] != a.dilations[1] {
+                return Err("unequal dilations per axis".into());
+            }
+            if matches!(node.op, Op::ConvTranspose(_)) {
+                if !matches!(a.auto_pad, AutoPad::NotSet | AutoPad::Valid) {
+                    return Err("auto_pad SAME on a transposed convolution".into());
+                }
+                if node.attributes.contains_key("output_shape") {
+                    return Err("the `output_shape` attribute".into());
+                }
+                if a.strides.len() == 2 && a.strides[0] != a.strides[1] {
+                    return Err("unequal strides on a transposed convolution".into());
+                }
+                Kind::ConvTranspose(a.clone())
+            } else {
+                Kind::Conv(a.clone())
+            }
+        }
+        Op::Gemm { alpha, beta, trans_a, trans_b } => {
+            if *trans_a {
+                return Err("transA = 1: the batch must be the first axis".into());
+            }
+            if is_data(1) {
+                return Err("the second operand must be a weight".into());
+            }
+            Kind::Gemm { alpha: *alpha, beta: *beta, trans_b: *trans_b }
+        }
+        Op::MatMul => Kind::MatMul,
+        Op::MaxPool(p) => {
+            if node.outputs.get(1).is_some_and(|o| !o.is_empty()) {
+                return Err("the indices output".into());
+            }
+            Kind::MaxPool(p.clone())
+        }
+        Op::AveragePool { pool, count_include_pad } => Kind::AvgPool(pool.clone(), *count_include_pad),
+        Op::GlobalAveragePool => Kind::GlobalAvgPool,
+        Op::BatchNormalization { epsilon } => {
+            if node.attributes.get("training_mode").and_then(|a| a.as_int()) == Some(1) {
+                return Err("training_mode = 1".into());
+            }
+            Kind::BatchNorm { epsilon: *epsilon }
+        }
+        Op::Activation(Activation::Clip) => {
+            let min = attr_f32(node, "min").or(const_scalar(graph, node, 1)?);
+            let max = attr_f32(node, "max").or(const_scalar(graph, node, 2)?);
+            if is_data(1) || is_data(2) {
+                return Err("bounds must be constants".into());
+            }
+            Kind::Clip { min, max }
+        }
+        Op::Activation(a) => Kind::Act(*a),
+        Op::Dropout => {
+            let ratio = match const_scalar(graph, node, 1)? {
+                Some(r) => r,
+                None => attr_f32(node, "ratio").unwrap_or(0.5),
+            };
+            if !(0.0..1.0).contains(&ratio) {
+                return Err(format!("ratio {ratio} is not in [0, 1)"));
+            }
+            Kind::Dropout { ratio }
+        }
+        Op::Identity => Kind::Pass,
+        Op::Cast => {
+            let to = node.attributes.get("to").and_then(|a| a.as_int());
+            if !matches!(to, Some(1) | Some(10) | Some(11)) {
+                return Err("a cast of an activation to a non-float type".into());
+            }
+            Kind::Pass
+        }
+        Op::Flatten { .. } | Op::Reshape | Op::Squeeze | Op::Unsqueeze => Kind::Reshape,
+        Op::Transpose { perm } => Kind::Transpose(perm.clone()),
+        Op::Pad { mode, pads } => {
+            if *mode != PadMode::Constant {
+                return Err("only constant padding".into());
+            }
+            if node.inputs.get(3).is_some_and(|s| !s.is_empty()) {
+                return Err("padding a subset of axes".into());
+            }
+            let value = const_scalar(graph, node, 2)?.or(attr_f32(node, "value")).unwrap_or(0.0);
+            let pads = match (pads, weight_at(1)) {
+                (Some(p), _) => p.clone(),
+                (None, Some(Weight::I64(a))) => a.iter().copied().collect(),
+                (None, Some(_)) => return Err("pads must be integers".into()),
+                // Computed by the graph: filled in from an engine run.
+                (None, None) => Vec::new(),
+            };
+            Kind::Pad { pads, value }
+        }
+        Op::Concat { axis } => Kind::Concat(*axis),
+        Op::Add => Kind::Binary(Binary::Add),
+        Op::Sub => Kind::Binary(Binary::Sub),
+        Op::Mul => Kind::Binary(Binary::Mul),
+        Op::Div => Kind::Binary(Binary::Div),
+        Op::Softmax | Op::LogSoftmax => {
+            let log = matches!(node.op, Op::LogSoftmax);
+            let rank = facts.get(&node.outputs[0]).map_or(2, |f| f.shape.len()) as i64;
+            let axis = match node.attributes.get("axis").and_then(|a| a.as_int()) {
+                Some(a) => a,
+                None if graph.opset >= 13 => -1,
+                None => 1,
+            };
+            // Before opset 13 the op flattens from `axis` on: the same as one axis only when it is the last.
+            if graph.opset < 13 && (axis + rank) % rank != rank - 1 {
+                return Err("softmax over several axes (opset < 13)".into());
+            }
+            Kind::Softmax { axis, log }
+        }
+        Op::GlobalMaxPool => return Err("no training rule for GlobalMaxPool yet".into()),
+        Op::Constant => return Err("a constant on the data path".into()),
+        Op::Other(op) => return Err(format!("`{op}` has no candle translation")),
+    })
+}
+
+/// `[begin_h, begin_w, end_h, end_w]`; anything but four entries is no padding.
+fn quad(v: &[usize]) -> [usize; 4] {
+    match v {
+        [t, l, b, r] => [*t, *l, *b, *r],
+        _ => [0; 4],
+    }
+}
+
+fn pair(v: &[usize], default: usize) -> [usize; 2] {
+    match v {
+        [a, b] => [*a, *b],
+        _ => [default, default],
+    }
+}
+
+/// Pads axis `axis` with `before`/`after` cells of `value`; negative amounts crop.
+fn pad_signed(x: &Tensor, axis: usize, before: i64, after: i64, value: f32) -> candle_core::Result<Tensor> {
+    let mut y = x.clone();
+    if before < 0 {
+        let n = y.dim(axis)?;
+        let cut = (-before) as usize;
+        y = y.narrow(axis, cut.min(n), n.saturating_sub(cut))?;
+    }
+    if after < 0 {
+        let n = y.dim(axis)?;
+        y = y.narrow(axis, 0, n.saturating_sub((-after) as usize))?;
+    }
+    pad_const(&y, axis, before.max(0) as usize, after.max(0) as usize, value)
+}
+
+/// Pads axis `axis` with `before`/`after` cells of `value`.
+fn pad_const(x: &Tensor, axis: usize, before: usize, after: usize, value: f32) -> candle_core::Result<Tensor> {
+    if before == 0 && after == 0 {
+        return Ok(x.clone());
+    }
+    if value == 0.0 {
+        return x.pad_with_zeros(axis, before, after);
+    }
+    let slab = |n: usize| -> candle_core::Result<Tensor> {
+        let mut dims = x.dims().to_vec();
+        dims[axis] = n;
+        Tensor::full(value, dims, x.device())?.to_dtype(x.dtype())
+    };
+    let mut parts = Vec::with_capacity(3);
+    if before > 0 {
+        parts.push(slab(before)?);
+    }
+    parts.push(x.clone());
+    if after > 0 {
+        parts.push(slab(after)?);
+    }
+    Tensor::cat(&parts, axis)
+}
+
+/// Every `s`-th cell of axis `axis`, from 0.
+fn subsample(x: &Tensor, axis: usize, s: usize, count: usize) -> candle_core::Result<Tensor> {
+    if s == 1 && x.dim(axis)? == count {
+        return Ok(x.clone());
+    }
+    let ix: Vec<u32> = (0..count).map(|i| (i * s) as u32).collect();
+    x.index_select(&Tensor::from_vec(ix, count, x.device())?, axis)
+}
+
+fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, a: &ConvAttrs) -> candle_core::Result<Tensor> {
+    let (_, _, h, wd) = x.dims4()?;
+    let (_, _, kh, kw) = w.dims4()?;
+    let [sh, sw] = pair(&a.strides, 1);
+    let [d, _] = pair(&a.dilations, 1);
+    let p = quad(&a.pads);
+    let (pt, pb) = axis_pads(h, kh, sh, d, a.auto_pad, (p[0], p[2]));
+    let (pl, pr) = axis_pads(wd, kw, sw, d, a.auto_pad, (p[1], p[3]));
+    let x = x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?;
+    let (hp, wp) = (h + pt + pb, wd + pl + pr);
+    let (reach_h, reach_w) = (d * (kh - 1) + 1, d * (kw - 1) + 1);
+    if hp < reach_h || wp < reach_w {
+        candle_core::bail!("the kernel ({kh}×{kw}) is larger than the padded input ({hp}×{wp})");
+    }
+    let (oh, ow) = ((hp - reach_h) / sh + 1, (wp - reach_w) / sw + 1);
+    // Exactly the cells the output reads (see the module documentation).
+    let x = x.narrow(2, 0, (oh - 1) * sh + reach_h)?.narrow(3, 0, (ow - 1) * sw + reach_w)?;
+    let y = if sh == sw {
+        x.conv2d(w, 0, sh, d, a.groups)?
+    } else {
+        let full = x.conv2d(w, 0, 1, d, a.groups)?;
+        subsample(&subsample(&full, 2, sh, oh)?, 3, sw, ow)?
+    };
+    match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+fn conv_transpose(x: &Tensor, w: &Tensor, b: Option<&Tensor>, a: &ConvAttrs) -> candle_core::Result<Tensor> {
+    let [s, _] = pair(&a.strides, 1);
+    let [d, _] = pair(&a.dilations, 1);
+    let groups = a.groups.max(1);
+    let full = if groups == 1 {
+        x.conv_transpose2d(w, 0, 0, s, d)?
+    } else {
+        let xs = x.chunk(groups, 1)?;
+        let ws = w.chunk(groups, 0)?;
+        let parts = xs
+            .iter()
+            .zip(&ws)
+            .map(|(x, w)| x.conv_transpose2d(w, 0, 0, s, d))
+            .collect::<candle_core::Result<Vec<_>>>()?;
+        Tensor::cat(&parts, 1)?
+    };
+    let p = if a.auto_pad == AutoPad::Valid { [0; 4] } else { quad(&a.pads) };
+    let [oph, opw] = pair(&a.output_padding, 0);
+    let (_, _, fh, fw) = full.dims4()?;
+    let y = full.pad_with_zeros(2, 0, oph)?.pad_with_zeros(3, 0, opw)?;
+    let (h, wd) = ((fh + oph).saturating_sub(p[0] + p[2]), (fw + opw).saturating_sub(p[1] + p[3]));
+    let y = y.narrow(2, p[0], h)?.narrow(3, p[1], wd)?;
+    match b {
+        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
+        None => Ok(y),
+    }
+}
+
+fn pool_axes(x: &Tensor, p: &PoolAttrs) -> candle_core::Result<[PoolAxis; 2]> {
+    let (_, _, h, w) = x.dims4()?;
+    let [kh, kw] = pair(&p.kernel, 1);
+    let [sh, sw] = pair(&p.strides, 1);
+    let [dh, dw] = pair(&p.dilations, 1);
+    let pads = quad(&p.pads);
+    Ok([
+        PoolAxis::new(h, kh, sh, dh, p.auto_pad, (pads[0], pads[2]), p.ceil_mode)?,
+        PoolAxis::new(w, kw, sw, dw, p.auto_pad, (pads[1], pads[3]), p.ceil_mode)?,
+    ])
+}
+
+fn pool(x: &Tensor, p: &PoolAttrs, reduce: Reduce) -> candle_core::Result<Tensor> {
+    Pool2d { reduce, axes: pool_axes(x, p)? }.apply(x)
+}
+
+fn activation(x: &Tensor, a: Activation, slope: Option<&Tensor>) -> candle_core::Result<Tensor> {
+    match a {
+        Activation::Relu => x.relu(),
+        Activation::LeakyRelu { alpha } => x.relu()? - x.neg()?.relu()?.affine(f64::from(alpha), 0.0)?,
+        Activation::PRelu => {
+            let slope = req(slope)?;
+            // [C] slopes apply per channel (axis 1), as the exporters mean them.
+            let slope = if slope.rank() == 1 && x.rank() > 2 && slope.elem_count() > 1 {
+                let mut shape = vec![1; x.rank() - 1];
+                shape[0] = slope.elem_count();
+                slope.reshape(shape)?
+            } else {
+                slope.clone()
+            };
+            x.relu()? - x.neg()?.relu()?.broadcast_mul(&slope)?
+        }
+        Activation::Elu { alpha } => elu(x, alpha, 1.0),
+        Activation::Selu { alpha, gamma } => elu(x, alpha, gamma),
+        Activation::Softplus => {
+            // ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|), without overflow.
+            x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
+        }
+        Activation::Sigmoid => (x.neg()?.exp()? + 1.0)?.recip(),
+        Activation::Tanh => x.tanh(),
+        Activation::HardSigmoid { alpha, beta } => {
+            x.affine(f64::from(alpha), f64::from(beta))?.maximum(0f32)?.minimum(1f32)
+        }
+        Activation::Clip => Ok(x.clone()),
+    }
+}
+
+/// `gamma·x` for x > 0, else `gamma·alpha·(eˣ − 1)`.
+fn elu(x: &Tensor, alpha: f32, gamma: f32) -> candle_core::Result<Tensor> {
+    let neg = (x.minimum(0f32)?.exp()? - 1.0)?.affine(f64::from(alpha), 0.0)?;
+    (x.relu()? + neg)?.affine(f64::from(gamma), 0.0)
+}
+
+/// Softmax or log-softmax over `axis`, stable.
+pub(crate) fn softmax(x: &Tensor, axis: usize, log: bool) -> candle_core::Result<Tensor> {
+    let shifted = x.broadcast_sub(&x.max_keepdim(axis)?.detach())?;
+    let sum = shifted.exp()?.sum_keepdim(axis)?;
+    if log {
+        shifted.broadcast_sub(&sum.log()?)
+    } else {
+        shifted.exp()?.broadcast_div(&sum)
+    }
+}

@@ -1,0 +1,411 @@
+//! HUDD's Step 7 on a run folder: fine-tune the analysed model on its training split plus a
+//! labelled set of extra images (the balanced unsafe set, or a baseline's), write the new ONNX
+//! file, and measure it on the test split, overall, per class and per root-cause cluster.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use super::{fit, EpochRecord, Example, FitOptions, Keep, Loss, SgdParams};
+use crate::cluster::report::ClustersReport;
+use crate::config::{Config, TaskKind};
+use crate::dataset::{Dataset, Label, Split};
+use crate::error::{Error, Result};
+use crate::evaluate::{Evaluator, SplitEvaluation};
+use crate::fsio::{write_atomic, write_json};
+use crate::model::Model;
+use crate::progress::Progress;
+use crate::rng::Rng;
+use crate::run::RunDir;
+
+/// `retrain.json`'s format name.
+pub const FORMAT: &str = "hudd-retrain";
+/// Its version.
+pub const FORMAT_VERSION: u32 = 1;
+
+/// One labelled image added to the training images, `copies` times (the balanced set's copies).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Labelled {
+    /// The image file.
+    pub path: PathBuf,
+    /// Its label.
+    pub label: Label,
+    /// How many times it is in the training set (at least 1).
+    pub copies: usize,
+}
+
+/// Settings of `hudd retrain`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainOptions {
+    /// Passes over the training images.
+    pub epochs: usize,
+    /// Images per optimiser step.
+    pub batch_size: usize,
+    /// The optimiser.
+    pub sgd: SgdParams,
+    /// Share of the distinct training and extra images held out to choose the epoch (never test
+    /// images).
+    pub validation_fraction: f64,
+    /// Seed of the validation draw, the shuffles and dropout.
+    pub seed: u64,
+    /// Which epoch to keep.
+    pub keep: Keep,
+}
+
+impl Default for RetrainOptions {
+    fn default() -> Self {
+        RetrainOptions {
+            epochs: 5,
+            batch_size: 128,
+            sgd: SgdParams::default(),
+            validation_fraction: 0.1,
+            seed: 0,
+            keep: Keep::Best,
+        }
+    }
+}
+
+/// Test accuracy of one class.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClassAccuracy {
+    /// Class name.
+    pub class: String,
+    /// Test images of the class.
+    pub total: usize,
+    /// Of which right.
+    pub right: usize,
+    /// `right / total` (0 when empty).
+    pub accuracy: f64,
+}
+
+/// How a model does on the test members of one root-cause cluster.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterAccuracy {
+    /// Cluster id (as in `clusters.json`, best layer).
+    pub cluster: usize,
+    /// Its test members (all Wrong for the analysed model).
+    pub members: usize,
+    /// Of which the model gets right.
+    pub right: usize,
+    /// `right / members`.
+    pub accuracy: f64,
+}
+
+/// A model's test accuracy.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Accuracy {
+    /// Test images evaluated.
+    pub total: usize,
+    /// Of which right.
+    pub right: usize,
+    /// `right / total`.
+    pub overall: f64,
+    /// Per class (classification; empty for regression).
+    pub per_class: Vec<ClassAccuracy>,
+    /// Per cluster of the best layer, by id.
+    pub per_cluster: Vec<ClusterAccuracy>,
+    /// On the test members of all root-cause clusters together.
+    pub failing_clusters: f64,
+}
+
+/// The hyperparameters as recorded.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Hyperparameters {
+    /// Passes over the training images.
+    pub epochs: usize,
+    /// Images per step.
+    pub batch_size: usize,
+    /// SGD learning rate.
+    pub lr: f64,
+    /// SGD momentum.
+    pub momentum: f64,
+    /// SGD weight decay (L2, added to the gradient).
+    pub weight_decay: f64,
+    /// The loss.
+    pub loss: Loss,
+    /// Share held out for validation.
+    pub validation_fraction: f64,
+    /// Which epoch was kept: the best on validation, or the last.
+    pub keep: Keep,
+    /// Every layer is fine-tuned from the model's own weights.
+    pub trainable_weights: usize,
+}
+
+/// Image counts of the fine-tuning.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct DataCounts {
+    /// Images of the training split.
+    pub train_images: usize,
+    /// Distinct extra (labelled unsafe or baseline) images.
+    pub extra_images: usize,
+    /// Extra images with their copies.
+    pub extra_copies: usize,
+    /// Held out for validation (distinct images).
+    pub validation_images: usize,
+    /// Training examples per epoch (copies counted).
+    pub training_examples: usize,
+}
+
+/// `RUN/retrain/retrain.json`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct RetrainRecord {
+    /// [`FORMAT`].
+    pub format: String,
+    /// [`FORMAT_VERSION`].
+    pub format_version: u32,
+    /// hudd's version.
+    pub hudd_version: String,
+    /// The analysed model: file and SHA-256.
+    pub model: FileRef,
+    /// The retrained model.
+    pub retrained: FileRef,
+    /// What the extra images were (`"unsafe set"`, `"bl1"`, …).
+    pub extra: String,
+    /// Settings.
+    pub hyperparameters: Hyperparameters,
+    /// Seeds: `retrain` (validation draw, shuffles, dropout) and, where the caller drew the extra
+    /// images, theirs (`bootstrap`, `baseline`).
+    pub seeds: BTreeMap<String, u64>,
+    /// Image counts.
+    pub data: DataCounts,
+    /// Every epoch, 0 (the model before training) first.
+    pub history: Vec<EpochRecord>,
+    /// The kept epoch (with `keep: best`, best validation accuracy, then loss; 0: none beat the
+    /// original).
+    pub chosen_epoch: usize,
+    /// The analysed model on the test split.
+    pub before: Accuracy,
+    /// The retrained model on the test split.
+    pub after: Accuracy,
+}
+
+/// A file and its SHA-256.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FileRef {
+    /// Path as given.
+    pub path: String,
+    /// SHA-256 of the bytes.
+    pub sha256: String,
+}
+
+/// What a retraining needs from the run folder: the model, its configuration, the dataset and the
+/// root-cause clusters (test members of each cluster of the best layer).
+#[derive(Debug)]
+pub struct RunContext {
+    /// The analysed model.
+    pub model: Model,
+    /// The run's configuration.
+    pub config: Config,
+    /// The run's dataset (training and test splits needed).
+    pub data: Dataset,
+    /// Cluster id → its test members (dataset-relative names).
+    pub clusters: BTreeMap<usize, Vec<String>>,
+}
+
+impl RunContext {
+    /// Reads the run folder (`run.json`, `clusters.json`) and opens its model and dataset.
+    pub fn open(run: &RunDir) -> Result<RunContext> {
+        let (record, config, model) = crate::assign::run_model(run, None)?;
+        let bad = |reason: String| Error::Bundle { path: run.run_json(), reason };
+        let root =
+            record.data_root.ok_or_else(|| bad("the run does not record its dataset (rerun `hudd analyze`)".into()))?;
+        let data = Dataset::open(Path::new(&root), &config.task)?;
+        for split in [Split::Train, Split::Test] {
+            if data.split(split).is_none_or(|s| s.samples.is_empty()) {
+                return Err(Error::DatasetLayout {
+                    path: PathBuf::from(&root),
+                    reason: format!("retraining needs the {} split, and the dataset has no images there", split.name()),
+                });
+            }
+        }
+        let report = ClustersReport::read(run)?;
+        let bad = |reason: String| Error::Bundle { path: run.clusters_json(), reason };
+        let best = report.best_layer.clone().ok_or_else(|| bad("the run has no best layer".into()))?;
+        let layer =
+            report.layers.iter().find(|l| l.name == best).ok_or_else(|| bad(format!("no clustering of `{best}`")))?;
+        let clusters =
+            layer.clusters.iter().map(|c| (c.id, c.members.iter().map(|m| m.image.clone()).collect())).collect();
+        Ok(RunContext { model, config, data, clusters })
+    }
+
+    /// The loss that fits the task: cross-entropy for classes, MSE for regression.
+    pub fn loss(&self) -> Loss {
+        match self.config.task.kind {
+            TaskKind::Classification => Loss::CrossEntropy,
+            TaskKind::Regression => Loss::Mse,
+        }
+    }
+
+    /// The analysed (or any same-interface) model on the test split.
+    pub fn test_accuracy(&self, model: &Model, progress: &dyn Progress) -> Result<Accuracy> {
+        let evaluator = Evaluator::new(model, &self.data, &self.config)?;
+        let test = self.data.split(Split::Test).expect("checked in open");
+        let e = evaluator.run_split(test, progress)?;
+        Ok(accuracy(&e, &self.data.classes, &self.clusters))
+    }
+}
+
+fn ratio(right: usize, total: usize) -> f64 {
+    if total == 0 {
+        0.0
+    } else {
+        right as f64 / total as f64
+    }
+}
+
+/// Accuracy of an evaluated test split, overall, per class and per cluster.
+pub fn accuracy(e: &SplitEvaluation, classes: &[String], clusters: &BTreeMap<usize, Vec<String>>) -> Accuracy {
+    let right_of: HashMap<&str, bool> = e.rows.iter().map(|r| (r.image.as_str(), r.correct)).collect();
+    let per_class = e
+        .per_class(classes)
+        .into_iter()
+        .filter(|_| e.rows.iter().any(|r| matches!(r.label, Label::Class(_))))
+        .map(|s| ClassAccuracy {
+            accuracy: ratio(s.correct, s.total),
+            class: s.class,
+            total: s.total,
+            right: s.correct,
+        })
+        .collect();
+    let per_cluster: Vec<ClusterAccuracy> = clusters
+        .iter()
+        .map(|(&cluster, members)| {
+            let right = members.iter().filter(|m| right_of.get(m.as_str()).copied().unwrap_or(false)).count();
+            ClusterAccuracy { cluster, members: members.len(), right, accuracy: ratio(right, members.len()) }
+        })
+        .collect();
+    let (r, m) = per_cluster.iter().fold((0, 0), |(r, m), c| (r + c.right, m + c.members));
+    Accuracy {
+        total: e.rows.len(),
+        right: e.correct(),
+        overall: e.accuracy(),
+        per_class,
+        per_cluster,
+        failing_clusters: ratio(r, m),
+    }
+}
+
+/// The result of [`retrain`]: the new model's bytes and the record.
+#[derive(Debug)]
+pub struct Retrained {
+    /// The ONNX file's bytes.
+    pub onnx: Vec<u8>,
+    /// What `retrain.json` holds (without the file paths filled in by [`Retrained::write`]).
+    pub record: RetrainRecord,
+}
+
+/// Fine-tunes the run's model on its training split plus `extra`, keeps the epoch that does best
+/// on a seeded validation draw from those images, and measures the result on the test split.
+/// `before` is the analysed model's test accuracy (computed once by the caller for repeats).
+pub fn retrain(
+    ctx: &RunContext,
+    extra: &[Labelled],
+    what: &str,
+    options: &RetrainOptions,
+    before: &Accuracy,
+    progress: &dyn Progress,
+) -> Result<Retrained> {
+    if !(options.validation_fraction > 0.0 && options.validation_fraction < 1.0) {
+        return Err(Error::Training { reason: "the validation share must be between 0 and 1 (exclusive)".into() });
+    }
+    let spec = ctx.config.input_spec(ctx.model.info())?;
+    let output = ctx.config.task.output_index(ctx.model.info())?;
+    let train = ctx.data.split(Split::Train).expect("checked in open");
+    // The distinct images, each with its copies: training split first, then the extra images.
+    let mut pool: Vec<(Example, usize)> =
+        train.samples.iter().map(|s| (Example { path: s.path.clone(), label: s.label.clone() }, 1)).collect();
+    pool.extend(extra.iter().map(|l| (Example { path: l.path.clone(), label: l.label.clone() }, l.copies.max(1))));
+    let mut order: Vec<usize> = (0..pool.len()).collect();
+    let mut rng = Rng::new(options.seed ^ 0x0005_EED0_F7A1_1D00);
+    rng.shuffle(&mut order);
+    let held = ((pool.len() as f64 * options.validation_fraction).round() as usize)
+        .clamp(1, pool.len().saturating_sub(1).max(1));
+    let mut validation_ix = order[..held].to_vec();
+    validation_ix.sort_unstable();
+    let held_out: std::collections::HashSet<usize> = validation_ix.iter().copied().collect();
+    let validation: Vec<Example> = validation_ix.iter().map(|&i| pool[i].0.clone()).collect();
+    let training: Vec<Example> = (0..pool.len())
+        .filter(|i| !held_out.contains(i))
+        .flat_map(|i| std::iter::repeat_n(pool[i].0.clone(), pool[i].1))
+        .collect();
+    let fit_options = FitOptions {
+        epochs: options.epochs,
+        batch_size: options.batch_size,
+        sgd: options.sgd,
+        loss: ctx.loss(),
+        output,
+        seed: options.seed,
+        keep: options.keep,
+    };
+    let trainable = super::Net::new(&ctx.model)?.trainable().len();
+    let fitted = fit(&ctx.model, &spec, &training, &validation, &fit_options, progress)?;
+    let onnx = ctx.model.with_weights(&fitted.weights)?;
+    let retrained = Model::from_bytes(&onnx, ctx.model.path().with_extension("retrained.onnx"))?;
+    let after = ctx.test_accuracy(&retrained, progress)?;
+    let record = RetrainRecord {
+        format: FORMAT.into(),
+        format_version: FORMAT_VERSION,
+        hudd_version: crate::VERSION.into(),
+        model: FileRef { path: ctx.model.path().display().to_string(), sha256: ctx.model.sha256().to_string() },
+        retrained: FileRef { path: String::new(), sha256: crate::fsio::sha256_hex(&onnx) },
+        extra: what.to_string(),
+        hyperparameters: Hyperparameters {
+            epochs: options.epochs,
+            batch_size: options.batch_size,
+            lr: options.sgd.lr,
+            momentum: options.sgd.momentum,
+            weight_decay: options.sgd.weight_decay,
+            loss: ctx.loss(),
+            validation_fraction: options.validation_fraction,
+            keep: options.keep,
+            trainable_weights: trainable,
+        },
+        seeds: BTreeMap::from([("retrain".to_string(), options.seed)]),
+        data: DataCounts {
+            train_images: train.samples.len(),
+            extra_images: extra.len(),
+            extra_copies: extra.iter().map(|l| l.copies.max(1)).sum(),
+            validation_images: validation.len(),
+            training_examples: training.len(),
+        },
+        history: fitted.history,
+        chosen_epoch: fitted.chosen,
+        before: before.clone(),
+        after,
+    };
+    Ok(Retrained { onnx, record })
+}
+
+impl Retrained {
+    /// Writes the model to `out` and the record to `RUN/retrain/retrain.json`, both atomically
+    /// (the model first).
+    pub fn write(mut self, run: &RunDir, out: &Path) -> Result<RetrainRecord> {
+        write_atomic(out, &self.onnx)?;
+        self.record.retrained.path = out.display().to_string();
+        write_json(&run.retrain_json(), "retraining record", &self.record)?;
+        Ok(self.record)
+    }
+}
+
+/// The balanced unsafe set of `RUN/unsafe/balanced.csv` as training images: the improvement
+/// folder's file, its label (a class name) and copies.
+pub fn balanced_set(run: &RunDir, classes: &[String]) -> Result<Vec<Labelled>> {
+    let (record, _) = crate::bootstrap::read_unsafe(run)?;
+    let path = run.balanced_csv();
+    let bad = |reason: String| Error::Bundle { path: path.clone(), reason };
+    let mut reader = csv::Reader::from_path(&path)
+        .map_err(|e| bad(format!("the run has no balanced set ({e}); run `hudd bootstrap` first")))?;
+    let improvement = Path::new(&record.parameters.improvement);
+    reader
+        .deserialize::<crate::bootstrap::BalancedRow>()
+        .map(|row| {
+            let row = row.map_err(|e| bad(format!("balanced.csv cannot be read ({e}); rerun `hudd bootstrap`")))?;
+            let class = classes
+                .iter()
+                .position(|c| *c == row.label)
+                .ok_or_else(|| bad(format!("`{}` has label `{}`, not one of the classes", row.image, row.label)))?;
+            Ok(Labelled { path: improvement.join(&row.image), label: Label::Class(class), copies: row.copies })
+        })
+        .collect()
+}

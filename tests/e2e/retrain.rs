@@ -1,0 +1,190 @@
+//! `hudd retrain` on the Fashion-MNIST fixture: the retrained ONNX file runs in the engine, its
+//! bytes do not depend on the thread count, `retrain.json` records what the issue asks for, and
+//! bad input is refused before any training.
+
+use crate::common::{arg, fmnist_config, fmnist_data, fmnist_model, hudd, stderr, stdout};
+
+fn json(path: &std::path::Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The fixture analysed and its unsafe set assigned, in a temporary folder.
+fn assigned_run() -> (tempfile::TempDir, std::path::PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let run = work.path().join("run");
+    let (model, config, data) = (arg(&fmnist_model()), arg(&fmnist_config()), arg(&fmnist_data()));
+    let o = hudd(&["analyze", "-m", &model, "-c", &config, "-d", &data, "-o", &arg(&run), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hudd(&["assign", "--run", &arg(&run), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (work, run)
+}
+
+#[test]
+fn retrain_writes_a_model_that_runs_and_does_not_depend_on_the_thread_count() {
+    let (work, run) = assigned_run();
+    let (config, data) = (arg(&fmnist_config()), arg(&fmnist_data()));
+
+    let retrain = |out: &str, threads: &str| {
+        let out = work.path().join(out);
+        let o = hudd(&[
+            "retrain",
+            "--run",
+            &arg(&run),
+            "--labels",
+            "auto",
+            "-o",
+            &arg(&out),
+            "--epochs",
+            "2",
+            "--lr",
+            "0.05",
+            "--batch-size",
+            "32",
+            "--keep",
+            "last",
+            "--seed",
+            "3",
+            "-j",
+            threads,
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (std::fs::read(&out).unwrap(), stdout(&o))
+    };
+    let (one, printed) = retrain("m2-j1.onnx", "1");
+    let (two, _) = retrain("m2-j2.onnx", "2");
+    assert!(one == two, "same inputs and seed, the same bytes with 1 or 2 threads");
+    assert!(one != std::fs::read(fmnist_model()).unwrap(), "the weights changed");
+    assert!(printed.contains("before") && printed.contains("after") && printed.contains("cluster"), "{printed}");
+
+    let r = json(&run.join("retrain/retrain.json"));
+    assert_eq!(r["format"], "hudd-retrain");
+    let h = &r["hyperparameters"];
+    assert_eq!((h["epochs"].as_u64(), h["batch_size"].as_u64(), h["lr"].as_f64()), (Some(2), Some(32), Some(0.05)));
+    assert_eq!((h["momentum"].as_f64(), h["weight_decay"].as_f64()), (Some(0.9), Some(5e-4)), "HUDD's defaults");
+    assert_eq!(h["loss"], "cross-entropy");
+    assert_eq!((r["seeds"]["retrain"].as_u64(), r["seeds"]["bootstrap"].as_u64()), (Some(3), Some(0)));
+    assert_eq!(r["history"].as_array().unwrap().len(), 3, "epoch 0 (before) and two epochs");
+    assert_eq!(r["chosen_epoch"], 2, "--keep last");
+    assert!(r["history"][1]["train_loss"].as_f64().unwrap() > 0.0);
+    let balanced = std::fs::read_to_string(run.join("unsafe/balanced.csv")).unwrap();
+    let copies: u64 = balanced.lines().skip(1).map(|l| l.rsplit(',').nth(1).unwrap().parse::<u64>().unwrap()).sum();
+    let d = &r["data"];
+    assert_eq!(d["extra_copies"].as_u64(), Some(copies), "the balanced set, copies counted");
+    assert_eq!(d["train_images"], 100);
+    let distinct = 100 + d["extra_images"].as_u64().unwrap();
+    assert_eq!(d["validation_images"].as_u64(), Some((distinct as f64 * 0.1).round() as u64));
+
+    // Accuracy before and after, overall, per class, per cluster; checked against `hudd evaluate`
+    // of the written model.
+    let clusters = json(&run.join("clusters.json"));
+    let best = clusters["best_layer"].as_str().unwrap();
+    let layer = clusters["layers"].as_array().unwrap().iter().find(|l| l["name"] == best).unwrap();
+    for side in ["before", "after"] {
+        let a = &r[side];
+        assert_eq!(a["total"], 300);
+        assert_eq!(a["per_class"].as_array().unwrap().len(), 10);
+        assert_eq!(a["per_cluster"].as_array().unwrap().len(), layer["clusters"].as_array().unwrap().len());
+    }
+    assert_eq!(r["before"]["failing_clusters"], 0.0, "the cluster members are the Wrong test images");
+    let evaluated = work.path().join("eval");
+    let o = hudd(&[
+        "evaluate",
+        "-m",
+        &arg(&work.path().join("m2-j1.onnx")),
+        "-c",
+        &config,
+        "-d",
+        &data,
+        "-o",
+        &arg(&evaluated),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let test = std::fs::read_to_string(evaluated.join("results/test.csv")).unwrap();
+    let header: Vec<&str> = test.lines().next().unwrap().split(',').collect();
+    let col = header.iter().position(|h| *h == "result").unwrap();
+    let right = test.lines().skip(1).filter(|l| l.split(',').nth(col) == Some("Correct")).count();
+    assert_eq!(r["after"]["right"].as_u64(), Some(right as u64), "the record measures the written model");
+}
+
+#[test]
+fn retrain_refuses_bad_settings_and_a_folder_that_is_not_a_run() {
+    let work = tempfile::tempdir().unwrap();
+    let run = work.path().join("run");
+    let out = arg(&work.path().join("m2.onnx"));
+    let o = hudd(&["retrain", "--run", &arg(&run), "--labels", "auto", "-o", &out, "--validation", "1.5"]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("--validation must be a share"), "{}", stderr(&o));
+    let o = hudd(&["retrain", "--run", &arg(&run), "--labels", "auto", "-o", &out]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(stderr(&o).contains("run.json"), "{}", stderr(&o));
+    assert!(!work.path().join("m2.onnx").exists());
+}
+
+#[test]
+fn compare_retrains_each_method_at_the_same_budget_and_summarises_the_repeats() {
+    let (_work, run) = assigned_run();
+    let compare = || {
+        let o = hudd(&[
+            "compare",
+            "--run",
+            &arg(&run),
+            "--labels",
+            "auto",
+            "--repeats",
+            "2",
+            "--epochs",
+            "1",
+            "--batch-size",
+            "32",
+            "--lr",
+            "0.05",
+            "--seed",
+            "4",
+            "-q",
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        (std::fs::read_to_string(run.join("retrain/compare.json")).unwrap(), stdout(&o))
+    };
+    let (text, printed) = compare();
+    for m in ["before", "hudd", "bl1", "bl2"] {
+        assert!(printed.contains(m), "{printed}");
+    }
+    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    let budget = r["budget"].as_u64().unwrap();
+    let unsafe_rows = std::fs::read_to_string(run.join("unsafe/unsafe.csv")).unwrap().lines().count() as u64 - 1;
+    assert_eq!(budget, unsafe_rows, "the budget is what the engineers label: the unsafe set");
+    for key in ["overall", "failing_clusters"] {
+        assert_eq!(r["before"][key]["sd"], 0.0);
+        for m in ["hudd", "bl1", "bl2"] {
+            let v = &r[m][key];
+            assert!(v["mean"].as_f64().unwrap() >= 0.0 && v["sd"].as_f64().unwrap() >= 0.0, "{m}.{key}: {v}");
+        }
+    }
+    let wrong = r["improvement_wrong"].as_u64().unwrap();
+    for (m, expected) in [("bl1", budget.min(wrong)), ("bl2", budget)] {
+        let reps = r[m]["repeats"].as_array().unwrap();
+        assert_eq!(reps.len(), 2);
+        assert!(
+            reps.iter().all(|x| x["images"].as_u64() == Some(expected) && x["copies"].as_u64() == Some(expected)),
+            "{m}"
+        );
+        assert_eq!((reps[0]["seed"].as_u64(), reps[1]["seed"].as_u64()), (Some(4), Some(5)));
+    }
+    // hudd: the balanced set, ceil(test members) distinct images per cluster.
+    let members: u64 = r["before"]["per_cluster"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["members"].as_u64().unwrap() >= 2)
+        .map(|c| c["members"].as_u64().unwrap())
+        .sum();
+    assert!(r["hudd"]["repeats"].as_array().unwrap().iter().all(|x| x["images"].as_u64().unwrap() <= members));
+    // The mean is the mean of the repeats.
+    let reps = r["bl2"]["repeats"].as_array().unwrap();
+    let mean = (reps[0]["overall"].as_f64().unwrap() + reps[1]["overall"].as_f64().unwrap()) / 2.0;
+    assert!((r["bl2"]["overall"]["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
+    assert_eq!(compare().0, text, "same seed, same comparison");
+}
