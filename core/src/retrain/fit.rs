@@ -78,6 +78,9 @@ pub struct Fitted {
     pub history: Vec<EpochRecord>,
     /// The chosen epoch (0: no epoch beat the original model on the validation images).
     pub chosen: usize,
+    /// Wall-clock seconds of each epoch's training steps (decoding included, validation not);
+    /// the only field that differs between identical runs.
+    pub epoch_seconds: Vec<f64>,
 }
 
 /// Fine-tunes `model` on `train`, keeping the epoch that does best on `validation` (accuracy for
@@ -100,11 +103,13 @@ pub fn fit(
     let mut trainer = Trainer::new(net, options.sgd, options.output, options.loss);
     let mut rng = Rng::new(options.seed);
     let steps = train.len().div_ceil(batch) as u64;
+    let mut epoch_seconds = Vec::with_capacity(options.epochs);
     for epoch in 1..=options.epochs {
         let mut order: Vec<usize> = (0..train.len()).collect();
         rng.shuffle(&mut order);
         progress.start(&format!("epoch {epoch}/{}", options.epochs), steps);
         let mut total = 0.0;
+        let started = std::time::Instant::now();
         for chunk in order.chunks(batch) {
             let examples: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
             let (x, targets) = load_batch(spec, &examples, options.loss)?;
@@ -113,16 +118,17 @@ pub fn fit(
             progress.advance(1);
         }
         progress.finish();
+        epoch_seconds.push(started.elapsed().as_secs_f64());
         let mut record = validate(trainer.net(), spec, validation, options)?;
         record.epoch = epoch;
         record.train_loss = Some(total / train.len() as f64);
-        progress.message(&summary(&record));
+        progress.message(&format!("{} ({:.1} s)", summary(&record), epoch_seconds[epoch - 1]));
         if options.keep == Keep::Last || better(&record, &history[best.0]) {
             best = (epoch, trainer.net().weights()?);
         }
         history.push(record);
     }
-    Ok(Fitted { weights: best.1, history, chosen: best.0 })
+    Ok(Fitted { weights: best.1, history, chosen: best.0, epoch_seconds })
 }
 
 /// `epoch 3: loss 0.412, validation loss 0.388, accuracy 91.2 %`.

@@ -178,6 +178,10 @@ pub struct RetrainRecord {
     pub before: Accuracy,
     /// The retrained model on the test split.
     pub after: Accuracy,
+    /// Wall-clock seconds of each epoch's training steps (the only field that differs between
+    /// identical runs).
+    #[serde(default)]
+    pub epoch_seconds: Vec<f64>,
 }
 
 /// A file and its SHA-256.
@@ -373,6 +377,7 @@ pub fn retrain(
         chosen_epoch: fitted.chosen,
         before: before.clone(),
         after,
+        epoch_seconds: fitted.epoch_seconds,
     };
     Ok(Retrained { onnx, record })
 }
