@@ -49,9 +49,10 @@ impl hudd_core::Progress for Bars {
         if self.quiet {
             return;
         }
+        // A hidden bar (stderr not a terminal: a log file, CI) would drop the line.
         match self.bar.lock().ok().as_ref().and_then(|b| b.as_ref().cloned()) {
-            Some(bar) => bar.println(text),
-            None => eprintln!("{text}"),
+            Some(bar) if !bar.is_hidden() => bar.println(text),
+            _ => eprintln!("{text}"),
         }
     }
 }

@@ -25,35 +25,24 @@ fn retrain_writes_a_model_that_runs_and_does_not_depend_on_the_thread_count() {
     let (work, run) = assigned_run();
     let (config, data) = (arg(&fmnist_config()), arg(&fmnist_data()));
 
-    let retrain = |out: &str, threads: &str| {
-        let out = work.path().join(out);
-        let o = hudd(&[
-            "retrain",
-            "--run",
-            &arg(&run),
-            "--labels",
-            "auto",
-            "-o",
-            &arg(&out),
-            "--epochs",
-            "2",
-            "--lr",
-            "0.05",
-            "--batch-size",
-            "32",
-            "--keep",
-            "last",
-            "--seed",
-            "3",
-            "-j",
-            threads,
-            "-q",
-        ]);
+    let retrain = |out: &str, threads: &str, quiet: bool| {
+        let out = arg(&work.path().join(out));
+        let run = arg(&run);
+        let mut args = vec!["retrain", "--run", &run, "--labels", "auto", "-o", &out, "--epochs", "2"];
+        args.extend(["--lr", "0.05", "--batch-size", "32", "--keep", "last", "--seed", "3", "-j", threads]);
+        if quiet {
+            args.push("-q");
+        }
+        let o = hudd(&args);
         assert!(o.status.success(), "{}", stderr(&o));
-        (std::fs::read(&out).unwrap(), stdout(&o))
+        (std::fs::read(&out).unwrap(), stdout(&o), stderr(&o))
     };
-    let (one, printed) = retrain("m2-j1.onnx", "1");
-    let (two, _) = retrain("m2-j2.onnx", "2");
+    let (one, printed, _) = retrain("m2-j1.onnx", "1", true);
+    let (two, _, progress) = retrain("m2-j2.onnx", "2", false);
+    // Each epoch's loss and validation accuracy reach stderr even when it is not a terminal.
+    for epoch in ["epoch 1: loss", "epoch 2: loss"] {
+        assert!(progress.contains(epoch) && progress.contains("validation loss"), "{progress}");
+    }
     assert!(one == two, "same inputs and seed, the same bytes with 1 or 2 threads");
     assert!(one != std::fs::read(fmnist_model()).unwrap(), "the weights changed");
     assert!(printed.contains("before") && printed.contains("after") && printed.contains("cluster"), "{printed}");
@@ -64,6 +53,7 @@ fn retrain_writes_a_model_that_runs_and_does_not_depend_on_the_thread_count() {
     assert_eq!((h["epochs"].as_u64(), h["batch_size"].as_u64(), h["lr"].as_f64()), (Some(2), Some(32), Some(0.05)));
     assert_eq!((h["momentum"].as_f64(), h["weight_decay"].as_f64()), (Some(0.9), Some(5e-4)), "HUDD's defaults");
     assert_eq!(h["loss"], "cross-entropy");
+    assert_eq!(h["trainable_weights"], 8, "every conv and dense weight and bias of the fixture model");
     assert_eq!((r["seeds"]["retrain"].as_u64(), r["seeds"]["bootstrap"].as_u64()), (Some(3), Some(0)));
     assert_eq!(r["history"].as_array().unwrap().len(), 3, "epoch 0 (before) and two epochs");
     assert_eq!(r["chosen_epoch"], 2, "--keep last");

@@ -191,10 +191,10 @@ impl CompareRecord {
 fn labelled_improvement(
     run: &RunDir,
     ctx: &RunContext,
+    improvement: &str,
     labels: Option<&Path>,
 ) -> Result<(PathBuf, Vec<(String, usize)>)> {
-    let (record, _) = bootstrap::read_unsafe(run)?;
-    let dir = PathBuf::from(&record.parameters.improvement);
+    let dir = PathBuf::from(improvement);
     let (images, _) = crate::heatmaps::images_to_explain(&dir, &[])?;
     let needed: Vec<(String, String)> = images.iter().map(|i| (i.image.clone(), String::new())).collect();
     let source = match labels {
@@ -227,8 +227,8 @@ pub fn compare(
                 .into(),
         });
     }
-    let (dir, pool) = labelled_improvement(run, &ctx, labels)?;
     let (unsafe_record, unsafe_rows) = bootstrap::read_unsafe(run)?;
+    let (dir, pool) = labelled_improvement(run, &ctx, &unsafe_record.parameters.improvement, labels)?;
     let budget = unsafe_rows.len();
     let members: BTreeMap<usize, usize> = unsafe_record.clusters.iter().map(|c| (c.cluster, c.test_members)).collect();
     // The analysed model on the improvement images: BL1's pool.

@@ -27,7 +27,7 @@ pub use stage::{
 use crate::error::{Error, Result};
 use crate::model::Weights;
 use crate::rng::Rng;
-use net::{candle_err, softmax, to_array};
+use net::{candle_err, softmax, to_array, to_tensor};
 
 /// The training loss.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -83,7 +83,7 @@ impl Net {
         rng: &mut Rng,
     ) -> Result<(f32, candle_core::backprop::GradStore)> {
         let (l, _) = self.loss(input, output, targets, loss, mode, rng)?;
-        let value = l.to_scalar::<f32>().map_err(|e| candle_err("loss", e))?;
+        let value = scalar(&l)?;
         let grads = l.backward().map_err(|e| candle_err("loss (backward)", e))?;
         Ok((value, grads))
     }
@@ -98,7 +98,7 @@ impl Net {
         loss: Loss,
     ) -> Result<(f32, Vec<f32>)> {
         let (l, y) = self.loss(input, output, targets, loss, Mode::Eval, &mut Rng::new(0))?;
-        let value = l.to_scalar::<f32>().map_err(|e| candle_err("loss", e))?;
+        let value = scalar(&l)?;
         let values = y.flatten_all().and_then(|t| t.to_vec1::<f32>()).map_err(|e| candle_err("output", e))?;
         Ok((value, values))
     }
@@ -121,9 +121,7 @@ impl Net {
             (Loss::CrossEntropy, Some(true)) => (name, true),
             _ => (name, false),
         };
-        let shape = input.shape().to_vec();
-        let x = Tensor::from_vec(input.iter().copied().collect::<Vec<f32>>(), shape, self.device())
-            .map_err(|e| candle_err("input", e))?;
+        let x = to_tensor(input, self.device()).map_err(|e| candle_err("input", e))?;
         let values = self.run(&x, mode, rng, Some(read))?;
         let y = values.get(read).ok_or_else(|| Error::Training {
             reason: format!("output `{read}` is not computed from the input: {}", self.path().display()),
@@ -136,8 +134,7 @@ impl Net {
                 candle_nn::loss::nll(&logp, &t)
             }
             (Loss::Mse, Targets::Values(v)) => {
-                let t = Tensor::from_vec(v.iter().copied().collect::<Vec<f32>>(), v.shape(), self.device())
-                    .map_err(|e| candle_err("targets", e))?;
+                let t = to_tensor(v.view(), self.device()).map_err(|e| candle_err("targets", e))?;
                 candle_nn::loss::mse(y, &t)
             }
             (loss, _) => {
@@ -152,6 +149,11 @@ impl Net {
             reason: format!("the model has no output {output}: {}", self.path().display()),
         })
     }
+}
+
+/// The value of a loss tensor.
+fn scalar(loss: &Tensor) -> Result<f32> {
+    loss.to_scalar::<f32>().map_err(|e| candle_err("loss", e))
 }
 
 /// Fine-tunes a [`Net`] with PyTorch's SGD.

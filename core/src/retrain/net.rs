@@ -26,8 +26,8 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Activation, AutoPad, ConvAttrs, Dim, ElemType, Graph, Model, Node, Op, PadMode, PoolAttrs, TensorFact, Weight,
-    Weights,
+    Activation, Activations, AutoPad, ConvAttrs, Dim, ElemType, Graph, Model, Node, Op, PadMode, PoolAttrs, TensorFact,
+    Weight, Weights,
 };
 use crate::rng::Rng;
 
@@ -139,7 +139,7 @@ fn trainable_slots(node: &Node) -> &'static [usize] {
     }
 }
 
-fn to_tensor(a: &ArrayD<f32>, device: &Device) -> candle_core::Result<Tensor> {
+pub(crate) fn to_tensor(a: ArrayViewD<'_, f32>, device: &Device) -> candle_core::Result<Tensor> {
     let values: Vec<f32> = a.iter().copied().collect();
     Tensor::from_vec(values, a.shape(), device)
 }
@@ -169,8 +169,9 @@ impl Net {
             .first()
             .map(|i| i.name.clone())
             .ok_or_else(|| Error::ModelInterface { path: path.clone(), reason: "the model has no input".into() })?;
+        let mut probe: Option<Probe> = None;
         let facts = match graph.tensors.is_empty() {
-            true => observed_facts(model)?,
+            true => probe.insert(Probe::run(model)?).facts(),
             false => graph.tensors.clone(),
         };
         let data: HashSet<String> =
@@ -221,8 +222,12 @@ impl Net {
             });
         }
         if !computed_pads.is_empty() {
-            let integers =
-                batch_independent_integers(model, &computed_pads.iter().map(|(_, n)| n.clone()).collect::<Vec<_>>())?;
+            let names: Vec<String> = computed_pads.iter().map(|(_, n)| n.clone()).collect();
+            let probe = match probe {
+                Some(p) => p,
+                None => Probe::run(model)?,
+            };
+            let integers = probe.batch_independent_integers(model, &names)?;
             for (ix, name) in computed_pads {
                 if let Kind::Pad { pads, .. } = &mut steps[ix].kind {
                     *pads = integers[&name].clone();
@@ -236,13 +241,13 @@ impl Net {
         let params = trainable
             .into_iter()
             .map(|n| {
-                let var = to_tensor(weight(&n), &device).and_then(|t| Var::from_tensor(&t));
+                let var = to_tensor(weight(&n).view(), &device).and_then(|t| Var::from_tensor(&t));
                 var.map(|v| (n.clone(), v)).map_err(|e| candle_err(&n, e))
             })
             .collect::<Result<Vec<_>>>()?;
         let consts = fixed
             .into_iter()
-            .map(|n| to_tensor(weight(&n), &device).map(|t| (n.clone(), t)).map_err(|e| candle_err(&n, e)))
+            .map(|n| to_tensor(weight(&n).view(), &device).map(|t| (n.clone(), t)).map_err(|e| candle_err(&n, e)))
             .collect::<Result<HashMap<_, _>>>()?;
         Ok(Net { steps, input, outputs, params, consts, device, path })
     }
@@ -280,7 +285,7 @@ impl Net {
 
     /// Every graph output for a batch (first axis), as arrays, in declaration order.
     pub fn forward(&self, input: ArrayViewD<'_, f32>, mode: Mode, seed: u64) -> Result<Vec<ArrayD<f32>>> {
-        let x = to_tensor(&input.to_owned(), &self.device).map_err(|e| candle_err(&self.input, e))?;
+        let x = to_tensor(input, &self.device).map_err(|e| candle_err(&self.input, e))?;
         let values = self.run(&x, mode, &mut Rng::new(seed), None)?;
         self.outputs
             .iter()
@@ -497,53 +502,58 @@ fn image_shape(model: &Model) -> Vec<usize> {
     model.graph().inputs[0].shape.iter().skip(1).map(|d| d.fixed().unwrap_or(1)).collect()
 }
 
-/// Tensor facts observed from two engine runs (batches of 1 and 2 zero images), for graphs whose
-/// file declares no input shape that the engine can follow symbolically: a float tensor is an
-/// activation when its first axis follows the batch.
-fn observed_facts(model: &Model) -> Result<BTreeMap<String, TensorFact>> {
-    let image = image_shape(model);
-    let run = |batch: usize| -> Result<BTreeMap<String, ArrayD<f32>>> {
-        let mut shape = vec![batch];
-        shape.extend_from_slice(&image);
-        Ok(model.run_with_activations(ArrayD::<f32>::zeros(IxDyn(&shape)).view())?.tensors)
-    };
-    let (one, two) = (run(1)?, run(2)?);
-    Ok(two
-        .into_iter()
-        .map(|(name, a)| {
-            let batched =
-                a.shape().first() == Some(&2) && one.get(&name).and_then(|b| b.shape().first().copied()) == Some(1);
-            let shape = a.shape().iter().map(|&d| Dim::Fixed(d)).collect();
-            (name, TensorFact { elem_type: ElemType::F32, shape, batched })
-        })
-        .collect())
-}
+/// The engine's run on zero batches of 1 and 2 images: what the translation reads when the file
+/// does not say it (tensor facts, computed pads). Made once per translation, at first need.
+struct Probe([Activations; 2]);
 
-fn batch_independent_integers(model: &Model, names: &[String]) -> Result<BTreeMap<String, Vec<i64>>> {
-    let image = image_shape(model);
-    let run = |batch: usize| -> Result<BTreeMap<String, ArrayD<i64>>> {
-        let mut shape = vec![batch];
-        shape.extend_from_slice(&image);
-        Ok(model.run_with_activations(ArrayD::<f32>::zeros(IxDyn(&shape)).view())?.integers)
-    };
-    let (one, two) = (run(1)?, run(2)?);
-    names
-        .iter()
-        .map(|n| {
-            let missing =
-                || Error::Training { reason: format!("the engine did not compute `{n}`: {}", model.path().display()) };
-            let a = one.get(n).ok_or_else(missing)?;
-            if two.get(n) != Some(a) {
-                return Err(Error::Training {
-                    reason: format!(
-                        "the pads `{n}` depend on the batch size, which retraining cannot follow: {}",
-                        model.path().display()
-                    ),
-                });
-            }
-            Ok((n.clone(), a.iter().copied().collect()))
-        })
-        .collect()
+impl Probe {
+    fn run(model: &Model) -> Result<Probe> {
+        let image = image_shape(model);
+        let run = |batch: usize| -> Result<Activations> {
+            let mut shape = vec![batch];
+            shape.extend_from_slice(&image);
+            model.run_with_activations(ArrayD::<f32>::zeros(IxDyn(&shape)).view())
+        };
+        Ok(Probe([run(1)?, run(2)?]))
+    }
+
+    /// Tensor facts, for graphs whose file declares no input shape that the engine can follow
+    /// symbolically: a float tensor is an activation when its first axis follows the batch.
+    fn facts(&self) -> BTreeMap<String, TensorFact> {
+        let [one, two] = &self.0;
+        two.tensors
+            .iter()
+            .map(|(name, a)| {
+                let batched = a.shape().first() == Some(&2)
+                    && one.tensors.get(name).and_then(|b| b.shape().first().copied()) == Some(1);
+                let shape = a.shape().iter().map(|&d| Dim::Fixed(d)).collect();
+                (name.clone(), TensorFact { elem_type: ElemType::F32, shape, batched })
+            })
+            .collect()
+    }
+
+    /// The integer tensors `names` (computed pads), which must not depend on the batch size.
+    fn batch_independent_integers(&self, model: &Model, names: &[String]) -> Result<BTreeMap<String, Vec<i64>>> {
+        let [one, two] = &self.0;
+        names
+            .iter()
+            .map(|n| {
+                let missing = || Error::Training {
+                    reason: format!("the engine did not compute `{n}`: {}", model.path().display()),
+                };
+                let a = one.integers.get(n).ok_or_else(missing)?;
+                if two.integers.get(n) != Some(a) {
+                    return Err(Error::Training {
+                        reason: format!(
+                            "the pads `{n}` depend on the batch size, which retraining cannot follow: {}",
+                            model.path().display()
+                        ),
+                    });
+                }
+                Ok((n.clone(), a.iter().copied().collect()))
+            })
+            .collect()
+    }
 }
 
 fn attr_f32(node: &Node, name: &str) -> Option<f32> {

@@ -261,10 +261,10 @@ fn ratio(right: usize, total: usize) -> f64 {
 /// Accuracy of an evaluated test split, overall, per class and per cluster.
 pub fn accuracy(e: &SplitEvaluation, classes: &[String], clusters: &BTreeMap<usize, Vec<String>>) -> Accuracy {
     let right_of: HashMap<&str, bool> = e.rows.iter().map(|r| (r.image.as_str(), r.correct)).collect();
+    // A regression dataset has no classes: no per-class figures.
     let per_class = e
         .per_class(classes)
         .into_iter()
-        .filter(|_| e.rows.iter().any(|r| matches!(r.label, Label::Class(_))))
         .map(|s| ClassAccuracy {
             accuracy: ratio(s.correct, s.total),
             class: s.class,
@@ -342,7 +342,6 @@ pub fn retrain(
         seed: options.seed,
         keep: options.keep,
     };
-    let trainable = super::Net::new(&ctx.model)?.trainable().len();
     let fitted = fit(&ctx.model, &spec, &training, &validation, &fit_options, progress)?;
     let onnx = ctx.model.with_weights(&fitted.weights)?;
     let retrained = Model::from_bytes(&onnx, ctx.model.path().with_extension("retrained.onnx"))?;
@@ -363,7 +362,7 @@ pub fn retrain(
             loss: ctx.loss(),
             validation_fraction: options.validation_fraction,
             keep: options.keep,
-            trainable_weights: trainable,
+            trainable_weights: fitted.weights.len(),
         },
         seeds: BTreeMap::from([("retrain".to_string(), options.seed)]),
         data: DataCounts {
