@@ -9,8 +9,9 @@ Run once from the repository root (the ONNX file and model card are committed):
 
 Writes models/gaze/gaze_cnn.onnx (dynamic batch, input `image` 1×64×64 in [0, 1], output `logits`
 in the class order of models/gaze/hudd.toml) and models/gaze/model-card.json. The training data is
-`hudd simulate gaze --train 12000 --test 3000 --improvement 0 --seed 1` (seed 1: the demo and the
-tests use other seeds, so the model never saw their images).
+`hudd simulate gaze --train 12000 --test 3000 --improvement 0 --train-causes natural --seed 1`
+(seed 1: the demo and the tests use other seeds, so the model never saw their images; natural:
+the planted causes at the rate of the test split, as when the model was trained).
 """
 import csv
 import json
@@ -78,7 +79,7 @@ def simulate(task, sizes, seed, load_split):
     with tempfile.TemporaryDirectory() as tmp:
         data = Path(tmp) / task
         subprocess.run([str(hudd), "simulate", task, "--train", str(sizes["train"]), "--test", str(sizes["test"]),
-                        "--improvement", "0", "--seed", str(seed), "-o", str(data), "-q"], check=True)
+                        "--improvement", "0", "--train-causes", "natural", "--seed", str(seed), "-o", str(data), "-q"], check=True)
         return load_split(data / "train"), load_split(data / "test")
 
 
@@ -119,7 +120,7 @@ def main():
         "input": "image: N x 1 x 64 x 64, grayscale in [0, 1] (pixel / 255)",
         "classes": CLASSES,
         "training_command": "cargo build --release -p hudd-cli && .venv-torch/bin/python models/scripts/make_gaze.py",
-        "data": f"hudd simulate gaze --train {SIZES['train']} --test {SIZES['test']} --improvement 0 --seed {DATA_SEED}",
+        "data": f"hudd simulate gaze --train {SIZES['train']} --test {SIZES['test']} --improvement 0 --train-causes natural --seed {DATA_SEED}",
         "seed": SEED,
         "epochs": EPOCHS,
         "batch": BATCH,

@@ -6,7 +6,7 @@
 
 Writes models/landmarks/landmarks_cnn.onnx (dynamic batch, input `image` 1×64×64 in [0, 1], output
 `landmarks`: pupil x, y, inner corner x, y, outer corner x, y in pixels) and model-card.json. Data:
-`hudd simulate landmarks --train 8000 --test 2000 --improvement 0 --seed 3`.
+`hudd simulate landmarks --train 8000 --test 2000 --improvement 0 --train-causes natural --seed 3`.
 """
 import csv
 import json
@@ -94,7 +94,7 @@ def main():
         "input": "image: N x 1 x 64 x 64, grayscale in [0, 1] (pixel / 255)",
         "outputs": "pupil x, y, inner corner x, y, outer corner x, y (pixels)",
         "training_command": "cargo build --release -p hudd-cli && .venv-torch/bin/python models/scripts/make_landmarks.py",
-        "data": f"hudd simulate landmarks --train {SIZES['train']} --test {SIZES['test']} --improvement 0 --seed {DATA_SEED}",
+        "data": f"hudd simulate landmarks --train {SIZES['train']} --test {SIZES['test']} --improvement 0 --train-causes natural --seed {DATA_SEED}",
         "seed": SEED, "epochs": EPOCHS, "batch": BATCH, "optimizer": f"Adam, lr {LR}",
         "loss": "mean keypoint distance", "torch": torch.__version__,
         "train_seconds": round(time.time() - t0, 1),

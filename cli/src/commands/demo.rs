@@ -106,7 +106,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         sizes.improvement,
         args.seed
     );
-    simulate(&data_dir, Task::Gaze, sizes, args.seed, args.quiet)?;
+    simulate(&data_dir, Task::Gaze, sizes, hudd_sim::Causes::Rare, args.seed, args.quiet)?;
     let config = Config::load(Some(&config_path), &[])?;
     let model = Model::load(&model_path)?;
     let data = Dataset::open(&data_dir, &config.task)?;

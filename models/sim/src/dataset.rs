@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::{params_of, render, SplitId, GAZE_CLASSES, PARAM_NAMES, SIZE};
+use crate::{params_of, render, Causes, SplitId, GAZE_CLASSES, PARAM_NAMES, SIZE};
 
 /// What went wrong writing a dataset.
 #[derive(Debug, thiserror::Error)]
@@ -53,9 +53,17 @@ fn io<'a>(what: &'static str, path: &'a Path) -> impl FnOnce(std::io::Error) -> 
     move |source| Error::Io { what, path: path.to_path_buf(), source }
 }
 
-/// Writes the dataset into `out` (created; it must be empty or absent). `progress` is called with
-/// the number of images done, from worker threads.
-pub fn write(out: &Path, task: Task, sizes: Sizes, seed: u64, progress: &(dyn Fn(usize) + Sync)) -> Result<(), Error> {
+/// Writes the dataset into `out` (created; it must be empty or absent), the training split with the
+/// planted causes at `train` rates. `progress` is called with the number of images done, from
+/// worker threads.
+pub fn write(
+    out: &Path,
+    task: Task,
+    sizes: Sizes,
+    train: Causes,
+    seed: u64,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<(), Error> {
     if out.exists() && std::fs::read_dir(out).map_err(io("folder", out))?.next().is_some() {
         return Err(Error::NotEmpty { path: out.to_path_buf() });
     }
@@ -71,7 +79,7 @@ pub fn write(out: &Path, task: Task, sizes: Sizes, seed: u64, progress: &(dyn Fn
         let rows: Vec<Vec<String>> = (0..n)
             .into_par_iter()
             .map(|i| -> Result<Vec<String>, Error> {
-                let p = params_of(seed, split, i);
+                let p = params_of(seed, split, i, train);
                 let (rel, label) = match task {
                     Task::Gaze => {
                         let class = GAZE_CLASSES[p.gaze_class()];
@@ -144,20 +152,23 @@ mod tests {
     fn same_seed_gives_byte_identical_datasets() {
         let sizes = Sizes { train: 12, test: 6, improvement: 3 };
         let (a, b, c) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-        write(a.path(), Task::Gaze, sizes, 5, &|_| ()).unwrap();
-        write(b.path(), Task::Gaze, sizes, 5, &|_| ()).unwrap();
-        write(c.path(), Task::Gaze, sizes, 6, &|_| ()).unwrap();
+        write(a.path(), Task::Gaze, sizes, Causes::Rare, 5, &|_| ()).unwrap();
+        write(b.path(), Task::Gaze, sizes, Causes::Rare, 5, &|_| ()).unwrap();
+        write(c.path(), Task::Gaze, sizes, Causes::Rare, 6, &|_| ()).unwrap();
         let (ta, tb, tc) = (tree(a.path()), tree(b.path()), tree(c.path()));
         assert_eq!(ta.len(), 21 + 3, "21 images and 3 manifests");
         assert_eq!(ta, tb);
         assert_ne!(ta, tc);
-        assert!(write(a.path(), Task::Gaze, sizes, 5, &|_| ()).is_err(), "an existing dataset is not overwritten");
+        assert!(
+            write(a.path(), Task::Gaze, sizes, Causes::Rare, 5, &|_| ()).is_err(),
+            "an existing dataset is not overwritten"
+        );
     }
 
     #[test]
     fn manifests_agree_with_folders_and_parameters() {
         let d = tempfile::tempdir().unwrap();
-        write(d.path(), Task::Gaze, Sizes { train: 0, test: 40, improvement: 0 }, 9, &|_| ()).unwrap();
+        write(d.path(), Task::Gaze, Sizes { train: 0, test: 40, improvement: 0 }, Causes::Rare, 9, &|_| ()).unwrap();
         let mut r = csv::Reader::from_path(d.path().join("test/manifest.csv")).unwrap();
         let header: Vec<String> = r.headers().unwrap().iter().map(str::to_string).collect();
         let (yaw, pitch) = (
@@ -169,13 +180,14 @@ mod tests {
             let (path, label) = (&row[0], &row[1]);
             assert_eq!(path.split('/').next().unwrap(), label, "class folder = label");
             assert!(d.path().join("test").join(path).is_file());
-            let mut p = params_of(0, SplitId::Test, 0);
+            let mut p = params_of(0, SplitId::Test, 0, Causes::Rare);
             p.gaze_yaw = row[yaw].parse().unwrap();
             p.gaze_pitch = row[pitch].parse().unwrap();
             assert_eq!(GAZE_CLASSES[p.gaze_class()], label, "the label follows from the recorded angles");
         }
         let l = tempfile::tempdir().unwrap();
-        write(l.path(), Task::Landmarks, Sizes { train: 0, test: 5, improvement: 0 }, 9, &|_| ()).unwrap();
+        write(l.path(), Task::Landmarks, Sizes { train: 0, test: 5, improvement: 0 }, Causes::Rare, 9, &|_| ())
+            .unwrap();
         let text = std::fs::read_to_string(l.path().join("test/manifest.csv")).unwrap();
         let first = text.lines().nth(1).unwrap();
         assert_eq!(first.split(',').nth(1).unwrap().split(' ').count(), 6, "{first}");

@@ -9,6 +9,11 @@
 //! What makes a trained model fail, by design: gaze angles near the borders of the 8 sectors and
 //! of the centre region; nearly closed eyelids hiding the pupil; rare extreme head poses that
 //! foreshorten the eye; strong glare over the pupil; underexposure with low contrast.
+//!
+//! The training split draws those conditions at a fifth of their natural rate by default
+//! ([`Causes::Rare`]), as in the HUDD paper's scenario of a simulator whose training distribution
+//! rarely produces the unsafe conditions; the test and improvement splits draw them at their
+//! natural rate, so that the improvement split holds what retraining needs.
 
 #![deny(missing_docs)]
 
@@ -83,24 +88,50 @@ pub const PARAM_NAMES: [&str; 15] = [
     "glare_over_pupil",
 ];
 
+/// How often a split draws the planted causes of error (nearly closed eyelids, extreme head
+/// poses, underexposure, glare).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Causes {
+    /// The simulator's natural rates: 12 % nearly closed eyelids, 6 % extreme head poses, 10 %
+    /// underexposed, 25 % with glare.
+    Natural,
+    /// A fifth of the natural rates (the default for the training split).
+    #[default]
+    Rare,
+}
+
+impl Causes {
+    /// Probabilities of (closed eyelid, extreme head pose, underexposure, glare).
+    fn rates(self) -> [f32; 4] {
+        let natural = [0.12, 0.06, 0.10, 0.25];
+        match self {
+            Causes::Natural => natural,
+            Causes::Rare => natural.map(|r| r / 5.0),
+        }
+    }
+}
+
 impl Params {
-    /// Draws the parameters of one image from the simulator's distributions.
-    pub fn sample(rng: &mut Rng) -> Params {
+    /// Draws the parameters of one image from the simulator's distributions, with the planted
+    /// causes at the rates `causes` gives. An image drawn without any cause at the natural rates
+    /// is drawn identically at the rare ones.
+    pub fn sample(rng: &mut Rng, causes: Causes) -> Params {
+        let [closed, extreme, darkness, glare_rate] = causes.rates();
         let gaze_yaw = rng.uniform(-40.0, 40.0);
         let gaze_pitch = rng.uniform(-30.0, 30.0);
         // Mostly open eyes, some nearly closed.
-        let eyelid = if rng.next_f32() < 0.12 { rng.uniform(0.05, 0.35) } else { rng.uniform(0.45, 1.0) };
+        let eyelid = if rng.next_f32() < closed { rng.uniform(0.05, 0.35) } else { rng.uniform(0.45, 1.0) };
         // Mostly frontal heads, rare extreme poses.
-        let (head_yaw, head_pitch) = if rng.next_f32() < 0.06 {
+        let (head_yaw, head_pitch) = if rng.next_f32() < extreme {
             (rng.sign() * rng.uniform(45.0, 65.0), rng.uniform(-15.0, 15.0))
         } else {
             (rng.normal() * 10.0, rng.normal() * 6.0)
         };
-        let dark = rng.next_f32() < 0.1;
+        let dark = rng.next_f32() < darkness;
         let exposure = if dark { rng.uniform(0.15, 0.35) } else { rng.uniform(0.75, 1.25) };
         let contrast = if dark { rng.uniform(0.4, 0.7) } else { rng.uniform(0.8, 1.2) };
         let skin = rng.uniform(0.35, 0.8);
-        let glare_on = rng.next_f32() < 0.25;
+        let glare_on = rng.next_f32() < glare_rate;
         let glare = if glare_on { rng.uniform(0.5, 1.0) } else { 0.0 };
         let glare_x = rng.uniform(12.0, 52.0);
         let glare_y = rng.uniform(16.0, 48.0);
@@ -197,12 +228,14 @@ impl SplitId {
     }
 }
 
-/// The parameters of image `index` of `split` for `seed`: independent of every other image.
-pub fn params_of(seed: u64, split: SplitId, index: usize) -> Params {
+/// The parameters of image `index` of `split` for `seed`: independent of every other image. The
+/// training split draws the planted causes at `train` rates; the others at their natural rates.
+pub fn params_of(seed: u64, split: SplitId, index: usize, train: Causes) -> Params {
     let mut rng = Rng::new(
         seed ^ split.stream().wrapping_mul(0xD1B5_4A32_D192_ED03) ^ (index as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15),
     );
-    Params::sample(&mut rng)
+    let causes = if split == SplitId::Train { train } else { Causes::Natural };
+    Params::sample(&mut rng, causes)
 }
 
 #[cfg(test)]
@@ -211,7 +244,7 @@ mod tests {
 
     #[test]
     fn labels_follow_the_gaze_angles() {
-        let mut p = params_of(0, SplitId::Train, 0);
+        let mut p = params_of(0, SplitId::Train, 0, Causes::Rare);
         let mut at = |yaw: f32, pitch: f32| {
             p.gaze_yaw = yaw;
             p.gaze_pitch = pitch;
@@ -234,7 +267,7 @@ mod tests {
 
     #[test]
     fn the_pupil_moves_with_the_gaze() {
-        let mut p = params_of(0, SplitId::Train, 0);
+        let mut p = params_of(0, SplitId::Train, 0, Causes::Rare);
         p.head_yaw = 0.0;
         p.head_pitch = 0.0;
         p.gaze_yaw = 30.0;
@@ -253,23 +286,46 @@ mod tests {
 
     #[test]
     fn images_are_independent_of_other_images() {
-        assert_eq!(params_of(7, SplitId::Test, 12), params_of(7, SplitId::Test, 12));
-        assert_ne!(params_of(7, SplitId::Test, 12), params_of(7, SplitId::Train, 12));
-        assert_ne!(params_of(7, SplitId::Test, 12), params_of(8, SplitId::Test, 12));
+        assert_eq!(params_of(7, SplitId::Test, 12, Causes::Rare), params_of(7, SplitId::Test, 12, Causes::Rare));
+        assert_ne!(params_of(7, SplitId::Test, 12, Causes::Rare), params_of(7, SplitId::Train, 12, Causes::Rare));
+        assert_ne!(params_of(7, SplitId::Test, 12, Causes::Rare), params_of(8, SplitId::Test, 12, Causes::Rare));
     }
 
     #[test]
     fn distributions_include_the_planted_causes() {
-        let ps: Vec<Params> = (0..2000).map(|i| params_of(1, SplitId::Train, i)).collect();
-        let share = |f: &dyn Fn(&Params) -> bool| ps.iter().filter(|p| f(p)).count() as f32 / ps.len() as f32;
-        assert!((0.08..0.16).contains(&share(&|p| p.eyelid < 0.35)));
-        assert!((0.03..0.09).contains(&share(&|p| p.head_yaw.abs() > 40.0)));
-        assert!((0.07..0.13).contains(&share(&|p| p.exposure < 0.4)));
-        assert!(share(&|p| p.glare_over_pupil()) > 0.01);
-        let mut counts = [0usize; 9];
-        for p in &ps {
-            counts[p.gaze_class()] += 1;
+        for (split, train, scale) in [
+            (SplitId::Test, Causes::Rare, 1.0),
+            (SplitId::Improvement, Causes::Rare, 1.0),
+            (SplitId::Train, Causes::Natural, 1.0),
+            (SplitId::Train, Causes::Rare, 0.2),
+        ] {
+            let ps: Vec<Params> = (0..4000).map(|i| params_of(1, split, i, train)).collect();
+            let share = |f: &dyn Fn(&Params) -> bool| ps.iter().filter(|p| f(p)).count() as f32 / ps.len() as f32;
+            let near = |got: f32, want: f32| (got - want * scale).abs() < 0.25 * want * scale + 0.005;
+            let what = format!("{split:?} {train:?}");
+            assert!(near(share(&|p| p.eyelid < 0.35), 0.12), "{what}");
+            assert!(near(share(&|p| p.head_yaw.abs() > 40.0), 0.06), "{what}");
+            assert!(near(share(&|p| p.exposure < 0.4), 0.10), "{what}");
+            assert!(near(share(&|p| p.glare > 0.0), 0.25), "{what}");
+            assert!(share(&|p| p.glare_over_pupil()) > 0.01 * scale, "{what}");
+            let mut counts = [0usize; 9];
+            for p in &ps {
+                counts[p.gaze_class()] += 1;
+            }
+            assert!(counts.iter().all(|&c| c > 160), "every class occurs: {counts:?}");
         }
-        assert!(counts.iter().all(|&c| c > 80), "every class occurs: {counts:?}");
+    }
+
+    #[test]
+    fn the_rates_change_only_the_planted_causes() {
+        // Same random stream: an image without a cause at the natural rates (about 56 %) keeps every
+        // parameter; the test split does not depend on the training split's rates.
+        let same = (0..500)
+            .filter(|&i| {
+                params_of(3, SplitId::Train, i, Causes::Rare) == params_of(3, SplitId::Train, i, Causes::Natural)
+            })
+            .count();
+        assert!(same > 200, "{same}");
+        assert_eq!(params_of(3, SplitId::Test, 9, Causes::Rare), params_of(3, SplitId::Test, 9, Causes::Natural));
     }
 }

@@ -144,17 +144,17 @@ pub fn render(p: &Params) -> Vec<u8> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{params_of, SplitId};
+    use crate::{params_of, Causes, SplitId};
 
     #[test]
     fn same_parameters_same_pixels() {
-        let p = params_of(3, SplitId::Test, 5);
+        let p = params_of(3, SplitId::Test, 5, Causes::Rare);
         assert_eq!(render(&p), render(&p));
     }
 
     #[test]
     fn the_pupil_is_dark_and_the_sclera_bright_in_a_clean_open_eye() {
-        let mut p = params_of(0, SplitId::Train, 1);
+        let mut p = params_of(0, SplitId::Train, 1, Causes::Rare);
         (p.eyelid, p.head_yaw, p.head_pitch, p.exposure, p.contrast) = (1.0, 0.0, 0.0, 1.0, 1.0);
         (p.glare, p.blur, p.noise, p.gaze_yaw, p.gaze_pitch) = (0.0, 0.0, 0.0, 0.0, 0.0);
         let img = render(&p);
