@@ -400,7 +400,7 @@ fn prepare(
     if let Some(b) = batch_size {
         config.run.batch_size = b.max(1);
     }
-    let (dir, images) = improvement_images(&record, dir)?;
+    let (dir, images) = improvement_images(&record, &config, dir)?;
     Ok((config, model, dir, images))
 }
 
@@ -436,7 +436,9 @@ pub fn run_model(run: &RunDir, model: Option<&Path>) -> Result<(RunRecord, Confi
 
 /// The improvement images: every image under `dir` (recursively; class folders are not read as
 /// labels), or under the run's dataset's improvement split (`improvement/` or `ImprovementSet/`).
-pub fn improvement_images(record: &RunRecord, dir: Option<&Path>) -> Result<(PathBuf, Vec<ImageRef>)> {
+/// For a regressor, the targets of a `manifest.csv` in that folder go with the images, for the
+/// start rules that need them (HUDD's worst keypoint).
+pub fn improvement_images(record: &RunRecord, config: &Config, dir: Option<&Path>) -> Result<(PathBuf, Vec<ImageRef>)> {
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => {
@@ -453,9 +455,15 @@ pub fn improvement_images(record: &RunRecord, dir: Option<&Path>) -> Result<(Pat
             })?
         }
     };
-    let (images, _) = heatmaps::images_to_explain(&dir, &[])?;
+    let (mut images, _) = heatmaps::images_to_explain(&dir, &[])?;
     if images.is_empty() {
         return Err(Error::DatasetLayout { path: dir, reason: "no image found".into() });
+    }
+    if config.task.kind == crate::config::TaskKind::Regression {
+        let targets = crate::dataset::manifest_targets(&dir, &config.task)?;
+        for im in &mut images {
+            im.targets = targets.get(&im.path).cloned();
+        }
     }
     Ok((dir, images))
 }

@@ -2,9 +2,11 @@
 //!
 //! Labels come from any CSV with a `path` (or `image`) column and a `label` column — paths
 //! relative to the improvement folder, or absolute — such as `RUN/unsafe/to-label.csv` once filled
-//! in, or, with `auto`, from the improvement data itself (class folders or a manifest). Every
-//! problem (unknown paths, labels outside the classes, unsafe images without a label) is reported
-//! at once, and nothing is written.
+//! in, or, with `auto`, from the improvement data itself (class folders or a manifest). A label is
+//! a class name, or for a regressor its targets in output order separated by spaces (as in a
+//! regression manifest). Every problem (unknown paths, labels outside the classes, targets that
+//! are not finite numbers or of different lengths, unsafe images without a label) is reported at
+//! once, and nothing is written.
 //!
 //! Balancing (as HUDD, `hudd-reference.md` §5, with a proper seeded draw): each cluster keeps its
 //! ceil(|test members|) closest assigned images, then draws more of them, with replacement and
@@ -18,6 +20,8 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 
 use crate::assign::UnsafeRecord;
+use crate::config::TaskKind;
+use crate::dataset::Label;
 use crate::error::{Error, Result};
 use crate::fsio::{write_atomic, write_json};
 use crate::rng::Rng;
@@ -28,27 +32,94 @@ use crate::run::RunDir;
 pub enum LabelSource {
     /// A `path,label` CSV.
     Csv(PathBuf),
-    /// The improvement data's own labels: `(image path, class index)` per image.
-    Known(Vec<(PathBuf, usize)>),
+    /// The improvement data's own labels, per image.
+    Known(Vec<(PathBuf, Label)>),
+}
+
+/// What the labels of a run are: its classes (in logit order), or regression targets.
+#[derive(Debug, Clone, PartialEq)]
+pub enum LabelKind {
+    /// Class names; a label is one of them.
+    Classes(Vec<String>),
+    /// Regression targets; a label is a list of finite numbers.
+    Targets,
+}
+
+impl LabelKind {
+    /// The kind of the run's labels (from `run.json`).
+    pub fn of_run(run: &RunDir) -> Result<LabelKind> {
+        let record = crate::run::RunRecord::read(run)?;
+        Ok(LabelKind::of(record_kind(run, &record)?, record.evaluation.classes))
+    }
+
+    /// From a task kind and its classes.
+    pub fn of(kind: TaskKind, classes: Vec<String>) -> LabelKind {
+        match kind {
+            TaskKind::Classification => LabelKind::Classes(classes),
+            TaskKind::Regression => LabelKind::Targets,
+        }
+    }
+
+    /// A label as `balanced.csv` writes it: the class name, or the targets separated by spaces
+    /// (shortest text that reads back as the same `f32`).
+    pub fn text(&self, label: &Label) -> String {
+        match (self, label) {
+            (LabelKind::Classes(classes), Label::Class(c)) => classes.get(*c).cloned().unwrap_or_default(),
+            (_, Label::Target(t)) => t.iter().map(f32::to_string).collect::<Vec<_>>().join(" "),
+            (LabelKind::Targets, Label::Class(c)) => c.to_string(),
+        }
+    }
+
+    /// Reads a label written by [`LabelKind::text`] or by an engineer; the reason when it does not
+    /// fit.
+    pub fn parse(&self, text: &str) -> std::result::Result<Label, String> {
+        match self {
+            LabelKind::Classes(classes) => classes
+                .iter()
+                .position(|c| c == text)
+                .map(Label::Class)
+                .ok_or_else(|| format!("label `{text}` is not one of the classes")),
+            LabelKind::Targets => {
+                let values: Vec<f32> = text
+                    .split([' ', ','])
+                    .filter(|t| !t.is_empty())
+                    .map(|t| t.parse::<f32>().ok().filter(|v| v.is_finite()))
+                    .collect::<Option<_>>()
+                    .ok_or_else(|| format!("label `{text}` is not a list of finite numbers (the targets)"))?;
+                if values.is_empty() {
+                    return Err(format!("label `{text}` holds no targets"));
+                }
+                Ok(Label::Target(values))
+            }
+        }
+    }
+}
+
+fn record_kind(run: &RunDir, record: &crate::run::RunRecord) -> Result<TaskKind> {
+    let config: crate::Config = serde_json::from_value(record.run.config.clone()).map_err(|e| Error::Bundle {
+        path: run.run_json(),
+        reason: format!("the recorded configuration cannot be read: {e}"),
+    })?;
+    Ok(config.task.kind)
 }
 
 /// The whole step: reads the unsafe set, checks the labels (`None`: the improvement data's own),
 /// balances with `seed` and writes `balanced.csv` (see [`write_balanced`]).
 pub fn bootstrap(run: &RunDir, labels_csv: Option<&Path>, seed: u64) -> Result<Vec<BalancedRow>> {
     let (record, rows) = read_unsafe(run)?;
-    let (source, classes) = match labels_csv {
+    let (source, kind) = match labels_csv {
         None => known_labels(run)?,
-        Some(csv) => (LabelSource::Csv(csv.to_path_buf()), crate::run::RunRecord::read(run)?.evaluation.classes),
+        Some(csv) => (LabelSource::Csv(csv.to_path_buf()), LabelKind::of_run(run)?),
     };
-    let labels = labels(&source, Path::new(&record.parameters.improvement), &rows, &classes)?;
+    let labels = labels(&source, Path::new(&record.parameters.improvement), &rows, &kind)?;
     let members: BTreeMap<usize, usize> = record.clusters.iter().map(|c| (c.cluster, c.test_members)).collect();
     let balanced = balance(&rows, &members, seed);
-    write_balanced(run, &record, &balanced, &labels, &classes, seed)
+    write_balanced(run, &record, &balanced, &labels, &kind, seed)
 }
 
-/// The labels the run's improvement data carries (class folders or a manifest: `--labels auto`),
-/// and the run's classes.
-pub fn known_labels(run: &RunDir) -> Result<(LabelSource, Vec<String>)> {
+/// The labels the run's improvement data carries (class folders or a manifest, targets included:
+/// `--labels auto`), and the kind of the run's labels.
+pub fn known_labels(run: &RunDir) -> Result<(LabelSource, LabelKind)> {
     let record = crate::run::RunRecord::read(run)?;
     let bad = |reason: String| Error::Bundle { path: run.run_json(), reason };
     let config: crate::Config = serde_json::from_value(record.run.config.clone())
@@ -60,15 +131,8 @@ pub fn known_labels(run: &RunDir) -> Result<(LabelSource, Vec<String>)> {
         path: PathBuf::from(&root),
         reason: "the dataset has no improvement split to take labels from; give --labels CSV".into(),
     })?;
-    let list = split
-        .samples
-        .iter()
-        .filter_map(|s| match s.label {
-            crate::dataset::Label::Class(c) => Some((s.path.clone(), c)),
-            crate::dataset::Label::Target(_) => None,
-        })
-        .collect();
-    Ok((LabelSource::Known(list), record.evaluation.classes))
+    let list = split.samples.iter().map(|s| (s.path.clone(), s.label.clone())).collect();
+    Ok((LabelSource::Known(list), LabelKind::of(config.task.kind, record.evaluation.classes)))
 }
 
 /// One row of `unsafe.csv`.
@@ -93,7 +157,7 @@ pub struct BalancedRow {
     pub cluster: usize,
     /// How many times the image is in the balanced set (1 + its draws).
     pub copies: usize,
-    /// Its label (a class name).
+    /// Its label: a class name, or a regressor's targets separated by spaces.
     pub label: String,
 }
 
@@ -117,31 +181,31 @@ pub fn read_unsafe(run: &RunDir) -> Result<(UnsafeRecord, Vec<UnsafeRow>)> {
     Ok((record, rows))
 }
 
-/// The label (class index) of every unsafe image, from `source`. `improvement` is the folder the
-/// unsafe set's paths are relative to; `classes` the model's classes. A CSV row for an image
-/// outside the unsafe set is a problem too. One error lists every problem (the first 20 and the
-/// count).
+/// The label of every unsafe image, from `source`. `improvement` is the folder the unsafe set's
+/// paths are relative to; `kind` what a label is. A CSV row for an image outside the unsafe set is
+/// a problem too. One error lists every problem (the first 20 and the count).
 pub fn labels(
     source: &LabelSource,
     improvement: &Path,
     rows: &[UnsafeRow],
-    classes: &[String],
-) -> Result<HashMap<String, usize>> {
+    kind: &LabelKind,
+) -> Result<HashMap<String, Label>> {
     let needed: Vec<(String, String)> =
         rows.iter().map(|r| (r.image.clone(), format!(" (cluster {})", r.cluster))).collect();
-    label_images(source, improvement, &needed, classes, Some("the unsafe set"))
+    label_images(source, improvement, &needed, kind, Some("the unsafe set"))
 }
 
-/// The label (class index) of each of `needed` (image path relative to `improvement`, and a note
-/// for the message), from `source`. With `only` (what `needed` is, for the message), a CSV row for
-/// any other image is a problem; without, such rows are ignored. One error lists every problem.
+/// The label of each of `needed` (image path relative to `improvement`, and a note for the
+/// message), from `source`. With `only` (what `needed` is, for the message), a CSV row for any
+/// other image is a problem; without, such rows are ignored. Regression targets must all have the
+/// same length. One error lists every problem.
 pub fn label_images(
     source: &LabelSource,
     improvement: &Path,
     needed: &[(String, String)],
-    classes: &[String],
+    kind: &LabelKind,
     only: Option<&str>,
-) -> Result<HashMap<String, usize>> {
+) -> Result<HashMap<String, Label>> {
     let known: std::collections::HashSet<&str> = needed.iter().map(|(i, _)| i.as_str()).collect();
     let base = std::path::absolute(improvement).unwrap_or_else(|_| improvement.to_path_buf());
     let relative = |p: &Path| -> String {
@@ -176,20 +240,20 @@ pub fn label_images(
                     }
                     continue;
                 }
-                match classes.iter().position(|c| c == label) {
-                    Some(c) => {
-                        out.insert(image, c);
+                match kind.parse(label) {
+                    Ok(l) => {
+                        out.insert(image, l);
                     }
-                    None => problems.push(format!("line {}: label `{label}` is not one of the classes", line + 2)),
+                    Err(reason) => problems.push(format!("line {}: {reason}", line + 2)),
                 }
             }
             path.display().to_string()
         }
         LabelSource::Known(list) => {
-            for (p, c) in list {
+            for (p, l) in list {
                 let image = relative(&std::path::absolute(p).unwrap_or_else(|_| p.clone()));
                 if known.contains(image.as_str()) {
-                    out.insert(image, *c);
+                    out.insert(image, l.clone());
                 }
             }
             "the improvement data".to_string()
@@ -199,6 +263,19 @@ pub fn label_images(
         if !out.contains_key(image) {
             problems.push(format!("`{image}`{note} has no label"));
         }
+    }
+    let mut widths: Vec<(usize, &str)> = needed
+        .iter()
+        .filter_map(|(image, _)| match out.get(image) {
+            Some(Label::Target(t)) => Some((t.len(), image.as_str())),
+            _ => None,
+        })
+        .collect();
+    widths.sort_unstable();
+    widths.dedup_by_key(|(n, _)| *n);
+    if widths.len() > 1 {
+        let seen: Vec<String> = widths.iter().map(|(n, image)| format!("{n} (e.g. `{image}`)")).collect();
+        problems.push(format!("the targets have different lengths: {}", seen.join(", ")));
     }
     if !problems.is_empty() {
         let shown: Vec<&str> = problems.iter().take(20).map(String::as_str).collect();
@@ -257,8 +334,8 @@ pub fn write_balanced(
     run: &RunDir,
     record: &UnsafeRecord,
     balanced: &[(UnsafeRow, usize)],
-    labels: &HashMap<String, usize>,
-    classes: &[String],
+    labels: &HashMap<String, Label>,
+    kind: &LabelKind,
     seed: u64,
 ) -> Result<Vec<BalancedRow>> {
     let path = run.balanced_csv();
@@ -269,7 +346,7 @@ pub fn write_balanced(
             image: r.image.clone(),
             cluster: r.cluster,
             copies: *copies,
-            label: labels.get(&r.image).and_then(|&c| classes.get(c)).cloned().unwrap_or_default(),
+            label: labels.get(&r.image).map(|l| kind.text(l)).unwrap_or_default(),
         })
         .collect();
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -329,7 +406,7 @@ mod tests {
     fn labels_report_every_problem_at_once() {
         let dir = tempfile::tempdir().unwrap();
         let rows = vec![row("x/1.png", 1, 0.1, 1), row("x/2.png", 1, 0.2, 2), row("y/3.png", 2, 0.3, 1)];
-        let classes = vec!["cat".to_string(), "dog".to_string()];
+        let classes = LabelKind::Classes(vec!["cat".to_string(), "dog".to_string()]);
         let csv = dir.path().join("l.csv");
         let abs = dir.path().join("imp/x/2.png");
         std::fs::write(&csv, format!("path,label\nx/1.png,dog\n{},cat\nzz.png,dog\n", abs.display())).unwrap();
@@ -346,6 +423,30 @@ mod tests {
         assert!(e.contains("label `bird` is not one of the classes"), "{e}");
         std::fs::write(&csv, "image,cluster,label\nx/1.png,1,dog\nx/2.png,1,cat\ny/3.png,2,dog\n").unwrap();
         let l = labels(&LabelSource::Csv(csv), &dir.path().join("imp"), &rows, &classes).unwrap();
-        assert_eq!((l["x/1.png"], l["x/2.png"], l["y/3.png"]), (1, 0, 1));
+        assert_eq!(
+            (&l["x/1.png"], &l["x/2.png"], &l["y/3.png"]),
+            (&Label::Class(1), &Label::Class(0), &Label::Class(1))
+        );
+    }
+
+    #[test]
+    fn regression_labels_are_targets_of_one_length() {
+        let dir = tempfile::tempdir().unwrap();
+        let rows = vec![row("a.png", 1, 0.1, 1), row("b.png", 1, 0.2, 2), row("c.png", 2, 0.3, 1)];
+        let csv = dir.path().join("l.csv");
+        let imp = dir.path().join("imp");
+        std::fs::write(&csv, "path,label\na.png,1.5 2\nb.png,3 4\nc.png,\"5,6\"\n").unwrap();
+        let l = labels(&LabelSource::Csv(csv.clone()), &imp, &rows, &LabelKind::Targets).unwrap();
+        assert_eq!(l["a.png"], Label::Target(vec![1.5, 2.0]));
+        assert_eq!(l["c.png"], Label::Target(vec![5.0, 6.0]), "commas separate targets too");
+        std::fs::write(&csv, "path,label\na.png,1 2\nb.png,3 nan\nc.png,5 6 7\n").unwrap();
+        let e = labels(&LabelSource::Csv(csv), &imp, &rows, &LabelKind::Targets).unwrap_err().to_string();
+        assert!(e.contains("`3 nan` is not a list of finite numbers"), "{e}");
+        assert!(e.contains("different lengths: 2 (e.g. `a.png`), 3 (e.g. `c.png`)"), "{e}");
+        // What balanced.csv writes reads back as the same values.
+        let t = Label::Target(vec![0.1, 31.337, -2.0e-7]);
+        assert_eq!(LabelKind::Targets.parse(&LabelKind::Targets.text(&t)).unwrap(), t);
+        let k = LabelKind::Classes(vec!["cat".into(), "dog".into()]);
+        assert_eq!(k.parse(&k.text(&Label::Class(1))).unwrap(), Label::Class(1));
     }
 }

@@ -344,6 +344,17 @@ fn not_image_reason(p: &Path) -> String {
 
 type ManifestRead = (Vec<Entry>, Vec<Skipped>, Vec<String>);
 
+/// The regression targets of the images that `dir/manifest.csv` lists, by file (empty when the
+/// folder has no manifest).
+pub fn manifest_targets(dir: &Path, task: &TaskConfig) -> Result<std::collections::HashMap<PathBuf, Vec<f32>>> {
+    let manifest = dir.join(MANIFEST);
+    if !manifest.is_file() {
+        return Ok(Default::default());
+    }
+    let (entries, _, _) = read_manifest(dir, dir, &manifest, task)?;
+    Ok(entries.into_iter().filter_map(|e| Some((e.path, e.targets?))).collect())
+}
+
 fn read_manifest(root: &Path, dir: &Path, manifest: &Path, task: &TaskConfig) -> Result<ManifestRead> {
     let err = |line: u64, reason: String| Error::Manifest { path: manifest.to_path_buf(), line, reason };
     let mut reader =

@@ -178,3 +178,97 @@ fn compare_retrains_each_method_at_the_same_budget_and_summarises_the_repeats() 
     assert!((r["bl2"]["overall"]["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
     assert_eq!(compare().0, text, "same seed, same comparison");
 }
+
+/// The landmark regressor: `--labels auto` takes the targets from the simulator's manifest into
+/// balanced.csv, the model retrains with MSE, and the comparison's BL1 draws the images whose
+/// keypoint error exceeds the threshold.
+#[test]
+fn the_landmark_regressor_retrains_on_its_targets() {
+    let work = tempfile::tempdir().unwrap();
+    let (data, run) = (work.path().join("data"), work.path().join("run"));
+    let o = hudd(&[
+        "simulate",
+        "landmarks",
+        "--train",
+        "60",
+        "--test",
+        "200",
+        "--improvement",
+        "120",
+        "--seed",
+        "11",
+        "-o",
+        &arg(&data),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let root = crate::common::root();
+    let (model, config) = (root.join("models/landmarks/landmarks_cnn.onnx"), root.join("models/landmarks/hudd.toml"));
+    let o = hudd(&["analyze", "-m", &arg(&model), "-c", &arg(&config), "-d", &arg(&data), "-o", &arg(&run), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hudd(&["assign", "--run", &arg(&run), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let out = work.path().join("m2.onnx");
+    let o = hudd(&[
+        "retrain",
+        "--run",
+        &arg(&run),
+        "--labels",
+        "auto",
+        "-o",
+        &arg(&out),
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-4",
+        "--keep",
+        "last",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(std::fs::read(&out).unwrap() != std::fs::read(&model).unwrap(), "the weights changed");
+
+    // balanced.csv carries the six targets of each image, as the manifest has them.
+    let manifest = std::fs::read_to_string(data.join("improvement/manifest.csv")).unwrap();
+    let target_of: std::collections::HashMap<&str, Vec<f32>> = manifest
+        .lines()
+        .skip(1)
+        .map(|l| {
+            let mut f = l.split(',');
+            (f.next().unwrap(), f.next().unwrap().split(' ').map(|v| v.parse().unwrap()).collect())
+        })
+        .collect();
+    let balanced = std::fs::read_to_string(run.join("unsafe/balanced.csv")).unwrap();
+    assert!(balanced.lines().count() > 1, "{balanced}");
+    for line in balanced.lines().skip(1) {
+        let f: Vec<&str> = line.split(',').collect();
+        let values: Vec<f32> = f[3].split(' ').map(|v| v.parse().unwrap()).collect();
+        assert_eq!(values, target_of[f[0]], "{line}");
+    }
+    let r = json(&run.join("retrain/retrain.json"));
+    assert_eq!(r["hyperparameters"]["loss"], "mse");
+    assert!(r["history"][1]["validation_accuracy"].is_null(), "a regressor has a validation loss only");
+    assert!(r["history"][1]["validation_loss"].as_f64().unwrap() > 0.0);
+    assert!(r["after"]["per_class"].as_array().unwrap().is_empty());
+    assert_eq!(r["after"]["total"], 200);
+
+    let o = hudd(&[
+        "compare",
+        "--run",
+        &arg(&run),
+        "--labels",
+        "auto",
+        "--repeats",
+        "1",
+        "--epochs",
+        "1",
+        "--lr",
+        "1e-4",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let c = json(&run.join("retrain/compare.json"));
+    let wrong = c["improvement_wrong"].as_u64().unwrap();
+    assert!(wrong > 0 && wrong < 120, "the images whose keypoint error exceeds 4 px: {wrong}");
+    assert_eq!(c["bl1"]["repeats"][0]["images"].as_u64(), Some(c["budget"].as_u64().unwrap().min(wrong)));
+}

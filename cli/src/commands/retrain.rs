@@ -13,9 +13,11 @@ use crate::progress::Bars;
 
 /// Retrains the analysed model from its own weights, every layer, with candle: the run's training
 /// split plus the balanced unsafe set (each image as many times as `hudd bootstrap` copied it),
-/// SGD with momentum and weight decay, cross-entropy, no augmentation (classifiers; a regressor is
-/// refused until the unsafe set can carry its targets). A seeded share of those images (never test images) is held out; the epoch that
-/// does best on it is kept (epoch 0, the original weights, when none beats them). The new
+/// SGD with momentum and weight decay, no augmentation; cross-entropy for a classifier, mean
+/// squared error for a regressor (labels: its targets in output order, separated by spaces). A
+/// seeded share of those images (never test images) is held out; the epoch that does best on it is
+/// kept (highest accuracy, then lowest loss; for a regressor lowest loss; epoch 0, the original
+/// weights, when none beats them). The new
 /// weights go back into the same ONNX graph, so OUT runs wherever the original ran. Writes OUT
 /// and RUN/retrain/retrain.json (hyperparameters, seeds, per-epoch history, the chosen epoch, test
 /// accuracy before and after: overall, per class and per root-cause cluster). Same inputs and
@@ -115,15 +117,9 @@ pub fn retrain_run(
     bars: &Bars,
 ) -> Result<RetrainRecord> {
     let ctx = RunContext::open(run)?;
-    if ctx.loss() != retrain::Loss::CrossEntropy {
-        bail!(
-            "this run's model is a regressor; `hudd bootstrap` (which labels the unsafe set for retraining) \
-             takes class labels only so far, so `hudd retrain` cannot build a regressor's training set yet"
-        );
-    }
     let csv = (labels != "auto").then(|| Path::new(labels));
     hudd_core::bootstrap::bootstrap(run, csv, bootstrap_seed).context("labelling and balancing the unsafe set")?;
-    let extra = retrain::balanced_set(run, &ctx.data.classes)?;
+    let extra = retrain::balanced_set(run, &ctx.label_kind())?;
     let before = ctx.test_accuracy(&ctx.model, bars)?;
     let mut done = retrain::retrain(&ctx, &extra, "unsafe set", options, &before, bars)?;
     done.record.seeds.insert("bootstrap".into(), bootstrap_seed);

@@ -5,7 +5,8 @@
 //! `r` (seed `seed + r`):
 //! - **hudd**: the unsafe set, balanced with bootstrap seed `seed + r`;
 //! - **bl1**: that many improvement images drawn at random among those the analysed model gets
-//!   wrong (all of them when fewer);
+//!   wrong (for a regressor: whose loss exceeds the configured threshold; all of them when
+//!   fewer);
 //! - **bl2**: that many improvement images drawn at random.
 //!
 //! Each is added to the training split and the model is retrained with the same settings and
@@ -193,7 +194,7 @@ fn labelled_improvement(
     ctx: &RunContext,
     improvement: &str,
     labels: Option<&Path>,
-) -> Result<(PathBuf, Vec<(String, usize)>)> {
+) -> Result<(PathBuf, Vec<(String, Label)>)> {
     let dir = PathBuf::from(improvement);
     let (images, _) = crate::heatmaps::images_to_explain(&dir, &[])?;
     let needed: Vec<(String, String)> = images.iter().map(|i| (i.image.clone(), String::new())).collect();
@@ -201,9 +202,9 @@ fn labelled_improvement(
         Some(csv) => LabelSource::Csv(csv.to_path_buf()),
         None => bootstrap::known_labels(run)?.0,
     };
-    let map = bootstrap::label_images(&source, &dir, &needed, &ctx.data.classes, None)?;
-    let mut list: Vec<(String, usize)> = map.into_iter().collect();
-    list.sort();
+    let map = bootstrap::label_images(&source, &dir, &needed, &ctx.label_kind(), None)?;
+    let mut list: Vec<(String, Label)> = map.into_iter().collect();
+    list.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((dir, list))
 }
 
@@ -221,12 +222,6 @@ pub fn compare(
         return Err(Error::Training { reason: "at least one repeat is needed".into() });
     }
     let ctx = RunContext::open(run)?;
-    if ctx.loss() != super::Loss::CrossEntropy {
-        return Err(Error::Training {
-            reason: "the comparison with the baselines needs a classifier (BL1 keeps the wrongly classified images)"
-                .into(),
-        });
-    }
     let (unsafe_record, unsafe_rows) = bootstrap::read_unsafe(run)?;
     let (dir, pool) = labelled_improvement(run, &ctx, &unsafe_record.parameters.improvement, labels)?;
     let budget = unsafe_rows.len();
@@ -237,10 +232,10 @@ pub fn compare(
         dir: dir.clone(),
         samples: pool
             .iter()
-            .map(|(image, c)| Sample {
+            .map(|(image, label)| Sample {
                 path: dir.join(image),
                 image: image.clone(),
-                label: Label::Class(*c),
+                label: label.clone(),
                 metadata: vec![],
             })
             .collect(),
@@ -249,9 +244,9 @@ pub fn compare(
     };
     let evaluation = Evaluator::new(&ctx.model, &ctx.data, &ctx.config)?.run_split(&split, progress)?;
     let wrong: Vec<&str> = evaluation.rows.iter().filter(|r| !r.correct).map(|r| r.image.as_str()).collect();
-    let class_of: HashMap<&str, usize> = pool.iter().map(|(i, c)| (i.as_str(), *c)).collect();
+    let label_of: HashMap<&str, &Label> = pool.iter().map(|(i, l)| (i.as_str(), l)).collect();
     let labelled = |images: &[&str]| -> Vec<Labelled> {
-        images.iter().map(|i| Labelled { path: dir.join(i), label: Label::Class(class_of[i]), copies: 1 }).collect()
+        images.iter().map(|i| Labelled { path: dir.join(i), label: label_of[i].clone(), copies: 1 }).collect()
     };
     // The images the model could read (an unreadable file is in no method's set).
     let all: Vec<&str> = evaluation.rows.iter().map(|r| r.image.as_str()).collect();
@@ -272,10 +267,10 @@ pub fn compare(
                 Method::Hudd => bootstrap::balance(&unsafe_rows, &members, s)
                     .into_iter()
                     .map(|(row, copies)| {
-                        let class = class_of.get(row.image.as_str()).copied().ok_or_else(|| Error::Training {
+                        let label = label_of.get(row.image.as_str()).ok_or_else(|| Error::Training {
                             reason: format!("the unsafe image `{}` has no label", row.image),
                         })?;
-                        Ok(Labelled { path: dir.join(&row.image), label: Label::Class(class), copies })
+                        Ok(Labelled { path: dir.join(&row.image), label: (*label).clone(), copies })
                     })
                     .collect::<Result<Vec<_>>>()?,
                 Method::Bl1 => draw(&wrong, s),

@@ -233,6 +233,11 @@ impl RunContext {
         Ok(RunContext { model, config, data, clusters })
     }
 
+    /// What the run's labels are.
+    pub fn label_kind(&self) -> crate::bootstrap::LabelKind {
+        crate::bootstrap::LabelKind::of(self.config.task.kind, self.data.classes.clone())
+    }
+
     /// The loss that fits the task: cross-entropy for classes, MSE for regression.
     pub fn loss(&self) -> Loss {
         match self.config.task.kind {
@@ -393,8 +398,8 @@ impl Retrained {
 }
 
 /// The balanced unsafe set of `RUN/unsafe/balanced.csv` as training images: the improvement
-/// folder's file, its label (a class name) and copies.
-pub fn balanced_set(run: &RunDir, classes: &[String]) -> Result<Vec<Labelled>> {
+/// folder's file, its label (a class name or targets, as `kind` says) and copies.
+pub fn balanced_set(run: &RunDir, kind: &crate::bootstrap::LabelKind) -> Result<Vec<Labelled>> {
     let (record, _) = crate::bootstrap::read_unsafe(run)?;
     let path = run.balanced_csv();
     let bad = |reason: String| Error::Bundle { path: path.clone(), reason };
@@ -405,11 +410,8 @@ pub fn balanced_set(run: &RunDir, classes: &[String]) -> Result<Vec<Labelled>> {
         .deserialize::<crate::bootstrap::BalancedRow>()
         .map(|row| {
             let row = row.map_err(|e| bad(format!("balanced.csv cannot be read ({e}); rerun `hudd bootstrap`")))?;
-            let class = classes
-                .iter()
-                .position(|c| *c == row.label)
-                .ok_or_else(|| bad(format!("`{}` has label `{}`, not one of the classes", row.image, row.label)))?;
-            Ok(Labelled { path: improvement.join(&row.image), label: Label::Class(class), copies: row.copies })
+            let label = kind.parse(&row.label).map_err(|reason| bad(format!("`{}`: {reason}", row.image)))?;
+            Ok(Labelled { path: improvement.join(&row.image), label, copies: row.copies })
         })
         .collect()
 }
