@@ -31,6 +31,9 @@ enum Stage {
     /// `hudd assign` (the unsafe set) beside `hudd heatmaps` of the same images at the same layer,
     /// and sharded (`--shard I/N` processes at once + `hudd merge`); seconds, images/s, peak memory.
     Assign(super::bench_assign::AssignBench),
+    /// One epoch of `hudd retrain`'s fine-tuning over a dataset's training split (decoding
+    /// included), repeated; seconds per epoch and images/s.
+    Retrain(super::bench_retrain::RetrainBench),
 }
 
 #[derive(Debug, Args)]
@@ -89,6 +92,7 @@ pub fn run(args: BenchArgs) -> Result<()> {
         Stage::Heatmaps(a) => bench_heatmaps(a),
         Stage::Cluster(a) => super::bench_cluster::run(a),
         Stage::Assign(a) => super::bench_assign::run(a),
+        Stage::Retrain(a) => super::bench_retrain::run(a),
     }
 }
 

@@ -5,6 +5,7 @@ mod assign;
 mod bench;
 mod bench_assign;
 mod bench_cluster;
+mod bench_retrain;
 mod bootstrap;
 mod cluster;
 mod compare;

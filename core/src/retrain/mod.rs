@@ -6,6 +6,7 @@
 //! [`crate::Model::with_weights`] writes into the same graph. No candle type leaves this module.
 
 mod compare;
+mod conv;
 mod fit;
 mod net;
 mod pool;

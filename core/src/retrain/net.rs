@@ -8,12 +8,11 @@
 //! integer shapes) stays fixed.
 //!
 //! Work-arounds for candle 0.11.1 (see `shared/docs/lrp-and-engines.md` §3):
-//! - a convolution pads explicitly and crops its input to exactly the cells its output reads,
-//!   then convolves without padding: candle's backward derives the output padding of both axes
-//!   from the height alone;
+//! - convolution is a custom op ([`super::conv`]) with any stride, dilation, groups and
+//!   asymmetric padding: candle's backward derives the output padding of both axes from the height
+//!   alone and is several times slower than PyTorch's on the CPU;
 //! - pooling is a custom op ([`super::pool`]): candle's pooling backward requires kernel = stride
-//!   and its max backward gives the gradient to every tied maximum;
-//! - unequal strides convolve with stride 1 and keep every s-th row and column.
+//!   and its max backward gives the gradient to every tied maximum.
 //!
 //! Reshape-like nodes take their output shape from the graph's shape facts (the batch axis
 //! replaced by the batch size), so the integer subgraphs that exporters emit to compute shapes
@@ -31,6 +30,7 @@ use crate::model::{
 };
 use crate::rng::Rng;
 
+use super::conv::Conv2d;
 use super::pool::{axis_pads, Pool2d, PoolAxis, Reduce};
 
 /// Whether the network runs as in training (dropout active) or as at inference.
@@ -754,42 +754,35 @@ fn pad_const(x: &Tensor, axis: usize, before: usize, after: usize, value: f32) -
     Tensor::cat(&parts, axis)
 }
 
-/// Every `s`-th cell of axis `axis`, from 0.
-fn subsample(x: &Tensor, axis: usize, s: usize, count: usize) -> candle_core::Result<Tensor> {
-    if s == 1 && x.dim(axis)? == count {
-        return Ok(x.clone());
-    }
-    let ix: Vec<u32> = (0..count).map(|i| (i * s) as u32).collect();
-    x.index_select(&Tensor::from_vec(ix, count, x.device())?, axis)
-}
-
 fn conv(x: &Tensor, w: &Tensor, b: Option<&Tensor>, a: &ConvAttrs) -> candle_core::Result<Tensor> {
-    let (_, _, h, wd) = x.dims4()?;
-    let (_, _, kh, kw) = w.dims4()?;
+    let (_, c, h, wd) = x.dims4()?;
+    let (m, _, kh, kw) = w.dims4()?;
     let [sh, sw] = pair(&a.strides, 1);
-    let [d, _] = pair(&a.dilations, 1);
+    let [dh, dw] = pair(&a.dilations, 1);
     let p = quad(&a.pads);
-    let (pt, pb) = axis_pads(h, kh, sh, d, a.auto_pad, (p[0], p[2]));
-    let (pl, pr) = axis_pads(wd, kw, sw, d, a.auto_pad, (p[1], p[3]));
-    let x = x.pad_with_zeros(2, pt, pb)?.pad_with_zeros(3, pl, pr)?;
+    let (pt, pb) = axis_pads(h, kh, sh, dh, a.auto_pad, (p[0], p[2]));
+    let (pl, pr) = axis_pads(wd, kw, sw, dw, a.auto_pad, (p[1], p[3]));
     let (hp, wp) = (h + pt + pb, wd + pl + pr);
-    let (reach_h, reach_w) = (d * (kh - 1) + 1, d * (kw - 1) + 1);
+    let (reach_h, reach_w) = (dh * (kh - 1) + 1, dw * (kw - 1) + 1);
     if hp < reach_h || wp < reach_w {
         candle_core::bail!("the kernel ({kh}×{kw}) is larger than the padded input ({hp}×{wp})");
     }
-    let (oh, ow) = ((hp - reach_h) / sh + 1, (wp - reach_w) / sw + 1);
-    // Exactly the cells the output reads (see the module documentation).
-    let x = x.narrow(2, 0, (oh - 1) * sh + reach_h)?.narrow(3, 0, (ow - 1) * sw + reach_w)?;
-    let y = if sh == sw {
-        x.conv2d(w, 0, sh, d, a.groups)?
-    } else {
-        let full = x.conv2d(w, 0, 1, d, a.groups)?;
-        subsample(&subsample(&full, 2, sh, oh)?, 3, sw, ow)?
-    };
-    match b {
-        Some(b) => y.broadcast_add(&b.reshape((1, b.elem_count(), 1, 1))?),
-        None => Ok(y),
+    let groups = a.groups.max(1);
+    if c % groups != 0 || m % groups != 0 {
+        candle_core::bail!("{groups} groups do not divide {c} input channels and {m} filters");
     }
+    let op = Conv2d {
+        channels: c,
+        input: [h, wd],
+        filters: m,
+        kernel: [kh, kw],
+        stride: [sh, sw],
+        dilation: [dh, dw],
+        begin: [pt, pl],
+        out: [(hp - reach_h) / sh + 1, (wp - reach_w) / sw + 1],
+        groups,
+    };
+    op.apply(x, w, b)
 }
 
 fn conv_transpose(x: &Tensor, w: &Tensor, b: Option<&Tensor>, a: &ConvAttrs) -> candle_core::Result<Tensor> {

@@ -157,10 +157,11 @@ impl Pool2d {
     }
 }
 
-fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
-    let CpuStorage::F32(v) = storage else { candle_core::bail!("pooling needs f32") };
+/// The f32 values of a contiguous tensor (the custom ops work on f32 only).
+pub(super) fn f32_slice<'a>(storage: &'a CpuStorage, layout: &Layout) -> candle_core::Result<&'a [f32]> {
+    let CpuStorage::F32(v) = storage else { candle_core::bail!("hudd's training ops need f32 tensors") };
     let Some((start, end)) = layout.contiguous_offsets() else {
-        candle_core::bail!("pooling needs a contiguous input")
+        candle_core::bail!("hudd's training ops need contiguous tensors")
     };
     Ok(&v[start..end])
 }
