@@ -37,10 +37,25 @@ fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
     }
     let sizes: std::collections::BTreeSet<usize> = totals.values().copied().collect();
     assert_eq!(sizes.len(), 1, "every cluster balanced to one size: {totals:?}");
+    // Step 7: retrained from the balanced set and compared with the baselines at one budget.
+    assert!(text.contains("test accuracy") && text.contains("before") && text.contains("after"), "{text}");
+    assert!(text.contains("hudd") && text.contains("bl1") && text.contains("bl2"), "{text}");
+    let retrained = out.join("model/gaze_cnn.retrained.onnx");
+    hudd_core::Model::load(&retrained).expect("the retrained model loads in the engine");
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run/retrain/retrain.json")).unwrap()).unwrap();
+    assert_eq!(record["data"]["extra_copies"].as_u64(), Some(totals.values().sum::<usize>() as u64));
+    assert_eq!(record["hyperparameters"]["epochs"], 1, "the demo's default");
+    let compared: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run/retrain/compare.json")).unwrap()).unwrap();
+    assert_eq!(compared["budget"].as_u64(), Some(unsafe_set.lines().count() as u64 - 1));
+    assert_eq!(compared["repeats"], 1);
 
-    // A second demo replaces the first; a folder the demo did not write is refused.
-    let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q"]);
+    // A second demo replaces the first (without the comparison); a folder the demo did not write
+    // is refused.
+    let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q", "--repeats", "0"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!out.join("run/retrain/compare.json").exists(), "the earlier demo's files are gone");
     let foreign = dir.path().join("foreign");
     std::fs::create_dir_all(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "mine").unwrap();

@@ -19,8 +19,8 @@ use crate::progress::Bars;
 /// drawn with seed SEED + r; every retraining uses the same settings and retrain seed SEED + r.
 /// Prints mean ± sd (sample, n − 1) of the test accuracy overall and on the test members of the
 /// root-cause clusters, before and after, and writes RUN/retrain/compare.json. The baselines need
-/// labels for every improvement image: `auto` (the data's own) or a CSV that labels them all.
-/// Classifiers only.
+/// labels for every improvement image: `auto` (the data's own) or a CSV that labels them all. For
+/// a regressor, "wrong" means a loss above the configured threshold.
 #[derive(Debug, Args)]
 pub struct CompareArgs {
     /// The run folder, after `hudd assign`.

@@ -27,9 +27,13 @@ const MARKER: &str = ".hudd-demo";
 /// root causes (`hudd simulate gaze`), evaluates the shipped gaze model on them, computes the
 /// heatmaps of its test errors, clusters them and explains each cluster by the simulator
 /// parameters that set it apart (e.g. "eyelid −87% variance"), assigns the improvement images to
-/// the clusters (the unsafe set, `hudd assign`) and balances them with the simulator's labels
-/// (`hudd bootstrap --labels auto`). Writes OUT/data (the images and manifests), OUT/model (the
-/// model and its configuration), OUT/run (as `hudd analyze`, with OUT/run/unsafe/) and
+/// the clusters (the unsafe set, `hudd assign`), balances them with the simulator's labels
+/// (`hudd bootstrap --labels auto`), retrains the model on its training split plus that set
+/// (`hudd retrain`, written to OUT/model/gaze_cnn.retrained.onnx) and compares it with random
+/// selection at the same labelling budget (`hudd compare`). The simulator's training split draws
+/// the planted causes at a fifth of their natural rate, the improvement split at their natural
+/// rate. Writes OUT/data (the images and manifests), OUT/model (the models and the
+/// configuration), OUT/run (as `hudd analyze`, with OUT/run/unsafe/ and OUT/run/retrain/) and
 /// OUT/report/index.html, the report bundle to open in a browser.
 #[derive(Debug, Args)]
 pub struct DemoArgs {
@@ -39,9 +43,15 @@ pub struct DemoArgs {
     /// Dataset size: small (800 images), default (4,500) or large (15,000).
     #[arg(long, value_enum, default_value_t = Size::Default)]
     size: Size,
-    /// Simulator seed.
+    /// Seed of the simulator, the bootstrap, the retraining and the baselines' draws.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
+    /// Epochs of each retraining (`hudd retrain` defaults to 5; one keeps the demo short).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    epochs: u32,
+    /// Retrainings per method in the comparison with the baselines (0: no comparison).
+    #[arg(long, default_value_t = 1, value_name = "R")]
+    repeats: u32,
     /// Do not draw progress bars.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -150,6 +160,22 @@ pub fn run(args: DemoArgs) -> Result<()> {
             .context("balancing the unsafe set with the simulator's labels")?;
         println!();
         super::bootstrap::print_summary(&balanced);
+        // Step 7: retrain on the training split + the balanced set, then against the baselines.
+        let options =
+            hudd_core::retrain::RetrainOptions { epochs: args.epochs as usize, seed: args.seed, ..Default::default() };
+        let retrained = out.join("model/gaze_cnn.retrained.onnx");
+        println!("\nretraining the model on the training split + the balanced unsafe set");
+        let record = super::retrain::retrain_run(&run_dir, "auto", args.seed, &options, &retrained, &bars)
+            .context("retraining the model")?;
+        super::retrain::print_record(&record);
+        if args.repeats > 0 {
+            println!("\ncomparing with random selection at the same labelling budget ({} repeat(s))", args.repeats);
+            let compared =
+                hudd_core::retrain::compare(&run_dir, None, args.repeats as usize, args.seed, &options, &bars)
+                    .context("comparing HUDD with the baselines")?;
+            super::compare::print_table(&compared);
+        }
+        println!("\nretrained: {}", retrained.display());
     }
     println!("\ndata:     {}", data_dir.display());
     println!("results:  {}", run_dir.results().display());
