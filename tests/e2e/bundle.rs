@@ -32,6 +32,25 @@ fn read_report(bundle: &Path) -> hudd_report::Report {
 fn demo_writes_a_complete_bundle_that_matches_the_run() {
     let bundle = demo().join("report");
     let report = read_report(&bundle);
+    // The retraining section is retrain.json and compare.json of the run.
+    let retrain: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo().join("run/retrain/retrain.json")).unwrap()).unwrap();
+    let t = report.retraining.as_ref().expect("the demo retrains");
+    assert_eq!(Some(t.accuracy_after), retrain["after"]["overall"].as_f64());
+    assert_eq!(Some(t.failing_after), retrain["after"]["failing_clusters"].as_f64());
+    assert_eq!(t.retrained_sha256, retrain["retrained"]["sha256"].as_str().unwrap());
+    let per = retrain["after"]["per_cluster"].as_array().unwrap();
+    assert_eq!(t.clusters.len(), per.len());
+    assert!(t.clusters.iter().zip(per).all(|(g, p)| Some(g.right_after as u64) == p["right"].as_u64()));
+    let compare: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(demo().join("run/retrain/compare.json")).unwrap()).unwrap();
+    let c = t.comparison.as_ref().expect("the demo compares");
+    let names: Vec<&str> = c.methods.iter().map(|m| m.method.as_str()).collect();
+    assert_eq!(names, ["before", "hudd", "bl1", "bl2"]);
+    for m in &c.methods {
+        assert_eq!(Some(m.overall.mean), compare[&m.method]["overall"]["mean"].as_f64(), "{}", m.method);
+        assert_eq!(m.per_cluster.len(), t.clusters.len());
+    }
     assert_eq!(report.format, "hudd-report");
     assert_eq!(report.model.file_name, "gaze_cnn.onnx");
     let model = std::fs::read(demo().join("model/gaze_cnn.onnx")).unwrap();
@@ -246,6 +265,26 @@ fn viewer_opens_from_file_and_navigates_overlays_and_exports_notes() {
     let u = report.unsafe_set.as_ref().unwrap();
     let rows = b.script("return document.querySelectorAll('[data-testid=unsafe-row]').length;", json!([]));
     assert_eq!(rows, json!(u.clusters.len()));
+    // The retraining section: the comparison table and a bar per cluster and method.
+    let t = report.retraining.as_ref().expect("the demo retrains");
+    let c = t.comparison.as_ref().expect("the demo compares");
+    let rows = b.script("return document.querySelectorAll('[data-testid=method-row]').length;", json!([]));
+    assert_eq!(rows, json!(4), "before, hudd, bl1, bl2");
+    let bars = b.script(
+        "return document.querySelectorAll('[data-testid=retraining-chart] [data-testid=bar]').length;",
+        json!([]),
+    );
+    assert_eq!(bars, json!(4 * t.clusters.len()));
+    let hudd_bars = b.script(
+        "return Array.from(document.querySelectorAll('[data-testid=bar][data-method=hudd]')).map(r => r.querySelector('title').textContent);",
+        json!([]),
+    );
+    let hudd = c.methods.iter().find(|m| m.method == "hudd").unwrap();
+    let first =
+        format!("cluster {}: hudd {:.2}%", hudd.per_cluster[0].cluster_id, 100.0 * hudd.per_cluster[0].accuracy.mean);
+    assert!(hudd_bars[0].as_str().unwrap().starts_with(&first), "{hudd_bars}");
+    let summary = b.script("return document.querySelector('[data-testid=retraining-summary]').innerText;", json!([]));
+    assert!(summary.as_str().unwrap().contains("gaze_cnn.retrained.onnx"), "{summary}");
 
     // → opens the first cluster; its grid loads the members' images (medoid first).
     b.keys(&[ARROW_RIGHT]);

@@ -551,18 +551,39 @@ pub struct UnsafeCluster {
     pub gif: Option<String>,
 }
 
-/// Retraining results.
+/// Retraining results (`hudd retrain`, and `hudd compare` when it ran), on the test split.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Retraining {
     /// Test accuracy before.
     pub accuracy_before: f64,
     /// Test accuracy after.
     pub accuracy_after: f64,
-    /// Seed of the bootstrap balancing and training.
+    /// Seed of the retraining (validation draw, shuffles, dropout).
     pub seed: u64,
-    /// Per cluster of the unsafe set's layer.
+    /// Per root-cause cluster of the best layer.
     #[serde(default)]
     pub clusters: Vec<RetrainingGain>,
+    /// Accuracy on the test members of all root-cause clusters, before.
+    #[serde(default)]
+    pub failing_before: f64,
+    /// The same after retraining.
+    #[serde(default)]
+    pub failing_after: f64,
+    /// Epochs trained and the one kept.
+    #[serde(default)]
+    pub epochs: usize,
+    /// The kept epoch (0: the original weights).
+    #[serde(default)]
+    pub chosen_epoch: usize,
+    /// The retrained model file (as `hudd retrain --out` named it).
+    #[serde(default)]
+    pub retrained_model: String,
+    /// Its SHA-256.
+    #[serde(default)]
+    pub retrained_sha256: String,
+    /// HUDD against the baselines at the same labelling budget (`hudd compare`).
+    #[serde(default)]
+    pub comparison: Option<Comparison>,
 }
 
 /// Retraining's effect on one cluster's kind of error.
@@ -570,8 +591,61 @@ pub struct Retraining {
 pub struct RetrainingGain {
     /// Cluster id.
     pub cluster_id: usize,
-    /// Accuracy gain, in percentage points, on the test images nearest the cluster.
+    /// Accuracy gain, in percentage points, on the cluster's test members.
     pub gain_pp: f64,
+    /// The cluster's test members.
+    #[serde(default)]
+    pub members: usize,
+    /// Of which the retrained model gets right.
+    #[serde(default)]
+    pub right_after: usize,
+}
+
+/// `hudd compare`: test accuracy before and after each selection method, over the repeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Comparison {
+    /// Images labelled per method (the unsafe set's size).
+    pub budget: usize,
+    /// Retrainings per method.
+    pub repeats: usize,
+    /// First seed; repeat `r` uses `seed + r`.
+    pub seed: u64,
+    /// `before`, then `hudd`, `bl1`, `bl2`.
+    pub methods: Vec<MethodResult>,
+}
+
+/// One method (or the model before retraining) over the repeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MethodResult {
+    /// `before`, `hudd` (the balanced unsafe set), `bl1` (random wrong improvement images) or
+    /// `bl2` (random improvement images).
+    pub method: String,
+    /// Test accuracy.
+    pub overall: MeanSd,
+    /// Accuracy on the test members of the root-cause clusters.
+    pub failing_clusters: MeanSd,
+    /// Per cluster, in the order of [`Retraining::clusters`].
+    pub per_cluster: Vec<ClusterMeanSd>,
+}
+
+/// Mean and sample standard deviation over the repeats.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct MeanSd {
+    /// Mean.
+    pub mean: f64,
+    /// Sample standard deviation (0 for one repeat).
+    pub sd: f64,
+}
+
+/// One cluster's accuracy over the repeats.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ClusterMeanSd {
+    /// Cluster id.
+    pub cluster_id: usize,
+    /// Its test members.
+    pub members: usize,
+    /// Accuracy on them.
+    pub accuracy: MeanSd,
 }
 
 /// A skipped input.

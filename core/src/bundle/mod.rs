@@ -19,6 +19,7 @@
 //! bundle against its manifest.
 
 mod html;
+mod retraining;
 mod verify;
 
 use std::collections::HashMap;
@@ -99,6 +100,10 @@ pub fn assemble(run: &RunDir, progress: &dyn Progress) -> Result<Assembled> {
         Some(c) if run.unsafe_json().is_file() => Some(assemble_unsafe(run, c, &mut images, &mut files, progress)?),
         _ => None,
     };
+    let retraining = match &clusters {
+        Some(c) => retraining::assemble(run, &record.model.sha256, c)?,
+        None => None,
+    };
     let report = schema::Report {
         format: schema::FORMAT.into(),
         format_version: schema::FORMAT_VERSION,
@@ -111,7 +116,7 @@ pub fn assemble(run: &RunDir, progress: &dyn Progress) -> Result<Assembled> {
         analysis,
         images,
         unsafe_set,
-        retraining: None,
+        retraining,
         skipped: record.skipped,
     };
     Ok(Assembled { report, files })

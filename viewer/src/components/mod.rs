@@ -6,6 +6,7 @@ mod help;
 mod notes_bar;
 mod overview;
 mod picture;
+mod retraining;
 
 pub use cluster::ClusterPage;
 pub use curve::Curve;
@@ -13,6 +14,7 @@ pub use help::Help;
 pub use notes_bar::NotesBar;
 pub use overview::Overview;
 pub use picture::Picture;
+pub use retraining::RetrainingSummary;
 
 /// `0.8497` → `84.97%`.
 pub fn percent(x: f64) -> String {
