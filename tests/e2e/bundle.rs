@@ -193,6 +193,28 @@ fn report_rewrites_a_bundle_in_place_and_refuses_foreign_folders() {
     assert_eq!(read_report(&bundle).report_id, first.report_id);
     assert_eq!(first.report_id, read_report(&demo().join("report")).report_id);
     assert!(!dir.path().join(".bundle.partial").exists() && !dir.path().join(".bundle.old").exists());
+    assert!(first.retraining.as_ref().is_some_and(|t| t.comparison.is_some()));
+    // Retraining records of another model or other clusters (an analysis rerun into the folder)
+    // stay out of the report; a comparison of other clusters too.
+    let compare_json = run.join("retrain/compare.json");
+    let compare = std::fs::read_to_string(&compare_json).unwrap();
+    let mut c: serde_json::Value = serde_json::from_str(&compare).unwrap();
+    c["before"]["per_cluster"][0]["cluster"] = serde_json::json!(999);
+    std::fs::write(&compare_json, c.to_string()).unwrap();
+    let o = hudd(&["report", "--run", &arg(&run), "--out", &arg(&bundle), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let t = read_report(&bundle).retraining.expect("retrain.json still matches");
+    assert!(t.comparison.is_none(), "compare.json describes other clusters");
+    let retrain_json = run.join("retrain/retrain.json");
+    let retrain = std::fs::read_to_string(&retrain_json).unwrap();
+    let mut r: serde_json::Value = serde_json::from_str(&retrain).unwrap();
+    r["model"]["sha256"] = serde_json::json!("0".repeat(64));
+    std::fs::write(&retrain_json, r.to_string()).unwrap();
+    let o = hudd(&["report", "--run", &arg(&run), "--out", &arg(&bundle), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(read_report(&bundle).retraining.is_none(), "retrain.json is another model's");
+    std::fs::write(&retrain_json, retrain).unwrap();
+    std::fs::write(&compare_json, compare).unwrap();
     // A folder that is not a bundle is never replaced.
     let foreign = dir.path().join("mine");
     std::fs::create_dir_all(&foreign).unwrap();

@@ -64,3 +64,32 @@ fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
     assert!(stderr(&o).contains("did not write"), "{}", stderr(&o));
     assert!(foreign.join("notes.txt").is_file(), "nothing of the user's is removed");
 }
+
+/// The training split under-represents the planted causes unless `--train-causes natural`; the
+/// test split is the same either way.
+#[test]
+fn simulate_draws_the_training_splits_causes_rarely_by_default() {
+    let dir = tempfile::tempdir().unwrap();
+    let closed = |causes: Option<&str>| {
+        let out = dir.path().join(causes.unwrap_or("default"));
+        let mut args = vec!["simulate", "gaze", "--train", "600", "--test", "40", "--improvement", "0"];
+        args.extend(["--seed", "4", "-q", "-o"]);
+        let out_arg = arg(&out);
+        args.push(&out_arg);
+        if let Some(c) = causes {
+            args.extend(["--train-causes", c]);
+        }
+        let o = hudd(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let manifest = std::fs::read_to_string(out.join("train/manifest.csv")).unwrap();
+        let col = manifest.lines().next().unwrap().split(',').position(|h| h == "eyelid").unwrap();
+        let n = manifest.lines().skip(1).filter(|l| l.split(',').nth(col).unwrap().parse::<f32>().unwrap() < 0.35);
+        (n.count(), std::fs::read_to_string(out.join("test/manifest.csv")).unwrap())
+    };
+    let (rare, test_rare) = closed(None);
+    let (natural, test_natural) = closed(Some("natural"));
+    // 12 % of 600 = 72 nearly closed eyes at the natural rate, a fifth of that by default.
+    assert!((50..95).contains(&natural) && rare < 30, "natural {natural}, rare {rare}");
+    assert_eq!(test_rare, test_natural);
+    assert_eq!(closed(Some("rare")).0, rare, "rare is the default");
+}
