@@ -78,9 +78,18 @@ impl PoolAxis {
         Ok(PoolAxis { k, s, d, begin, pad_end, input, out })
     }
 
-    /// Input index of cell `i` of window `o`, if inside the input.
-    fn at(&self, o: usize, i: usize) -> Option<usize> {
-        (o * self.s + i * self.d).checked_sub(self.begin).filter(|&x| x < self.input)
+    /// The input cells of window `o`: the first one's index and how many (`d` apart); the taps
+    /// inside the input are contiguous.
+    fn taps(&self, o: usize) -> (usize, usize) {
+        let start = o * self.s;
+        // Tap i reads start + i·d − begin; the first with start + i·d ≥ begin …
+        let lo = self.begin.saturating_sub(start).div_ceil(self.d).min(self.k);
+        // … and those before the end of the input.
+        let hi = (self.input + self.begin).saturating_sub(start).div_ceil(self.d).min(self.k);
+        if lo >= hi {
+            return (0, 0);
+        }
+        (start + lo * self.d - self.begin, hi - lo)
     }
 
     /// Cells of window `o` inside the input, or inside the input and its explicit padding.
@@ -129,31 +138,45 @@ impl Pool2d {
         (self.axes[0].count(oh, include_pad) * self.axes[1].count(ow, include_pad)).max(1) as f32
     }
 
-    /// Input offset (within a plane) of the window maximum of (oh, ow): the first in row-major
-    /// order, as PyTorch; `None` when the window holds no input cell.
-    fn argmax(&self, plane: &[f32], oh: usize, ow: usize) -> Option<usize> {
+    /// The windows' input cells on both axes, per output row and column (see [`PoolAxis::taps`]).
+    fn windows(&self) -> Windows {
         let [ah, aw] = &self.axes;
+        Windows {
+            rows: (0..ah.out).map(|o| ah.taps(o)).collect(),
+            cols: (0..aw.out).map(|o| aw.taps(o)).collect(),
+            d: [ah.d, aw.d],
+            width: aw.input,
+        }
+    }
+}
+
+/// Precomputed window cells: `(first input index, count)` per output row and per output column.
+struct Windows {
+    rows: Vec<(usize, usize)>,
+    cols: Vec<(usize, usize)>,
+    d: [usize; 2],
+    width: usize,
+}
+
+impl Windows {
+    /// Input offsets (within a plane) of the window of (oh, ow), in row-major order.
+    fn cells(&self, oh: usize, ow: usize) -> impl Iterator<Item = usize> + '_ {
+        let ((y0, ny), (x0, nx)) = (self.rows[oh], self.cols[ow]);
+        let [dy, dx] = self.d;
+        (0..ny).flat_map(move |i| (0..nx).map(move |j| (y0 + i * dy) * self.width + x0 + j * dx))
+    }
+
+    /// Input offset of the window maximum of (oh, ow): the first in row-major order, as PyTorch;
+    /// `None` when the window holds no input cell.
+    fn argmax(&self, plane: &[f32], oh: usize, ow: usize) -> Option<usize> {
         let mut best: Option<(usize, f32)> = None;
-        for i in 0..ah.k {
-            let Some(y) = ah.at(oh, i) else { continue };
-            for j in 0..aw.k {
-                let Some(x) = aw.at(ow, j) else { continue };
-                let at = y * aw.input + x;
-                let v = plane[at];
-                if best.is_none_or(|(_, b)| v > b || v.is_nan()) {
-                    best = Some((at, v));
-                }
+        for at in self.cells(oh, ow) {
+            let v = plane[at];
+            if best.is_none_or(|(_, b)| v > b || v.is_nan()) {
+                best = Some((at, v));
             }
         }
         best.map(|(at, _)| at)
-    }
-
-    /// Input offsets (within a plane) of the window of (oh, ow).
-    fn cells(&self, oh: usize, ow: usize) -> impl Iterator<Item = usize> + '_ {
-        let [ah, aw] = &self.axes;
-        (0..ah.k)
-            .filter_map(move |i| ah.at(oh, i))
-            .flat_map(move |y| (0..aw.k).filter_map(move |j| aw.at(ow, j)).map(move |x| y * aw.input + x))
     }
 }
 
@@ -176,13 +199,14 @@ impl CustomOp1 for Pool2d {
         let (planes, plane) = self.planes(layout)?;
         let (oh, ow) = (self.axes[0].out, self.axes[1].out);
         let mut out = vec![0f32; planes * oh * ow];
+        let win = self.windows();
         out.par_chunks_mut(oh * ow).zip(x.par_chunks(plane)).for_each(|(o, p)| {
             for r in 0..oh {
                 for c in 0..ow {
                     o[r * ow + c] = match self.reduce {
-                        Reduce::Max => self.argmax(p, r, c).map_or(f32::NEG_INFINITY, |at| p[at]),
+                        Reduce::Max => win.argmax(p, r, c).map_or(f32::NEG_INFINITY, |at| p[at]),
                         Reduce::Avg { include_pad } => {
-                            self.cells(r, c).map(|at| p[at]).sum::<f32>() / self.divisor(r, c, include_pad)
+                            win.cells(r, c).map(|at| p[at]).sum::<f32>() / self.divisor(r, c, include_pad)
                         }
                     };
                 }
@@ -222,19 +246,20 @@ impl CustomOp2 for PoolGrad {
             candle_core::bail!("pooling gradient of {} values for {} outputs", g.len(), planes * oh * ow);
         }
         let mut dx = vec![0f32; planes * plane];
+        let win = pool.windows();
         dx.par_chunks_mut(plane).zip(x.par_chunks(plane)).zip(g.par_chunks(oh * ow)).for_each(|((d, p), g)| {
             for r in 0..oh {
                 for c in 0..ow {
                     let gv = g[r * ow + c];
                     match pool.reduce {
                         Reduce::Max => {
-                            if let Some(at) = pool.argmax(p, r, c) {
+                            if let Some(at) = win.argmax(p, r, c) {
                                 d[at] += gv;
                             }
                         }
                         Reduce::Avg { include_pad } => {
                             let share = gv / pool.divisor(r, c, include_pad);
-                            for at in pool.cells(r, c) {
+                            for at in win.cells(r, c) {
                                 d[at] += share;
                             }
                         }
