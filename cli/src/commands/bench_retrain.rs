@@ -49,10 +49,7 @@ pub fn run(a: RetrainBench) -> Result<()> {
         epochs: 1,
         batch_size: a.batch_size.max(1),
         sgd: SgdParams::default(),
-        loss: match config.task.kind {
-            hudd_core::config::TaskKind::Classification => hudd_core::retrain::Loss::CrossEntropy,
-            hudd_core::config::TaskKind::Regression => hudd_core::retrain::Loss::Mse,
-        },
+        loss: hudd_core::retrain::Loss::for_task(config.task.kind),
         output: config.task.output_index(model.info())?,
         seed: 0,
         keep: Keep::Last,

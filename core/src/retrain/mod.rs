@@ -41,6 +41,16 @@ pub enum Loss {
     Mse,
 }
 
+impl Loss {
+    /// The loss that fits a task: cross-entropy for classes, MSE for regression.
+    pub fn for_task(kind: crate::config::TaskKind) -> Loss {
+        match kind {
+            crate::config::TaskKind::Classification => Loss::CrossEntropy,
+            crate::config::TaskKind::Regression => Loss::Mse,
+        }
+    }
+}
+
 /// What a batch should produce.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Targets {

@@ -9,7 +9,7 @@ use serde::{Deserialize, Serialize};
 
 use super::{fit, EpochRecord, Example, FitOptions, Keep, Loss, SgdParams};
 use crate::cluster::report::ClustersReport;
-use crate::config::{Config, TaskKind};
+use crate::config::Config;
 use crate::dataset::{Dataset, Label, Split};
 use crate::error::{Error, Result};
 use crate::evaluate::{Evaluator, SplitEvaluation};
@@ -240,10 +240,7 @@ impl RunContext {
 
     /// The loss that fits the task: cross-entropy for classes, MSE for regression.
     pub fn loss(&self) -> Loss {
-        match self.config.task.kind {
-            TaskKind::Classification => Loss::CrossEntropy,
-            TaskKind::Regression => Loss::Mse,
-        }
+        Loss::for_task(self.config.task.kind)
     }
 
     /// The analysed (or any same-interface) model on the test split.
