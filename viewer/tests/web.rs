@@ -230,7 +230,14 @@ async fn a_cluster_page_shows_its_unsafe_set_and_retraining_gain_when_present() 
         accuracy_before: 0.8,
         accuracy_after: 0.9,
         seed: 7,
-        clusters: vec![RetrainingGain { cluster_id: 1, gain_pp: 12.5 }],
+        clusters: vec![RetrainingGain { cluster_id: 1, gain_pp: 12.5, members: 8, right_after: 1 }],
+        failing_before: 0.0,
+        failing_after: 0.125,
+        epochs: 1,
+        chosen_epoch: 1,
+        retrained_model: "gaze_cnn.retrained.onnx".into(),
+        retrained_sha256: "00".repeat(32),
+        comparison: None,
     });
     let host = mount_report(r);
     tick().await;
