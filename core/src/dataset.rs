@@ -246,11 +246,10 @@ pub struct ImageFile {
 /// Every image file under `dir`, recursively, in sorted path order (hidden files ignored), and the
 /// other files as skipped; names are relative to `dir` with `/` separators.
 pub fn image_files(dir: &Path) -> Result<(Vec<ImageFile>, Vec<Skipped>)> {
-    let mut files = Vec::new();
-    walk_files(dir, &mut files)?;
+    let walk = Walk::from(dir)?;
     let mut images = Vec::new();
-    let mut skipped = Vec::new();
-    for f in files {
+    let mut skipped: Vec<Skipped> = walk.skipped(dir).collect();
+    for f in walk.files {
         let name = relative(dir, &f);
         if is_image_path(&f) {
             images.push(ImageFile { path: f, image: name });
@@ -290,23 +289,62 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(paths)
 }
 
-fn walk_files(dir: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
-    for p in sorted_entries(dir)? {
-        if is_hidden(&p) {
-            continue;
-        }
-        if p.is_dir() {
-            walk_files(&p, out)?;
-        } else {
-            out.push(p);
-        }
+/// What a recursive walk found: files, and folders it did not enter because they were reached
+/// again through a symbolic link (a loop, or a second way to the same folder).
+#[derive(Default)]
+struct Walk {
+    files: Vec<PathBuf>,
+    revisits: Vec<PathBuf>,
+    visited: std::collections::HashSet<PathBuf>,
+}
+
+impl Walk {
+    /// Walks `dir`, entering every folder once however many links lead to it.
+    fn from(dir: &Path) -> Result<Walk> {
+        let mut walk = Walk::default();
+        walk.enter(dir)?;
+        Ok(walk)
     }
-    Ok(())
+
+    /// Enters `dir` unless it was entered already; returns whether it did.
+    fn enter(&mut self, dir: &Path) -> Result<bool> {
+        let real = std::fs::canonicalize(dir).map_err(|e| Error::io("cannot resolve folder", dir, e))?;
+        if !self.visited.insert(real) {
+            self.revisits.push(dir.to_path_buf());
+            return Ok(false);
+        }
+        for p in sorted_entries(dir)? {
+            if is_hidden(&p) {
+                continue;
+            }
+            if p.is_dir() {
+                self.enter(&p)?;
+            } else {
+                self.files.push(p);
+            }
+        }
+        Ok(true)
+    }
+
+    /// The revisited folders as skips, named relative to `root`.
+    fn skipped(&self, root: &Path) -> impl Iterator<Item = Skipped> + '_ {
+        let root = root.to_path_buf();
+        self.revisits.iter().map(move |d| Skipped {
+            image: relative(&root, d),
+            reason: "folder reached a second time through a symbolic link (a loop or a duplicate); not walked again"
+                .into(),
+        })
+    }
 }
 
 fn scan_class_folders(root: &Path, dir: &Path) -> Result<(Vec<Entry>, Vec<Skipped>)> {
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
+    // One walk over all class folders: a folder reached twice (a link loop, or a link from one class
+    // into another) is walked once, by the first class in sorted order, and the rest are recorded.
+    let mut walk = Walk::default();
+    let real = std::fs::canonicalize(dir).map_err(|e| Error::io("cannot resolve folder", dir, e))?;
+    walk.visited.insert(real);
     for p in sorted_entries(dir)? {
         if is_hidden(&p) {
             continue;
@@ -316,8 +354,9 @@ fn scan_class_folders(root: &Path, dir: &Path) -> Result<(Vec<Entry>, Vec<Skippe
             continue;
         }
         let label = p.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-        let mut files = Vec::new();
-        walk_files(&p, &mut files)?;
+        let before = walk.files.len();
+        walk.enter(&p)?;
+        let files: Vec<PathBuf> = walk.files.drain(before..).collect();
         for f in files {
             if is_image_path(&f) {
                 entries.push(Entry {
@@ -332,6 +371,7 @@ fn scan_class_folders(root: &Path, dir: &Path) -> Result<(Vec<Entry>, Vec<Skippe
             }
         }
     }
+    skipped.extend(walk.skipped(root));
     Ok((entries, skipped))
 }
 
@@ -340,6 +380,28 @@ fn not_image_reason(p: &Path) -> String {
         Some(ext) => format!("not an image file (extension .{ext}; hudd reads png, jpg, jpeg, bmp)"),
         None => "not an image file (no extension; hudd reads png, jpg, jpeg, bmp)".into(),
     }
+}
+
+/// A manifest's `path` as a relative path inside its split folder (`.` parts dropped), or why it is
+/// not one: absolute paths and `..` would read images from outside the dataset.
+fn inside(rel: &str) -> std::result::Result<PathBuf, String> {
+    use std::path::Component;
+    let mut out = PathBuf::new();
+    for c in Path::new(rel).components() {
+        match c {
+            Component::Normal(part) => out.push(part),
+            Component::CurDir => {}
+            Component::ParentDir | Component::RootDir | Component::Prefix(_) => {
+                return Err(format!(
+                    "`path` `{rel}` leaves the split folder; manifest paths are relative to it, without `..`"
+                ))
+            }
+        }
+    }
+    if out.as_os_str().is_empty() {
+        return Err(format!("`path` `{rel}` names no file"));
+    }
+    Ok(out)
 }
 
 type ManifestRead = (Vec<Entry>, Vec<Skipped>, Vec<String>);
@@ -383,6 +445,7 @@ fn read_manifest(root: &Path, dir: &Path, manifest: &Path, task: &TaskConfig) ->
 
     let mut entries = Vec::new();
     let mut skipped = Vec::new();
+    let mut lines = std::collections::HashMap::new();
     for (row_ix, record) in reader.records().enumerate() {
         let line = row_ix as u64 + 2;
         let record = record.map_err(|e| err(line, e.to_string()))?;
@@ -391,8 +454,14 @@ fn read_manifest(root: &Path, dir: &Path, manifest: &Path, task: &TaskConfig) ->
         if rel.is_empty() {
             return Err(err(line, "empty `path`".into()));
         }
-        let path = dir.join(rel);
+        let path = dir.join(inside(rel).map_err(|reason| err(line, reason))?);
         let image = relative(root, &path);
+        if let Some(first) = lines.insert(image.clone(), line) {
+            return Err(err(
+                line,
+                format!("`{rel}` is listed a second time (first on line {first}); list every image once"),
+            ));
+        }
         let label = label_col.map(|c| field(c).to_string()).unwrap_or_default();
         let targets = match task.kind {
             TaskKind::Classification => None,
@@ -514,6 +583,50 @@ mod tests {
         let test = ds.split(Split::Test).unwrap();
         assert_eq!(test.samples[1].label, Label::Target(vec![10.0]));
         assert_eq!(test.metadata_columns, ["lighting"]);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn link_loops_are_walked_once_and_recorded() {
+        let d = tempfile::tempdir().unwrap();
+        let r = d.path();
+        touch(&r.join("test/bag/1.png"));
+        touch(&r.join("test/coat/2.png"));
+        std::os::unix::fs::symlink("..", r.join("test/bag/loop")).unwrap();
+        std::os::unix::fs::symlink("../..", r.join("test/coat/up")).unwrap();
+        std::os::unix::fs::symlink("../bag", r.join("test/coat/bag")).unwrap();
+        let ds = Dataset::open(r, &TaskConfig::default()).unwrap();
+        let test = ds.split(Split::Test).unwrap();
+        let names: Vec<&str> = test.samples.iter().map(|s| s.image.as_str()).collect();
+        assert_eq!(names, ["test/bag/1.png", "test/coat/2.png"]);
+        let skipped: Vec<&str> = test.skipped.iter().map(|s| s.image.as_str()).collect();
+        // `up` leads to the dataset root, outside the split: walked once; its `test` is cut.
+        assert_eq!(skipped, ["test/bag/loop", "test/coat/bag", "test/coat/up/test"], "{:?}", test.skipped);
+        assert!(test.skipped.iter().all(|s| s.reason.contains("symbolic link")));
+        let (files, skipped) = image_files(&r.join("test")).unwrap();
+        assert_eq!(files.len(), 2);
+        assert_eq!(skipped.len(), 3, "{skipped:?}");
+    }
+
+    #[test]
+    fn manifest_paths_stay_inside_the_split_and_are_listed_once() {
+        let d = tempfile::tempdir().unwrap();
+        touch(&d.path().join("test/a/1.png"));
+        touch(&d.path().join("outside.png"));
+        let manifest = d.path().join("test/manifest.csv");
+        for (text, needle) in [
+            ("path,label\n../outside.png,a\n", "leaves the split folder"),
+            ("path,label\n/etc/passwd.png,a\n", "leaves the split folder"),
+            ("path,label\na/../../outside.png,a\n", "leaves the split folder"),
+            ("path,label\na/1.png,a\n./a/1.png,b\n", "listed a second time (first on line 2)"),
+        ] {
+            std::fs::write(&manifest, text).unwrap();
+            let err = Dataset::open(d.path(), &TaskConfig::default()).unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+        std::fs::write(&manifest, "path,label\n./a/1.png,a\n").unwrap();
+        let ds = Dataset::open(d.path(), &TaskConfig::default()).unwrap();
+        assert_eq!(ds.split(Split::Test).unwrap().samples[0].image, "test/a/1.png");
     }
 
     #[test]

@@ -12,6 +12,7 @@ mod common;
 mod demo;
 mod evaluate;
 mod heatmaps;
+mod hostile;
 mod model;
 mod relevance;
 mod retrain;

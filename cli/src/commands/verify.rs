@@ -22,13 +22,17 @@ pub fn run(args: VerifyArgs) -> Result<()> {
             println!("{what:<8} {f}");
         }
     }
+    for problem in &v.inconsistent {
+        println!("inconsistent {problem}");
+    }
     if !v.is_intact() {
         bail!(
-            "the bundle is not as written: {} changed, {} missing, {} extra file(s) of {} listed: {}",
+            "the bundle is not as written: {} changed, {} missing, {} extra file(s) of {} listed, {} inconsistent record(s): {}",
             v.changed.len(),
             v.missing.len(),
             v.extra.len(),
             v.checked,
+            v.inconsistent.len(),
             args.bundle.display()
         );
     }

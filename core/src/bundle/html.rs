@@ -28,6 +28,8 @@ pub struct ViewerAssets<'a> {
 }
 
 const REPORT: &str = "{{HUDD_REPORT_JSON}}";
+/// The start of the element that holds the inlined report (`hudd verify` reads it back).
+pub(super) const REPORT_ELEMENT: &str = "<script id=\"hudd-report\"";
 const WASM: &str = "{{HUDD_WASM_GZIP_BASE64}}";
 const GLUE: &str = "{{HUDD_VIEWER_GLUE}}";
 const HASHES: &str = "{{HUDD_SCRIPT_HASHES}}";
@@ -75,6 +77,9 @@ fn classic_scripts(html: &str) -> Vec<&str> {
 pub fn render_index(viewer: &ViewerAssets<'_>, report: &Report) -> Result<String> {
     if viewer.glue.to_ascii_lowercase().contains("</script") {
         return Err(template_error("the glue contains </script>".into()));
+    }
+    if !viewer.template.contains(&format!("{REPORT_ELEMENT} type=\"application/json\">{REPORT}</script>")) {
+        return Err(template_error(format!("the report is not inlined in a `{REPORT_ELEMENT}` element")));
     }
     if viewer.style.to_ascii_lowercase().contains("</style") {
         return Err(template_error("the style sheet contains </style>".into()));

@@ -423,8 +423,8 @@ pub fn write(
             return Err(bad(out, "the bundle path exists and is not a folder; choose another bundle folder"));
         }
         let empty = std::fs::read_dir(out).map_err(|e| Error::io("cannot read", out, e))?.next().is_none();
-        if !empty && !out.join("manifest.json").is_file() {
-            return Err(bad(out, "the folder exists and is not a hudd bundle (no manifest.json); refusing to replace it, choose another bundle folder"));
+        if !empty {
+            replaceable(out)?;
         }
     }
     let name = out.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "bundle".into());
@@ -457,6 +457,40 @@ pub fn write(
         std::fs::rename(&tmp, out).map_err(|e| Error::io("cannot move the new bundle into place", out, e))?;
     }
     Ok(manifest)
+}
+
+/// Whether the existing folder `out` may be replaced by a new bundle: it must be a hudd bundle
+/// (its `manifest.json` one that hudd wrote) holding nothing besides the files that manifest
+/// lists, so that no file of the user's is deleted with it.
+fn replaceable(out: &Path) -> Result<()> {
+    let path = out.join("manifest.json");
+    let foreign = |why: &str| {
+        bad(
+            out,
+            format!("the folder exists and is not a hudd bundle ({why}); refusing to replace it, choose another bundle folder"),
+        )
+    };
+    let text = match std::fs::read_to_string(&path) {
+        Ok(t) => t,
+        Err(_) => return Err(foreign("no readable manifest.json")),
+    };
+    let manifest = hudd_report::read_manifest(&text).map_err(|e| foreign(&format!("manifest.json: {e}")))?;
+    let listed: std::collections::BTreeSet<&str> = manifest.files.iter().map(|f| f.path.as_str()).collect();
+    let extra: Vec<String> = files_under(out)?.into_iter().filter(|p| !listed.contains(p.as_str())).collect();
+    if !extra.is_empty() {
+        let shown: Vec<&str> = extra.iter().take(5).map(String::as_str).collect();
+        return Err(bad(
+            out,
+            format!(
+                "the bundle folder holds {} file(s) that hudd did not write ({}{}); replacing the bundle would \
+                 delete them: move them out, or choose another bundle folder",
+                extra.len(),
+                shown.join(", "),
+                if extra.len() > shown.len() { ", …" } else { "" }
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Writes every file of the bundle into `tmp`, `manifest.json` last.
@@ -548,7 +582,7 @@ mod tests {
     use crate::progress::Silent;
 
     const TEMPLATE: &str = "<meta content=\"{{HUDD_SCRIPT_HASHES}}\"><style>{{HUDD_STYLE}}</style>\
-        <script id=\"r\" type=\"application/json\">{{HUDD_REPORT_JSON}}</script>\
+        <script id=\"hudd-report\" type=\"application/json\">{{HUDD_REPORT_JSON}}</script>\
         <script id=\"w\">{{HUDD_WASM_GZIP_BASE64}}</script><script>{{HUDD_VIEWER_GLUE}}</script>";
 
     fn assembled(files: Vec<BundleFile>) -> Assembled {
@@ -592,5 +626,64 @@ mod tests {
         assert!(write(&out, &assembled(missing), &viewer, &Silent).is_err());
         assert!(verify(&out).unwrap().is_intact());
         assert!(out.join("images/a.png").is_file());
+    }
+
+    #[test]
+    fn a_folder_with_files_hudd_did_not_write_is_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let viewer = ViewerAssets { template: TEMPLATE, style: "p{}", glue: "start()", wasm: b"\0asm" };
+        let files = || vec![BundleFile { path: "images/a.png".into(), content: Content::Bytes(vec![1, 2, 3]) }];
+        // A folder with someone else's manifest.json.
+        let other = dir.path().join("other");
+        std::fs::create_dir_all(&other).unwrap();
+        std::fs::write(other.join("manifest.json"), r#"{"name": "my-app", "version": "1.0"}"#).unwrap();
+        std::fs::write(other.join("app.js"), "x").unwrap();
+        let err = write(&other, &assembled(files()), &viewer, &Silent).unwrap_err();
+        assert!(err.to_string().contains("not a hudd bundle"), "{err}");
+        assert!(other.join("app.js").is_file() && other.join("manifest.json").is_file());
+        // A bundle with a reviewer's exported notes beside it.
+        let out = dir.path().join("bundle");
+        write(&out, &assembled(files()), &viewer, &Silent).unwrap();
+        std::fs::write(out.join("notes.json"), "{}").unwrap();
+        let err = write(&out, &assembled(files()), &viewer, &Silent).unwrap_err();
+        assert!(err.to_string().contains("1 file(s) that hudd did not write (notes.json)"), "{err}");
+        assert!(out.join("notes.json").is_file());
+        // Once moved out, the bundle is replaced.
+        std::fs::remove_file(out.join("notes.json")).unwrap();
+        write(&out, &assembled(files()), &viewer, &Silent).unwrap();
+    }
+
+    #[test]
+    fn verify_sees_records_that_contradict_the_report() {
+        let dir = tempfile::tempdir().unwrap();
+        let viewer = ViewerAssets { template: TEMPLATE, style: "p{}", glue: "start()", wasm: b"\0asm" };
+        let out = dir.path().join("bundle");
+        write(&out, &assembled(vec![]), &viewer, &Silent).unwrap();
+        assert!(verify(&out).unwrap().is_intact());
+        let manifest_path = out.join("manifest.json");
+        let original = std::fs::read_to_string(&manifest_path).unwrap();
+        // Another report id in the manifest.
+        std::fs::write(&manifest_path, original.replace("\"report_id\": \"id\"", "\"report_id\": \"forged\"")).unwrap();
+        let v = verify(&out).unwrap();
+        assert!(!v.is_intact() && v.inconsistent[0].contains("forged"), "{v:?}");
+        // A size that is not the file's.
+        let mut m: schema::Manifest = serde_json::from_str(&original).unwrap();
+        m.files[0].bytes += 1;
+        std::fs::write(&manifest_path, serde_json::to_string(&m).unwrap()).unwrap();
+        let v = verify(&out).unwrap();
+        assert_eq!(v.changed, [m.files[0].path.clone()], "{v:?}");
+        // index.html's report edited and its hash updated in the manifest: still caught.
+        let html_path = out.join("index.html");
+        let html =
+            std::fs::read_to_string(&html_path).unwrap().replace("\"hudd_version\":\"0\"", "\"hudd_version\":\"9\"");
+        std::fs::write(&html_path, &html).unwrap();
+        let mut m: schema::Manifest = serde_json::from_str(&original).unwrap();
+        let entry = m.files.iter_mut().find(|f| f.path == "index.html").unwrap();
+        entry.sha256 = sha256_hex(html.as_bytes());
+        entry.bytes = html.len() as u64;
+        std::fs::write(&manifest_path, serde_json::to_string(&m).unwrap()).unwrap();
+        let v = verify(&out).unwrap();
+        assert!(v.changed.is_empty(), "{v:?}");
+        assert_eq!(v.inconsistent, ["the report inlined in index.html differs from report.json"]);
     }
 }

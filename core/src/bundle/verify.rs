@@ -20,6 +20,9 @@ pub struct Verification {
     pub missing: Vec<String>,
     /// Files that are not listed.
     pub extra: Vec<String>,
+    /// Contradictions between the bundle's own records: the manifest's report id or sizes, and the
+    /// report inlined in `index.html`, against `report.json`.
+    pub inconsistent: Vec<String>,
     /// The report id the manifest names.
     pub report_id: String,
 }
@@ -27,7 +30,7 @@ pub struct Verification {
 impl Verification {
     /// Whether the bundle is exactly what was written.
     pub fn is_intact(&self) -> bool {
-        self.changed.is_empty() && self.missing.is_empty() && self.extra.is_empty()
+        self.changed.is_empty() && self.missing.is_empty() && self.extra.is_empty() && self.inconsistent.is_empty()
     }
 }
 
@@ -46,7 +49,9 @@ pub fn verify(bundle: &Path) -> Result<Verification> {
             if !present.contains(&f.path) {
                 return Ok((f.path.clone(), None));
             }
-            let same = sha256_file(&bundle.join(&f.path))? == f.sha256;
+            let file = bundle.join(&f.path);
+            let bytes = std::fs::metadata(&file).map_err(|e| Error::io("cannot read", &file, e))?.len();
+            let same = bytes == f.bytes && sha256_file(&file)? == f.sha256;
             Ok((f.path.clone(), Some(same)))
         })
         .collect::<Result<_>>()?;
@@ -60,5 +65,41 @@ pub fn verify(bundle: &Path) -> Result<Verification> {
         }
     }
     v.extra = present.into_iter().filter(|p| !listed.contains(p.as_str())).collect();
+    v.inconsistent = consistency(bundle, &manifest.report_id);
     Ok(v)
+}
+
+/// What contradicts `report.json` among the bundle's other records of it.
+fn consistency(bundle: &Path, report_id: &str) -> Vec<String> {
+    let mut problems = Vec::new();
+    let read = |name: &str| std::fs::read_to_string(bundle.join(name)).map_err(|e| format!("{name}: {e}"));
+    let report = match read("report.json").and_then(|t| hudd_report::read_report(&t).map_err(|e| e.to_string())) {
+        Ok(r) => r,
+        Err(e) => {
+            problems.push(format!("report.json cannot be read: {e}"));
+            return problems;
+        }
+    };
+    if report.report_id != report_id {
+        problems.push(format!("manifest.json names report {report_id}, report.json is report {}", report.report_id));
+    }
+    match read("index.html").map(|html| inlined_report(&html).map(hudd_report::read_report)) {
+        Err(e) => problems.push(format!("index.html cannot be read: {e}")),
+        Ok(None) => problems.push("index.html holds no inlined report (the viewer would show nothing)".into()),
+        Ok(Some(Err(e))) => problems.push(format!("the report inlined in index.html cannot be read: {e}")),
+        Ok(Some(Ok(inlined))) if inlined != report => {
+            problems.push("the report inlined in index.html differs from report.json".into())
+        }
+        Ok(Some(Ok(_))) => {}
+    }
+    problems
+}
+
+/// The JSON text of the `<script id="hudd-report">` element.
+fn inlined_report(html: &str) -> Option<&str> {
+    let open = html.find(super::html::REPORT_ELEMENT)?;
+    let body = &html[open..];
+    let start = body.find('>')? + 1;
+    let end = body.find("</script>")?;
+    body.get(start..end)
 }

@@ -187,8 +187,23 @@ impl RunDir {
 }
 
 /// A member's file name inside a cluster folder: its dataset path with `/` → `__`, sanitised.
+///
+/// The map is one-to-one: a name that the replacement alone cannot be read back from (one that
+/// already holds `__`, or a character that sanitising changes) gets the first 12 hex digits of its
+/// path's SHA-256 before the extension, so that `a/b.png` and `a__b.png` stay two files.
 pub fn member_file(image: &str) -> String {
-    sanitize(&image.replace('/', "__"))
+    let flat = sanitize(&image.replace('/', "__"));
+    let plain = !image.contains("__") && sanitize(image) == image.replace('/', "_");
+    if plain {
+        return flat;
+    }
+    use sha2::Digest;
+    let digest = sha2::Sha256::digest(image.as_bytes());
+    let tag: String = digest.iter().take(6).map(|b| format!("{b:02x}")).collect();
+    match flat.rsplit_once('.') {
+        Some((stem, ext)) if !stem.is_empty() => format!("{stem}~{tag}.{ext}"),
+        _ => format!("{flat}~{tag}"),
+    }
 }
 
 #[cfg(test)]
@@ -210,6 +225,18 @@ mod tests {
         assert_eq!(p(run.overlay("l", 2, "test/x.jpg")), "R/clusters/l/2/overlays/test__x.png");
         assert_eq!(p(run.mean_heatmap("l", 2)), "R/clusters/l/2/mean-heatmap.png");
         assert_eq!(p(run.default_report()), "R/report");
+    }
+
+    #[test]
+    fn member_files_are_one_to_one() {
+        assert_eq!(member_file("test/coat/x_1.png"), "test__coat__x_1.png", "plain names stay readable");
+        let names = ["test/coat/a/b.png", "test/coat/a__b.png", "test/coat/a:b.png", "test/coat/a_b.png"];
+        let files: std::collections::BTreeSet<String> = names.iter().map(|n| member_file(n)).collect();
+        assert_eq!(files.len(), names.len(), "{files:?}");
+        assert!(member_file("test/coat/a__b.png").starts_with("test__coat__a__b~"));
+        assert!(member_file("test/coat/a__b.png").ends_with(".png"));
+        // Tagged names hold `~`, which no plain name can: the two kinds never meet.
+        assert_eq!(files.iter().filter(|f| f.contains('~')).count(), 2);
     }
 
     #[test]
