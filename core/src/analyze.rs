@@ -105,6 +105,10 @@ pub fn analyze(
     let evaluation = evaluator.run(progress)?;
     evaluation.write(&run.results())?;
     timings.add("evaluate", t.elapsed().as_secs_f64());
+    if let Some(reason) = evaluation.guessed_class_order_problem() {
+        // Its "root causes" would be the label mix-up: stop before explaining it.
+        return Err(Error::Config(format!("{reason} (the evaluation is in {})", run.results().display())));
+    }
     let mut record = RunRecord::new(options.run.clone(), config, model, &evaluation, options.pictures.gif_per_minute);
     record.data_root = std::path::absolute(&data.root).ok().map(|p| p.display().to_string());
     let test = evaluation.split(Split::Test).ok_or_else(|| Error::DatasetLayout {

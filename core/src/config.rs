@@ -278,11 +278,19 @@ impl Config {
             }
             None => (toml::Table::new(), "<defaults>".into()),
         };
+        let from_file = table.clone();
         for ov in overrides {
             apply_override(&mut table, ov)?;
         }
-        Config::deserialize(toml::Value::Table(table))
-            .map_err(|e| Error::ConfigSyntax { path: shown, reason: e.to_string() })
+        Config::deserialize(toml::Value::Table(table)).map_err(|e| {
+            // Blame what is wrong: the file, unless it reads without the overrides.
+            if !overrides.is_empty() && Config::deserialize(toml::Value::Table(from_file)).is_ok() {
+                let shown: Vec<String> = overrides.iter().map(|o| format!("`--set {o}`")).collect();
+                Error::Config(format!("{}: {}", shown.join(", "), e.message().trim()))
+            } else {
+                Error::ConfigSyntax { path: shown, reason: e.to_string() }
+            }
+        })
     }
 
     /// Checks the configuration and resolves `[input]` against the model's declared input, so that
@@ -361,12 +369,40 @@ impl Config {
         };
         let mean = per_channel(&cfg.mean, "mean")?;
         let std = per_channel(&cfg.std, "std")?;
-        if std.iter().any(|s| !s.is_finite() || *s == 0.0) || !cfg.scale.is_finite() {
-            return Err(Error::Config("`[input] std` must be non-zero and `scale` finite".into()));
+        let show = |v: &[f32]| v.iter().map(|x| x.to_string()).collect::<Vec<_>>().join(", ");
+        if !cfg.scale.is_finite() || cfg.scale <= 0.0 {
+            return Err(Error::Config(format!(
+                "`[input] scale = {}` must be a positive finite number (pixels 0..255 are multiplied by it; \
+                 1/255 maps them to 0..1)",
+                cfg.scale
+            )));
+        }
+        if mean.iter().any(|m| !m.is_finite()) {
+            return Err(Error::Config(format!("`[input] mean = [{}]` must hold finite numbers", show(&mean))));
+        }
+        if std.iter().any(|s| !s.is_finite() || *s <= 0.0) {
+            return Err(Error::Config(format!(
+                "`[input] std = [{}]` must hold positive finite numbers (the per-channel standard deviations)",
+                show(&std)
+            )));
+        }
+        let elements = channels.saturating_mul(height).saturating_mul(width);
+        if elements > MAX_IMAGE_ELEMENTS {
+            return Err(Error::Config(format!(
+                "the model input is {channels} × {height} × {width} = {elements} values per image \
+                 ({:.1} GB as f32); hudd accepts at most {MAX_IMAGE_ELEMENTS} ({} MB) — check `[input] size` \
+                 and the model's declared input",
+                elements as f64 * 4e-9,
+                MAX_IMAGE_ELEMENTS * 4 / 1_000_000
+            )));
         }
         Ok(InputSpec { height, width, channels, layout, scale: cfg.scale, mean, std, resize: cfg.resize })
     }
 }
+
+/// The most values one input image may have: 64 Mi (256 MB as f32, e.g. 3 × 4096 × 5461). A
+/// larger declared input is almost always a mistake (a dynamic size filled in wrongly).
+pub const MAX_IMAGE_ELEMENTS: usize = 64 << 20;
 
 fn layout_name(l: Layout) -> &'static str {
     match l {
@@ -437,6 +473,43 @@ mod tests {
     fn mean_length_must_match_channels() {
         let cfg = Config::from_toml_str("[input]\nmean = [0.1, 0.2]\n").unwrap();
         assert!(cfg.input_spec(&info(&[None, Some(3), Some(8), Some(8)])).is_err());
+    }
+
+    #[test]
+    fn normalisation_must_be_finite_and_positive() {
+        for (text, needle) in [
+            ("[input]\nmean = [inf]\n", "mean = [inf]"),
+            ("[input]\nmean = [nan]\n", "mean = [NaN]"),
+            ("[input]\nstd = [-1.0]\n", "std = [-1]"),
+            ("[input]\nstd = [0.0]\n", "std = [0]"),
+            ("[input]\nscale = -1.0\n", "scale = -1"),
+            ("[input]\nscale = 0.0\n", "scale = 0"),
+        ] {
+            let cfg = Config::from_toml_str(text).unwrap();
+            let err = cfg.input_spec(&info(&[Some(1), Some(1), Some(28), Some(28)])).unwrap_err();
+            assert!(err.to_string().contains(needle), "{text}: {err}");
+        }
+    }
+
+    #[test]
+    fn an_absurd_input_size_is_refused_before_any_allocation() {
+        let err = Config::default().input_spec(&info(&[Some(1), Some(3), Some(100_000), Some(100_000)])).unwrap_err();
+        assert!(err.to_string().contains("30000000000 values per image"), "{err}");
+        assert!(Config::default().input_spec(&info(&[Some(1), Some(3), Some(1024), Some(1024)])).is_ok());
+    }
+
+    #[test]
+    fn a_bad_override_is_blamed_not_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("hudd.toml");
+        std::fs::write(&p, "[input]\nlayout = \"nchw\"\n").unwrap();
+        let err = Config::load(Some(&p), &["input.layuot=nhwc".into()]).unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("`--set input.layuot=nhwc`") && text.contains("layuot"), "{text}");
+        assert!(!text.contains("hudd.toml"), "{text}");
+        std::fs::write(&p, "[input]\nlayuot = \"nchw\"\n").unwrap();
+        let err = Config::load(Some(&p), &["run.batch_size=8".into()]).unwrap_err();
+        assert!(err.to_string().contains("hudd.toml"), "{err}");
     }
 
     #[test]

@@ -118,6 +118,17 @@ pub struct SplitData {
     pub metadata_columns: Vec<String>,
 }
 
+/// Where a classifier's class names and their logit order come from.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ClassSource {
+    /// `[task] classes` (or a regression task, which has none).
+    #[default]
+    Config,
+    /// Guessed: the class folder names, sorted. Right only when the model's logits are in that order.
+    FolderNames,
+}
+
 /// A dataset: its splits and, for classification, the class names in logit order.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Dataset {
@@ -127,6 +138,8 @@ pub struct Dataset {
     pub classes: Vec<String>,
     /// The splits present, in [`Split::ALL`] order.
     pub splits: Vec<SplitData>,
+    /// Where [`classes`](Self::classes) come from.
+    pub class_source: ClassSource,
 }
 
 /// A raw entry before labels are resolved.
@@ -225,7 +238,11 @@ impl Dataset {
             samples.sort_by(|a, b| a.image.cmp(&b.image));
             splits.push(SplitData { split, dir, samples, skipped, metadata_columns });
         }
-        Ok(Dataset { root: root.to_path_buf(), classes, splits })
+        let class_source = match (task.kind, &task.classes) {
+            (TaskKind::Classification, None) => ClassSource::FolderNames,
+            _ => ClassSource::Config,
+        };
+        Ok(Dataset { root: root.to_path_buf(), classes, splits, class_source })
     }
 
     /// The data of one split, if present.
@@ -260,7 +277,7 @@ pub fn image_files(dir: &Path) -> Result<(Vec<ImageFile>, Vec<Skipped>)> {
     Ok((images, skipped))
 }
 
-fn abbreviate(classes: &[String]) -> String {
+pub(crate) fn abbreviate(classes: &[String]) -> String {
     let shown: Vec<&str> = classes.iter().take(8).map(String::as_str).collect();
     if classes.len() > shown.len() {
         format!("{}, …", shown.join(", "))
@@ -516,6 +533,7 @@ mod tests {
         touch(&r.join("train/apple/y.bmp"));
         let ds = Dataset::open(r, &TaskConfig::default()).unwrap();
         assert_eq!(ds.classes, ["apple", "zebra"]);
+        assert_eq!(ds.class_source, ClassSource::FolderNames);
         let test = ds.split(Split::Test).unwrap();
         let names: Vec<&str> = test.samples.iter().map(|s| s.image.as_str()).collect();
         assert_eq!(names, ["test/apple/x.jpg", "test/zebra/a.PNG", "test/zebra/b.png"]);
@@ -542,6 +560,7 @@ mod tests {
         let task = TaskConfig { classes: Some(vec!["b".into(), "a".into()]), ..TaskConfig::default() };
         let ds = Dataset::open(d.path(), &task).unwrap();
         assert_eq!(ds.split(Split::Test).unwrap().samples[0].label, Label::Class(1));
+        assert_eq!(ds.class_source, ClassSource::Config);
         let task = TaskConfig { classes: Some(vec!["b".into()]), ..TaskConfig::default() };
         let err = Dataset::open(d.path(), &task).unwrap_err();
         assert!(matches!(err, Error::UnknownLabel { ref label, .. } if label == "a"), "{err}");

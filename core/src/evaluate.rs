@@ -25,7 +25,7 @@ use rayon::prelude::*;
 use serde::Serialize;
 
 use crate::config::{Config, InputSpec, Parallelism, RegressionLoss, TaskConfig, TaskKind};
-use crate::dataset::{Dataset, Label, Sample, Skipped, Split, SplitData};
+use crate::dataset::{ClassSource, Dataset, Label, Sample, Skipped, Split, SplitData};
 use crate::error::{Error, Result};
 use crate::fsio::{write_atomic, write_json};
 use crate::model::{Dim, Model};
@@ -33,6 +33,9 @@ use crate::progress::Progress;
 use crate::shard::{Shard, ShardRecord, Stage};
 
 pub use crate::model::argmax;
+
+/// The skip reason of an image whose model output holds NaN or ±inf.
+pub const NON_FINITE: &str = "the model's output for this image is NaN or infinite (no prediction can be read)";
 
 /// What the model produced for one image.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -130,6 +133,8 @@ pub struct Evaluation {
     pub task: TaskKind,
     /// Class names (classification).
     pub classes: Vec<String>,
+    /// Where the class names come from (configured, or guessed from folder names).
+    pub class_source: ClassSource,
     /// The model output that was judged.
     pub output: String,
     /// One entry per split present, in pipeline order.
@@ -208,6 +213,7 @@ impl<'a> Evaluator<'a> {
         Ok(Evaluation {
             task: self.task.kind,
             classes: self.data.classes.clone(),
+            class_source: self.data.class_source,
             output: self.model.info().outputs[self.output_index].name.clone(),
             splits,
         })
@@ -263,6 +269,18 @@ impl<'a> Evaluator<'a> {
             rows.extend(r);
             skipped.extend(s);
         }
+        let non_finite = skipped.iter().filter(|k| k.reason == NON_FINITE).count();
+        if rows.is_empty() && non_finite > 0 && shard.is_whole() {
+            return Err(Error::ModelInterface {
+                path: self.model.path().to_path_buf(),
+                reason: format!(
+                    "the model's output `{}` is NaN or infinite for all {non_finite} readable images of split `{}`; \
+                     the model or its input normalisation (`[input] scale, mean, std`) is broken",
+                    self.model.info().outputs[self.output_index].name,
+                    data.split
+                ),
+            });
+        }
         if rows.is_empty() && shard.is_whole() {
             return Err(Error::EmptySplit {
                 split: data.split.name().into(),
@@ -306,6 +324,11 @@ impl<'a> Evaluator<'a> {
         let mut rows = Vec::with_capacity(n);
         for (i, s) in used.iter().enumerate() {
             let values = &flat[i * per_image..(i + 1) * per_image];
+            if values.iter().any(|v| !v.is_finite()) {
+                // No class or loss can be read from it: never Correct, never Wrong.
+                skipped.push(Skipped { image: s.image.clone(), reason: NON_FINITE.into() });
+                continue;
+            }
             rows.push(self.judge(s, values)?);
         }
         Ok((rows, skipped))
@@ -343,6 +366,35 @@ impl<'a> Evaluator<'a> {
     }
 }
 
+/// The logit order that the predictions of `split` fit best, found greedily on the confusion
+/// counts (the largest count first, each class and logit used once), and the accuracy it gives:
+/// `order[logit]` is the class. `None` when the rows are not classifications of `k` classes.
+fn logit_order_fit(split: &SplitEvaluation, k: usize) -> Option<(Vec<usize>, f64)> {
+    let mut counts = vec![vec![0usize; k]; k];
+    for r in &split.rows {
+        match (&r.label, &r.prediction) {
+            (Label::Class(c), Prediction::Class { predicted, .. }) if *c < k && *predicted < k => {
+                counts[*predicted][*c] += 1;
+            }
+            _ => return None,
+        }
+    }
+    let mut cells: Vec<(usize, usize, usize)> =
+        (0..k).flat_map(|l| (0..k).map(move |c| (l, c))).map(|(l, c)| (counts[l][c], l, c)).collect();
+    // Largest count first; ties by logit then class, so the result does not depend on the sort.
+    cells.sort_by(|a, b| b.0.cmp(&a.0).then(a.1.cmp(&b.1)).then(a.2.cmp(&b.2)));
+    let (mut order, mut used) = (vec![usize::MAX; k], vec![false; k]);
+    let mut right = 0;
+    for (n, l, c) in cells {
+        if order[l] == usize::MAX && !used[c] {
+            order[l] = c;
+            used[c] = true;
+            right += n;
+        }
+    }
+    Some((order, right as f64 / split.rows.len().max(1) as f64))
+}
+
 /// Per-image regression loss.
 pub fn loss(kind: RegressionLoss, targets: &[f32], predictions: &[f32]) -> std::result::Result<f32, String> {
     if targets.len() != predictions.len() {
@@ -373,6 +425,9 @@ struct Summary {
     task: TaskKind,
     output: String,
     classes: Vec<String>,
+    /// `config` or `folder-names` (absent in files written before it existed: `config`).
+    #[serde(default)]
+    classes_from: ClassSource,
     splits: Vec<SplitSummary>,
 }
 
@@ -388,6 +443,50 @@ struct SplitSummary {
 }
 
 impl Evaluation {
+    /// When the class names were guessed from folder names and the predictions say the guess is
+    /// wrong, the likely cause and the fix: a split's accuracy is below chance (1 / classes), or
+    /// another order of the logits fits the predictions far better (at least 1.5 × the accuracy and
+    /// 10 points more). `None` otherwise.
+    pub fn guessed_class_order_problem(&self) -> Option<String> {
+        if self.class_source != ClassSource::FolderNames || self.classes.len() < 2 {
+            return None;
+        }
+        let k = self.classes.len();
+        let chance = 1.0 / k as f64;
+        let split = self
+            .split(Split::Test)
+            .filter(|s| !s.rows.is_empty())
+            .or_else(|| self.splits.iter().find(|s| !s.rows.is_empty()))?;
+        let accuracy = split.accuracy();
+        let order = logit_order_fit(split, k);
+        let fit = order.as_ref().map_or(0.0, |(_, a)| *a);
+        let reordered = fit >= 1.5 * accuracy && fit >= accuracy + 0.10;
+        if accuracy >= chance && !reordered {
+            return None;
+        }
+        let mut text = format!(
+            "{} accuracy is {:.1} % ({:.1} % is chance for {k} classes) with the class order guessed from the \
+             sorted folder names ({})",
+            split.split,
+            100.0 * accuracy,
+            100.0 * chance,
+            crate::dataset::abbreviate(&self.classes)
+        );
+        if let Some((order, fit)) = order.filter(|_| reordered) {
+            let names: Vec<String> = order.iter().map(|&c| self.classes[c].clone()).collect();
+            text.push_str(&format!(
+                "; the predictions fit this logit order far better ({:.1} %): classes = [{}]",
+                100.0 * fit,
+                names.iter().map(|n| format!("\"{n}\"")).collect::<Vec<_>>().join(", ")
+            ));
+        }
+        text.push_str(
+            "; the model's logits are probably in another order: list the classes in logit order in `[task] classes` \
+             of hudd.toml",
+        );
+        Some(text)
+    }
+
     /// The evaluation of one split, if present.
     pub fn split(&self, split: Split) -> Option<&SplitEvaluation> {
         self.splits.iter().find(|s| s.split == split)
@@ -419,6 +518,7 @@ impl Evaluation {
             task: self.task,
             output: self.output.clone(),
             classes: self.classes.clone(),
+            classes_from: self.class_source,
             splits: self
                 .splits
                 .iter()
@@ -532,6 +632,7 @@ pub fn merge(shards: &[(std::path::PathBuf, ShardRecord)], dir: &Path) -> Result
         task: first.task,
         output: first.output.clone(),
         classes: first.classes.clone(),
+        classes_from: first.classes_from,
         splits: Vec::new(),
     };
     for (k, split) in split_names.iter().enumerate() {

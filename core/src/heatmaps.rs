@@ -21,7 +21,7 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use ndarray::{Array2, Array3};
+use ndarray::{Array2, Array3, ArrayD};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -734,9 +734,28 @@ fn explain_batch(
     };
     let batch = crate::input::stack(&tensors, spec);
     let mut rel = explainer.explain(batch.view(), &start)?;
-    let layers = chosen
+    let mut layers: Vec<ArrayD<f32>> = chosen
         .iter()
         .map(|t| rel.remove(t).ok_or_else(|| Error::RelevanceNotReached { layer: t.clone() }))
         .collect::<Result<_>>()?;
-    Ok(Batch { images: used.iter().map(|i| i.image.clone()).collect(), skipped, layers })
+    // A heatmap holding NaN or ±inf has no distance to anything: the image is skipped, not clustered
+    // as if its relevance were zero.
+    let finite: Vec<usize> = (0..used.len())
+        .filter(|&i| layers.iter().all(|l| l.index_axis(ndarray::Axis(0), i).iter().all(|v| v.is_finite())))
+        .collect();
+    if finite.len() < used.len() {
+        for (i, im) in used.iter().enumerate() {
+            if !finite.contains(&i) {
+                skipped.push(Skipped { image: im.image.clone(), reason: NON_FINITE_HEATMAP.into() });
+            }
+        }
+        for l in &mut layers {
+            *l = l.select(ndarray::Axis(0), &finite);
+        }
+    }
+    Ok(Batch { images: finite.iter().map(|&i| used[i].image.clone()).collect(), skipped, layers })
 }
+
+/// The skip reason of an image whose relevance holds NaN or ±inf at some layer.
+pub const NON_FINITE_HEATMAP: &str =
+    "its relevance is NaN or infinite at some layer (the model's output or a rule's denominator); not clustered";

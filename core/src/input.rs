@@ -32,18 +32,41 @@ pub fn is_image_path(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.contains(&e.to_ascii_lowercase().as_str()))
 }
 
+/// The most pixels an image file may have (64 Mpx: 8192 × 8192, or a 9000 × 7000 photograph).
+pub const MAX_PIXELS: u64 = 1 << 26;
+
+/// The most memory one decode may allocate (16-bit RGBA at [`MAX_PIXELS`]).
+const MAX_DECODE_BYTES: u64 = MAX_PIXELS * 8;
+
 /// Decodes an image file. The error is a short reason for the skip record.
 pub fn decode(path: &Path) -> Result<DynamicImage, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
     if bytes.is_empty() {
         return Err("empty file".into());
     }
-    let reader = image::ImageReader::new(std::io::Cursor::new(bytes))
-        .with_guessed_format()
-        .map_err(|e| format!("cannot read file: {e}"))?;
-    if reader.format().is_none() {
+    let reader = || {
+        image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
+            .with_guessed_format()
+            .map_err(|e| format!("cannot read file: {e}"))
+    };
+    let header = reader()?;
+    if header.format().is_none() {
         return Err("not an image (unrecognised file contents)".into());
     }
+    // The header's size first: a tiny file may declare an image that would not fit in memory.
+    let (w, h) = header.into_dimensions().map_err(|e| format!("corrupt or truncated image: {e}"))?;
+    let pixels = u64::from(w) * u64::from(h);
+    if pixels > MAX_PIXELS {
+        return Err(format!(
+            "image is {w} × {h} pixels ({:.0} Mpx); hudd decodes images of at most {} Mpx",
+            pixels as f64 / 1e6,
+            MAX_PIXELS / 1_000_000
+        ));
+    }
+    let mut reader = reader()?;
+    let mut limits = image::Limits::default();
+    limits.max_alloc = Some(MAX_DECODE_BYTES);
+    reader.limits(limits);
     let img = reader.decode().map_err(|e| format!("corrupt or truncated image: {e}"))?;
     if img.width() == 0 || img.height() == 0 {
         return Err("image has zero width or height".into());
@@ -184,5 +207,44 @@ mod tests {
         std::fs::write(&truncated, &bytes[..bytes.len() / 2]).unwrap();
         assert!(decode(&truncated).unwrap_err().contains("corrupt or truncated"));
         assert!(decode(&dir.path().join("missing.png")).unwrap_err().contains("cannot read"));
+    }
+
+    #[test]
+    fn a_header_declaring_a_huge_image_is_refused_before_decoding() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("huge.png");
+        std::fs::write(&path, png_header(100_000, 100_000)).unwrap();
+        let err = decode(&path).unwrap_err();
+        assert!(err.contains("100000 × 100000 pixels") && err.contains("at most 67 Mpx"), "{err}");
+        // The same header at a plausible size is merely truncated.
+        std::fs::write(&path, png_header(100, 100)).unwrap();
+        assert!(decode(&path).unwrap_err().contains("corrupt or truncated"));
+    }
+
+    /// A PNG signature, an IHDR chunk (8-bit grayscale) and an empty IDAT: a header, no pixels.
+    fn png_header(w: u32, h: u32) -> Vec<u8> {
+        let mut ihdr = w.to_be_bytes().to_vec();
+        ihdr.extend(h.to_be_bytes());
+        ihdr.extend([8, 0, 0, 0, 0]);
+        let mut out = b"\x89PNG\r\n\x1a\n".to_vec();
+        for (kind, data) in [(&b"IHDR"[..], &ihdr[..]), (b"IDAT", &[])] {
+            let mut chunk = kind.to_vec();
+            chunk.extend(data);
+            out.extend((data.len() as u32).to_be_bytes());
+            out.extend(&chunk);
+            out.extend(crc32(&chunk).to_be_bytes());
+        }
+        out
+    }
+
+    fn crc32(bytes: &[u8]) -> u32 {
+        let mut c = !0u32;
+        for &b in bytes {
+            c ^= u32::from(b);
+            for _ in 0..8 {
+                c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+            }
+        }
+        !c
     }
 }

@@ -145,10 +145,169 @@ fn verify_catches_an_edited_manifest_or_inlined_report() {
     m["report_id"] = "0".repeat(64).into();
     std::fs::write(&manifest_path, serde_json::to_string(&m).unwrap()).unwrap();
     let o = hudd(&["verify", &arg(&bundle)]);
-    assert_clean_failure(&o, &["1 inconsistent"]);
+    // Against report.json, and against the run folder's completion record.
+    assert_clean_failure(&o, &["2 inconsistent"]);
     assert!(stdout(&o).contains("inconsistent manifest.json names report 0000"), "{}", stdout(&o));
     let mut m: serde_json::Value = serde_json::from_str(&original).unwrap();
     m["files"][0]["bytes"] = 1.into();
     std::fs::write(&manifest_path, serde_json::to_string(&m).unwrap()).unwrap();
     assert_clean_failure(&hudd(&["verify", &arg(&bundle)]), &["1 changed"]);
+}
+
+#[test]
+fn nan_logits_are_skipped_per_image_and_stop_the_run_when_everywhere() {
+    let data = small_data();
+    // One image with a bright top-left pixel: nan_corner.onnx's logits are NaN for it alone.
+    let src = std::fs::read_dir(data.path().join("test/bag")).unwrap().next().unwrap().unwrap().path();
+    let mut img = image::open(&src).unwrap().to_luma8();
+    img.put_pixel(0, 0, image::Luma([255]));
+    img.save(data.path().join("test/bag/bright-corner.png")).unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let model = fixtures().join("models/nan_corner.onnx");
+    let args = ["evaluate", "-m", &arg(&model), "-c", &arg(&fmnist_config()), "-d", &arg(data.path())];
+    let o = hudd(&[&args[..], &["-o", &arg(run.path()), "-q"]].concat());
+    assert!(o.status.success(), "{}", stderr(&o));
+    let skipped = skipped_csv(run.path());
+    let line = skipped.lines().find(|l| l.contains("bright-corner.png")).unwrap_or_else(|| panic!("{skipped}"));
+    assert!(line.contains("NaN or infinite"), "{line}");
+    let test = std::fs::read_to_string(run.path().join("results/test.csv")).unwrap();
+    assert!(!test.contains("bright-corner.png") && !test.contains("NaN"), "never Correct or Wrong");
+    // NaN for every image: the analysis stops instead of clustering zeros.
+    let model = fixtures().join("models/nan_bias.onnx");
+    let run = tempfile::tempdir().unwrap();
+    let args = ["analyze", "-m", &arg(&model), "-c", &arg(&fmnist_config()), "-d", &arg(data.path())];
+    let o = hudd(&[&args[..], &["-o", &arg(run.path()), "-q"]].concat());
+    assert_clean_failure(&o, &["NaN or infinite for all 61 readable images of split `test`", "nan_bias.onnx"]);
+    assert!(!run.path().join("clusters.json").exists() && !run.path().join("heatmaps").exists());
+}
+
+#[test]
+fn a_recurrent_model_is_refused_naming_the_lstm_node() {
+    let data = small_data();
+    let run = tempfile::tempdir().unwrap();
+    let model = fixtures().join("models/lstm.onnx");
+    let args = ["analyze", "-m", &arg(&model), "-c", &arg(&fmnist_config()), "-d", &arg(data.path())];
+    let o = hudd(&[&args[..], &["-o", &arg(run.path()), "-q"]].concat());
+    assert_clean_failure(&o, &["node `lstm`", "op `LSTM`", "no relevance rule", "lstm.onnx"]);
+    assert!(!run.path().join("results").exists(), "refused before any stage");
+}
+
+#[test]
+fn impossible_normalisation_and_bad_overrides_are_named() {
+    let data = small_data();
+    let run = tempfile::tempdir().unwrap();
+    for (set, needle) in [
+        ("input.scale=-1", "`[input] scale = -1` must be a positive"),
+        ("input.std=[-1]", "`[input] std = [-1]` must hold positive"),
+        ("input.mean=[inf]", "`[input] mean = [inf]` must hold finite"),
+        ("input.layuot=nhwc", "`--set input.layuot=nhwc`"),
+    ] {
+        let o = fmnist("evaluate", data.path(), run.path(), &["--set", set]);
+        assert_clean_failure(&o, &[needle]);
+        assert!(!stderr(&o).contains("hudd.toml"), "the file is not to blame: {}", stderr(&o));
+    }
+}
+
+#[test]
+fn absurd_thread_counts_are_refused() {
+    let data = small_data();
+    let run = tempfile::tempdir().unwrap();
+    let o = fmnist("evaluate", data.path(), run.path(), &["-j", "60000"]);
+    assert_clean_failure(&o, &["-j 60000", "4 per core"]);
+}
+
+#[test]
+fn an_image_header_declaring_a_gigapixel_is_a_recorded_skip() {
+    let data = small_data();
+    // A valid PNG of 1 × 1 whose IHDR says 100000 × 100000 (the CRC fixed up).
+    let mut png = Vec::new();
+    image::GrayImage::new(1, 1).write_to(&mut std::io::Cursor::new(&mut png), image::ImageFormat::Png).unwrap();
+    png[16..20].copy_from_slice(&100_000u32.to_be_bytes());
+    png[20..24].copy_from_slice(&100_000u32.to_be_bytes());
+    let crc = crc32(&png[12..29]);
+    png[29..33].copy_from_slice(&crc.to_be_bytes());
+    std::fs::write(data.path().join("test/bag/huge.png"), &png).unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let o = fmnist("evaluate", data.path(), run.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let skipped = skipped_csv(run.path());
+    assert!(skipped.contains("huge.png") && skipped.contains("100000 × 100000 pixels"), "{skipped}");
+}
+
+fn crc32(bytes: &[u8]) -> u32 {
+    let mut c = !0u32;
+    for &b in bytes {
+        c ^= u32::from(b);
+        for _ in 0..8 {
+            c = if c & 1 == 1 { 0xEDB8_8320 ^ (c >> 1) } else { c >> 1 };
+        }
+    }
+    !c
+}
+
+#[test]
+fn guessed_class_order_is_announced_and_stops_below_chance() {
+    let data = small_data();
+    // The model alone in a folder: no hudd.toml beside it, no --config; the folder names, sorted,
+    // are not the model's logit order.
+    let dir = tempfile::tempdir().unwrap();
+    let model = dir.path().join("model.onnx");
+    std::fs::copy(fmnist_model(), &model).unwrap();
+    let all = tempfile::tempdir().unwrap();
+    copy_tree(&fmnist_data().join("test"), &all.path().join("test"));
+    let run = dir.path().join("run");
+    let o = hudd(&["analyze", "-m", &arg(&model), "-d", &arg(all.path()), "-o", &arg(&run), "-q"]);
+    assert_clean_failure(
+        &o,
+        &["guessed from the sorted folder names", "fit this logit order far better", "[task] classes"],
+    );
+    // The order it suggests is the model's (models/fashion-mnist/hudd.toml).
+    let config = std::fs::read_to_string(fmnist_config()).unwrap();
+    let logit_order = config.lines().find(|l| l.starts_with("classes = ")).unwrap();
+    assert!(stderr(&o).contains(logit_order), "{}", stderr(&o));
+    assert!(stderr(&o).contains("classes: guessed from the sorted folder names (ankle-boot, bag,"), "{}", stderr(&o));
+    assert!(!run.join("clusters.json").exists());
+    let summary: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("results/summary.json")).unwrap()).unwrap();
+    assert_eq!(summary["classes_from"], "folder-names");
+    // With hudd.toml beside the model, it is found without --config, and announced.
+    std::fs::copy(fmnist_config(), dir.path().join("hudd.toml")).unwrap();
+    let o = hudd(&["evaluate", "-m", &arg(&model), "-d", &arg(data.path()), "-o", &arg(&run), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("found beside the model"), "{}", stderr(&o));
+    assert!(!stderr(&o).contains("guessed"), "{}", stderr(&o));
+    all.close().unwrap();
+}
+
+#[test]
+fn an_interrupted_rerun_leaves_no_report_that_verifies_beside_new_results() {
+    let data = small_data();
+    let dir = tempfile::tempdir().unwrap();
+    let run = dir.path().join("run");
+    let o = fmnist("analyze", data.path(), &run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let complete = run.join("complete.json");
+    let marker: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&complete).unwrap()).unwrap();
+    assert_eq!(marker["bundle"], "report");
+    assert!(hudd(&["verify", &arg(&run.join("report"))]).status.success());
+    // Killed as the completion marker goes (the rerun has begun): no marker, no old report.
+    let mut args: Vec<String> =
+        ["analyze", "-m", &arg(&fmnist_model()), "-c", &arg(&fmnist_config())].iter().map(|s| s.to_string()).collect();
+    args.extend(["-d".into(), arg(data.path()), "-o".into(), arg(&run), "-q".into()]);
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hudd")).args(&args).spawn().unwrap();
+    while complete.exists() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert!(!complete.exists());
+    let o = hudd(&["verify", &arg(&run.join("report"))]);
+    assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
+    // A report that survives beside an incomplete run is not called intact either.
+    let o = fmnist("analyze", data.path(), &run, &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    std::fs::remove_file(&complete).unwrap();
+    let o = hudd(&["verify", &arg(&run.join("report"))]);
+    assert_clean_failure(&o, &["1 inconsistent"]);
+    assert!(stdout(&o).contains("is incomplete (no complete.json"), "{}", stdout(&o));
 }

@@ -28,7 +28,7 @@ pub struct EvaluateArgs {
 }
 
 pub fn run(args: EvaluateArgs) -> Result<()> {
-    let config = args.run.config()?;
+    let config = args.run.config(&args.input.model.model)?;
     let (model, data) = args.input.open(&config)?;
     let evaluator = Evaluator::new(&model, &data, &config)
         .with_context(|| format!("the configuration does not fit the model {}", args.input.model.model.display()))?;
@@ -46,6 +46,9 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let results = hudd_core::run::RunDir::new(&args.out).results();
     evaluation.write(&results).with_context(|| format!("writing results to {}", results.display()))?;
     print_summary(&evaluation);
+    if let Some(reason) = evaluation.guessed_class_order_problem() {
+        eprintln!("warning: {reason}");
+    }
     println!("\nresults: {}", results.display());
     Ok(())
 }

@@ -54,7 +54,7 @@ fn start_rule(s: &str) -> Result<StartRule, String> {
 }
 
 pub fn run(args: HeatmapsArgs) -> Result<()> {
-    let config = args.run.config()?;
+    let config = args.run.config(&args.model.model)?;
     let model = args.model.load(&config)?;
     let fits = || format!("the configuration does not fit the model {}", args.model.model.display());
     let spec = config.input_spec(model.info()).with_context(fits)?;

@@ -21,7 +21,7 @@ mod verify;
 
 use std::path::PathBuf;
 
-use anyhow::{Context, Result};
+use anyhow::{bail, Context, Result};
 use clap::{Args, Parser, Subcommand};
 
 /// hudd — find the root causes of a deep neural network's errors (HUDD: heatmap-based unsupervised
@@ -107,6 +107,13 @@ impl ModelData {
     pub fn open(&self, config: &hudd_core::Config) -> Result<(hudd_core::Model, hudd_core::Dataset)> {
         let model = self.model.load(config)?;
         let data = hudd_core::Dataset::open(&self.data, &config.task)?;
+        if data.class_source == hudd_core::dataset::ClassSource::FolderNames {
+            eprintln!(
+                "classes: guessed from the sorted folder names ({}); right only if the model's logits are in \
+                 this order — list them in logit order in `[task] classes` of hudd.toml",
+                data.classes.join(", ")
+            );
+        }
         Ok((model, data))
     }
 }
@@ -157,9 +164,27 @@ impl ExecOptions {
     }
 }
 
-/// A worker pool of `threads` threads.
+/// A worker pool of `threads` threads (at most [`max_threads`]).
 pub fn pool(threads: usize) -> Result<rayon::ThreadPool> {
+    let max = max_threads();
+    if threads > max {
+        bail!(
+            "-j {threads} asks for more worker threads than make sense here: this machine has {} cores; \
+             give at most {max} (4 per core), or leave -j out for one per core",
+            cores()
+        );
+    }
     rayon::ThreadPoolBuilder::new().num_threads(threads.max(1)).build().context("cannot start worker threads")
+}
+
+/// The cores this process may use.
+fn cores() -> usize {
+    std::thread::available_parallelism().map_or(1, |n| n.get())
+}
+
+/// The most worker threads a command accepts: 4 per core (more only adds memory and switching).
+pub fn max_threads() -> usize {
+    4 * cores()
 }
 
 /// Options shared by every command that runs a model: the configuration and how to run.
@@ -179,6 +204,12 @@ pub struct RunOptions {
     pub exec: ExecOptions,
 }
 
+/// The configuration file that belongs to `model`: `hudd.toml` in the model's folder.
+pub fn beside(model: &std::path::Path) -> Option<PathBuf> {
+    let candidate = model.parent().unwrap_or(std::path::Path::new(".")).join("hudd.toml");
+    candidate.is_file().then_some(candidate)
+}
+
 /// How this run was made, for the report: the command line, the seeds and the start time.
 pub fn run_info(seeds: &[(&str, u64)]) -> hudd_report::Run {
     hudd_report::Run {
@@ -192,13 +223,20 @@ pub fn run_info(seeds: &[(&str, u64)]) -> hudd_report::Run {
 }
 
 impl RunOptions {
-    /// Loads the configuration with every override applied.
-    pub fn config(&self) -> Result<hudd_core::Config> {
+    /// Loads the configuration with every override applied: `--config`, or else the `hudd.toml`
+    /// beside `model` (announced), or else the defaults.
+    pub fn config(&self, model: &std::path::Path) -> Result<hudd_core::Config> {
         let mut overrides = self.overrides.clone();
         if let Some(b) = self.batch_size {
             overrides.push(format!("run.batch_size={b}"));
         }
-        let cfg = hudd_core::Config::load(self.config.as_deref(), &overrides)?;
+        let file = match &self.config {
+            Some(c) => Some(c.clone()),
+            None => beside(model).inspect(|found| {
+                eprintln!("configuration: {} (found beside the model; --config chooses another)", found.display())
+            }),
+        };
+        let cfg = hudd_core::Config::load(file.as_deref(), &overrides)?;
         Ok(cfg)
     }
 

@@ -49,6 +49,7 @@ pub fn write_bundle(run: &RunDir, out: &Path, quiet: bool) -> Result<()> {
         bundle::assemble(run, &bars).with_context(|| format!("reading the run folder {}", run.root().display()))?;
     let manifest = bundle::write(out, &assembled, &VIEWER, &bars)
         .with_context(|| format!("writing the report bundle {}", out.display()))?;
+    run.mark_complete(&manifest.report_id, out).context("marking the run complete")?;
     let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
     println!(
         "report:   {} ({} files, {:.1} MB; open it in a browser, no server needed)",

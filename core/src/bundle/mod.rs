@@ -459,6 +459,19 @@ pub fn write(
     Ok(manifest)
 }
 
+/// Removes the bundle at `bundle` (nothing when there is none), refusing, as [`write`] does, a
+/// folder that holds files hudd did not write.
+pub fn remove(bundle: &Path) -> Result<()> {
+    if !bundle.exists() {
+        return Ok(());
+    }
+    if !bundle.is_dir() {
+        return Err(bad(bundle, "the report path exists and is not a folder; move it away"));
+    }
+    replaceable(bundle)?;
+    std::fs::remove_dir_all(bundle).map_err(|e| Error::io("cannot remove the old report bundle", bundle, e))
+}
+
 /// Whether the existing folder `out` may be replaced by a new bundle: it must be a hudd bundle
 /// (its `manifest.json` one that hudd wrote) holding nothing besides the files that manifest
 /// lists, so that no file of the user's is deleted with it.

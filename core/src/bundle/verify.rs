@@ -66,7 +66,34 @@ pub fn verify(bundle: &Path) -> Result<Verification> {
     }
     v.extra = present.into_iter().filter(|p| !listed.contains(p.as_str())).collect();
     v.inconsistent = consistency(bundle, &manifest.report_id);
+    v.inconsistent.extend(run_beside(bundle, &manifest.report_id));
     Ok(v)
+}
+
+/// When the bundle sits in a run folder (as `RUN/report` does): whether that run is complete and
+/// this is its report, so that an old report beside the results of an interrupted rerun is not
+/// called intact.
+fn run_beside(bundle: &Path, report_id: &str) -> Option<String> {
+    let parent = bundle.parent().filter(|p| !p.as_os_str().is_empty())?;
+    let run = crate::run::RunDir::new(parent);
+    let is_run = run.run_json().is_file() || run.clusters_json().is_file() || run.results().is_dir();
+    if !is_run {
+        return None;
+    }
+    match run.completion() {
+        Err(e) => Some(e.to_string()),
+        Ok(None) => Some(format!(
+            "the run folder {} is incomplete (no complete.json: a run was interrupted or is still going); this \
+             bundle may not match its results — rerun `hudd analyze`",
+            parent.display()
+        )),
+        Ok(Some(c)) if c.report_id != report_id => Some(format!(
+            "the run folder {} completed with report {}, not this bundle's report; the bundle is from another run",
+            parent.display(),
+            c.report_id
+        )),
+        Ok(Some(_)) => None,
+    }
 }
 
 /// What contradicts `report.json` among the bundle's other records of it.

@@ -21,7 +21,7 @@ use super::linear::{Conv2d, Dense, LinearMap, NoWeights, Weights};
 use super::pool::{max_pool_relevance, AvgPool2d, GlobalAvgPool, Window};
 use super::rule::{stabilize, BoundRule, Rule};
 use crate::error::{Error, Result};
-use crate::model::{Activations, AutoPad, ConvAttrs, Graph, Node, Op, PadMode, PoolAttrs, Weight};
+use crate::model::{Activations, AutoPad, ConvAttrs, ElemType, Graph, Node, Op, PadMode, PoolAttrs, Weight};
 
 /// How one node propagates relevance.
 #[derive(Debug, Clone)]
@@ -153,6 +153,8 @@ pub struct Program {
     pub start: String,
     /// The preset the rules come from.
     pub preset: Preset,
+    /// The model file (for messages).
+    pub model: std::path::PathBuf,
 }
 
 struct Ctx<'a> {
@@ -425,12 +427,32 @@ impl Program {
                 start = p.inputs[0].clone();
             }
         }
+        // Activations: the float tensors that depend on the input. The engine's run names most of
+        // them (`data`); the graph's inferred types name the ones it computes inside a fused op
+        // (an LSTM's states), so that such a node is found on the path and refused by name.
+        let reach = {
+            let mut reach: HashSet<&str> = [input.as_str()].into();
+            for n in &graph.nodes {
+                if n.inputs.iter().any(|i| reach.contains(i.as_str())) {
+                    reach.extend(n.outputs.iter().map(String::as_str));
+                }
+            }
+            reach
+        };
+        let activation = |t: &str| {
+            data.contains(t)
+                || (reach.contains(t)
+                    && graph
+                        .tensors
+                        .get(t)
+                        .is_some_and(|f| matches!(f.elem_type, ElemType::F32 | ElemType::F16 | ElemType::F64)))
+        };
         // Nodes on the data path from the input to `start`.
         let needed = {
             let mut needed: HashSet<&str> = [start.as_str()].into();
             for n in graph.nodes.iter().rev() {
                 if n.outputs.iter().any(|o| needed.contains(o.as_str())) {
-                    for i in n.inputs.iter().filter(|i| data.contains(*i)) {
+                    for i in n.inputs.iter().filter(|i| activation(i)) {
                         needed.insert(i);
                     }
                 }
@@ -438,8 +460,8 @@ impl Program {
             needed
         };
         let on_path = |n: &Node| {
-            n.outputs.iter().any(|o| needed.contains(o.as_str()) && data.contains(o))
-                && n.inputs.iter().any(|i| data.contains(i))
+            n.outputs.iter().any(|o| needed.contains(o.as_str()) && activation(o))
+                && n.inputs.iter().any(|i| activation(i))
         };
         let consumers = |t: &str| graph.consumers_of(t).len();
         let mut steps: Vec<Step> = Vec::new();
@@ -514,7 +536,7 @@ impl Program {
                 _ => Bound::Free(rule.bind(&NoWeights)),
             });
         }
-        Ok(Program { steps, input, start, preset })
+        Ok(Program { steps, input, start, preset, model: path.to_path_buf() })
     }
 
     /// Propagates `start_relevance` (shaped like the start tensor) back to the input through the
@@ -554,8 +576,12 @@ impl Program {
     ) -> Result<Vec<(String, ArrayD<f32>)>> {
         let act = |name: &str| -> Result<&ArrayD<f32>> {
             acts.get(name).ok_or_else(|| Error::ModelInterface {
-                path: std::path::PathBuf::new(),
-                reason: format!("the forward run did not produce activation `{name}` (node `{}`)", step.node),
+                path: self.model.clone(),
+                reason: format!(
+                    "node `{}` ({}) reads `{name}`, which the engine computes inside another op and does not \
+                     expose, so relevance cannot pass through it; `hudd inspect --ops` lists the supported ops",
+                    step.node, step.label
+                ),
             })
         };
         let x_name = step.inputs.first().cloned().unwrap_or_default();

@@ -8,7 +8,8 @@
 //! RUN/clusters/<layer>/cluster-<id>.gif
 //! RUN/timings.json              seconds per stage (apart, so that clusters.json repeats exactly)
 //! RUN/run.json                  how the run was made, the model, the evaluation, the clustered images (RunRecord)
-//! RUN/clusters.json             the clusters (ClustersReport); written last: the completion marker
+//! RUN/clusters.json             the clusters (ClustersReport); written last by the analysis
+//! RUN/complete.json             written after the report bundle: the whole run is complete (Completion)
 //! RUN/unsafe/                   the unsafe set (`hudd assign`): unsafe.csv, distances.csv, to-label.csv, <id>/, cluster-<id>.gif, unsafe.json last
 //! RUN/shards/<stage>-<I>-of-<N>/ shard folders of sharded stages (`--shard I/N`; see `shard`), merged by `hudd merge`
 //! RUN/report/                   the report bundle, by default
@@ -169,21 +170,72 @@ impl RunDir {
         self.root.join("report")
     }
 
-    /// Whether the run is complete (`clusters.json` is there).
-    pub fn is_complete(&self) -> bool {
-        self.clusters_json().is_file()
+    /// `complete.json`: written after everything else, the report bundle included (see
+    /// [`Completion`]).
+    pub fn complete_json(&self) -> PathBuf {
+        self.root.join("complete.json")
     }
 
-    /// Removes the completion marker and `run.json` before a run rewrites the folder, so that an
-    /// interrupted rerun never looks complete with an old result.
+    /// Whether the whole run, its report bundle included, is complete (`complete.json` is there).
+    pub fn is_complete(&self) -> bool {
+        self.complete_json().is_file()
+    }
+
+    /// The completion record, if the run is complete.
+    pub fn completion(&self) -> Result<Option<Completion>> {
+        let path = self.complete_json();
+        if !path.is_file() {
+            return Ok(None);
+        }
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        let c: Completion = serde_json::from_str(&text).map_err(|e| Error::Output {
+            what: "completion record",
+            path: path.clone(),
+            reason: format!("unreadable ({e}); rerun `hudd report --run` to rewrite it"),
+        })?;
+        Ok(Some(c))
+    }
+
+    /// Marks the run complete: its results and the bundle with `report_id` at `bundle`.
+    pub fn mark_complete(&self, report_id: &str, bundle: &Path) -> Result<()> {
+        let shown = bundle.strip_prefix(&self.root).unwrap_or(bundle);
+        let record = Completion {
+            format: COMPLETION_FORMAT.into(),
+            hudd_version: env!("CARGO_PKG_VERSION").into(),
+            report_id: report_id.into(),
+            bundle: shown.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
+        };
+        crate::fsio::write_json(&self.complete_json(), "completion record", &record)
+    }
+
+    /// Removes the completion markers, `run.json` and the old default report bundle before a run
+    /// rewrites the folder, so that an interrupted rerun never looks complete, and no old report
+    /// stays beside new results. A report folder holding files hudd did not write stops it.
     pub fn begin(&self) -> Result<()> {
-        for stale in [self.clusters_json(), self.run_json()] {
+        for stale in [self.complete_json(), self.clusters_json(), self.run_json()] {
             if stale.exists() {
                 std::fs::remove_file(&stale).map_err(|e| Error::io("cannot remove old result", &stale, e))?;
             }
         }
-        Ok(())
+        crate::bundle::remove(&self.default_report())
     }
+}
+
+/// `complete.json`'s format name.
+pub const COMPLETION_FORMAT: &str = "hudd-run-complete";
+
+/// `complete.json`: the run folder's one completion marker, written after every stage and the
+/// report bundle; [`RunDir::begin`] removes it first.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Completion {
+    /// [`COMPLETION_FORMAT`].
+    pub format: String,
+    /// The hudd that completed the run.
+    pub hudd_version: String,
+    /// The id of the run's report.
+    pub report_id: String,
+    /// Where the bundle was written (relative to the run folder when inside it).
+    pub bundle: String,
 }
 
 /// A member's file name inside a cluster folder: its dataset path with `/` → `__`, sanitised.
@@ -245,8 +297,11 @@ mod tests {
         let run = RunDir::new(dir.path());
         std::fs::write(run.clusters_json(), "{}").unwrap();
         std::fs::write(run.run_json(), "{}").unwrap();
+        run.mark_complete("abc", &run.default_report()).unwrap();
         assert!(run.is_complete());
+        assert_eq!(run.completion().unwrap().unwrap().bundle, "report");
         run.begin().unwrap();
-        assert!(!run.is_complete() && !run.run_json().exists());
+        assert!(!run.is_complete() && !run.run_json().exists() && !run.clusters_json().exists());
+        assert_eq!(run.completion().unwrap(), None);
     }
 }
