@@ -311,3 +311,19 @@ fn an_interrupted_rerun_leaves_no_report_that_verifies_beside_new_results() {
     assert_clean_failure(&o, &["1 inconsistent"]);
     assert!(stdout(&o).contains("is incomplete (no complete.json"), "{}", stdout(&o));
 }
+
+#[test]
+fn a_large_input_says_how_much_memory_a_batch_takes() {
+    // One class, where the model has 8 outputs: the run stops right after the model and data are
+    // checked, having said how much memory it would take.
+    let d = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(d.path().join("test/a")).unwrap();
+    std::fs::write(d.path().join("test/a/x.png"), b"not a png").unwrap();
+    let run = tempfile::tempdir().unwrap();
+    let model = fixtures().join("models/large_input.onnx");
+    let o = hudd(&["analyze", "-m", &arg(&model), "-d", &arg(d.path()), "-o", &arg(run.path()), "-q", "-j", "1"]);
+    assert_clean_failure(&o, &["8 values per image"]);
+    let err = stderr(&o);
+    // 3 × 4000² input + 8 × 4000² convolution + 16 pooled values, f32: ~704 MB per image.
+    assert!(err.contains("memory: the activations take about 45.1 GB (704.0 MB per image × batch 64"), "{err}");
+}

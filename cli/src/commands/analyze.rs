@@ -53,6 +53,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     let run_dir = RunDir::new(&args.out);
     let report_dir = args.report.clone().unwrap_or_else(|| run_dir.default_report());
     let (model, data) = args.input.open(&config)?;
+    super::warn_memory(&model, config.run.batch_size, args.run.exec.threads);
     let options = AnalyzeOptions {
         heatmaps: HeatmapOptions {
             preset,

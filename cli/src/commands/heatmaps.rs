@@ -56,6 +56,7 @@ fn start_rule(s: &str) -> Result<StartRule, String> {
 pub fn run(args: HeatmapsArgs) -> Result<()> {
     let config = args.run.config(&args.model.model)?;
     let model = args.model.load(&config)?;
+    super::warn_memory(&model, config.run.batch_size, args.run.exec.threads);
     let fits = || format!("the configuration does not fit the model {}", args.model.model.display());
     let spec = config.input_spec(model.info()).with_context(fits)?;
     let output = &model.info().outputs[config.task.output_index(model.info()).with_context(fits)?].name;

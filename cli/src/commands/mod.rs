@@ -204,6 +204,38 @@ pub struct RunOptions {
     pub exec: ExecOptions,
 }
 
+/// Says how much memory the activations of the batches in flight take, when it is a lot (over
+/// 2 GB) or more than this machine has free: a large input otherwise fails late or swaps without a
+/// word.
+pub fn warn_memory(model: &hudd_core::Model, batch_size: usize, threads: Option<u16>) {
+    let per_image = model.graph().float_values_per_image().saturating_mul(4);
+    let parallel = threads.map_or_else(cores, usize::from) as u64;
+    let total = per_image.saturating_mul(batch_size as u64).saturating_mul(parallel);
+    let available = available_memory();
+    if total < 2_000_000_000 && available.is_none_or(|a| total < a) {
+        return;
+    }
+    let gb = |b: u64| b as f64 / 1e9;
+    let free = match available {
+        Some(a) if total >= a => format!(", more than the {:.1} GB available", gb(a)),
+        _ => String::new(),
+    };
+    eprintln!(
+        "memory: the activations take about {:.1} GB ({:.1} MB per image × batch {batch_size} × {parallel} batches in \
+         parallel{free}); lower --batch-size or -j if this machine runs short",
+        gb(total),
+        per_image as f64 / 1e6
+    );
+}
+
+/// `MemAvailable` of /proc/meminfo, in bytes (Linux; `None` elsewhere).
+fn available_memory() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
+    Some(kb * 1024)
+}
+
 /// The configuration file that belongs to `model`: `hudd.toml` in the model's folder.
 pub fn beside(model: &std::path::Path) -> Option<PathBuf> {
     let candidate = model.parent().unwrap_or(std::path::Path::new(".")).join("hudd.toml");

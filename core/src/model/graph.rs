@@ -160,6 +160,17 @@ pub struct Graph {
 }
 
 impl Graph {
+    /// Float values of every tensor the graph computes, for one image (a dynamic dimension counted
+    /// as 1: the batch): what a run that keeps every activation holds per image. 0 when the engine
+    /// could not infer the shapes.
+    pub fn float_values_per_image(&self) -> u64 {
+        self.tensors
+            .values()
+            .filter(|f| matches!(f.elem_type, ElemType::F32 | ElemType::F16 | ElemType::F64))
+            .map(|f| f.shape.iter().map(|d| d.fixed().unwrap_or(1) as u64).fold(1u64, u64::saturating_mul))
+            .fold(0u64, u64::saturating_add)
+    }
+
     /// The node that produces `tensor`, if any (graph inputs and weights have none).
     pub fn producer_of(&self, tensor: &str) -> Option<&Node> {
         self.nodes.iter().find(|n| n.outputs.iter().any(|o| o == tensor))
