@@ -60,6 +60,7 @@ pub mod retrain;
 pub mod rng;
 pub mod run;
 pub mod schema;
+pub mod selftest;
 pub mod shard;
 
 pub use config::Config;

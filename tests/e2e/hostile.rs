@@ -327,3 +327,63 @@ fn a_large_input_says_how_much_memory_a_batch_takes() {
     // 3 × 4000² input + 8 × 4000² convolution + 16 pooled values, f32: ~704 MB per image.
     assert!(err.contains("memory: the activations take about 45.1 GB (704.0 MB per image × batch 64"), "{err}");
 }
+
+#[test]
+fn selftest_passes_and_fails_on_a_deviating_reference() {
+    let o = hudd(&["selftest"]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let out = stdout(&o);
+    for check in ["evaluate    onnxruntime", "relevance   Zennit", "clustering  scipy + kneed", "retraining  PyTorch"] {
+        assert!(out.contains(check), "{out}");
+    }
+    assert!(out.contains("all 4 oracle checks passed"), "{out}");
+    // The same fixtures from a folder, one reference weight moved by 1 %: the retraining check fails.
+    let dir = tempfile::tempdir().unwrap();
+    for f in hudd_core::selftest::FILES {
+        let to = dir.path().join(f);
+        std::fs::create_dir_all(to.parent().unwrap()).unwrap();
+        std::fs::copy(root().join(f), &to).unwrap();
+    }
+    let after = dir.path().join("tests/fixtures/retrain/misc_ops/after/0.npy");
+    let mut bytes = std::fs::read(&after).unwrap();
+    let last = bytes.len() - 4;
+    let v = f32::from_le_bytes(bytes[last..].try_into().unwrap()) * 1.01 + 1e-3;
+    bytes[last..].copy_from_slice(&v.to_le_bytes());
+    std::fs::write(&after, bytes).unwrap();
+    std::fs::remove_file(dir.path().join("tests/fixtures/cluster/reference/reference.json")).unwrap();
+    let json = dir.path().join("selftest.json");
+    let o = hudd(&["selftest", "--fixtures", &arg(dir.path()), "--json", &arg(&json)]);
+    assert_clean_failure(&o, &["2 of 4 oracle checks failed (clustering, retraining)"]);
+    let out = stdout(&o);
+    assert!(out.contains("FAIL: `conv0.weight` after 2 SGD steps"), "{out}");
+    assert!(out.contains("FAIL: could not run") && out.contains("reference.json"), "{out}");
+    let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
+    assert_eq!(results.as_array().unwrap().iter().filter(|c| c["passed"] == true).count(), 2);
+}
+
+#[test]
+fn every_bundle_carries_the_tool_confidence_record() {
+    let data = small_data();
+    let run = tempfile::tempdir().unwrap();
+    let o = fmnist("analyze", data.path(), run.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.path().join("report/report.json")).unwrap()).unwrap();
+    let t = &report["tool_confidence"];
+    assert_eq!(t["version"], env!("CARGO_PKG_VERSION"));
+    assert!(t["rustc"].as_str().unwrap().starts_with("rustc "), "{t}");
+    assert!(t["target"].as_str().unwrap().contains('-') && !t["profile"].as_str().unwrap().is_empty(), "{t}");
+    let commit = t["commit"].as_str().unwrap();
+    assert!(commit == "unknown" || commit.len() >= 40, "{commit}");
+    let checks = t["selftest"].as_array().unwrap();
+    assert_eq!(checks.len(), 4);
+    assert!(checks.iter().all(|c| c["passed"] == true && c["values"].as_u64().unwrap() > 0), "{checks:?}");
+    // The rule of every heatmap layer of this run, from its heatmaps index.
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.path().join("heatmaps/index.json")).unwrap()).unwrap();
+    let rules = t["rules"].as_array().unwrap();
+    assert_eq!(rules.len(), index["layers"].as_array().unwrap().len());
+    assert!(rules.iter().any(|r| r["rule"].as_str().unwrap_or("").contains("epsilon")), "{rules:?}");
+    let limits = t["limitations"].as_array().unwrap();
+    assert!(limits.iter().any(|l| l.as_str().unwrap().contains("LSTM")), "{limits:?}");
+}

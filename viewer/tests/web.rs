@@ -84,6 +84,7 @@ fn report() -> Report {
         unsafe_set: None,
         retraining: None,
         skipped: vec![],
+        tool_confidence: None,
     }
 }
 
@@ -292,4 +293,42 @@ fn notes_survive_a_reload_through_local_storage() {
     hudd_viewer::storage::save_notes("abc", &notes);
     assert_eq!(hudd_viewer::storage::load_notes("abc"), notes);
     assert!(hudd_viewer::storage::load_notes("other").notes.is_empty(), "notes are kept per report");
+}
+
+#[wasm_bindgen_test]
+async fn the_tool_confidence_record_shows_the_build_and_every_check() {
+    let mut r = report();
+    let check = |name: &str, passed: bool| SelftestCheck {
+        check: name.into(),
+        oracle: "Zennit".into(),
+        compared: "relevance".into(),
+        values: 60,
+        worst: if passed { 0.21 } else { 3.5 },
+        passed,
+        detail: String::new(),
+    };
+    r.tool_confidence = Some(ToolConfidence {
+        version: "9.9.9".into(),
+        commit: "0123abc".into(),
+        profile: "release".into(),
+        target: "x86_64-unknown-linux-gnu".into(),
+        rustc: "rustc 1.95.0".into(),
+        selftest: vec![check("relevance", true), check("clustering", false)],
+        rules: vec![RuleUse { layer: "conv1".into(), op: "Conv".into(), rule: "epsilon".into() }],
+        limitations: vec!["<b>LSTM</b> is not explained".into()],
+    });
+    let host = mount_report(r);
+    tick().await;
+    let section = text(&host, "[data-testid=tool-confidence]");
+    assert!(section.contains("1 of 2 oracle checks FAILED"), "{section}");
+    assert!(text(&host, "[data-testid=build]").contains("commit 0123abc"));
+    assert_eq!(count(&host, "[data-testid=selftest-row]"), 2);
+    assert_eq!(count(&host, "[data-testid=tool-confidence] tr.failed"), 1);
+    assert!(section.contains("<b>LSTM</b>"), "limitations render as text: {section}");
+    host.remove();
+    // Old bundles have none: no section.
+    let host = mount();
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=tool-confidence]"), 0);
+    host.remove();
 }

@@ -16,6 +16,7 @@ mod inspect;
 mod merge;
 mod report;
 mod retrain;
+mod selftest;
 mod simulate;
 mod verify;
 
@@ -62,8 +63,12 @@ enum Command {
     Merge(merge::MergeArgs),
     /// Write a run's self-contained report bundle (index.html opens offline in a browser).
     Report(report::ReportArgs),
-    /// Check a report bundle against its manifest (changed, missing or extra files).
+    /// Check a report bundle against its manifest (changed, missing or extra files) and its records
+    /// against each other.
     Verify(verify::VerifyArgs),
+    /// Run the shipped oracle checks (LRP vs Zennit, clustering vs scipy + kneed, evaluate vs
+    /// onnxruntime, retraining vs PyTorch) on the fixtures embedded in this binary.
+    Selftest(selftest::SelftestArgs),
     /// Cluster an existing heatmaps folder (HUDD's Ward + knee selection, best layer).
     Cluster(cluster::ClusterArgs),
     /// Write a simulated eye dataset (gaze classes or landmarks) with known root causes.
@@ -292,6 +297,7 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Cluster(a) => cluster::run(a),
         Command::Report(a) => report::run(a),
         Command::Verify(a) => verify::run(a),
+        Command::Selftest(a) => selftest::run(a),
         Command::Inspect(a) => inspect::run(a),
         Command::Simulate(a) => simulate::run(a),
         Command::Bench(a) => bench::run(a),

@@ -45,8 +45,19 @@ pub fn run(args: ReportArgs) -> Result<()> {
 /// Writes the bundle of `run` to `out` and says where it is.
 pub fn write_bundle(run: &RunDir, out: &Path, quiet: bool) -> Result<()> {
     let bars = Bars::new(quiet);
-    let assembled =
+    let mut assembled =
         bundle::assemble(run, &bars).with_context(|| format!("reading the run folder {}", run.root().display()))?;
+    // The tool-qualification record: this build, its oracle checks run now, the rules of this run.
+    let (checks, seconds) = super::selftest::embedded_checks()?;
+    let failed = checks.iter().filter(|c| !c.passed).count();
+    if failed > 0 {
+        eprintln!(
+            "warning: {failed} of {} oracle checks failed (run `hudd selftest`); the report records it",
+            checks.len()
+        );
+    }
+    assembled.report.tool_confidence = Some(hudd_core::selftest::confidence(&checks, run));
+    assembled.report.run.timings.push(hudd_report::Timing { stage: "selftest".into(), seconds });
     let manifest = bundle::write(out, &assembled, &VIEWER, &bars)
         .with_context(|| format!("writing the report bundle {}", out.display()))?;
     run.mark_complete(&manifest.report_id, out).context("marking the run complete")?;

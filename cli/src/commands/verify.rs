@@ -6,7 +6,9 @@ use anyhow::{bail, Context, Result};
 use clap::Args;
 
 /// Re-hashes every file of a report bundle and compares it with BUNDLE/manifest.json: reports
-/// each changed, missing or extra file. Exit status 0 when the bundle is intact, 1 otherwise.
+/// each changed, missing or extra file, and each record that contradicts report.json (the
+/// manifest's report id, the report inlined in index.html, and — for a bundle inside a run folder —
+/// the run's complete.json). Exit status 0 when the bundle is intact, 1 otherwise.
 #[derive(Debug, Args)]
 pub struct VerifyArgs {
     /// The bundle folder (written by `hudd report`).

@@ -252,6 +252,63 @@ pub struct Report {
     /// Inputs that were skipped, with the reason.
     #[serde(default)]
     pub skipped: Vec<Skipped>,
+    /// What the tool that wrote the report is and how far it is to be trusted (ISO 26262-8 §11).
+    #[serde(default)]
+    pub tool_confidence: Option<ToolConfidence>,
+}
+
+/// The tool-qualification record of a report: the build that wrote it, the oracle checks that build
+/// passed when it wrote it (`hudd selftest`), and the known limitations.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct ToolConfidence {
+    /// hudd's version.
+    pub version: String,
+    /// The git commit it was built from (`-dirty`: with uncommitted changes; `unknown` outside git).
+    pub commit: String,
+    /// Cargo profile (`release`, `debug`).
+    pub profile: String,
+    /// Target triple.
+    pub target: String,
+    /// `rustc --version` of the compiler.
+    pub rustc: String,
+    /// The shipped oracle checks, run by this build while writing the report (their time is the
+    /// `selftest` entry of the run's timings, so that this record repeats exactly).
+    pub selftest: Vec<SelftestCheck>,
+    /// The LRP rule each heatmap layer got in this run.
+    #[serde(default)]
+    pub rules: Vec<RuleUse>,
+    /// What hudd does not do, or does only approximately.
+    pub limitations: Vec<String>,
+}
+
+/// One oracle check of `hudd selftest`.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct SelftestCheck {
+    /// `evaluate`, `relevance`, `clustering`, `retraining`.
+    pub check: String,
+    /// The outside tool whose committed results are the reference.
+    pub oracle: String,
+    /// What was compared.
+    pub compared: String,
+    /// Values or decisions compared.
+    pub values: usize,
+    /// The largest deviation as a share of its tolerance (≤ 1 passes).
+    pub worst: f64,
+    /// Whether every value was within tolerance.
+    pub passed: bool,
+    /// The worst case, or the first failure.
+    pub detail: String,
+}
+
+/// Where an LRP rule was used.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+pub struct RuleUse {
+    /// The heatmap layer (ONNX tensor).
+    pub layer: String,
+    /// The op that produces it.
+    pub op: String,
+    /// The rule (empty: the layer passes relevance through unchanged).
+    pub rule: String,
 }
 
 /// How the run was made.

@@ -118,6 +118,7 @@ pub fn assemble(run: &RunDir, progress: &dyn Progress) -> Result<Assembled> {
         unsafe_set,
         retraining,
         skipped: record.skipped,
+        tool_confidence: None,
     };
     Ok(Assembled { report, files })
 }
@@ -613,6 +614,7 @@ mod tests {
             unsafe_set: None,
             retraining: None,
             skipped: vec![],
+            tool_confidence: None,
         };
         Assembled { report, files }
     }

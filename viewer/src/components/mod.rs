@@ -1,6 +1,7 @@
 //! The viewer's components: one file per page or widget.
 
 mod cluster;
+mod confidence;
 mod curve;
 mod help;
 mod notes_bar;
@@ -9,6 +10,7 @@ mod picture;
 mod retraining;
 
 pub use cluster::ClusterPage;
+pub use confidence::ToolConfidence;
 pub use curve::Curve;
 pub use help::Help;
 pub use notes_bar::NotesBar;

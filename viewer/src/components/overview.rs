@@ -5,7 +5,7 @@ use std::sync::Arc;
 use hudd_report::{Analysis, Report, SplitEvaluation};
 use leptos::prelude::*;
 
-use super::{percent, short, Curve, RetrainingSummary};
+use super::{percent, short, Curve, RetrainingSummary, ToolConfidence};
 use crate::nav::Page;
 use crate::Ui;
 
@@ -30,6 +30,7 @@ pub fn Overview(report: Arc<Report>) -> impl IntoView {
             <UnsafeSummary report=report.clone() />
             <RetrainingSummary report=report.clone() />
             <Skipped report=report.clone() />
+            <ToolConfidence report=report.clone() />
         </main>
     }
 }
