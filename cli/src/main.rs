@@ -28,6 +28,13 @@ fn keep_freed_memory() {
 
 fn main() -> ExitCode {
     keep_freed_memory();
+    // The engine's panics that hudd turns into errors are reported as those errors, once.
+    let default_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(move |info| {
+        if !hudd_core::model::engine_panic_is_caught() {
+            default_hook(info);
+        }
+    }));
     let cli = commands::Cli::parse();
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,

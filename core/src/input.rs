@@ -41,11 +41,16 @@ const MAX_DECODE_BYTES: u64 = MAX_PIXELS * 8;
 /// Decodes an image file. The error is a short reason for the skip record.
 pub fn decode(path: &Path) -> Result<DynamicImage, String> {
     let bytes = std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
+    decode_bytes(&bytes)
+}
+
+/// Decodes an image file's contents (see [`decode`]).
+pub fn decode_bytes(bytes: &[u8]) -> Result<DynamicImage, String> {
     if bytes.is_empty() {
         return Err("empty file".into());
     }
     let reader = || {
-        image::ImageReader::new(std::io::Cursor::new(&bytes[..]))
+        image::ImageReader::new(std::io::Cursor::new(bytes))
             .with_guessed_format()
             .map_err(|e| format!("cannot read file: {e}"))
     };

@@ -387,3 +387,15 @@ fn every_bundle_carries_the_tool_confidence_record() {
     let limits = t["limitations"].as_array().unwrap();
     assert!(limits.iter().any(|l| l.as_str().unwrap().contains("LSTM")), "{limits:?}");
 }
+
+#[test]
+fn a_model_the_engine_panics_on_is_an_error_without_a_panic_message() {
+    // Found by the fuzzer (fuzz/regressions/onnx/): tract indexes out of bounds on this graph.
+    let model = root().join("fuzz/regressions/onnx/onnx-seed0-103591.bin");
+    let o = hudd(&["inspect", &arg(&model)]);
+    assert_clean_failure(&o, &["the inference engine failed on it: internal error", "onnx-seed0-103591.bin"]);
+    assert!(!stderr(&o).contains("thread 'main' panicked"), "{}", stderr(&o));
+    // And one it no longer reaches: an output no node produces is refused by hudd itself.
+    let model = root().join("fuzz/regressions/onnx/onnx-seed0-48530.bin");
+    assert_clean_failure(&hudd(&["inspect", &arg(&model)]), &["graph output `logits` is produced by no node"]);
+}

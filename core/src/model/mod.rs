@@ -210,12 +210,32 @@ impl Model {
     }
 
     /// Loads a model from bytes; `path` is used in messages (and to resolve external weight files).
+    /// A file the engine chokes on (it panics on some corrupt graphs) is an error, not a crash.
     pub fn from_bytes(bytes: &[u8], path: PathBuf) -> Result<Model> {
+        let shown = path.clone();
+        guarded(
+            || Self::from_bytes_unguarded(bytes, path),
+            |why| Error::MalformedModel { path: shown, reason: format!("the inference engine failed on it: {why}") },
+        )
+    }
+
+    fn from_bytes_unguarded(bytes: &[u8], path: PathBuf) -> Result<Model> {
         let malformed = |reason: String| Error::MalformedModel { path: path.clone(), reason };
         let proto = pb::ModelProto::decode(bytes).map_err(|e| malformed(format!("protobuf decoding failed: {e}")))?;
         let pgraph = proto.graph.as_ref().ok_or_else(|| malformed("the file holds no graph".into()))?;
         if pgraph.node.is_empty() {
             return Err(malformed("the graph has no nodes".into()));
+        }
+        let defined: HashSet<&str> = pgraph
+            .node
+            .iter()
+            .flat_map(|n| n.output.iter())
+            .chain(pgraph.input.iter().map(|i| &i.name))
+            .chain(pgraph.initializer.iter().map(|i| &i.name))
+            .map(String::as_str)
+            .collect();
+        if let Some(o) = pgraph.output.iter().find(|o| !defined.contains(o.name.as_str())) {
+            return Err(malformed(format!("graph output `{}` is produced by no node", o.name)));
         }
         // Declared intermediate and output shapes name the batch symbolically (`batch`); hudd fixes
         // the batch per run, so let the engine infer every shape from the input instead.
@@ -407,6 +427,13 @@ impl Model {
     }
 
     fn run_exact(&self, input: ArrayViewD<'_, f32>, want: Want, n: usize) -> Result<RunOut> {
+        guarded(
+            || self.run_exact_unguarded(input, want, n),
+            |why| self.inference_error(n, format!("the inference engine failed ({why})")),
+        )
+    }
+
+    fn run_exact_unguarded(&self, input: ArrayViewD<'_, f32>, want: Want, n: usize) -> Result<RunOut> {
         let Compiled { plan, names } = self.plan(input.shape(), want)?;
         let tensor: Tensor = input.to_owned().into();
         let outs = plan.run(tvec!(tensor.into())).map_err(|e| self.inference_error(n, format!("{e:#}")))?;
@@ -728,4 +755,51 @@ pub fn argmax(values: &[f32]) -> usize {
         }
     }
     best
+}
+
+thread_local! {
+    /// How deep the current thread is in calls that turn engine panics into errors.
+    static GUARDED: std::cell::Cell<u32> = const { std::cell::Cell::new(0) };
+}
+
+/// Whether the current thread is inside a call that turns a panic of the inference engine into
+/// an error: a panic hook can stay quiet about such a panic (it is reported as the error).
+pub fn engine_panic_is_caught() -> bool {
+    GUARDED.with(|g| g.get() > 0)
+}
+
+/// Runs `f`, turning a panic in it (the engine's: tract panics on some corrupt graphs and shapes)
+/// into the error `err` makes of the panic's message.
+fn guarded<T>(f: impl FnOnce() -> Result<T>, err: impl FnOnce(String) -> Error) -> Result<T> {
+    GUARDED.with(|g| g.set(g.get() + 1));
+    let outcome = std::panic::catch_unwind(std::panic::AssertUnwindSafe(f));
+    GUARDED.with(|g| g.set(g.get() - 1));
+    outcome.unwrap_or_else(|payload| {
+        let text = payload
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| payload.downcast_ref::<String>().cloned())
+            .unwrap_or_else(|| "no message".into());
+        Err(err(format!("internal error: {text}")))
+    })
+}
+
+#[cfg(test)]
+mod fuzz_regressions {
+    /// Inputs the fuzzer (`fuzz/`) found that made the engine panic: each is now an error naming
+    /// the file, and nothing panics out of `from_bytes`.
+    #[test]
+    fn engine_panics_on_corrupt_files_are_errors() {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../fuzz/regressions/onnx");
+        let mut seen = 0;
+        for entry in std::fs::read_dir(&dir).expect("regressions folder") {
+            let path = entry.expect("entry").path();
+            let bytes = std::fs::read(&path).expect("regression input");
+            if let Err(e) = super::Model::from_bytes(&bytes, path.clone()) {
+                assert!(e.to_string().contains(&*path.to_string_lossy()), "{e}");
+            }
+            seen += 1;
+        }
+        assert!(seen >= 5, "{seen}");
+    }
 }

@@ -280,7 +280,22 @@ impl Op {
             "Reshape" => Op::Reshape,
             "Squeeze" => Op::Squeeze,
             "Unsqueeze" => Op::Unsqueeze,
-            "Transpose" => Op::Transpose { perm: a.usizes("perm")? },
+            "Transpose" => {
+                let perm = a.usizes("perm")?;
+                if let Some(p) = &perm {
+                    // A permutation of 0..rank (an engine grows buffers to the largest entry).
+                    let mut seen = vec![false; p.len()];
+                    for &x in p {
+                        match seen.get_mut(x) {
+                            Some(s) if !*s => *s = true,
+                            _ => {
+                                return Err(format!("attribute `perm` = {p:?} is not a permutation of 0..{}", p.len()))
+                            }
+                        }
+                    }
+                }
+                Op::Transpose { perm }
+            }
             "Pad" => Op::Pad {
                 mode: match a.string("mode").unwrap_or("constant") {
                     "constant" => PadMode::Constant,
