@@ -8,15 +8,15 @@
 //! | `clustering` | scipy + kneed | `tests/fixtures/cluster/`: distances, WICD curve, knee, partition, score of two layers; kneedle on every reference curve |
 //! | `retraining` | PyTorch | `tests/fixtures/retrain/misc_ops/`: loss, gradients, two SGD steps with momentum and weight decay |
 //!
-//! [`FILES`] lists every file the checks read; the `hudd` binary embeds them, so that the check
-//! runs on the machine where hudd is used, on the build that is used. Tolerances are the test
+//! [`FILES`] holds every file the checks read, embedded at build time, so that the check runs on
+//! the machine where hudd is used, on the build that is used. Tolerances are the test
 //! suite's.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayD, IxDyn};
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 
 use crate::cluster::knee::{kneedle, Curve, Direction};
 use crate::error::{Error, Result};
@@ -32,8 +32,15 @@ const IMAGES: [&str; 4] =
 /// Layers of the clustering fixture that the check clusters (the two smallest files).
 const CLUSTER_LAYERS: [&str; 2] = ["_classifier_classifier.0_Gemm_output_0.npy", "logits.npy"];
 
-/// Every file the checks read, relative to the repository root (the `hudd` binary embeds these).
-pub const FILES: &[&str] = &[
+macro_rules! embedded {
+    ($($path:literal,)*) => {
+        &[$(($path, include_bytes!(concat!("../../", $path)) as &[u8]),)*]
+    };
+}
+
+/// Every file the checks read, relative to the repository root, with its bytes (embedded at build
+/// time, so that the checks run on the machine and the build in use: see [`unpack`]).
+pub const FILES: &[(&str, &[u8])] = embedded![
     "models/fashion-mnist/fmnist_cnn.onnx",
     "models/fashion-mnist/hudd.toml",
     "tests/fixtures/fmnist/reference/reference.json",
@@ -87,24 +94,8 @@ pub const FILES: &[&str] = &[
     "tests/fixtures/retrain/misc_ops/after/9.npy",
 ];
 
-/// The outcome of one check.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Check {
-    /// `evaluate`, `relevance`, `clustering` or `retraining`.
-    pub check: String,
-    /// The outside tool whose results are the reference.
-    pub oracle: String,
-    /// What was compared, in words.
-    pub compared: String,
-    /// Values (or decisions) compared.
-    pub values: usize,
-    /// The largest deviation, as a share of its tolerance (≤ 1 passes).
-    pub worst: f64,
-    /// Whether every value was within tolerance.
-    pub passed: bool,
-    /// The worst case, or the first failure, in words.
-    pub detail: String,
-}
+/// The outcome of one check (the report's record of it).
+pub use hudd_report::SelftestCheck as Check;
 
 /// Runs every check on the fixture files under `root` (laid out as [`FILES`] names them).
 /// A check that cannot run (a file missing or unreadable) is a failed check, not an error.
@@ -129,8 +120,9 @@ pub fn run(root: &Path) -> Vec<Check> {
         .iter()
         .map(|(check, oracle, compared, f)| {
             let (values, worst, passed, detail) = match f(root) {
-                Ok(t) => (t.values, t.worst, t.failure.is_none(), t.failure.unwrap_or(t.worst_at)),
-                Err(e) => (0, f64::INFINITY, false, format!("could not run: {e}")),
+                Ok(t) => (t.values, t.worst.min(f64::MAX), t.failure.is_none(), t.failure.unwrap_or(t.worst_at)),
+                // JSON has no infinity: the largest number says "no measure".
+                Err(e) => (0, f64::MAX, false, format!("could not run: {e}")),
             };
             Check {
                 check: check.to_string(),
@@ -359,29 +351,37 @@ fn clustering(root: &Path) -> Result<Tally> {
     Ok(t)
 }
 
+/// `tests/fixtures/retrain/<model>/index.json` (made by `models/scripts/make_retrain_reference.py`).
+#[derive(Deserialize)]
+pub(crate) struct RetrainIndex {
+    /// The model file, from the repository root.
+    pub(crate) model: String,
+    pub(crate) loss: Loss,
+    pub(crate) loss_value: f32,
+    pub(crate) sgd: SgdReference,
+    pub(crate) weights: Vec<WeightFile>,
+}
+
+/// The optimiser steps of a retraining reference.
+#[derive(Deserialize)]
+pub(crate) struct SgdReference {
+    pub(crate) lr: f64,
+    pub(crate) momentum: f64,
+    pub(crate) weight_decay: f64,
+    pub(crate) steps: usize,
+}
+
+/// A weight of a retraining reference and its file (in `grad/` and `after/`).
+#[derive(Deserialize)]
+pub(crate) struct WeightFile {
+    pub(crate) name: String,
+    pub(crate) file: String,
+}
+
 fn retraining(root: &Path) -> Result<Tally> {
     let dir = root.join("tests/fixtures/retrain/misc_ops");
-    #[derive(Deserialize)]
-    struct Sgd {
-        lr: f64,
-        momentum: f64,
-        weight_decay: f64,
-        steps: usize,
-    }
-    #[derive(Deserialize)]
-    struct WeightFile {
-        name: String,
-        file: String,
-    }
-    #[derive(Deserialize)]
-    struct Index {
-        loss: Loss,
-        loss_value: f32,
-        sgd: Sgd,
-        weights: Vec<WeightFile>,
-    }
-    let index: Index = json(&dir.join("index.json"))?;
-    let model = Model::load(root.join("tests/fixtures/models/misc_ops.onnx"))?;
+    let index: RetrainIndex = json(&dir.join("index.json"))?;
+    let model = Model::load(root.join(&index.model))?;
     let input = array(&dir.join("input.npy"))?;
     let t_raw = array(&dir.join("targets.npy"))?;
     let targets = match index.loss {
@@ -449,23 +449,7 @@ pub fn confidence(checks: &[Check], run: &crate::run::RunDir) -> hudd_report::To
                 .collect()
         })
         .unwrap_or_default();
-    hudd_report::ToolConfidence {
-        selftest: checks
-            .iter()
-            .map(|c| hudd_report::SelftestCheck {
-                check: c.check.clone(),
-                oracle: c.oracle.clone(),
-                compared: c.compared.clone(),
-                values: c.values,
-                worst: if c.worst.is_finite() { c.worst } else { f64::MAX },
-                passed: c.passed,
-                detail: c.detail.clone(),
-            })
-            .collect(),
-        rules,
-        limitations: limitations(),
-        ..build()
-    }
+    hudd_report::ToolConfidence { selftest: checks.to_vec(), rules, limitations: limitations(), ..build() }
 }
 
 /// What hudd does not do, or does only approximately (each a sentence for the report).
@@ -495,7 +479,8 @@ pub fn limitations() -> Vec<String> {
     ]
 }
 
-/// Writes `files` (path, bytes) under a new folder in the system's temporary folder and returns it.
+/// Writes `files` (path, bytes; [`FILES`]) under a new folder in the system's temporary folder and
+/// returns it.
 pub fn unpack(files: &[(&str, &[u8])]) -> Result<PathBuf> {
     let base = std::env::temp_dir().join(format!("hudd-selftest-{}", std::process::id()));
     for (path, bytes) in files {
@@ -524,11 +509,12 @@ mod tests {
     }
 
     #[test]
-    fn the_file_list_is_complete_and_exists() {
-        for f in FILES {
-            assert!(repo().join(f).is_file(), "{f}");
-        }
-        let grads = FILES.iter().filter(|f| f.contains("retrain/misc_ops/grad/")).count();
+    fn the_embedded_checks_pass_and_the_file_list_is_complete() {
+        let dir = unpack(FILES).unwrap();
+        let checks = run(&dir);
+        std::fs::remove_dir_all(&dir).unwrap();
+        assert!(checks.iter().all(|c| c.passed), "{checks:?}");
+        let grads = FILES.iter().filter(|(f, _)| f.contains("retrain/misc_ops/grad/")).count();
         let index: serde_json::Value = serde_json::from_str(
             &std::fs::read_to_string(repo().join("tests/fixtures/retrain/misc_ops/index.json")).unwrap(),
         )

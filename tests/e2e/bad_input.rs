@@ -31,15 +31,6 @@ fn small_data() -> tempfile::TempDir {
     d
 }
 
-fn assert_clean_failure(out: &std::process::Output, needles: &[&str]) {
-    assert_eq!(out.status.code(), Some(1), "exit 1 expected; stderr:\n{}", stderr(out));
-    let err = stderr(out);
-    assert!(!err.contains("panicked"), "{err}");
-    for n in needles {
-        assert!(err.contains(n), "message should mention `{n}`:\n{err}");
-    }
-}
-
 #[test]
 fn corrupt_truncated_and_non_image_files_are_recorded_skips() {
     let data = small_data();

@@ -86,3 +86,13 @@ pub fn reference() -> serde_json::Value {
     let text = std::fs::read_to_string(fmnist_data().join("reference/reference.json")).unwrap();
     serde_json::from_str(&text).unwrap()
 }
+
+/// Asserts that `hudd` failed cleanly: exit status 1, no panic, and a message holding every needle.
+pub fn assert_clean_failure(out: &Output, needles: &[&str]) {
+    assert_eq!(out.status.code(), Some(1), "exit 1 expected; stderr:\n{}", stderr(out));
+    let err = stderr(out);
+    assert!(!err.contains("panicked"), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "message should mention `{n}`:\n{err}");
+    }
+}

@@ -4,7 +4,6 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, IxDyn};
-use serde::Deserialize;
 
 use super::*;
 use crate::model::Model;
@@ -14,28 +13,7 @@ fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("..")
 }
 
-#[derive(Deserialize)]
-struct Index {
-    model: String,
-    loss: Loss,
-    loss_value: f32,
-    sgd: Sgd,
-    weights: Vec<WeightFile>,
-}
-
-#[derive(Deserialize)]
-struct Sgd {
-    lr: f64,
-    momentum: f64,
-    weight_decay: f64,
-    steps: usize,
-}
-
-#[derive(Deserialize)]
-struct WeightFile {
-    name: String,
-    file: String,
-}
+use crate::selftest::RetrainIndex as Index;
 
 struct Fixture {
     name: String,
