@@ -55,4 +55,15 @@ impl hudd_core::Progress for Bars {
             _ => eprintln!("{text}"),
         }
     }
+
+    /// `HUDD_PAUSE_AFTER=<stage>` (a test hook) stops the process here, forever, after saying so on
+    /// stderr: a test then kills it at a known point and checks that the rerun resumes.
+    fn stage_complete(&self, stage: &str) {
+        if std::env::var("HUDD_PAUSE_AFTER").is_ok_and(|s| s == stage) {
+            eprintln!("hudd: paused after stage {stage} (HUDD_PAUSE_AFTER)");
+            loop {
+                std::thread::sleep(std::time::Duration::from_secs(3600));
+            }
+        }
+    }
 }

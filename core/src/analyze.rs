@@ -40,6 +40,7 @@ use crate::pictures;
 use crate::progress::Progress;
 use crate::relevance::Explainer;
 use crate::run::record::{self, RunRecord};
+use crate::run::stages::{self, Stage, StageLog};
 use crate::run::RunDir;
 
 /// Options of the pictures.
@@ -69,6 +70,9 @@ pub struct AnalyzeOptions {
     /// How the run was made (command line, seeds), recorded in `run.json`; the configuration and
     /// timings are filled in by `analyze`.
     pub run: hudd_report::Run,
+    /// Redo every stage, even those a previous run into the same folder completed from the same
+    /// inputs.
+    pub force: bool,
 }
 
 /// What `analyze` produced.
@@ -82,9 +86,20 @@ pub struct AnalyzeOutcome {
     pub wrong: usize,
     /// The layer whose heatmaps the overlays show.
     pub overlay_layer: Option<String>,
+    /// The stages read back from the run folder instead of redone.
+    pub reused: Vec<Stage>,
+    /// The digest of the last stage's inputs (see [`crate::run::stages`]).
+    pub inputs: Option<String>,
+    /// Every stage was reused and the run folder is complete from these inputs (its report
+    /// included): nothing was written.
+    pub up_to_date: bool,
 }
 
 /// Runs the analysis into `run` (see the module documentation): the composition of the stages.
+///
+/// A stage that completed in `run` before, from the same inputs, with its files intact (see
+/// [`crate::run::stages`]), is read back instead of redone, unless `options.force`; once a stage is
+/// redone, every later one is too.
 pub fn analyze(
     model: &Model,
     data: &Dataset,
@@ -97,14 +112,21 @@ pub fn analyze(
     // Refuse a model the heatmaps stage cannot explain before any stage runs.
     let explainer =
         Explainer::new(model, &evaluator.input_spec().domain(), evaluator.output_name(), options.heatmaps.preset)?;
-    // From here on the run folder is rewritten: an old clusters.json would claim a complete result.
-    run.begin()?;
+    let mut steps = Steps::new(run, options.force);
     let mut timings = Timings::default();
 
-    let t = Instant::now();
-    let evaluation = evaluator.run(progress)?;
-    evaluation.write(&run.results())?;
-    timings.add("evaluate", t.elapsed().as_secs_f64());
+    steps.digest(Stage::Evaluate, &stage_inputs(model, data, config, progress));
+    let evaluation = if steps.reuse(Stage::Evaluate)? {
+        Evaluation::read_cache(&run.evaluation_json())?
+    } else {
+        let t = Instant::now();
+        let evaluation = evaluator.run(progress)?;
+        evaluation.write(&run.results())?;
+        let readable = evaluation.write_cache(&run.evaluation_json())?;
+        timings.add("evaluate", t.elapsed().as_secs_f64());
+        steps.done(Stage::Evaluate, readable, progress)?;
+        evaluation
+    };
     if let Some(reason) = evaluation.guessed_class_order_problem() {
         // Its "root causes" would be the label mix-up: stop before explaining it.
         return Err(Error::Config(format!("{reason} (the evaluation is in {})", run.results().display())));
@@ -117,31 +139,166 @@ pub fn analyze(
     })?;
     let images = wrong_images(data, test);
     if images.len() < 2 {
-        record.run.timings = timings.to_schema();
-        record.write(run)?;
-        return Ok(AnalyzeOutcome { evaluation, analysis: None, wrong: images.len(), overlay_layer: None });
+        let up_to_date = steps.finish(&timings, &mut record)?;
+        return Ok(AnalyzeOutcome {
+            evaluation,
+            analysis: None,
+            wrong: images.len(),
+            overlay_layer: None,
+            reused: steps.reused,
+            inputs: steps.last,
+            up_to_date,
+        });
     }
 
-    let t = Instant::now();
     let heat_options = heatmap_options(&options.heatmaps, evaluation.task, config.task.loss);
-    let heatmaps = heatmaps::compute(&explainer, evaluator.input_spec(), &images, &heat_options, progress)?;
-    heatmaps.write(&run.heatmaps())?;
-    timings.add("heatmaps", t.elapsed().as_secs_f64());
+    steps.digest(Stage::Heatmaps, &[("heatmaps", heatmap_parameters(&heat_options))]);
+    let heatmaps = if steps.reuse(Stage::Heatmaps)? {
+        HeatmapSet::open(&run.heatmaps())?
+    } else {
+        let t = Instant::now();
+        let heatmaps = heatmaps::compute(&explainer, evaluator.input_spec(), &images, &heat_options, progress)?;
+        heatmaps.write(&run.heatmaps())?;
+        timings.add("heatmaps", t.elapsed().as_secs_f64());
+        steps.done(Stage::Heatmaps, true, progress)?;
+        heatmaps
+    };
 
     let metadata = metadata_of(heatmaps.images(), &evaluation, test);
-    let mut clustering = report::cluster_all(&heatmaps, &options.cluster, Some(&metadata), progress)?;
-    timings.extend(&clustering.timings);
+    steps.digest(Stage::Clusters, &[("clustering", format!("{:?}", options.cluster))]);
+    let mut clustering = if steps.reuse(Stage::Clusters)? {
+        Clustering { report: report::ClustersReport::read(run)?, layers: Vec::new(), timings: Timings::default() }
+    } else {
+        let clustering = report::cluster_all(&heatmaps, &options.cluster, Some(&metadata), progress)?;
+        timings.extend(&clustering.timings);
+        report::write_clusters(run, &clustering)?;
+        steps.done(Stage::Clusters, true, progress)?;
+        clustering
+    };
 
-    let t = Instant::now();
-    let overlay_layer = write_pictures(run, &heatmaps, &clustering, &images, &options.pictures, progress)?;
-    timings.add("pictures", t.elapsed().as_secs_f64());
+    steps.digest(Stage::Pictures, &[("pictures", format!("{:?}", options.pictures))]);
+    let overlay_layer = if steps.reuse(Stage::Pictures)? {
+        overlay_entry(&heatmaps, &clustering).map(|i| heatmaps.layers()[i].tensor.clone())
+    } else {
+        let t = Instant::now();
+        let layer = write_pictures(run, &heatmaps, &clustering, &images, &options.pictures, progress)?;
+        timings.add("pictures", t.elapsed().as_secs_f64());
+        steps.done(Stage::Pictures, true, progress)?;
+        layer
+    };
 
-    record.run.timings = timings.to_schema();
-    clustering.timings = timings;
     record.set_clustered(heatmaps.images(), &metadata, test, &evaluation.classes);
-    record.write(run)?;
-    report::write(run, &clustering)?;
-    Ok(AnalyzeOutcome { evaluation, analysis: Some(clustering), wrong: images.len(), overlay_layer })
+    let up_to_date = steps.finish(&timings, &mut record)?;
+    clustering.timings = timings;
+    Ok(AnalyzeOutcome {
+        evaluation,
+        analysis: Some(clustering),
+        wrong: images.len(),
+        overlay_layer,
+        reused: steps.reused,
+        inputs: steps.last,
+        up_to_date,
+    })
+}
+
+/// The parameters of the first stage: the model, the configuration (less the parallelism, which
+/// does not change results; the batch size does, at float rounding: the engine's kernels depend on
+/// the batch's shape) and the data.
+fn stage_inputs(
+    model: &Model,
+    data: &Dataset,
+    config: &Config,
+    progress: &dyn Progress,
+) -> Vec<(&'static str, String)> {
+    let json = |v: serde_json::Result<String>| v.unwrap_or_default();
+    vec![
+        ("model", model.sha256().to_string()),
+        ("input", json(serde_json::to_string(&config.input))),
+        ("task", json(serde_json::to_string(&config.task))),
+        ("seed", config.run.seed.to_string()),
+        ("batch size", config.run.batch_size.to_string()),
+        ("data", data.fingerprint(progress)),
+    ]
+}
+
+/// The heatmap options that change heatmaps (all of them; the batch size at float rounding).
+fn heatmap_parameters(o: &HeatmapOptions) -> String {
+    format!("preset {:?}, layers {:?}, start {}, batch size {}", o.preset, o.layers, o.start, o.batch_size)
+}
+
+/// Which stages a run reuses and which it redoes, and the stage log (see [`crate::run::stages`]).
+struct Steps<'a> {
+    run: &'a RunDir,
+    log: StageLog,
+    /// Still reusing: no stage has been redone yet.
+    reusing: bool,
+    /// The current stage's digest.
+    last: Option<String>,
+    current: Option<Stage>,
+    reused: Vec<Stage>,
+}
+
+impl<'a> Steps<'a> {
+    fn new(run: &'a RunDir, force: bool) -> Steps<'a> {
+        // Forced, the log is empty: no stage is reusable, and the first one clears the folder.
+        let log = if force { StageLog::default() } else { StageLog::read(run) };
+        Steps { run, log, reusing: true, last: None, current: None, reused: Vec::new() }
+    }
+
+    /// Sets the digest of `stage` from the previous stage's and `parameters`.
+    fn digest(&mut self, stage: Stage, parameters: &[(&str, String)]) -> String {
+        let d = stages::digest(stage, self.last.as_deref(), parameters);
+        self.last = Some(d.clone());
+        self.current = Some(stage);
+        d
+    }
+
+    /// Whether the current stage is reused; when not, this and every later stage's record is
+    /// forgotten, and the first stage redone clears the completion marker and the old report.
+    fn reuse(&mut self, stage: Stage) -> Result<bool> {
+        let inputs = self.last.clone().unwrap_or_default();
+        if self.reusing && self.log.reusable(self.run, stage, &inputs) {
+            self.reused.push(stage);
+            return Ok(true);
+        }
+        if self.reusing {
+            self.run.begin(stage <= Stage::Clusters)?;
+            self.log.forget_from(self.run, stage)?;
+            self.reusing = false;
+        }
+        Ok(false)
+    }
+
+    /// The current stage's files are written: records it (when `reusable`) and tells `progress`.
+    fn done(&mut self, stage: Stage, reusable: bool, progress: &dyn Progress) -> Result<()> {
+        if reusable {
+            let inputs = self.last.clone().unwrap_or_default();
+            self.log.complete(self.run, stage, &inputs)?;
+        }
+        progress.stage_complete(stage.name());
+        Ok(())
+    }
+
+    /// After the last stage: when every stage was reused and the run is complete from these inputs,
+    /// touches nothing and returns true; otherwise writes `timings.json` (when clustered) and
+    /// `run.json` with this invocation's timings and the reused stages.
+    fn finish(&mut self, timings: &Timings, record: &mut RunRecord) -> Result<bool> {
+        if self.reusing {
+            let complete = self.run.completion().ok().flatten();
+            if complete.is_some_and(|c| c.inputs.is_some() && c.inputs == self.last) && self.run.run_json().is_file() {
+                return Ok(true);
+            }
+            // Every stage reused, but the report is missing or from other inputs.
+            self.run.begin(false)?;
+        }
+        record.run.timings = timings.to_schema();
+        record.run.reused_stages = self.reused.iter().map(|s| s.name().to_string()).collect();
+        if self.current.is_some_and(|s| s >= Stage::Clusters) {
+            crate::fsio::write_json(&self.run.timings_json(), "timings", timings)?;
+        }
+        record.write(self.run)?;
+        Ok(false)
+    }
 }
 
 /// The Wrong test images, in result order, with their labels or targets.
@@ -199,6 +356,15 @@ pub fn metadata_of(images: &[String], evaluation: &Evaluation, test: &SplitEvalu
         })
         .collect();
     Metadata { columns, rows: values }
+}
+
+/// The heatmaps layer whose maps the overlays show: the best layer's own when spatial, else the
+/// input's; `None` without a best layer or a spatial heatmap.
+pub fn overlay_entry(heatmaps: &HeatmapSet, clustering: &Clustering) -> Option<usize> {
+    let best = clustering.best()?;
+    let layers = heatmaps.layers();
+    let spatial = |i: &usize| pictures::channels_height_width(&layers[*i].shape).is_some();
+    Some(best).filter(spatial).or_else(|| layers.iter().position(|l| l.node.is_empty()))
 }
 
 /// The pictures stage: writes `clusters/<layer>/<id>/` folders, GIFs and, for the best layer,
@@ -263,13 +429,9 @@ pub fn write_pictures(
     })?;
     progress.finish();
 
-    // Overlays for the best layer, from a spatial heatmap: the best layer's own, else the input's.
-    let Some(best) = clustering.best() else { return Ok(None) };
+    let Some(entry) = overlay_entry(heatmaps, clustering) else { return Ok(None) };
     let layers = heatmaps.layers();
-    let spatial = |i: &usize| pictures::channels_height_width(&layers[*i].shape).is_some();
-    let Some(entry) = Some(best).filter(spatial).or_else(|| layers.iter().position(|l| l.node.is_empty())) else {
-        return Ok(None);
-    };
+    let Some(best) = clustering.best() else { return Ok(None) };
     let shape = &layers[entry].shape;
     let heat = heatmaps.layer(entry)?;
     let best_layer = &clustering.report.layers[best];

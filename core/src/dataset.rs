@@ -73,7 +73,7 @@ impl std::fmt::Display for Split {
 }
 
 /// What an image should produce.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub enum Label {
     /// Index into [`Dataset::classes`].
     Class(usize),
@@ -248,6 +248,32 @@ impl Dataset {
     /// The data of one split, if present.
     pub fn split(&self, split: Split) -> Option<&SplitData> {
         self.splits.iter().find(|s| s.split == split)
+    }
+
+    /// The hex SHA-256 of everything an analysis reads from the dataset: the class names and their
+    /// source, and per split its metadata columns, its skipped files and every image's name, label,
+    /// metadata and file SHA-256 (where the dataset lies does not count). The files are hashed in
+    /// parallel; one that cannot be read counts by its error, as the evaluation will skip it.
+    pub fn fingerprint(&self, progress: &dyn crate::progress::Progress) -> String {
+        use rayon::prelude::*;
+        let total: usize = self.splits.iter().map(|s| s.samples.len()).sum();
+        progress.start("hashing the data", total as u64);
+        let mut text = format!("classes {:?} {:?}\n", self.classes, self.class_source);
+        for s in &self.splits {
+            text.push_str(&format!("split {} {:?} {:?}\n", s.split.name(), s.metadata_columns, s.skipped));
+            let lines: Vec<String> = s
+                .samples
+                .par_iter()
+                .map(|x| {
+                    let hash = crate::fsio::sha256_file(&x.path).unwrap_or_else(|e| format!("unreadable: {e}"));
+                    progress.advance(1);
+                    format!("{:?} {:?} {:?} {hash}\n", x.image, x.label, x.metadata)
+                })
+                .collect();
+            text.extend(lines);
+        }
+        progress.finish();
+        crate::fsio::sha256_hex(text.as_bytes())
     }
 }
 

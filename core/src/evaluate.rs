@@ -38,7 +38,7 @@ pub use crate::model::argmax;
 pub const NON_FINITE: &str = "the model's output for this image is NaN or infinite (no prediction can be read)";
 
 /// What the model produced for one image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub enum Prediction {
     /// Classification: the arg-max class and the raw output (logit) of every class.
     Class {
@@ -57,7 +57,7 @@ pub enum Prediction {
 }
 
 /// One evaluated image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct ResultRow {
     /// Path relative to the dataset root.
     pub image: String,
@@ -72,7 +72,7 @@ pub struct ResultRow {
 }
 
 /// Results of one split.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct SplitEvaluation {
     /// Which split.
     pub split: Split,
@@ -127,7 +127,7 @@ impl SplitEvaluation {
 }
 
 /// Results of every split.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, serde::Deserialize)]
 pub struct Evaluation {
     /// Classification or regression.
     pub task: TaskKind,
@@ -485,6 +485,24 @@ impl Evaluation {
              of hudd.toml",
         );
         Some(text)
+    }
+
+    /// Writes the whole evaluation, every row, as JSON to `path` (`RUN/evaluation.json`), for a
+    /// resumed run to read back, and returns whether reading it back gives exactly this
+    /// evaluation (it does for finite scores; a cache that does not is not to be reused).
+    pub fn write_cache(&self, path: &Path) -> Result<bool> {
+        write_json(path, "evaluation", self)?;
+        Ok(Evaluation::read_cache(path).is_ok_and(|back| &back == self))
+    }
+
+    /// Reads what [`write_cache`](Self::write_cache) wrote.
+    pub fn read_cache(path: &Path) -> Result<Evaluation> {
+        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Output {
+            what: "evaluation",
+            path: path.to_path_buf(),
+            reason: format!("unreadable ({e}); rerun `hudd analyze --force`"),
+        })
     }
 
     /// The evaluation of one split, if present.

@@ -18,6 +18,11 @@ pub trait Progress: Sync {
     fn message(&self, text: &str) {
         let _ = text;
     }
+    /// A stage of the run folder is complete on disk (its files and its `stages.json` record are
+    /// written): a point where the process may be stopped and the run resumed.
+    fn stage_complete(&self, stage: &str) {
+        let _ = stage;
+    }
 }
 
 /// Ignores all progress.

@@ -15,6 +15,7 @@ mod heatmaps;
 mod hostile;
 mod model;
 mod relevance;
+mod resume;
 mod retrain;
 mod shard;
 mod webdriver;

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hudd_core::analyze::{analyze, AnalyzeOptions, PictureOptions};
+use hudd_core::analyze::{analyze, AnalyzeOptions, AnalyzeOutcome, PictureOptions};
 use hudd_core::heatmaps::{HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::Preset;
 use hudd_core::run::RunDir;
@@ -39,6 +39,12 @@ pub struct AnalyzeArgs {
     /// Speed of the cluster GIFs, in images per minute.
     #[arg(long, default_value_t = 100.0, value_name = "N")]
     gif_rate: f64,
+    /// Redo every stage. Without it, a rerun into the same RUN folder reuses each stage that an
+    /// earlier run completed there from the same model, configuration, data (every image's
+    /// SHA-256) and options, whose files are intact (RUN/stages.json records them), and redoes
+    /// the rest: an interrupted run resumes where it stopped.
+    #[arg(long)]
+    force: bool,
     #[command(flatten)]
     run: RunOptions,
 }
@@ -64,19 +70,28 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         cluster,
         pictures: PictureOptions { gif_per_minute: args.gif_rate, ..PictureOptions::default() },
         run: super::run_info(&[]),
+        force: args.force,
     };
     let bars = Bars::new(args.run.exec.quiet);
     let outcome = args
         .run
         .in_pool(|| Ok(analyze(&model, &data, &config, &options, &run_dir, &bars)?))
         .with_context(|| format!("analysing {} on {}", args.input.model.model.display(), args.input.data.display()))?;
+    if !outcome.reused.is_empty() {
+        let names: Vec<&str> = outcome.reused.iter().map(|s| s.name()).collect();
+        println!(
+            "reused from {} (completed earlier from the same inputs; --force redoes them): {}",
+            run_dir.root().display(),
+            names.join(", ")
+        );
+    }
     let test = outcome.evaluation.split(hudd_core::Split::Test);
     if let Some(t) = test {
         println!("test: {} images, {} Wrong ({:.2}% accuracy)\n", t.rows.len(), outcome.wrong, 100.0 * t.accuracy());
     }
     let Some(analysis) = &outcome.analysis else {
         println!("fewer than 2 Wrong test images: nothing to cluster (results: {})", run_dir.results().display());
-        return super::report::write_bundle(&run_dir, &report_dir, args.run.exec.quiet);
+        return finish(&run_dir, &report_dir, &outcome, args.run.exec.quiet);
     };
     print_summary(analysis);
     if let Some(l) = &outcome.overlay_layer {
@@ -86,5 +101,17 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     }
     println!("\nclusters: {}", run_dir.clusters_json().display());
     println!("pictures: {}", run_dir.pictures().display());
-    super::report::write_bundle(&run_dir, &report_dir, args.run.exec.quiet)
+    finish(&run_dir, &report_dir, &outcome, args.run.exec.quiet)
+}
+
+/// The report bundle, unless the run was already complete from the same inputs with this bundle.
+fn finish(run: &RunDir, report: &std::path::Path, outcome: &AnalyzeOutcome, quiet: bool) -> Result<()> {
+    if outcome.up_to_date && super::report::is_current(run, report) {
+        println!(
+            "report:   {} (the run was complete and its inputs are unchanged: nothing was rewritten)",
+            report.join("index.html").display()
+        );
+        return Ok(());
+    }
+    super::report::write_bundle(run, report, quiet, outcome.inputs.as_deref())
 }

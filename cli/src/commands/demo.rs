@@ -130,6 +130,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         cluster: ClusterOptions::default(),
         pictures: PictureOptions::default(),
         run: super::run_info(&[("simulate", args.seed)]),
+        // The demo shows every stage at work.
+        force: true,
     };
     let run_dir = RunDir::new(out.join("run"));
     let bars = Bars::new(args.quiet);
@@ -180,7 +182,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
     println!("\ndata:     {}", data_dir.display());
     println!("results:  {}", run_dir.results().display());
     println!("clusters: {} and {}", run_dir.clusters_json().display(), run_dir.pictures().display());
-    super::report::write_bundle(&run_dir, &out.join("report"), args.quiet)?;
+    super::report::write_bundle(&run_dir, &out.join("report"), args.quiet, outcome.inputs.as_deref())?;
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
     Ok(())
 }

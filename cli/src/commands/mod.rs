@@ -256,6 +256,8 @@ pub fn run_info(seeds: &[(&str, u64)]) -> hudd_report::Run {
         seeds: seeds.iter().map(|(k, v)| (k.to_string(), *v)).collect(),
         timings: Vec::new(),
         started_unix_s: std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).ok().map(|d| d.as_secs()),
+        reused_stages: Vec::new(),
+        working_dir: std::env::current_dir().ok().map(|d| d.display().to_string()),
     }
 }
 

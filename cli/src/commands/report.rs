@@ -39,11 +39,21 @@ pub struct ReportArgs {
 pub fn run(args: ReportArgs) -> Result<()> {
     let run = RunDir::new(&args.run);
     let out = args.out.clone().unwrap_or_else(|| run.default_report());
-    args.exec.in_pool(|| write_bundle(&run, &out, args.exec.quiet))
+    // The analysis's last stage digest, so that a later `hudd analyze` finds the run up to date.
+    let log = hudd_core::run::StageLog::read(&run);
+    let inputs = log.stages.last().map(|r| r.inputs.clone());
+    args.exec.in_pool(|| write_bundle(&run, &out, args.exec.quiet, inputs.as_deref()))
 }
 
-/// Writes the bundle of `run` to `out` and says where it is.
-pub fn write_bundle(run: &RunDir, out: &Path, quiet: bool) -> Result<()> {
+/// Whether `out` is the intact bundle that completed `run` (see `complete.json`).
+pub fn is_current(run: &RunDir, out: &Path) -> bool {
+    let Ok(Some(c)) = run.completion() else { return false };
+    c.bundle == run.shown(out) && bundle::verify(out).is_ok_and(|v| v.is_intact() && v.report_id == c.report_id)
+}
+
+/// Writes the bundle of `run` to `out` and says where it is; `inputs` is the digest of the
+/// analysis's last stage, recorded in `complete.json`.
+pub fn write_bundle(run: &RunDir, out: &Path, quiet: bool, inputs: Option<&str>) -> Result<()> {
     let bars = Bars::new(quiet);
     let mut assembled =
         bundle::assemble(run, &bars).with_context(|| format!("reading the run folder {}", run.root().display()))?;
@@ -60,7 +70,8 @@ pub fn write_bundle(run: &RunDir, out: &Path, quiet: bool) -> Result<()> {
     assembled.report.run.timings.push(hudd_report::Timing { stage: "selftest".into(), seconds });
     let manifest = bundle::write(out, &assembled, &VIEWER, &bars)
         .with_context(|| format!("writing the report bundle {}", out.display()))?;
-    run.mark_complete(&manifest.report_id, out).context("marking the run complete")?;
+    hudd_core::Progress::stage_complete(&bars, "report");
+    run.mark_complete(&manifest.report_id, out, inputs).context("marking the run complete")?;
     let bytes: u64 = manifest.files.iter().map(|f| f.bytes).sum();
     println!(
         "report:   {} ({} files, {:.1} MB; open it in a browser, no server needed)",

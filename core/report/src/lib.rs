@@ -329,6 +329,14 @@ pub struct Run {
     /// When the analysis started, as seconds since 1970-01-01 UTC.
     #[serde(default)]
     pub started_unix_s: Option<u64>,
+    /// Stages a resumed run read back from its run folder (completed earlier from the same inputs)
+    /// instead of redoing them; their seconds are not in `timings`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub reused_stages: Vec<String>,
+    /// The folder the command ran in (relative paths of `command_line` start there), so that
+    /// `hudd verify --rerun` can run it again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub working_dir: Option<String>,
 }
 
 /// Seconds spent in one stage.

@@ -28,7 +28,7 @@ use std::path::{Path, PathBuf};
 use rayon::prelude::*;
 
 pub use html::{render_index, ViewerAssets};
-pub use verify::{verify, Verification};
+pub use verify::{compare, verify, Reproduction, Verification};
 
 use crate::cluster::report::ClustersReport;
 use crate::error::{Error, Result};

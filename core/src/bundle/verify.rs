@@ -130,3 +130,109 @@ fn inlined_report(html: &str) -> Option<&str> {
     let end = body.find("</script>")?;
     body.get(start..end)
 }
+
+/// How a rerun's bundle compares with the original (see [`compare`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reproduction {
+    /// Report fields compared (every top-level field but the run block and the tool record).
+    pub fields: Vec<String>,
+    /// Of those, the ones that differ.
+    pub differing_fields: Vec<String>,
+    /// Bundle files the rerun wrote and compared (all but `report.json` and `index.html`, which
+    /// hold the run block).
+    pub files: usize,
+    /// Files the rerun wrote that the original lacks or holds with other bytes.
+    pub differing_files: Vec<String>,
+    /// Parts of the original that a rerun of the analysis does not make (the unsafe set and the
+    /// retraining, which `hudd assign`, `hudd retrain` and `hudd compare` add).
+    pub not_rerun: Vec<String>,
+    /// How the rerun's hudd build differs from the original's (commit, rustc, target), if it does.
+    pub other_build: Option<String>,
+}
+
+impl Reproduction {
+    /// Whether the rerun reproduced every compared field and file.
+    pub fn is_reproduced(&self) -> bool {
+        self.differing_fields.is_empty() && self.differing_files.is_empty()
+    }
+}
+
+/// Compares the bundle a rerun wrote (`rerun`) with the `original`: every report field but `run`
+/// and `tool_confidence`, and every file of the rerun's manifest. When the original holds an unsafe
+/// set or a retraining, which the analysis alone does not make, those fields are left out and the
+/// images and files the rerun wrote need only be among the original's.
+pub fn compare(original: &Path, rerun: &Path) -> Result<Reproduction> {
+    let report = |dir: &Path| -> Result<serde_json::Value> {
+        let path = dir.join("report.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        serde_json::from_str(&text).map_err(|e| bad(&path, format!("report.json is not valid JSON: {e}")))
+    };
+    let manifest = |dir: &Path| -> Result<hudd_report::Manifest> {
+        let path = dir.join("manifest.json");
+        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        hudd_report::read_manifest(&text).map_err(|e| bad(&path, e.to_string()))
+    };
+    let (old, new) = (report(original)?, report(rerun)?);
+    let empty = serde_json::Map::new();
+    let (old_fields, new_fields) = (old.as_object().unwrap_or(&empty), new.as_object().unwrap_or(&empty));
+    let later = ["unsafe_set", "retraining"];
+    let mut out = Reproduction::default();
+    out.not_rerun =
+        later.iter().filter(|k| old_fields.get(**k).is_some_and(|v| !v.is_null())).map(|k| k.to_string()).collect();
+    let partial = !out.not_rerun.is_empty();
+    let mut keys: Vec<&String> = old_fields.keys().chain(new_fields.keys()).collect();
+    keys.sort();
+    keys.dedup();
+    for key in keys {
+        if ["run", "tool_confidence"].contains(&key.as_str()) || later.contains(&key.as_str()) {
+            continue;
+        }
+        out.fields.push(key.clone());
+        let (a, b) = (old_fields.get(key), new_fields.get(key));
+        let same = match (key.as_str(), a, b) {
+            ("images", Some(serde_json::Value::Array(a)), Some(serde_json::Value::Array(b))) if partial => {
+                b.iter().all(|x| a.contains(x))
+            }
+            _ => a == b,
+        };
+        if !same {
+            out.differing_fields.push(key.clone());
+        }
+    }
+    let build = |r: &serde_json::Value| {
+        let t = r.get("tool_confidence")?;
+        Some(
+            ["version", "commit", "target", "rustc"]
+                .map(|k| t.get(k).and_then(|v| v.as_str()).unwrap_or("").to_string()),
+        )
+    };
+    if let (Some(a), Some(b)) = (build(&old), build(&new)) {
+        if a != b {
+            out.other_build = Some(format!(
+                "original {} ({}, {}, {}), rerun {} ({}, {}, {})",
+                a[0], a[1], a[2], a[3], b[0], b[1], b[2], b[3]
+            ));
+        }
+    }
+    let (old_files, new_files) = (manifest(original)?, manifest(rerun)?);
+    let listed: std::collections::BTreeMap<&str, &str> =
+        old_files.files.iter().map(|f| (f.path.as_str(), f.sha256.as_str())).collect();
+    let holds_run = ["report.json", "index.html"];
+    for f in new_files.files.iter().filter(|f| !holds_run.contains(&f.path.as_str())) {
+        out.files += 1;
+        if listed.get(f.path.as_str()) != Some(&f.sha256.as_str()) {
+            out.differing_files.push(f.path.clone());
+        }
+    }
+    if !partial {
+        let made: BTreeSet<&str> = new_files.files.iter().map(|f| f.path.as_str()).collect();
+        out.differing_files.extend(
+            old_files
+                .files
+                .iter()
+                .filter(|f| !made.contains(f.path.as_str()))
+                .map(|f| format!("{} (not made by the rerun)", f.path)),
+        );
+    }
+    Ok(out)
+}

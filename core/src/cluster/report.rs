@@ -192,7 +192,8 @@ impl Timings {
 pub struct Clustering {
     /// What `clusters.json` holds.
     pub report: ClustersReport,
-    /// Per layer (index order) the partition and distances.
+    /// Per layer (index order) the partition and distances; empty when the clustering was read
+    /// back from a run folder (`clusters.json`; the distances stay on disk).
     pub layers: Vec<LayerClusters>,
     /// Timings of the stages run here.
     pub timings: Timings,
@@ -335,6 +336,12 @@ pub fn write(run: &RunDir, analysis: &Clustering) -> Result<()> {
     if json.exists() {
         std::fs::remove_file(&json).map_err(|e| Error::io("cannot remove old result", &json, e))?;
     }
+    write_json(&run.timings_json(), "timings", &analysis.timings)?;
+    write_clusters(run, analysis)
+}
+
+/// Writes `distances/*.npy`, then `clusters.json`.
+pub fn write_clusters(run: &RunDir, analysis: &Clustering) -> Result<()> {
     for (entry, c) in analysis.report.layers.iter().zip(&analysis.layers) {
         let n = c.distances.nrows();
         let mut w = NpyWriter::create(&run.distances(&entry.distances), &[n, n])?;
@@ -346,6 +353,5 @@ pub fn write(run: &RunDir, analysis: &Clustering) -> Result<()> {
         }
         w.finish()?;
     }
-    write_json(&run.timings_json(), "timings", &analysis.timings)?;
-    write_json(&json, "clusters", &analysis.report)
+    write_json(&run.clusters_json(), "clusters", &analysis.report)
 }

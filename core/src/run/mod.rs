@@ -8,7 +8,9 @@
 //! RUN/clusters/<layer>/cluster-<id>.gif
 //! RUN/timings.json              seconds per stage (apart, so that clusters.json repeats exactly)
 //! RUN/run.json                  how the run was made, the model, the evaluation, the clustered images (RunRecord)
-//! RUN/clusters.json             the clusters (ClustersReport); written last by the analysis
+//! RUN/evaluation.json           the evaluation as read back by a resumed run (Evaluation)
+//! RUN/clusters.json             the clusters (ClustersReport)
+//! RUN/stages.json               the completed stages, their inputs' digests and files (StageLog)
 //! RUN/complete.json             written after the report bundle: the whole run is complete (Completion)
 //! RUN/unsafe/                   the unsafe set (`hudd assign`): unsafe.csv, distances.csv, to-label.csv, <id>/, cluster-<id>.gif, unsafe.json last
 //! RUN/shards/<stage>-<I>-of-<N>/ shard folders of sharded stages (`--shard I/N`; see `shard`), merged by `hudd merge`
@@ -19,10 +21,12 @@
 //! `clusters.json`) into `OUT`, which is a [`RunDir`] too.
 
 pub mod record;
+pub mod stages;
 
 use std::path::{Path, PathBuf};
 
 pub use record::{RunImage, RunRecord};
+pub use stages::{Stage, StageLog};
 
 use crate::error::{Error, Result};
 use crate::heatmaps::sanitize;
@@ -59,9 +63,19 @@ impl RunDir {
         self.root.join("distances").join(file)
     }
 
-    /// `clusters.json`: the clusters; its presence marks a complete run.
+    /// `clusters.json`: the clusters.
     pub fn clusters_json(&self) -> PathBuf {
         self.root.join("clusters.json")
+    }
+
+    /// `evaluation.json`: the evaluation, every row, as a resumed run reads it back.
+    pub fn evaluation_json(&self) -> PathBuf {
+        self.root.join("evaluation.json")
+    }
+
+    /// `stages.json`: the completed stages (see [`StageLog`]).
+    pub fn stages_json(&self) -> PathBuf {
+        self.root.join("stages.json")
     }
 
     /// `timings.json`.
@@ -196,23 +210,35 @@ impl RunDir {
         Ok(Some(c))
     }
 
-    /// Marks the run complete: its results and the bundle with `report_id` at `bundle`.
-    pub fn mark_complete(&self, report_id: &str, bundle: &Path) -> Result<()> {
-        let shown = bundle.strip_prefix(&self.root).unwrap_or(bundle);
+    /// Marks the run complete: its results and the bundle with `report_id` at `bundle`; `inputs`
+    /// is the digest of the last analysis stage (see [`stages`]), when the analysis wrote one.
+    pub fn mark_complete(&self, report_id: &str, bundle: &Path, inputs: Option<&str>) -> Result<()> {
         let record = Completion {
             format: COMPLETION_FORMAT.into(),
             hudd_version: env!("CARGO_PKG_VERSION").into(),
             report_id: report_id.into(),
-            bundle: shown.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/"),
+            bundle: self.shown(bundle),
+            inputs: inputs.map(str::to_string),
         };
         crate::fsio::write_json(&self.complete_json(), "completion record", &record)
     }
 
-    /// Removes the completion markers, `run.json` and the old default report bundle before a run
+    /// `path` as [`Completion::bundle`] records it: relative to the run folder when inside it.
+    pub fn shown(&self, path: &Path) -> String {
+        let shown = path.strip_prefix(&self.root).unwrap_or(path);
+        shown.components().map(|c| c.as_os_str().to_string_lossy()).collect::<Vec<_>>().join("/")
+    }
+
+    /// Removes the completion marker, `run.json` and the old default report bundle before a run
     /// rewrites the folder, so that an interrupted rerun never looks complete, and no old report
-    /// stays beside new results. A report folder holding files hudd did not write stops it.
-    pub fn begin(&self) -> Result<()> {
-        for stale in [self.complete_json(), self.clusters_json(), self.run_json()] {
+    /// stays beside new results; `clusters.json` too when `clusters` (the clustering is redone).
+    /// A report folder holding files hudd did not write stops it.
+    pub fn begin(&self, clusters: bool) -> Result<()> {
+        let mut stale = vec![self.complete_json(), self.run_json()];
+        if clusters {
+            stale.push(self.clusters_json());
+        }
+        for stale in stale {
             if stale.exists() {
                 std::fs::remove_file(&stale).map_err(|e| Error::io("cannot remove old result", &stale, e))?;
             }
@@ -236,6 +262,10 @@ pub struct Completion {
     pub report_id: String,
     /// Where the bundle was written (relative to the run folder when inside it).
     pub bundle: String,
+    /// The digest of the last analysis stage's inputs (see [`stages`]): a rerun with the same
+    /// inputs finds the run up to date. Absent in records written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub inputs: Option<String>,
 }
 
 /// A member's file name inside a cluster folder: its dataset path with `/` → `__`, sanitised.
@@ -297,10 +327,11 @@ mod tests {
         let run = RunDir::new(dir.path());
         std::fs::write(run.clusters_json(), "{}").unwrap();
         std::fs::write(run.run_json(), "{}").unwrap();
-        run.mark_complete("abc", &run.default_report()).unwrap();
+        run.mark_complete("abc", &run.default_report(), Some("d")).unwrap();
         assert!(run.is_complete());
         assert_eq!(run.completion().unwrap().unwrap().bundle, "report");
-        run.begin().unwrap();
+        assert_eq!(run.completion().unwrap().unwrap().inputs.as_deref(), Some("d"));
+        run.begin(true).unwrap();
         assert!(!run.is_complete() && !run.run_json().exists() && !run.clusters_json().exists());
         assert_eq!(run.completion().unwrap(), None);
     }

@@ -67,7 +67,13 @@ fn Summary(report: Arc<Report>) -> impl IntoView {
     } else {
         run.seeds.iter().map(|(k, v)| format!("{k} = {v}")).collect::<Vec<_>>().join(", ")
     };
-    let timings = run.timings.iter().map(|t| format!("{} {:.1} s", t.stage, t.seconds)).collect::<Vec<_>>().join(", ");
+    let mut timings =
+        run.timings.iter().map(|t| format!("{} {:.1} s", t.stage, t.seconds)).collect::<Vec<_>>().join(", ");
+    if !run.reused_stages.is_empty() {
+        timings
+            .push_str(&format!("; reused from an earlier run from the same inputs: {}", run.reused_stages.join(", ")));
+    }
+    let folder = run.working_dir.clone().unwrap_or_else(|| "not recorded".into());
     view! {
         <section class="summary" data-testid="summary">
             <h2>"Model and data"</h2>
@@ -107,6 +113,10 @@ fn Summary(report: Arc<Report>) -> impl IntoView {
                     <dt>"command"</dt>
                     <dd>
                         <code>{run.command_line.join(" ")}</code>
+                    </dd>
+                    <dt>"in folder"</dt>
+                    <dd>
+                        <code>{folder}</code>
                     </dd>
                     <dt>"seeds"</dt>
                     <dd>{seeds}</dd>
