@@ -281,10 +281,11 @@ fn an_interrupted_rerun_leaves_no_report_that_verifies_beside_new_results() {
     let marker: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&complete).unwrap()).unwrap();
     assert_eq!(marker["bundle"], "report");
     assert!(hudd(&["verify", &arg(&run.join("report"))]).status.success());
-    // Killed as the completion marker goes (the rerun has begun): no marker, no old report.
+    // Killed as the completion marker goes (the rerun has begun): no marker, no old report. (The
+    // same inputs would find the run up to date: --force makes it a rerun.)
     let mut args: Vec<String> =
         ["analyze", "-m", &arg(&fmnist_model()), "-c", &arg(&fmnist_config())].iter().map(|s| s.to_string()).collect();
-    args.extend(["-d".into(), arg(data.path()), "-o".into(), arg(&run), "-q".into()]);
+    args.extend(["-d".into(), arg(data.path()), "-o".into(), arg(&run), "-q".into(), "--force".into()]);
     let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hudd")).args(&args).spawn().unwrap();
     while complete.exists() {
         std::thread::sleep(std::time::Duration::from_millis(1));
@@ -295,7 +296,7 @@ fn an_interrupted_rerun_leaves_no_report_that_verifies_beside_new_results() {
     let o = hudd(&["verify", &arg(&run.join("report"))]);
     assert_eq!(o.status.code(), Some(1), "{}", stdout(&o));
     // A report that survives beside an incomplete run is not called intact either.
-    let o = fmnist("analyze", data.path(), &run, &[]);
+    let o = fmnist("analyze", data.path(), &run, &["--force"]);
     assert!(o.status.success(), "{}", stderr(&o));
     std::fs::remove_file(&complete).unwrap();
     let o = hudd(&["verify", &arg(&run.join("report"))]);

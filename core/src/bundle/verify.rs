@@ -176,9 +176,9 @@ pub fn compare(original: &Path, rerun: &Path) -> Result<Reproduction> {
     let empty = serde_json::Map::new();
     let (old_fields, new_fields) = (old.as_object().unwrap_or(&empty), new.as_object().unwrap_or(&empty));
     let later = ["unsafe_set", "retraining"];
-    let mut out = Reproduction::default();
-    out.not_rerun =
+    let not_rerun: Vec<String> =
         later.iter().filter(|k| old_fields.get(**k).is_some_and(|v| !v.is_null())).map(|k| k.to_string()).collect();
+    let mut out = Reproduction { not_rerun, ..Default::default() };
     let partial = !out.not_rerun.is_empty();
     let mut keys: Vec<&String> = old_fields.keys().chain(new_fields.keys()).collect();
     keys.sort();
