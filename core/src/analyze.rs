@@ -246,11 +246,9 @@ impl<'a> Steps<'a> {
     }
 
     /// Sets the digest of `stage` from the previous stage's and `parameters`.
-    fn digest(&mut self, stage: Stage, parameters: &[(&str, String)]) -> String {
-        let d = stages::digest(stage, self.last.as_deref(), parameters);
-        self.last = Some(d.clone());
+    fn digest(&mut self, stage: Stage, parameters: &[(&str, String)]) {
+        self.last = Some(stages::digest(stage, self.last.as_deref(), parameters));
         self.current = Some(stage);
-        d
     }
 
     /// Whether the current stage is reused; when not, this and every later stage's record is

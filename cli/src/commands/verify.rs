@@ -19,7 +19,8 @@ pub struct VerifyArgs {
     bundle: PathBuf,
     /// Also re-run the analysis from the recorded command, model, configuration and data, and
     /// check that it gives this bundle again. The model and data must still be where they were
-    /// (hudd checks the model's SHA-256 and the image lists against the report).
+    /// (a moved or changed model or data shows as differing `model`, `datasets` or `analysis`
+    /// fields).
     #[arg(long)]
     rerun: bool,
     /// With --rerun: keep the rerun's folder here (default: a temporary folder, removed when the

@@ -187,7 +187,8 @@ fn hash_outputs(run: &RunDir, stage: Stage) -> Result<Vec<OutputFile>> {
     Ok(files)
 }
 
-/// Every file at or under `path` (symbolic links are not followed: a stage writes none).
+/// Every file at or under `path`; a symbolic link counts as a file (hashed through it) and is not
+/// descended into (a stage writes none).
 fn collect(path: &Path, out: &mut Vec<PathBuf>) -> Result<()> {
     let Ok(meta) = std::fs::symlink_metadata(path) else { return Ok(()) };
     if meta.is_file() || meta.file_type().is_symlink() {
