@@ -201,9 +201,9 @@ pub fn analyze(
     })
 }
 
-/// The parameters of the first stage: the model, the configuration (less the parallelism, which
-/// does not change results; the batch size does, at float rounding: the engine's kernels depend on
-/// the batch's shape) and the data.
+/// The parameters of the first stage: the model, the configuration (less the parallelism and the
+/// batch size, which do not change results: the engine runs every image alone, see
+/// [`crate::model::BatchPolicy::engine_batch`]) and the data.
 fn stage_inputs(
     model: &Model,
     data: &Dataset,
@@ -216,14 +216,13 @@ fn stage_inputs(
         ("input", json(serde_json::to_string(&config.input))),
         ("task", json(serde_json::to_string(&config.task))),
         ("seed", config.run.seed.to_string()),
-        ("batch size", config.run.batch_size.to_string()),
         ("data", data.fingerprint(progress)),
     ]
 }
 
-/// The heatmap options that change heatmaps (all of them; the batch size at float rounding).
+/// The heatmap options that change heatmaps (all but the batch size).
 fn heatmap_parameters(o: &HeatmapOptions) -> String {
-    format!("preset {:?}, layers {:?}, start {}, batch size {}", o.preset, o.layers, o.start, o.batch_size)
+    format!("preset {:?}, layers {:?}, start {}", o.preset, o.layers, o.start)
 }
 
 /// Which stages a run reuses and which it redoes, and the stage log (see [`crate::run::stages`]).

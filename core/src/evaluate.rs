@@ -176,7 +176,7 @@ impl<'a> Evaluator<'a> {
                 }
             }
         }
-        model.prepare(&spec.image_shape(), config.run.batch_size)?;
+        model.prepare(&spec.image_shape())?;
         Ok(Evaluator {
             model,
             data,

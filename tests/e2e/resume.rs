@@ -1,6 +1,6 @@
 //! Resumable, reproducible runs: a run killed after any stage and rerun gives the same bytes as an
 //! uninterrupted one; a rerun reuses only stages whose inputs and files are unchanged; thread
-//! count and batch size do not change the results; `hudd verify --rerun` reproduces a bundle.
+//! count and batch size do not change the results (the unsafe set's included); `hudd verify --rerun` reproduces a bundle.
 
 use std::collections::BTreeMap;
 use std::io::{BufRead, BufReader};
@@ -169,16 +169,23 @@ fn changed_inputs_or_damaged_files_redo_the_stages_they_feed() {
 }
 
 #[test]
-fn results_do_not_depend_on_threads() {
+fn results_do_not_depend_on_threads_or_batch_size() {
     let data = fmnist_data();
     let one = tempfile::tempdir().unwrap();
     analyze(&data, one.path(), &["-j", "1", "--set", "run.batch_size=7"]);
     let two = tempfile::tempdir().unwrap();
-    analyze(&data, two.path(), &["-j", "2", "--set", "run.batch_size=7"]);
-    assert_same(&results(one.path()), &results(two.path()), "-j 1 against -j 2");
-    // The batch size is part of the digest (it changes the floats' last bits): not reused.
+    analyze(&data, two.path(), &["-j", "2", "--set", "run.batch_size=64"]);
+    // The unsafe set too: assigned with other threads and batch sizes.
+    for (run, threads, batch) in [(one.path(), "1", "3"), (two.path(), "2", "64")] {
+        let o = hudd(&["assign", "--run", &arg(run), "-j", threads, "--batch-size", batch, "-q"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let (a, b) = (results(one.path()), results(two.path()));
+    assert!(a.keys().any(|k| k.starts_with("heatmaps/")) && a.contains_key("unsafe/unsafe.csv"), "{:?}", a.keys());
+    assert_same(&a, &b, "-j 1 and batches of 7 against -j 2 and batches of 64");
+    // Neither is part of the stages' inputs: with another batch size the run is up to date.
     let o = analyze(&data, two.path(), &["--set", "run.batch_size=8"]);
-    assert!(!stdout(&o).contains("reused"), "{}", stdout(&o));
+    assert!(stdout(&o).contains("nothing was rewritten"), "{}", stdout(&o));
 }
 
 #[test]

@@ -8,9 +8,12 @@
 //! - [`Model::run_with_activations`]: in the same forward run, every intermediate float tensor by its
 //!   ONNX tensor name — the activations that relevance propagation walks back through.
 //!
-//! Any batch size is accepted. A model exported with a dynamic batch axis runs a batch at once; one
-//! whose batch axis is fixed (often `1`) is run in chunks of that size, padding the last one. Plans
-//! are compiled once per input shape and shared between threads, so callers parallelise over batches.
+//! Any batch size is accepted, and the results never depend on it: the engine always runs the same
+//! shape, one image at a time when the batch axis is dynamic ([`BatchPolicy::engine_batch`]), so an
+//! image's outputs are the same bits whichever batch it arrives in (the engine's kernels are chosen
+//! by shape, and a batch of 7 summed in another order than a batch of 1). A model whose batch axis
+//! is fixed (often `1`) runs in chunks of that size, the last one padded. Plans are compiled once
+//! per input shape and shared between threads, so callers parallelise over batches.
 
 mod graph;
 mod op;
@@ -135,6 +138,18 @@ pub enum BatchPolicy {
     Dynamic,
     /// The batch axis is fixed to this size: larger batches are split and the last chunk padded.
     Fixed(usize),
+}
+
+impl BatchPolicy {
+    /// The number of images in every engine run, whatever the caller's batch size: 1 for a dynamic
+    /// batch axis (measured faster than whole batches on the shipped models, BENCHMARKS.md), the
+    /// fixed size otherwise.
+    pub fn engine_batch(self) -> usize {
+        match self {
+            BatchPolicy::Dynamic => 1,
+            BatchPolicy::Fixed(b) => b.max(1),
+        }
+    }
 }
 
 /// Every float tensor of one forward run, by ONNX tensor name (graph input and outputs included),
@@ -353,9 +368,9 @@ impl Model {
     }
 
     /// Checks that the model's first input accepts one image of `image_shape` (no batch axis) and
-    /// compiles the plan for a batch of `batch` images, so that errors surface before any work.
-    pub fn prepare(&self, image_shape: &[usize], batch: usize) -> Result<()> {
-        let mut shape = vec![self.chunk(batch.max(1))];
+    /// compiles the engine's plan, so that errors surface before any work.
+    pub fn prepare(&self, image_shape: &[usize]) -> Result<()> {
+        let mut shape = vec![self.batch_policy.engine_batch()];
         shape.extend_from_slice(image_shape);
         self.plan(&shape, Want::Outputs).map(|_| ())
     }
@@ -375,13 +390,6 @@ impl Model {
         Ok(Activations { tensors, integers: ints })
     }
 
-    fn chunk(&self, n: usize) -> usize {
-        match self.batch_policy {
-            BatchPolicy::Dynamic => n,
-            BatchPolicy::Fixed(b) => b.max(1),
-        }
-    }
-
     fn run_chunked(&self, input: ArrayViewD<'_, f32>, want: Want) -> Result<RunOut> {
         let n = input.shape().first().copied().unwrap_or(0);
         if n == 0 {
@@ -391,71 +399,58 @@ impl Model {
                 expected: "a batch of at least one image".into(),
             });
         }
-        let chunk = self.chunk(n);
-        if chunk == n {
-            return self.run_exact(input, want, n);
-        }
-        let mut parts: Vec<RunOut> = Vec::new();
-        let mut start = 0;
-        while start < n {
-            let end = (start + chunk).min(n);
-            let slice = input.slice_axis(Axis(0), (start..end).into());
-            let outs = if end - start == chunk {
-                self.run_exact(slice, want, chunk)?
-            } else {
-                let mut shape = input.shape().to_vec();
-                shape[0] = chunk;
-                let mut padded = ArrayD::<f32>::zeros(IxDyn(&shape));
-                padded.slice_axis_mut(Axis(0), (0..end - start).into()).assign(&slice);
-                let mut outs = self.run_exact(padded.view(), want, chunk)?;
-                for t in outs.floats.values_mut() {
-                    *t = t.slice_axis(Axis(0), (0..end - start).into()).to_owned();
-                }
-                outs
-            };
-            parts.push(outs);
-            start = end;
-        }
-        let mut merged = BTreeMap::new();
-        let names: Vec<String> = parts[0].floats.keys().cloned().collect();
-        for name in names {
-            let views: Vec<_> = parts.iter().filter_map(|p| p.floats.get(&name).map(|a| a.view())).collect();
-            let joined = ndarray::concatenate(Axis(0), &views).map_err(|e| self.inference_error(n, e.to_string()))?;
-            merged.insert(name, joined);
-        }
-        let ints = std::mem::take(&mut parts[0].ints);
-        Ok(RunOut { floats: merged, ints })
-    }
-
-    fn run_exact(&self, input: ArrayViewD<'_, f32>, want: Want, n: usize) -> Result<RunOut> {
         guarded(
-            || self.run_exact_unguarded(input, want, n),
+            || self.run_chunked_unguarded(input, want, n),
             |why| self.inference_error(n, format!("the inference engine failed ({why})")),
         )
     }
 
-    fn run_exact_unguarded(&self, input: ArrayViewD<'_, f32>, want: Want, n: usize) -> Result<RunOut> {
-        let Compiled { plan, names } = self.plan(input.shape(), want)?;
-        let tensor: Tensor = input.to_owned().into();
-        let outs = plan.run(tvec!(tensor.into())).map_err(|e| self.inference_error(n, format!("{e:#}")))?;
-        let mut map = BTreeMap::new();
-        let mut ints = BTreeMap::new();
-        for (name, value) in names.iter().zip(outs) {
-            let t = value.into_tensor();
-            if t.datum_type() != f32::datum_type() {
-                if let Ok(i) = t.cast_to::<i64>().and_then(|c| c.into_owned().into_plain_array::<i64>()) {
-                    ints.insert(name.clone(), i);
+    /// Runs `input` (`n` images) in engine batches of [`BatchPolicy::engine_batch`] images, the last
+    /// one padded with zeros, and writes each output into one array of `n` rows.
+    fn run_chunked_unguarded(&self, input: ArrayViewD<'_, f32>, want: Want, n: usize) -> Result<RunOut> {
+        let chunk = self.batch_policy.engine_batch();
+        let mut shape = input.shape().to_vec();
+        shape[0] = chunk;
+        let Compiled { plan, names } = self.plan(&shape, want)?;
+        let mut state = plan.spawn().map_err(|e| self.inference_error(n, format!("{e:#}")))?;
+        let mut out = RunOut::default();
+        let mut start = 0;
+        while start < n {
+            let end = (start + chunk).min(n);
+            let mut part = ArrayD::<f32>::zeros(IxDyn(&shape));
+            part.slice_axis_mut(Axis(0), (0..end - start).into())
+                .assign(&input.slice_axis(Axis(0), (start..end).into()));
+            let tensor: Tensor = part.into();
+            let values = state.run(tvec!(tensor.into())).map_err(|e| self.inference_error(n, format!("{e:#}")))?;
+            for (name, value) in names.iter().zip(values) {
+                let t = value.into_tensor();
+                if t.datum_type() != f32::datum_type() {
+                    if start == 0 {
+                        if let Ok(i) = t.cast_to::<i64>().and_then(|c| c.into_owned().into_plain_array::<i64>()) {
+                            out.ints.insert(name.clone(), i);
+                        }
+                    }
+                    continue;
                 }
-                continue;
+                let a = t.into_plain_array::<f32>().map_err(|e| self.inference_error(n, format!("{e:#}")))?;
+                if a.ndim() == 0 || a.shape()[0] != chunk {
+                    // Not batched (e.g. a shape computation); not an activation.
+                    continue;
+                }
+                let rows = out.floats.entry(name.clone()).or_insert_with(|| {
+                    let mut full = a.shape().to_vec();
+                    full[0] = n;
+                    ArrayD::zeros(IxDyn(&full))
+                });
+                if rows.shape()[1..] != a.shape()[1..] {
+                    return Err(self.inference_error(n, format!("tensor `{name}` changed shape between engine runs")));
+                }
+                rows.slice_axis_mut(Axis(0), (start..end).into())
+                    .assign(&a.slice_axis(Axis(0), (0..end - start).into()));
             }
-            let a = t.into_plain_array::<f32>().map_err(|e| self.inference_error(n, format!("{e:#}")))?;
-            if a.ndim() == 0 || a.shape()[0] != n {
-                // Not batched (e.g. a shape computation); not an activation.
-                continue;
-            }
-            map.insert(name.clone(), a);
+            start = end;
         }
-        Ok(RunOut { floats: map, ints })
+        Ok(out)
     }
 
     fn inference_error(&self, batch: usize, reason: String) -> Error {
