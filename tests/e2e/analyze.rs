@@ -80,10 +80,13 @@ fn analyze_writes_results_heatmaps_clusters_and_pictures() {
             found.remove("mean-heatmap.png");
             assert_eq!(found, expected, "{} cluster {}", layer.name, c.id);
             assert_eq!(gif_frames(&dir.join(format!("cluster-{}.gif", c.id))), c.size);
-            // Explanations from the expected/predicted classes, best first.
+            // Explanations from the expected/predicted classes: those that explain first, then
+            // by separation.
             if c.size >= 2 {
                 assert!(!c.explanations.is_empty());
-                assert!(c.explanations.windows(2).all(|w| w[0].ratio <= w[1].ratio));
+                let key = |e: &hudd_core::cluster::metadata::Explanation| (!e.explains, -e.separation);
+                assert!(c.explanations.windows(2).all(|w| key(&w[0]) <= key(&w[1])), "{:?}", c.explanations);
+                assert!(c.explanations.iter().all(|e| (0.0..=1.0).contains(&e.separation) && e.histogram.is_some()));
             }
             if layer.name == best {
                 assert_eq!(files(&cdir.join("overlays")).len(), c.size);

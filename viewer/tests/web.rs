@@ -41,6 +41,16 @@ fn report() -> Report {
             ratio: 0.1,
             reduction: 0.9,
             summary: if id == 1 { SCRIPT.into() } else { "eyelid −90% variance".into() },
+            separation: Some(0.6),
+            p_value: Some(0.001),
+            explains: Some(id == 1),
+            rq1: Some("eyelid −90% variance".into()),
+            histogram: Some(Histogram {
+                edges: vec![0.0, 0.5, 1.0],
+                labels: vec![],
+                cluster: vec![3, 0],
+                all: vec![3, 2],
+            }),
         }],
     };
     Report {
@@ -62,6 +72,7 @@ fn report() -> Report {
             best_layer: Some(0),
             images_per_minute: 600.0,
             metadata_columns: vec!["eyelid".into()],
+            explanation_rule: Some(ExplanationRule { separation_min: 0.3, alpha: 0.01 }),
             layers: vec![Layer {
                 name: "conv1".into(),
                 shape: vec![4, 8, 8],
@@ -133,6 +144,9 @@ async fn overview_lists_the_best_layers_clusters_and_renders_markup_as_text() {
     let host = mount();
     tick().await;
     assert_eq!(count(&host, "[data-testid=cluster-card]"), 2);
+    let cards = host.query_selector_all("[data-testid=cluster-card] .explanation").unwrap();
+    let second = cards.item(1).and_then(|n| n.text_content()).unwrap_or_default();
+    assert_eq!(second, "unexplained", "cluster 2's card");
     assert_eq!(count(&host, "[data-testid=layer-row]"), 1);
     assert_eq!(count(&host, "[data-testid=wicd-curve] circle"), 1, "the chosen k is marked");
     let all = host.text_content().unwrap();
@@ -152,6 +166,9 @@ async fn keys_move_between_clusters_and_images() {
     assert!(text(&host, "[data-testid=cluster-title]").contains("cluster 1 "));
     assert_eq!(count(&host, "[data-testid=member]"), 3);
     assert_eq!(text(&host, "[data-testid=stage-name]"), format!("test/{IMG}.png"), "medoid first, as text");
+    assert_eq!(count(&host, "[data-testid=unexplained]"), 0, "cluster 1's column explains it");
+    assert_eq!(text(&host, "[data-testid=verdict]"), "✓ explains");
+    assert_eq!(count(&host, "[data-testid=histogram] rect"), 4, "two bins, cluster and all");
     press("j");
     tick().await;
     assert_eq!(text(&host, "[data-testid=stage-name]"), "test/1.png");
@@ -163,6 +180,10 @@ async fn keys_move_between_clusters_and_images() {
     tick().await;
     assert!(text(&host, "[data-testid=cluster-title]").contains("cluster 2 "));
     assert_eq!(text(&host, "[data-testid=stage-name]"), "test/3.png", "a new cluster starts at its medoid");
+    assert!(
+        text(&host, "[data-testid=unexplained]").contains("separation ≥ 0.3, p < 0.01"),
+        "cluster 2 is unexplained"
+    );
     press("?");
     tick().await;
     assert_eq!(count(&host, "[data-testid=help]"), 1);

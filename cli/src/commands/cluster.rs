@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
-use hudd_core::cluster::metadata::Metadata;
+use hudd_core::cluster::metadata::{self, Metadata};
 use hudd_core::cluster::report::{self, Clustering};
 use hudd_core::cluster::{LayerRule, Linkage, Options};
 use hudd_core::distance::Normalize;
@@ -82,7 +82,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
 /// The per-layer table, then the best layer's clusters with their top explanation.
 pub fn print_summary(analysis: &Clustering) {
     let r = &analysis.report;
-    println!("{:<50} {:>4} {:>10} {:>10}  k chosen by", "layer", "k", "score", "silhouette");
+    println!("{:<50} {:>4} {:>10} {:>10}  k chosen by", "layer", "k", "WICD", "silhouette");
     for l in &r.layers {
         let how = match &l.k_choice {
             hudd_core::cluster::KChoice::Knee => "knee".to_string(),
@@ -111,7 +111,14 @@ pub fn print_summary(analysis: &Clustering) {
         l.name, r.images, l.k, r.parameters.linkage, r.parameters.normalize, r.parameters.layer_rule
     );
     for c in &l.clusters {
-        let why = c.explanations.first().map(|e| e.summary()).unwrap_or_else(|| "—".into());
-        println!("  cluster {:>3}: {:>5} image(s)  {why}", c.id, c.size);
+        println!("  cluster {:>3}: {:>5} image(s)  {}", c.id, c.size, metadata::headline(&c.explanations));
+    }
+    if let Some((explained, total)) = analysis.explained() {
+        println!(
+            "\n{explained} of {total} clusters (of 2+ images) explained by a metadata column: KS or TV distance to the \
+             other clustered images ≥ {}, p < {} (Bonferroni over the columns)",
+            metadata::SEPARATION_MIN,
+            metadata::ALPHA
+        );
     }
 }

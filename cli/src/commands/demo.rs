@@ -145,8 +145,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
             print_summary(a);
             if let Some((explained, total)) = a.rq1() {
                 println!(
-                    "\n{explained} of {total} clusters (of 2+ images) have a simulator parameter whose variance drops by \
-                     ≥ 50% (the paper's RQ1 measure)"
+                    "{explained} of {total} clusters (of 2+ images) have a simulator parameter whose variance drops by \
+                     ≥ 50% (the paper's RQ1 variance-reduction share)"
                 );
             }
         }

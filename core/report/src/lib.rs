@@ -462,8 +462,23 @@ pub struct Analysis {
     /// Metadata column names; [`ImageEntry::metadata`] has one value per column.
     #[serde(default)]
     pub metadata_columns: Vec<String>,
+    /// When a metadata column explains a cluster (absent in bundles made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explanation_rule: Option<ExplanationRule>,
     /// Layers in the model's order (the input first).
     pub layers: Vec<Layer>,
+}
+
+/// When a metadata column explains a cluster: its separation from the other clustered images (KS
+/// distance for a numeric column, total variation distance for a categorical one) is at least
+/// `separation_min` and the separation's p-value, Bonferroni-corrected for the columns tested, is
+/// below `alpha`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ExplanationRule {
+    /// Smallest separation, 0–1.
+    pub separation_min: f64,
+    /// Largest corrected p-value.
+    pub alpha: f64,
 }
 
 /// One layer's clustering.
@@ -553,8 +568,49 @@ pub struct Explanation {
     pub ratio: f64,
     /// `1 − ratio`.
     pub reduction: f64,
-    /// One line, e.g. `eyelid −87% variance, mean 0.12 (all 0.48)`.
+    /// One line, e.g. `eyelid 0.35 vs 0.55 overall (range 0.02–0.98), KS 0.52`.
     pub summary: String,
+    /// KS (numeric) or total variation (categorical) distance between the cluster and the other
+    /// clustered images, 0–1 (absent in bundles made before it existed).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separation: Option<f64>,
+    /// The separation's p-value, Bonferroni-corrected for the columns tested.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub p_value: Option<f64>,
+    /// Whether the column explains the cluster under [`Analysis::explanation_rule`]; the columns
+    /// are ranked, so a cluster whose first explanation has `Some(false)` is unexplained.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explains: Option<bool>,
+    /// The paper's RQ1 figure for the column, e.g. `eyelid −87% variance`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rq1: Option<String>,
+    /// The cluster's values against all clustered images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub histogram: Option<Histogram>,
+}
+
+/// Counts of a column's values in a cluster and among all clustered images: equal-width bins
+/// (numeric: `edges` has one more entry than the counts) or one bin per value (categorical:
+/// `labels`, the most frequent first).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Histogram {
+    /// Numeric: bin edges.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub edges: Vec<f64>,
+    /// Categorical: the values.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub labels: Vec<String>,
+    /// The cluster's count per bin.
+    pub cluster: Vec<usize>,
+    /// All clustered images' count per bin.
+    pub all: Vec<usize>,
+}
+
+impl Cluster {
+    /// Whether the cluster was assessed and no metadata column explains it.
+    pub fn unexplained(&self) -> bool {
+        self.explanations.first().and_then(|e| e.explains) == Some(false)
+    }
 }
 
 /// An image shown by the report.

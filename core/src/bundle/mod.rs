@@ -228,6 +228,8 @@ fn assemble_analysis(
     files: &mut Vec<BundleFile>,
     progress: &dyn Progress,
 ) -> Result<schema::Analysis> {
+    // Explanations assessed against the threshold (clusters.json version 2 and later).
+    let assessed = clusters.format_version >= 2;
     let heat_dir = run.heatmaps();
     let set = HeatmapSet::open(&heat_dir)?;
     if set.images().iter().ne(record.images.iter().map(|i| &i.name)) {
@@ -367,6 +369,11 @@ fn assemble_analysis(
                         ratio: e.ratio,
                         reduction: e.reduction,
                         summary: e.summary(),
+                        separation: assessed.then_some(e.separation),
+                        p_value: assessed.then_some(e.p_value),
+                        explains: assessed.then_some(e.explains),
+                        rq1: Some(e.rq1_summary()),
+                        histogram: e.histogram.clone(),
                     })
                     .collect(),
             });
@@ -404,6 +411,10 @@ fn assemble_analysis(
         best_layer: best,
         images_per_minute: record.images_per_minute,
         metadata_columns: record.metadata_columns.clone(),
+        explanation_rule: (assessed && !record.metadata_columns.is_empty()).then_some(schema::ExplanationRule {
+            separation_min: crate::cluster::metadata::SEPARATION_MIN,
+            alpha: crate::cluster::metadata::ALPHA,
+        }),
         layers,
     })
 }

@@ -16,6 +16,7 @@
 pub mod knee;
 pub mod metadata;
 pub mod report;
+pub mod stats;
 
 use kodama::{linkage, Method};
 use ndarray::{Array2, ArrayView2};

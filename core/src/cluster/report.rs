@@ -21,8 +21,9 @@ use crate::run::RunDir;
 
 /// `clusters.json`'s format name.
 pub const FORMAT: &str = "hudd-clusters";
-/// Its version.
-pub const FORMAT_VERSION: u32 = 1;
+/// Its version. 2: explanations carry `separation`, `p_value`, `explains`, `range` and
+/// `histogram` (a version-1 file's explanations were never assessed against the threshold).
+pub const FORMAT_VERSION: u32 = 2;
 
 /// The parameters a clustering ran with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -207,22 +208,29 @@ impl Clustering {
     }
 
     /// The paper's RQ1 measure on the best layer: of the clusters with 2 or more images, how many
-    /// have a numeric metadata column (the best-explaining one) whose variance within the cluster
-    /// is at least 50 % below its variance over all clustered images; `(explained, clusters)`.
+    /// have a numeric metadata column whose variance within the cluster is at least 50 % below its
+    /// variance over all clustered images; `(explained, clusters)`.
     /// `None` without a best layer.
     pub fn rq1(&self) -> Option<(usize, usize)> {
         let best = self.best()?;
         let clusters: Vec<&ClusterEntry> = self.report.layers[best].clusters.iter().filter(|c| c.size >= 2).collect();
         let explained = clusters
             .iter()
-            .filter(|c| {
-                c.explanations
-                    .iter()
-                    .find(|e| e.kind == hudd_report::ColumnKind::Numeric)
-                    .is_some_and(|e| e.reduction >= 0.5)
-            })
+            .filter(|c| c.explanations.iter().any(|e| e.kind == hudd_report::ColumnKind::Numeric && e.reduction >= 0.5))
             .count();
         Some((explained, clusters.len()))
+    }
+
+    /// On the best layer: of the clusters with 2 or more images, how many a metadata column
+    /// explains (see [`super::metadata`]); `(explained, clusters)`. `None` without a best layer
+    /// or without metadata.
+    pub fn explained(&self) -> Option<(usize, usize)> {
+        let best = self.best()?;
+        let clusters: Vec<&ClusterEntry> = self.report.layers[best].clusters.iter().filter(|c| c.size >= 2).collect();
+        if clusters.iter().all(|c| c.explanations.is_empty()) {
+            return None;
+        }
+        Some((clusters.iter().filter(|c| c.explanations.iter().any(|e| e.explains)).count(), clusters.len()))
     }
 }
 

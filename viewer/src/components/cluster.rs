@@ -6,7 +6,7 @@ use std::sync::Arc;
 use hudd_report::Report;
 use leptos::prelude::*;
 
-use super::{percent, short, Picture};
+use super::{percent, short, HistogramChart, Picture};
 use crate::nav::{self, Page};
 use crate::notes::Note;
 use crate::Ui;
@@ -85,17 +85,38 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
         .iter()
         .enumerate()
         .map(|(i, e)| {
+            let verdict = match e.explains {
+                Some(true) => "✓ explains",
+                Some(false) => "—",
+                None => "",
+            };
             view! {
-                <tr>
+                <tr class:explains=e.explains == Some(true)>
                     <td class="num">{i + 1}</td>
                     <td>{e.column.clone()}</td>
                     <td>{e.kind.name()}</td>
-                    <td class="num">{percent(e.reduction)}</td>
+                    <td class="num">{e.separation.map(|s| format!("{s:.2}"))}</td>
+                    <td class="num">{e.p_value.map(short)}</td>
+                    <td data-testid="verdict">{verdict}</td>
+                    <td>{e.histogram.clone().map(|h| view! { <HistogramChart histogram=h /> })}</td>
                     <td>{e.summary.clone()}</td>
+                    <td class="num" title="the paper's RQ1 figure: variance (impurity) within the cluster against all clustered images">
+                        {percent(e.reduction)}
+                    </td>
                 </tr>
             }
         })
         .collect_view();
+    let rule = analysis.explanation_rule.clone();
+    let unexplained = c.unexplained().then(|| {
+        view! {
+            <p class="unexplained" data-testid="unexplained">
+                "Unexplained: no metadata column sets these images apart from the other clustered images"
+                {rule.as_ref().map(|r| format!(" (separation ≥ {}, p < {} after Bonferroni)", r.separation_min, r.alpha))}
+                ". The rows below are the closest columns; look at the images for a cause the metadata does not record."
+            </p>
+        }
+    });
 
     let unsafe_images = report
         .unsafe_set
@@ -228,10 +249,20 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
             {unsafe_images}
             {gain}
             <section class="explanations">
-                <h3>"What the members share (metadata, ranked)"</h3>
+                <h3>"What sets the members apart (metadata, ranked)"</h3>
+                {unexplained}
+                <p class="muted">
+                    "separation: Kolmogorov–Smirnov (numeric) or total variation (categorical) distance between the \
+                     cluster and the other clustered images; p: its p-value, Bonferroni-corrected; chart: the \
+                     cluster's share per bin (dark) against all clustered images' (light); RQ1: the paper's \
+                     variance (impurity) reduction."
+                </p>
                 <table data-testid="explanations">
                     <thead>
-                        <tr><th>"#"</th><th>"column"</th><th>"kind"</th><th>"reduction"</th><th>"summary"</th></tr>
+                        <tr>
+                            <th>"#"</th><th>"column"</th><th>"kind"</th><th>"separation"</th><th>"p"</th>
+                            <th>"explains"</th><th>"cluster vs all"</th><th>"summary"</th><th>"RQ1 reduction"</th>
+                        </tr>
                     </thead>
                     <tbody>{explanations}</tbody>
                 </table>

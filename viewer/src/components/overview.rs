@@ -241,7 +241,11 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                             .filter_map(|m| r.images.get(m.image))
                             .map(|im| view! { <img src=im.thumbnail.clone() alt=im.name.clone() loading="lazy" /> })
                             .collect_view();
-                        let top = c.explanations.first().map(|e| e.summary.clone());
+                        let top = if c.unexplained() {
+                            Some("unexplained".to_string())
+                        } else {
+                            c.explanations.first().map(|e| e.summary.clone())
+                        };
                         let note = ui.notes.with(|n| n.get(&name, c.cluster_id).label);
                         view! {
                             <button
