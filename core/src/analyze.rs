@@ -164,7 +164,7 @@ pub fn analyze(
         heatmaps
     };
 
-    let metadata = metadata_of(heatmaps.images(), &evaluation, test);
+    let metadata = metadata_of(heatmaps.images(), &evaluation, test, &data.columns);
     steps.digest(Stage::Clusters, &[("clustering", format!("{:?}", options.cluster))]);
     let mut clustering = if steps.reuse(Stage::Clusters)? {
         Clustering { report: report::ClustersReport::read(run)?, layers: Vec::new(), timings: Timings::default() }
@@ -333,7 +333,12 @@ pub fn heatmap_options(options: &HeatmapOptions, task: TaskKind, loss: Regressio
 
 /// Metadata of the clustered images: the manifest's columns, plus `expected` and `predicted`
 /// classes for classifiers (clusters often gather one confusion).
-pub fn metadata_of(images: &[String], evaluation: &Evaluation, test: &SplitEvaluation) -> Metadata {
+pub fn metadata_of(
+    images: &[String],
+    evaluation: &Evaluation,
+    test: &SplitEvaluation,
+    info: &[crate::dataset::ColumnInfo],
+) -> Metadata {
     let rows: HashMap<&str, &ResultRow> = test.rows.iter().map(|r| (r.image.as_str(), r)).collect();
     let classify = evaluation.task == TaskKind::Classification;
     let mut columns = test.metadata_columns.clone();
@@ -352,7 +357,7 @@ pub fn metadata_of(images: &[String], evaluation: &Evaluation, test: &SplitEvalu
             v
         })
         .collect();
-    Metadata { columns, rows: values }
+    Metadata { columns, rows: values, info: info.to_vec() }
 }
 
 /// The heatmaps layer whose maps the overlays show: the best layer's own when spatial, else the

@@ -22,7 +22,7 @@
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::config::{TaskConfig, TaskKind};
 use crate::error::{Error, Result};
@@ -140,6 +140,8 @@ pub struct Dataset {
     pub splits: Vec<SplitData>,
     /// Where [`classes`](Self::classes) come from.
     pub class_source: ClassSource,
+    /// Descriptions of metadata columns ([`COLUMNS_FILE`]; empty without one).
+    pub columns: Vec<ColumnInfo>,
 }
 
 /// A raw entry before labels are resolved.
@@ -149,6 +151,64 @@ struct Entry {
     label: String,
     targets: Option<Vec<f32>>,
     metadata: Vec<String>,
+}
+
+/// The optional file at the dataset root that describes metadata columns: `column,description,unit,min,max`
+/// (every field but `column` may be empty), e.g. `eyelid,eyelid openness (0 closed; 1 wide open),,0,1`.
+pub const COLUMNS_FILE: &str = "columns.csv";
+
+/// What one metadata column measures (a row of [`COLUMNS_FILE`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColumnInfo {
+    /// The column's name in the manifests.
+    pub column: String,
+    /// What it measures, e.g. `eyelid openness (0 closed; 1 wide open)`.
+    pub description: String,
+    /// Its unit, e.g. `°` (may be empty).
+    pub unit: String,
+    /// The range the data can take, when known.
+    pub range: Option<[f64; 2]>,
+}
+
+/// Reads [`COLUMNS_FILE`] under `root`; no file, no descriptions.
+pub fn read_columns(root: &Path) -> Result<Vec<ColumnInfo>> {
+    let path = root.join(COLUMNS_FILE);
+    if !path.is_file() {
+        return Ok(Vec::new());
+    }
+    let bad = |reason: String| Error::Csv { what: "columns", path: path.clone(), reason };
+    let mut reader = csv::Reader::from_path(&path).map_err(|e| bad(e.to_string()))?;
+    let header: Vec<String> = reader.headers().map_err(|e| bad(e.to_string()))?.iter().map(str::to_string).collect();
+    let at = |name: &str| header.iter().position(|h| h == name);
+    let column =
+        at("column").ok_or_else(|| bad("no `column` column (expected column,description,unit,min,max)".into()))?;
+    let mut out: Vec<ColumnInfo> = Vec::new();
+    for (line, row) in reader.records().enumerate() {
+        let row = row.map_err(|e| bad(format!("row {}: {e}", line + 2)))?;
+        let field = |i: Option<usize>| i.and_then(|i| row.get(i)).unwrap_or("").trim().to_string();
+        let number = |name: &str| -> Result<Option<f64>> {
+            let text = field(at(name));
+            if text.is_empty() {
+                return Ok(None);
+            }
+            text.parse::<f64>()
+                .ok()
+                .filter(|v| v.is_finite())
+                .map(Some)
+                .ok_or_else(|| bad(format!("row {}: `{name}` is `{text}`, not a finite number", line + 2)))
+        };
+        let range = match (number("min")?, number("max")?) {
+            (Some(lo), Some(hi)) if lo <= hi => Some([lo, hi]),
+            (None, None) => None,
+            _ => return Err(bad(format!("row {}: give both `min` and `max`, with min ≤ max", line + 2))),
+        };
+        let name = field(Some(column));
+        if name.is_empty() || out.iter().any(|c| c.column == name) {
+            return Err(bad(format!("row {}: the column name is empty or listed twice", line + 2)));
+        }
+        out.push(ColumnInfo { column: name, description: field(at("description")), unit: field(at("unit")), range });
+    }
+    Ok(out)
 }
 
 impl Dataset {
@@ -242,7 +302,8 @@ impl Dataset {
             (TaskKind::Classification, None) => ClassSource::FolderNames,
             _ => ClassSource::Config,
         };
-        Ok(Dataset { root: root.to_path_buf(), classes, splits, class_source })
+        let columns = read_columns(root)?;
+        Ok(Dataset { root: root.to_path_buf(), classes, splits, class_source, columns })
     }
 
     /// The data of one split, if present.
@@ -258,7 +319,7 @@ impl Dataset {
         use rayon::prelude::*;
         let total: usize = self.splits.iter().map(|s| s.samples.len()).sum();
         progress.start("hashing the data", total as u64);
-        let mut text = format!("classes {:?} {:?}\n", self.classes, self.class_source);
+        let mut text = format!("classes {:?} {:?}\ncolumns {:?}\n", self.classes, self.class_source, self.columns);
         for s in &self.splits {
             text.push_str(&format!("split {} {:?} {:?}\n", s.split.name(), s.metadata_columns, s.skipped));
             let lines: Vec<String> = s
@@ -687,5 +748,33 @@ mod tests {
         assert!(err.to_string().contains("no `path` column"), "{err}");
         std::fs::remove_file(d.path().join("test/manifest.csv")).unwrap();
         assert!(Dataset::open(d.path(), &task).unwrap_err().to_string().contains("needs `manifest.csv`"));
+    }
+
+    #[test]
+    fn columns_csv_describes_metadata_and_bad_rows_are_named() {
+        let d = tempfile::tempdir().unwrap();
+        touch(&d.path().join("test/a/1.png"));
+        assert!(
+            Dataset::open(d.path(), &TaskConfig::default()).unwrap().columns.is_empty(),
+            "no file, no descriptions"
+        );
+        let file = d.path().join(COLUMNS_FILE);
+        std::fs::write(&file, "column,description,unit,min,max\neyelid,eyelid openness,,0,1\nyaw,head yaw,°,,\n")
+            .unwrap();
+        let ds = Dataset::open(d.path(), &TaskConfig::default()).unwrap();
+        assert_eq!(ds.columns.len(), 2);
+        assert_eq!((ds.columns[0].description.as_str(), ds.columns[0].range), ("eyelid openness", Some([0.0, 1.0])));
+        assert_eq!((ds.columns[1].unit.as_str(), ds.columns[1].range), ("°", None));
+        for (text, why) in [
+            ("column,min,max\nx,1,0\n", "min ≤ max"),
+            ("column,min,max\nx,0,\n", "both `min` and `max`"),
+            ("column,min,max\nx,0,inf\n", "not a finite number"),
+            ("column\nx\nx\n", "listed twice"),
+            ("name\nx\n", "no `column` column"),
+        ] {
+            std::fs::write(&file, text).unwrap();
+            let err = Dataset::open(d.path(), &TaskConfig::default()).unwrap_err().to_string();
+            assert!(err.contains(why) && err.contains(COLUMNS_FILE), "{text:?}: {err}");
+        }
     }
 }

@@ -22,6 +22,7 @@ use std::path::Path;
 use serde::{Deserialize, Serialize};
 
 use super::stats;
+use crate::dataset::ColumnInfo;
 use crate::error::{Error, Result};
 
 /// The smallest separation (KS or total variation distance) with which a column explains a cluster.
@@ -40,6 +41,8 @@ pub struct Metadata {
     pub columns: Vec<String>,
     /// Values per image (same order as the images clustered), one per column.
     pub rows: Vec<Vec<String>>,
+    /// What some columns measure (the dataset's `columns.csv`).
+    pub info: Vec<ColumnInfo>,
 }
 
 impl Metadata {
@@ -62,7 +65,7 @@ impl Metadata {
             .iter()
             .map(|image| by_image.get(image).cloned().ok_or_else(|| bad(format!("no row for image `{image}`"))))
             .collect::<Result<_>>()?;
-        Ok(Metadata { columns: keep.iter().map(|&i| header[i].clone()).collect(), rows })
+        Ok(Metadata { columns: keep.iter().map(|&i| header[i].clone()).collect(), rows, info: Vec::new() })
     }
 }
 
@@ -96,9 +99,16 @@ pub struct Explanation {
     /// Whether the column explains the cluster (separation ≥ [`SEPARATION_MIN`], p < [`ALPHA`]).
     #[serde(default)]
     pub explains: bool,
-    /// Numeric: the smallest and largest value among all clustered images.
+    /// Numeric: the column's range: as the dataset's `columns.csv` declares it, else the smallest
+    /// and largest value among all clustered images.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub range: Option<[f64; 2]>,
+    /// What the column measures (the dataset's `columns.csv`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub description: Option<String>,
+    /// The column's unit (the dataset's `columns.csv`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub unit: Option<String>,
     /// The cluster against all clustered images, for a small chart.
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub histogram: Option<Histogram>,
@@ -115,17 +125,29 @@ impl Explanation {
         match self.kind {
             ColumnKind::Numeric => {
                 let mut s = self.column.clone();
+                // `2.5 px`, but `12°`.
+                let unit = match self.unit.as_deref() {
+                    Some(u) if u.chars().next().is_some_and(char::is_alphanumeric) => format!(" {u}"),
+                    Some(u) => u.to_string(),
+                    None => String::new(),
+                };
                 if let (Some(m), Some(all)) = (self.mean, self.overall_mean) {
-                    s.push_str(&format!(" {} vs {} overall", short(m), short(all)));
+                    s.push_str(&format!(" {}{unit} vs {}{unit} overall", short(m), short(all)));
                 }
-                if let Some([lo, hi]) = self.range {
-                    s.push_str(&format!(" (range {}–{})", short(lo), short(hi)));
+                match (self.description.as_deref().filter(|d| !d.is_empty()), self.range) {
+                    (Some(d), Some([lo, hi])) => s.push_str(&format!(" ({d}, {}–{}{unit})", short(lo), short(hi))),
+                    (Some(d), None) => s.push_str(&format!(" ({d})")),
+                    (None, Some([lo, hi])) => s.push_str(&format!(" (range {}–{}{unit})", short(lo), short(hi))),
+                    (None, None) => {}
                 }
                 s.push_str(&format!(", KS {:.2}", self.separation));
                 s
             }
             ColumnKind::Categorical => {
                 let mut s = self.column.clone();
+                if let Some(d) = self.description.as_deref().filter(|d| !d.is_empty()) {
+                    s.push_str(&format!(" ({d})"));
+                }
                 let top = self.distribution.as_ref().and_then(|d| {
                     d.iter().max_by_key(|(v, c)| (**c, std::cmp::Reverse(v.as_str()))).map(|(v, c)| (v, *c, d))
                 });
@@ -228,7 +250,13 @@ fn histogram(all: &[f64], cluster: &[f64], lo: f64, hi: f64) -> Histogram {
     }
 }
 
-fn numeric(name: &str, v: &[Option<f64>], members: &[usize], in_cluster: &[bool]) -> Option<Explanation> {
+fn numeric(
+    name: &str,
+    info: Option<&ColumnInfo>,
+    v: &[Option<f64>],
+    members: &[usize],
+    in_cluster: &[bool],
+) -> Option<Explanation> {
     let all: Vec<f64> = v.iter().flatten().copied().collect();
     let cluster: Vec<f64> = members.iter().filter_map(|&i| v.get(i).copied().flatten()).collect();
     let others: Vec<f64> = v.iter().zip(in_cluster).filter(|(_, &inside)| !inside).filter_map(|(x, _)| *x).collect();
@@ -251,12 +279,20 @@ fn numeric(name: &str, v: &[Option<f64>], members: &[usize], in_cluster: &[bool]
         separation: d,
         p_value: stats::ks_p_value(d, cluster.len(), others.len()),
         explains: false,
-        range: Some([lo, hi]),
+        range: Some(info.and_then(|i| i.range).unwrap_or([lo, hi])),
+        description: info.map(|i| i.description.clone()).filter(|d| !d.is_empty()),
+        unit: info.map(|i| i.unit.clone()).filter(|u| !u.is_empty()),
         histogram: Some(histogram(&all, &cluster, lo, hi)),
     })
 }
 
-fn categorical(name: &str, v: &[String], members: &[usize], in_cluster: &[bool]) -> Option<Explanation> {
+fn categorical(
+    name: &str,
+    info: Option<&ColumnInfo>,
+    v: &[String],
+    members: &[usize],
+    in_cluster: &[bool],
+) -> Option<Explanation> {
     let (ga, all) = gini(v.iter());
     let (gw, dist) = gini(members.iter().filter_map(|&i| v.get(i)));
     if ga <= 0.0 {
@@ -293,6 +329,8 @@ fn categorical(name: &str, v: &[String], members: &[usize], in_cluster: &[bool])
         p_value: p,
         explains: false,
         range: None,
+        description: info.map(|i| i.description.clone()).filter(|d| !d.is_empty()),
+        unit: None,
         histogram: Some(histogram),
     })
 }
@@ -317,9 +355,12 @@ pub fn explain(meta: &Metadata, clusters: &[Vec<usize>]) -> Vec<Vec<Explanation>
                 .columns
                 .iter()
                 .zip(&columns)
-                .filter_map(|(name, col)| match col {
-                    Column::Numeric(v) => numeric(name, v, members, &in_cluster),
-                    Column::Categorical(v) => categorical(name, v, members, &in_cluster),
+                .filter_map(|(name, col)| {
+                    let info = meta.info.iter().find(|i| &i.column == name);
+                    match col {
+                        Column::Numeric(v) => numeric(name, info, v, members, &in_cluster),
+                        Column::Categorical(v) => categorical(name, info, v, members, &in_cluster),
+                    }
                 })
                 .collect();
             let tested = out.len() as f64;
@@ -375,7 +416,7 @@ mod tests {
             })
             .collect();
         let columns = ["eyelid", "glare", "lighting", "yaw", "k"].map(String::from).to_vec();
-        Metadata { columns, rows }
+        Metadata { columns, rows, info: Vec::new() }
     }
 
     #[test]
@@ -417,6 +458,29 @@ mod tests {
         assert!(headline(b).starts_with("unexplained (closest: "), "{}", headline(b));
         assert!(ex[2].is_empty(), "a single image explains nothing");
         assert_eq!(headline(&ex[2]), "—");
+    }
+
+    #[test]
+    fn described_columns_are_quoted_with_their_unit_and_declared_range() {
+        let mut meta = table();
+        let info = |column: &str, description: &str, unit: &str, range| ColumnInfo {
+            column: column.into(),
+            description: description.into(),
+            unit: unit.into(),
+            range,
+        };
+        meta.info = vec![
+            info("eyelid", "eyelid openness, 0 closed to 1 wide open", "", Some([0.0, 1.0])),
+            info("yaw", "head yaw", "°", None),
+            info("lighting", "light source", "", None),
+        ];
+        let ex = explain(&meta, &[(0..40).collect()]);
+        let by = |c: &str| ex[0].iter().find(|e| e.column == c).expect("column tested").summary();
+        let eyelid = by("eyelid");
+        assert!(eyelid.contains(" overall (eyelid openness, 0 closed to 1 wide open, 0–1), KS "), "{eyelid}");
+        // No declared range: the one in the data.
+        assert!(by("yaw").contains("° vs ") && by("yaw").contains("° overall (head yaw, -19."), "{}", by("yaw"));
+        assert!(by("lighting").starts_with("lighting (light source) "), "{}", by("lighting"));
     }
 
     #[test]

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use rayon::prelude::*;
 
-use crate::{params_of, render, Causes, SplitId, GAZE_CLASSES, PARAM_NAMES, SIZE};
+use crate::{params_of, render, Causes, SplitId, GAZE_CLASSES, PARAM_INFO, PARAM_NAMES, SIZE};
 
 /// What went wrong writing a dataset.
 #[derive(Debug, thiserror::Error)]
@@ -124,7 +124,21 @@ pub fn write(
         }
         w.flush().map_err(io("manifest", &manifest))?;
     }
-    Ok(())
+    write_columns(out)
+}
+
+/// `columns.csv` at the dataset root: what each manifest column measures (hudd's explanations
+/// quote it).
+fn write_columns(out: &Path) -> Result<(), Error> {
+    let path = out.join("columns.csv");
+    let err = |e: csv::Error| Error::Io { what: "columns", path: path.clone(), source: std::io::Error::other(e) };
+    let mut w = csv::Writer::from_path(&path).map_err(err)?;
+    w.write_record(["column", "description", "unit", "min", "max"]).map_err(err)?;
+    for (name, (description, unit, range)) in PARAM_NAMES.iter().zip(PARAM_INFO) {
+        let (lo, hi) = range.map_or((String::new(), String::new()), |(lo, hi)| (lo.to_string(), hi.to_string()));
+        w.write_record([*name, description, unit, &lo, &hi]).map_err(err)?;
+    }
+    w.flush().map_err(io("columns", &path))
 }
 
 #[cfg(test)]
@@ -156,7 +170,7 @@ mod tests {
         write(b.path(), Task::Gaze, sizes, Causes::Rare, 5, &|_| ()).unwrap();
         write(c.path(), Task::Gaze, sizes, Causes::Rare, 6, &|_| ()).unwrap();
         let (ta, tb, tc) = (tree(a.path()), tree(b.path()), tree(c.path()));
-        assert_eq!(ta.len(), 21 + 3, "21 images and 3 manifests");
+        assert_eq!(ta.len(), 21 + 3 + 1, "21 images, 3 manifests and columns.csv");
         assert_eq!(ta, tb);
         assert_ne!(ta, tc);
         assert!(
