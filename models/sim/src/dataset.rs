@@ -134,9 +134,9 @@ fn write_columns(out: &Path) -> Result<(), Error> {
     let err = |e: csv::Error| Error::Io { what: "columns", path: path.clone(), source: std::io::Error::other(e) };
     let mut w = csv::Writer::from_path(&path).map_err(err)?;
     w.write_record(["column", "description", "unit", "min", "max"]).map_err(err)?;
-    for (name, (description, unit, range)) in PARAM_NAMES.iter().zip(PARAM_INFO) {
-        let (lo, hi) = range.map_or((String::new(), String::new()), |(lo, hi)| (lo.to_string(), hi.to_string()));
-        w.write_record([*name, description, unit, &lo, &hi]).map_err(err)?;
+    for (name, p) in PARAM_NAMES.iter().zip(PARAM_INFO) {
+        let (lo, hi) = p.range.map_or((String::new(), String::new()), |(lo, hi)| (lo.to_string(), hi.to_string()));
+        w.write_record([*name, p.description, p.unit, &lo, &hi]).map_err(err)?;
     }
     w.flush().map_err(io("columns", &path))
 }

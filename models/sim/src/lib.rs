@@ -88,24 +88,38 @@ pub const PARAM_NAMES: [&str; 15] = [
     "glare_over_pupil",
 ];
 
-/// What each metadata column measures, in [`PARAM_NAMES`] order: `(description, unit, range)`,
-/// the range being the values the simulator can draw (none where a normal distribution draws them).
-pub const PARAM_INFO: [(&str, &str, Option<(f32, f32)>); 15] = [
-    ("gaze yaw, positive: right in the image", "°", Some((-40.0, 40.0))),
-    ("gaze pitch, positive: up", "°", Some((-30.0, 30.0))),
-    ("eyelid openness, 0 closed to 1 wide open", "", Some((0.0, 1.0))),
-    ("head yaw", "°", None),
-    ("head pitch", "°", None),
-    ("exposure multiplier, 1 normal", "", Some((0.15, 1.25))),
-    ("contrast around mid-grey, 1 normal", "", Some((0.4, 1.2))),
-    ("skin grey level", "", Some((0.35, 0.8))),
-    ("glare intensity, 0 none", "", Some((0.0, 1.0))),
-    ("glare centre x", "px", Some((12.0, 52.0))),
-    ("glare centre y", "px", Some((16.0, 48.0))),
-    ("glare radius, 0 without glare", "px", Some((0.0, 10.0))),
-    ("Gaussian blur sigma", "px", Some((0.0, 1.8))),
-    ("sensor noise standard deviation, grey levels 0 to 1", "", Some((0.0, 0.04))),
-    ("glare over the pupil, 1 yes", "", Some((0.0, 1.0))),
+/// What a metadata column measures.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct ParamInfo {
+    /// What it measures.
+    pub description: &'static str,
+    /// Its unit (may be empty).
+    pub unit: &'static str,
+    /// The values the simulator can draw (none where a normal distribution draws them).
+    pub range: Option<(f32, f32)>,
+}
+
+const fn info(description: &'static str, unit: &'static str, range: Option<(f32, f32)>) -> ParamInfo {
+    ParamInfo { description, unit, range }
+}
+
+/// What each metadata column measures, in [`PARAM_NAMES`] order.
+pub const PARAM_INFO: [ParamInfo; 15] = [
+    info("gaze yaw, positive: right in the image", "°", Some((-40.0, 40.0))),
+    info("gaze pitch, positive: up", "°", Some((-30.0, 30.0))),
+    info("eyelid openness, 0 closed to 1 wide open", "", Some((0.0, 1.0))),
+    info("head yaw", "°", None),
+    info("head pitch", "°", None),
+    info("exposure multiplier, 1 normal", "", Some((0.15, 1.25))),
+    info("contrast around mid-grey, 1 normal", "", Some((0.4, 1.2))),
+    info("skin grey level", "", Some((0.35, 0.8))),
+    info("glare intensity, 0 none", "", Some((0.0, 1.0))),
+    info("glare centre x", "px", Some((12.0, 52.0))),
+    info("glare centre y", "px", Some((16.0, 48.0))),
+    info("glare radius, 0 without glare", "px", Some((0.0, 10.0))),
+    info("Gaussian blur sigma", "px", Some((0.0, 1.8))),
+    info("sensor noise standard deviation, grey levels 0 to 1", "", Some((0.0, 0.04))),
+    info("glare over the pupil, 1 yes", "", Some((0.0, 1.0))),
 ];
 
 /// How often a split draws the planted causes of error (nearly closed eyelids, extreme head
