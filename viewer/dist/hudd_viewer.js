@@ -319,6 +319,17 @@ let wasm_bindgen = (function(exports) {
                 const ret = arg0[arg1 >>> 0];
                 return ret;
             },
+            __wbg_hash_20c2dd23244d8e75: function() { return handleError(function (arg0, arg1) {
+                const ret = arg1.hash;
+                const ptr1 = passStringToWasm0(ret, wasm.__wbindgen_malloc, wasm.__wbindgen_realloc);
+                const len1 = WASM_VECTOR_LEN;
+                getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 1, len1, true);
+                getDataViewMemory0().setInt32((arg0 >>> 0) + 4 * 0, ptr1, true);
+            }, arguments); },
+            __wbg_history_7236bed7324e63c0: function() { return handleError(function (arg0) {
+                const ret = arg0.history;
+                return ret;
+            }, arguments); },
             __wbg_host_64d73c152c626ec8: function(arg0) {
                 const ret = arg0.host;
                 return ret;
@@ -402,6 +413,10 @@ let wasm_bindgen = (function(exports) {
                 const ret = arg0.localStorage;
                 return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
             }, arguments); },
+            __wbg_location_7320782274fc691b: function(arg0) {
+                const ret = arg0.location;
+                return ret;
+            },
             __wbg_metaKey_33c588e07fd74724: function(arg0) {
                 const ret = arg0.metaKey;
                 return ret;
@@ -484,6 +499,13 @@ let wasm_bindgen = (function(exports) {
             __wbg_remove_b28d816f9e896ff9: function(arg0) {
                 arg0.remove();
             },
+            __wbg_replaceState_1dad4255f11a05e4: function() { return handleError(function (arg0, arg1, arg2, arg3, arg4, arg5) {
+                arg0.replaceState(arg1, getStringFromWasm0(arg2, arg3), arg4 === 0 ? undefined : getStringFromWasm0(arg4, arg5));
+            }, arguments); },
+            __wbg_requestAnimationFrame_9ba49d36a19ca83c: function() { return handleError(function (arg0, arg1) {
+                const ret = arg0.requestAnimationFrame(arg1);
+                return ret;
+            }, arguments); },
             __wbg_resolve_dbf78ab4942478b0: function(arg0) {
                 const ret = Promise.resolve(arg0);
                 return ret;
@@ -494,6 +516,12 @@ let wasm_bindgen = (function(exports) {
             __wbg_revokeObjectURL_52940372bc4245cf: function() { return handleError(function (arg0, arg1) {
                 URL.revokeObjectURL(getStringFromWasm0(arg0, arg1));
             }, arguments); },
+            __wbg_scrollIntoView_2d57abe5fc53ada3: function(arg0, arg1) {
+                arg0.scrollIntoView(arg1);
+            },
+            __wbg_scrollTo_8447b4fdf830d055: function(arg0, arg1, arg2) {
+                arg0.scrollTo(arg1, arg2);
+            },
             __wbg_setAttribute_f75317b2b5cabfb4: function() { return handleError(function (arg0, arg1, arg2, arg3, arg4) {
                 arg0.setAttribute(getStringFromWasm0(arg1, arg2), getStringFromWasm0(arg3, arg4));
             }, arguments); },
@@ -515,12 +543,18 @@ let wasm_bindgen = (function(exports) {
                 const ret = Reflect.set(arg0, arg1, arg2);
                 return ret;
             }, arguments); },
+            __wbg_set_block_a5fb74a86e30b7a1: function(arg0, arg1) {
+                arg0.block = __wbindgen_enum_ScrollLogicalPosition[arg1];
+            },
             __wbg_set_download_8e0ceaaeb91cf778: function(arg0, arg1, arg2) {
                 arg0.download = getStringFromWasm0(arg1, arg2);
             },
             __wbg_set_feb3714f475485ba: function(arg0, arg1, arg2) {
                 arg0.set(getArrayU8FromWasm0(arg1, arg2));
             },
+            __wbg_set_hash_7409f47420ffd7d1: function() { return handleError(function (arg0, arg1, arg2) {
+                arg0.hash = getStringFromWasm0(arg1, arg2);
+            }, arguments); },
             __wbg_set_href_0f986799cac24892: function(arg0, arg1, arg2) {
                 arg0.href = getStringFromWasm0(arg1, arg2);
             },
@@ -606,23 +640,23 @@ let wasm_bindgen = (function(exports) {
                 return isLikeNone(ret) ? 0 : addToExternrefTable0(ret);
             },
             __wbindgen_generic_0000000000000001: function(arg0, arg1) {
-                // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 515, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-                const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h9a895b386ec3fba7);
+                // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 523, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+                const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h9af90021443dd0f3);
                 return ret;
             },
             __wbindgen_generic_0000000000000002: function(arg0, arg1) {
-                // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 584, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
+                // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [Externref], shim_idx: 592, ret: Result(Unit), inner_ret: Some(Result(Unit)) }, mutable: true }) -> Externref`.
                 const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h5448c3ffbb8f89c7);
                 return ret;
             },
             __wbindgen_generic_0000000000000003: function(arg0, arg1) {
-                // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 515, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-                const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h9a895b386ec3fba7_14);
+                // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [NamedExternref("Event")], shim_idx: 523, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+                const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h9af90021443dd0f3_14);
                 return ret;
             },
             __wbindgen_generic_0000000000000004: function(arg0, arg1) {
-                // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 514, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
-                const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__h75abdc111f8a4aa7);
+                // Cast intrinsic for `Closure(Closure { owned: true, function: Function { arguments: [], shim_idx: 522, ret: Unit, inner_ret: Some(Unit) }, mutable: true }) -> Externref`.
+                const ret = makeMutClosure(arg0, arg1, wasm_bindgen__convert__closures_____invoke__hf742c4e90720b9cf);
                 return ret;
             },
             __wbindgen_generic_0000000000000005: function(arg0, arg1) {
@@ -645,16 +679,16 @@ let wasm_bindgen = (function(exports) {
         };
     }
 
-    function wasm_bindgen__convert__closures_____invoke__h75abdc111f8a4aa7(arg0, arg1) {
-        wasm.wasm_bindgen__convert__closures_____invoke__h75abdc111f8a4aa7(arg0, arg1);
+    function wasm_bindgen__convert__closures_____invoke__hf742c4e90720b9cf(arg0, arg1) {
+        wasm.wasm_bindgen__convert__closures_____invoke__hf742c4e90720b9cf(arg0, arg1);
     }
 
-    function wasm_bindgen__convert__closures_____invoke__h9a895b386ec3fba7(arg0, arg1, arg2) {
-        wasm.wasm_bindgen__convert__closures_____invoke__h9a895b386ec3fba7(arg0, arg1, arg2);
+    function wasm_bindgen__convert__closures_____invoke__h9af90021443dd0f3(arg0, arg1, arg2) {
+        wasm.wasm_bindgen__convert__closures_____invoke__h9af90021443dd0f3(arg0, arg1, arg2);
     }
 
-    function wasm_bindgen__convert__closures_____invoke__h9a895b386ec3fba7_14(arg0, arg1, arg2) {
-        wasm.wasm_bindgen__convert__closures_____invoke__h9a895b386ec3fba7_14(arg0, arg1, arg2);
+    function wasm_bindgen__convert__closures_____invoke__h9af90021443dd0f3_14(arg0, arg1, arg2) {
+        wasm.wasm_bindgen__convert__closures_____invoke__h9af90021443dd0f3_14(arg0, arg1, arg2);
     }
 
     function wasm_bindgen__convert__closures_____invoke__h5448c3ffbb8f89c7(arg0, arg1, arg2) {
@@ -670,6 +704,9 @@ let wasm_bindgen = (function(exports) {
 
 
     const __wbindgen_enum_ReadableStreamType = ["bytes"];
+
+
+    const __wbindgen_enum_ScrollLogicalPosition = ["start", "center", "end", "nearest"];
     const IntoUnderlyingByteSourceFinalization = (typeof FinalizationRegistry === 'undefined')
         ? { register: () => {}, unregister: () => {} }
         : new FinalizationRegistry(ptr => wasm.__wbg_intounderlyingbytesource_free(ptr, 1));

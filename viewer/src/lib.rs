@@ -7,7 +7,8 @@
 //! Pages: the overview (model, data, accuracy, layers with k and score, the WICD curve, cluster
 //! cards) and one page per cluster (lazily loaded member grid with the medoid first, heatmap
 //! overlay and opacity, flipbook, metadata, explanations, reviewer notes). Keys: ←/→ between
-//! clusters, j/k between images, space plays/pauses, `?` shows help, Esc goes back.
+//! clusters, j/k between images, space plays/pauses, `?` shows help, Esc goes back. Every view has
+//! a URL fragment (see [`nav::Route`]): links open it, Back/Forward move between views.
 //!
 //! Every string from the report is rendered as text (Leptos text nodes), never as markup.
 
@@ -24,10 +25,11 @@ pub mod bundle;
 pub mod components;
 pub mod nav;
 pub mod notes;
+pub mod routing;
 pub mod storage;
 
 use components::{ClusterPage, Help, NotesBar, Overview};
-use nav::Page;
+use nav::{Page, Route};
 use notes::Notes;
 
 /// The viewer's state, shared by its components (all fields are signals, so `Ui` is `Copy`).
@@ -51,33 +53,66 @@ pub struct Ui {
     pub notes: RwSignal<Notes>,
     /// A message about the last notes export or import.
     pub notes_status: RwSignal<String>,
+    /// Where a cluster page was opened from (Esc goes back there).
+    pub from: RwSignal<Option<Route>>,
 }
 
 impl Ui {
     /// The initial state for `report`: overview of the best layer, notes from localStorage.
     pub fn new(report: &Report) -> Ui {
-        let layer = report.analysis.as_ref().and_then(|a| a.best_layer).unwrap_or(0);
+        let best = report.analysis.as_ref().and_then(|a| a.best_layer).unwrap_or(0);
+        // A link to a view opens it.
+        let start = routing::current(report).unwrap_or(Route { page: Page::Overview, layer: best, image: 0 });
         Ui {
-            page: RwSignal::new(Page::Overview),
-            layer: RwSignal::new(layer),
-            image: RwSignal::new(0),
+            page: RwSignal::new(start.page),
+            layer: RwSignal::new(start.layer),
+            image: RwSignal::new(start.image),
             playing: RwSignal::new(false),
             overlay: RwSignal::new(false),
             opacity: RwSignal::new(0.6),
             help: RwSignal::new(false),
             notes: RwSignal::new(storage::load_notes(&report.report_id)),
             notes_status: RwSignal::new(String::new()),
+            from: RwSignal::new(None),
         }
+    }
+
+    /// Where the viewer is.
+    pub fn route(&self) -> Route {
+        Route { page: self.page.get(), layer: self.layer.get(), image: self.image.get() }
     }
 
     /// Shows `page`, from its first image, paused.
     pub fn go(&self, page: Page) {
+        if matches!(page, Page::Cluster { .. }) && self.page.get_untracked() == Page::Overview {
+            self.from.set(Some(self.route_untracked()));
+        }
         if let Page::Cluster { layer, .. } = page {
             self.layer.set(layer);
         }
         self.image.set(0);
         self.playing.set(false);
         self.page.set(page);
+    }
+
+    /// Back to where the cluster page was opened from (the overview of its layer by default).
+    pub fn back(&self) {
+        let to = self.from.get_untracked().filter(|r| r.page == Page::Overview);
+        let layer = to.map_or(self.layer.get_untracked(), |r| r.layer);
+        self.apply(Route { page: Page::Overview, layer, image: 0 });
+    }
+
+    /// Shows `route` as it is (from a link or Back/Forward).
+    pub fn apply(&self, route: Route) {
+        self.playing.set(false);
+        self.layer.set(route.layer);
+        self.page.set(route.page);
+        self.image.set(route.image);
+    }
+
+    /// [`Ui::route`] without subscribing.
+    pub fn route_untracked(&self) -> Route {
+        Route { page: self.page.get_untracked(), layer: self.layer.get_untracked(), image: self.image.get_untracked() }
     }
 }
 
@@ -139,6 +174,7 @@ pub fn Viewer(report: Arc<Report>) -> impl IntoView {
         }
     });
     on_cleanup(move || keys.remove());
+    routing::follow(report.clone(), ui);
     let r = report.clone();
     view! {
         <div class="viewer" data-testid="hudd-viewer">

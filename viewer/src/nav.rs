@@ -6,7 +6,7 @@
 //! | j / k | — | next / previous image |
 //! | space | — | play / pause the flipbook |
 //! | ? | help | help |
-//! | Esc | close help | close help, else back to the overview |
+//! | Esc | close help | close help, else back to where you came from (the overview) |
 
 use hudd_report::Report;
 use leptos::prelude::*;
@@ -27,13 +27,81 @@ pub enum Page {
     },
 }
 
+/// Where the viewer is: the page, the layer the overview shows and the member shown. Every view
+/// has a URL fragment ([`Route::hash`]), so that a link opens it and Back/Forward work:
+/// `#/layer/3` (the overview of layer 3), `#/layer/3/cluster/2` (cluster id 2 of layer 3),
+/// `#/layer/3/cluster/2/image/5` (its fifth member, the medoid being the first).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    /// The page.
+    pub page: Page,
+    /// The layer the overview shows (for a cluster page, its layer).
+    pub layer: usize,
+    /// The member shown on a cluster page (index into its members).
+    pub image: usize,
+}
+
+impl Route {
+    /// The URL fragment, `#/layer/L[/cluster/ID[/image/N]]` (cluster id and image 1-based).
+    pub fn hash(&self, report: &Report) -> String {
+        match self.page {
+            Page::Overview => format!("#/layer/{}", self.layer),
+            Page::Cluster { layer, cluster } => {
+                let id = cluster_id(report, layer, cluster).unwrap_or(cluster + 1);
+                if self.image == 0 {
+                    format!("#/layer/{layer}/cluster/{id}")
+                } else {
+                    format!("#/layer/{layer}/cluster/{id}/image/{}", self.image + 1)
+                }
+            }
+        }
+    }
+
+    /// The route a fragment names, or `None` when it names nothing in `report` (an empty or
+    /// foreign fragment, a layer, cluster or image that does not exist).
+    pub fn parse(hash: &str, report: &Report) -> Option<Route> {
+        let parts: Vec<&str> = hash.trim_start_matches('#').trim_start_matches('/').split('/').collect();
+        let number = |i: usize| parts.get(i).and_then(|p| p.parse::<usize>().ok());
+        if parts.first() != Some(&"layer") {
+            return None;
+        }
+        let layer = number(1)?;
+        let layers = report.analysis.as_ref().map_or(0, |a| a.layers.len());
+        if layer >= layers {
+            return None;
+        }
+        match parts.get(2) {
+            None => (parts.len() == 2).then_some(Route { page: Page::Overview, layer, image: 0 }),
+            Some(&"cluster") => {
+                let id = number(3)?;
+                let clusters = &report.analysis.as_ref()?.layers[layer].clusters;
+                let cluster = clusters.iter().position(|c| c.cluster_id == id)?;
+                let image = match (parts.get(4), parts.len()) {
+                    (None, 4) => 0,
+                    (Some(&"image"), 6) => {
+                        number(5)?.checked_sub(1).filter(|&i| i < clusters[cluster].members.len())?
+                    }
+                    _ => return None,
+                };
+                Some(Route { page: Page::Cluster { layer, cluster }, layer, image })
+            }
+            _ => None,
+        }
+    }
+}
+
+/// The id of cluster `cluster` (an index) of layer `layer`.
+pub fn cluster_id(report: &Report, layer: usize, cluster: usize) -> Option<usize> {
+    report.analysis.as_ref()?.layers.get(layer)?.clusters.get(cluster).map(|c| c.cluster_id)
+}
+
 /// The keys, for the help.
 pub const KEYS: &[(&str, &str)] = &[
     ("→ / ←", "next / previous cluster (from the overview: open the first / last)"),
     ("j / k", "next / previous image of the cluster"),
     ("space", "play / pause the flipbook"),
     ("?", "show / hide this help"),
-    ("Esc", "close the help, or back to the overview"),
+    ("Esc", "close the help, or back to where you came from (the overview)"),
 ];
 
 /// Number of clusters of a layer.
@@ -108,8 +176,8 @@ pub fn on_key(report: &Report, ui: &Ui, key: &str) -> bool {
         "Escape" => {
             if ui.help.get_untracked() {
                 ui.help.set(false);
-            } else {
-                ui.go(Page::Overview);
+            } else if matches!(page, Page::Cluster { .. }) {
+                ui.back();
             }
             true
         }

@@ -9,7 +9,7 @@ use std::sync::Arc;
 
 use hudd_report::*;
 use hudd_viewer::notes::{Note, Notes};
-use hudd_viewer::Viewer;
+use hudd_viewer::{nav, Viewer};
 use leptos::prelude::*;
 use wasm_bindgen::JsCast;
 use wasm_bindgen_test::*;
@@ -99,9 +99,22 @@ fn report() -> Report {
     }
 }
 
-/// Mounts the viewer of `report()` in a fresh element and returns it.
+/// Mounts the viewer of `report()` in a fresh element and returns it, from a page without a
+/// fragment.
 fn mount() -> web_sys::HtmlElement {
+    set_hash("");
     mount_report(report())
+}
+
+/// Replaces the page's fragment without a history entry (`""` removes it).
+fn set_hash(hash: &str) {
+    let location = window().location();
+    let url = format!("{}{}{hash}", location.pathname().unwrap(), location.search().unwrap());
+    window().history().unwrap().replace_state_with_url(&wasm_bindgen::JsValue::NULL, "", Some(&url)).unwrap();
+}
+
+fn hash() -> String {
+    window().location().hash().unwrap()
 }
 
 /// Mounts the viewer of `report` in a fresh element and returns it.
@@ -352,4 +365,76 @@ async fn the_tool_confidence_record_shows_the_build_and_every_check() {
     tick().await;
     assert_eq!(count(&host, "[data-testid=tool-confidence]"), 0);
     host.remove();
+}
+
+#[wasm_bindgen_test]
+fn routes_name_every_view_and_refuse_what_is_not_there() {
+    let r = report();
+    let cluster =
+        |cluster: usize, image: usize| nav::Route { page: nav::Page::Cluster { layer: 0, cluster }, layer: 0, image };
+    for (route, text) in [
+        (nav::Route { page: nav::Page::Overview, layer: 0, image: 0 }, "#/layer/0"),
+        (cluster(0, 0), "#/layer/0/cluster/1"),
+        (cluster(1, 1), "#/layer/0/cluster/2/image/2"),
+    ] {
+        assert_eq!(route.hash(&r), text);
+        assert_eq!(nav::Route::parse(text, &r), Some(route), "{text}");
+    }
+    for bad in [
+        "",
+        "#",
+        "#/layer/1",
+        "#/layer/0/cluster/3",
+        "#/layer/0/cluster/2/image/3",
+        "#/layer/0/cluster/1/image/0",
+        "#/x/0",
+        "#/layer/0/extra",
+    ] {
+        assert_eq!(nav::Route::parse(bad, &r), None, "{bad}");
+    }
+}
+
+#[wasm_bindgen_test]
+async fn the_url_follows_the_view_and_back_and_links_open_views() {
+    let host = mount();
+    tick().await;
+    assert_eq!(hash(), "#/layer/0");
+    press("ArrowRight");
+    tick().await;
+    assert_eq!(hash(), "#/layer/0/cluster/1");
+    let entries = window().history().unwrap().length().unwrap();
+    press("j");
+    tick().await;
+    assert_eq!(hash(), "#/layer/0/cluster/1/image/2");
+    assert_eq!(window().history().unwrap().length().unwrap(), entries, "the image replaces, it does not add");
+    // A link (or a typed fragment) opens its view.
+    window().location().set_hash("#/layer/0/cluster/2/image/2").unwrap();
+    tick().await;
+    assert!(text(&host, "[data-testid=cluster-title]").contains("cluster 2 "));
+    assert_eq!(text(&host, "[data-testid=stage-name]"), "test/4.png");
+    // Back returns to the view before.
+    window().history().unwrap().back().unwrap();
+    tick().await;
+    tick().await;
+    assert!(text(&host, "[data-testid=cluster-title]").contains("cluster 1 "), "{}", hash());
+    // Esc goes back to where the cluster was opened from: the overview.
+    press("Escape");
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=overview]"), 1);
+    assert_eq!(hash(), "#/layer/0");
+    host.remove();
+
+    // A page opened with a fragment starts at that view; a fragment that names nothing is ignored.
+    set_hash("#/layer/0/cluster/2");
+    let host = mount_report(report());
+    tick().await;
+    assert!(text(&host, "[data-testid=cluster-title]").contains("cluster 2 "));
+    host.remove();
+    set_hash("#/layer/7/cluster/1");
+    let host = mount_report(report());
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=overview]"), 1);
+    assert_eq!(hash(), "#/layer/0", "replaced by the view shown");
+    host.remove();
+    set_hash("");
 }

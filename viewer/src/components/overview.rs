@@ -250,6 +250,7 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                         view! {
                             <button
                                 class="card"
+                                id=crate::routing::card_id(i, c.cluster_id)
                                 data-testid="cluster-card"
                                 on:click=move |_| ui.go(Page::Cluster { layer: i, cluster: ci })
                             >
