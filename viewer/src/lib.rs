@@ -55,6 +55,10 @@ pub struct Ui {
     pub notes_status: RwSignal<String>,
     /// Where a cluster page was opened from (Esc goes back there).
     pub from: RwSignal<Option<Route>>,
+    /// The stage's pictures at full size (nearest-neighbour scaling).
+    pub zoom: RwSignal<bool>,
+    /// Width of the member thumbnails, in CSS pixels.
+    pub grid_px: RwSignal<u32>,
 }
 
 impl Ui {
@@ -74,6 +78,8 @@ impl Ui {
             notes: RwSignal::new(storage::load_notes(&report.report_id)),
             notes_status: RwSignal::new(String::new()),
             from: RwSignal::new(None),
+            zoom: RwSignal::new(false),
+            grid_px: RwSignal::new(76),
         }
     }
 

@@ -5,6 +5,7 @@
 //! | → / ← | open the first / last cluster of the layer | next / previous cluster |
 //! | j / k | — | next / previous image |
 //! | space | — | play / pause the flipbook |
+//! | z | — | zoom the stage's pictures |
 //! | ? | help | help |
 //! | Esc | close help | close help, else back to where you came from (the overview) |
 
@@ -100,6 +101,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("→ / ←", "next / previous cluster (from the overview: open the first / last)"),
     ("j / k", "next / previous image of the cluster"),
     ("space", "play / pause the flipbook"),
+    ("z", "zoom the image, heatmap and overlay to full size (or click them)"),
     ("?", "show / hide this help"),
     ("Esc", "close the help, or back to where you came from (the overview)"),
 ];
@@ -168,6 +170,13 @@ pub fn on_key(report: &Report, ui: &Ui, key: &str) -> bool {
             } else {
                 false
             }
+        }
+        "z" => {
+            let on_cluster = matches!(page, Page::Cluster { .. });
+            if on_cluster {
+                ui.zoom.update(|z| *z = !*z);
+            }
+            on_cluster
         }
         "?" => {
             ui.help.update(|h| *h = !*h);

@@ -438,3 +438,48 @@ async fn the_url_follows_the_view_and_back_and_links_open_views() {
     host.remove();
     set_hash("");
 }
+
+#[wasm_bindgen_test]
+async fn the_stage_shows_image_heatmap_and_overlay_and_zooms() {
+    let host = mount();
+    tick().await;
+    press("ArrowRight");
+    tick().await;
+    for panel in ["panel-image", "panel-heatmap", "panel-overlay"] {
+        assert_eq!(count(&host, &format!("[data-testid={panel}]")), 1, "{panel}");
+    }
+    assert!(text(&host, "[data-testid=legend]").contains("positive relevance"));
+    assert!(
+        !text(&host, "[data-testid=legend]").contains("not of the clustered layer"),
+        "the heatmaps are conv1's own"
+    );
+    assert_eq!(count(&host, "[data-testid=stage].zoomed"), 0);
+    press("z");
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=stage].zoomed"), 1, "z zooms");
+    let panel: web_sys::HtmlElement =
+        host.query_selector("[data-testid=panel-heatmap]").unwrap().unwrap().dyn_into().unwrap();
+    panel.click();
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=stage].zoomed"), 0, "a click zooms out");
+    // The grid size slider sets the thumbnails' size.
+    let slider: web_sys::HtmlInputElement =
+        host.query_selector("[data-testid=grid-size]").unwrap().unwrap().dyn_into().unwrap();
+    slider.set_value("120");
+    slider.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    tick().await;
+    let grid = host.query_selector("[data-testid=member-grid]").unwrap().unwrap();
+    assert!(grid.get_attribute("style").unwrap_or_default().contains("--thumb: 120px"));
+    host.remove();
+
+    // Heatmaps of another layer are named.
+    let mut r = report();
+    r.analysis.as_mut().unwrap().layers[0].heatmap_layer = Some("image".into());
+    set_hash("");
+    let host = mount_report(r);
+    tick().await;
+    press("ArrowRight");
+    tick().await;
+    assert!(text(&host, "[data-testid=legend]").contains("heatmaps of layer image, not of the clustered layer"));
+    host.remove();
+}

@@ -20,6 +20,8 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
     let Some(c) = l.clusters.get(cluster) else { return ().into_any() };
     let (layer_name, cluster_id, n) = (l.name.clone(), c.cluster_id, c.members.len());
     let has_heatmaps = c.members.iter().any(|m| m.heatmap.is_some());
+    // The layer whose heatmaps are shown, when it is not the clustered one.
+    let heat_layer = l.heatmap_layer.clone().filter(|h| *h != l.name);
     let columns = analysis.metadata_columns.clone();
     let members = c.members.clone();
     let r = report.clone();
@@ -38,9 +40,31 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                 .zip(im.metadata.iter())
                 .map(|(k, v)| view! { <tr><th>{k.clone()}</th><td>{v.clone()}</td></tr> })
                 .collect_view();
+            let zoom = move |_| ui.zoom.update(|z| *z = !*z);
+            let panels = m.heatmap.clone().map(|h| {
+                view! {
+                    <figure class="panel" data-testid="panel-heatmap" on:click=zoom>
+                        <span class="stack heat-only">
+                            <img class="thumb" src=h.clone() alt="heatmap" />
+                        </span>
+                        <figcaption>"heatmap"</figcaption>
+                    </figure>
+                    <figure class="panel" data-testid="panel-overlay" on:click=zoom>
+                        <span class="stack">
+                            <img class="thumb" src=im.thumbnail.clone() alt="" />
+                            <img class="heatmap" src=h alt="" style:opacity=move || ui.opacity.get().to_string() />
+                        </span>
+                        <figcaption>"overlay"</figcaption>
+                    </figure>
+                }
+            });
             view! {
-                <div class="stage" data-testid="stage">
-                    <Picture src=im.thumbnail.clone() heatmap=m.heatmap.clone() alt=im.name.clone() lazy=false />
+                <div class="stage" class:zoomed=move || ui.zoom.get() data-testid="stage">
+                    <figure class="panel" data-testid="panel-image" on:click=zoom>
+                        <Picture src=im.thumbnail.clone() heatmap=m.heatmap.clone() alt=im.name.clone() lazy=false />
+                        <figcaption>"image"</figcaption>
+                    </figure>
+                    {panels}
                     <div class="caption">
                         <p class="name" data-testid="stage-name">{im.name.clone()}</p>
                         <p>
@@ -96,7 +120,7 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                     <td>{e.column.clone()}</td>
                     <td>{e.kind.name()}</td>
                     <td class="num">{e.separation.map(|s| format!("{s:.2}"))}</td>
-                    <td class="num">{e.p_value.map(short)}</td>
+                    <td class="num">{e.p_value.map(|p| if p > 0.0 && p < 1e-3 { format!("{p:.0e}") } else { short(p) })}</td>
                     <td data-testid="verdict">{verdict}</td>
                     <td>{e.histogram.clone().map(|h| view! { <HistogramChart histogram=h /> })}</td>
                     <td>{e.summary.clone()}</td>
@@ -244,7 +268,34 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                 </button>
                 <button on:click=move |_| ui.image.update(|i| *i = nav::step(*i, 1, n))>"step ▶"</button>
                 {c.gif.clone().map(|g| view! { <a href=g target="_blank">"GIF"</a> })}
+                <button data-testid="zoom" on:click=move |_| ui.zoom.update(|z| *z = !*z)>
+                    {move || if ui.zoom.get() { "zoom out (z)" } else { "zoom in (z)" }}
+                </button>
+                <label>
+                    " grid "
+                    <input
+                        type="range"
+                        data-testid="grid-size"
+                        min="40"
+                        max="200"
+                        step="4"
+                        prop:value=move || ui.grid_px.get().to_string()
+                        on:input=move |e| {
+                            if let Ok(v) = event_target_value(&e).parse::<u32>() {
+                                ui.grid_px.set(v.clamp(40, 200))
+                            }
+                        }
+                    />
+                </label>
             </div>
+            {has_heatmaps.then(|| view! {
+                <p class="legend" data-testid="legend">
+                    <span class="swatch negative"></span>" negative relevance · transparent: none · "
+                    <span class="swatch positive"></span>" positive relevance (opacity ∝ |relevance|, scaled to each \
+                     image's largest |relevance|)"
+                    {heat_layer.clone().map(|h| format!(" — heatmaps of layer {h}, not of the clustered layer (it is not spatial)"))}
+                </p>
+            })}
             {stage}
             {unsafe_images}
             {gain}
@@ -284,7 +335,13 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                 <textarea data-testid="note-text" prop:value=move || note.get().text on:input=set_text></textarea>
             </section>
             <h3>"Members (medoid first)"</h3>
-            <div class="grid" data-testid="member-grid">{grid}</div>
+            <div
+                class="grid"
+                data-testid="member-grid"
+                style=move || format!("--thumb: {}px", ui.grid_px.get())
+            >
+                {grid}
+            </div>
         </main>
     }
     .into_any()
