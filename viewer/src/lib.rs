@@ -23,6 +23,7 @@ use wasm_bindgen::JsCast;
 
 pub mod bundle;
 pub mod components;
+pub mod members;
 pub mod nav;
 pub mod notes;
 pub mod routing;
@@ -59,6 +60,12 @@ pub struct Ui {
     pub zoom: RwSignal<bool>,
     /// Width of the member thumbnails, in CSS pixels.
     pub grid_px: RwSignal<u32>,
+    /// Selected members, for export (see [`members::selection_csv`]).
+    pub selected: RwSignal<std::collections::BTreeSet<members::Selected>>,
+    /// The member grid's filter (key, condition) and sort (key, descending).
+    pub filter: RwSignal<(String, String)>,
+    /// See [`Ui::filter`].
+    pub sort: RwSignal<(String, bool)>,
 }
 
 impl Ui {
@@ -80,6 +87,9 @@ impl Ui {
             from: RwSignal::new(None),
             zoom: RwSignal::new(false),
             grid_px: RwSignal::new(76),
+            selected: RwSignal::new(Default::default()),
+            filter: RwSignal::new(Default::default()),
+            sort: RwSignal::new(Default::default()),
         }
     }
 

@@ -5,6 +5,7 @@
 //! | → / ← | open the first / last cluster of the layer | next / previous cluster |
 //! | j / k | — | next / previous image |
 //! | space | — | play / pause the flipbook |
+//! | x | — | select / unselect the current image |
 //! | z | — | zoom the stage's pictures |
 //! | ? | help | help |
 //! | Esc | close help | close help, else back to where you came from (the overview) |
@@ -101,6 +102,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("→ / ←", "next / previous cluster (from the overview: open the first / last)"),
     ("j / k", "next / previous image of the cluster"),
     ("space", "play / pause the flipbook"),
+    ("x", "select / unselect the current image (shift-click selects a range); export the selection as CSV"),
     ("z", "zoom the image, heatmap and overlay to full size (or click them)"),
     ("?", "show / hide this help"),
     ("Esc", "close the help, or back to where you came from (the overview)"),
@@ -170,6 +172,24 @@ pub fn on_key(report: &Report, ui: &Ui, key: &str) -> bool {
             } else {
                 false
             }
+        }
+        "x" => {
+            let Page::Cluster { layer, cluster } = page else { return false };
+            let member = report
+                .analysis
+                .as_ref()
+                .and_then(|a| a.layers.get(layer))
+                .and_then(|l| l.clusters.get(cluster))
+                .and_then(|c| c.members.get(ui.image.get_untracked()))
+                .map(|m| m.image);
+            if let Some(image) = member {
+                ui.selected.update(|s| {
+                    if !s.remove(&(layer, image)) {
+                        s.insert((layer, image));
+                    }
+                });
+            }
+            true
         }
         "z" => {
             let on_cluster = matches!(page, Page::Cluster { .. });

@@ -1,4 +1,4 @@
-//! The browser side of reviewer notes: localStorage, and the exported file.
+//! The browser side of reviewer notes (localStorage) and of exported files.
 
 use leptos::prelude::window;
 use wasm_bindgen::{JsCast, JsValue};
@@ -19,11 +19,16 @@ pub fn save_notes(report_id: &str, notes: &Notes) {
     }
 }
 
-/// Offers `text` as a downloaded file named `file_name`.
+/// Offers JSON `text` as a downloaded file named `file_name`.
 pub fn download(file_name: &str, text: &str) -> Result<(), JsValue> {
+    download_as(file_name, text, "application/json")
+}
+
+/// Offers `text` of MIME type `mime` as a downloaded file named `file_name`.
+pub fn download_as(file_name: &str, text: &str, mime: &str) -> Result<(), JsValue> {
     let parts = js_sys::Array::of1(&JsValue::from_str(text));
     let options = web_sys::BlobPropertyBag::new();
-    options.set_type("application/json");
+    options.set_type(mime);
     let blob = web_sys::Blob::new_with_str_sequence_and_options(&parts, &options)?;
     let url = web_sys::Url::create_object_url_with_blob(&blob)?;
     let a: web_sys::HtmlAnchorElement = leptos::prelude::document().create_element("a")?.dyn_into()?;

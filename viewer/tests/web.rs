@@ -483,3 +483,92 @@ async fn the_stage_shows_image_heatmap_and_overlay_and_zooms() {
     assert!(text(&host, "[data-testid=legend]").contains("heatmaps of layer image, not of the clustered layer"));
     host.remove();
 }
+
+#[wasm_bindgen_test]
+fn members_filter_sort_and_export_as_csv() {
+    use hudd_viewer::members::{passes, selection_csv, shown};
+    for (value, condition, ok) in [
+        ("0.5", "<0.6", true),
+        ("0.5", "<0.5", false),
+        ("0.5", "<=0.5", true),
+        ("0.5", ">=0.5", true),
+        ("0.5", "0.2..0.4", false),
+        ("0.3", "0.2..0.4", true),
+        ("up-left", "LEFT", true),
+        ("up", "down", false),
+        ("x", "", true),
+    ] {
+        assert_eq!(passes(value, condition), ok, "{value} {condition}");
+    }
+    let r = report();
+    let c = &r.analysis.as_ref().unwrap().layers[0].clusters[0];
+    assert_eq!(shown(&r, c, "", "", "", false), vec![0, 1, 2], "member order");
+    assert_eq!(shown(&r, c, "distance", ">0.1", "", false), vec![1, 2]);
+    assert_eq!(shown(&r, c, "", "", "distance", true), vec![2, 1, 0]);
+    assert_eq!(shown(&r, c, "eyelid", "1..2", "eyelid", true), vec![2, 1], "a metadata column");
+    let selected = [(0usize, 2usize), (0, 0)].into_iter().collect();
+    let csv = selection_csv(&r, &selected);
+    let lines: Vec<&str> = csv.lines().collect();
+    assert_eq!(lines[0], "image,layer,cluster,expected,predicted,distance_to_medoid,eyelid");
+    assert_eq!(lines.len(), 3);
+    // A field with quotes is quoted, its quotes doubled.
+    assert_eq!(lines[1], format!("\"test/{}.png\",conv1,1,{SCRIPT},down,0,0", IMG.replace('"', "\"\"")), "{csv}");
+    assert_eq!(lines[2], "test/2.png,conv1,1,up,down,0.7,2");
+}
+
+#[wasm_bindgen_test]
+async fn the_grid_filters_sorts_and_selects() {
+    let host = mount();
+    tick().await;
+    press("ArrowRight");
+    tick().await;
+    let names = |host: &web_sys::HtmlElement| -> Vec<String> {
+        let list = host.query_selector_all("[data-testid=member]").unwrap();
+        (0..list.length())
+            .map(|i| list.item(i).unwrap().dyn_into::<web_sys::Element>().unwrap().get_attribute("title").unwrap())
+            .collect()
+    };
+    let select = |id: &str, value: &str| {
+        let el: web_sys::HtmlSelectElement =
+            host.query_selector(&format!("[data-testid={id}]")).unwrap().unwrap().dyn_into().unwrap();
+        el.set_value(value);
+        el.dispatch_event(&web_sys::Event::new("change").unwrap()).unwrap();
+    };
+    select("sort-key", "distance");
+    let desc: web_sys::HtmlInputElement =
+        host.query_selector("[data-testid=sort-descending]").unwrap().unwrap().dyn_into().unwrap();
+    desc.click();
+    tick().await;
+    assert_eq!(names(&host)[0], "test/2.png", "largest distance first");
+    select("filter-key", "eyelid");
+    let value: web_sys::HtmlInputElement =
+        host.query_selector("[data-testid=filter-value]").unwrap().unwrap().dyn_into().unwrap();
+    value.set_value(">0");
+    value.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    tick().await;
+    assert_eq!(names(&host), vec!["test/2.png", "test/1.png"]);
+    // Click one, shift-click another: both and those between are selected; x toggles the current.
+    let members = host.query_selector_all("[data-testid=member]").unwrap();
+    let first: web_sys::HtmlElement = members.item(0).unwrap().dyn_into().unwrap();
+    first.click();
+    let init = web_sys::MouseEventInit::new();
+    init.set_shift_key(true);
+    init.set_bubbles(true);
+    let shift = web_sys::MouseEvent::new_with_mouse_event_init_dict("click", &init).unwrap();
+    members.item(1).unwrap().dispatch_event(&shift).unwrap();
+    tick().await;
+    assert!(text(&host, "[data-testid=selection-count]").starts_with("2 selected"));
+    assert_eq!(count(&host, "[data-testid=member].selected"), 2);
+    press("x");
+    tick().await;
+    assert!(text(&host, "[data-testid=selection-count]").starts_with("1 selected"), "x unselects the current image");
+    press("x");
+    tick().await;
+    assert!(text(&host, "[data-testid=selection-count]").starts_with("2 selected"));
+    let export: web_sys::HtmlElement =
+        host.query_selector("[data-testid=selection-export]").unwrap().unwrap().dyn_into().unwrap();
+    export.click();
+    tick().await;
+    assert!(text(&host, "[data-testid=notes-status]").starts_with("exported 2 selected images to hudd-selection-"));
+    host.remove();
+}
