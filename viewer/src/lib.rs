@@ -54,6 +54,8 @@ pub struct Ui {
     pub notes: RwSignal<Notes>,
     /// A message about the last notes export or import.
     pub notes_status: RwSignal<String>,
+    /// Notes changed since they were last exported (the browser's storage is not the record).
+    pub notes_unexported: RwSignal<bool>,
     /// Where a cluster page was opened from (Esc goes back there).
     pub from: RwSignal<Option<Route>>,
     /// The stage's pictures at full size (nearest-neighbour scaling).
@@ -84,6 +86,7 @@ impl Ui {
             help: RwSignal::new(false),
             notes: RwSignal::new(storage::load_notes(&report.report_id)),
             notes_status: RwSignal::new(String::new()),
+            notes_unexported: RwSignal::new(false),
             from: RwSignal::new(None),
             zoom: RwSignal::new(false),
             grid_px: RwSignal::new(76),
@@ -156,9 +159,12 @@ pub fn Viewer(report: Arc<Report>) -> impl IntoView {
     provide_context(ui);
     // Reviewer notes are saved on every change.
     let id = report.report_id.clone();
-    Effect::new(move |_| {
+    Effect::new(move |first: Option<()>| {
         let notes = ui.notes.get();
         storage::save_notes(&id, &notes);
+        if first.is_some() {
+            ui.notes_unexported.set(true);
+        }
     });
     // The flipbook: one image per 60 / rate seconds.
     let rate = report.analysis.as_ref().map(|a| a.images_per_minute).filter(|r| *r > 0.0).unwrap_or(100.0);

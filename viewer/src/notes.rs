@@ -1,4 +1,4 @@
-//! Reviewer notes: per cluster a root-cause label and free text. Kept in the browser's
+//! Reviewer notes: per cluster a root-cause label and free text, per image free text. Kept in the browser's
 //! localStorage under a key made of the report id (so that notes of different reports never mix),
 //! exported and imported as a JSON file, the durable record for auditors.
 //!
@@ -6,8 +6,11 @@
 //!
 //! ```json
 //! {"format": "hudd-notes", "format_version": 1, "report_id": "…",
-//!  "notes": {"<layer name>#<cluster id>": {"label": "glare", "text": "…"}}}
+//!  "notes": {"<layer name>#<cluster id>": {"label": "glare", "text": "…"}},
+//!  "images": {"<image name>": "…"}}
 //! ```
+//!
+//! `images` was added within version 1 (files without it read as having no image notes).
 
 use std::collections::BTreeMap;
 
@@ -47,6 +50,9 @@ pub struct Notes {
     pub report_id: String,
     /// By [`key`].
     pub notes: BTreeMap<String, Note>,
+    /// Per image (its name in the report): free text.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub images: BTreeMap<String, String>,
 }
 
 /// The key of a cluster's note.
@@ -67,6 +73,7 @@ impl Notes {
             format_version: FORMAT_VERSION,
             report_id: report_id.into(),
             notes: BTreeMap::new(),
+            images: BTreeMap::new(),
         }
     }
 
@@ -81,6 +88,20 @@ impl Notes {
             self.notes.remove(&key(layer, cluster_id));
         } else {
             self.notes.insert(key(layer, cluster_id), note);
+        }
+    }
+
+    /// An image's note (empty when none).
+    pub fn image(&self, image: &str) -> String {
+        self.images.get(image).cloned().unwrap_or_default()
+    }
+
+    /// Sets an image's note; an empty one is removed.
+    pub fn set_image(&mut self, image: &str, text: String) {
+        if text.trim().is_empty() {
+            self.images.remove(image);
+        } else {
+            self.images.insert(image.to_string(), text);
         }
     }
 
@@ -108,12 +129,23 @@ impl Notes {
         Ok(notes)
     }
 
-    /// Imports `other` into `self`: its notes replace those of the same clusters. Returns how many
-    /// notes were imported.
+    /// Imports `other` into `self`: its notes replace those of the same clusters and images.
+    /// Returns how many notes were imported.
     pub fn merge(&mut self, other: Notes) -> usize {
-        let n = other.notes.len();
+        let n = other.notes.len() + other.images.len();
         self.notes.extend(other.notes);
+        self.images.extend(other.images);
         n
+    }
+
+    /// Number of notes (clusters and images).
+    pub fn len(&self) -> usize {
+        self.notes.len() + self.images.len()
+    }
+
+    /// No notes at all.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
     }
 }
 
@@ -144,6 +176,16 @@ mod tests {
         assert_eq!(c.merge(b), 1);
         assert_eq!(c.get("conv1", 2).label, "glare");
         assert_eq!(c.get("fc", 1).label, "kept");
+        // Image notes travel in the same file; files without them still read.
+        let mut d = Notes::new("abc");
+        d.set_image("test/a.png", "pupil hidden".into());
+        d.set_image("test/b.png", "  ".into());
+        assert_eq!(d.len(), 1);
+        let e = Notes::from_json(&d.to_json(), "abc").expect("import");
+        assert_eq!(e.image("test/a.png"), "pupil hidden");
+        assert_eq!(c.merge(e), 1);
+        assert_eq!(c.len(), 3);
+        assert!(Notes::from_json(&json, "abc").expect("old file").images.is_empty());
     }
 
     #[test]

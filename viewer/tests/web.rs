@@ -565,6 +565,24 @@ async fn the_grid_filters_sorts_and_selects() {
     press("x");
     tick().await;
     assert!(text(&host, "[data-testid=selection-count]").starts_with("2 selected"));
+    // A note on the current image goes into the notes, and a reminder shows until they are exported.
+    assert_eq!(count(&host, "[data-testid=notes-reminder]"), 0);
+    let note: web_sys::HtmlTextAreaElement =
+        host.query_selector("[data-testid=image-note]").unwrap().unwrap().dyn_into().unwrap();
+    note.set_value("pupil hidden by the lid");
+    note.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    tick().await;
+    let stored = window().local_storage().unwrap().unwrap().get_item("hudd-notes:0123456789abcdef").unwrap().unwrap();
+    assert!(stored.contains("pupil hidden by the lid") && stored.contains("\"images\""), "{stored}");
+    assert_eq!(count(&host, "[data-testid=notes-reminder]"), 1);
+    let notes_export: web_sys::HtmlElement =
+        host.query_selector("[data-testid=notes-export]").unwrap().unwrap().dyn_into().unwrap();
+    notes_export.click();
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=notes-reminder]"), 0, "exported");
+    note.set_value("");
+    note.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    tick().await;
     let export: web_sys::HtmlElement =
         host.query_selector("[data-testid=selection-export]").unwrap().unwrap().dyn_into().unwrap();
     export.click();

@@ -41,6 +41,7 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                 .map(|(k, v)| view! { <tr><th>{k.clone()}</th><td>{v.clone()}</td></tr> })
                 .collect_view();
             let zoom = move |_| ui.zoom.update(|z| *z = !*z);
+            let name = im.name.clone();
             let panels = m.heatmap.clone().map(|h| {
                 view! {
                     <figure class="panel" data-testid="panel-heatmap" on:click=zoom>
@@ -74,6 +75,17 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                         <p>"expected " <b>{im.expected.clone()}</b> ", predicted " <b>{im.predicted.clone()}</b></p>
                         <p>"distance to the medoid " {short(m.distance_to_medoid)}</p>
                         <table class="metadata" data-testid="metadata">{rows}</table>
+                        <label class="image-note">
+                            "note on this image "
+                            <textarea
+                                data-testid="image-note"
+                                prop:value={
+                                    let name = name.clone();
+                                    move || ui.notes.with(|n| n.image(&name))
+                                }
+                                on:input=move |e| ui.notes.update(|n| n.set_image(&name, event_target_value(&e)))
+                            ></textarea>
+                        </label>
                     </div>
                 </div>
             }

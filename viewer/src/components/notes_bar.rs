@@ -19,7 +19,10 @@ pub fn NotesBar(report: Arc<Report>) -> impl IntoView {
     let export = move |_| {
         let notes = ui.notes.get_untracked();
         let status = match storage::download(&file_name, &notes.to_json()) {
-            Ok(()) => format!("exported {} notes to {file_name}", notes.notes.len()),
+            Ok(()) => {
+                ui.notes_unexported.set(false);
+                format!("exported {} notes to {file_name}", notes.len())
+            }
             Err(_) => "the browser refused the download".to_string(),
         };
         ui.notes_status.set(status);
@@ -50,6 +53,15 @@ pub fn NotesBar(report: Arc<Report>) -> impl IntoView {
                 <input data-testid="notes-import" type="file" accept=".json,application/json" on:change=import />
             </label>
             <span class="status" data-testid="notes-status">{move || ui.notes_status.get()}</span>
+            {move || {
+                (ui.notes_unexported.get() && ui.notes.with(|n| !n.is_empty())).then(|| {
+                    view! {
+                        <span class="reminder" data-testid="notes-reminder">
+                            "notes not exported yet: the browser's storage is not a record — export them"
+                        </span>
+                    }
+                })
+            }}
         </span>
     }
 }
