@@ -590,3 +590,46 @@ async fn the_grid_filters_sorts_and_selects() {
     assert!(text(&host, "[data-testid=notes-status]").starts_with("exported 2 selected images to hudd-selection-"));
     host.remove();
 }
+
+#[wasm_bindgen_test]
+async fn a_confusion_cell_opens_its_images_and_their_clusters() {
+    let mut r = report();
+    r.evaluation = Evaluation {
+        task: Task::Classification,
+        classes: vec!["up".into(), "down".into()],
+        splits: vec![SplitEvaluation {
+            split: Split::Test,
+            images: 9,
+            correct: 5,
+            accuracy: 5.0 / 9.0,
+            per_class: vec![
+                ClassAccuracy { class: "up".into(), images: 5, correct: 1, accuracy: 0.2 },
+                ClassAccuracy { class: "down".into(), images: 4, correct: 4, accuracy: 1.0 },
+            ],
+            confusion: Some(vec![vec![1, 4], vec![0, 4]]),
+        }],
+    };
+    set_hash("");
+    let host = mount_report(r);
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=confusion-cell]"), 1, "only non-zero off-diagonal cells open");
+    let cell: web_sys::HtmlElement =
+        host.query_selector("[data-testid=confusion-cell]").unwrap().unwrap().dyn_into().unwrap();
+    cell.click();
+    tick().await;
+    let drill = text(&host, "[data-testid=confusion-drill]");
+    assert!(
+        drill.contains("expected up, predicted down: held by cluster 1 (2), cluster 2 (2) at layer conv1"),
+        "{drill}"
+    );
+    assert_eq!(count(&host, "[data-testid=confusion-image]"), 4);
+    // An image opens its cluster at that member.
+    let images = host.query_selector_all("[data-testid=confusion-image]").unwrap();
+    let last: web_sys::HtmlElement = images.item(3).unwrap().dyn_into().unwrap();
+    last.click();
+    tick().await;
+    assert!(text(&host, "[data-testid=cluster-title]").contains("cluster 2 "));
+    assert_eq!(text(&host, "[data-testid=stage-name]"), "test/4.png");
+    host.remove();
+    set_hash("");
+}

@@ -7,6 +7,7 @@ mod help;
 mod histogram;
 mod notes_bar;
 mod overview;
+mod per_class;
 mod picture;
 mod retraining;
 
@@ -17,6 +18,7 @@ pub use help::Help;
 pub use histogram::HistogramChart;
 pub use notes_bar::NotesBar;
 pub use overview::Overview;
+pub use per_class::PerClass;
 pub use picture::Picture;
 pub use retraining::RetrainingSummary;
 

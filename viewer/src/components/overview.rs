@@ -2,10 +2,10 @@
 
 use std::sync::Arc;
 
-use hudd_report::{Analysis, Report, SplitEvaluation};
+use hudd_report::{Analysis, Report};
 use leptos::prelude::*;
 
-use super::{percent, short, Curve, RetrainingSummary, ToolConfidence};
+use super::{percent, short, Curve, PerClass, RetrainingSummary, ToolConfidence};
 use crate::nav::Page;
 use crate::Ui;
 
@@ -104,7 +104,9 @@ fn Summary(report: Arc<Report>) -> impl IntoView {
                 </thead>
                 <tbody>{splits}</tbody>
             </table>
-            {test.filter(|t| !t.per_class.is_empty()).map(|t| view! { <PerClass test=t classes=classes.clone() /> })}
+            {test
+                .filter(|t| !t.per_class.is_empty())
+                .map(|t| view! { <PerClass report=report.clone() test=t classes=classes.clone() /> })}
             <details class="run">
                 <summary>"Run"</summary>
                 <dl>
@@ -129,47 +131,6 @@ fn Summary(report: Arc<Report>) -> impl IntoView {
                 </dl>
             </details>
         </section>
-    }
-}
-
-#[component]
-fn PerClass(test: SplitEvaluation, classes: Vec<String>) -> impl IntoView {
-    let rows = test
-        .per_class
-        .iter()
-        .enumerate()
-        .map(|(i, c)| {
-            let confusion = test.confusion.as_ref().and_then(|m| m.get(i)).cloned().unwrap_or_default();
-            view! {
-                <tr>
-                    <th>{c.class.clone()}</th>
-                    <td class="num">{c.images}</td>
-                    <td class="num">{percent(c.accuracy)}</td>
-                    {confusion
-                        .into_iter()
-                        .enumerate()
-                        .map(|(j, n)| view! { <td class="num" class:diag=i == j>{n}</td> })
-                        .collect_view()}
-                </tr>
-            }
-        })
-        .collect_view();
-    let heads = if test.confusion.is_some() { classes } else { Vec::new() };
-    view! {
-        <details class="per-class">
-            <summary>"Test accuracy per class and confusion matrix (rows: expected, columns: predicted)"</summary>
-            <table>
-                <thead>
-                    <tr>
-                        <th>"class"</th>
-                        <th>"images"</th>
-                        <th>"accuracy"</th>
-                        {heads.into_iter().map(|c| view! { <th>{c}</th> }).collect_view()}
-                    </tr>
-                </thead>
-                <tbody>{rows}</tbody>
-            </table>
-        </details>
     }
 }
 
