@@ -10,14 +10,12 @@ use super::percent;
 use crate::nav::Page;
 use crate::Ui;
 
-/// The report's test images with this expected and predicted class, each with the cluster (index,
-/// id) and member position that hold it at `layer`.
-pub fn confusion_images(
-    report: &Report,
-    layer: usize,
-    expected: &str,
-    predicted: &str,
-) -> Vec<(usize, Option<(usize, usize, usize)>)> {
+/// Where a layer holds an image: its cluster's index and id, and the member position.
+pub type Held = (usize, usize, usize);
+
+/// The report's test images (indices) with this expected and predicted class, each with where
+/// `layer` holds it.
+pub fn confusion_images(report: &Report, layer: usize, expected: &str, predicted: &str) -> Vec<(usize, Option<Held>)> {
     let clusters = report.analysis.as_ref().and_then(|a| a.layers.get(layer)).map(|l| l.clusters.as_slice());
     report
         .images
