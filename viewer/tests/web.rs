@@ -162,6 +162,12 @@ async fn overview_lists_the_best_layers_clusters_and_renders_markup_as_text() {
     assert_eq!(second, "unexplained", "cluster 2's card");
     assert_eq!(count(&host, "[data-testid=layer-row]"), 1);
     assert_eq!(count(&host, "[data-testid=wicd-curve] circle"), 1, "the chosen k is marked");
+    // Axes with ticks and titles: k from 2 to 5 on a log scale, five WICD ticks.
+    let k_ticks = host.query_selector_all("[data-testid=wicd-curve] .k-tick").unwrap();
+    let ks: Vec<String> = (0..k_ticks.length()).map(|i| k_ticks.item(i).unwrap().text_content().unwrap()).collect();
+    assert_eq!(ks, ["2", "5"]);
+    assert_eq!(count(&host, "[data-testid=wicd-curve] .wicd-tick"), 5);
+    assert!(text(&host, "[data-testid=wicd-curve] svg").contains("number of clusters k (log scale)"));
     let all = host.text_content().unwrap();
     assert!(all.contains(SCRIPT), "the explanation is text");
     assert!(all.contains(&format!("{IMG}.onnx")), "the model name is text");
@@ -632,4 +638,13 @@ async fn a_confusion_cell_opens_its_images_and_their_clusters() {
     assert_eq!(text(&host, "[data-testid=stage-name]"), "test/4.png");
     host.remove();
     set_hash("");
+}
+
+#[wasm_bindgen_test]
+fn k_ticks_step_1_2_5_on_the_log_axis() {
+    let mut layer = report().analysis.unwrap().layers.remove(0);
+    layer.curve = (2..=220).map(|k| CurvePoint { k, wicd: 1.0 / k as f64, gradient: 0.0 }).collect();
+    let s = hudd_viewer::components::CurveScales::of(&layer).unwrap();
+    assert_eq!(s.k_ticks(), vec![2, 5, 10, 20, 50, 100, 220]);
+    assert!(s.x(10.0) - s.x(2.0) > s.x(220.0) - s.x(100.0), "log scale: the first k get the room");
 }

@@ -13,7 +13,7 @@ mod retraining;
 
 pub use cluster::ClusterPage;
 pub use confidence::ToolConfidence;
-pub use curve::Curve;
+pub use curve::{Curve, Scales as CurveScales};
 pub use help::Help;
 pub use histogram::HistogramChart;
 pub use notes_bar::NotesBar;

@@ -170,8 +170,9 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
             <h2>"Root-cause clusters"</h2>
             <p>
                 {a.images} " Wrong test images clustered at every layer (" {a.linkage.name()} " linkage, "
-                {a.preset.name()} " heatmaps); the best layer has the lowest score (" {a.layer_rule.name()}
-                "). Click a layer to see its clusters."
+                {a.preset.name()} " heatmaps); the best layer has "
+                {if a.layer_rule.name() == "silhouette" { "the highest silhouette" } else { "the lowest WICD at its k" }}
+                " (layer rule " {a.layer_rule.name()} "). Click a layer to see its clusters."
             </p>
             <table data-testid="layers">
                 <thead>
@@ -180,7 +181,7 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                         <th>"heatmap"</th>
                         <th>"k"</th>
                         <th>"k from"</th>
-                        <th>"score"</th>
+                        <th title="WICD at the chosen k on the raw distances (lower is better)">"WICD at k"</th>
                         <th>"silhouette"</th>
                     </tr>
                 </thead>
