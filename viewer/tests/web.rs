@@ -619,6 +619,10 @@ async fn a_confusion_cell_opens_its_images_and_their_clusters() {
     let host = mount_report(r);
     tick().await;
     assert_eq!(count(&host, "[data-testid=confusion-cell]"), 1, "only non-zero off-diagonal cells open");
+    assert_eq!(count(&host, "[data-testid=accuracy-chart] [data-testid=accuracy-bar]"), 2, "a bar per class");
+    let bar = host.query_selector("[data-testid=accuracy-bar]").unwrap().unwrap();
+    assert_eq!(bar.get_attribute("width").unwrap(), "60", "20 % of the 300-pixel axis");
+    assert!(text(&host, "[data-testid=accuracy-chart]").contains("100%"), "ticks");
     let cell: web_sys::HtmlElement =
         host.query_selector("[data-testid=confusion-cell]").unwrap().unwrap().dyn_into().unwrap();
     cell.click();

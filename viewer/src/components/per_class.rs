@@ -83,6 +83,7 @@ pub fn PerClass(report: Arc<Report>, test: SplitEvaluation, classes: Vec<String>
         })
         .collect_view();
     let heads = if test.confusion.is_some() { classes.clone() } else { Vec::new() };
+    let chart = accuracy_chart(&test);
     let drill = move || {
         let (i, j) = picked.get()?;
         let (expected, predicted) = (classes.get(i)?.clone(), classes.get(j)?.clone());
@@ -140,6 +141,7 @@ pub fn PerClass(report: Arc<Report>, test: SplitEvaluation, classes: Vec<String>
     view! {
         <details class="per-class">
             <summary>"Test accuracy per class and confusion matrix (rows: expected, columns: predicted)"</summary>
+            {chart}
             <table class="confusion">
                 <thead>
                     <tr>
@@ -154,5 +156,49 @@ pub fn PerClass(report: Arc<Report>, test: SplitEvaluation, classes: Vec<String>
             <p class="muted">"Click an off-diagonal count to see those images and the clusters that hold them."</p>
             {drill}
         </details>
+    }
+}
+
+/// Test accuracy per class as horizontal bars on a 0–100 % axis with ticks, the overall accuracy
+/// marked.
+fn accuracy_chart(test: &SplitEvaluation) -> impl IntoView {
+    const LABEL: f64 = 110.0;
+    const BAR: f64 = 300.0;
+    const ROW: f64 = 18.0;
+    let n = test.per_class.len() as f64;
+    let (w, h) = (LABEL + BAR + 60.0, ROW * n + 46.0);
+    let bars = test
+        .per_class
+        .iter()
+        .enumerate()
+        .map(|(i, c)| {
+            let y = 22.0 + ROW * i as f64;
+            view! {
+                <text class="class" x=LABEL - 6.0 y=y + 12.0 text-anchor="end">{c.class.clone()}</text>
+                <rect class="bar" data-testid="accuracy-bar" x=LABEL y=y + 2.0 width=BAR * c.accuracy height=ROW - 4.0 />
+                <text class="value" x=LABEL + BAR * c.accuracy + 4.0 y=y + 12.0>{percent(c.accuracy)}</text>
+            }
+        })
+        .collect_view();
+    let base = 22.0 + ROW * n;
+    let ticks = (0..=4)
+        .map(|t| {
+            let x = LABEL + BAR * t as f64 / 4.0;
+            view! {
+                <line class="grid" x1=x y1=20.0 x2=x y2=base />
+                <text class="tick" x=x y=base + 12.0 text-anchor="middle">{format!("{}%", 25 * t)}</text>
+            }
+        })
+        .collect_view();
+    let overall = LABEL + BAR * test.accuracy;
+    view! {
+        <svg class="accuracy-chart" data-testid="accuracy-chart" viewBox=format!("0 0 {w} {h}") width=w height=h role="img">
+            <title>"test accuracy per class"</title>
+            <text class="title" x=LABEL y="12">"test accuracy per class (line: overall)"</text>
+            {ticks}
+            {bars}
+            <line class="overall" x1=overall y1=20.0 x2=overall y2=base />
+            <text class="tick" x=LABEL + BAR / 2.0 y=base + 24.0 text-anchor="middle">"accuracy"</text>
+        </svg>
     }
 }
