@@ -197,19 +197,57 @@ fn short(v: f64) -> String {
     }
 }
 
+/// A column over all clustered images: what every cluster is compared against, computed once.
 enum Column {
-    Numeric(Vec<Option<f64>>),
-    Categorical(Vec<String>),
+    /// Numbers (empty cells are missing).
+    Numeric(NumericColumn),
+    /// Anything else.
+    Categorical(CategoricalColumn),
 }
 
-fn column(meta: &Metadata, c: usize) -> Column {
+struct NumericColumn {
+    values: Vec<Option<f64>>,
+    variance: f64,
+    mean: f64,
+    lo: f64,
+    hi: f64,
+    /// All clustered images' counts per histogram bin.
+    counts: Vec<usize>,
+}
+
+struct CategoricalColumn {
+    values: Vec<String>,
+    gini: f64,
+    counts: BTreeMap<String, usize>,
+    /// The values, the most frequent first.
+    labels: Vec<String>,
+}
+
+/// Column `c`, or `None` when it is constant over all clustered images (it explains nothing).
+fn column(meta: &Metadata, c: usize) -> Option<Column> {
     let values: Vec<&str> = meta.rows.iter().map(|r| r.get(c).map_or("", |s| s.trim())).collect();
     let numeric = values.iter().all(|v| v.is_empty() || v.parse::<f64>().is_ok_and(f64::is_finite))
         && values.iter().any(|v| !v.is_empty());
     if numeric {
-        Column::Numeric(values.iter().map(|v| v.parse().ok()).collect())
+        let values: Vec<Option<f64>> = values.iter().map(|v| v.parse().ok()).collect();
+        let (variance, mean) = variance(values.iter().flatten().copied())?;
+        if variance <= 0.0 {
+            return None;
+        }
+        let lo = values.iter().flatten().copied().fold(f64::INFINITY, f64::min);
+        let hi = values.iter().flatten().copied().fold(f64::NEG_INFINITY, f64::max);
+        let counts = bin_counts(values.iter().flatten().copied(), lo, hi);
+        Some(Column::Numeric(NumericColumn { values, variance, mean, lo, hi, counts }))
     } else {
-        Column::Categorical(values.iter().map(|v| v.to_string()).collect())
+        let values: Vec<String> = values.iter().map(|v| v.to_string()).collect();
+        let (gini, counts) = gini(values.iter());
+        if gini <= 0.0 {
+            return None;
+        }
+        let mut labels: Vec<(&String, &usize)> = counts.iter().collect();
+        labels.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
+        let labels = labels.into_iter().map(|(k, _)| k.clone()).collect();
+        Some(Column::Categorical(CategoricalColumn { values, gini, counts, labels }))
     }
 }
 
@@ -232,96 +270,82 @@ fn gini<'a>(values: impl Iterator<Item = &'a String>) -> (f64, BTreeMap<String, 
     (g, counts)
 }
 
-fn histogram(all: &[f64], cluster: &[f64], lo: f64, hi: f64) -> Histogram {
+/// Counts of `values` in [`HISTOGRAM_BINS`] equal-width bins over `[lo, hi]`.
+fn bin_counts(values: impl Iterator<Item = f64>, lo: f64, hi: f64) -> Vec<usize> {
     let width = (hi - lo) / HISTOGRAM_BINS as f64;
-    let bin = |v: f64| (((v - lo) / width) as usize).min(HISTOGRAM_BINS - 1);
-    let count = |values: &[f64]| {
-        let mut c = vec![0; HISTOGRAM_BINS];
-        for &v in values {
-            c[bin(v)] += 1;
-        }
-        c
-    };
-    Histogram {
-        edges: (0..=HISTOGRAM_BINS).map(|i| lo + width * i as f64).collect(),
-        labels: Vec::new(),
-        cluster: count(cluster),
-        all: count(all),
+    let mut c = vec![0; HISTOGRAM_BINS];
+    for v in values {
+        c[(((v - lo) / width) as usize).min(HISTOGRAM_BINS - 1)] += 1;
     }
+    c
 }
 
 fn numeric(
     name: &str,
     info: Option<&ColumnInfo>,
-    v: &[Option<f64>],
+    col: &NumericColumn,
     members: &[usize],
     in_cluster: &[bool],
 ) -> Option<Explanation> {
-    let all: Vec<f64> = v.iter().flatten().copied().collect();
+    let v = &col.values;
     let cluster: Vec<f64> = members.iter().filter_map(|&i| v.get(i).copied().flatten()).collect();
     let others: Vec<f64> = v.iter().zip(in_cluster).filter(|(_, &inside)| !inside).filter_map(|(x, _)| *x).collect();
-    let (va, ma) = variance(all.iter().copied())?;
     let (vw, mw) = variance(cluster.iter().copied())?;
-    if va <= 0.0 {
-        return None;
-    }
-    let lo = all.iter().copied().fold(f64::INFINITY, f64::min);
-    let hi = all.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     let d = stats::ks_statistic(&cluster, &others);
+    let width = (col.hi - col.lo) / HISTOGRAM_BINS as f64;
     Some(Explanation {
         column: name.to_string(),
         kind: ColumnKind::Numeric,
-        ratio: vw / va,
-        reduction: 1.0 - vw / va,
+        ratio: vw / col.variance,
+        reduction: 1.0 - vw / col.variance,
         mean: Some(mw),
-        overall_mean: Some(ma),
+        overall_mean: Some(col.mean),
         distribution: None,
         separation: d,
         p_value: stats::ks_p_value(d, cluster.len(), others.len()),
         explains: false,
-        range: Some(info.and_then(|i| i.range).unwrap_or([lo, hi])),
+        range: Some(info.and_then(|i| i.range).unwrap_or([col.lo, col.hi])),
         description: info.map(|i| i.description.clone()).filter(|d| !d.is_empty()),
         unit: info.map(|i| i.unit.clone()).filter(|u| !u.is_empty()),
-        histogram: Some(histogram(&all, &cluster, lo, hi)),
+        histogram: Some(Histogram {
+            edges: (0..=HISTOGRAM_BINS).map(|i| col.lo + width * i as f64).collect(),
+            labels: Vec::new(),
+            cluster: bin_counts(cluster.iter().copied(), col.lo, col.hi),
+            all: col.counts.clone(),
+        }),
     })
 }
 
 fn categorical(
     name: &str,
     info: Option<&ColumnInfo>,
-    v: &[String],
+    col: &CategoricalColumn,
     members: &[usize],
     in_cluster: &[bool],
 ) -> Option<Explanation> {
-    let (ga, all) = gini(v.iter());
+    let v = &col.values;
     let (gw, dist) = gini(members.iter().filter_map(|&i| v.get(i)));
-    if ga <= 0.0 {
-        return None;
-    }
     let (_, others) = gini(v.iter().zip(in_cluster).filter(|(_, &inside)| !inside).map(|(x, _)| x));
     let (nc, no) = (dist.values().sum::<usize>() as f64, others.values().sum::<usize>() as f64);
     let share =
         |m: &BTreeMap<String, usize>, k: &str, n: f64| if n > 0.0 { *m.get(k).unwrap_or(&0) as f64 / n } else { 0.0 };
     let tv = if no > 0.0 {
-        0.5 * all.keys().map(|k| (share(&dist, k, nc) - share(&others, k, no)).abs()).sum::<f64>()
+        0.5 * col.counts.keys().map(|k| (share(&dist, k, nc) - share(&others, k, no)).abs()).sum::<f64>()
     } else {
         0.0
     };
     let p = stats::chi_square(&dist, &others).map_or(1.0, |(_, _, p)| p);
-    let mut labels: Vec<(&String, &usize)> = all.iter().collect();
-    labels.sort_by(|a, b| b.1.cmp(a.1).then_with(|| a.0.cmp(b.0)));
-    let labels: Vec<String> = labels.into_iter().map(|(k, _)| k.clone()).collect();
     let histogram = Histogram {
         edges: Vec::new(),
-        cluster: labels.iter().map(|l| *dist.get(l).unwrap_or(&0)).collect(),
-        all: labels.iter().map(|l| all[l]).collect(),
-        labels,
+        cluster: col.labels.iter().map(|l| *dist.get(l).unwrap_or(&0)).collect(),
+        all: col.labels.iter().map(|l| col.counts[l]).collect(),
+        labels: col.labels.clone(),
     };
     Some(Explanation {
         column: name.to_string(),
         kind: ColumnKind::Categorical,
-        ratio: gw / ga,
-        reduction: 1.0 - gw / ga,
+        ratio: gw / col.gini,
+        reduction: 1.0 - gw / col.gini,
         mean: None,
         overall_mean: None,
         distribution: Some(dist),
@@ -338,7 +362,7 @@ fn categorical(
 /// Ranked explanations of each cluster (`clusters[c]` lists image indices into `meta.rows`): the
 /// columns that explain it first, then by separation, largest first.
 pub fn explain(meta: &Metadata, clusters: &[Vec<usize>]) -> Vec<Vec<Explanation>> {
-    let columns: Vec<Column> = (0..meta.columns.len()).map(|c| column(meta, c)).collect();
+    let columns: Vec<Option<Column>> = (0..meta.columns.len()).map(|c| column(meta, c)).collect();
     clusters
         .iter()
         .map(|members| {
@@ -358,8 +382,9 @@ pub fn explain(meta: &Metadata, clusters: &[Vec<usize>]) -> Vec<Vec<Explanation>
                 .filter_map(|(name, col)| {
                     let info = meta.info.iter().find(|i| &i.column == name);
                     match col {
-                        Column::Numeric(v) => numeric(name, info, v, members, &in_cluster),
-                        Column::Categorical(v) => categorical(name, info, v, members, &in_cluster),
+                        Some(Column::Numeric(c)) => numeric(name, info, c, members, &in_cluster),
+                        Some(Column::Categorical(c)) => categorical(name, info, c, members, &in_cluster),
+                        None => None,
                     }
                 })
                 .collect();
