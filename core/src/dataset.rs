@@ -776,5 +776,11 @@ mod tests {
             let err = Dataset::open(d.path(), &TaskConfig::default()).unwrap_err().to_string();
             assert!(err.contains(why) && err.contains(COLUMNS_FILE), "{text:?}: {err}");
         }
+        // The descriptions are part of the data's fingerprint (a resumed run redoes its stages).
+        let print = || Dataset::open(d.path(), &TaskConfig::default()).unwrap().fingerprint(&crate::progress::Silent);
+        std::fs::write(&file, "column,description\neyelid,openness\n").unwrap();
+        let before = print();
+        std::fs::write(&file, "column,description\neyelid,eyelid openness\n").unwrap();
+        assert_ne!(print(), before);
     }
 }

@@ -119,6 +119,11 @@ fn manifest_metadata_explains_clusters_with_the_papers_variance_ratio() {
     let out = tempfile::tempdir().unwrap();
     let o = run_analyze(data.path(), out.path());
     assert!(o.status.success(), "{}", stderr(&o));
+    // The summary names the criterion, WICD, and every stage's time.
+    let printed = crate::common::stdout(&o);
+    for line in ["clusters (of 2+ images) explained by a metadata column", "WICD", "stages: evaluate ", "total "] {
+        assert!(printed.contains(line), "{line}: {printed}");
+    }
     let report: ClustersReport =
         serde_json::from_str(&std::fs::read_to_string(out.path().join("clusters.json")).unwrap()).unwrap();
     let layer = report.layers.iter().find(|l| Some(&l.name) == report.best_layer.as_ref()).unwrap();

@@ -354,19 +354,7 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                 </label>
                 <label>
                     " opacity "
-                    <input
-                        type="range"
-                        data-testid="opacity"
-                        min="0"
-                        max="1"
-                        step="0.05"
-                        prop:value=move || ui.opacity.get().to_string()
-                        on:input=move |e| {
-                            if let Ok(v) = event_target_value(&e).parse::<f64>() {
-                                ui.opacity.set(v.clamp(0.0, 1.0))
-                            }
-                        }
-                    />
+                    {slider("opacity", (0.0, 1.0, 0.05), move || ui.opacity.get(), move |v| ui.opacity.set(v))}
                 </label>
                 <button on:click=move |_| ui.image.update(|i| *i = nav::step(*i, -1, n))>"◀ step"</button>
                 <button data-testid="play" on:click=move |_| ui.playing.update(|p| *p = !*p)>
@@ -379,19 +367,12 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                 </button>
                 <label>
                     " grid "
-                    <input
-                        type="range"
-                        data-testid="grid-size"
-                        min="40"
-                        max="200"
-                        step="4"
-                        prop:value=move || ui.grid_px.get().to_string()
-                        on:input=move |e| {
-                            if let Ok(v) = event_target_value(&e).parse::<u32>() {
-                                ui.grid_px.set(v.clamp(40, 200))
-                            }
-                        }
-                    />
+                    {slider(
+                        "grid-size",
+                        (40.0, 200.0, 4.0),
+                        move || f64::from(ui.grid_px.get()),
+                        move |v| ui.grid_px.set(v.round() as u32),
+                    )}
                 </label>
             </div>
             {has_heatmaps.then(|| view! {
@@ -452,4 +433,28 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
         </main>
     }
     .into_any()
+}
+
+/// A range input (`min`, `max`, `step`) showing `get()` and passing each new value, clamped, to `set`.
+fn slider(
+    testid: &'static str,
+    (min, max, step): (f64, f64, f64),
+    get: impl Fn() -> f64 + Send + Sync + 'static,
+    set: impl Fn(f64) + 'static,
+) -> impl IntoView {
+    view! {
+        <input
+            type="range"
+            data-testid=testid
+            min=min
+            max=max
+            step=step
+            prop:value=move || get().to_string()
+            on:input=move |e| {
+                if let Ok(v) = event_target_value(&e).parse::<f64>() {
+                    set(v.clamp(min, max))
+                }
+            }
+        />
+    }
 }
