@@ -101,6 +101,61 @@ fn hudd_clustering_equals_scipy_and_kneed() {
     assert_eq!(report.input_layer.as_deref(), Some("image"));
 }
 
+/// The tree's heights against scipy's linkage and the map against classical MDS by numpy's eigh
+/// (models/scripts/make_tree_map_reference.py), every layer; and `hudd cluster` stores them for
+/// the best layer.
+#[test]
+fn tree_and_map_equal_scipy_and_numpy() {
+    let p = fixtures().join("cluster/reference/tree_map.json");
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let pairwise = |points: &[[f64; 2]]| -> Vec<f64> {
+        let mut out = Vec::new();
+        for (i, a) in points.iter().enumerate() {
+            for b in &points[i + 1..] {
+                out.push(((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2)).sqrt());
+            }
+        }
+        out
+    };
+    let (_, report) = run_cluster(&[]);
+    for want in reference["layers"].as_array().unwrap() {
+        let name = want["name"].as_str().unwrap();
+        let (shape, x) = read_npy(&heatmaps().join(want["file"].as_str().unwrap()));
+        let n = shape[0];
+        let x = ndarray::Array2::from_shape_vec((n, x.len() / n), x).unwrap();
+        let c = hudd_core::cluster::cluster_layer(x.view(), &hudd_core::cluster::Options::default());
+        let heights: Vec<f64> = serde_json::from_value(want["heights"].clone()).unwrap();
+        assert_eq!(c.heights.len(), heights.len());
+        for (a, b) in c.heights.iter().zip(&heights) {
+            assert!(close(*a, *b, 1e-6), "{name}: height {a} vs scipy {b}");
+        }
+        let map = hudd_core::cluster::map::classical_mds(&c.distances);
+        let mds = &want["mds"];
+        assert!(
+            close(map.explained, mds["explained"].as_f64().unwrap(), 1e-6),
+            "{name}: {} vs {}",
+            map.explained,
+            mds["explained"]
+        );
+        let points: Vec<[f64; 2]> = serde_json::from_value(mds["points"].clone()).unwrap();
+        let (got, expected) = (pairwise(&map.points), pairwise(&points));
+        let scale = expected.iter().fold(0.0f64, |m, &v| m.max(v));
+        for (a, b) in got.iter().zip(&expected) {
+            assert!((a - b).abs() <= 1e-5 * scale, "{name}: map distance {a} vs numpy {b}");
+        }
+        // The best layer's tree and map in clusters.json are these.
+        let layer = report.layers.iter().find(|l| l.name == name).unwrap();
+        if report.best_layer.as_deref() == Some(name) {
+            let tree = layer.tree.as_ref().expect("the best layer's tree");
+            assert_eq!(tree.merges, c.merges);
+            assert_eq!(tree.heights, c.heights);
+            assert_eq!(layer.map.as_ref().expect("the best layer's map").points, map.points);
+        } else {
+            assert!(layer.tree.is_none() && layer.map.is_none(), "{name}");
+        }
+    }
+}
+
 #[test]
 fn kneedle_equals_kneed() {
     let cases = reference()["kneed"].as_array().unwrap().clone();

@@ -514,6 +514,92 @@ pub struct Layer {
     pub curve_file: Option<String>,
     /// Clusters, the largest first.
     pub clusters: Vec<Cluster>,
+    /// The tree the clusters were cut from (the best layer; absent in older bundles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dendrogram: Option<Dendrogram>,
+    /// A 2-D map of the clustered images (the best layer; absent in older bundles).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<Map>,
+}
+
+/// A layer's hierarchical clustering tree, numbered as SciPy numbers a linkage matrix: leaves
+/// `0..n`, the cluster made by merge `s` is `n + s`. Cutting it into the layer's `k` clusters
+/// ([`Dendrogram::cut`]) gives the layer's clusters, numbered the same way.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Dendrogram {
+    /// Leaf `i` is image `leaves[i]` (an index into [`Report::images`]).
+    pub leaves: Vec<usize>,
+    /// The two clusters each merge joins, in merge order (`n − 1` merges).
+    pub merges: Vec<[usize; 2]>,
+    /// Each merge's height (the linkage's dissimilarity; non-decreasing for Ward and average).
+    pub heights: Vec<f64>,
+}
+
+impl Dendrogram {
+    /// Number of leaves.
+    pub fn len(&self) -> usize {
+        self.leaves.len()
+    }
+
+    /// Whether the tree has no leaves.
+    pub fn is_empty(&self) -> bool {
+        self.leaves.is_empty()
+    }
+
+    /// Cluster index per leaf after cutting the tree into `k` clusters (see [`cut`]).
+    pub fn cut(&self, k: usize) -> Vec<usize> {
+        cut(&self.merges, self.leaves.len(), k)
+    }
+}
+
+/// Cluster labels of `n` leaves after replaying the first `n − k` of `merges` (SciPy's numbering:
+/// merge `s` makes cluster `n + s`), numbered `0..k` by [`canonical`]: the largest cluster first,
+/// ties by their first leaf. Merges that name a cluster not yet made are ignored.
+pub fn cut(merges: &[[usize; 2]], n: usize, k: usize) -> Vec<usize> {
+    let mut parent: Vec<usize> = (0..n + merges.len()).collect();
+    fn find(parent: &mut [usize], mut i: usize) -> usize {
+        while parent[i] != i {
+            parent[i] = parent[parent[i]];
+            i = parent[i];
+        }
+        i
+    }
+    for (step, &[a, b]) in merges.iter().enumerate().take(n.saturating_sub(k)) {
+        let new = n + step;
+        if a >= new || b >= new {
+            continue;
+        }
+        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
+        parent[ra] = new;
+        parent[rb] = new;
+    }
+    let roots: Vec<usize> = (0..n).map(|i| find(&mut parent, i)).collect();
+    canonical(&roots)
+}
+
+/// Renumbers arbitrary labels `0..k`: the largest cluster first, ties by the first member.
+pub fn canonical(labels: &[usize]) -> Vec<usize> {
+    let mut groups: BTreeMap<usize, (usize, usize)> = BTreeMap::new();
+    for (i, &l) in labels.iter().enumerate() {
+        groups.entry(l).or_insert((0, i)).0 += 1;
+    }
+    let mut order: Vec<(usize, (usize, usize))> = groups.into_iter().collect();
+    order.sort_by_key(|&(_, (size, first))| (std::cmp::Reverse(size), first));
+    let map: BTreeMap<usize, usize> = order.iter().enumerate().map(|(new, &(old, _))| (old, new)).collect();
+    labels.iter().map(|l| map[l]).collect()
+}
+
+/// A 2-D map of a layer's clustered images: nearby points have similar heatmaps.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Map {
+    /// How the points were computed, e.g. `classical MDS of the layer's heatmap distances`.
+    pub method: String,
+    /// Share of the distances' variance the two axes show, 0–1.
+    pub explained: f64,
+    /// Point `i` is image `images[i]` (an index into [`Report::images`]).
+    pub images: Vec<usize>,
+    /// `[x, y]` per image.
+    pub points: Vec<[f64; 2]>,
 }
 
 /// One point of a WICD curve.
@@ -870,6 +956,22 @@ mod tests {
         assert!(!s.contains('<') && !s.contains('>') && !s.contains('&'));
         let v: serde_json::Value = serde_json::from_str(&s).expect("still JSON");
         assert_eq!(v["a"], "</script><img src=x onerror=alert(1)>&");
+    }
+
+    #[test]
+    fn cutting_a_tree_by_hand() {
+        // 4 leaves: (0,1) → 4, (2,3) → 5, (4,5) → 6.
+        let merges = [[0, 1], [2, 3], [4, 5]];
+        assert_eq!(cut(&merges, 4, 4), vec![0, 1, 2, 3]);
+        assert_eq!(cut(&merges, 4, 3), vec![0, 0, 1, 2]);
+        assert_eq!(cut(&merges, 4, 2), vec![0, 0, 1, 1]);
+        assert_eq!(cut(&merges, 4, 1), vec![0; 4]);
+        assert_eq!(cut(&merges, 4, 9), vec![0, 1, 2, 3], "more clusters than leaves: every leaf alone");
+        // The largest cluster is numbered first: (2,3) then (4,1) → {1,2,3} is cluster 0.
+        assert_eq!(cut(&[[2, 3], [4, 1], [5, 0]], 4, 2), vec![1, 0, 0, 0]);
+        // A merge naming a cluster that does not exist yet is ignored, not a panic.
+        assert_eq!(cut(&[[0, 9], [1, 2]], 3, 1), vec![1, 0, 0]);
+        assert_eq!(canonical(&[7, 3, 3, 9]), vec![1, 0, 0, 2]);
     }
 
     #[test]

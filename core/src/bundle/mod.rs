@@ -310,6 +310,16 @@ fn assemble_analysis(
     progress.finish();
 
     let best = clusters.best_layer.as_ref().and_then(|b| clusters.layers.iter().position(|l| &l.name == b));
+    let image_indices = |names: &[String]| -> Result<Vec<usize>> {
+        names
+            .iter()
+            .map(|name| {
+                index.get(name.as_str()).copied().ok_or_else(|| {
+                    bad(&run.clusters_json(), format!("image `{name}` of the tree or map is not in run.json"))
+                })
+            })
+            .collect()
+    };
     let mut layers = Vec::new();
     for (li, l) in clusters.layers.iter().enumerate() {
         let mut csv = String::from("k,wicd,gradient\n");
@@ -398,6 +408,23 @@ fn assemble_analysis(
             },
             curve_file: Some(curve_file),
             clusters: out_clusters,
+            dendrogram: match &l.tree {
+                Some(t) => Some(schema::Dendrogram {
+                    leaves: image_indices(&t.images)?,
+                    merges: t.merges.clone(),
+                    heights: t.heights.clone(),
+                }),
+                None => None,
+            },
+            map: match &l.map {
+                Some(m) => Some(schema::Map {
+                    method: m.method.clone(),
+                    explained: m.explained,
+                    images: image_indices(&m.images)?,
+                    points: m.points.clone(),
+                }),
+                None => None,
+            },
         });
     }
     let p = &clusters.parameters;

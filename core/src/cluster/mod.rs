@@ -14,6 +14,7 @@
 //! normalised before the distances, and the silhouette of the partition as the layer score.
 
 pub mod knee;
+pub mod map;
 pub mod metadata;
 pub mod report;
 pub mod stats;
@@ -134,6 +135,10 @@ pub struct LayerClusters {
     /// Cluster index per image, `0..k`, clusters numbered by size (largest first), ties by their
     /// first member.
     pub labels: Vec<usize>,
+    /// The tree: merge `s` joins the two clusters named (leaves `0..N`, merge `s` makes `N + s`).
+    pub merges: Vec<[usize; 2]>,
+    /// Each merge's height (the linkage's dissimilarity).
+    pub heights: Vec<f64>,
     /// The distances the partition was made from (after normalisation), `N × N`.
     pub distances: Array2<f64>,
 }
@@ -185,7 +190,8 @@ pub fn cluster_distances(d: Array2<f64>, options: &Options) -> LayerClusters {
     };
     let method = if options.linkage == Linkage::Average { Method::Average } else { Method::Ward };
     let dendrogram = linkage(&mut condensed, n, method);
-    let merges: Vec<(usize, usize)> = dendrogram.steps().iter().map(|s| (s.cluster1, s.cluster2)).collect();
+    let merges: Vec<[usize; 2]> = dendrogram.steps().iter().map(|s| [s.cluster1, s.cluster2]).collect();
+    let heights: Vec<f64> = dendrogram.steps().iter().map(|s| s.dissimilarity).collect();
     let ks: Vec<usize> = (2..=max_k(n)).collect();
     let wicd = wicd_curve(&dn, &merges, &ks);
     let gradient = knee::gradient_o4(&wicd, 4.0);
@@ -203,6 +209,8 @@ pub fn cluster_distances(d: Array2<f64>, options: &Options) -> LayerClusters {
         k,
         choice,
         labels,
+        merges,
+        heights,
         distances: d,
     }
 }
@@ -243,39 +251,13 @@ fn choose_k(ks: &[usize], gradient: &[f64]) -> (usize, KChoice) {
 }
 
 /// Cluster labels after replaying the first `n − k` merges (SciPy's cluster numbering of the
-/// dendrogram: leaves `0..n`, the cluster made at step `i` is `n + i`), renumbered by size.
-pub fn cut(merges: &[(usize, usize)], n: usize, k: usize) -> Vec<usize> {
-    let mut parent: Vec<usize> = (0..n + merges.len()).collect();
-    fn find(parent: &mut [usize], mut i: usize) -> usize {
-        while parent[i] != i {
-            parent[i] = parent[parent[i]];
-            i = parent[i];
-        }
-        i
-    }
-    for (step, &(a, b)) in merges.iter().enumerate().take(n.saturating_sub(k)) {
-        let new = n + step;
-        let (ra, rb) = (find(&mut parent, a), find(&mut parent, b));
-        parent[ra] = new;
-        parent[rb] = new;
-    }
-    let roots: Vec<usize> = (0..n).map(|i| find(&mut parent, i)).collect();
-    canonical(&roots)
+/// dendrogram: leaves `0..n`, the cluster made at step `i` is `n + i`), renumbered by size
+/// ([`canonical`]). The viewer re-cuts the report's tree with the same function.
+pub fn cut(merges: &[[usize; 2]], n: usize, k: usize) -> Vec<usize> {
+    hudd_report::cut(merges, n, k)
 }
 
-/// Renumbers arbitrary labels `0..k`: the largest cluster first, ties by the first member.
-pub fn canonical(labels: &[usize]) -> Vec<usize> {
-    let mut groups: std::collections::BTreeMap<usize, (usize, usize)> = std::collections::BTreeMap::new();
-    for (i, &l) in labels.iter().enumerate() {
-        let e = groups.entry(l).or_insert((0, i));
-        e.0 += 1;
-    }
-    let mut order: Vec<(usize, (usize, usize))> = groups.into_iter().collect();
-    order.sort_by_key(|&(_, (size, first))| (std::cmp::Reverse(size), first));
-    let map: std::collections::HashMap<usize, usize> =
-        order.iter().enumerate().map(|(new, &(old, _))| (old, new)).collect();
-    labels.iter().map(|l| map[l]).collect()
-}
+pub use hudd_report::canonical;
 
 /// `WICD(M, labels) = (1/K)·Σ_{|c| ≥ 2} (|c|/N)·mean_{i<j ∈ c} M[i][j]` (the upper triangle of
 /// `M`; singletons count in `K` and add 0).
@@ -301,7 +283,7 @@ pub fn wicd_of(m: &Array2<f64>, labels: &[usize]) -> f64 {
 
 /// WICD for every `k` in `ks`, replaying the merges from the leaves: each pair of images is visited
 /// once, when its two clusters merge, so the whole curve costs `O(N²)`.
-fn wicd_curve(m: &Array2<f64>, merges: &[(usize, usize)], ks: &[usize]) -> Vec<f64> {
+fn wicd_curve(m: &Array2<f64>, merges: &[[usize; 2]], ks: &[usize]) -> Vec<f64> {
     let n = m.nrows();
     let mut members: Vec<Vec<usize>> = (0..n).map(|i| vec![i]).collect();
     let mut within: Vec<f64> = vec![0.0; n + merges.len()];
@@ -318,7 +300,7 @@ fn wicd_curve(m: &Array2<f64>, merges: &[(usize, usize)], ks: &[usize]) -> Vec<f
     if ks.contains(&clusters) {
         at_k.insert(clusters, 0.0);
     }
-    for (step, &(a, b)) in merges.iter().enumerate() {
+    for (step, &[a, b]) in merges.iter().enumerate() {
         let (ma, mb) = (std::mem::take(&mut members[a]), std::mem::take(&mut members[b]));
         let mut cross = 0.0f64;
         for &i in &ma {
@@ -431,7 +413,7 @@ mod tests {
         let dn = distance::row_max_normalized(&d);
         let mut condensed = distance::condensed(&d);
         let dend = linkage(&mut condensed, 60, Method::Ward);
-        let merges: Vec<(usize, usize)> = dend.steps().iter().map(|s| (s.cluster1, s.cluster2)).collect();
+        let merges: Vec<[usize; 2]> = dend.steps().iter().map(|s| [s.cluster1, s.cluster2]).collect();
         let ks: Vec<usize> = (2..=30).collect();
         let curve = wicd_curve(&dn, &merges, &ks);
         for (&k, &w) in ks.iter().zip(&curve) {
@@ -441,14 +423,13 @@ mod tests {
     }
 
     #[test]
-    fn cut_and_canonical_numbering() {
-        // 4 leaves: (0,1) → 4, (2,3) → 5, (4,5) → 6.
-        let merges = [(0, 1), (2, 3), (4, 5)];
-        assert_eq!(cut(&merges, 4, 4), vec![0, 1, 2, 3]);
-        assert_eq!(cut(&merges, 4, 3), vec![0, 0, 1, 2]);
-        assert_eq!(cut(&merges, 4, 2), vec![0, 0, 1, 1]);
-        assert_eq!(cut(&merges, 4, 1), vec![0; 4]);
-        assert_eq!(canonical(&[7, 3, 3, 9]), vec![1, 0, 0, 2]);
+    fn the_tree_cut_at_k_is_the_partition() {
+        let x = blobs();
+        let c = cluster_layer(x.view(), &Options { fixed_k: Some(5), ..Options::default() });
+        assert_eq!(c.merges.len(), 59);
+        assert_eq!(c.heights.len(), 59);
+        assert!(c.heights.windows(2).all(|w| w[0] <= w[1]), "Ward heights never decrease");
+        assert_eq!(cut(&c.merges, 60, 5), c.labels);
     }
 
     #[test]

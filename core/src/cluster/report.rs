@@ -1,6 +1,7 @@
 //! Clustering a heatmaps folder (as `hudd heatmaps` writes it) layer by layer, and the files that
 //! record it: `clusters.json` (parameters, per layer the WICD curve, `k`, score and clusters with
-//! members, medoid and metadata explanations; the best layer), `distances/<layer>.npy` (the
+//! members, medoid and metadata explanations; the best layer, with its tree and 2-D map),
+//! `distances/<layer>.npy` (the
 //! `N × N` float32 distance matrix of each layer) and `timings.json` (kept apart so that reruns
 //! of the same data give an identical `clusters.json`).
 
@@ -23,7 +24,8 @@ use crate::run::RunDir;
 pub const FORMAT: &str = "hudd-clusters";
 /// Its version. 2: explanations carry `separation`, `p_value`, `explains`, `range` and
 /// `histogram` (a version-1 file's explanations were never assessed against the threshold).
-pub const FORMAT_VERSION: u32 = 2;
+/// 3: the best layer carries its `tree` and `map`.
+pub const FORMAT_VERSION: u32 = 3;
 
 /// The parameters a clustering ran with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -100,6 +102,36 @@ pub struct LayerResult {
     pub silhouette: f64,
     /// The clusters.
     pub clusters: Vec<ClusterEntry>,
+    /// The tree the clusters were cut from (the best layer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tree: Option<Tree>,
+    /// A 2-D map of the images (the best layer only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub map: Option<Map>,
+}
+
+/// A layer's hierarchical clustering tree, numbered as SciPy numbers a linkage matrix.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Tree {
+    /// Leaf `i` is this image (the heatmaps' image order).
+    pub images: Vec<String>,
+    /// The clusters each merge joins: leaves `0..N`, merge `s` makes cluster `N + s`.
+    pub merges: Vec<[usize; 2]>,
+    /// Each merge's height (the linkage's dissimilarity).
+    pub heights: Vec<f64>,
+}
+
+/// A 2-D map of a layer's images ([`super::map`]).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Map {
+    /// How the points were computed.
+    pub method: String,
+    /// Share of the distances' variance the two axes show, 0–1.
+    pub explained: f64,
+    /// Point `i` is this image.
+    pub images: Vec<String>,
+    /// `[x, y]` per image.
+    pub points: Vec<[f64; 2]>,
 }
 
 /// `clusters.json`.
@@ -304,6 +336,8 @@ pub fn cluster_all(
             score: c.score,
             silhouette: c.silhouette,
             clusters,
+            tree: None,
+            map: None,
         });
         layers.push(c);
         progress.advance(1);
@@ -314,6 +348,20 @@ pub fn cluster_all(
     let best = best_layer(reports.iter().map(|r| r.name.as_str()).zip(&layers), options.layer_rule, |name| {
         input_layer.as_deref() == Some(name) || output_layer.as_deref() == Some(name)
     });
+    if let Some(b) = best {
+        let c = &layers[b];
+        let t = Instant::now();
+        let map = super::map::classical_mds(&c.distances);
+        timings.add("map", t.elapsed().as_secs_f64());
+        reports[b].tree =
+            Some(Tree { images: set.images().to_vec(), merges: c.merges.clone(), heights: c.heights.clone() });
+        reports[b].map = Some(Map {
+            method: super::map::METHOD.into(),
+            explained: map.explained,
+            images: set.images().to_vec(),
+            points: map.points,
+        });
+    }
     let report = ClustersReport {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
