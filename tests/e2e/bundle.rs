@@ -32,6 +32,28 @@ fn read_report(bundle: &Path) -> hudd_report::Report {
 fn demo_writes_a_complete_bundle_that_matches_the_run() {
     let bundle = demo().join("report");
     let report = read_report(&bundle);
+    // The best layer carries its tree and map; cut at the chosen k, the tree gives its clusters.
+    let analysis = report.analysis.as_ref().unwrap();
+    let best_index = analysis.best_layer.unwrap();
+    for (i, layer) in analysis.layers.iter().enumerate() {
+        assert_eq!(layer.dendrogram.is_some(), i == best_index, "{}", layer.name);
+        assert_eq!(layer.map.is_some(), i == best_index, "{}", layer.name);
+    }
+    let best = &analysis.layers[best_index];
+    let tree = best.dendrogram.as_ref().unwrap();
+    assert_eq!(tree.leaves.len(), analysis.images);
+    assert_eq!(tree.merges.len(), analysis.images - 1);
+    assert!(tree.heights.windows(2).all(|w| w[0] <= w[1]));
+    let labels = tree.cut(best.k);
+    for (leaf, &image) in tree.leaves.iter().enumerate() {
+        let stored = best.clusters.iter().position(|c| c.members.iter().any(|m| m.image == image)).unwrap();
+        assert_eq!(labels[leaf], stored, "image {image}");
+    }
+    let map = best.map.as_ref().unwrap();
+    assert_eq!(map.points.len(), analysis.images);
+    assert_eq!(map.images, tree.leaves);
+    assert!(map.explained > 0.0 && map.explained <= 1.0, "{}", map.explained);
+    assert!(map.points.iter().all(|p| p[0].is_finite() && p[1].is_finite()));
     // The retraining section is retrain.json and compare.json of the run.
     let retrain: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(demo().join("run/retrain/retrain.json")).unwrap()).unwrap();
@@ -380,13 +402,7 @@ fn viewer_opens_from_file_and_navigates_overlays_and_exports_notes() {
     let key = format!("hudd-notes:{}", report.report_id);
     b.wait_for(&format!("(localStorage.getItem({key:?}) || '').includes('glare')"));
     b.click("[data-testid=notes-export]");
-    let file = b.downloads.join(format!("hudd-notes-{}.json", &report.report_id[..12]));
-    let start = std::time::Instant::now();
-    while !file.is_file() {
-        assert!(start.elapsed().as_secs() < 20, "no download at {}", file.display());
-        std::thread::sleep(std::time::Duration::from_millis(100));
-    }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    let file = b.downloaded(&format!("hudd-notes-{}.json", &report.report_id[..12]));
     let exported: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(&file).unwrap()).unwrap();
     assert_eq!(exported["format"], "hudd-notes");
     assert_eq!(exported["report_id"], json!(report.report_id));
@@ -398,6 +414,162 @@ fn viewer_opens_from_file_and_navigates_overlays_and_exports_notes() {
     b.upload("[data-testid=notes-import]", &file);
     b.wait_for("document.querySelector('[data-testid=notes-status]').innerText.includes('imported 1')");
     b.wait_for("document.body.innerText.includes('glare')");
+}
+
+/// The review tools on the demo's bundle, from file://: links to views and Back, zoom, filter and
+/// sort, selection export as CSV, the confusion matrix's drill-down, the all-images page, the
+/// dendrogram's cut slider (k and the cards change) and the map.
+#[test]
+fn viewer_review_tools_work_on_the_demo_bundle() {
+    let Some(b) = Browser::start() else { return };
+    let bundle = demo().join("report");
+    let report = read_report(&bundle);
+    let analysis = report.analysis.as_ref().unwrap();
+    let li = analysis.best_layer.unwrap();
+    let best = &analysis.layers[li];
+    let tree = best.dendrogram.as_ref().expect("the best layer's tree is in the report");
+    let url = file_url(&bundle.join("index.html"));
+    let text = |css: &str| {
+        b.script(&format!("return document.querySelector({css:?}).innerText;"), json!([])).as_str().unwrap().to_string()
+    };
+    let count = |css: &str| {
+        b.script(&format!("return document.querySelectorAll({css:?}).length;"), json!([])).as_u64().unwrap() as usize
+    };
+
+    // A link to an image of a cluster opens it; Back returns to the view before.
+    let c = best.clusters.iter().find(|c| c.members.len() >= 3).unwrap_or(&best.clusters[0]);
+    let pos = c.members.len().min(3);
+    b.goto(&format!("{url}#/layer/{li}/cluster/{}/image/{pos}", c.cluster_id));
+    b.wait_for("document.querySelector('[data-testid=stage-name]')");
+    assert_eq!(text("[data-testid=stage-name]"), report.images[c.members[pos - 1].image].name);
+    b.script(&format!("location.hash = '#/layer/{li}';"), json!([]));
+    b.wait_for("document.querySelector('[data-testid=overview]')");
+    b.script("history.back();", json!([]));
+    b.wait_for("document.querySelector('[data-testid=cluster-page]')");
+    assert!(text("[data-testid=cluster-title]").contains(&format!("cluster {} ", c.cluster_id)));
+
+    // z zooms the stage's pictures to full size, z again back.
+    let width = "document.querySelector('[data-testid=panel-image] img.thumb').getBoundingClientRect().width";
+    let small = b.script(&format!("return {width};"), json!([])).as_f64().unwrap();
+    b.keys(&["z"]);
+    b.wait_for("document.querySelector('[data-testid=stage]').classList.contains('zoomed')");
+    let large = b.script(&format!("return {width};"), json!([])).as_f64().unwrap();
+    assert!(large > small, "zoomed {large} > {small}");
+    assert_eq!(
+        b.script(
+            "return getComputedStyle(document.querySelector('[data-testid=panel-image] img.thumb')).imageRendering;",
+            json!([])
+        ),
+        json!("pixelated"),
+        "nearest-neighbour scaling"
+    );
+    b.keys(&["z"]);
+    b.wait_for("!document.querySelector('[data-testid=stage]').classList.contains('zoomed')");
+
+    // Filter the members by a metadata column: as many as the report says pass.
+    let column = &analysis.metadata_columns[0];
+    let k = 0;
+    let values: Vec<f64> =
+        c.members.iter().map(|m| report.images[m.image].metadata[k].parse::<f64>().unwrap()).collect();
+    let mut sorted = values.clone();
+    sorted.sort_by(f64::total_cmp);
+    let median = sorted[sorted.len() / 2];
+    let want = values.iter().filter(|&&v| v < median).count();
+    b.script(
+        &format!("const s = document.querySelector('[data-testid=filter-key]'); s.value = {column:?}; s.dispatchEvent(new Event('change'));"),
+        json!([]),
+    );
+    b.script(
+        &format!("const i = document.querySelector('[data-testid=filter-value]'); i.value = '<{median}'; i.dispatchEvent(new Event('input'));"),
+        json!([]),
+    );
+    b.wait_for(&format!("document.querySelectorAll('[data-testid=member]').length === {want}"));
+
+    // Select every shown member (click the first, shift-click the last) and export them as CSV.
+    if want > 0 {
+        b.script("document.querySelectorAll('[data-testid=member]')[0].click();", json!([]));
+        b.script(
+            "const m = document.querySelectorAll('[data-testid=member]'); m[m.length - 1].dispatchEvent(new MouseEvent('click', {shiftKey: true, bubbles: true}));",
+            json!([]),
+        );
+        b.wait_for(&format!(
+            "document.querySelector('[data-testid=selection-count]').innerText.startsWith('{want} selected')"
+        ));
+        b.click("[data-testid=selection-export]");
+        let file = b.downloaded(&format!("hudd-selection-{}.csv", &report.report_id[..12]));
+        let csv = std::fs::read_to_string(&file).unwrap();
+        let lines: Vec<&str> = csv.lines().collect();
+        assert!(lines[0].starts_with("image,layer,cluster,expected,predicted,distance_to_medoid,"), "{csv}");
+        assert_eq!(lines.len(), want + 1, "{csv}");
+        assert!(lines[1..].iter().all(|l| l.contains(&format!(",{},{},", best.name, c.cluster_id))), "{csv}");
+    }
+    b.script(
+        "const s = document.querySelector('[data-testid=filter-key]'); s.value = ''; s.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+
+    // The confusion matrix: a cell opens the images of that confusion.
+    b.keys(&["\u{E00C}"]);
+    b.wait_for("document.querySelector('[data-testid=overview]')");
+    let test = report.evaluation.splits.iter().find(|s| s.split == hudd_report::Split::Test).unwrap();
+    let m = test.confusion.as_ref().unwrap();
+    let first_cell = (0..m.len()).flat_map(|i| (0..m.len()).map(move |j| (i, j))).find(|&(i, j)| i != j && m[i][j] > 0);
+    let (i, j) = first_cell.expect("the demo has errors");
+    b.script("window.scrollTo(0, 0);", json!([]));
+    b.click("details.per-class > summary");
+    b.click("[data-testid=confusion-cell]");
+    b.wait_for("document.querySelector('[data-testid=confusion-drill]')");
+    assert_eq!(count("[data-testid=confusion-image]"), m[i][j]);
+    let drill = text("[data-testid=confusion-drill]");
+    let classes = &report.evaluation.classes;
+    assert!(drill.contains(&format!("expected {}, predicted {}", classes[i], classes[j])), "{drill}");
+
+    // All clustered images, filtered to one cluster.
+    b.click("[data-testid=all-images]");
+    b.wait_for("document.querySelector('[data-testid=images-page]')");
+    assert_eq!(count("[data-testid=member]"), analysis.images);
+    b.script(
+        "const s = document.querySelector('[data-testid=filter-key]'); s.value = 'cluster'; s.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+    let id = best.clusters[0].cluster_id;
+    b.script(
+        &format!("const i = document.querySelector('[data-testid=filter-value]'); i.value = '{id}..{id}'; i.dispatchEvent(new Event('input'));"),
+        json!([]),
+    );
+    b.wait_for(&format!(
+        "document.querySelectorAll('[data-testid=member]').length === {}",
+        best.clusters[0].members.len()
+    ));
+    b.script(
+        "const s = document.querySelector('[data-testid=filter-key]'); s.value = ''; s.dispatchEvent(new Event('change'));",
+        json!([]),
+    );
+    b.keys(&["\u{E00C}"]);
+    b.wait_for("document.querySelector('[data-testid=overview]')");
+
+    // The dendrogram: cut one cluster finer, the cards are the cut's clusters.
+    assert_eq!(text("[data-testid=cut-k]"), best.k.to_string());
+    assert_eq!(count("[data-testid=map-point]"), analysis.images);
+    let finer = best.k + 1;
+    b.script(
+        &format!("const s = document.querySelector('[data-testid=cut-slider]'); s.value = '{finer}'; s.dispatchEvent(new Event('input'));"),
+        json!([]),
+    );
+    b.wait_for(&format!("document.querySelectorAll('[data-testid=cut-card]').length === {finer}"));
+    assert_eq!(text("[data-testid=cut-k]"), finer.to_string());
+    assert_eq!(count("[data-testid=cluster-card]"), 0);
+    let labels = tree.cut(finer);
+    let mut sizes = vec![0usize; finer];
+    labels.iter().for_each(|&l| sizes[l] += 1);
+    let shown: Vec<String> = serde_json::from_value(b.script(
+        "return Array.from(document.querySelectorAll('[data-testid=cut-card] .size')).map(e => e.innerText);",
+        json!([]),
+    ))
+    .unwrap();
+    assert_eq!(shown, sizes.iter().map(|n| format!("{n} images")).collect::<Vec<_>>());
+    b.click("[data-testid=cut-reset]");
+    b.wait_for(&format!("document.querySelectorAll('[data-testid=cluster-card]').length === {}", best.clusters.len()));
 }
 
 /// Labels, file names and metadata that look like markup are shown as text and never run.

@@ -171,6 +171,19 @@ impl Browser {
         self.call("POST", &format!("/element/{id}/click"), Some(json!({})));
     }
 
+    /// The path of download `name` once the browser has written it (20 s at most).
+    pub fn downloaded(&self, name: &str) -> PathBuf {
+        let file = self.downloads.join(name);
+        let start = std::time::Instant::now();
+        while !file.is_file() {
+            assert!(start.elapsed().as_secs() < 20, "no download at {}", file.display());
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+        // Chromium renames the finished file into place; give it a moment to be complete.
+        std::thread::sleep(std::time::Duration::from_millis(300));
+        file
+    }
+
     /// Gives a file to the `<input type=file>` matching `css`.
     pub fn upload(&self, css: &str, file: &Path) {
         let id = self.element(css);

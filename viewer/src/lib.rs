@@ -4,9 +4,11 @@
 //! and its JavaScript glue inlined, so that the page works without a server; images stay files
 //! next to it. The viewer depends on the report schema (`hudd-report`) only, never on the pipeline.
 //!
-//! Pages: the overview (model, data, accuracy, layers with k and score, the WICD curve, cluster
-//! cards) and one page per cluster (lazily loaded member grid with the medoid first, heatmap
-//! overlay and opacity, flipbook, metadata, explanations, reviewer notes). Keys: ←/→ between
+//! Pages: the overview (model, data, accuracy, layers with k and score, the WICD curve, the
+//! dendrogram with a cut slider that re-cuts it live, the 2-D map, cluster cards), one page per
+//! cluster (lazily loaded member grid with the medoid first, heatmap overlay and opacity,
+//! flipbook, metadata, explanations, reviewer notes) and one page of every clustered image of a
+//! layer, filtered and sorted. Keys: ←/→ between
 //! clusters, j/k between images, space plays/pauses, `?` shows help, Esc goes back. Every view has
 //! a URL fragment (see [`nav::Route`]): links open it, Back/Forward move between views.
 //!
@@ -29,7 +31,7 @@ pub mod notes;
 pub mod routing;
 pub mod storage;
 
-use components::{ClusterPage, Help, NotesBar, Overview};
+use components::{ClusterPage, Help, ImagesPage, NotesBar, Overview};
 use nav::{Page, Route};
 use notes::Notes;
 
@@ -68,6 +70,10 @@ pub struct Ui {
     pub filter: RwSignal<(String, String)>,
     /// See [`Ui::filter`].
     pub sort: RwSignal<(String, bool)>,
+    /// A live re-cut of the shown layer's tree into this many clusters (`None`: the stored cut).
+    pub cut: RwSignal<Option<usize>>,
+    /// What colours the map's points: `cluster` or a metadata column.
+    pub map_colour: RwSignal<String>,
 }
 
 impl Ui {
@@ -93,6 +99,8 @@ impl Ui {
             selected: RwSignal::new(Default::default()),
             filter: RwSignal::new(Default::default()),
             sort: RwSignal::new(Default::default()),
+            cut: RwSignal::new(None),
+            map_colour: RwSignal::new("cluster".into()),
         }
     }
 
@@ -103,7 +111,9 @@ impl Ui {
 
     /// Shows `page`, from its first image, paused.
     pub fn go(&self, page: Page) {
-        if matches!(page, Page::Cluster { .. }) && self.page.get_untracked() == Page::Overview {
+        if matches!(page, Page::Cluster { .. })
+            && matches!(self.page.get_untracked(), Page::Overview | Page::Images { .. })
+        {
             self.from.set(Some(self.route_untracked()));
         }
         if let Page::Cluster { layer, .. } = page {
@@ -114,11 +124,32 @@ impl Ui {
         self.page.set(page);
     }
 
-    /// Back to where the cluster page was opened from (the overview of its layer by default).
+    /// Back to where the cluster page was opened from (the overview or the images page; the
+    /// overview of its layer by default).
     pub fn back(&self) {
-        let to = self.from.get_untracked().filter(|r| r.page == Page::Overview);
-        let layer = to.map_or(self.layer.get_untracked(), |r| r.layer);
-        self.apply(Route { page: Page::Overview, layer, image: 0 });
+        let to = self.from.get_untracked().filter(|r| matches!(r.page, Page::Overview | Page::Images { .. }));
+        let to = to.unwrap_or(Route { page: Page::Overview, layer: self.layer.get_untracked(), image: 0 });
+        self.apply(Route { image: 0, ..to });
+    }
+
+    /// Shows layer `layer` on the overview, at its stored cut.
+    pub fn show_layer(&self, layer: usize) {
+        if self.layer.get_untracked() != layer {
+            self.set_cut(None);
+        }
+        self.layer.set(layer);
+    }
+
+    /// Re-cuts the shown layer's tree into `k` clusters (`None`: back to the stored cut). A filter
+    /// on the clusters of the previous cut is dropped: their numbers no longer mean the same.
+    pub fn set_cut(&self, k: Option<usize>) {
+        if self.cut.get_untracked() == k {
+            return;
+        }
+        if self.filter.with_untracked(|f| f.0 == "cut") {
+            self.filter.set(Default::default());
+        }
+        self.cut.set(k);
     }
 
     /// Shows `route` as it is (from a link or Back/Forward).
@@ -214,6 +245,7 @@ pub fn Viewer(report: Arc<Report>) -> impl IntoView {
                 Page::Cluster { layer, cluster } => {
                     view! { <ClusterPage report=r.clone() layer cluster /> }.into_any()
                 }
+                Page::Images { layer } => view! { <ImagesPage report=r.clone() layer /> }.into_any(),
             }}
             <Help />
         </div>

@@ -1,23 +1,80 @@
-//! Filtering, sorting and selecting a cluster's members, and the selection as CSV.
+//! Filtering, sorting and selecting images (a cluster's members, or every clustered image of a
+//! layer), and the selection as CSV.
 //!
-//! Keys of a member: `distance` (to the medoid), `expected`, `predicted`, `name` and every metadata
-//! column. A filter is `KEY` with a condition: `<0.3`, `>0.3`, `0.2..0.4` (numbers), or text that
-//! the value must contain (case-insensitive).
+//! Keys of an image: `distance` (to its cluster's medoid), `expected`, `predicted`, `name`,
+//! `cluster` (its cluster's id), `cut` (its cluster in a live re-cut of the tree, when there is
+//! one) and every metadata column. A filter is `KEY` with a condition: `<0.3`, `>0.3`,
+//! `0.2..0.4` (numbers), or text that the value must contain (case-insensitive).
 
-use hudd_report::{Cluster, ImageEntry, Report};
+use hudd_report::{Cluster, ImageEntry, Layer, Report};
 
 /// The fixed sort and filter keys before the metadata columns.
-pub const FIXED_KEYS: [&str; 4] = ["distance", "expected", "predicted", "name"];
+pub const FIXED_KEYS: [&str; 5] = ["distance", "expected", "predicted", "name", "cluster"];
 
-/// The value of `key` for member `i` of `cluster`, as text.
-pub fn value(report: &Report, cluster: &Cluster, i: usize, key: &str) -> String {
-    let Some(m) = cluster.members.get(i) else { return String::new() };
-    let Some(im) = report.images.get(m.image) else { return String::new() };
+/// One image in a grid.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Row {
+    /// Index into [`Report::images`].
+    pub image: usize,
+    /// Its cluster's id.
+    pub cluster_id: usize,
+    /// Its cluster's index in the layer.
+    pub cluster: usize,
+    /// Its index among the cluster's members.
+    pub member: usize,
+    /// Distance to its cluster's medoid.
+    pub distance: f64,
+    /// Its cluster (1-based) in a live re-cut of the tree, if any.
+    pub cut: Option<usize>,
+}
+
+/// The members of cluster `index` of a layer, in member order (medoid first).
+pub fn cluster_rows(cluster: &Cluster, index: usize) -> Vec<Row> {
+    cluster
+        .members
+        .iter()
+        .enumerate()
+        .map(|(member, m)| Row {
+            image: m.image,
+            cluster_id: cluster.cluster_id,
+            cluster: index,
+            member,
+            distance: m.distance_to_medoid,
+            cut: None,
+        })
+        .collect()
+}
+
+/// Every clustered image of `layer`, in image order; `cut`, when given, is the re-cut cluster
+/// (0-based) of each leaf of the layer's dendrogram.
+pub fn layer_rows(layer: &Layer, cut: Option<&[usize]>) -> Vec<Row> {
+    let mut rows: Vec<Row> = layer.clusters.iter().enumerate().flat_map(|(i, c)| cluster_rows(c, i)).collect();
+    if let Some(labels) = cut {
+        with_cut(&mut rows, layer, labels);
+    }
+    rows.sort_by_key(|r| r.image);
+    rows
+}
+
+/// Sets each row's [`Row::cut`] from `labels`, the re-cut cluster (0-based) of each leaf of the
+/// layer's dendrogram.
+pub fn with_cut(rows: &mut [Row], layer: &Layer, labels: &[usize]) {
+    let Some(tree) = &layer.dendrogram else { return };
+    let of: std::collections::HashMap<usize, usize> =
+        tree.leaves.iter().zip(labels).map(|(&image, &l)| (image, l + 1)).collect();
+    rows.iter_mut().for_each(|r| r.cut = of.get(&r.image).copied());
+}
+
+/// The value of `key` for `row`, as text.
+pub fn value(report: &Report, row: &Row, key: &str) -> String {
+    let Some(im) = report.images.get(row.image) else { return String::new() };
     match key {
-        "distance" => m.distance_to_medoid.to_string(),
+        "distance" => row.distance.to_string(),
         "expected" => im.expected.clone(),
         "predicted" => im.predicted.clone(),
         "name" => im.name.clone(),
+        "cluster" => row.cluster_id.to_string(),
+        "cut" => row.cut.map(|c| c.to_string()).unwrap_or_default(),
         column => metadata(report, im, column),
     }
 }
@@ -53,24 +110,25 @@ pub fn passes(value: &str, condition: &str) -> bool {
     value.to_lowercase().contains(&c.to_lowercase())
 }
 
-/// The members to show (indices into `cluster.members`): those whose `filter_key` passes
-/// `condition`, sorted by `sort_key` (numbers as numbers, then text; ties in member order),
-/// descending when `descending`. An empty `sort_key` keeps the member order (medoid first).
+/// The rows to show (indices into `rows`): those whose `filter_key` passes `condition`, sorted
+/// by `sort_key` (numbers as numbers, then text; ties in row order), descending when
+/// `descending`. An empty `sort_key` keeps the row order.
 pub fn shown(
     report: &Report,
-    cluster: &Cluster,
+    rows: &[Row],
     filter_key: &str,
     condition: &str,
     sort_key: &str,
     descending: bool,
 ) -> Vec<usize> {
-    let mut out: Vec<usize> = (0..cluster.members.len())
-        .filter(|&i| filter_key.is_empty() || passes(&value(report, cluster, i, filter_key), condition))
+    let mut out: Vec<usize> = (0..rows.len())
+        .filter(|&i| filter_key.is_empty() || passes(&value(report, &rows[i], filter_key), condition))
         .collect();
     if !sort_key.is_empty() {
-        let keyed: Vec<(Option<f64>, String)> = (0..cluster.members.len())
-            .map(|i| {
-                let v = value(report, cluster, i, sort_key);
+        let keyed: Vec<(Option<f64>, String)> = rows
+            .iter()
+            .map(|row| {
+                let v = value(report, row, sort_key);
                 (v.trim().parse::<f64>().ok().filter(|x| x.is_finite()), v)
             })
             .collect();

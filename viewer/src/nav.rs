@@ -1,14 +1,14 @@
 //! Navigation: pages, and what each key does.
 //!
-//! | key | overview | cluster page |
-//! |---|---|---|
-//! | → / ← | open the first / last cluster of the layer | next / previous cluster |
-//! | j / k | — | next / previous image |
-//! | space | — | play / pause the flipbook |
-//! | x | — | select / unselect the current image |
-//! | z | — | zoom the stage's pictures |
-//! | ? | help | help |
-//! | Esc | close help | close help, else back to where you came from (the overview) |
+//! | key | overview | cluster page | all images |
+//! |---|---|---|---|
+//! | → / ← | open the first / last cluster of the layer | next / previous cluster | — |
+//! | j / k | — | next / previous image | — |
+//! | space | — | play / pause the flipbook | — |
+//! | x | — | select / unselect the current image | — |
+//! | z | — | zoom the stage's pictures | — |
+//! | ? | help | help | help |
+//! | Esc | close help | close help, else back to where you came from | close help, else the overview |
 
 use hudd_report::Report;
 use leptos::prelude::*;
@@ -27,12 +27,18 @@ pub enum Page {
         /// Cluster index (not its id).
         cluster: usize,
     },
+    /// Every clustered (Wrong) image of a layer, filtered and sorted.
+    Images {
+        /// Layer index.
+        layer: usize,
+    },
 }
 
 /// Where the viewer is: the page, the layer the overview shows and the member shown. Every view
 /// has a URL fragment ([`Route::hash`]), so that a link opens it and Back/Forward work:
 /// `#/layer/3` (the overview of layer 3), `#/layer/3/cluster/2` (cluster id 2 of layer 3),
-/// `#/layer/3/cluster/2/image/5` (its fifth member, the medoid being the first).
+/// `#/layer/3/cluster/2/image/5` (its fifth member, the medoid being the first), `#/layer/3/images`
+/// (every clustered image of layer 3).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Route {
     /// The page.
@@ -44,10 +50,12 @@ pub struct Route {
 }
 
 impl Route {
-    /// The URL fragment, `#/layer/L[/cluster/ID[/image/N]]` (cluster id and image 1-based).
+    /// The URL fragment, `#/layer/L[/cluster/ID[/image/N]]` (cluster id and image 1-based) or
+    /// `#/layer/L/images`.
     pub fn hash(&self, report: &Report) -> String {
         match self.page {
             Page::Overview => format!("#/layer/{}", self.layer),
+            Page::Images { layer } => format!("#/layer/{layer}/images"),
             Page::Cluster { layer, cluster } => {
                 let id = cluster_id(report, layer, cluster).unwrap_or(cluster + 1);
                 if self.image == 0 {
@@ -74,6 +82,7 @@ impl Route {
         }
         match parts.get(2) {
             None => (parts.len() == 2).then_some(Route { page: Page::Overview, layer, image: 0 }),
+            Some(&"images") => (parts.len() == 3).then_some(Route { page: Page::Images { layer }, layer, image: 0 }),
             Some(&"cluster") => {
                 let id = number(3)?;
                 let clusters = &report.analysis.as_ref()?.layers[layer].clusters;
@@ -105,7 +114,7 @@ pub const KEYS: &[(&str, &str)] = &[
     ("x", "select / unselect the current image (shift-click selects a range); export the selection as CSV"),
     ("z", "zoom the image, heatmap and overlay to full size (or click them)"),
     ("?", "show / hide this help"),
-    ("Esc", "close the help, or back to where you came from (the overview)"),
+    ("Esc", "close the help, or back to where you came from (the overview or all images)"),
 ];
 
 /// Number of clusters of a layer.
@@ -113,10 +122,10 @@ pub fn clusters(report: &Report, layer: usize) -> usize {
     report.analysis.as_ref().and_then(|a| a.layers.get(layer)).map_or(0, |l| l.clusters.len())
 }
 
-/// Number of members on `page` (0 on the overview).
+/// Number of members on `page` (0 on the overview and the images page).
 pub fn members(report: &Report, page: Page) -> usize {
     match page {
-        Page::Overview => 0,
+        Page::Overview | Page::Images { .. } => 0,
         Page::Cluster { layer, cluster } => report
             .analysis
             .as_ref()
@@ -134,9 +143,11 @@ pub fn step(i: usize, delta: isize, n: usize) -> usize {
     (i as isize + delta).rem_euclid(n as isize) as usize
 }
 
-/// The page after moving `delta` clusters from `page` (shown layer `layer`), or `None` at an end.
+/// The page after moving `delta` clusters from `page` (shown layer `layer`), or `None` at an end
+/// (and on the images page).
 pub fn next_cluster(report: &Report, page: Page, layer: usize, delta: isize) -> Option<Page> {
     match page {
+        Page::Images { .. } => None,
         Page::Overview => {
             let n = clusters(report, layer);
             (n > 0).then(|| Page::Cluster { layer, cluster: if delta > 0 { 0 } else { n - 1 } })
@@ -207,6 +218,8 @@ pub fn on_key(report: &Report, ui: &Ui, key: &str) -> bool {
                 ui.help.set(false);
             } else if matches!(page, Page::Cluster { .. }) {
                 ui.back();
+            } else if let Page::Images { layer } = page {
+                ui.apply(Route { page: Page::Overview, layer, image: 0 });
             }
             true
         }

@@ -89,6 +89,18 @@ fn report() -> Report {
                     cluster(1, vec![member(0, 0.0), member(1, 0.5), member(2, 0.7)]),
                     cluster(2, vec![member(3, 0.0), member(4, 0.3)]),
                 ],
+                // (0,1) → 5, (3,4) → 6, (2,5) → 7, (6,7) → 8: cut into 2 it is the two clusters.
+                dendrogram: Some(Dendrogram {
+                    leaves: vec![0, 1, 2, 3, 4],
+                    merges: vec![[0, 1], [3, 4], [2, 5], [6, 7]],
+                    heights: vec![0.1, 0.2, 0.4, 1.0],
+                }),
+                map: Some(Map {
+                    method: "classical MDS".into(),
+                    explained: 0.8,
+                    images: vec![0, 1, 2, 3, 4],
+                    points: vec![[0.0, 0.0], [0.1, 0.0], [0.3, 0.1], [2.0, 1.0], [2.1, 1.2]],
+                }),
             }],
         }),
         images: (0..5).map(image).collect(),
@@ -382,6 +394,7 @@ fn routes_name_every_view_and_refuse_what_is_not_there() {
         (nav::Route { page: nav::Page::Overview, layer: 0, image: 0 }, "#/layer/0"),
         (cluster(0, 0), "#/layer/0/cluster/1"),
         (cluster(1, 1), "#/layer/0/cluster/2/image/2"),
+        (nav::Route { page: nav::Page::Images { layer: 0 }, layer: 0, image: 0 }, "#/layer/0/images"),
     ] {
         assert_eq!(route.hash(&r), text);
         assert_eq!(nav::Route::parse(text, &r), Some(route), "{text}");
@@ -492,7 +505,7 @@ async fn the_stage_shows_image_heatmap_and_overlay_and_zooms() {
 
 #[wasm_bindgen_test]
 fn members_filter_sort_and_export_as_csv() {
-    use hudd_viewer::members::{passes, selection_csv, shown};
+    use hudd_viewer::members::{cluster_rows, layer_rows, passes, selection_csv, shown};
     for (value, condition, ok) in [
         ("0.5", "<0.6", true),
         ("0.5", "<0.5", false),
@@ -507,11 +520,22 @@ fn members_filter_sort_and_export_as_csv() {
         assert_eq!(passes(value, condition), ok, "{value} {condition}");
     }
     let r = report();
-    let c = &r.analysis.as_ref().unwrap().layers[0].clusters[0];
-    assert_eq!(shown(&r, c, "", "", "", false), vec![0, 1, 2], "member order");
-    assert_eq!(shown(&r, c, "distance", ">0.1", "", false), vec![1, 2]);
-    assert_eq!(shown(&r, c, "", "", "distance", true), vec![2, 1, 0]);
-    assert_eq!(shown(&r, c, "eyelid", "1..2", "eyelid", true), vec![2, 1], "a metadata column");
+    let layer = &r.analysis.as_ref().unwrap().layers[0];
+    let c = cluster_rows(&layer.clusters[0], 0);
+    assert_eq!(shown(&r, &c, "", "", "", false), vec![0, 1, 2], "member order");
+    assert_eq!(shown(&r, &c, "distance", ">0.1", "", false), vec![1, 2]);
+    assert_eq!(shown(&r, &c, "", "", "distance", true), vec![2, 1, 0]);
+    assert_eq!(shown(&r, &c, "eyelid", "1..2", "eyelid", true), vec![2, 1], "a metadata column");
+    // Every image of the layer: by cluster, and by the cluster of a re-cut into 3.
+    let all = layer_rows(layer, None);
+    assert_eq!(all.iter().map(|r| r.image).collect::<Vec<_>>(), vec![0, 1, 2, 3, 4]);
+    assert_eq!(shown(&r, &all, "cluster", "2..2", "", false), vec![3, 4]);
+    assert_eq!(shown(&r, &all, "", "", "distance", true), vec![2, 1, 4, 0, 3]);
+    let cut3 = layer.dendrogram.as_ref().unwrap().cut(3);
+    let all = layer_rows(layer, Some(&cut3));
+    // {0,1} → 1, {3,4} → 2, {2} → 3.
+    assert_eq!(all.iter().map(|r| r.cut).collect::<Vec<_>>(), [1, 1, 3, 2, 2].map(Some).to_vec());
+    assert_eq!(shown(&r, &all, "cut", "3..3", "", false), vec![2]);
     let selected = [(0usize, 2usize), (0, 0)].into_iter().collect();
     let csv = selection_csv(&r, &selected);
     let lines: Vec<&str> = csv.lines().collect();
@@ -651,4 +675,173 @@ fn k_ticks_step_1_2_5_on_the_log_axis() {
     let s = hudd_viewer::components::CurveScales::of(&layer).unwrap();
     assert_eq!(s.k_ticks(), vec![2, 5, 10, 20, 50, 100, 220]);
     assert!(s.x(10.0) - s.x(2.0) > s.x(220.0) - s.x(100.0), "log scale: the first k get the room");
+}
+
+fn set_range(host: &web_sys::HtmlElement, testid: &str, value: &str) {
+    let el: web_sys::HtmlInputElement =
+        host.query_selector(&format!("[data-testid={testid}]")).unwrap().unwrap().dyn_into().unwrap();
+    el.set_value(value);
+    el.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+}
+
+fn click(host: &web_sys::HtmlElement, css: &str, nth: u32) {
+    let el: web_sys::HtmlElement = host.query_selector_all(css).unwrap().item(nth).unwrap().dyn_into().unwrap();
+    el.click();
+}
+
+#[wasm_bindgen_test]
+async fn the_cut_slider_recuts_the_tree_and_the_cards_follow() {
+    let host = mount();
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=dendrogram] path"), 4, "every merge of the 5 images is drawn");
+    assert_eq!(text(&host, "[data-testid=cut-k]"), "2");
+    assert_eq!(count(&host, "[data-testid=cluster-card]"), 2);
+    let line_y = |host: &web_sys::HtmlElement| {
+        host.query_selector("[data-testid=cut-line]").unwrap().unwrap().get_attribute("y1").unwrap()
+    };
+    let before = line_y(&host);
+    // Cut into 3: {0,1}, {3,4}, {2}; the cards show them and what stored clusters they hold.
+    set_range(&host, "cut-slider", "3");
+    tick().await;
+    assert_eq!(text(&host, "[data-testid=cut-k]"), "3");
+    assert_eq!(count(&host, "[data-testid=cluster-card]"), 0);
+    assert_eq!(count(&host, "[data-testid=cut-card]"), 3);
+    assert_ne!(line_y(&host), before, "the cut line moves");
+    let sizes = host.query_selector_all("[data-testid=cut-card] .size").unwrap();
+    let sizes: Vec<String> = (0..sizes.length()).map(|i| sizes.item(i).unwrap().text_content().unwrap()).collect();
+    assert_eq!(sizes, ["2 images", "2 images", "1 images"]);
+    let holds = host.query_selector_all("[data-testid=cut-holds]").unwrap();
+    let holds: Vec<String> = (0..holds.length()).map(|i| holds.item(i).unwrap().text_content().unwrap()).collect();
+    assert_eq!(holds, ["cluster 1 (2)", "cluster 2 (2)", "cluster 1 (1)"]);
+    assert!(text(&host, "[data-testid=cut-note]").contains("analysis chose k = 2"));
+    // The map colours by the live cut: three colours.
+    let fills = |host: &web_sys::HtmlElement| {
+        let pts = host.query_selector_all("[data-testid=map-point]").unwrap();
+        let mut f: Vec<String> = (0..pts.length())
+            .map(|i| pts.item(i).unwrap().dyn_into::<web_sys::Element>().unwrap().get_attribute("fill").unwrap())
+            .collect();
+        f.sort();
+        f.dedup();
+        f.len()
+    };
+    assert_eq!(fills(&host), 3);
+    // A re-cut card's images open on the images page, filtered to that cluster of the cut.
+    click(&host, "[data-testid=cut-images]", 2);
+    tick().await;
+    assert_eq!(hash(), "#/layer/0/images");
+    assert_eq!(count(&host, "[data-testid=member]"), 1);
+    assert_eq!(
+        host.query_selector("[data-testid=member]").unwrap().unwrap().get_attribute("title").unwrap(),
+        "test/2.png (cluster 1)"
+    );
+    press("Escape");
+    tick().await;
+    // Back at the stored cut: the stored cards again, and the filter on the old cut is dropped.
+    click(&host, "[data-testid=cut-reset]", 0);
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=cluster-card]"), 2);
+    assert_eq!(count(&host, "[data-testid=cut-card]"), 0);
+    assert_eq!(fills(&host), 2);
+    click(&host, "[data-testid=all-images]", 0);
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=member]"), 5, "the filter on the old cut is gone");
+    press("Escape");
+    tick().await;
+    // Cut into 1: everything in one cluster.
+    set_range(&host, "cut-slider", "1");
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=cut-card]"), 1);
+    host.remove();
+    set_hash("");
+}
+
+#[wasm_bindgen_test]
+async fn the_map_colours_by_a_column_and_a_point_opens_its_image() {
+    let host = mount();
+    tick().await;
+    assert_eq!(count(&host, "[data-testid=map-point]"), 5);
+    assert!(text(&host, "[data-testid=map]").contains("80.00% of their variance"));
+    let legend = text(&host, "[data-testid=map-legend]");
+    assert!(legend.contains("cluster 1") && legend.contains("cluster 2"), "{legend}");
+    let select: web_sys::HtmlSelectElement =
+        host.query_selector("[data-testid=map-colour]").unwrap().unwrap().dyn_into().unwrap();
+    select.set_value("eyelid");
+    select.dispatch_event(&web_sys::Event::new("change").unwrap()).unwrap();
+    tick().await;
+    // Numeric: a ramp from 0 (image 0) to 4 (image 4).
+    let legend = text(&host, "[data-testid=map-legend]");
+    assert!(legend.contains('0') && legend.contains("2.000") && legend.contains("4.000"), "{legend}");
+    let point = |i: u32| {
+        host.query_selector_all("[data-testid=map-point]")
+            .unwrap()
+            .item(i)
+            .unwrap()
+            .dyn_into::<web_sys::Element>()
+            .unwrap()
+    };
+    assert_eq!(point(0).get_attribute("fill").unwrap(), "hsl(240, 75%, 35%)");
+    assert_eq!(point(4).get_attribute("fill").unwrap(), "hsl(60, 75%, 55%)");
+    // Same scale on both axes: the farthest pair spans the plot's width.
+    let x = |i: u32| point(i).get_attribute("cx").unwrap().parse::<f64>().unwrap();
+    assert!(x(4) > x(0));
+    point(3).dyn_into::<web_sys::SvgElement>().unwrap().dispatch_event(&web_sys::Event::new("click").unwrap()).unwrap();
+    tick().await;
+    assert!(text(&host, "[data-testid=cluster-title]").contains("cluster 2 "));
+    assert_eq!(text(&host, "[data-testid=stage-name]"), "test/3.png");
+    host.remove();
+    set_hash("");
+}
+
+#[wasm_bindgen_test]
+async fn all_images_filter_sort_and_open_their_cluster() {
+    let host = mount();
+    tick().await;
+    click(&host, "[data-testid=all-images]", 0);
+    tick().await;
+    assert_eq!(hash(), "#/layer/0/images");
+    assert!(text(&host, "[data-testid=images-title]").contains("all 5 clustered images"));
+    assert_eq!(count(&host, "[data-testid=member]"), 5);
+    let select = |id: &str, value: &str| {
+        let el: web_sys::HtmlSelectElement =
+            host.query_selector(&format!("[data-testid={id}]")).unwrap().unwrap().dyn_into().unwrap();
+        el.set_value(value);
+        el.dispatch_event(&web_sys::Event::new("change").unwrap()).unwrap();
+    };
+    select("filter-key", "cluster");
+    let value: web_sys::HtmlInputElement =
+        host.query_selector("[data-testid=filter-value]").unwrap().unwrap().dyn_into().unwrap();
+    value.set_value("2..2");
+    value.dispatch_event(&web_sys::Event::new("input").unwrap()).unwrap();
+    select("sort-key", "eyelid");
+    let desc: web_sys::HtmlInputElement =
+        host.query_selector("[data-testid=sort-descending]").unwrap().unwrap().dyn_into().unwrap();
+    desc.click();
+    tick().await;
+    let titles = host.query_selector_all("[data-testid=member]").unwrap();
+    let titles: Vec<String> = (0..titles.length())
+        .map(|i| titles.item(i).unwrap().dyn_into::<web_sys::Element>().unwrap().get_attribute("title").unwrap())
+        .collect();
+    assert_eq!(titles, ["test/4.png (cluster 2)", "test/3.png (cluster 2)"]);
+    // Shift-click selects without leaving the page; a click opens the image on its cluster's page.
+    let init = web_sys::MouseEventInit::new();
+    init.set_shift_key(true);
+    init.set_bubbles(true);
+    let shift = web_sys::MouseEvent::new_with_mouse_event_init_dict("click", &init).unwrap();
+    host.query_selector_all("[data-testid=member]").unwrap().item(0).unwrap().dispatch_event(&shift).unwrap();
+    tick().await;
+    assert!(text(&host, "[data-testid=selection-count]").starts_with("1 selected"));
+    assert_eq!(hash(), "#/layer/0/images");
+    click(&host, "[data-testid=member]", 1);
+    tick().await;
+    assert_eq!(hash(), "#/layer/0/cluster/2", "test/3.png is cluster 2's medoid");
+    assert_eq!(text(&host, "[data-testid=stage-name]"), "test/3.png");
+    // Esc returns to the images page.
+    press("Escape");
+    tick().await;
+    assert_eq!(hash(), "#/layer/0/images");
+    press("Escape");
+    tick().await;
+    assert_eq!(hash(), "#/layer/0");
+    host.remove();
+    set_hash("");
 }

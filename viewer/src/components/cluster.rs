@@ -6,6 +6,7 @@ use std::sync::Arc;
 use hudd_report::Report;
 use leptos::prelude::*;
 
+use super::grid::{slider, GridControls, ImageGrid, Open};
 use super::{percent, short, HistogramChart, Picture};
 use crate::nav::{self, Page};
 use crate::notes::Note;
@@ -94,57 +95,15 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
     };
 
     // The member grid: filtered, sorted; click shows, shift-click selects a range, x the current.
-    let anchor = RwSignal::new(None::<usize>);
-    let member_images: Arc<Vec<usize>> = Arc::new(c.members.iter().map(|m| m.image).collect());
-    let grid = {
-        let (r, c) = (r.clone(), c.clone());
-        move || {
-            let (filter_key, condition) = ui.filter.get();
-            let (sort_key, descending) = ui.sort.get();
-            let shown = crate::members::shown(&r, &c, &filter_key, &condition, &sort_key, descending);
-            let order = shown.clone();
-            shown
-                .into_iter()
-                .filter_map(|i| c.members.get(i).and_then(|m| r.images.get(m.image).map(|im| (i, m, im))))
-                .map(|(i, m, im)| {
-                    let image = m.image;
-                    let (order, member_images) = (order.clone(), member_images.clone());
-                    view! {
-                        <button
-                            class="member"
-                            class:current=move || ui.image.get() == i
-                            class:medoid=i == 0
-                            class:selected=move || ui.selected.with(|s| s.contains(&(layer, image)))
-                            data-testid="member"
-                            title=im.name.clone()
-                            on:click=move |e: leptos::ev::MouseEvent| {
-                                ui.playing.set(false);
-                                if e.shift_key() {
-                                    let from = anchor.get_untracked().unwrap_or(i);
-                                    let (a, b) = (
-                                        order.iter().position(|&k| k == from).unwrap_or(0),
-                                        order.iter().position(|&k| k == i).unwrap_or(0),
-                                    );
-                                    let range: Vec<usize> = order[a.min(b)..=a.max(b)].to_vec();
-                                    ui.selected.update(|s| {
-                                        for k in range {
-                                            if let Some(&m) = member_images.get(k) {
-                                                s.insert((layer, m));
-                                            }
-                                        }
-                                    });
-                                } else {
-                                    anchor.set(Some(i));
-                                }
-                                ui.image.set(i)
-                            }
-                        >
-                            <Picture src=im.thumbnail.clone() heatmap=m.heatmap.clone() alt=im.name.clone() />
-                        </button>
-                    }
-                })
-                .collect_view()
-        }
+    let rows = {
+        let l = l.clone();
+        Signal::derive(move || {
+            let mut rows = crate::members::cluster_rows(&l.clusters[cluster], cluster);
+            if let Some(labels) = super::tree::live_cut(&ui, &l).and_then(|k| l.dendrogram.as_ref().map(|t| t.cut(k))) {
+                crate::members::with_cut(&mut rows, &l, &labels);
+            }
+            rows
+        })
     };
 
     let explanations = c
@@ -246,68 +205,12 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
             }
         });
 
-    let keys: Vec<String> =
-        crate::members::FIXED_KEYS.iter().map(|k| k.to_string()).chain(columns.iter().cloned()).collect();
-    let options = move || keys.iter().map(|k| view! { <option value=k.clone()>{k.clone()}</option> }).collect_view();
-    let (sort_options, filter_options) = (options.clone()(), options());
-    let export_report = report.clone();
-    let export = move |_| {
-        let csv = ui.selected.with_untracked(|s| crate::members::selection_csv(&export_report, s));
-        let name = format!("hudd-selection-{}.csv", crate::notes::short_id(&export_report.report_id));
-        let n = ui.selected.with_untracked(|s| s.len());
-        let status = match crate::storage::download_as(&name, &csv, "text/csv") {
-            Ok(()) => format!("exported {n} selected images to {name}"),
-            Err(_) => "the browser refused the download".to_string(),
-        };
-        ui.notes_status.set(status);
-    };
-    let grid_controls = view! {
-        <div class="grid-controls" data-testid="grid-controls">
-            <label>
-                "sort by "
-                <select
-                    data-testid="sort-key"
-                    prop:value=move || ui.sort.get().0
-                    on:change=move |e| ui.sort.update(|s| s.0 = event_target_value(&e))
-                >
-                    <option value="">"member order"</option>
-                    {sort_options}
-                </select>
-            </label>
-            <label>
-                <input
-                    type="checkbox"
-                    data-testid="sort-descending"
-                    prop:checked=move || ui.sort.get().1
-                    on:change=move |e| ui.sort.update(|s| s.1 = event_target_checked(&e))
-                />
-                " descending"
-            </label>
-            <label>
-                " filter "
-                <select
-                    data-testid="filter-key"
-                    prop:value=move || ui.filter.get().0
-                    on:change=move |e| ui.filter.update(|f| f.0 = event_target_value(&e))
-                >
-                    <option value="">"none"</option>
-                    {filter_options}
-                </select>
-                <input
-                    type="text"
-                    data-testid="filter-value"
-                    placeholder="<0.3, 0.2..0.4 or text"
-                    prop:value=move || ui.filter.get().1
-                    on:input=move |e| ui.filter.update(|f| f.1 = event_target_value(&e))
-                />
-            </label>
-            <span data-testid="selection-count">
-                {move || format!("{} selected (shift-click, x)", ui.selected.with(|s| s.len()))}
-            </span>
-            <button data-testid="selection-export" on:click=export>"export selection (CSV)"</button>
-            <button on:click=move |_| ui.selected.set(Default::default())>"clear selection"</button>
-        </div>
-    };
+    let keys: Vec<String> = crate::members::FIXED_KEYS
+        .iter()
+        .map(|k| k.to_string())
+        .chain(l.dendrogram.is_some().then(|| "cut".to_string()))
+        .chain(columns.iter().cloned())
+        .collect();
 
     let note_name = layer_name.clone();
     let note = Memo::new(move |_| ui.notes.with(|n| n.get(&note_name, cluster_id)));
@@ -365,15 +268,6 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                 <button data-testid="zoom" on:click=move |_| ui.zoom.update(|z| *z = !*z)>
                     {move || if ui.zoom.get() { "zoom out (z)" } else { "zoom in (z)" }}
                 </button>
-                <label>
-                    " grid "
-                    {slider(
-                        "grid-size",
-                        (40.0, 200.0, 4.0),
-                        move || f64::from(ui.grid_px.get()),
-                        move |v| ui.grid_px.set(v.round() as u32),
-                    )}
-                </label>
             </div>
             {has_heatmaps.then(|| view! {
                 <p class="legend" data-testid="legend">
@@ -422,39 +316,9 @@ pub fn ClusterPage(report: Arc<Report>, layer: usize, cluster: usize) -> impl In
                 <textarea data-testid="note-text" prop:value=move || note.get().text on:input=set_text></textarea>
             </section>
             <h3>"Members (medoid first)"</h3>
-            {grid_controls}
-            <div
-                class="grid"
-                data-testid="member-grid"
-                style=move || format!("--thumb: {}px", ui.grid_px.get())
-            >
-                {grid}
-            </div>
+            <GridControls report=report.clone() keys />
+            <ImageGrid report=report.clone() layer rows open=Open::Stage />
         </main>
     }
     .into_any()
-}
-
-/// A range input (`min`, `max`, `step`) showing `get()` and passing each new value, clamped, to `set`.
-fn slider(
-    testid: &'static str,
-    (min, max, step): (f64, f64, f64),
-    get: impl Fn() -> f64 + Send + Sync + 'static,
-    set: impl Fn(f64) + 'static,
-) -> impl IntoView {
-    view! {
-        <input
-            type="range"
-            data-testid=testid
-            min=min
-            max=max
-            step=step
-            prop:value=move || get().to_string()
-            on:input=move |e| {
-                if let Ok(v) = event_target_value(&e).parse::<f64>() {
-                    set(v.clamp(min, max))
-                }
-            }
-        />
-    }
 }

@@ -3,24 +3,39 @@
 mod cluster;
 mod confidence;
 mod curve;
+mod grid;
 mod help;
 mod histogram;
+mod images;
+mod map;
 mod notes_bar;
 mod overview;
 mod per_class;
 mod picture;
 mod retraining;
+mod tree;
 
 pub use cluster::ClusterPage;
 pub use confidence::ToolConfidence;
 pub use curve::{Curve, Scales as CurveScales};
+pub use grid::{GridControls, ImageGrid, Open};
 pub use help::Help;
 pub use histogram::HistogramChart;
+pub use images::ImagesPage;
+pub use map::MapView;
 pub use notes_bar::NotesBar;
 pub use overview::Overview;
 pub use per_class::PerClass;
 pub use picture::Picture;
 pub use retraining::RetrainingSummary;
+pub use tree::{CutCards, TreeView};
+
+/// The colour of cluster `i` (0-based; ten colours, repeating).
+pub fn cluster_colour(i: usize) -> &'static str {
+    const TEN: [&str; 10] =
+        ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2", "#7f7f7f", "#bcbd22", "#17becf"];
+    TEN[i % TEN.len()]
+}
 
 /// `0.8497` → `84.97%`.
 pub fn percent(x: f64) -> String {

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use hudd_report::{Analysis, Report};
 use leptos::prelude::*;
 
-use super::{percent, short, Curve, PerClass, RetrainingSummary, ToolConfidence};
+use super::{percent, short, Curve, CutCards, MapView, PerClass, RetrainingSummary, ToolConfidence, TreeView};
 use crate::nav::Page;
 use crate::Ui;
 
@@ -148,7 +148,7 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                     class="layer"
                     class:selected=move || ui.layer.get() == i
                     data-testid="layer-row"
-                    on:click=move |_| ui.layer.set(i)
+                    on:click=move |_| ui.show_layer(i)
                 >
                     <td>
                         {l.name.clone()} {(best == Some(i)).then_some(" ★ best")}
@@ -190,49 +190,83 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
             {move || {
                 let i = ui.layer.get();
                 let Some(layer) = a.layers.get(i).cloned() else { return ().into_any() };
-                let name = layer.name.clone();
-                let cards = layer
-                    .clusters
-                    .iter()
-                    .enumerate()
-                    .map(|(ci, c)| {
-                        let strip = c
-                            .members
-                            .iter()
-                            .take(6)
-                            .filter_map(|m| r.images.get(m.image))
-                            .map(|im| view! { <img src=im.thumbnail.clone() alt=im.name.clone() loading="lazy" /> })
-                            .collect_view();
-                        let top = if c.unexplained() {
-                            Some("unexplained".to_string())
-                        } else {
-                            c.explanations.first().map(|e| e.summary.clone())
-                        };
-                        let note = ui.notes.with(|n| n.get(&name, c.cluster_id).label);
-                        view! {
-                            <button
-                                class="card"
-                                id=crate::routing::card_id(i, c.cluster_id)
-                                data-testid="cluster-card"
-                                on:click=move |_| ui.go(Page::Cluster { layer: i, cluster: ci })
-                            >
-                                <h3>"cluster " {c.cluster_id}</h3>
-                                <p class="size">{c.members.len()} " images"</p>
-                                <div class="strip">{strip}</div>
-                                <p class="explanation">{top}</p>
-                                <p class="note-label">{note}</p>
-                            </button>
-                        }
-                    })
-                    .collect_view();
+                let images: usize = layer.clusters.iter().map(|c| c.members.len()).sum();
+                // Only the cards follow the cut slider (the slider itself is not redrawn).
+                let (cr, cl) = (r.clone(), layer.clone());
+                let cards = move || match super::tree::live_cut(&ui, &cl) {
+                    Some(k) => view! { <CutCards report=cr.clone() layer_index=i layer=cl.clone() k /> }.into_any(),
+                    None => view! { <StoredCards report=cr.clone() layer_index=i layer=cl.clone() /> }.into_any(),
+                };
                 view! {
                     <h3 class="layer-title">"Layer " {layer.name.clone()}</h3>
                     <Curve layer=layer.clone() />
-                    <div class="cards" data-testid="cluster-cards">{cards}</div>
+                    <div class="tree-and-map">
+                        <TreeView layer=layer.clone() />
+                        <MapView report=r.clone() layer_index=i layer=layer.clone() />
+                    </div>
+                    <AllImages layer=i images />
+                    {cards}
                 }
                     .into_any()
             }}
         </section>
+    }
+}
+
+/// The cards of a layer's stored clusters: size, first images, the headline explanation (or
+/// "unexplained") and the reviewer's label.
+#[component]
+fn StoredCards(report: Arc<Report>, layer_index: usize, layer: hudd_report::Layer) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    let i = layer_index;
+    let name = layer.name.clone();
+    let cards = layer
+        .clusters
+        .iter()
+        .enumerate()
+        .map(|(ci, c)| {
+            let strip = c
+                .members
+                .iter()
+                .take(6)
+                .filter_map(|m| report.images.get(m.image))
+                .map(|im| view! { <img src=im.thumbnail.clone() alt=im.name.clone() loading="lazy" /> })
+                .collect_view();
+            let top = if c.unexplained() {
+                Some("unexplained".to_string())
+            } else {
+                c.explanations.first().map(|e| e.summary.clone())
+            };
+            let (name, id) = (name.clone(), c.cluster_id);
+            view! {
+                <button
+                    class="card"
+                    id=crate::routing::card_id(i, c.cluster_id)
+                    data-testid="cluster-card"
+                    on:click=move |_| ui.go(Page::Cluster { layer: i, cluster: ci })
+                >
+                    <h3>"cluster " {c.cluster_id}</h3>
+                    <p class="size">{c.members.len()} " images"</p>
+                    <div class="strip">{strip}</div>
+                    <p class="explanation">{top}</p>
+                    <p class="note-label">{move || ui.notes.with(|n| n.get(&name, id).label)}</p>
+                </button>
+            }
+        })
+        .collect_view();
+    view! { <div class="cards" data-testid="cluster-cards">{cards}</div> }
+}
+
+/// The link to every clustered image of layer `layer` (`images` of them).
+#[component]
+fn AllImages(layer: usize, images: usize) -> impl IntoView {
+    let ui = expect_context::<Ui>();
+    view! {
+        <p>
+            <button class="link" data-testid="all-images" on:click=move |_| ui.go(Page::Images { layer })>
+                {format!("all {images} clustered images: filter and sort →")}
+            </button>
+        </p>
     }
 }
 
