@@ -49,6 +49,10 @@ fn demo_writes_a_complete_bundle_that_matches_the_run() {
         let stored = best.clusters.iter().position(|c| c.members.iter().any(|m| m.image == image)).unwrap();
         assert_eq!(labels[leaf], stored, "image {image}");
     }
+    // The simulator's causes: the best layer's purity, each cluster's majority cause.
+    let known = best.known_causes.as_ref().expect("the demo's data has a cause column");
+    assert!(known.purity > 0.0 && known.purity <= 1.0);
+    assert!(best.clusters.iter().all(|c| c.known_cause.as_ref().is_some_and(|k| k.share > 0.0 && k.share <= 1.0)));
     let map = best.map.as_ref().unwrap();
     assert_eq!(map.points.len(), analysis.images);
     assert_eq!(map.images, tree.leaves);

@@ -23,6 +23,17 @@ fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
     for col in ["eyelid", "gaze_yaw", "exposure"] {
         assert!(best.clusters.iter().any(|c| c.explanations.iter().any(|e| e.column == col)), "{col}");
     }
+    // The simulator's known causes are scored, never an explanation.
+    assert!(best.clusters.iter().all(|c| c.explanations.iter().all(|e| e.column != "cause")));
+    let causes = best.causes.as_ref().expect("the simulator writes a cause column");
+    assert!(causes.purity > 0.0 && causes.purity <= 1.0, "{causes:?}");
+    assert_eq!(causes.majority.len(), best.clusters.len());
+    let errors: usize = best.clusters.iter().map(|c| c.size).sum();
+    assert!(causes.causes.iter().map(|(_, n)| n).sum::<usize>() <= errors);
+    assert!(report.layers.iter().all(|l| l.causes.is_some()), "every layer is scored");
+    assert!(text.contains("known causes (column `cause`, never an explanation): purity"), "{text}");
+    let manifest = std::fs::read_to_string(out.join("data/test/manifest.csv")).unwrap();
+    assert!(manifest.lines().next().unwrap().ends_with(",glare_over_pupil,cause"), "{manifest}");
     assert!(out.join("data/test/manifest.csv").is_file());
     assert!(out.join("model/gaze_cnn.onnx").is_file());
     // Steps 4–6: the unsafe set, labelled by the simulator and balanced to the largest cluster.

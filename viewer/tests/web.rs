@@ -52,6 +52,7 @@ fn report() -> Report {
                 all: vec![3, 2],
             }),
         }],
+        known_cause: (id == 1).then(|| KnownCause { cause: "eyelid-closed".into(), share: 2.0 / 3.0 }),
     };
     Report {
         format: FORMAT.into(),
@@ -94,6 +95,12 @@ fn report() -> Report {
                     leaves: vec![0, 1, 2, 3, 4],
                     merges: vec![[0, 1], [3, 4], [2, 5], [6, 7]],
                     heights: vec![0.1, 0.2, 0.4, 1.0],
+                }),
+                known_causes: Some(KnownCauses {
+                    column: "cause".into(),
+                    purity: 0.8,
+                    causes: vec![CauseCount { cause: "eyelid-closed".into(), images: 2 }],
+                    covered: vec!["eyelid-closed".into()],
                 }),
                 map: Some(Map {
                     method: "classical MDS".into(),
@@ -172,6 +179,10 @@ async fn overview_lists_the_best_layers_clusters_and_renders_markup_as_text() {
     let cards = host.query_selector_all("[data-testid=cluster-card] .explanation").unwrap();
     let second = cards.item(1).and_then(|n| n.text_content()).unwrap_or_default();
     assert_eq!(second, "unexplained", "cluster 2's card");
+    assert_eq!(text(&host, "[data-testid=known-cause]"), "cause: eyelid-closed (67%)");
+    assert_eq!(count(&host, "[data-testid=known-cause]"), 1, "cluster 2 has no known cause");
+    assert!(text(&host, "[data-testid=layers]").contains("0.80"), "the purity column");
+    assert!(text(&host, "[data-testid=known-causes]").contains("covered 1 of 1"));
     assert_eq!(count(&host, "[data-testid=layer-row]"), 1);
     assert_eq!(count(&host, "[data-testid=wicd-curve] circle"), 1, "the chosen k is marked");
     // Axes with ticks and titles: k from 2 to 5 on a log scale, five WICD ticks.

@@ -82,7 +82,21 @@ pub fn run(args: ClusterArgs) -> Result<()> {
 /// The per-layer table, then the best layer's clusters with their top explanation.
 pub fn print_summary(analysis: &Clustering) {
     let r = &analysis.report;
-    println!("{:<50} {:>4} {:>10} {:>10}  k chosen by", "layer", "k", "WICD", "silhouette");
+    // With known causes (a `cause` column), each layer's purity too.
+    let known = r.layers.iter().any(|l| l.causes.is_some());
+    let purity = |l: &hudd_core::cluster::report::LayerResult| match (&l.causes, known) {
+        (Some(c), _) => format!(" {:>7.2}", c.purity),
+        (None, true) => format!(" {:>7}", "-"),
+        (None, false) => String::new(),
+    };
+    println!(
+        "{:<50} {:>4} {:>10} {:>10}{}  k chosen by",
+        "layer",
+        "k",
+        "WICD",
+        "silhouette",
+        if known { format!(" {:>7}", "purity") } else { String::new() }
+    );
     for l in &r.layers {
         let how = match &l.k_choice {
             hudd_core::cluster::KChoice::Knee => "knee".to_string(),
@@ -99,7 +113,7 @@ pub fn print_summary(analysis: &Clustering) {
         } else {
             ""
         };
-        println!("{:<50} {:>4} {:>10.4} {:>10.3}  {how}{mark}", l.name, l.k, l.score, l.silhouette);
+        println!("{:<50} {:>4} {:>10.4} {:>10.3}{}  {how}{mark}", l.name, l.k, l.score, l.silhouette, purity(l));
     }
     let Some(best) = analysis.best() else {
         println!("\nno best layer (only the input layer was clustered)");
@@ -110,8 +124,13 @@ pub fn print_summary(analysis: &Clustering) {
         "\nbest layer {} ({} images, {} clusters, parameters: {} linkage, normalize {}, layer rule {}):",
         l.name, r.images, l.k, r.parameters.linkage, r.parameters.normalize, r.parameters.layer_rule
     );
-    for c in &l.clusters {
-        println!("  cluster {:>3}: {:>5} image(s)  {}", c.id, c.size, metadata::headline(&c.explanations));
+    for (i, c) in l.clusters.iter().enumerate() {
+        let cause = l
+            .causes
+            .as_ref()
+            .and_then(|k| Some(format!("  [cause {} {:.0}%]", k.majority.get(i)?, 100.0 * k.shares.get(i)?)))
+            .unwrap_or_default();
+        println!("  cluster {:>3}: {:>5} image(s)  {}{cause}", c.id, c.size, metadata::headline(&c.explanations));
     }
     if let Some((explained, total)) = analysis.explained() {
         println!(
@@ -119,6 +138,13 @@ pub fn print_summary(analysis: &Clustering) {
              other clustered images ≥ {}, p < {} (Bonferroni over the columns)",
             metadata::SEPARATION_MIN,
             metadata::ALPHA
+        );
+    }
+    if let Some(c) = analysis.causes() {
+        println!(
+            "known causes (column `{}`, never an explanation): {}",
+            hudd_core::cluster::causes::CAUSE_COLUMN,
+            c.summary()
         );
     }
 }

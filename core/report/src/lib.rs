@@ -520,6 +520,42 @@ pub struct Layer {
     /// A 2-D map of the clustered images (the best layer; absent in older bundles).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<Map>,
+    /// How well the clusters separate the causes known by construction, when the data has a
+    /// `cause` column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_causes: Option<KnownCauses>,
+}
+
+/// A layer's clusters against the causes known by construction (a `cause` metadata column; the
+/// simulator writes one).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnownCauses {
+    /// The column.
+    pub column: String,
+    /// Size-weighted share of each cluster's majority cause, 0–1.
+    pub purity: f64,
+    /// Each cause other than `none` among the clustered images, the most frequent first.
+    pub causes: Vec<CauseCount>,
+    /// The causes that are the majority of some cluster.
+    pub covered: Vec<String>,
+}
+
+/// A cause and its number of clustered images.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CauseCount {
+    /// The cause.
+    pub cause: String,
+    /// Clustered images with it.
+    pub images: usize,
+}
+
+/// A cluster's majority cause.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct KnownCause {
+    /// The cause most of its images have.
+    pub cause: String,
+    /// Their share of the cluster, 0–1.
+    pub share: f64,
 }
 
 /// A layer's hierarchical clustering tree, numbered as SciPy numbers a linkage matrix: leaves
@@ -629,6 +665,9 @@ pub struct Cluster {
     /// Metadata columns ranked by how well they explain the cluster.
     #[serde(default)]
     pub explanations: Vec<Explanation>,
+    /// Its majority cause, when the data has causes known by construction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_cause: Option<KnownCause>,
 }
 
 /// A member of a cluster.

@@ -329,7 +329,10 @@ fn assemble_analysis(
         let curve_file = format!("images/curves/{li}.csv");
         files.push(BundleFile { path: curve_file.clone(), content: Content::Bytes(csv.into_bytes()) });
         let mut out_clusters = Vec::new();
-        for c in &l.clusters {
+        for (ci, c) in l.clusters.iter().enumerate() {
+            let known_cause = l.causes.as_ref().and_then(|k| {
+                Some(schema::KnownCause { cause: k.majority.get(ci)?.clone(), share: *k.shares.get(ci)? })
+            });
             let mut members: Vec<schema::Member> = c
                 .members
                 .iter()
@@ -386,6 +389,7 @@ fn assemble_analysis(
                         histogram: e.histogram.clone(),
                     })
                     .collect(),
+                known_cause,
             });
         }
         let (k_choice, k_choice_reason) = crate::schema::k_choice(&l.k_choice);
@@ -416,6 +420,16 @@ fn assemble_analysis(
                 }),
                 None => None,
             },
+            known_causes: l.causes.as_ref().map(|k| schema::KnownCauses {
+                column: crate::cluster::causes::CAUSE_COLUMN.into(),
+                purity: k.purity,
+                causes: k
+                    .causes
+                    .iter()
+                    .map(|(cause, images)| schema::CauseCount { cause: cause.clone(), images: *images })
+                    .collect(),
+                covered: k.covered.clone(),
+            }),
             map: match &l.map {
                 Some(m) => Some(schema::Map {
                     method: m.method.clone(),

@@ -379,6 +379,8 @@ pub fn explain(meta: &Metadata, clusters: &[Vec<usize>]) -> Vec<Vec<Explanation>
                 .columns
                 .iter()
                 .zip(&columns)
+                // Known causes are ground truth, scored apart (super::causes), never an explanation.
+                .filter(|(name, _)| name.as_str() != super::causes::CAUSE_COLUMN)
                 .filter_map(|(name, col)| {
                     let info = meta.info.iter().find(|i| &i.column == name);
                     match col {

@@ -13,6 +13,7 @@
 //! Alternatives ([`Options`]): Ward or average linkage directly on `D`, a fixed `k`, heatmaps
 //! normalised before the distances, and the silhouette of the partition as the layer score.
 
+pub mod causes;
 pub mod knee;
 pub mod map;
 pub mod metadata;

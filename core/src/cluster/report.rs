@@ -9,6 +9,7 @@ use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 
+use super::causes::CauseScores;
 use super::metadata::{explain, Explanation, Metadata};
 use super::{best_layer, cluster_distances, KChoice, LayerClusters, LayerRule, Linkage, Options};
 use crate::distance::{self, Normalize};
@@ -24,7 +25,8 @@ use crate::run::RunDir;
 pub const FORMAT: &str = "hudd-clusters";
 /// Its version. 2: explanations carry `separation`, `p_value`, `explains`, `range` and
 /// `histogram` (a version-1 file's explanations were never assessed against the threshold).
-/// 3: the best layer carries its `tree` and `map`.
+/// 3: the best layer carries its `tree` and `map`; a layer its `causes` when the data has a
+/// `cause` column.
 pub const FORMAT_VERSION: u32 = 3;
 
 /// The parameters a clustering ran with.
@@ -108,6 +110,9 @@ pub struct LayerResult {
     /// A 2-D map of the images (the best layer only).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub map: Option<Map>,
+    /// How well the clusters separate the known causes (a `cause` metadata column).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub causes: Option<CauseScores>,
 }
 
 /// A layer's hierarchical clustering tree, numbered as SciPy numbers a linkage matrix.
@@ -253,6 +258,11 @@ impl Clustering {
         Some((explained, clusters.len()))
     }
 
+    /// The best layer's scores against the known causes, if the data has a `cause` column.
+    pub fn causes(&self) -> Option<&CauseScores> {
+        self.report.layers.get(self.best()?)?.causes.as_ref()
+    }
+
     /// On the best layer: of the clusters with 2 or more images, how many a metadata column
     /// explains (see [`super::metadata`]); `(explained, clusters)`. `None` without a best layer
     /// or without metadata.
@@ -300,6 +310,7 @@ pub fn cluster_all(
         timings.add("clustering", t.elapsed().as_secs_f64());
         let members = c.members();
         let explanations = metadata.map(|m| explain(m, &members)).unwrap_or_else(|| vec![Vec::new(); members.len()]);
+        let causes = metadata.and_then(|m| super::causes::score(m, &members));
         let clusters = members
             .iter()
             .zip(explanations)
@@ -338,6 +349,7 @@ pub fn cluster_all(
             clusters,
             tree: None,
             map: None,
+            causes,
         });
         layers.push(c);
         progress.advance(1);

@@ -69,8 +69,71 @@ pub struct Params {
     pub noise_seed: u64,
 }
 
+/// Why an image is hard, known by construction: the first of these conditions that holds, in
+/// this order (the thresholds are [`CauseThresholds::DEFAULT`]; the draws of [`Params::sample`]
+/// put the planted conditions clear of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum Cause {
+    /// The eyelid nearly closed: the pupil is hidden.
+    EyelidClosed,
+    /// Underexposed with low contrast.
+    Underexposed,
+    /// An extreme head yaw foreshortens the eye.
+    ExtremeHeadYaw,
+    /// Glare over the pupil.
+    GlareOverPupil,
+    /// The gaze near the border between two sectors, or between a sector and the centre.
+    SectorBorder,
+    /// None of the above.
+    None,
+}
+
+impl Cause {
+    /// Every cause, in the order they are tested.
+    pub const ALL: [Cause; 6] = [
+        Cause::EyelidClosed,
+        Cause::Underexposed,
+        Cause::ExtremeHeadYaw,
+        Cause::GlareOverPupil,
+        Cause::SectorBorder,
+        Cause::None,
+    ];
+
+    /// The value of the `cause` column.
+    pub fn name(self) -> &'static str {
+        match self {
+            Cause::EyelidClosed => "eyelid-closed",
+            Cause::Underexposed => "underexposed",
+            Cause::ExtremeHeadYaw => "extreme-head-yaw",
+            Cause::GlareOverPupil => "glare-over-pupil",
+            Cause::SectorBorder => "sector-border",
+            Cause::None => "none",
+        }
+    }
+}
+
+/// Where each [`Cause`] begins: the one place its thresholds are set.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct CauseThresholds {
+    /// Eyelid openness below this is closed (closed eyes are drawn 0.05–0.35, open ones 0.45–1).
+    pub eyelid_below: f32,
+    /// Exposure below this is underexposed (drawn 0.15–0.35 when dark, else 0.75–1.25).
+    pub exposure_below: f32,
+    /// |Head yaw| above this, in degrees, is extreme (drawn 45–65°; otherwise normal, σ = 10°).
+    pub head_yaw_above: f32,
+    /// A gaze within this many degrees of a sector border (in angle), or of the centre region's
+    /// radius (in `√(yaw² + pitch²)`), is near a border.
+    pub border_within: f32,
+}
+
+impl CauseThresholds {
+    /// The simulator's thresholds.
+    pub const DEFAULT: CauseThresholds =
+        CauseThresholds { eyelid_below: 0.4, exposure_below: 0.5, head_yaw_above: 40.0, border_within: 3.0 };
+}
+
 /// Names of the metadata columns, in [`Params::values`] order.
-pub const PARAM_NAMES: [&str; 15] = [
+pub const PARAM_NAMES: [&str; 16] = [
     "gaze_yaw",
     "gaze_pitch",
     "eyelid",
@@ -86,6 +149,7 @@ pub const PARAM_NAMES: [&str; 15] = [
     "blur",
     "noise",
     "glare_over_pupil",
+    "cause",
 ];
 
 /// What a metadata column measures.
@@ -104,7 +168,7 @@ const fn info(description: &'static str, unit: &'static str, range: Option<(f32,
 }
 
 /// What each metadata column measures, in [`PARAM_NAMES`] order.
-pub const PARAM_INFO: [ParamInfo; 15] = [
+pub const PARAM_INFO: [ParamInfo; 16] = [
     info("gaze yaw, positive: right in the image", "°", Some((-40.0, 40.0))),
     info("gaze pitch, positive: up", "°", Some((-30.0, 30.0))),
     info("eyelid openness, 0 closed to 1 wide open", "", Some((0.0, 1.0))),
@@ -120,6 +184,12 @@ pub const PARAM_INFO: [ParamInfo; 15] = [
     info("Gaussian blur sigma", "px", Some((0.0, 1.8))),
     info("sensor noise standard deviation, grey levels 0 to 1", "", Some((0.0, 0.04))),
     info("glare over the pupil, 1 yes", "", Some((0.0, 1.0))),
+    info(
+        "why the image is hard, known by construction (the first that holds): eyelid-closed, underexposed, \
+         extreme-head-yaw, glare-over-pupil, sector-border, none",
+        "",
+        None,
+    ),
 ];
 
 /// How often a split draws the planted causes of error (nearly closed eyelids, extreme head
@@ -211,6 +281,42 @@ impl Params {
         ((px - self.glare_x).powi(2) + (py - self.glare_y).powi(2)).sqrt() < self.glare_radius + g.pupil_radius
     }
 
+    /// Why the image is hard ([`Cause`]), by [`CauseThresholds::DEFAULT`].
+    pub fn cause(&self) -> Cause {
+        self.cause_by(&CauseThresholds::DEFAULT)
+    }
+
+    /// Why the image is hard, by `t`.
+    pub fn cause_by(&self, t: &CauseThresholds) -> Cause {
+        if self.eyelid < t.eyelid_below {
+            Cause::EyelidClosed
+        } else if self.exposure < t.exposure_below {
+            Cause::Underexposed
+        } else if self.head_yaw.abs() > t.head_yaw_above {
+            Cause::ExtremeHeadYaw
+        } else if self.glare_over_pupil() {
+            Cause::GlareOverPupil
+        } else if self.gaze_border_distance() < t.border_within {
+            Cause::SectorBorder
+        } else {
+            Cause::None
+        }
+    }
+
+    /// Degrees from the gaze to the nearest class border: the centre region's radius, or (outside
+    /// it) the nearest of the 8 sector borders at 22.5° + k·45°.
+    pub fn gaze_border_distance(&self) -> f32 {
+        let (y, p) = (self.gaze_yaw, self.gaze_pitch);
+        let radius = (y * y + p * p).sqrt();
+        let to_centre = (radius - CENTER_RADIUS).abs();
+        if radius < CENTER_RADIUS {
+            return to_centre;
+        }
+        let angle = p.atan2(y).rem_euclid(2.0 * PI).to_degrees();
+        let off = (angle - 22.5).rem_euclid(45.0);
+        to_centre.min(off.min(45.0 - off))
+    }
+
     /// Metadata values in [`PARAM_NAMES`] order.
     pub fn values(&self) -> Vec<String> {
         let f = |v: f32| format!("{v:.4}");
@@ -230,6 +336,7 @@ impl Params {
             f(self.blur),
             f(self.noise),
             u8::from(self.glare_over_pupil()).to_string(),
+            self.cause().name().to_string(),
         ]
     }
 
@@ -348,6 +455,31 @@ mod tests {
             }
             assert!(counts.iter().all(|&c| c > 160), "every class occurs: {counts:?}");
         }
+    }
+
+    #[test]
+    fn each_image_has_the_first_cause_that_holds() {
+        let mut p = params_of(0, SplitId::Test, 0, Causes::Rare);
+        (p.eyelid, p.exposure, p.head_yaw, p.glare, p.gaze_yaw, p.gaze_pitch) = (0.8, 1.0, 0.0, 0.0, 30.0, 0.0);
+        assert_eq!(p.cause(), Cause::None);
+        p.gaze_pitch = 30.0 * (21.0f32).to_radians().tan();
+        assert_eq!(p.cause(), Cause::SectorBorder, "1.5° from the border at 22.5°");
+        (p.gaze_yaw, p.gaze_pitch) = (13.0, 0.0);
+        assert_eq!(p.cause(), Cause::SectorBorder, "1° outside the centre region");
+        (p.gaze_yaw, p.gaze_pitch) = (30.0, 0.0);
+        p.head_yaw = -50.0;
+        assert_eq!(p.cause(), Cause::ExtremeHeadYaw);
+        p.exposure = 0.2;
+        assert_eq!(p.cause(), Cause::Underexposed, "underexposure comes before the head pose");
+        p.eyelid = 0.2;
+        assert_eq!(p.cause(), Cause::EyelidClosed, "a closed eyelid comes first");
+        // Every cause occurs in a test split, and the column holds its name.
+        let ps: Vec<Params> = (0..2000).map(|i| params_of(1, SplitId::Test, i, Causes::Rare)).collect();
+        for c in Cause::ALL {
+            assert!(ps.iter().filter(|p| p.cause() == c).count() > 20, "{c:?}");
+        }
+        assert_eq!(ps[0].values().last().map(String::as_str), Some(ps[0].cause().name()));
+        assert_eq!(PARAM_NAMES.last(), Some(&"cause"));
     }
 
     #[test]

@@ -138,6 +138,28 @@ fn Summary(report: Arc<Report>) -> impl IntoView {
 fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
     let ui = expect_context::<Ui>();
     let best = analysis.best_layer;
+    // Causes known by construction (a `cause` column): each layer's purity.
+    let known = analysis.layers.iter().any(|l| l.known_causes.is_some());
+    let causes = best.and_then(|b| analysis.layers.get(b)).and_then(|l| l.known_causes.clone()).map(|k| {
+        let missing: Vec<String> = k
+            .causes
+            .iter()
+            .filter(|c| !k.covered.contains(&c.cause))
+            .map(|c| format!("{} ({} images)", c.cause, c.images))
+            .collect();
+        view! {
+            <p data-testid="known-causes">
+                {format!(
+                    "Causes known by construction (column {}, scored, never an explanation): at the best layer purity {:.2}                      (the size-weighted share of each cluster's majority cause), covered {} of {} causes{}.",
+                    k.column,
+                    k.purity,
+                    k.covered.len(),
+                    k.causes.len(),
+                    if missing.is_empty() { String::new() } else { format!("; not covered: {}", missing.join(", ")) }
+                )}
+            </p>
+        }
+    });
     let rows = analysis
         .layers
         .iter()
@@ -159,6 +181,7 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                     <td title=l.k_choice_reason.clone().unwrap_or_default()>{l.k_choice.name()}</td>
                     <td class="num">{short(l.score)}</td>
                     <td class="num">{short(l.silhouette)}</td>
+                    {known.then(|| view! { <td class="num">{l.known_causes.as_ref().map(|k| format!("{:.2}", k.purity))}</td> })}
                 </tr>
             }
         })
@@ -183,10 +206,12 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                         <th>"k from"</th>
                         <th title="WICD at the chosen k on the raw distances (lower is better)">"WICD at k"</th>
                         <th>"silhouette"</th>
+                        {known.then(|| view! { <th title="size-weighted share of each cluster's majority known cause">"purity"</th> })}
                     </tr>
                 </thead>
                 <tbody>{rows}</tbody>
             </table>
+            {causes}
             {move || {
                 let i = ui.layer.get();
                 let Some(layer) = a.layers.get(i).cloned() else { return ().into_any() };
@@ -249,6 +274,9 @@ fn StoredCards(report: Arc<Report>, layer_index: usize, layer: hudd_report::Laye
                     <p class="size">{c.members.len()} " images"</p>
                     <div class="strip">{strip}</div>
                     <p class="explanation">{top}</p>
+                    {c.known_cause.as_ref().map(|k| view! {
+                        <p class="cause" data-testid="known-cause">{format!("cause: {} ({:.0}%)", k.cause, 100.0 * k.share)}</p>
+                    })}
                     <p class="note-label">{move || ui.notes.with(|n| n.get(&name, id).label)}</p>
                 </button>
             }
