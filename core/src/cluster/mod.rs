@@ -14,6 +14,7 @@
 //! normalised before the distances, and the silhouette of the partition as the layer score.
 
 pub mod causes;
+pub mod density;
 pub mod knee;
 pub mod map;
 pub mod metadata;

@@ -166,8 +166,47 @@ fn ln_gamma(x: f64) -> f64 {
     0.5 * (2.0 * std::f64::consts::PI).ln() + (x + 0.5) * t.ln() - t + sum.ln()
 }
 
+/// The adjusted Rand index of two labellings of the same items (Hubert & Arabie 1985, as
+/// scikit-learn's `adjusted_rand_score`): 1 for the same partition, about 0 for independent ones.
+/// Two trivial partitions that agree (one cluster each, or every item alone in both) give 1.
+pub fn adjusted_rand_index<A: Ord, B: Ord>(a: &[A], b: &[B]) -> f64 {
+    let n = a.len().min(b.len());
+    let pairs = |k: usize| (k * k.saturating_sub(1) / 2) as f64;
+    let mut cells: BTreeMap<(&A, &B), usize> = BTreeMap::new();
+    let mut rows: BTreeMap<&A, usize> = BTreeMap::new();
+    let mut cols: BTreeMap<&B, usize> = BTreeMap::new();
+    for (x, y) in a.iter().zip(b).take(n) {
+        *cells.entry((x, y)).or_default() += 1;
+        *rows.entry(x).or_default() += 1;
+        *cols.entry(y).or_default() += 1;
+    }
+    let index: f64 = cells.values().map(|&k| pairs(k)).sum();
+    let (sa, sb): (f64, f64) = (rows.values().map(|&k| pairs(k)).sum(), cols.values().map(|&k| pairs(k)).sum());
+    let expected = if n < 2 { 0.0 } else { sa * sb / pairs(n) };
+    let max = (sa + sb) / 2.0;
+    if max == expected {
+        return 1.0;
+    }
+    (index - expected) / (max - expected)
+}
+
 #[cfg(test)]
 mod tests {
+    use super::adjusted_rand_index as ari;
+
+    #[test]
+    fn adjusted_rand_index_as_scikit_learn_documents_it() {
+        // scikit-learn's documented examples.
+        assert_eq!(ari(&[0, 0, 1, 1], &[0, 0, 1, 1]), 1.0);
+        assert_eq!(ari(&[0, 0, 1, 1], &[1, 1, 0, 0]), 1.0, "names do not matter");
+        assert!((ari(&[0, 0, 1, 2], &[0, 0, 1, 1]) - 0.5714285714285715).abs() < 1e-15);
+        assert!((ari(&[0, 0, 1, 1], &[0, 0, 1, 2]) - 0.5714285714285715).abs() < 1e-15);
+        assert_eq!(ari(&[0, 0, 0, 0], &[0, 1, 2, 3]), 0.0);
+        assert!((ari(&[0, 0, 1, 1], &[0, 1, 0, 1]) + 0.5).abs() < 1e-15);
+        assert_eq!(ari(&[0, 0, 0], &[5, 5, 5]), 1.0, "one cluster each");
+        assert_eq!(ari::<i32, i32>(&[], &[]), 1.0);
+    }
+
     use super::*;
 
     /// Against scipy (`models/scripts/make_explain_reference.py`).
