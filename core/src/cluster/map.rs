@@ -48,26 +48,39 @@ pub fn classical_mds(d: &Array2<f64>) -> Map {
         (0..n).map(|i| ((i as f64 + 1.0) * 0.414_213_562_373_095).fract() - 0.5).collect(),
     ];
     orthonormalize(&mut v);
-    let mut lambda = [0.0f64; 2];
+    // Subspace iteration: the plane of the two axes converges at the rate λ₃/λ₂ whatever λ₁/λ₂
+    // is, so convergence is judged on the plane (how much of the new basis lies outside the old).
     for _ in 0..MAX_ITERATIONS {
         let mut w = gram_times(d, &v);
-        // Rayleigh quotients of the current axes.
-        lambda = [dot(&v[0], &w[0]), dot(&v[1], &w[1])];
         orthonormalize(&mut w);
-        fix_signs(&mut w);
-        let change = (0..2)
-            .map(|a| w[a].iter().zip(&v[a]).map(|(x, y)| (x - y).abs()).fold(0.0f64, f64::max))
+        let outside = (0..2)
+            .map(|a| {
+                let (p0, p1) = (dot(&v[0], &w[a]), dot(&v[1], &w[a]));
+                (0..n).map(|i| (w[a][i] - p0 * v[0][i] - p1 * v[1][i]).abs()).fold(0.0f64, f64::max)
+            })
             .fold(0.0f64, f64::max);
         v = w;
-        if change < TOLERANCE {
+        if outside < TOLERANCE {
             break;
         }
     }
-    // The larger eigenvalue first (subspace iteration can converge with the two swapped).
+    // Rayleigh–Ritz in the plane: the axes are the eigenvectors of the 2 × 2 matrix Vᵀ·B·V.
+    let w = gram_times(d, &v);
+    let (h00, h01, h11) = (dot(&v[0], &w[0]), dot(&v[0], &w[1]), dot(&v[1], &w[1]));
+    let theta = 0.5 * (2.0 * h01).atan2(h00 - h11);
+    let (c, s) = (theta.cos(), theta.sin());
+    let mut v = [
+        (0..n).map(|i| c * v[0][i] + s * v[1][i]).collect::<Vec<f64>>(),
+        (0..n).map(|i| -s * v[0][i] + c * v[1][i]).collect::<Vec<f64>>(),
+    ];
+    let lambda = [c * c * h00 + 2.0 * s * c * h01 + s * s * h11, s * s * h00 - 2.0 * s * c * h01 + c * c * h11];
+    // The larger eigenvalue first (the rotation puts it first; kept for rounding).
+    let mut lambda = lambda;
     if lambda[1] > lambda[0] {
         v.swap(0, 1);
         lambda.swap(0, 1);
     }
+    fix_signs(&mut v);
     // An eigenvalue at the level of rounding noise is zero (points on a line have no second axis).
     let noise = 1e-12 * total;
     let lambda = lambda.map(|l| if l > noise { l } else { 0.0 });
