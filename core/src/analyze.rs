@@ -169,7 +169,7 @@ pub fn analyze(
     let mut clustering = if steps.reuse(Stage::Clusters)? {
         Clustering { report: report::ClustersReport::read(run)?, layers: Vec::new(), timings: Timings::default() }
     } else {
-        let clustering = report::cluster_all(&heatmaps, &options.cluster, Some(&metadata), progress)?;
+        let clustering = report::cluster_all(&heatmaps, &options.cluster, Some(&metadata), run, progress)?;
         timings.extend(&clustering.timings);
         report::write_clusters(run, &clustering)?;
         steps.done(Stage::Clusters, true, progress)?;

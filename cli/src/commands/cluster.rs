@@ -71,8 +71,11 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     let set = HeatmapSet::open(&args.heatmaps)?;
     let metadata = args.metadata.as_deref().map(|p| Metadata::from_csv(p, set.images())).transpose()?;
     let bars = Bars::new(args.exec.quiet);
-    let analysis = args.exec.in_pool(|| Ok(report::cluster_all(&set, &options, metadata.as_ref(), &bars)?))?;
     let out = RunDir::new(&args.out);
+    let analysis = args
+        .exec
+        .in_pool(|| Ok(report::cluster_all(&set, &options, metadata.as_ref(), &out, &bars)?))
+        .with_context(|| format!("clustering into {}", args.out.display()))?;
     report::write(&out, &analysis).with_context(|| format!("writing clusters to {}", args.out.display()))?;
     print_summary(&analysis);
     println!("\nclusters: {}", out.clusters_json().display());

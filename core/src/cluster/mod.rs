@@ -141,7 +141,8 @@ pub struct LayerClusters {
     pub merges: Vec<[usize; 2]>,
     /// Each merge's height (the linkage's dissimilarity).
     pub heights: Vec<f64>,
-    /// The distances the partition was made from (after normalisation), `N × N`.
+    /// The distances the partition was made from (after normalisation), `N × N` (`0 × 0` once
+    /// [`report::cluster_all`] has written them to the run folder and no longer needs them).
     pub distances: Array2<f64>,
 }
 

@@ -230,8 +230,9 @@ impl Timings {
 pub struct Clustering {
     /// What `clusters.json` holds.
     pub report: ClustersReport,
-    /// Per layer (index order) the partition and distances; empty when the clustering was read
-    /// back from a run folder (`clusters.json`; the distances stay on disk).
+    /// Per layer (index order) the partition; empty when the clustering was read back from a run
+    /// folder (`clusters.json`). The distances are on disk (`distances/`); in memory only the best
+    /// layer's are kept, the others are `0 × 0`.
     pub layers: Vec<LayerClusters>,
     /// Timings of the stages run here.
     pub timings: Timings,
@@ -276,11 +277,19 @@ impl Clustering {
     }
 }
 
-/// Clusters every layer of `set`. `metadata`, when given, has one row per image of the set.
+/// Clusters every layer of `set` into the run folder `run`. `metadata`, when given, has one row
+/// per image of the set.
+///
+/// Each layer's `N × N` distances are written to `distances/<layer>.npy` as soon as the layer is
+/// clustered and then dropped, except those of the best layer so far (its map needs them), so
+/// memory holds one layer's distances and the best one's, not every layer's. An earlier
+/// `clusters.json` is removed first: the folder is complete again only when [`write`] or
+/// [`write_clusters`] writes the new one.
 pub fn cluster_all(
     set: &HeatmapSet,
     options: &Options,
     metadata: Option<&Metadata>,
+    run: &RunDir,
     progress: &dyn Progress,
 ) -> Result<Clustering> {
     let n = set.images().len();
@@ -295,8 +304,17 @@ pub fn cluster_all(
             });
         }
     }
+    let json = run.clusters_json();
+    if json.exists() {
+        std::fs::remove_file(&json).map_err(|e| Error::io("cannot remove old result", &json, e))?;
+    }
+    let input_layer = set.input_layer().map(|l| l.tensor.clone());
+    let output_layer = set.index.output_layer.clone();
+    let excluded = |name: &str| input_layer.as_deref() == Some(name) || output_layer.as_deref() == Some(name);
+    // The best layer so far, by the rule of `best_layer` (the first of equal values wins).
+    let mut best_so_far: Option<(usize, f64)> = None;
     let mut timings = Timings::default();
-    let mut layers = Vec::new();
+    let mut layers: Vec<LayerClusters> = Vec::new();
     let mut reports = Vec::new();
     progress.start("clusters", set.layers().len() as u64);
     for (i, entry) in set.layers().iter().enumerate() {
@@ -351,15 +369,30 @@ pub fn cluster_all(
             map: None,
             causes,
         });
+        let mut c = c;
+        write_distances(run, &entry.file, &c.distances)?;
+        if !excluded(&entry.tensor) {
+            let value = match options.layer_rule {
+                LayerRule::Wicd => c.score,
+                LayerRule::Silhouette => -c.silhouette,
+            };
+            if best_so_far.is_none_or(|(_, b)| value < b) {
+                if let Some((previous, _)) = best_so_far {
+                    layers[previous].distances = ndarray::Array2::zeros((0, 0));
+                }
+                best_so_far = Some((i, value));
+            } else {
+                c.distances = ndarray::Array2::zeros((0, 0));
+            }
+        } else {
+            c.distances = ndarray::Array2::zeros((0, 0));
+        }
         layers.push(c);
         progress.advance(1);
     }
     progress.finish();
-    let input_layer = set.input_layer().map(|l| l.tensor.clone());
-    let output_layer = set.index.output_layer.clone();
-    let best = best_layer(reports.iter().map(|r| r.name.as_str()).zip(&layers), options.layer_rule, |name| {
-        input_layer.as_deref() == Some(name) || output_layer.as_deref() == Some(name)
-    });
+    let best = best_layer(reports.iter().map(|r| r.name.as_str()).zip(&layers), options.layer_rule, excluded);
+    debug_assert_eq!(best, best_so_far.map(|(i, _)| i));
     if let Some(b) = best {
         let c = &layers[b];
         let t = Instant::now();
@@ -397,29 +430,27 @@ pub fn cluster_all(
     Ok(Clustering { report, layers, timings })
 }
 
-/// Writes `clusters.json`, `distances/*.npy` and `timings.json` into the run folder. `clusters.json`
-/// is written last: its presence marks a complete result.
+/// Writes `timings.json`, then `clusters.json` (the distances are already written by
+/// [`cluster_all`]). `clusters.json` is written last: its presence marks a complete result.
 pub fn write(run: &RunDir, analysis: &Clustering) -> Result<()> {
-    let json = run.clusters_json();
-    if json.exists() {
-        std::fs::remove_file(&json).map_err(|e| Error::io("cannot remove old result", &json, e))?;
-    }
     write_json(&run.timings_json(), "timings", &analysis.timings)?;
     write_clusters(run, analysis)
 }
 
-/// Writes `distances/*.npy`, then `clusters.json`.
+/// Writes `clusters.json` (the distances are already written by [`cluster_all`]).
 pub fn write_clusters(run: &RunDir, analysis: &Clustering) -> Result<()> {
-    for (entry, c) in analysis.report.layers.iter().zip(&analysis.layers) {
-        let n = c.distances.nrows();
-        let mut w = NpyWriter::create(&run.distances(&entry.distances), &[n, n])?;
-        let mut row: Vec<f32> = Vec::with_capacity(n);
-        for r in c.distances.rows() {
-            row.clear();
-            row.extend(r.iter().map(|&v| v as f32));
-            w.append(&row)?;
-        }
-        w.finish()?;
-    }
     write_json(&run.clusters_json(), "clusters", &analysis.report)
+}
+
+/// `distances/<file>`: the `N × N` matrix as float32.
+fn write_distances(run: &RunDir, file: &str, d: &ndarray::Array2<f64>) -> Result<()> {
+    let n = d.nrows();
+    let mut w = NpyWriter::create(&run.distances(file), &[n, n])?;
+    let mut row: Vec<f32> = Vec::with_capacity(n);
+    for r in d.rows() {
+        row.clear();
+        row.extend(r.iter().map(|&v| v as f32));
+        w.append(&row)?;
+    }
+    w.finish()
 }
