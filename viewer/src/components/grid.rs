@@ -25,8 +25,6 @@ pub enum Open {
 #[component]
 pub fn GridControls(report: Arc<Report>, keys: Vec<String>) -> impl IntoView {
     let ui = expect_context::<Ui>();
-    let options = move || keys.iter().map(|k| view! { <option value=k.clone()>{k.clone()}</option> }).collect_view();
-    let (sort_options, filter_options) = (options.clone()(), options());
     let export = move |_| {
         let csv = ui.selected.with_untracked(|s| members::selection_csv(&report, s));
         let name = format!("hudd-selection-{}.csv", crate::notes::short_id(&report.report_id));
@@ -41,14 +39,13 @@ pub fn GridControls(report: Arc<Report>, keys: Vec<String>) -> impl IntoView {
         <div class="grid-controls" data-testid="grid-controls">
             <label>
                 "sort by "
-                <select
-                    data-testid="sort-key"
-                    prop:value=move || ui.sort.get().0
-                    on:change=move |e| ui.sort.update(|s| s.0 = event_target_value(&e))
-                >
-                    <option value="">"default order"</option>
-                    {sort_options}
-                </select>
+                {key_select(
+                    "sort-key",
+                    ("", "default order"),
+                    &keys,
+                    move || ui.sort.get().0,
+                    move |k| ui.sort.update(|s| s.0 = k),
+                )}
             </label>
             <label>
                 <input
@@ -61,14 +58,13 @@ pub fn GridControls(report: Arc<Report>, keys: Vec<String>) -> impl IntoView {
             </label>
             <label>
                 " filter "
-                <select
-                    data-testid="filter-key"
-                    prop:value=move || ui.filter.get().0
-                    on:change=move |e| ui.filter.update(|f| f.0 = event_target_value(&e))
-                >
-                    <option value="">"none"</option>
-                    {filter_options}
-                </select>
+                {key_select(
+                    "filter-key",
+                    ("", "none"),
+                    &keys,
+                    move || ui.filter.get().0,
+                    move |k| ui.filter.update(|f| f.0 = k),
+                )}
                 <input
                     type="text"
                     data-testid="filter-value"
@@ -170,6 +166,23 @@ pub fn ImageGrid(report: Arc<Report>, layer: usize, rows: Signal<Vec<Row>>, open
         <div class="grid" data-testid="member-grid" style=move || format!("--thumb: {}px", ui.grid_px.get())>
             {tiles}
         </div>
+    }
+}
+
+/// A `<select>` of `first` (value, label) then `keys`, showing `get()` and passing each choice to `set`.
+pub fn key_select(
+    testid: &'static str,
+    first: (&'static str, &'static str),
+    keys: &[String],
+    get: impl Fn() -> String + Send + Sync + 'static,
+    set: impl Fn(String) + 'static,
+) -> impl IntoView {
+    let options = keys.iter().map(|k| view! { <option value=k.clone()>{k.clone()}</option> }).collect_view();
+    view! {
+        <select data-testid=testid prop:value=get on:change=move |e| set(event_target_value(&e))>
+            <option value=first.0>{first.1}</option>
+            {options}
+        </select>
     }
 }
 

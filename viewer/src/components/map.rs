@@ -125,7 +125,6 @@ pub fn MapView(report: std::sync::Arc<Report>, layer_index: usize, layer: Layer)
     let Some(map) = layer.map.clone() else { return ().into_any() };
     let placed = place(&map.points);
     let columns = report.analysis.as_ref().map(|a| a.metadata_columns.clone()).unwrap_or_default();
-    let options = columns.iter().map(|c| view! { <option value=c.clone()>{c.clone()}</option> }).collect_view();
     // Where each image is among the stored clusters (for the click).
     let at: HashMap<usize, (usize, usize, usize)> = layer
         .clusters
@@ -189,14 +188,13 @@ pub fn MapView(report: std::sync::Arc<Report>, layer_index: usize, layer: Layer)
         <figure class="map" data-testid="map">
             <label>
                 "colour by "
-                <select
-                    data-testid="map-colour"
-                    prop:value=move || ui.map_colour.get()
-                    on:change=move |e| ui.map_colour.set(event_target_value(&e))
-                >
-                    <option value="cluster">"cluster"</option>
-                    {options}
-                </select>
+                {super::grid::key_select(
+                    "map-colour",
+                    ("cluster", "cluster"),
+                    &columns,
+                    move || ui.map_colour.get(),
+                    move |k| ui.map_colour.set(k),
+                )}
             </label>
             <svg viewBox=format!("0 0 {SIDE} {SIDE}") role="img" aria-label="2-D map of the clustered images">
                 <rect x=0 y=0 width=SIDE height=SIDE fill="none" stroke="#ccc" />
