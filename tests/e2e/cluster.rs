@@ -198,6 +198,43 @@ fn hdbscan_agrees_with_the_python_package() {
     assert!(exact * 4 >= results.len() * 3, "{exact} of {} identical\n{}", results.len(), table.join("\n"));
 }
 
+/// UMAP's graph against umap-learn (models/scripts/make_umap_reference.py): the k nearest
+/// neighbours, each point's rho and sigma, and the symmetrised fuzzy simplicial set, on two fixture
+/// layers at k = 5 and 15. umap-learn works in float32 and stops its sigma search within 1e-5 of
+/// the target sum, so sigmas and weights agree to about 1e-3, not to the last bit.
+#[test]
+fn umap_graph_equals_umap_learn() {
+    use hudd_core::cluster::umap::{fuzzy_simplicial_set, knn, smooth_knn_dist};
+    let p = fixtures().join("cluster/umap/reference.json");
+    let reference: Value = serde_json::from_str(&std::fs::read_to_string(p).unwrap()).unwrap();
+    let cases = reference["cases"].as_array().unwrap();
+    assert_eq!(cases.len(), 4);
+    for case in cases {
+        let (name, k) = (case["name"].as_str().unwrap(), case["k"].as_u64().unwrap() as usize);
+        let (shape, x) = read_npy(&heatmaps().join(case["file"].as_str().unwrap()));
+        let n = shape[0];
+        let x = ndarray::Array2::from_shape_vec((n, x.len() / n), x).unwrap();
+        let d = hudd_core::distance::pairwise(x.view(), hudd_core::distance::Normalize::None);
+        let got = knn(&d, k);
+        let indices: Vec<Vec<usize>> = serde_json::from_value(case["indices"].clone()).unwrap();
+        assert_eq!(got.indices, indices, "{name} k={k}");
+        let (sigmas, rhos) = smooth_knn_dist(&got.distances, k as f64);
+        let want_s: Vec<f64> = serde_json::from_value(case["sigmas"].clone()).unwrap();
+        let want_r: Vec<f64> = serde_json::from_value(case["rhos"].clone()).unwrap();
+        for i in 0..n {
+            assert!(close(rhos[i], want_r[i], 1e-5), "{name} k={k} point {i}: rho {} vs {}", rhos[i], want_r[i]);
+            assert!(close(sigmas[i], want_s[i], 1e-3), "{name} k={k} point {i}: sigma {} vs {}", sigmas[i], want_s[i]);
+        }
+        let graph = fuzzy_simplicial_set(&got, &sigmas, &rhos);
+        let want: Vec<(usize, usize, f64)> = serde_json::from_value(case["graph"].clone()).unwrap();
+        assert_eq!(graph.len(), want.len(), "{name} k={k}: edges");
+        for (i, j, w) in want {
+            let v = graph.get(&(i, j)).copied().unwrap_or(f64::NAN);
+            assert!((v - w).abs() < 1e-3, "{name} k={k} edge ({i}, {j}): {v} vs {w}");
+        }
+    }
+}
+
 #[test]
 fn kneedle_equals_kneed() {
     let cases = reference()["kneed"].as_array().unwrap().clone();

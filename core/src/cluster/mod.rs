@@ -20,6 +20,7 @@ pub mod map;
 pub mod metadata;
 pub mod report;
 pub mod stats;
+pub mod umap;
 
 use kodama::{linkage, Method};
 use ndarray::{Array2, ArrayView2};

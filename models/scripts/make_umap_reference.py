@@ -1,0 +1,56 @@
+#!/usr/bin/env python3
+"""Reference for hudd's UMAP graph (issue 16): umap-learn's smooth_knn_dist and fuzzy_simplicial_set.
+
+Input: the heatmaps fixture (tests/fixtures/cluster/heatmaps, 44 images). Output:
+tests/fixtures/cluster/umap/reference.json — for two layers and n_neighbors 5 and 15: the exact
+k nearest neighbours (the point itself first; numpy's stable argsort of the scipy distances), then
+umap-learn's sigmas, rhos and the symmetrised graph (`set_op_mix_ratio` 1, `local_connectivity` 1)
+as (row, column, weight) triples.
+
+    python3 -m venv /tmp/refenv && /tmp/refenv/bin/pip install numpy scipy umap-learn
+    /tmp/refenv/bin/python models/scripts/make_umap_reference.py tests/fixtures/cluster/heatmaps \
+        tests/fixtures/cluster/umap/reference.json
+"""
+import json
+import sys
+from importlib.metadata import version
+from pathlib import Path
+
+import numpy as np
+from scipy.spatial.distance import pdist, squareform
+from umap.umap_ import fuzzy_simplicial_set
+
+LAYERS = ("/features/features.5/MaxPool_output_0", "/classifier/classifier.0/Gemm_output_0")
+
+
+def main():
+    src, dst = Path(sys.argv[1]), Path(sys.argv[2])
+    index = json.loads((src / "index.json").read_text())
+    cases = []
+    for layer in index["layers"]:
+        if layer["tensor"] not in LAYERS:
+            continue
+        x = np.load(src / layer["file"]).astype(np.float64)
+        x = x.reshape(len(x), -1)
+        d = squareform(pdist(x))
+        n = len(d)
+        for k in (5, 15):
+            # The point itself first, then by distance (stable: ties by index).
+            order = np.array([[i] + [j for j in np.argsort(d[i], kind="stable") if j != i][: k - 1] for i in range(n)])
+            dists = np.take_along_axis(d, order, axis=1)
+            dists[:, 0] = 0.0
+            graph, sigmas, rhos = fuzzy_simplicial_set(
+                x, k, np.random.RandomState(0), "euclidean", knn_indices=order, knn_dists=dists)
+            g = graph.tocoo()
+            cases.append({"name": layer["tensor"], "file": layer["file"], "k": k,
+                          "indices": order.tolist(), "sigmas": np.asarray(sigmas).tolist(),
+                          "rhos": np.asarray(rhos).tolist(),
+                          "graph": sorted([int(r), int(c), float(v)] for r, c, v in zip(g.row, g.col, g.data))})
+    reference = {"generator": f"make_umap_reference.py (numpy {np.__version__}, umap-learn {version('umap-learn')})",
+                 "cases": cases}
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    dst.write_text(json.dumps(reference) + "\n")
+
+
+if __name__ == "__main__":
+    main()
