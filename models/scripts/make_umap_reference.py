@@ -5,9 +5,10 @@ Input: the heatmaps fixture (tests/fixtures/cluster/heatmaps, 44 images). Output
 tests/fixtures/cluster/umap/reference.json — for two layers and n_neighbors 5 and 15: the exact
 k nearest neighbours (the point itself first; numpy's stable argsort of the scipy distances), then
 umap-learn's sigmas, rhos and the symmetrised graph (`set_op_mix_ratio` 1, `local_connectivity` 1)
-as (row, column, weight) triples.
+as (row, column, weight) triples; and the labels of the whole feature path (umap-learn, then
+hdbscan) on the seeded blobs of tests/fixtures/cluster/density/reference.json.
 
-    python3 -m venv /tmp/refenv && /tmp/refenv/bin/pip install numpy scipy umap-learn
+    python3 -m venv /tmp/refenv && /tmp/refenv/bin/pip install numpy scipy umap-learn hdbscan
     /tmp/refenv/bin/python models/scripts/make_umap_reference.py tests/fixtures/cluster/heatmaps \
         tests/fixtures/cluster/umap/reference.json
 """
@@ -46,8 +47,16 @@ def main():
                           "indices": order.tolist(), "sigmas": np.asarray(sigmas).tolist(),
                           "rhos": np.asarray(rhos).tolist(),
                           "graph": sorted([int(r), int(c), float(v)] for r, c, v in zip(g.row, g.col, g.data))})
-    reference = {"generator": f"make_umap_reference.py (numpy {np.__version__}, umap-learn {version('umap-learn')})",
-                 "cases": cases}
+    # The whole feature path on the seeded blobs of make_density_reference.py: UMAP (15 neighbours,
+    # 2 components, min_dist 0.1, seed 0) then HDBSCAN (min_cluster_size 15).
+    import hdbscan
+    import umap
+    blobs = json.loads((dst.parent.parent / "density" / "reference.json").read_text())["blobs"]["points"]
+    embedded = umap.UMAP(n_neighbors=15, n_components=2, min_dist=0.1, random_state=0).fit_transform(np.array(blobs))
+    pipeline = hdbscan.HDBSCAN(min_cluster_size=15).fit(embedded).labels_.tolist()
+    reference = {"generator": f"make_umap_reference.py (numpy {np.__version__}, umap-learn {version('umap-learn')}, "
+                              f"hdbscan {version('hdbscan')})",
+                 "cases": cases, "blobs_umap_hdbscan": pipeline}
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(reference) + "\n")
 

@@ -235,6 +235,38 @@ fn umap_graph_equals_umap_learn() {
     }
 }
 
+/// The feature path (UMAP, then HDBSCAN) on the seeded blobs against umap-learn + hdbscan: UMAP is
+/// stochastic and the two initial layouts differ (umap-learn's spectral, hudd's seeded uniform), so
+/// the partitions are compared by ARI, not equality; the same seed gives the same embedding.
+#[test]
+fn umap_then_hdbscan_agrees_with_umap_learn_and_hdbscan() {
+    use hudd_core::cluster::density::{hdbscan, DensityOptions};
+    use hudd_core::cluster::stats::adjusted_rand_index;
+    use hudd_core::cluster::umap::{umap, LayoutOptions};
+    let density: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cluster/density/reference.json")).unwrap())
+            .unwrap();
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cluster/umap/reference.json")).unwrap())
+            .unwrap();
+    let points: Vec<Vec<f32>> = serde_json::from_value(density["blobs"]["points"].clone()).unwrap();
+    let x = ndarray::Array2::from_shape_fn((points.len(), points[0].len()), |(i, j)| points[i][j]);
+    let d = hudd_core::distance::pairwise(x.view(), hudd_core::distance::Normalize::None);
+    let options = LayoutOptions { seed: 0, ..LayoutOptions::default() };
+    let embedded = umap(&d, 15, &options);
+    assert_eq!(embedded, umap(&d, 15, &options), "the same seed, the same embedding");
+    assert_ne!(embedded, umap(&d, 15, &LayoutOptions { seed: 1, ..options }), "the seed is used");
+    let labels: Vec<i64> =
+        hdbscan(embedded.mapv(|v| v as f32).view(), &DensityOptions { min_cluster_size: 15, min_samples: None })
+            .labels
+            .iter()
+            .map(|l| l.map_or(-1, |l| l as i64))
+            .collect();
+    let want: Vec<i64> = serde_json::from_value(reference["blobs_umap_hdbscan"].clone()).unwrap();
+    let ari = adjusted_rand_index(&labels, &want);
+    assert!(ari > 0.95, "ARI {ari} against umap-learn + hdbscan (0.992 when written)\n{labels:?}\n{want:?}");
+}
+
 #[test]
 fn kneedle_equals_kneed() {
     let cases = reference()["kneed"].as_array().unwrap().clone();

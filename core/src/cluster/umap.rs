@@ -1,11 +1,12 @@
-//! UMAP's graph (McInnes, Healy & Melville 2018), the deterministic half of the embedding that the
-//! feature-space path of issue 16 will cluster: exact k nearest neighbours, the smoothed
+//! UMAP (McInnes, Healy & Melville 2018) for the feature-space path of issue 16. Its graph is
+//! deterministic: exact k nearest neighbours, the smoothed
 //! neighbour distances (`ρ`, `σ` per point) and the fuzzy simplicial set (the symmetrised
 //! membership graph). Written from umap-learn 0.5's definitions (`smooth_knn_dist`,
 //! `compute_membership_strengths`, `fuzzy_simplicial_set` with `set_op_mix_ratio = 1`,
 //! `local_connectivity = 1`) and checked against it (`models/scripts/make_umap_reference.py`).
-//! The layout optimisation, the seeded half, is not here yet (ARCHITECTURE.md says why no crate
-//! does it).
+//! The layout ([`layout`]) is umap-learn's stochastic gradient descent run sequentially with
+//! hudd's seeded generator (ARCHITECTURE.md says why no crate does it): its partitions are
+//! checked by ARI against umap-learn + hdbscan, not by equality.
 
 use std::collections::BTreeMap;
 
@@ -124,12 +125,174 @@ pub fn fuzzy_simplicial_set(knn: &Knn, sigmas: &[f64], rhos: &[f64]) -> BTreeMap
     out
 }
 
+/// The curve `1 / (1 + a·d^(2b))` that UMAP's layout pulls neighbours along: `(a, b)` fitted by
+/// least squares (Levenberg–Marquardt from `(1, 1)`, as umap-learn's `find_ab_params` with scipy's
+/// `curve_fit`) to 1 below `min_dist` and `exp(−(d − min_dist) / spread)` above, at 300 points on
+/// `[0, 3·spread]`.
+pub fn find_ab(spread: f64, min_dist: f64) -> (f64, f64) {
+    let xs: Vec<f64> = (0..300).map(|i| 3.0 * spread * i as f64 / 299.0).collect();
+    let ys: Vec<f64> = xs.iter().map(|&x| if x < min_dist { 1.0 } else { (-(x - min_dist) / spread).exp() }).collect();
+    let residuals = |a: f64, b: f64| -> f64 {
+        xs.iter().zip(&ys).map(|(&x, &y)| (1.0 / (1.0 + a * x.powf(2.0 * b)) - y).powi(2)).sum()
+    };
+    let (mut a, mut b, mut lambda) = (1.0f64, 1.0f64, 1e-3f64);
+    let mut cost = residuals(a, b);
+    for _ in 0..500 {
+        // Jacobian of f(x) = 1 / (1 + a·x^(2b)).
+        let (mut jtj, mut jtr) = ([[0.0f64; 2]; 2], [0.0f64; 2]);
+        for (&x, &y) in xs.iter().zip(&ys) {
+            let p = if x > 0.0 { x.powf(2.0 * b) } else { 0.0 };
+            let f = 1.0 / (1.0 + a * p);
+            let (da, db) = (-f * f * p, if x > 0.0 { -f * f * a * p * 2.0 * x.ln() } else { 0.0 });
+            let r = f - y;
+            jtj[0][0] += da * da;
+            jtj[0][1] += da * db;
+            jtj[1][1] += db * db;
+            jtr[0] += da * r;
+            jtr[1] += db * r;
+        }
+        let (m00, m11, m01) = (jtj[0][0] * (1.0 + lambda), jtj[1][1] * (1.0 + lambda), jtj[0][1]);
+        let det = m00 * m11 - m01 * m01;
+        if det == 0.0 || !det.is_finite() {
+            break;
+        }
+        let (sa, sb) = ((m11 * jtr[0] - m01 * jtr[1]) / det, (m00 * jtr[1] - m01 * jtr[0]) / det);
+        let (na, nb) = (a - sa, b - sb);
+        let next = residuals(na, nb);
+        if next.is_finite() && next < cost {
+            let done = (cost - next) <= 1e-15 * cost.max(1e-300);
+            (a, b, cost, lambda) = (na, nb, next, lambda / 10.0);
+            if done {
+                break;
+            }
+        } else {
+            lambda *= 10.0;
+            if lambda > 1e12 {
+                break;
+            }
+        }
+    }
+    (a, b)
+}
+
+/// The layout's parameters (umap-learn's defaults but for the seed, which is hudd's to record).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct LayoutOptions {
+    /// Dimensions of the embedding.
+    pub components: usize,
+    /// Epochs of stochastic gradient descent (`None`: 500 up to 10,000 points, else 200).
+    pub epochs: Option<usize>,
+    /// Smallest distance between embedded points (the curve's shoulder).
+    pub min_dist: f64,
+    /// Scale of the embedded distances.
+    pub spread: f64,
+    /// Negative samples per positive one.
+    pub negative_sample_rate: usize,
+    /// Seed of the initial layout and of the negative samples.
+    pub seed: u64,
+}
+
+impl Default for LayoutOptions {
+    fn default() -> Self {
+        LayoutOptions { components: 2, epochs: None, min_dist: 0.1, spread: 1.0, negative_sample_rate: 5, seed: 0 }
+    }
+}
+
+/// The embedding of `n` points whose fuzzy simplicial set is `graph`: umap-learn's
+/// `optimize_layout_euclidean` run sequentially (attraction along each edge as often as its
+/// weight says, repulsion from seeded negative samples, gradients clipped to ±4, a learning rate
+/// falling linearly from 1), from a seeded uniform layout in `[−10, 10]`. Same graph and options,
+/// same embedding, on any machine and thread count.
+pub fn layout(n: usize, graph: &BTreeMap<(usize, usize), f64>, options: &LayoutOptions) -> Array2<f64> {
+    let dim = options.components.max(1);
+    let mut rng = crate::rng::Rng::new(options.seed);
+    let mut emb = Array2::from_shape_fn((n, dim), |_| 20.0 * rng.next_f64() - 10.0);
+    let epochs = options.epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 });
+    if n < 2 || graph.is_empty() || epochs == 0 {
+        return emb;
+    }
+    let (a, b) = find_ab(options.spread, options.min_dist);
+    // Edges too weak to be sampled once in all the epochs are dropped, as umap-learn does.
+    let top = graph.values().copied().fold(0.0f64, f64::max);
+    let edges: Vec<(usize, usize, f64)> =
+        graph.iter().filter(|(_, &w)| w >= top / epochs as f64).map(|(&(i, j), &w)| (i, j, w)).collect();
+    let per_sample: Vec<f64> = edges.iter().map(|e| top / e.2).collect();
+    let per_negative: Vec<f64> = per_sample.iter().map(|p| p / options.negative_sample_rate as f64).collect();
+    let mut next_sample = per_sample.clone();
+    let mut next_negative = per_negative.clone();
+    let clip = |g: f64| g.clamp(-4.0, 4.0);
+    let mut delta = vec![0.0f64; dim];
+    for epoch in 0..epochs {
+        let alpha = 1.0 - epoch as f64 / epochs as f64;
+        let now = epoch as f64;
+        for (e, &(j, k, _)) in edges.iter().enumerate() {
+            if next_sample[e] > now {
+                continue;
+            }
+            let dist_sq: f64 = (0..dim).map(|d| (emb[[j, d]] - emb[[k, d]]).powi(2)).sum();
+            let coeff =
+                if dist_sq > 0.0 { -2.0 * a * b * dist_sq.powf(b - 1.0) / (a * dist_sq.powf(b) + 1.0) } else { 0.0 };
+            for d in 0..dim {
+                delta[d] = clip(coeff * (emb[[j, d]] - emb[[k, d]])) * alpha;
+            }
+            for d in 0..dim {
+                emb[[j, d]] += delta[d];
+                emb[[k, d]] -= delta[d];
+            }
+            next_sample[e] += per_sample[e];
+            let negatives = ((now - next_negative[e]) / per_negative[e]).max(0.0) as usize;
+            for _ in 0..negatives {
+                let other = rng.below(n);
+                if other == j {
+                    continue;
+                }
+                let dist_sq: f64 = (0..dim).map(|d| (emb[[j, d]] - emb[[other, d]]).powi(2)).sum();
+                let coeff =
+                    if dist_sq > 0.0 { 2.0 * b / ((0.001 + dist_sq) * (a * dist_sq.powf(b) + 1.0)) } else { 0.0 };
+                if coeff > 0.0 {
+                    for d in 0..dim {
+                        let g = clip(coeff * (emb[[j, d]] - emb[[other, d]]));
+                        emb[[j, d]] += g * alpha;
+                    }
+                }
+            }
+            next_negative[e] += negatives as f64 * per_negative[e];
+        }
+    }
+    emb
+}
+
+/// UMAP of the points whose distances are `d`: [`knn`], [`smooth_knn_dist`],
+/// [`fuzzy_simplicial_set`], [`layout`].
+pub fn umap(d: &Array2<f64>, neighbours: usize, options: &LayoutOptions) -> Array2<f64> {
+    let k = knn(d, neighbours.max(2));
+    let (sigmas, rhos) = smooth_knn_dist(&k.distances, neighbours.max(2) as f64);
+    let graph = fuzzy_simplicial_set(&k, &sigmas, &rhos);
+    layout(d.nrows(), &graph, options)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     fn line(n: usize) -> Array2<f64> {
         Array2::from_shape_fn((n, n), |(i, j)| (i as f64 - j as f64).abs())
+    }
+
+    #[test]
+    fn the_curve_parameters_equal_umap_learns() {
+        // umap-learn 0.5.12's find_ab_params(1.0, min_dist).
+        for (min_dist, a, b) in [
+            (0.0, 1.93280839734315, 0.7904949732233831),
+            (0.1, 1.5769434602697652, 0.8950608778515733),
+            (0.5, 0.5830300203414425, 1.3341669924314914),
+        ] {
+            let (ga, gb) = find_ab(1.0, min_dist);
+            assert!(
+                (ga - a).abs() < 1e-4 * a && (gb - b).abs() < 1e-4 * b,
+                "min_dist {min_dist}: ({ga}, {gb}) vs ({a}, {b})"
+            );
+        }
     }
 
     #[test]
