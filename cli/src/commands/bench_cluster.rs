@@ -1,5 +1,6 @@
 //! `hudd bench cluster`: the clustering stage (distances, Ward, WICD curve, knee) on real heatmaps
-//! or on synthetic heatmap-like data of any size, with the peak memory of the process.
+//! or on synthetic heatmap-like data of any size, with the peak memory of the process; with
+//! `--feature-path`, the feature-space path instead (distances, UMAP, HDBSCAN).
 
 use std::path::PathBuf;
 use std::time::Instant;
@@ -34,6 +35,13 @@ pub struct ClusterBench {
     /// Also write the synthetic heatmaps as an N × D float32 .npy file.
     #[arg(long, value_name = "FILE")]
     write_npy: Option<PathBuf>,
+    /// Time the feature-space path instead of HUDD's: exact 15 nearest neighbours from the
+    /// distances, UMAP into 2 dimensions (seed `--seed`), HDBSCAN with `--min-cluster-size`.
+    #[arg(long)]
+    feature_path: bool,
+    /// HDBSCAN's smallest cluster (with `--feature-path`).
+    #[arg(long, default_value_t = 15, value_name = "N")]
+    min_cluster_size: usize,
 }
 
 /// splitmix64 → uniform [0, 1).
@@ -72,21 +80,51 @@ fn peak_gib() -> Option<f64> {
     Some(kb / 1024.0 / 1024.0)
 }
 
-fn time_layer(name: &str, x: Array2<f32>, options: &Options) -> (f64, f64) {
+/// How a layer is clustered.
+enum Path {
+    /// HUDD's (Ward on the rows, WICD knee).
+    Hudd(Options),
+    /// UMAP then HDBSCAN.
+    Feature { seed: u64, min_cluster_size: usize },
+}
+
+fn time_layer(name: &str, x: Array2<f32>, path: &Path) -> (f64, f64) {
     let (n, d) = x.dim();
     let t = Instant::now();
     let dist = pairwise(x.view(), Normalize::None);
     drop(x);
     let t_dist = t.elapsed().as_secs_f64();
     let t = Instant::now();
-    let c = cluster_distances(dist, options);
+    let (k, extra) = match path {
+        Path::Hudd(options) => (cluster_distances(dist, options).k, String::new()),
+        Path::Feature { seed, min_cluster_size } => {
+            let options = hudd_core::cluster::umap::LayoutOptions { seed: *seed, ..Default::default() };
+            let embedded = hudd_core::cluster::umap::umap(&dist, 15, &options);
+            let t_umap = t.elapsed().as_secs_f64();
+            let density =
+                hudd_core::cluster::density::DensityOptions { min_cluster_size: *min_cluster_size, min_samples: None };
+            let c = hudd_core::cluster::density::hdbscan(embedded.mapv(|v| v as f32).view(), &density);
+            (
+                c.k,
+                format!(
+                    "  (umap {t_umap:.3} s, hdbscan {:.3} s, noise {})",
+                    t.elapsed().as_secs_f64() - t_umap,
+                    c.noise()
+                ),
+            )
+        }
+    };
     let t_cluster = t.elapsed().as_secs_f64();
-    println!("{name:<45} {n:>7} {d:>8} {t_dist:>10.3} {t_cluster:>10.3} {:>10.3} {:>4}", t_dist + t_cluster, c.k);
+    println!("{name:<45} {n:>7} {d:>8} {t_dist:>10.3} {t_cluster:>10.3} {:>10.3} {k:>4}{extra}", t_dist + t_cluster);
     (t_dist, t_cluster)
 }
 
 pub fn run(a: ClusterBench) -> Result<()> {
-    let options = Options::default();
+    let options = if a.feature_path {
+        Path::Feature { seed: a.seed, min_cluster_size: a.min_cluster_size }
+    } else {
+        Path::Hudd(Options::default())
+    };
     println!("{:<45} {:>7} {:>8} {:>10} {:>10} {:>10} {:>4}", "layer", "N", "D", "dist_s", "cluster_s", "total_s", "k");
     let (mut td, mut tc) = (0.0, 0.0);
     match (&a.heatmaps, a.synthetic) {
