@@ -267,6 +267,23 @@ fn umap_then_hdbscan_agrees_with_umap_learn_and_hdbscan() {
     assert!(ari > 0.95, "ARI {ari} against umap-learn + hdbscan (0.992 when written)\n{labels:?}\n{want:?}");
 }
 
+/// `hudd bench cluster` runs both paths on synthetic data and reports what it timed.
+#[test]
+fn bench_cluster_times_both_paths() {
+    for extra in [&[][..], &["--feature-path", "--min-cluster-size", "5"][..]] {
+        let mut args = vec!["bench", "cluster", "--synthetic", "120", "--dims", "64", "--planted", "3"];
+        args.extend_from_slice(extra);
+        let o = hudd(&args);
+        assert!(o.status.success(), "{}", stderr(&o));
+        let text = stdout(&o);
+        let row = text.lines().find(|l| l.starts_with("synthetic")).unwrap_or_else(|| panic!("{text}"));
+        let k: usize = row.split_whitespace().nth(6).unwrap().parse().unwrap();
+        assert!(k >= 2, "{row}");
+        assert_eq!(row.contains("umap"), !extra.is_empty(), "{row}");
+        assert!(text.contains("peak memory"), "{text}");
+    }
+}
+
 #[test]
 fn kneedle_equals_kneed() {
     let cases = reference()["kneed"].as_array().unwrap().clone();
