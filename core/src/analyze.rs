@@ -222,7 +222,11 @@ fn stage_inputs(
 
 /// The heatmap options that change heatmaps (all but the batch size).
 fn heatmap_parameters(o: &HeatmapOptions) -> String {
-    format!("preset {:?}, layers {:?}, start {}", o.preset, o.layers, o.start)
+    let features = match o.features {
+        crate::heatmaps::Features::Heatmaps => String::new(),
+        other => format!(", features {other}"),
+    };
+    format!("preset {:?}, layers {:?}, start {}{features}", o.preset, o.layers, o.start)
 }
 
 /// Which stages a run reuses and which it redoes, and the stage log (see [`crate::run::stages`]).

@@ -538,6 +538,8 @@ pub fn distances(
         layers: Layers::Names(vec![best.clone()]),
         start: start.clone(),
         batch_size: batch_size.max(1),
+        // The clusters were made from these: heatmaps or activations.
+        features: set.index.features,
     };
     let normalize = clusters.parameters.normalize;
     let chunk = batch_size.max(1) * rayon::current_num_threads().max(1) * 4;

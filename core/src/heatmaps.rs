@@ -35,6 +35,40 @@ use crate::progress::Progress;
 use crate::relevance::{Explainer, Preset, Start};
 use crate::shard::{Shard, ShardRecord, Stage};
 
+/// What the stage writes per layer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Features {
+    /// LRP relevance (HUDD's heatmaps).
+    #[default]
+    Heatmaps,
+    /// The layer's activations (the forward pass only, no relevance): what the model computed
+    /// rather than what its decision rests on.
+    Activations,
+}
+
+impl Features {
+    /// The option's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Features::Heatmaps => "heatmaps",
+            Features::Activations => "activations",
+        }
+    }
+
+    /// Whether these are heatmaps (what a file says when it says nothing).
+    pub fn is_heatmaps(&self) -> bool {
+        *self == Features::Heatmaps
+    }
+}
+
+impl std::fmt::Display for Features {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Which layers get heatmaps.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Layers {
@@ -209,6 +243,10 @@ pub struct HeatmapIndex {
     /// it is never the best layer), when it is among the layers.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub output_layer: Option<String>,
+    /// `activations` when the files hold the layers' activations instead of relevance (absent:
+    /// heatmaps).
+    #[serde(default, skip_serializing_if = "Features::is_heatmaps")]
+    pub features: Features,
     /// Images in row order.
     pub images: Vec<String>,
     /// Images that could not be read.
@@ -248,6 +286,8 @@ pub struct HeatmapOptions {
     pub start: StartRule,
     /// Images per propagation batch.
     pub batch_size: usize,
+    /// Relevance (heatmaps) or activations.
+    pub features: Features,
 }
 
 /// Characters kept in file names; everything else becomes `_`.
@@ -632,7 +672,7 @@ fn run(
         let results: Vec<Result<Batch>> = wave
             .par_chunks(batch_size)
             .map(|chunk| {
-                let r = explain_batch(explainer, spec, chunk, &options.start, &names);
+                let r = explain_batch(explainer, spec, chunk, &options.start, &names, options.features);
                 progress.advance(chunk.len() as u64);
                 r
             })
@@ -659,7 +699,7 @@ fn run(
                         shape: arr.shape()[1..].to_vec(),
                         node: node.clone(),
                         op: op.clone(),
-                        rule: rule.clone(),
+                        rule: rule.clone().filter(|_| options.features == Features::Heatmaps),
                     });
                 }
                 sink.start(&layers, images.len() - skipped.len())?;
@@ -677,6 +717,7 @@ fn run(
         preset: options.preset,
         start: options.start.to_string(),
         output_layer: layers.iter().any(|l| l.tensor == program.start).then(|| program.start.clone()),
+        features: options.features,
         images: rows,
         skipped,
         layers,
@@ -695,6 +736,7 @@ fn explain_batch(
     chunk: &[ImageRef],
     start: &StartRule,
     chosen: &[String],
+    features: Features,
 ) -> Result<Batch> {
     let mut tensors: Vec<Array3<f32>> = Vec::with_capacity(chunk.len());
     let mut used: Vec<&ImageRef> = Vec::with_capacity(chunk.len());
@@ -733,10 +775,13 @@ fn explain_batch(
         ),
     };
     let batch = crate::input::stack(&tensors, spec);
-    let mut rel = explainer.explain(batch.view(), &start)?;
+    let mut values = match features {
+        Features::Heatmaps => explainer.explain(batch.view(), &start)?,
+        Features::Activations => explainer.model().run_with_activations(batch.view())?.tensors,
+    };
     let mut layers: Vec<ArrayD<f32>> = chosen
         .iter()
-        .map(|t| rel.remove(t).ok_or_else(|| Error::RelevanceNotReached { layer: t.clone() }))
+        .map(|t| values.remove(t).ok_or_else(|| Error::RelevanceNotReached { layer: t.clone() }))
         .collect::<Result<_>>()?;
     // A heatmap holding NaN or ±inf has no distance to anything: the image is skipped, not clustered
     // as if its relevance were zero.

@@ -4,7 +4,7 @@
 
 use hudd_report as schema;
 
-use crate::cluster::{KChoice, LayerRule, Linkage};
+use crate::cluster::{KChoice, LayerRule, Linkage, Method};
 use crate::config::TaskKind;
 use crate::dataset::Split;
 use crate::distance::Normalize;
@@ -38,6 +38,7 @@ both_ways!(Preset <=> Preset {
     EpsilonAlpha2Beta1 <=> EpsilonAlpha2Beta1,
 });
 both_ways!(Linkage <=> Linkage { WardRows <=> WardRows, Ward <=> Ward, Average <=> Average });
+both_ways!(Method <=> Method { Hudd <=> Hudd, Ward <=> Ward, Average <=> Average, Hdbscan <=> Hdbscan });
 both_ways!(Normalize <=> Normalize { None <=> None, L2 <=> L2, Cosine <=> Cosine });
 both_ways!(LayerRule <=> LayerRule { Wicd <=> Wicd, Silhouette <=> Silhouette });
 both_ways!(Split <=> Split { Train <=> Train, Test <=> Test, Improvement <=> Improvement });
@@ -49,6 +50,7 @@ pub fn k_choice(k: &KChoice) -> (schema::KChoice, Option<String>) {
         KChoice::Knee => (schema::KChoice::Knee, None),
         KChoice::Fallback { reason } => (schema::KChoice::Fallback, Some(reason.clone())),
         KChoice::Fixed => (schema::KChoice::Fixed, None),
+        KChoice::Hdbscan => (schema::KChoice::Hdbscan, None),
     }
 }
 
@@ -73,6 +75,7 @@ mod tests {
     fn closed_sets_are_spelled_alike_on_both_sides() {
         same_spelling::<Preset, _>(schema::Preset::ALL);
         same_spelling::<Linkage, _>(schema::Linkage::ALL);
+        same_spelling::<Method, _>(schema::Method::ALL);
         same_spelling::<Normalize, _>(schema::Normalize::ALL);
         same_spelling::<LayerRule, _>(schema::LayerRule::ALL);
         same_spelling::<Split, _>(schema::Split::ALL);
@@ -88,6 +91,7 @@ mod tests {
             (KChoice::Knee, schema::KChoice::Knee),
             (fallback, schema::KChoice::Fallback),
             (KChoice::Fixed, schema::KChoice::Fixed),
+            (KChoice::Hdbscan, schema::KChoice::Hdbscan),
         ] {
             assert_eq!(serde_json::to_value(&k).unwrap()["method"], s.name());
         }

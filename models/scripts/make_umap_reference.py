@@ -6,9 +6,10 @@ tests/fixtures/cluster/umap/reference.json — for two layers and n_neighbors 5 
 k nearest neighbours (the point itself first; numpy's stable argsort of the scipy distances), then
 umap-learn's sigmas, rhos and the symmetrised graph (`set_op_mix_ratio` 1, `local_connectivity` 1)
 as (row, column, weight) triples; and the labels of the whole feature path (umap-learn, then
-hdbscan) on the seeded blobs of tests/fixtures/cluster/density/reference.json.
+hdbscan) on the seeded blobs of tests/fixtures/cluster/density/reference.json and on every
+layer of the heatmaps fixture (three seeds each).
 
-    python3 -m venv /tmp/refenv && /tmp/refenv/bin/pip install numpy scipy umap-learn hdbscan
+    python3 -m venv /tmp/refenv && /tmp/refenv/bin/pip install numpy scipy umap-learn hdbscan scikit-learn
     /tmp/refenv/bin/python models/scripts/make_umap_reference.py tests/fixtures/cluster/heatmaps \
         tests/fixtures/cluster/umap/reference.json
 """
@@ -54,9 +55,24 @@ def main():
     blobs = json.loads((dst.parent.parent / "density" / "reference.json").read_text())["blobs"]["points"]
     embedded = umap.UMAP(n_neighbors=15, n_components=2, min_dist=0.1, random_state=0).fit_transform(np.array(blobs))
     pipeline = hdbscan.HDBSCAN(min_cluster_size=15).fit(embedded).labels_.tolist()
+    # `hudd cluster --method hdbscan` on the heatmaps themselves, one trial (euclidean, 2 components,
+    # min_dist 0, min_cluster_size 5): umap-learn + hdbscan per layer under seeds 0, 1, 2. On 44
+    # images some layers split differently from seed to seed; the test compares only the layers
+    # where umap-learn's three partitions agree ("stable").
+    heatmap_path = []
+    for layer in index["layers"]:
+        x = np.load(src / layer["file"]).astype(np.float64)
+        x = x.reshape(len(x), -1)
+        runs = []
+        for seed in (0, 1, 2):
+            e = umap.UMAP(n_neighbors=15, n_components=2, min_dist=0.0, random_state=seed).fit_transform(x)
+            runs.append(hdbscan.HDBSCAN(min_cluster_size=5).fit(e).labels_.tolist())
+        from sklearn.metrics import adjusted_rand_score
+        stable = all(adjusted_rand_score(runs[0], r) == 1.0 for r in runs[1:])
+        heatmap_path.append({"name": layer["tensor"], "labels": runs, "stable": bool(stable)})
     reference = {"generator": f"make_umap_reference.py (numpy {np.__version__}, umap-learn {version('umap-learn')}, "
                               f"hdbscan {version('hdbscan')})",
-                 "cases": cases, "blobs_umap_hdbscan": pipeline}
+                 "cases": cases, "blobs_umap_hdbscan": pipeline, "heatmap_feature_path": heatmap_path}
     dst.parent.mkdir(parents=True, exist_ok=True)
     dst.write_text(json.dumps(reference) + "\n")
 

@@ -294,3 +294,60 @@ fn a_model_the_heatmaps_stage_cannot_explain_is_refused_before_any_stage_runs() 
     let o = hudd_on("evaluate");
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// `--features activations`: the heatmaps stage writes the layers' activations (no relevance),
+/// index.json and clusters.json say so, the logits layer holds exactly the logits that the
+/// evaluation wrote for each Wrong image, and the feature path clusters them.
+#[test]
+fn activations_are_clustered_instead_of_heatmaps() {
+    let out = tempfile::tempdir().unwrap();
+    let (model, config) = (arg(&fmnist_model()), arg(&fmnist_config()));
+    let o = hudd(&[
+        "analyze",
+        "-m",
+        &model,
+        "-c",
+        &config,
+        "-d",
+        &arg(&fmnist_data()),
+        "-o",
+        &arg(out.path()),
+        "--features",
+        "activations",
+        "--method",
+        "hdbscan",
+        "--min-cluster-size",
+        "3",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let run = out.path();
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("heatmaps/index.json")).unwrap()).unwrap();
+    assert_eq!(index["features"], "activations");
+    assert!(index["layers"].as_array().unwrap().iter().all(|l| l["rule"].is_null()), "no relevance rule");
+    let report: ClustersReport =
+        serde_json::from_str(&std::fs::read_to_string(run.join("clusters.json")).unwrap()).unwrap();
+    assert_eq!(report.parameters.features.name(), "activations");
+    assert_eq!(report.parameters.method(), hudd_core::cluster::Method::Hdbscan);
+    assert!(report.best_layer.is_some());
+    // The logits layer: the evaluation's logits, image by image.
+    let csv = std::fs::read_to_string(run.join("results/test.csv")).unwrap();
+    let header: Vec<&str> = csv.lines().next().unwrap().split(',').collect();
+    let classes = header.iter().position(|h| *h == "predicted").unwrap() + 1;
+    let logits_file = index["layers"].as_array().unwrap().iter().find(|l| l["tensor"] == "logits").unwrap()["file"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (shape, values) = crate::common::read_npy(&run.join("heatmaps").join(logits_file));
+    let images: Vec<&str> = index["images"].as_array().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    assert_eq!(shape, [images.len(), 10]);
+    for (i, image) in images.iter().enumerate() {
+        let row: Vec<&str> = csv.lines().find(|l| l.split(',').next() == Some(image)).unwrap().split(',').collect();
+        for c in 0..10 {
+            let want: f32 = row[classes + c].parse().unwrap();
+            let got = values[i * 10 + c];
+            assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{image} class {c}: {got} vs {want}");
+        }
+    }
+}

@@ -416,3 +416,96 @@ fn the_explained_output_is_never_the_best_layer() {
         }
     }
 }
+
+/// `hudd cluster --method hdbscan` (one trial: euclidean, 2 components, min_cluster_size 5) on the
+/// heatmaps fixture agrees with umap-learn + hdbscan on every layer where umap-learn's own
+/// partitions agree across seeds (models/scripts/make_umap_reference.py); noise is recorded
+/// as noise, never as a cluster, and the parameters and seed are recorded.
+#[test]
+fn the_feature_path_agrees_with_umap_learn_and_hdbscan_on_heatmaps() {
+    use hudd_core::cluster::stats::adjusted_rand_index;
+    let reference: Value =
+        serde_json::from_str(&std::fs::read_to_string(fixtures().join("cluster/umap/reference.json")).unwrap())
+            .unwrap();
+    let one = [
+        "--method",
+        "hdbscan",
+        "--umap-metric",
+        "euclidean",
+        "--umap-components",
+        "2",
+        "--min-cluster-size",
+        "5",
+        "--seed",
+        "0",
+    ];
+    let (_, report) = run_cluster(&one);
+    assert_eq!(report.parameters.method(), hudd_core::cluster::Method::Hdbscan);
+    let fp = report.parameters.feature_path.as_ref().expect("the feature path's options are recorded");
+    assert_eq!((fp.seed, fp.min_cluster_sizes.as_slice(), fp.neighbours), (0, &[5usize][..], 15));
+    let images: Vec<String> =
+        serde_json::from_str::<Value>(&std::fs::read_to_string(heatmaps().join("index.json")).unwrap()).unwrap()
+            ["images"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|v| v.as_str().unwrap().to_string())
+            .collect();
+    let mut compared = 0;
+    for want in reference["heatmap_feature_path"].as_array().unwrap() {
+        let layer = report.layers.iter().find(|l| l.name == want["name"]).unwrap();
+        // Every image is in exactly one cluster or in the noise.
+        let mut labels = vec![None; images.len()];
+        for c in &layer.clusters {
+            for m in &c.members {
+                let i = images.iter().position(|x| *x == m.image).unwrap();
+                assert!(labels[i].replace(c.id as i64).is_none(), "{} in two clusters", m.image);
+            }
+        }
+        for n in &layer.noise {
+            let i = images.iter().position(|x| x == n).unwrap();
+            assert!(labels[i].replace(-1).is_none(), "{n} is noise and in a cluster");
+        }
+        assert!(labels.iter().all(Option::is_some), "{}: an image is neither clustered nor noise", layer.name);
+        assert_eq!(layer.noise.len(), labels.iter().filter(|l| **l == Some(-1)).count());
+        assert!(layer.clusters.iter().all(|c| c.size >= 5), "{}: clusters of 5 or more", layer.name);
+        let trials = &layer.feature_path.as_ref().unwrap().trials;
+        assert_eq!(trials.len(), 1);
+        assert_eq!((trials[0].clusters, trials[0].noise), (layer.k, layer.noise.len()));
+        if !want["stable"].as_bool().unwrap() {
+            continue;
+        }
+        let ours: Vec<i64> = labels.iter().map(|l| l.unwrap()).collect();
+        let theirs: Vec<i64> = serde_json::from_value(want["labels"][0].clone()).unwrap();
+        let ari = adjusted_rand_index(&ours, &theirs);
+        assert!(ari >= 0.9, "{}: ARI {ari} against umap-learn + hdbscan\n{ours:?}\n{theirs:?}", layer.name);
+        compared += 1;
+    }
+    assert!(compared >= 3, "the reference has stable layers to compare");
+}
+
+/// The default grid is tried per layer and recorded; the chosen trial has the highest silhouette;
+/// the same seed gives the same clusters.json, another seed is recorded.
+#[test]
+fn the_feature_path_grid_is_recorded_and_seeded() {
+    let (a, report) = run_cluster(&["--method", "hdbscan"]);
+    let (b, _) = run_cluster(&["--method", "hdbscan", "-j", "1"]);
+    let read = |d: &tempfile::TempDir| std::fs::read(d.path().join("clusters.json")).unwrap();
+    assert_eq!(read(&a), read(&b), "same data and seed, same clusters.json");
+    assert!(!a.path().join("distances").exists(), "the feature path writes no N × N distances");
+    for l in &report.layers {
+        let fp = l.feature_path.as_ref().unwrap();
+        assert_eq!(fp.trials.len(), 2 * 2 * 3, "metrics × components × min_cluster_size");
+        let best = fp.trials.iter().filter_map(|t| t.silhouette).fold(f64::NEG_INFINITY, f64::max);
+        if best.is_finite() {
+            assert_eq!(fp.trials[fp.chosen].silhouette, Some(best), "{}", l.name);
+        }
+        assert_eq!(l.k_choice, hudd_core::cluster::KChoice::Hdbscan);
+        assert!(l.curve.is_empty());
+    }
+    let best = report.layers.iter().find(|l| Some(&l.name) == report.best_layer.as_ref()).unwrap();
+    assert!(best.map.as_ref().is_some_and(|m| m.method.contains("UMAP")), "the best layer's map is its UMAP");
+    let (_, other) =
+        run_cluster(&["--method", "hdbscan", "--seed", "7", "--umap-components", "2", "--min-cluster-size", "5"]);
+    assert_eq!(other.parameters.feature_path.unwrap().seed, 7);
+}

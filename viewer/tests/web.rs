@@ -64,6 +64,8 @@ fn report() -> Report {
         datasets: vec![],
         evaluation: Evaluation::default(),
         analysis: Some(Analysis {
+            method: None,
+            feature_path: None,
             preset: Preset::Hudd,
             linkage: Linkage::WardRows,
             normalize: Normalize::None,
@@ -108,6 +110,8 @@ fn report() -> Report {
                     images: vec![0, 1, 2, 3, 4],
                     points: vec![[0.0, 0.0], [0.1, 0.0], [0.3, 0.1], [2.0, 1.0], [2.1, 1.2]],
                 }),
+                noise: vec![],
+                trials: vec![],
             }],
         }),
         images: (0..5).map(image).collect(),
@@ -855,4 +859,50 @@ async fn all_images_filter_sort_and_open_their_cluster() {
     assert_eq!(hash(), "#/layer/0");
     host.remove();
     set_hash("");
+}
+
+/// A feature-path report (HDBSCAN): the method is named, noise is shown as noise (not a cluster),
+/// the grid is listed with the chosen trial, and no WICD curve is drawn.
+#[wasm_bindgen_test]
+async fn the_feature_path_shows_noise_and_its_trials() {
+    let mut r = report();
+    let a = r.analysis.as_mut().unwrap();
+    a.method = Some(hudd_report::Method::Hdbscan);
+    a.feature_path = Some("UMAP (n_neighbors 15) then HDBSCAN (min_cluster_size 3)".into());
+    let l = &mut a.layers[0];
+    l.k_choice = KChoice::Hdbscan;
+    l.k = 1;
+    l.curve.clear();
+    l.dendrogram = None;
+    l.clusters.truncate(1);
+    l.noise = vec![3, 4];
+    let trial = |min_cluster_size, silhouette: Option<f64>, chosen| hudd_report::FeatureTrial {
+        metric: "cosine".into(),
+        components: 2,
+        min_cluster_size,
+        clusters: 1,
+        noise: 2,
+        silhouette,
+        chosen,
+    };
+    l.trials = vec![trial(3, Some(0.7), true), trial(5, None, false)];
+    set_hash("");
+    let host = mount_report(r);
+    tick().await;
+    assert!(
+        text(&host, "[data-testid=method]").contains("feature-space path"),
+        "{}",
+        text(&host, "[data-testid=method]")
+    );
+    assert!(text(&host, "[data-testid=noise]").contains("Noise: 2 images in no cluster"));
+    assert_eq!(count(&host, "[data-testid=noise] img"), 2);
+    assert_eq!(count(&host, "[data-testid=cluster-card]"), 1, "noise is no cluster card");
+    assert_eq!(count(&host, "[data-testid=trials] tbody tr"), 2);
+    assert_eq!(count(&host, "[data-testid=trials] tr.selected"), 1);
+    assert!(text(&host, "[data-testid=trials]").contains("–"), "a trial without a silhouette");
+    let layers = text(&host, "[data-testid=layers]");
+    assert!(layers.contains("noise") && !layers.contains("WICD"), "{layers}");
+    assert!(text(&host, "[data-testid=map-legend]").contains("noise (2 images)"));
+    assert!(host.text_content().unwrap().contains("HDBSCAN finds the number of clusters itself"));
+    host.remove();
 }

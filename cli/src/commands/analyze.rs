@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hudd_core::analyze::{analyze, AnalyzeOptions, AnalyzeOutcome, PictureOptions};
-use hudd_core::heatmaps::{HeatmapOptions, Layers, StartRule};
+use hudd_core::heatmaps::{Features, HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::Preset;
 use hudd_core::run::RunDir;
 
@@ -31,6 +31,11 @@ pub struct AnalyzeArgs {
     /// Zennit's composites).
     #[arg(long, value_enum, default_value_t = Preset::Hudd)]
     preset: Preset,
+    /// What is clustered per layer: heatmaps (LRP relevance, HUDD) or activations (the layer's
+    /// output for the image: no relevance is computed; the overlays then show activations, and
+    /// `hudd assign` compares the improvement images' activations).
+    #[arg(long, value_enum, default_value_t = Features::Heatmaps, value_name = "WHAT")]
+    features: Features,
     #[command(flatten)]
     cluster: ClusterOptionArgs,
     /// Report bundle folder (default: RUN/report).
@@ -66,10 +71,11 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             layers: Layers::Default,
             start: StartRule::Predicted,
             batch_size: config.run.batch_size,
+            features: args.features,
         },
         cluster,
         pictures: PictureOptions { gif_per_minute: args.gif_rate, ..PictureOptions::default() },
-        run: super::run_info(&[]),
+        run: super::run_info(&args.cluster.seeds()),
         force: args.force,
     };
     let bars = Bars::new(args.run.exec.quiet);

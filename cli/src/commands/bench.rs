@@ -167,8 +167,13 @@ fn bench_heatmaps(a: HeatmapsBench) -> Result<()> {
     for &threads in &a.threads {
         let pool = super::pool(threads)?;
         for &batch in &a.batch_sizes {
-            let options =
-                HeatmapOptions { preset, layers: Layers::All, start: StartRule::Predicted, batch_size: batch };
+            let options = HeatmapOptions {
+                preset,
+                layers: Layers::All,
+                start: StartRule::Predicted,
+                batch_size: batch,
+                features: hudd_core::heatmaps::Features::Heatmaps,
+            };
             let mut times = Vec::new();
             for i in 0..=a.repeat {
                 let t = Instant::now();

@@ -90,6 +90,7 @@ fn bench(a: &AssignBench, source: &RunDir, run: &RunDir) -> Result<()> {
         layers: Layers::Names(vec![best.clone()]),
         start: set.index.start.parse().map_err(anyhow::Error::msg)?,
         batch_size: config.run.batch_size,
+        features: set.index.features,
     };
     let cores = rayon::current_num_threads();
     println!(

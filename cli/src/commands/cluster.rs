@@ -4,9 +4,11 @@ use std::path::PathBuf;
 
 use anyhow::{Context, Result};
 use clap::Args;
+use hudd_core::cluster::feature::{Embed, FeatureOptions};
 use hudd_core::cluster::metadata::{self, Metadata};
+use hudd_core::cluster::neighbours::Metric;
 use hudd_core::cluster::report::{self, Clustering};
-use hudd_core::cluster::{LayerRule, Linkage, Options};
+use hudd_core::cluster::{LayerRule, Linkage, Method, Options};
 use hudd_core::distance::Normalize;
 use hudd_core::heatmaps::HeatmapSet;
 use hudd_core::run::RunDir;
@@ -17,30 +19,86 @@ use crate::progress::Bars;
 /// Clustering choices shared by `hudd cluster` and `hudd analyze`. The defaults are HUDD's.
 #[derive(Debug, Args)]
 pub struct ClusterOptionArgs {
-    /// The tree that is cut: ward-rows (HUDD: Ward on the rows of the row-max-normalised distance
-    /// matrix), ward (Ward on the heatmaps) or average (average linkage).
-    #[arg(long, value_enum, default_value_t = Linkage::WardRows, value_name = "METHOD")]
-    linkage: Linkage,
-    /// Heatmap normalisation before distances: none (HUDD), l2 (unit length: compares where the
-    /// model looked, not how confident it was) or cosine (1 − cosine similarity).
+    /// How the images are clustered: hudd (Ward on the rows of the row-max-normalised distance
+    /// matrix, k by the knee of WICD), ward (Ward on the heatmaps), average (average linkage), or
+    /// hdbscan: the feature-space path (UMAP of each layer's features, then HDBSCAN; clusters of
+    /// any shape and number, images in no dense region are noise; no N × N distances, so it scales
+    /// to hundreds of thousands of images; see --embed, --min-cluster-size, --umap-metric,
+    /// --umap-components, --seed).
+    #[arg(long, value_enum, value_name = "METHOD", conflicts_with = "linkage")]
+    method: Option<Method>,
+    /// The tree that is cut (older spelling of --method: ward-rows = hudd, ward, average).
+    #[arg(long, value_enum, value_name = "TREE", hide = true)]
+    linkage: Option<Linkage>,
+    /// Heatmap normalisation before distances (tree methods): none (HUDD), l2 (unit length:
+    /// compares where the model looked, not how confident it was) or cosine (1 − cosine
+    /// similarity).
     #[arg(long, value_enum, default_value_t = Normalize::None, value_name = "HOW")]
     normalize: Normalize,
-    /// Best-layer rule: wicd (HUDD: lowest WICD at the chosen k) or silhouette (highest mean
-    /// silhouette).
+    /// Best-layer rule of the tree methods: wicd (HUDD: lowest WICD at the chosen k) or silhouette
+    /// (highest mean silhouette). The hdbscan method always uses the silhouette of its clustered
+    /// points.
     #[arg(long, value_enum, default_value_t = LayerRule::Wicd, value_name = "RULE")]
     layer_rule: LayerRule,
-    /// Use this many clusters on every layer instead of the knee of the WICD curve.
+    /// Use this many clusters on every layer instead of the knee of the WICD curve (tree methods).
     #[arg(long, value_name = "K", value_parser = clap::value_parser!(u32).range(1..))]
     k: Option<u32>,
+    /// With --method hdbscan: what HDBSCAN clusters, umap (the UMAP embedding of the features) or
+    /// none (the features themselves).
+    #[arg(long, value_enum, default_value_t = Embed::Umap, value_name = "HOW")]
+    embed: Embed,
+    /// With --method hdbscan: HDBSCAN's min_cluster_size values to try (comma-separated); the
+    /// trial whose clustered points have the highest silhouette is kept.
+    #[arg(long, value_delimiter = ',', default_values_t = [5u32, 10, 20], value_name = "N,…",
+          value_parser = clap::value_parser!(u32).range(2..))]
+    min_cluster_size: Vec<u32>,
+    /// With --method hdbscan: UMAP metrics to try (euclidean, cosine; comma-separated).
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [Metric::Euclidean, Metric::Cosine], value_name = "M,…")]
+    umap_metric: Vec<Metric>,
+    /// With --method hdbscan: UMAP's numbers of components to try (comma-separated).
+    #[arg(long, value_delimiter = ',', default_values_t = [2u32, 5], value_name = "N,…",
+          value_parser = clap::value_parser!(u32).range(1..=64))]
+    umap_components: Vec<u32>,
+    /// With --method hdbscan: UMAP's n_neighbors.
+    #[arg(long, default_value_t = 15, value_name = "N", value_parser = clap::value_parser!(u32).range(2..))]
+    umap_neighbours: u32,
+    /// With --method hdbscan: seed of the UMAP layout (and of the principal components and the
+    /// silhouette sample); recorded in clusters.json. Same data and seed, same clusters.
+    #[arg(long, default_value_t = 0, value_name = "S")]
+    seed: u64,
 }
 
 impl ClusterOptionArgs {
     pub fn options(&self) -> Options {
+        let method = self.method.unwrap_or(match self.linkage {
+            None | Some(Linkage::WardRows) => Method::Hudd,
+            Some(Linkage::Ward) => Method::Ward,
+            Some(Linkage::Average) => Method::Average,
+        });
+        let feature = (method == Method::Hdbscan).then(|| FeatureOptions {
+            embed: self.embed,
+            metrics: self.umap_metric.clone(),
+            components: self.umap_components.iter().map(|&c| c as usize).collect(),
+            min_cluster_sizes: self.min_cluster_size.iter().map(|&s| s as usize).collect(),
+            neighbours: self.umap_neighbours as usize,
+            seed: self.seed,
+            ..FeatureOptions::default()
+        });
         Options {
-            linkage: self.linkage,
+            linkage: method.linkage().unwrap_or_default(),
             normalize: self.normalize,
             layer_rule: self.layer_rule,
             fixed_k: self.k.map(|k| k as usize),
+            feature,
+        }
+    }
+
+    /// The seeds these options use, for the report.
+    pub fn seeds(&self) -> Vec<(&'static str, u64)> {
+        if self.options().feature.is_some() {
+            vec![("clustering", self.seed)]
+        } else {
+            Vec::new()
         }
     }
 }
@@ -92,19 +150,26 @@ pub fn print_summary(analysis: &Clustering) {
         (None, true) => format!(" {:>7}", "-"),
         (None, false) => String::new(),
     };
+    let feature = r.parameters.method() == Method::Hdbscan;
     println!(
-        "{:<50} {:>4} {:>10} {:>10}{}  k chosen by",
+        "{:<50} {:>4} {:>10} {:>10}{}  {}",
         "layer",
         "k",
-        "WICD",
+        if feature { "noise" } else { "WICD" },
         "silhouette",
-        if known { format!(" {:>7}", "purity") } else { String::new() }
+        if known { format!(" {:>7}", "purity") } else { String::new() },
+        if feature { "chosen trial (metric, components, min_cluster_size)" } else { "k chosen by" }
     );
     for l in &r.layers {
-        let how = match &l.k_choice {
-            hudd_core::cluster::KChoice::Knee => "knee".to_string(),
-            hudd_core::cluster::KChoice::Fixed => "--k".to_string(),
-            hudd_core::cluster::KChoice::Fallback { .. } => "fallback (no knee; see clusters.json)".to_string(),
+        let how = match (&l.k_choice, &l.feature_path) {
+            (_, Some(f)) => f
+                .trials
+                .get(f.chosen)
+                .map_or(String::new(), |t| format!("{}, {}, {}", t.metric, t.components, t.min_cluster_size)),
+            (hudd_core::cluster::KChoice::Knee, _) => "knee".to_string(),
+            (hudd_core::cluster::KChoice::Fixed, _) => "--k".to_string(),
+            (hudd_core::cluster::KChoice::Fallback { .. }, _) => "fallback (no knee; see clusters.json)".to_string(),
+            (hudd_core::cluster::KChoice::Hdbscan, _) => "hdbscan".to_string(),
         };
         let name = Some(l.name.as_str());
         let mark = if r.best_layer.as_deref() == name {
@@ -116,17 +181,29 @@ pub fn print_summary(analysis: &Clustering) {
         } else {
             ""
         };
-        println!("{:<50} {:>4} {:>10.4} {:>10.3}{}  {how}{mark}", l.name, l.k, l.score, l.silhouette, purity(l));
+        let second = if feature { format!("{:>10}", l.noise.len()) } else { format!("{:>10.4}", l.score) };
+        println!("{:<50} {:>4} {second} {:>10.3}{}  {how}{mark}", l.name, l.k, l.silhouette, purity(l));
     }
     let Some(best) = analysis.best() else {
         println!("\nno best layer (only the input layer was clustered)");
         return;
     };
     let l = &r.layers[best];
-    println!(
-        "\nbest layer {} ({} images, {} clusters, parameters: {} linkage, normalize {}, layer rule {}):",
-        l.name, r.images, l.k, r.parameters.linkage, r.parameters.normalize, r.parameters.layer_rule
-    );
+    if feature {
+        println!(
+            "\nbest layer {} ({} images: {} clusters, {} noise; method hdbscan: {}):",
+            l.name,
+            r.images,
+            l.k,
+            l.noise.len(),
+            r.parameters.feature_path.as_ref().map(|f| f.describe()).unwrap_or_default()
+        );
+    } else {
+        println!(
+            "\nbest layer {} ({} images, {} clusters, parameters: {} linkage, normalize {}, layer rule {}):",
+            l.name, r.images, l.k, r.parameters.linkage, r.parameters.normalize, r.parameters.layer_rule
+        );
+    }
     for (i, c) in l.clusters.iter().enumerate() {
         let cause = l
             .causes
@@ -134,6 +211,12 @@ pub fn print_summary(analysis: &Clustering) {
             .and_then(|k| Some(format!("  [cause {} {:.0}%]", k.majority.get(i)?, 100.0 * k.shares.get(i)?)))
             .unwrap_or_default();
         println!("  cluster {:>3}: {:>5} image(s)  {}{cause}", c.id, c.size, metadata::headline(&c.explanations));
+    }
+    if !l.noise.is_empty() {
+        println!(
+            "  noise:       {:>5} image(s)  in no cluster (not counted in coverage or explanations)",
+            l.noise.len()
+        );
     }
     if let Some((explained, total)) = analysis.explained() {
         println!(
@@ -149,5 +232,44 @@ pub fn print_summary(analysis: &Clustering) {
             hudd_core::cluster::causes::CAUSE_COLUMN,
             c.summary()
         );
+    }
+}
+
+/// Two clusterings of the same images side by side (the demo: HUDD's and the feature path's):
+/// best layer, clusters, noise, silhouette and, with known causes, purity and coverage.
+pub fn print_side_by_side(a: &Clustering, b: &Clustering) {
+    let column = |c: &Clustering| -> Vec<String> {
+        let r = &c.report;
+        let best = c.best().map(|i| &r.layers[i]);
+        let method = match r.parameters.method() {
+            Method::Hdbscan => "feature path (UMAP + HDBSCAN)".to_string(),
+            m => format!("{m}"),
+        };
+        let causes = c.causes();
+        vec![
+            method,
+            best.map_or("-".into(), |l| l.name.clone()),
+            best.map_or("-".into(), |l| l.k.to_string()),
+            best.map_or("-".into(), |l| format!("{} of {}", l.noise.len(), r.images)),
+            best.map_or("-".into(), |l| format!("{:.3}", l.silhouette)),
+            causes.map_or("-".into(), |k| format!("{:.2}", k.purity)),
+            causes.map_or("-".into(), |k| format!("{} of {}", k.covered.len(), k.causes.len())),
+            c.explained().map_or("-".into(), |(e, t)| format!("{e} of {t}")),
+        ]
+    };
+    let rows = ["", "best layer", "clusters", "noise", "silhouette", "purity", "coverage", "explained clusters"];
+    let (left, right) = (column(a), column(b));
+    let w = left.iter().map(|s| s.chars().count()).max().unwrap_or(0).max(12);
+    for ((name, l), r) in rows.iter().zip(&left).zip(&right) {
+        println!("  {name:<20} {l:<w$}  {r}");
+    }
+    for (what, c) in [("HUDD", a), ("feature path", b)] {
+        if let Some(k) = c.causes() {
+            let missing = k.uncovered(hudd_core::cluster::causes::MIN_COVERED);
+            if !missing.is_empty() {
+                let list: Vec<String> = missing.iter().map(|(c, n)| format!("{c} ({n} images)")).collect();
+                println!("  {what}: not covered: {}", list.join(", "));
+            }
+        }
     }
 }

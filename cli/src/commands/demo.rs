@@ -7,13 +7,13 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use hudd_core::analyze::{analyze, AnalyzeOptions, PictureOptions};
 use hudd_core::cluster::Options as ClusterOptions;
-use hudd_core::heatmaps::{HeatmapOptions, Layers, StartRule};
+use hudd_core::heatmaps::{Features, HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::Preset;
 use hudd_core::run::RunDir;
 use hudd_core::{Config, Dataset, Model};
 use hudd_sim::dataset::{Sizes, Task};
 
-use super::cluster::print_summary;
+use super::cluster::{print_side_by_side, print_summary};
 use super::simulate::simulate;
 use crate::progress::Bars;
 
@@ -74,6 +74,31 @@ impl Size {
     }
 }
 
+/// The feature path's folder in the demo's run folder.
+const FEATURE_PATH: &str = "feature-path";
+
+/// The feature path (`--method hdbscan`, default grid) on the run's heatmaps, with the same
+/// metadata as HUDD's clustering, written to `dir` (`clusters.json`, `timings.json`).
+fn feature_path(
+    run: &RunDir,
+    dir: &RunDir,
+    outcome: &hudd_core::analyze::AnalyzeOutcome,
+    data: &Dataset,
+    bars: &Bars,
+) -> Result<hudd_core::cluster::report::Clustering> {
+    let set = hudd_core::heatmaps::HeatmapSet::open(&run.heatmaps())?;
+    let test = outcome.evaluation.split(hudd_core::Split::Test).context("the evaluation has no test split")?;
+    let metadata = hudd_core::analyze::metadata_of(set.images(), &outcome.evaluation, test, &data.columns);
+    let options = ClusterOptions {
+        feature: Some(hudd_core::cluster::feature::FeatureOptions::default()),
+        ..ClusterOptions::default()
+    };
+    std::fs::create_dir_all(dir.root()).with_context(|| format!("cannot create {}", dir.root().display()))?;
+    let clustering = hudd_core::cluster::report::cluster_all(&set, &options, Some(&metadata), dir, bars)?;
+    hudd_core::cluster::report::write(dir, &clustering)?;
+    Ok(clustering)
+}
+
 /// Empties `out` if it is an earlier demo's folder; refuses any other non-empty folder.
 fn prepare(out: &Path) -> Result<()> {
     if out.exists() {
@@ -126,6 +151,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             layers: Layers::Default,
             start: StartRule::Predicted,
             batch_size: config.run.batch_size,
+            features: Features::Heatmaps,
         },
         cluster: ClusterOptions::default(),
         pictures: PictureOptions::default(),
@@ -149,6 +175,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
                      ≥ 50% (the paper's RQ1 variance-reduction share)"
                 );
             }
+            // The feature-space path on the same heatmaps, side by side with HUDD's.
+            let feature_dir = RunDir::new(out.join("run").join(FEATURE_PATH));
+            let feature = feature_path(&run_dir, &feature_dir, &outcome, &data, &bars)
+                .context("clustering the heatmaps by the feature path (UMAP + HDBSCAN)")?;
+            println!("\nthe feature-space path on the same heatmaps ({}):", feature_dir.clusters_json().display());
+            print_side_by_side(a, &feature);
         }
         None => println!("fewer than 2 Wrong test images: nothing to cluster"),
     }

@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hudd_core::heatmaps::{self, HeatmapOptions, Layers, StartRule};
+use hudd_core::heatmaps::{self, Features, HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::{Explainer, Preset};
 
 use super::{ModelArg, RunOptions, ShardArg};
@@ -25,6 +25,10 @@ pub struct HeatmapsArgs {
     /// Rules: hudd (the original toolset: z+ dense, epsilon conv), or one of Zennit's composites.
     #[arg(long, value_enum, default_value_t = Preset::Hudd, value_name = "PRESET")]
     preset: Preset,
+    /// heatmaps (LRP relevance) or activations (each layer's output, no relevance); index.json
+    /// records which.
+    #[arg(long, value_enum, default_value_t = Features::Heatmaps, value_name = "WHAT")]
+    features: Features,
     /// `default` (input and the output of every Conv, Gemm/MatMul, pooling and Flatten node), `all`
     /// (every activation), or ONNX tensor names separated by commas.
     #[arg(long, default_value = "default", value_name = "LAYERS")]
@@ -71,6 +75,7 @@ pub fn run(args: HeatmapsArgs) -> Result<()> {
         layers: args.layers,
         start: args.start,
         batch_size: config.run.batch_size,
+        features: args.features,
     };
     let bars = Bars::new(args.run.exec.quiet);
     if let Some(shard) = args.shard.shard {

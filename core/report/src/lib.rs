@@ -136,6 +136,22 @@ closed_set! {
         Fallback = "fallback",
         /// Given by the user.
         Fixed = "fixed",
+        /// The number of clusters HDBSCAN found (the feature path).
+        Hdbscan = "hdbscan",
+    }
+}
+
+closed_set! {
+    /// The clustering method.
+    Method {
+        /// HUDD: Ward on the rows of the row-max-normalised distances, k by the knee.
+        Hudd = "hudd",
+        /// Ward linkage on the features.
+        Ward = "ward",
+        /// Average linkage.
+        Average = "average",
+        /// The feature path: UMAP then HDBSCAN, with noise.
+        Hdbscan = "hdbscan",
     }
 }
 
@@ -445,6 +461,12 @@ pub struct ClassAccuracy {
 pub struct Analysis {
     /// LRP preset of the heatmaps.
     pub preset: Preset,
+    /// The clustering method (absent in bundles made before the feature path: a tree method).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+    /// What the feature path tried and with which seed (method `hdbscan`), as a sentence.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_path: Option<String>,
     /// Linkage (`ward-rows` is HUDD's).
     pub linkage: Linkage,
     /// Heatmap normalisation before distances.
@@ -524,6 +546,33 @@ pub struct Layer {
     /// `cause` column.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub known_causes: Option<KnownCauses>,
+    /// Images in no cluster (the feature path's noise: HDBSCAN found them in no dense region),
+    /// indices into [`Report::images`].
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub noise: Vec<usize>,
+    /// The feature path's parameter grid on this layer, the chosen trial first.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub trials: Vec<FeatureTrial>,
+}
+
+/// One trial of the feature path's grid on a layer.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeatureTrial {
+    /// UMAP's metric (`euclidean` or `cosine`).
+    pub metric: String,
+    /// UMAP's components (0: HDBSCAN on the features).
+    pub components: usize,
+    /// HDBSCAN's `min_cluster_size`.
+    pub min_cluster_size: usize,
+    /// Clusters found.
+    pub clusters: usize,
+    /// Images in no cluster.
+    pub noise: usize,
+    /// Mean silhouette of the clustered points, if 2 or more clusters.
+    #[serde(default)]
+    pub silhouette: Option<f64>,
+    /// Whether this trial is the layer's result.
+    pub chosen: bool,
 }
 
 /// A layer's clusters against the causes known by construction (a `cause` metadata column; the

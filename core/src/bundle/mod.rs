@@ -420,6 +420,26 @@ fn assemble_analysis(
                 }),
                 None => None,
             },
+            noise: image_indices(&l.noise)?,
+            trials: l
+                .feature_path
+                .as_ref()
+                .map(|f| {
+                    f.trials
+                        .iter()
+                        .enumerate()
+                        .map(|(i, t)| schema::FeatureTrial {
+                            metric: t.metric.name().into(),
+                            components: t.components,
+                            min_cluster_size: t.min_cluster_size,
+                            clusters: t.clusters,
+                            noise: t.noise,
+                            silhouette: t.silhouette,
+                            chosen: i == f.chosen,
+                        })
+                        .collect()
+                })
+                .unwrap_or_default(),
             known_causes: l.causes.as_ref().map(|k| schema::KnownCauses {
                 column: crate::cluster::causes::CAUSE_COLUMN.into(),
                 purity: k.purity,
@@ -443,6 +463,8 @@ fn assemble_analysis(
     }
     let p = &clusters.parameters;
     Ok(schema::Analysis {
+        method: Some(p.method().into()),
+        feature_path: p.feature_path.as_ref().map(crate::cluster::feature::FeatureOptions::describe),
         preset: p.preset.into(),
         linkage: p.linkage.into(),
         normalize: p.normalize.into(),

@@ -20,6 +20,8 @@ use super::metadata::Metadata;
 pub const CAUSE_COLUMN: &str = "cause";
 /// The value of an image without a known cause (not counted in the coverage).
 pub const NO_CAUSE: &str = "none";
+/// Causes with at least this many clustered images should be covered (issue 16's goal).
+pub const MIN_COVERED: usize = 5;
 
 /// How well a partition separates the known causes.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

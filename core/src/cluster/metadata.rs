@@ -46,6 +46,15 @@ pub struct Metadata {
 }
 
 impl Metadata {
+    /// The rows `rows` (indices into this table's rows), in that order.
+    pub fn subset(&self, rows: &[usize]) -> Metadata {
+        Metadata {
+            columns: self.columns.clone(),
+            rows: rows.iter().filter_map(|&i| self.rows.get(i).cloned()).collect(),
+            info: self.info.clone(),
+        }
+    }
+
     /// Reads a CSV with an `image` column (e.g. `results/test.csv`) and keeps one row per image of
     /// `images`, in that order; every other column is metadata.
     pub fn from_csv(path: &Path, images: &[String]) -> Result<Metadata> {

@@ -15,14 +15,16 @@
 
 pub mod causes;
 pub mod density;
+pub mod feature;
 pub mod knee;
 pub mod map;
 pub mod metadata;
+pub mod neighbours;
 pub mod report;
 pub mod stats;
 pub mod umap;
 
-use kodama::{linkage, Method};
+use kodama::{linkage, Method as Kodama};
 use ndarray::{Array2, ArrayView2};
 use serde::{Deserialize, Serialize};
 
@@ -90,8 +92,53 @@ impl std::fmt::Display for LayerRule {
     }
 }
 
+/// The clustering method, as `--method` names it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Method {
+    /// HUDD: Ward on the rows of the row-max-normalised distances, k by the knee of WICD.
+    #[default]
+    Hudd,
+    /// Ward linkage on the features, k by the knee.
+    Ward,
+    /// Average linkage on the feature distances, k by the knee.
+    Average,
+    /// The feature-space path: UMAP (or the features, `--embed none`), then HDBSCAN, which leaves
+    /// noise ([`feature`]).
+    Hdbscan,
+}
+
+impl Method {
+    /// The option's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Method::Hudd => "hudd",
+            Method::Ward => "ward",
+            Method::Average => "average",
+            Method::Hdbscan => "hdbscan",
+        }
+    }
+
+    /// The tree a tree method cuts (`None` for HDBSCAN).
+    pub fn linkage(self) -> Option<Linkage> {
+        match self {
+            Method::Hudd => Some(Linkage::WardRows),
+            Method::Ward => Some(Linkage::Ward),
+            Method::Average => Some(Linkage::Average),
+            Method::Hdbscan => None,
+        }
+    }
+}
+
+impl std::fmt::Display for Method {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
 /// Clustering options; the defaults are HUDD's.
-#[derive(Debug, Clone, Copy, PartialEq, Default)]
+#[derive(Debug, Clone, PartialEq, Default)]
 pub struct Options {
     /// The tree.
     pub linkage: Linkage,
@@ -101,6 +148,21 @@ pub struct Options {
     pub layer_rule: LayerRule,
     /// A fixed number of clusters instead of the knee.
     pub fixed_k: Option<usize>,
+    /// The feature-space path instead of a tree (`--method hdbscan`); `linkage`, `fixed_k` and
+    /// `layer_rule` do not apply then (the layer rule is the silhouette).
+    pub feature: Option<feature::FeatureOptions>,
+}
+
+impl Options {
+    /// The method these options run.
+    pub fn method(&self) -> Method {
+        match (&self.feature, self.linkage) {
+            (Some(_), _) => Method::Hdbscan,
+            (None, Linkage::WardRows) => Method::Hudd,
+            (None, Linkage::Ward) => Method::Ward,
+            (None, Linkage::Average) => Method::Average,
+        }
+    }
 }
 
 /// How `k` was chosen.
@@ -116,6 +178,8 @@ pub enum KChoice {
     },
     /// Given by the user.
     Fixed,
+    /// The number of clusters HDBSCAN found (the feature path has no `k` to choose).
+    Hdbscan,
 }
 
 /// One layer's clusters.
@@ -192,7 +256,7 @@ pub fn cluster_distances(d: Array2<f64>, options: &Options) -> LayerClusters {
         Linkage::WardRows => distance::condensed(&distance::pairwise(dn.view(), Normalize::None)),
         Linkage::Ward | Linkage::Average => distance::condensed(&d),
     };
-    let method = if options.linkage == Linkage::Average { Method::Average } else { Method::Ward };
+    let method = if options.linkage == Linkage::Average { Kodama::Average } else { Kodama::Ward };
     let dendrogram = linkage(&mut condensed, n, method);
     let merges: Vec<[usize; 2]> = dendrogram.steps().iter().map(|s| [s.cluster1, s.cluster2]).collect();
     let heights: Vec<f64> = dendrogram.steps().iter().map(|s| s.dissimilarity).collect();
@@ -416,7 +480,7 @@ mod tests {
         let d = distance::pairwise(x.view(), Normalize::None);
         let dn = distance::row_max_normalized(&d);
         let mut condensed = distance::condensed(&d);
-        let dend = linkage(&mut condensed, 60, Method::Ward);
+        let dend = linkage(&mut condensed, 60, Kodama::Ward);
         let merges: Vec<[usize; 2]> = dend.steps().iter().map(|s| [s.cluster1, s.cluster2]).collect();
         let ks: Vec<usize> = (2..=30).collect();
         let curve = wicd_curve(&dn, &merges, &ks);

@@ -10,12 +10,13 @@ use std::time::Instant;
 use serde::{Deserialize, Serialize};
 
 use super::causes::CauseScores;
+use super::feature::{cluster_features, FeatureOptions, Trial};
 use super::metadata::{explain, Explanation, Metadata};
-use super::{best_layer, cluster_distances, KChoice, LayerClusters, LayerRule, Linkage, Options};
+use super::{cluster_distances, KChoice, LayerClusters, LayerRule, Linkage, Method, Options};
 use crate::distance::{self, Normalize};
 use crate::error::{Error, Result};
 use crate::fsio::write_json;
-use crate::heatmaps::HeatmapSet;
+use crate::heatmaps::{Features, HeatmapSet, LayerFile};
 use crate::npy::NpyWriter;
 use crate::progress::Progress;
 use crate::relevance::Preset;
@@ -26,12 +27,20 @@ pub const FORMAT: &str = "hudd-clusters";
 /// Its version. 2: explanations carry `separation`, `p_value`, `explains`, `range` and
 /// `histogram` (a version-1 file's explanations were never assessed against the threshold).
 /// 3: the best layer carries its `tree` and `map`; a layer its `causes` when the data has a
-/// `cause` column.
-pub const FORMAT_VERSION: u32 = 3;
+/// `cause` column. 4: `parameters.method` and the feature path (`hdbscan`): a layer's `noise`,
+/// its `feature_path` trials, `k_choice` `hdbscan`, no distances file.
+pub const FORMAT_VERSION: u32 = 4;
 
 /// The parameters a clustering ran with.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Parameters {
+    /// `hudd`, `ward`, `average` or `hdbscan` (absent before version 4: the tree method that
+    /// `linkage` names).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub method: Option<Method>,
+    /// The feature path's options and seed (`hdbscan`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_path: Option<FeatureOptions>,
     /// `ward-rows` (HUDD), `ward` or `average`.
     pub linkage: Linkage,
     /// `none` (HUDD), `l2` or `cosine`.
@@ -44,6 +53,9 @@ pub struct Parameters {
     pub k_selection: String,
     /// The LRP preset of the heatmaps.
     pub preset: Preset,
+    /// `activations` when the layers' activations were clustered instead of their heatmaps.
+    #[serde(default, skip_serializing_if = "Features::is_heatmaps")]
+    pub features: Features,
 }
 
 /// One point of a layer's WICD curve.
@@ -113,6 +125,24 @@ pub struct LayerResult {
     /// How well the clusters separate the known causes (a `cause` metadata column).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub causes: Option<CauseScores>,
+    /// Images in no cluster (the feature path's noise), in image order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub noise: Vec<String>,
+    /// The feature path's grid on this layer.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub feature_path: Option<LayerFeaturePath>,
+}
+
+/// What the feature path tried on a layer, and what it chose.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LayerFeaturePath {
+    /// Every trial, in grid order.
+    pub trials: Vec<Trial>,
+    /// Index of the chosen trial (the highest silhouette).
+    pub chosen: usize,
+    /// Principal components the features were reduced to before the neighbours, if they were.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pca: Option<usize>,
 }
 
 /// A layer's hierarchical clustering tree, numbered as SciPy numbers a linkage matrix.
@@ -163,6 +193,17 @@ pub struct ClustersReport {
     pub layers: Vec<LayerResult>,
     /// Where the timings are (`timings.json`).
     pub timings: String,
+}
+
+impl Parameters {
+    /// The method (files before version 4 name only the tree).
+    pub fn method(&self) -> Method {
+        self.method.unwrap_or(match self.linkage {
+            Linkage::WardRows => Method::Hudd,
+            Linkage::Ward => Method::Ward,
+            Linkage::Average => Method::Average,
+        })
+    }
 }
 
 impl ClustersReport {
@@ -313,112 +354,96 @@ pub fn cluster_all(
     let excluded = |name: &str| input_layer.as_deref() == Some(name) || output_layer.as_deref() == Some(name);
     // The best layer so far, by the rule of `best_layer` (the first of equal values wins).
     let mut best_so_far: Option<(usize, f64)> = None;
+    // The best layer's map: its distances (tree methods) or its points (the feature path).
+    let mut best_map: Option<BestMap> = None;
     let mut timings = Timings::default();
     let mut layers: Vec<LayerClusters> = Vec::new();
     let mut reports = Vec::new();
+    let layer_rule = if options.feature.is_some() { LayerRule::Silhouette } else { options.layer_rule };
     progress.start("clusters", set.layers().len() as u64);
     for (i, entry) in set.layers().iter().enumerate() {
         let x = set.layer(i)?;
-        let t = Instant::now();
-        let d = distance::pairwise(x.view(), options.normalize);
-        drop(x);
-        timings.add("distances", t.elapsed().as_secs_f64());
-        let t = Instant::now();
-        let c = cluster_distances(d, options);
-        timings.add("clustering", t.elapsed().as_secs_f64());
-        let members = c.members();
-        let explanations = metadata.map(|m| explain(m, &members)).unwrap_or_else(|| vec![Vec::new(); members.len()]);
-        let causes = metadata.and_then(|m| super::causes::score(m, &members));
-        let clusters = members
-            .iter()
-            .zip(explanations)
-            .enumerate()
-            .map(|(id, (m, explanations))| {
-                let (medoid, dist) = c.medoid(m);
-                ClusterEntry {
-                    id: id + 1,
-                    size: m.len(),
-                    medoid: set.images()[medoid].clone(),
-                    members: m
-                        .iter()
-                        .zip(dist)
-                        .map(|(&i, d)| Member { image: set.images()[i].clone(), distance_to_medoid: d })
-                        .collect(),
-                    explanations,
-                }
-            })
-            .collect();
-        reports.push(LayerResult {
-            name: entry.tensor.clone(),
-            shape: entry.shape.clone(),
-            heatmaps: entry.file.clone(),
-            distances: entry.file.clone(),
-            curve: c
-                .ks
-                .iter()
-                .zip(&c.wicd)
-                .zip(&c.gradient)
-                .map(|((&k, &wicd), &gradient)| CurvePoint { k, wicd, gradient })
-                .collect(),
-            k: c.k,
-            k_choice: c.choice.clone(),
-            score: c.score,
-            silhouette: c.silhouette,
-            clusters,
-            tree: None,
-            map: None,
-            causes,
-        });
-        let mut c = c;
-        write_distances(run, &entry.file, &c.distances)?;
-        if !excluded(&entry.tensor) {
-            let value = match options.layer_rule {
-                LayerRule::Wicd => c.score,
-                LayerRule::Silhouette => -c.silhouette,
-            };
-            if best_so_far.is_none_or(|(_, b)| value < b) {
-                if let Some((previous, _)) = best_so_far {
-                    layers[previous].distances = ndarray::Array2::zeros((0, 0));
-                }
-                best_so_far = Some((i, value));
-            } else {
-                c.distances = ndarray::Array2::zeros((0, 0));
+        let (report, value, map) = match &options.feature {
+            Some(feature) => {
+                let t = Instant::now();
+                let f = cluster_features(x.view(), feature);
+                drop(x);
+                timings.add("feature path", t.elapsed().as_secs_f64());
+                let report = feature_layer(entry, set.images(), &f, metadata);
+                (report, -f.score(), BestMap::Points(f.map))
             }
-        } else {
-            c.distances = ndarray::Array2::zeros((0, 0));
+            None => {
+                let t = Instant::now();
+                let d = distance::pairwise(x.view(), options.normalize);
+                drop(x);
+                timings.add("distances", t.elapsed().as_secs_f64());
+                let t = Instant::now();
+                let mut c = cluster_distances(d, options);
+                timings.add("clustering", t.elapsed().as_secs_f64());
+                let report = tree_layer(entry, set.images(), &c, metadata);
+                write_distances(run, &entry.file, &c.distances)?;
+                let value = match layer_rule {
+                    LayerRule::Wicd => c.score,
+                    LayerRule::Silhouette => -c.silhouette,
+                };
+                let distances = std::mem::replace(&mut c.distances, ndarray::Array2::zeros((0, 0)));
+                let tree = Tree { images: set.images().to_vec(), merges: c.merges.clone(), heights: c.heights.clone() };
+                layers.push(c);
+                (report, value, BestMap::Distances(distances, tree))
+            }
+        };
+        if !excluded(&entry.tensor) && best_so_far.is_none_or(|(_, b)| value < b) {
+            best_so_far = Some((i, value));
+            best_map = Some(map);
         }
-        layers.push(c);
+        reports.push(report);
         progress.advance(1);
     }
     progress.finish();
-    let best = best_layer(reports.iter().map(|r| r.name.as_str()).zip(&layers), options.layer_rule, excluded);
-    debug_assert_eq!(best, best_so_far.map(|(i, _)| i));
-    if let Some(b) = best {
-        let c = &layers[b];
-        let t = Instant::now();
-        let map = super::map::classical_mds(&c.distances);
-        timings.add("map", t.elapsed().as_secs_f64());
-        reports[b].tree =
-            Some(Tree { images: set.images().to_vec(), merges: c.merges.clone(), heights: c.heights.clone() });
-        reports[b].map = Some(Map {
-            method: super::map::METHOD.into(),
-            explained: map.explained,
-            images: set.images().to_vec(),
-            points: map.points,
-        });
+    let best = best_so_far.map(|(i, _)| i);
+    if let (Some(b), Some(map)) = (best, best_map) {
+        match map {
+            BestMap::Distances(d, tree) => {
+                let t = Instant::now();
+                let map = super::map::classical_mds(&d);
+                timings.add("map", t.elapsed().as_secs_f64());
+                reports[b].tree = Some(tree);
+                reports[b].map = Some(Map {
+                    method: super::map::METHOD.into(),
+                    explained: map.explained,
+                    images: set.images().to_vec(),
+                    points: map.points,
+                });
+            }
+            BestMap::Points(points) => {
+                let method = match options.feature.as_ref().map(|f| f.embed) {
+                    Some(super::feature::Embed::None) => "the first two principal components of the layer's features",
+                    _ => "UMAP of the layer's features (2 components, the feature path's graph)",
+                };
+                reports[b].map =
+                    Some(Map { method: method.into(), explained: 0.0, images: set.images().to_vec(), points });
+            }
+        }
     }
+    let method = options.method();
+    let k_selection = match method {
+        Method::Hdbscan => "HDBSCAN (excess of mass) on the UMAP embedding; the grid's trial with the highest silhouette (noise excluded)",
+        _ => "kneedle (kneed 0.8.5: concave, increasing, S = 1) on gradientO4(WICD, dx = 4), k = 2..=clamp(N/2, 2, 500)",
+    };
     let report = ClustersReport {
         format: FORMAT.into(),
         format_version: FORMAT_VERSION,
         hudd_version: crate::VERSION.into(),
         parameters: Parameters {
+            method: Some(method),
+            feature_path: options.feature.clone(),
             linkage: options.linkage,
             normalize: options.normalize,
-            layer_rule: options.layer_rule,
-            fixed_k: options.fixed_k,
-            k_selection: "kneedle (kneed 0.8.5: concave, increasing, S = 1) on gradientO4(WICD, dx = 4), k = 2..=clamp(N/2, 2, 500)"
-                .into(),
+            layer_rule,
+            fixed_k: options.fixed_k.filter(|_| method != Method::Hdbscan),
+            k_selection: k_selection.into(),
             preset: set.index.preset,
+            features: set.index.features,
         },
         images: n,
         input_layer,
@@ -428,6 +453,115 @@ pub fn cluster_all(
         timings: "timings.json".into(),
     };
     Ok(Clustering { report, layers, timings })
+}
+
+/// What the best layer's map is made from.
+enum BestMap {
+    /// A tree method's distances and tree.
+    Distances(ndarray::Array2<f64>, Tree),
+    /// The feature path's 2-D points.
+    Points(Vec<[f64; 2]>),
+}
+
+/// A tree method's layer result.
+fn tree_layer(entry: &LayerFile, images: &[String], c: &LayerClusters, metadata: Option<&Metadata>) -> LayerResult {
+    let members = c.members();
+    let explanations = metadata.map(|m| explain(m, &members)).unwrap_or_else(|| vec![Vec::new(); members.len()]);
+    let causes = metadata.and_then(|m| super::causes::score(m, &members));
+    let clusters = entries(images, &members, explanations, |m| c.medoid(m));
+    LayerResult {
+        name: entry.tensor.clone(),
+        shape: entry.shape.clone(),
+        heatmaps: entry.file.clone(),
+        distances: entry.file.clone(),
+        curve: c
+            .ks
+            .iter()
+            .zip(&c.wicd)
+            .zip(&c.gradient)
+            .map(|((&k, &wicd), &gradient)| CurvePoint { k, wicd, gradient })
+            .collect(),
+        k: c.k,
+        k_choice: c.choice.clone(),
+        score: c.score,
+        silhouette: c.silhouette,
+        clusters,
+        tree: None,
+        map: None,
+        causes,
+        noise: Vec::new(),
+        feature_path: None,
+    }
+}
+
+/// The feature path's layer result: explanations compare a cluster with the other clustered
+/// images (noise is in no comparison), known causes count clustered images only.
+fn feature_layer(
+    entry: &LayerFile,
+    images: &[String],
+    f: &super::feature::FeatureClusters,
+    metadata: Option<&Metadata>,
+) -> LayerResult {
+    let members = f.members();
+    let clustered: Vec<usize> = (0..images.len()).filter(|&i| f.labels[i].is_some()).collect();
+    let explanations = match metadata {
+        Some(m) => {
+            let position: std::collections::HashMap<usize, usize> =
+                clustered.iter().enumerate().map(|(p, &i)| (i, p)).collect();
+            let sub = m.subset(&clustered);
+            let local: Vec<Vec<usize>> = members.iter().map(|g| g.iter().map(|i| position[i]).collect()).collect();
+            explain(&sub, &local)
+        }
+        None => vec![Vec::new(); members.len()],
+    };
+    let causes = metadata.and_then(|m| super::causes::score(m, &members));
+    let clusters = entries(images, &members, explanations, |m| f.medoid(m));
+    let score = f.score();
+    LayerResult {
+        name: entry.tensor.clone(),
+        shape: entry.shape.clone(),
+        heatmaps: entry.file.clone(),
+        distances: String::new(),
+        curve: Vec::new(),
+        k: f.k,
+        k_choice: KChoice::Hdbscan,
+        score,
+        silhouette: score,
+        clusters,
+        tree: None,
+        map: None,
+        causes,
+        noise: (0..images.len()).filter(|&i| f.labels[i].is_none()).map(|i| images[i].clone()).collect(),
+        feature_path: Some(LayerFeaturePath { trials: f.trials.clone(), chosen: f.chosen, pca: f.pca }),
+    }
+}
+
+/// The clusters' entries: id, size, medoid, members with their distance to it, explanations.
+fn entries(
+    images: &[String],
+    members: &[Vec<usize>],
+    explanations: Vec<Vec<Explanation>>,
+    medoid: impl Fn(&[usize]) -> (usize, Vec<f64>),
+) -> Vec<ClusterEntry> {
+    members
+        .iter()
+        .zip(explanations)
+        .enumerate()
+        .map(|(id, (m, explanations))| {
+            let (centre, dist) = medoid(m);
+            ClusterEntry {
+                id: id + 1,
+                size: m.len(),
+                medoid: images[centre].clone(),
+                members: m
+                    .iter()
+                    .zip(dist)
+                    .map(|(&i, d)| Member { image: images[i].clone(), distance_to_medoid: d })
+                    .collect(),
+                explanations,
+            }
+        })
+        .collect()
 }
 
 /// Writes `timings.json`, then `clusters.json` (the distances are already written by

@@ -206,7 +206,29 @@ impl Default for LayoutOptions {
 pub fn layout(n: usize, graph: &BTreeMap<(usize, usize), f64>, options: &LayoutOptions) -> Array2<f64> {
     let dim = options.components.max(1);
     let mut rng = crate::rng::Rng::new(options.seed);
-    let mut emb = Array2::from_shape_fn((n, dim), |_| 20.0 * rng.next_f64() - 10.0);
+    let emb = Array2::from_shape_fn((n, dim), |_| 20.0 * rng.next_f64() - 10.0);
+    layout_from(emb, graph, options, &mut rng)
+}
+
+/// [`layout`] from the start `init` (`n × components`), scaled as umap-learn scales its
+/// spectral and PCA starts: the largest coordinate becomes 10, plus seeded noise of 10⁻⁴. A start
+/// that already shows the data's large-scale structure (e.g. its principal components) keeps
+/// clusters whole that a uniform start on many points splits.
+pub fn layout_init(init: Array2<f64>, graph: &BTreeMap<(usize, usize), f64>, options: &LayoutOptions) -> Array2<f64> {
+    let mut rng = crate::rng::Rng::new(options.seed);
+    let top = init.iter().fold(0.0f64, |m, v| m.max(v.abs()));
+    let scale = if top > 0.0 { 10.0 / top } else { 1.0 };
+    let emb = init.mapv(|v| v * scale + 1e-4 * (2.0 * rng.next_f64() - 1.0));
+    layout_from(emb, graph, options, &mut rng)
+}
+
+fn layout_from(
+    mut emb: Array2<f64>,
+    graph: &BTreeMap<(usize, usize), f64>,
+    options: &LayoutOptions,
+    rng: &mut crate::rng::Rng,
+) -> Array2<f64> {
+    let (n, dim) = emb.dim();
     let epochs = options.epochs.unwrap_or(if n <= 10_000 { 500 } else { 200 });
     if n < 2 || graph.is_empty() || epochs == 0 {
         return emb;

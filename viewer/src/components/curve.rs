@@ -76,6 +76,10 @@ pub fn points(layer: &Layer) -> Vec<(usize, f64, f64)> {
 #[component]
 pub fn Curve(layer: Layer) -> impl IntoView {
     let (Some(s), pts) = (Scales::of(&layer), points(&layer)) else {
+        if layer.k_choice == hudd_report::KChoice::Hdbscan {
+            return view! { <p class="muted">"No WICD curve: HDBSCAN finds the number of clusters itself."</p> }
+                .into_any();
+        }
         return view! { <p class="muted">"No WICD curve (too few images)."</p> }.into_any();
     };
     let line = pts.iter().map(|(_, x, y)| format!("{x:.1},{y:.1}")).collect::<Vec<_>>().join(" ");

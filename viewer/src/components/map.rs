@@ -68,7 +68,11 @@ pub fn colours(report: &Report, layer: &Layer, images: &[usize], key: &str, cut:
             Some(_) => format!("cut cluster {}", i + 1),
             None => format!("cluster {}", layer.clusters.get(i).map_or(i + 1, |c| c.cluster_id)),
         };
-        let legend = (0..k.min(12)).map(|i| (cluster_colour(i).to_string(), names(i))).collect();
+        let mut legend: Vec<(String, String)> =
+            (0..k.min(12)).map(|i| (cluster_colour(i).to_string(), names(i))).collect();
+        if !layer.noise.is_empty() && live.is_none() {
+            legend.push(("#888".to_string(), format!("noise ({} images)", layer.noise.len())));
+        }
         return Colours { points, legend };
     }
     let columns = report.analysis.as_ref().map(|a| a.metadata_columns.as_slice()).unwrap_or_default();

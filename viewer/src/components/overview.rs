@@ -160,6 +160,8 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
             </p>
         }
     });
+    // The feature path (HDBSCAN): noise per layer, no WICD.
+    let feature = analysis.layers.iter().any(|l| l.k_choice == hudd_report::KChoice::Hdbscan);
     let rows = analysis
         .layers
         .iter()
@@ -179,7 +181,8 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                     <td>{l.shape.iter().map(|d| d.to_string()).collect::<Vec<_>>().join("×")}</td>
                     <td class="num">{l.k}</td>
                     <td title=l.k_choice_reason.clone().unwrap_or_default()>{l.k_choice.name()}</td>
-                    <td class="num">{short(l.score)}</td>
+                    {(!feature).then(|| view! { <td class="num">{short(l.score)}</td> })}
+                    {feature.then(|| view! { <td class="num">{l.noise.len()}</td> })}
                     <td class="num">{short(l.silhouette)}</td>
                     {known.then(|| view! { <td class="num">{l.known_causes.as_ref().map(|k| format!("{:.2}", k.purity))}</td> })}
                 </tr>
@@ -191,12 +194,25 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
     view! {
         <section class="layers">
             <h2>"Root-cause clusters"</h2>
-            <p>
-                {a.images} " Wrong test images clustered at every layer (" {a.linkage.name()} " linkage, "
-                {a.preset.name()} " heatmaps); the best layer has "
-                {if a.layer_rule.name() == "silhouette" { "the highest silhouette" } else { "the lowest WICD at its k" }}
-                " (layer rule " {a.layer_rule.name()} "). Click a layer to see its clusters."
-            </p>
+            {match a.feature_path.clone() {
+                Some(how) => view! {
+                    <p data-testid="method">
+                        {a.images} " Wrong test images clustered at every layer by the feature-space path ("
+                        {a.preset.name()} " heatmaps): " {how}
+                        ". Images in no dense region are noise: in no cluster, in no explanation or coverage. The best layer has the highest silhouette. Click a layer to see its clusters."
+                    </p>
+                }
+                    .into_any(),
+                None => view! {
+                    <p data-testid="method">
+                        {a.images} " Wrong test images clustered at every layer (" {a.linkage.name()} " linkage, "
+                        {a.preset.name()} " heatmaps); the best layer has "
+                        {if a.layer_rule.name() == "silhouette" { "the highest silhouette" } else { "the lowest WICD at its k" }}
+                        " (layer rule " {a.layer_rule.name()} "). Click a layer to see its clusters."
+                    </p>
+                }
+                    .into_any(),
+            }}
             <table data-testid="layers">
                 <thead>
                     <tr>
@@ -204,7 +220,8 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                         <th>"heatmap"</th>
                         <th>"k"</th>
                         <th>"k from"</th>
-                        <th title="WICD at the chosen k on the raw distances (lower is better)">"WICD at k"</th>
+                        {(!feature).then(|| view! { <th title="WICD at the chosen k on the raw distances (lower is better)">"WICD at k"</th> })}
+                        {feature.then(|| view! { <th title="images HDBSCAN put in no cluster">"noise"</th> })}
                         <th>"silhouette"</th>
                         {known.then(|| view! { <th title="size-weighted share of each cluster's majority known cause">"purity"</th> })}
                     </tr>
@@ -230,12 +247,84 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                         <MapView report=r.clone() layer_index=i layer=layer.clone() />
                     </div>
                     <AllImages layer=i images />
+                    <Noise report=r.clone() layer=layer.clone() />
+                    <Trials layer=layer.clone() />
                     {cards}
                 }
                     .into_any()
             }}
         </section>
     }
+}
+
+/// The layer's noise: how many images are in no cluster, and the first of them.
+#[component]
+fn Noise(report: Arc<Report>, layer: hudd_report::Layer) -> impl IntoView {
+    if layer.noise.is_empty() {
+        return ().into_any();
+    }
+    let strip = layer
+        .noise
+        .iter()
+        .take(12)
+        .filter_map(|&i| report.images.get(i))
+        .map(|im| view! { <img src=im.thumbnail.clone() alt=im.name.clone() title=im.name.clone() loading="lazy" /> })
+        .collect_view();
+    view! {
+        <div class="noise" data-testid="noise">
+            <h4>{format!("Noise: {} images in no cluster", layer.noise.len())}</h4>
+            <p class="muted">
+                "HDBSCAN found these in no dense region of the layer's features: they are no root-cause cluster, and neither the explanations nor the coverage count them."
+            </p>
+            <div class="strip">{strip}</div>
+        </div>
+    }
+        .into_any()
+}
+
+/// The feature path's parameter grid on the layer, the chosen trial marked.
+#[component]
+fn Trials(layer: hudd_report::Layer) -> impl IntoView {
+    if layer.trials.is_empty() {
+        return ().into_any();
+    }
+    let rows = layer
+        .trials
+        .iter()
+        .map(|t| {
+            view! {
+                <tr class:selected=t.chosen>
+                    <td>{t.metric.clone()}</td>
+                    <td class="num">{t.components}</td>
+                    <td class="num">{t.min_cluster_size}</td>
+                    <td class="num">{t.clusters}</td>
+                    <td class="num">{t.noise}</td>
+                    <td class="num">{t.silhouette.map_or("–".to_string(), |s| format!("{s:.3}"))}</td>
+                    <td>{t.chosen.then_some("✓ chosen")}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <details class="trials" data-testid="trials">
+            <summary>{format!("Parameters tried on this layer ({})", layer.trials.len())}</summary>
+            <table>
+                <thead>
+                    <tr>
+                        <th>"UMAP metric"</th>
+                        <th>"components"</th>
+                        <th>"min_cluster_size"</th>
+                        <th>"clusters"</th>
+                        <th>"noise"</th>
+                        <th title="of the clustered points, noise excluded">"silhouette"</th>
+                        <th></th>
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+        </details>
+    }
+    .into_any()
 }
 
 /// The cards of a layer's stored clusters: size, first images, the headline explanation (or
