@@ -182,7 +182,9 @@ pub fn print_summary(analysis: &Clustering) {
             ""
         };
         let second = if feature { format!("{:>10}", l.noise.len()) } else { format!("{:>10.4}", l.score) };
-        println!("{:<50} {:>4} {second} {:>10.3}{}  {how}{mark}", l.name, l.k, l.silhouette, purity(l));
+        // A feature-path layer with fewer than 2 clusters has no silhouette.
+        let silhouette = if feature && l.k < 2 { format!("{:>10}", "–") } else { format!("{:>10.3}", l.silhouette) };
+        println!("{:<50} {:>4} {second} {silhouette}{}  {how}{mark}", l.name, l.k, purity(l));
     }
     let Some(best) = analysis.best() else {
         println!("\nno best layer (only the input layer was clustered)");
