@@ -32,6 +32,20 @@ fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
     assert!(causes.causes.iter().map(|(_, n)| n).sum::<usize>() <= errors);
     assert!(report.layers.iter().all(|l| l.causes.is_some()), "every layer is scored");
     assert!(text.contains("known causes (column `cause`, never an explanation): purity"), "{text}");
+    // The feature path on the same heatmaps, printed side by side with HUDD's and in the report.
+    assert!(text.contains("the feature-space path on the same heatmaps"), "{text}");
+    let side = text.lines().find(|l| l.trim_start().starts_with("purity ")).unwrap_or_else(|| panic!("{text}"));
+    assert_eq!(side.split_whitespace().count(), 3, "purity of both paths: {side}");
+    let feature: ClustersReport =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run/feature-path/clusters.json")).unwrap()).unwrap();
+    assert_eq!(feature.parameters.method(), hudd_core::cluster::Method::Hdbscan);
+    assert_eq!(feature.images, report.images);
+    let bundle: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("report/report.json")).unwrap()).unwrap();
+    let alternative = &bundle["analysis"]["alternatives"][0];
+    assert_eq!(alternative["folder"], "feature-path");
+    assert_eq!(alternative["method"], "hdbscan");
+    assert_eq!(alternative["best_layer"].as_str(), feature.best_layer.as_deref());
     let manifest = std::fs::read_to_string(out.join("data/test/manifest.csv")).unwrap();
     assert!(manifest.lines().next().unwrap().ends_with(",glare_over_pupil,cause"), "{manifest}");
     assert!(out.join("data/test/manifest.csv").is_file());

@@ -76,6 +76,7 @@ fn report() -> Report {
             images_per_minute: 600.0,
             metadata_columns: vec!["eyelid".into()],
             explanation_rule: Some(ExplanationRule { separation_min: 0.3, alpha: 0.01 }),
+            alternatives: vec![],
             layers: vec![Layer {
                 name: "conv1".into(),
                 shape: vec![4, 8, 8],
@@ -904,5 +905,39 @@ async fn the_feature_path_shows_noise_and_its_trials() {
     assert!(layers.contains("noise") && !layers.contains("WICD"), "{layers}");
     assert!(text(&host, "[data-testid=map-legend]").contains("noise (2 images)"));
     assert!(host.text_content().unwrap().contains("HDBSCAN finds the number of clusters itself"));
+    assert_eq!(count(&host, "[data-testid=comparison]"), 0, "no alternative, no comparison");
+    host.remove();
+}
+
+/// An alternative clustering in the run (the demo's feature path) is compared with the report's own.
+#[wasm_bindgen_test]
+async fn an_alternative_clustering_is_compared_side_by_side() {
+    let mut r = report();
+    r.analysis.as_mut().unwrap().alternatives = vec![hudd_report::Alternative {
+        folder: "feature-path".into(),
+        method: hudd_report::Method::Hdbscan,
+        description: "UMAP then HDBSCAN".into(),
+        best_layer: Some("conv2".into()),
+        clusters: 7,
+        noise: 3,
+        silhouette: 0.61,
+        known_causes: Some(KnownCauses {
+            column: "cause".into(),
+            purity: 0.55,
+            causes: vec![CauseCount { cause: "eyelid-closed".into(), images: 2 }],
+            covered: vec![],
+        }),
+        explained: Some([6, 7]),
+        summary: vec![],
+    }];
+    set_hash("");
+    let host = mount_report(r);
+    tick().await;
+    let table = text(&host, "[data-testid=comparison]");
+    for want in
+        ["this report (ward-rows)", "hdbscan (RUN/feature-path)", "conv2", "0.610", "0.55", "0 of 1", "6 of 7", "0.80"]
+    {
+        assert!(table.contains(want), "{want} in {table}");
+    }
     host.remove();
 }

@@ -489,6 +489,49 @@ pub struct Analysis {
     pub explanation_rule: Option<ExplanationRule>,
     /// Layers in the model's order (the input first).
     pub layers: Vec<Layer>,
+    /// Other clusterings of the same images, summarised for comparison (e.g. the feature path
+    /// that `hudd demo` writes to `RUN/feature-path/`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub alternatives: Vec<Alternative>,
+}
+
+/// Another clustering of the same images, summarised beside the report's own.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Alternative {
+    /// The run subfolder it was read from (`feature-path`).
+    pub folder: String,
+    /// Its method.
+    pub method: Method,
+    /// Its parameters, as a sentence.
+    pub description: String,
+    /// Its best layer.
+    pub best_layer: Option<String>,
+    /// Clusters at the best layer.
+    pub clusters: usize,
+    /// Images in no cluster at the best layer.
+    pub noise: usize,
+    /// Silhouette at the best layer.
+    pub silhouette: f64,
+    /// Against the known causes, when the data has a `cause` column.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_causes: Option<KnownCauses>,
+    /// `[explained, clusters]`: clusters of 2 or more images that a metadata column explains.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub explained: Option<[usize; 2]>,
+    /// Each cluster of the best layer, the largest first.
+    pub summary: Vec<AlternativeCluster>,
+}
+
+/// One cluster of an [`Alternative`].
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AlternativeCluster {
+    /// Number of images.
+    pub size: usize,
+    /// Its top explanation (or "unexplained …").
+    pub headline: String,
+    /// Its majority known cause.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub known_cause: Option<KnownCause>,
 }
 
 /// When a metadata column explains a cluster: its separation from the other clustered images (KS

@@ -88,12 +88,23 @@ pub fn assemble(run: &RunDir, progress: &dyn Progress) -> Result<Assembled> {
         id_text.push_str(&format!("{} {}\n", d.split, d.sha256));
     }
     id_text.push_str(&format!("clusters {clusters_sha}\n"));
+    let alternative = match &clusters {
+        Some(c) => alternative(run, c)?,
+        None => None,
+    };
+    if let Some((_, sha)) = &alternative {
+        id_text.push_str(&format!("{ALTERNATIVE} {sha}\n"));
+    }
     let report_id = sha256_hex(id_text.as_bytes());
 
     let mut files = Vec::new();
     let mut images = Vec::new();
     let analysis = match &clusters {
-        Some(c) => Some(assemble_analysis(run, &record, c, &mut images, &mut files, progress)?),
+        Some(c) => {
+            let mut a = assemble_analysis(run, &record, c, &mut images, &mut files, progress)?;
+            a.alternatives = alternative.into_iter().map(|(a, _)| a).collect();
+            Some(a)
+        }
         None => None,
     };
     let unsafe_set = match &clusters {
@@ -121,6 +132,71 @@ pub fn assemble(run: &RunDir, progress: &dyn Progress) -> Result<Assembled> {
         tool_confidence: None,
     };
     Ok(Assembled { report, files })
+}
+
+/// The run subfolder of another clustering of the same images that the report summarises (`hudd demo`
+/// writes the feature path there; so does `hudd cluster --heatmaps RUN/heatmaps -o RUN/feature-path`).
+pub const ALTERNATIVE: &str = "feature-path";
+
+/// The clustering in `RUN/feature-path/`, if any, summarised, with the SHA-256 of its
+/// `clusters.json`.
+fn alternative(run: &RunDir, main: &ClustersReport) -> Result<Option<(schema::Alternative, String)>> {
+    let dir = RunDir::new(run.root().join(ALTERNATIVE));
+    if !dir.clusters_json().is_file() {
+        return Ok(None);
+    }
+    let (report, text) = ClustersReport::read_with_bytes(&dir)?;
+    if report.images != main.images {
+        return Err(bad(
+            &dir.clusters_json(),
+            format!(
+                "it clusters {} images, the run {}: it is not a clustering of this run's heatmaps (remove the folder or \
+                 rerun `hudd cluster --heatmaps RUN/heatmaps -o RUN/{ALTERNATIVE}`)",
+                report.images, main.images
+            ),
+        ));
+    }
+    let c = crate::cluster::report::Clustering { report, layers: Vec::new(), timings: Default::default() };
+    let best = c.best().map(|i| &c.report.layers[i]);
+    let known_causes = c.causes().map(|k| schema::KnownCauses {
+        column: crate::cluster::causes::CAUSE_COLUMN.into(),
+        purity: k.purity,
+        causes: k
+            .causes
+            .iter()
+            .map(|(cause, images)| schema::CauseCount { cause: cause.clone(), images: *images })
+            .collect(),
+        covered: k.covered.clone(),
+    });
+    let summary = best
+        .map(|l| {
+            l.clusters
+                .iter()
+                .enumerate()
+                .map(|(i, cl)| schema::AlternativeCluster {
+                    size: cl.size,
+                    headline: crate::cluster::metadata::headline(&cl.explanations),
+                    known_cause: l.causes.as_ref().and_then(|k| {
+                        Some(schema::KnownCause { cause: k.majority.get(i)?.clone(), share: *k.shares.get(i)? })
+                    }),
+                })
+                .collect()
+        })
+        .unwrap_or_default();
+    let p = &c.report.parameters;
+    let alternative = schema::Alternative {
+        folder: ALTERNATIVE.into(),
+        method: p.method().into(),
+        description: p.feature_path.as_ref().map_or_else(|| format!("{} linkage", p.linkage), |f| f.describe()),
+        best_layer: best.map(|l| l.name.clone()),
+        clusters: best.map_or(0, |l| l.k),
+        noise: best.map_or(0, |l| l.noise.len()),
+        silhouette: best.map_or(0.0, |l| l.silhouette),
+        known_causes,
+        explained: c.explained().map(|(e, t)| [e, t]),
+        summary,
+    };
+    Ok(Some((alternative, sha256_hex(&text))))
 }
 
 /// The unsafe set (`RUN/unsafe/`, when `hudd assign` wrote it): per cluster its improvement images
@@ -474,6 +550,7 @@ fn assemble_analysis(
         best_layer: best,
         images_per_minute: record.images_per_minute,
         metadata_columns: record.metadata_columns.clone(),
+        alternatives: Vec::new(),
         explanation_rule: (assessed && !record.metadata_columns.is_empty()).then_some(schema::ExplanationRule {
             separation_min: crate::cluster::metadata::SEPARATION_MIN,
             alpha: crate::cluster::metadata::ALPHA,

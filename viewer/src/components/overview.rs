@@ -229,6 +229,7 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
                 <tbody>{rows}</tbody>
             </table>
             {causes}
+            <Comparison analysis=a.clone() />
             {move || {
                 let i = ui.layer.get();
                 let Some(layer) = a.layers.get(i).cloned() else { return ().into_any() };
@@ -255,6 +256,104 @@ fn Layers(report: Arc<Report>, analysis: Analysis) -> impl IntoView {
             }}
         </section>
     }
+}
+
+/// One clustering's column of the comparison.
+struct Column {
+    name: String,
+    layer: String,
+    clusters: usize,
+    noise: usize,
+    silhouette: f64,
+    purity: String,
+    coverage: String,
+    explained: String,
+}
+
+/// The report's clustering beside the alternatives the run holds (e.g. the feature path): best
+/// layer, clusters, noise, silhouette, known-cause purity and coverage, explained clusters.
+#[component]
+fn Comparison(analysis: Analysis) -> impl IntoView {
+    if analysis.alternatives.is_empty() {
+        return ().into_any();
+    }
+    let main = analysis.best_layer.and_then(|b| analysis.layers.get(b));
+    let causes = |k: Option<&hudd_report::KnownCauses>| {
+        (
+            k.map_or("–".to_string(), |k| format!("{:.2}", k.purity)),
+            k.map_or("–".to_string(), |k| format!("{} of {}", k.covered.len(), k.causes.len())),
+        )
+    };
+    let (purity, coverage) = causes(main.and_then(|l| l.known_causes.as_ref()));
+    let explained = main.map_or("–".to_string(), |l| {
+        let big: Vec<_> = l.clusters.iter().filter(|c| c.members.len() >= 2).collect();
+        let yes = big.iter().filter(|c| c.explanations.first().and_then(|e| e.explains) == Some(true)).count();
+        format!("{yes} of {}", big.len())
+    });
+    let method = analysis.method.map_or(analysis.linkage.name(), |m| m.name());
+    let mut columns = vec![Column {
+        name: format!("this report ({method})"),
+        layer: main.map_or("–".to_string(), |l| l.name.clone()),
+        clusters: main.map_or(0, |l| l.clusters.len()),
+        noise: main.map_or(0, |l| l.noise.len()),
+        silhouette: main.map_or(0.0, |l| l.silhouette),
+        purity,
+        coverage,
+        explained,
+    }];
+    for alt in &analysis.alternatives {
+        let (purity, coverage) = causes(alt.known_causes.as_ref());
+        columns.push(Column {
+            name: format!("{} (RUN/{})", alt.method.name(), alt.folder),
+            layer: alt.best_layer.clone().unwrap_or_else(|| "–".into()),
+            clusters: alt.clusters,
+            noise: alt.noise,
+            silhouette: alt.silhouette,
+            purity,
+            coverage,
+            explained: alt.explained.map_or("–".to_string(), |[e, t]| format!("{e} of {t}")),
+        });
+    }
+    let row = |name: &'static str, cell: &dyn Fn(&Column) -> String| {
+        let cells = columns.iter().map(|c| view! { <td>{cell(c)}</td> }).collect_view();
+        view! {
+            <tr>
+                <th>{name}</th>
+                {cells}
+            </tr>
+        }
+    };
+    let head = columns.iter().map(|c| view! { <th>{c.name.clone()}</th> }).collect_view();
+    let rows = view! {
+        {row("best layer", &|c| c.layer.clone())}
+        {row("clusters", &|c| c.clusters.to_string())}
+        {row("noise", &|c| c.noise.to_string())}
+        {row("silhouette", &|c| format!("{:.3}", c.silhouette))}
+        {row("purity (known causes)", &|c| c.purity.clone())}
+        {row("coverage (known causes)", &|c| c.coverage.clone())}
+        {row("explained clusters", &|c| c.explained.clone())}
+    };
+    let described = analysis
+        .alternatives
+        .iter()
+        .map(|a| view! { <li>{format!("{} (RUN/{}): {}", a.method.name(), a.folder, a.description)}</li> })
+        .collect_view();
+    view! {
+        <details class="comparison" data-testid="comparison" open>
+            <summary>"Compared with another clustering of the same images"</summary>
+            <table>
+                <thead>
+                    <tr>
+                        <th></th>
+                        {head}
+                    </tr>
+                </thead>
+                <tbody>{rows}</tbody>
+            </table>
+            <ul class="muted">{described}</ul>
+        </details>
+    }
+    .into_any()
 }
 
 /// The layer's noise: how many images are in no cluster, and the first of them.
