@@ -158,16 +158,7 @@ fn alternative(run: &RunDir, main: &ClustersReport) -> Result<Option<(schema::Al
     }
     let c = crate::cluster::report::Clustering { report, layers: Vec::new(), timings: Default::default() };
     let best = c.best().map(|i| &c.report.layers[i]);
-    let known_causes = c.causes().map(|k| schema::KnownCauses {
-        column: crate::cluster::causes::CAUSE_COLUMN.into(),
-        purity: k.purity,
-        causes: k
-            .causes
-            .iter()
-            .map(|(cause, images)| schema::CauseCount { cause: cause.clone(), images: *images })
-            .collect(),
-        covered: k.covered.clone(),
-    });
+    let known_causes = c.causes().map(known_causes);
     let summary = best
         .map(|l| {
             l.clusters
@@ -197,6 +188,20 @@ fn alternative(run: &RunDir, main: &ClustersReport) -> Result<Option<(schema::Al
         summary,
     };
     Ok(Some((alternative, sha256_hex(&text))))
+}
+
+/// A layer's scores against the known causes, as the report records them.
+fn known_causes(k: &crate::cluster::causes::CauseScores) -> schema::KnownCauses {
+    schema::KnownCauses {
+        column: crate::cluster::causes::CAUSE_COLUMN.into(),
+        purity: k.purity,
+        causes: k
+            .causes
+            .iter()
+            .map(|(cause, images)| schema::CauseCount { cause: cause.clone(), images: *images })
+            .collect(),
+        covered: k.covered.clone(),
+    }
 }
 
 /// The unsafe set (`RUN/unsafe/`, when `hudd assign` wrote it): per cluster its improvement images
@@ -516,16 +521,7 @@ fn assemble_analysis(
                         .collect()
                 })
                 .unwrap_or_default(),
-            known_causes: l.causes.as_ref().map(|k| schema::KnownCauses {
-                column: crate::cluster::causes::CAUSE_COLUMN.into(),
-                purity: k.purity,
-                causes: k
-                    .causes
-                    .iter()
-                    .map(|(cause, images)| schema::CauseCount { cause: cause.clone(), images: *images })
-                    .collect(),
-                covered: k.covered.clone(),
-            }),
+            known_causes: l.causes.as_ref().map(known_causes),
             map: match &l.map {
                 Some(m) => Some(schema::Map {
                     method: m.method.clone(),

@@ -48,14 +48,19 @@ impl DensityClusters {
 
     /// The members of each cluster, in row order.
     pub fn members(&self) -> Vec<Vec<usize>> {
-        let mut out = vec![Vec::new(); self.k];
-        for (i, l) in self.labels.iter().enumerate() {
-            if let Some(l) = l {
-                out[*l].push(i);
-            }
-        }
-        out
+        members_of(&self.labels, self.k)
     }
+}
+
+/// The members of each of `k` clusters, in row order, from labels where `None` is noise.
+pub fn members_of(labels: &[Option<usize>], k: usize) -> Vec<Vec<usize>> {
+    let mut out = vec![Vec::new(); k];
+    for (i, l) in labels.iter().enumerate() {
+        if let Some(l) = l {
+            out[*l].push(i);
+        }
+    }
+    out
 }
 
 /// HDBSCAN of the rows of `x` (`N × D`, finite values). Fewer rows than `min_cluster_size` (or

@@ -170,13 +170,7 @@ impl FeatureClusters {
 
     /// The members of each cluster, in image order.
     pub fn members(&self) -> Vec<Vec<usize>> {
-        let mut out = vec![Vec::new(); self.k];
-        for (i, l) in self.labels.iter().enumerate() {
-            if let Some(l) = l {
-                out[*l].push(i);
-            }
-        }
-        out
+        super::density::members_of(&self.labels, self.k)
     }
 
     /// A cluster's representative: the member nearest the members' mean in the clustered space,
