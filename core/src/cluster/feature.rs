@@ -238,6 +238,8 @@ pub fn cluster_features(x: ArrayView2<'_, f32>, options: &FeatureOptions) -> Fea
     // The best so far: (silhouette, labels, points); the first of equal scores wins.
     let mut best: Option<Best> = None;
     let mut best_graph = None;
+    // The rows' principal components, the layouts' start.
+    let mut start: Option<Array2<f64>> = None;
     let mut consider = |trials: &mut Vec<Trial>, metric: Metric, components: usize, points: &Array2<f64>| -> bool {
         let mut improved = false;
         let points32 = points.mapv(|v| v as f32);
@@ -275,10 +277,9 @@ pub fn cluster_features(x: ArrayView2<'_, f32>, options: &FeatureOptions) -> Fea
             // The layout starts from the rows' principal components (umap-learn's `init="pca"`).
             let t = Instant::now();
             let widest = components.iter().copied().max().unwrap_or(2).max(2);
-            let start = pca(rows, widest, options.seed).mapv(f64::from);
+            let start = start.insert(pca(rows, widest, options.seed).mapv(f64::from));
             timed("umap", t);
-            let init =
-                |c: usize| Array2::from_shape_fn((n, c), |(i, j)| if j < start.ncols() { start[[i, j]] } else { 0.0 });
+            let init = |c: usize| first_columns(start, c);
             for &metric in &metrics {
                 let neighbours = options.neighbours.max(2);
                 let t = Instant::now();
@@ -289,6 +290,7 @@ pub fn cluster_features(x: ArrayView2<'_, f32>, options: &FeatureOptions) -> Fea
                 let graph = fuzzy_simplicial_set(&k, &sigmas, &rhos);
                 drop(k);
                 timed("umap", t);
+                let mut improved = false;
                 for &c in &components {
                     let layout_options = LayoutOptions {
                         components: c.max(1),
@@ -299,9 +301,11 @@ pub fn cluster_features(x: ArrayView2<'_, f32>, options: &FeatureOptions) -> Fea
                     let t = Instant::now();
                     let points = layout_init(init(c.max(1)), &graph, &layout_options);
                     timed("umap", t);
-                    if consider(&mut trials, metric, c.max(1), &points) {
-                        best_graph = Some(graph.clone());
-                    }
+                    improved |= consider(&mut trials, metric, c.max(1), &points);
+                }
+                // The best trial's graph (its map may need another layout of it).
+                if improved {
+                    best_graph = Some(graph);
                 }
             }
         }
@@ -313,8 +317,7 @@ pub fn cluster_features(x: ArrayView2<'_, f32>, options: &FeatureOptions) -> Fea
     } else if let Some(graph) = best_graph.filter(|_| options.embed == Embed::Umap) {
         let two =
             LayoutOptions { components: 2, min_dist: options.min_dist, seed: options.seed, ..LayoutOptions::default() };
-        let start = pca(rows, 2, options.seed).mapv(f64::from);
-        let init = Array2::from_shape_fn((n, 2), |(i, j)| if j < start.ncols() { start[[i, j]] } else { 0.0 });
+        let init = start.as_ref().map_or_else(|| Array2::zeros((n, 2)), |s| first_columns(s, 2));
         layout_init(init, &graph, &two).rows().into_iter().map(|r| [r[0], r[1]]).collect()
     } else {
         let p = pca(rows, 2, options.seed);
@@ -323,6 +326,11 @@ pub fn cluster_features(x: ArrayView2<'_, f32>, options: &FeatureOptions) -> Fea
     timed("umap", t);
     let timings = timings.into_inner();
     FeatureClusters { labels, k, trials, chosen, points, map, pca: reduced.map(|r| r.ncols()), timings }
+}
+
+/// The first `c` columns of `a` (zero columns beyond its width).
+fn first_columns(a: &Array2<f64>, c: usize) -> Array2<f64> {
+    Array2::from_shape_fn((a.nrows(), c), |(i, j)| if j < a.ncols() { a[[i, j]] } else { 0.0 })
 }
 
 /// Mean silhouette of the clustered points (noise excluded; a singleton cluster's points count
