@@ -350,4 +350,14 @@ fn activations_are_clustered_instead_of_heatmaps() {
             assert!((got - want).abs() <= 1e-4 * want.abs().max(1.0), "{image} class {c}: {got} vs {want}");
         }
     }
+    // The unsafe set compares the improvement images' activations with the clusters' members.
+    let o = hudd(&["assign", "--run", &arg(run), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let unsafe_csv = std::fs::read_to_string(run.join("unsafe/unsafe.csv")).unwrap();
+    assert!(unsafe_csv.lines().count() > 1, "{unsafe_csv}");
+    let noise: BTreeSet<&String> =
+        report.layers.iter().find(|l| Some(&l.name) == report.best_layer.as_ref()).unwrap().noise.iter().collect();
+    let clusters: usize =
+        report.layers.iter().find(|l| Some(&l.name) == report.best_layer.as_ref()).unwrap().clusters.len();
+    assert!(clusters >= 1 && noise.len() < images.len());
 }
