@@ -325,6 +325,31 @@ fn bad_cluster_input_is_a_clear_error() {
     let o = hudd(&["cluster", "--heatmaps", &arg(&heatmaps()), "-o", &arg(out.path()), "--linkage", "single"]);
     assert_eq!(o.status.code(), Some(2), "a usage error");
     assert!(stderr(&o).contains("possible values: ward-rows, ward, average"), "{}", stderr(&o));
+    let o = hudd(&["cluster", "--heatmaps", &arg(&heatmaps()), "-o", &arg(out.path()), "--method", "single"]);
+    assert!(stderr(&o).contains("possible values: hudd, ward, average, hdbscan"), "{}", stderr(&o));
+    // A flag the method does not use is refused, not ignored.
+    for extra in [&["--k", "3"][..], &["--layer-rule", "silhouette"], &["--normalize", "l2"]] {
+        let mut args = vec!["cluster", "--heatmaps", &arg(&heatmaps()), "-o", &arg(out.path()), "--method", "hdbscan"]
+            .into_iter()
+            .map(String::from)
+            .collect::<Vec<_>>();
+        args.extend(extra.iter().map(|s| s.to_string()));
+        let o = hudd(&args);
+        assert!(!o.status.success(), "{extra:?}");
+        assert!(stderr(&o).contains("applies to the tree methods"), "{extra:?}: {}", stderr(&o));
+    }
+    let o = hudd(&[
+        "cluster",
+        "--heatmaps",
+        &arg(&heatmaps()),
+        "-o",
+        &arg(out.path()),
+        "--method",
+        "hdbscan",
+        "--min-cluster-size",
+        "1",
+    ]);
+    assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
     // Worker threads: 1 to 65535 (0 used to mean 1 silently; 100000 used to hang).
     for j in ["0", "100000"] {
         let o = hudd(&["cluster", "--heatmaps", &arg(&heatmaps()), "-o", &arg(out.path()), "-j", j]);

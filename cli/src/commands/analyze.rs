@@ -56,7 +56,7 @@ pub struct AnalyzeArgs {
 
 pub fn run(args: AnalyzeArgs) -> Result<()> {
     let config = args.run.config(&args.input.model.model)?;
-    let cluster = args.cluster.options();
+    let cluster = args.cluster.options()?;
     let preset = args.preset;
     if !(args.gif_rate > 0.0 && args.gif_rate.is_finite()) {
         bail!("--gif-rate must be a positive number of images per minute");

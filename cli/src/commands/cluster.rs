@@ -69,7 +69,8 @@ pub struct ClusterOptionArgs {
 }
 
 impl ClusterOptionArgs {
-    pub fn options(&self) -> Options {
+    /// The options, or an error for a flag that the method does not use.
+    pub fn options(&self) -> anyhow::Result<Options> {
         let method = self.method.unwrap_or(match self.linkage {
             None | Some(Linkage::WardRows) => Method::Hudd,
             Some(Linkage::Ward) => Method::Ward,
@@ -84,18 +85,29 @@ impl ClusterOptionArgs {
             seed: self.seed,
             ..FeatureOptions::default()
         });
-        Options {
+        if feature.is_some() {
+            if self.k.is_some() {
+                anyhow::bail!("--k applies to the tree methods (hudd, ward, average); --method hdbscan finds the number of clusters itself (tune it with --min-cluster-size)");
+            }
+            if self.layer_rule != LayerRule::Wicd {
+                anyhow::bail!("--layer-rule applies to the tree methods; --method hdbscan always picks the layer with the highest silhouette of its clustered points");
+            }
+            if self.normalize != Normalize::None {
+                anyhow::bail!("--normalize applies to the tree methods; with --method hdbscan choose the metric with --umap-metric euclidean,cosine");
+            }
+        }
+        Ok(Options {
             linkage: method.linkage().unwrap_or_default(),
             normalize: self.normalize,
             layer_rule: self.layer_rule,
             fixed_k: self.k.map(|k| k as usize),
             feature,
-        }
+        })
     }
 
     /// The seeds these options use, for the report.
     pub fn seeds(&self) -> Vec<(&'static str, u64)> {
-        if self.options().feature.is_some() {
+        if self.method == Some(Method::Hdbscan) {
             vec![("clustering", self.seed)]
         } else {
             Vec::new()
@@ -125,7 +137,7 @@ pub struct ClusterArgs {
 }
 
 pub fn run(args: ClusterArgs) -> Result<()> {
-    let options = args.cluster.options();
+    let options = args.cluster.options()?;
     let set = HeatmapSet::open(&args.heatmaps)?;
     let metadata = args.metadata.as_deref().map(|p| Metadata::from_csv(p, set.images())).transpose()?;
     let bars = Bars::new(args.exec.quiet);
