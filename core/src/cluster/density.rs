@@ -65,14 +65,14 @@ pub fn members_of(labels: &[Option<usize>], k: usize) -> Vec<Vec<usize>> {
 
 /// HDBSCAN of the rows of `x` (`N × D`, finite values). Fewer rows than `min_cluster_size` (or
 /// than 2) are all noise.
-pub fn hdbscan(x: ArrayView2<'_, f32>, options: &DensityOptions) -> DensityClusters {
+pub fn hdbscan<T: Copy + Into<f64>>(x: ArrayView2<'_, T>, options: &DensityOptions) -> DensityClusters {
     let n = x.nrows();
     let min_cluster_size = options.min_cluster_size.max(2);
     let min_samples = options.min_samples.unwrap_or(min_cluster_size).max(1);
     if n < min_cluster_size.max(2) || n <= min_samples {
         return DensityClusters { labels: vec![None; n], k: 0 };
     }
-    let x64: Array2<f64> = x.mapv(f64::from);
+    let x64: Array2<f64> = x.mapv(Into::into);
     // The Python package's core distance is the distance to the `min_samples`-th neighbour other
     // than the point itself; petal-clustering counts the point among its neighbours.
     let mut model: HDbscan<f64, _> =

@@ -242,10 +242,9 @@ pub fn cluster_features(x: ArrayView2<'_, f32>, options: &FeatureOptions) -> Fea
     let mut start: Option<Array2<f64>> = None;
     let mut consider = |trials: &mut Vec<Trial>, metric: Metric, components: usize, points: &Array2<f64>| -> bool {
         let mut improved = false;
-        let points32 = points.mapv(|v| v as f32);
         for &size in &sizes {
             let t = Instant::now();
-            let c = hdbscan(points32.view(), &DensityOptions { min_cluster_size: size, min_samples: None });
+            let c = hdbscan(points.view(), &DensityOptions { min_cluster_size: size, min_samples: None });
             timed("hdbscan", t);
             let t = Instant::now();
             let s = (c.k >= 2).then(|| silhouette(points, &c.labels, options.silhouette_sample, options.seed));

@@ -110,7 +110,8 @@ pub struct LayerResult {
     pub k: usize,
     /// How k was chosen.
     pub k_choice: KChoice,
-    /// WICD on the raw distances at k (lower is better).
+    /// The layer's score: WICD on the raw distances at k (lower is better) for the tree methods;
+    /// for `hdbscan` the chosen trial's silhouette (higher is better, −1 without 2 clusters).
     pub score: f64,
     /// Mean silhouette of the partition.
     pub silhouette: f64,
@@ -271,7 +272,8 @@ impl Timings {
 pub struct Clustering {
     /// What `clusters.json` holds.
     pub report: ClustersReport,
-    /// Per layer (index order) the partition; empty when the clustering was read back from a run
+    /// Per layer (index order) the tree method's partition; empty for the feature path (its
+    /// result is all in the report) and when the clustering was read back from a run
     /// folder (`clusters.json`). The distances are on disk (`distances/`); in memory only the best
     /// layer's are kept, the others are `0 × 0`.
     pub layers: Vec<LayerClusters>,
@@ -587,4 +589,60 @@ fn write_distances(run: &RunDir, file: &str, d: &ndarray::Array2<f64>) -> Result
         w.append(&row)?;
     }
     w.finish()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cluster::feature::{FeatureClusters, Trial};
+    use crate::cluster::neighbours::Metric;
+
+    /// Noise is in no comparison: a cluster is explained against the other *clustered* images.
+    #[test]
+    fn feature_path_explanations_leave_the_noise_out() {
+        // Cluster 1: images 0..20 (eyelid 0.20–0.29); cluster 2: 20..40 (0.60–0.69); noise: 40..60,
+        // drawn like cluster 1. With the noise among "the others", cluster 1's KS distance would be 0.5.
+        let eyelid = |i: usize| if (20..40).contains(&i) { 0.6 } else { 0.2 } + (i % 10) as f64 / 100.0;
+        let images: Vec<String> = (0..60).map(|i| format!("{i}.png")).collect();
+        let meta = Metadata {
+            columns: vec!["eyelid".into()],
+            rows: (0..60).map(|i| vec![format!("{:.2}", eyelid(i))]).collect(),
+            info: Vec::new(),
+        };
+        let labels: Vec<Option<usize>> = (0..60).map(|i| [Some(0), Some(1), None][i / 20]).collect();
+        let trial = Trial {
+            metric: Metric::Euclidean,
+            components: 2,
+            min_cluster_size: 5,
+            clusters: 2,
+            noise: 20,
+            silhouette: Some(0.5),
+        };
+        let f = FeatureClusters {
+            labels,
+            k: 2,
+            trials: vec![trial],
+            chosen: 0,
+            points: ndarray::Array2::from_shape_fn((60, 2), |(i, j)| eyelid(i) * (j + 1) as f64),
+            map: vec![[0.0, 0.0]; 60],
+            pca: None,
+            timings: Vec::new(),
+        };
+        let entry = LayerFile {
+            tensor: "conv".into(),
+            file: "conv.npy".into(),
+            shape: vec![4],
+            node: String::new(),
+            op: String::new(),
+            rule: None,
+        };
+        let r = feature_layer(&entry, &images, &f, Some(&meta));
+        assert_eq!(r.noise, images[40..].to_vec());
+        assert_eq!(r.clusters.iter().map(|c| c.size).collect::<Vec<_>>(), [20, 20]);
+        let first = &r.clusters[0].explanations[0];
+        assert_eq!(first.column, "eyelid");
+        assert_eq!(first.separation, 1.0, "compared with cluster 2 only: {first:?}");
+        assert_eq!(r.k_choice, KChoice::Hdbscan);
+        assert!(r.distances.is_empty() && r.curve.is_empty());
+    }
 }
