@@ -431,6 +431,18 @@ pub fn compute(
     Ok(HeatmapSet { index, source: Source::Memory(layers) })
 }
 
+/// Computes every heatmap as [`compute`] does and keeps none: the index says which images were
+/// explained. For benchmarks that time decoding and the arithmetic without storing the results.
+pub fn compute_discarding(
+    explainer: &Explainer<'_>,
+    spec: &InputSpec,
+    images: &[ImageRef],
+    options: &HeatmapOptions,
+    progress: &dyn Progress,
+) -> Result<HeatmapIndex> {
+    run(explainer, spec, images, options, &mut DiscardSink, progress)
+}
+
 /// Computes heatmaps of `images` and streams them into the folder `out` (`hudd heatmaps`): memory
 /// stays bounded, batches are computed in parallel a few at a time and appended to each layer's
 /// file in order. Each image is decoded once; images that fail to decode are recorded as skipped.
@@ -533,6 +545,18 @@ trait Sink {
     fn start(&mut self, layers: &[LayerFile], max_rows: usize) -> Result<()>;
     /// One batch: per layer, the batch's rows.
     fn append(&mut self, layers: &[ndarray::ArrayD<f32>]) -> Result<()>;
+}
+
+/// Keeps nothing: for measuring the computation alone.
+struct DiscardSink;
+
+impl Sink for DiscardSink {
+    fn start(&mut self, _layers: &[LayerFile], _max_rows: usize) -> Result<()> {
+        Ok(())
+    }
+    fn append(&mut self, _layers: &[ndarray::ArrayD<f32>]) -> Result<()> {
+        Ok(())
+    }
 }
 
 #[derive(Default)]

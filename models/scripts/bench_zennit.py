@@ -5,8 +5,12 @@
     .venv-torch/bin/python models/scripts/bench_zennit.py fmnist IMAGES_DIR [--limit 1000]
     .venv-torch/bin/python models/scripts/bench_zennit.py alexnet128 IMAGES_DIR --onnx /tmp/alexnet128.onnx
 
-`alexnet128` also writes the AlexNet-like 128x128 RGB model (seeded random weights: speed only) as
-ONNX for hudd to run on the same images (--onnx).
+    .venv-torch/bin/python models/scripts/bench_zennit.py resnet18 IMAGES_DIR --preset epsilon-plus --onnx /tmp/resnet18.onnx
+
+`alexnet128` and `resnet18` also write their model (seeded random weights: speed only) as ONNX for
+hudd to run on the same images (--onnx). `resnet18` is torchvision's ResNet-18 at 224x224 RGB with
+non-trivial BatchNorm statistics; Zennit explains it with its ResNet canonizer (BatchNorm merged into
+the convolutions, the residual sums given their own rule), as the issue asks.
 """
 import argparse
 import statistics
@@ -21,6 +25,7 @@ import torch.nn as nn
 from onnx import numpy_helper
 from PIL import Image
 from zennit.composites import EpsilonPlus, LayerMapComposite, layer_map_base
+from zennit.torchvision import ResNetCanonizer
 from zennit.rules import Epsilon, ZPlus
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -47,6 +52,22 @@ class AlexNet128(nn.Module):
 
     def forward(self, x):
         return self.classifier(self.flatten(self.features(x)))
+
+
+def resnet18():
+    """torchvision's ResNet-18 (1000 classes), seeded random weights, BatchNorms with non-trivial
+    running statistics and affine parameters (a freshly initialised BatchNorm is the identity)."""
+    import torchvision
+    torch.manual_seed(0)
+    model = torchvision.models.resnet18(weights=None)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+    return model
 
 
 def hudd_composite():
@@ -90,7 +111,7 @@ def run(model, composite_fn, paths, rgb, size, batch):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("model", choices=["fmnist", "alexnet128"])
+    ap.add_argument("model", choices=["fmnist", "alexnet128", "resnet18"])
     ap.add_argument("images")
     ap.add_argument("--limit", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
@@ -107,13 +128,19 @@ def main():
                    for t in onnx.load(str(ROOT / "models/fashion-mnist/fmnist_cnn.onnx")).graph.initializer}
         model.load_state_dict({k: weights[k] for k in model.state_dict()})
     else:
-        model, rgb, size = AlexNet128(), True, 128
+        model, rgb, size = (AlexNet128(), True, 128) if a.model == "alexnet128" else (resnet18(), True, 224)
         if a.onnx:
-            torch.onnx.export(model.eval(), (torch.zeros(2, 3, 128, 128),), a.onnx, dynamo=False, opset_version=17,
+            torch.onnx.export(model.eval(), (torch.zeros(2, 3, size, size),), a.onnx, dynamo=False, opset_version=17,
                               input_names=["image"], output_names=["logits"],
                               dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
     model.eval()
-    composite_fn = hudd_composite if a.preset == "hudd" else EpsilonPlus
+    if a.preset == "hudd":
+        composite_fn = hudd_composite
+    elif a.model == "resnet18":
+        def composite_fn():
+            return EpsilonPlus(canonizers=[ResNetCanonizer()])
+    else:
+        composite_fn = EpsilonPlus
     print(f"zennit, torch {torch.__version__}, {len(paths)} images, model {a.model}, preset {a.preset}")
     print(f"{'threads':>7} {'batch':>6} {'median_s':>10} {'images/s':>10}")
     for threads in map(int, a.threads.split(",")):

@@ -62,6 +62,10 @@ struct HeatmapsBench {
     /// Batch sizes to try.
     #[arg(long, value_delimiter = ',', default_values_t = [64usize])]
     batch_sizes: Vec<usize>,
+    /// Compute the heatmaps and drop them instead of writing them: times decoding and the
+    /// arithmetic alone (the figure the machine's fp32 peak bounds), without the `.npy` writes.
+    #[arg(long)]
+    discard: bool,
 }
 
 #[derive(Debug, Args)]
@@ -142,7 +146,7 @@ fn bench_evaluate(a: EvaluateBench) -> Result<()> {
 }
 
 fn bench_heatmaps(a: HeatmapsBench) -> Result<()> {
-    use hudd_core::heatmaps::{compute_to_folder, HeatmapOptions, ImageRef, Layers, StartRule};
+    use hudd_core::heatmaps::{compute_discarding, compute_to_folder, HeatmapOptions, ImageRef, Layers, StartRule};
     let config = hudd_core::Config::load(a.config.as_deref(), &[])?;
     let model = Model::load(&a.model)?;
     let spec = config.input_spec(model.info())?;
@@ -157,10 +161,11 @@ fn bench_heatmaps(a: HeatmapsBench) -> Result<()> {
     let explainer = hudd_core::relevance::Explainer::new(&model, &spec.domain(), output, preset)?;
     let flops = explainer.flops_per_image()?;
     println!(
-        "{} images, preset {}, ~{:.1} MFLOP per image (forward + relevance of linear layers)",
+        "{} images, preset {}, ~{:.1} MFLOP per image (forward + relevance of linear layers){}",
         images.len(),
         preset,
-        flops as f64 / 1e6
+        flops as f64 / 1e6,
+        if a.discard { ", heatmaps discarded" } else { ", heatmaps written" }
     );
     println!("{:>7} {:>6} {:>10} {:>10} {:>8}", "threads", "batch", "median_s", "images/s", "GFLOP/s");
     let out = tempfile_dir()?;
@@ -177,7 +182,11 @@ fn bench_heatmaps(a: HeatmapsBench) -> Result<()> {
             let mut times = Vec::new();
             for i in 0..=a.repeat {
                 let t = Instant::now();
-                pool.install(|| compute_to_folder(&explainer, &spec, &images, &options, &out, &Silent))?;
+                if a.discard {
+                    pool.install(|| compute_discarding(&explainer, &spec, &images, &options, &Silent))?;
+                } else {
+                    pool.install(|| compute_to_folder(&explainer, &spec, &images, &options, &out, &Silent))?;
+                }
                 if i > 0 {
                     times.push(t.elapsed().as_secs_f64());
                 }

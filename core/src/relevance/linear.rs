@@ -4,8 +4,14 @@
 //! their rank (a dense layer without a weight cannot be represented), average pooling carries
 //! [`NoWeights`]. Rules modify parameters through [`Params::modified`].
 
-use ndarray::{s, Array, Array1, Array2, ArrayD, ArrayView2, Axis, Dimension, Ix2, Ix4, IxDyn};
+use ndarray::{
+    s, Array, Array1, Array2, ArrayD, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, Dimension, Ix2, Ix4,
+    IxDyn,
+};
 use rayon::prelude::*;
+
+use super::matmul::{matmul, Threads};
+use ndarray::ShapeBuilder;
 
 /// How a rule modifies one parameter value (`w⁺`, `w + γw⁺`, …).
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -118,7 +124,7 @@ fn add_bias(y: &mut ArrayD<f32>, bias: Option<&Array1<f32>>) {
 #[derive(Debug, Clone, Copy, Default)]
 pub struct Dense;
 
-fn as_matrix(a: &ArrayD<f32>) -> ArrayView2<'_, f32> {
+fn as_matrix<S: ndarray::Data<Elem = f32>>(a: &ndarray::ArrayBase<S, IxDyn>) -> ArrayView2<'_, f32> {
     let n = a.shape()[0];
     a.view()
         .into_shape_with_order((n, a.len() / n.max(1)))
@@ -131,18 +137,30 @@ impl LinearMap for Dense {
     type Params = Weights<Ix2>;
 
     fn forward(&self, x: &ArrayD<f32>, params: &Weights<Ix2>) -> ArrayD<f32> {
-        let mut y = as_matrix(&x.as_standard_layout().into_owned()).dot(&params.weight.t()).into_dyn();
+        let x = x.as_standard_layout();
+        let x = as_matrix(&x);
+        let mut y = Array2::<f32>::zeros((x.nrows(), params.weight.nrows()));
+        matmul(y.view_mut(), x, params.weight.t(), false, Threads::All);
+        let mut y = y.into_dyn();
         add_bias(&mut y, params.bias.as_ref());
         y
     }
 
     fn backward(&self, s: &ArrayD<f32>, params: &Weights<Ix2>, input_shape: &[usize]) -> ArrayD<f32> {
-        let g: Array2<f32> = as_matrix(&s.as_standard_layout().into_owned()).dot(&params.weight);
+        let s = s.as_standard_layout();
+        let s = as_matrix(&s);
+        let mut g = Array2::<f32>::zeros((s.nrows(), params.weight.ncols()));
+        matmul(g.view_mut(), s, params.weight.view(), false, Threads::All);
         g.into_shape_with_order(IxDyn(input_shape)).expect("input shape")
     }
 }
 
 /// A 2-D convolution over NCHW tensors (ONNX `Conv` semantics, explicit pads).
+///
+/// Both directions are packed matrix products batched over images: a chunk of images is unfolded
+/// into one column matrix (im2col, `[cg·kh·kw, images·ho·wo]`) and multiplied by the group's
+/// weight in one product, so that late layers with few output positions still make products wide
+/// enough for the kernels.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Conv2d {
     /// `[stride_h, stride_w]`.
@@ -157,6 +175,25 @@ pub struct Conv2d {
     pub kernel: [usize; 2],
 }
 
+/// Column-matrix elements per chunk of images (16 MiB of f32): large enough for the kernels to
+/// run at speed, small enough to stay near the caches and bound the memory a batch takes.
+const CHUNK_ELEMENTS: usize = 1 << 22;
+
+/// Output positions per image from which stride-1 convolutions use shifted views instead of
+/// unfolding (28 × 28: the wide grid's extra columns then cost under 15 %).
+const SHIFTED_MIN_POSITIONS: usize = 784;
+
+/// Images per chunk and whether each chunk's product should use every thread (when there are fewer
+/// chunks than threads).
+fn chunking(images: usize, per_image: usize) -> (usize, Threads) {
+    let threads = rayon::current_num_threads().max(1);
+    let by_memory = (CHUNK_ELEMENTS / per_image.max(1)).max(1);
+    // Spread the images over the threads when memory allows more than one chunk's worth.
+    let chunk = by_memory.min(images.div_ceil(threads)).max(1).min(images.max(1));
+    let chunks = images.div_ceil(chunk);
+    (chunk, if chunks < threads { Threads::All } else { Threads::One })
+}
+
 impl Conv2d {
     /// Output height and width for an input of height and width `hw`.
     pub fn output_hw(&self, hw: [usize; 2]) -> [usize; 2] {
@@ -167,59 +204,99 @@ impl Conv2d {
         [(hp.saturating_sub(eh)) / self.strides[0] + 1, (wp.saturating_sub(ew)) / self.strides[1] + 1]
     }
 
-    /// im2col of one image's group: `[cg·kh·kw, ho·wo]`, zero outside the input (padding).
-    fn im2col(&self, x: ndarray::ArrayView3<'_, f32>, c0: usize, cg: usize, out: [usize; 2]) -> Array2<f32> {
+    /// For kernel column `j`: the output columns `lo..hi` whose input column lies inside the image
+    /// (the others read padding), and the input column of output column `lo`.
+    fn valid_columns(&self, j: usize, w: usize, wo: usize) -> (usize, usize, usize) {
+        let (stride, offset) = (self.strides[1], j * self.dilations[1]);
+        let pad = self.pads[1];
+        // iw = ow·stride + offset − pad must satisfy 0 ≤ iw < w.
+        let lo = if offset >= pad { 0 } else { (pad - offset).div_ceil(stride) };
+        let hi = if w + pad > offset { ((w + pad - offset - 1) / stride + 1).min(wo) } else { 0 };
+        let lo = lo.min(hi);
+        (lo, hi, (lo * stride + offset).saturating_sub(pad))
+    }
+
+    /// im2col of one image's group into `cols` (`[cg·kh·kw, ho·wo]`, any row stride): every cell
+    /// is written, zero where the window reads padding.
+    fn im2col_into(
+        &self,
+        x: ArrayView3<'_, f32>,
+        c0: usize,
+        cg: usize,
+        out: [usize; 2],
+        mut cols: ArrayViewMut2<'_, f32>,
+    ) {
         let [kh, kw] = self.kernel;
-        let (h, w) = (x.shape()[1] as isize, x.shape()[2] as isize);
-        let mut cols = Array2::<f32>::zeros((cg * kh * kw, out[0] * out[1]));
+        let (h, w) = (x.shape()[1], x.shape()[2]);
+        let [ho, wo] = out;
         for c in 0..cg {
             let plane = x.index_axis(Axis(0), c0 + c);
             for i in 0..kh {
                 for j in 0..kw {
-                    let row = (c * kh + i) * kw + j;
-                    let mut dst = cols.row_mut(row);
-                    for oh in 0..out[0] {
+                    let mut dst = cols.row_mut((c * kh + i) * kw + j);
+                    let dst = dst.as_slice_mut().expect("column rows are contiguous");
+                    let (lo, hi, iw0) = self.valid_columns(j, w, wo);
+                    for oh in 0..ho {
+                        let row = &mut dst[oh * wo..(oh + 1) * wo];
                         let ih = (oh * self.strides[0] + i * self.dilations[0]) as isize - self.pads[0] as isize;
-                        if ih < 0 || ih >= h {
+                        if ih < 0 || ih >= h as isize || lo == hi {
+                            row.fill(0.0);
                             continue;
                         }
-                        for ow in 0..out[1] {
-                            let iw = (ow * self.strides[1] + j * self.dilations[1]) as isize - self.pads[1] as isize;
-                            if iw >= 0 && iw < w {
-                                dst[oh * out[1] + ow] = plane[[ih as usize, iw as usize]];
+                        let src = plane.row(ih as usize);
+                        let src = src.as_slice().expect("standard-layout input");
+                        row[..lo].fill(0.0);
+                        row[hi..].fill(0.0);
+                        if self.strides[1] == 1 {
+                            row[lo..hi].copy_from_slice(&src[iw0..iw0 + (hi - lo)]);
+                        } else {
+                            for (d, v) in row[lo..hi].iter_mut().zip(src[iw0..].iter().step_by(self.strides[1])) {
+                                *d = *v;
                             }
                         }
                     }
                 }
             }
         }
-        cols
     }
 
-    /// Adds columns back into one image's group (the transpose of [`Self::im2col`]).
+    /// Adds columns back into one image's group (the transpose of [`Self::im2col_into`]).
     fn col2im(
         &self,
-        cols: &Array2<f32>,
-        dx: &mut ndarray::ArrayViewMut3<'_, f32>,
+        cols: ArrayView2<'_, f32>,
+        dx: &mut ArrayViewMut3<'_, f32>,
         c0: usize,
         cg: usize,
         out: [usize; 2],
     ) {
         let [kh, kw] = self.kernel;
-        let (h, w) = (dx.shape()[1] as isize, dx.shape()[2] as isize);
+        let (h, w) = (dx.shape()[1], dx.shape()[2]);
+        let [ho, wo] = out;
         for c in 0..cg {
+            let mut plane = dx.index_axis_mut(Axis(0), c0 + c);
             for i in 0..kh {
                 for j in 0..kw {
                     let src = cols.row((c * kh + i) * kw + j);
-                    for oh in 0..out[0] {
+                    let src = src.as_slice().expect("column rows are contiguous");
+                    let (lo, hi, iw0) = self.valid_columns(j, w, wo);
+                    if lo == hi {
+                        continue;
+                    }
+                    for oh in 0..ho {
                         let ih = (oh * self.strides[0] + i * self.dilations[0]) as isize - self.pads[0] as isize;
-                        if ih < 0 || ih >= h {
+                        if ih < 0 || ih >= h as isize {
                             continue;
                         }
-                        for ow in 0..out[1] {
-                            let iw = (ow * self.strides[1] + j * self.dilations[1]) as isize - self.pads[1] as isize;
-                            if iw >= 0 && iw < w {
-                                dx[[c0 + c, ih as usize, iw as usize]] += src[oh * out[1] + ow];
+                        let mut dst = plane.row_mut(ih as usize);
+                        let dst = dst.as_slice_mut().expect("standard-layout gradient");
+                        let row = &src[oh * wo + lo..oh * wo + hi];
+                        if self.strides[1] == 1 {
+                            for (d, v) in dst[iw0..iw0 + row.len()].iter_mut().zip(row) {
+                                *d += v;
+                            }
+                        } else {
+                            for (d, v) in dst[iw0..].iter_mut().step_by(self.strides[1]).zip(row) {
+                                *d += v;
                             }
                         }
                     }
@@ -239,54 +316,226 @@ impl Conv2d {
 
     /// `conv(x; w)` without bias.
     pub fn apply(&self, x: &ArrayD<f32>, w: &Array<f32, Ix4>) -> ArrayD<f32> {
-        let w = w.as_standard_layout();
-        let (n, c, h, wi) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
-        let co = w.shape()[0];
-        let out = self.output_hw([h, wi]);
-        let cg = c / self.groups;
-        let cog = co / self.groups;
-        let x4 = x.view().into_dimensionality::<ndarray::Ix4>().expect("NCHW input");
-        let images: Vec<ndarray::Array3<f32>> = (0..n)
-            .into_par_iter()
-            .map(|b| {
-                let xi = x4.index_axis(Axis(0), b);
-                let mut yi = ndarray::Array3::<f32>::zeros((co, out[0], out[1]));
-                for g in 0..self.groups {
-                    let cols = self.im2col(xi, g * cg, cg, out);
-                    let z = self.weight_matrix(&w.view(), g).dot(&cols);
-                    let z = z.into_shape_with_order((cog, out[0], out[1])).expect("group output");
-                    yi.slice_mut(s![g * cog..(g + 1) * cog, .., ..]).assign(&z);
-                }
-                yi
-            })
-            .collect();
-        stack_images(&images, [n, co, out[0], out[1]]).into_dyn()
+        let hw = self.output_hw([x.shape()[2], x.shape()[3]]);
+        if self.shifts_pay(hw) {
+            self.apply_shifted(x, w)
+        } else {
+            self.apply_unfolded(x, w)
+        }
     }
 
     /// `convᵀ(s; w)`: the gradient of `Σ conv(x; w) ⊙ s` with respect to `x` (shape `input_shape`).
     pub fn apply_transposed(&self, s: &ArrayD<f32>, w: &Array<f32, Ix4>, input_shape: &[usize]) -> ArrayD<f32> {
+        if self.shifts_pay([s.shape()[2], s.shape()[3]]) {
+            self.apply_transposed_shifted(s, w, input_shape)
+        } else {
+            self.apply_transposed_unfolded(s, w, input_shape)
+        }
+    }
+
+    /// Whether the products over shifted views ([`Self::apply_shifted`]) beat unfolding: for
+    /// stride 1, when an image has enough output positions for wide products on its own.
+    fn shifts_pay(&self, out: [usize; 2]) -> bool {
+        self.strides == [1, 1] && out[0] * out[1] >= SHIFTED_MIN_POSITIONS
+    }
+
+    /// The padded input's geometry for the shifted products: row width, and the length of one
+    /// channel's plane (with slack at the end, so that the last kernel offset's view stays inside).
+    fn padded_plane(&self, hw: [usize; 2]) -> (usize, usize) {
+        let wp = hw[1] + self.pads[1] + self.pads[3];
+        let hp = hw[0] + self.pads[0] + self.pads[2];
+        (wp, hp * wp + self.dilations[1] * (self.kernel[1] - 1))
+    }
+
+    /// Offset of kernel cell `(i, j)` in a padded plane of row width `wp`.
+    fn shift(&self, i: usize, j: usize, wp: usize) -> usize {
+        i * self.dilations[0] * wp + j * self.dilations[1]
+    }
+
+    /// Kernel cell `(i, j)` of group `g`'s weight as a `[cog, cg]` matrix (a strided view).
+    fn weight_cell<'a>(
+        &self,
+        w: &'a ndarray::ArrayView4<'_, f32>,
+        g: usize,
+        i: usize,
+        j: usize,
+    ) -> ArrayView2<'a, f32> {
+        let cog = w.shape()[0] / self.groups;
+        w.slice(s![g * cog..(g + 1) * cog, .., i, j]).reborrow()
+    }
+
+    /// Stride-1 convolution without unfolding: on the zero-padded input, the output over a grid as
+    /// wide as the padded rows is `Σ_{i,j} W_ij · shift_ij(x)`, one product per kernel cell whose
+    /// right operand is a view of the padded input (no copy); the columns past the output's width
+    /// are dropped.
+    fn apply_shifted(&self, x: &ArrayD<f32>, w: &Array<f32, Ix4>) -> ArrayD<f32> {
+        let w = w.as_standard_layout();
+        let w = w.view().into_dimensionality::<Ix4>().expect("4-D weight");
+        let x = x.as_standard_layout();
+        let (n, c, h, wi) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        let co = w.shape()[0];
+        let [ho, wo] = self.output_hw([h, wi]);
+        let (cg, cog) = (c / self.groups, co / self.groups);
+        let (wp, plane) = self.padded_plane([h, wi]);
+        let x4 = x.view().into_dimensionality::<Ix4>().expect("NCHW input");
+        let mut y = ndarray::Array4::<f32>::zeros((n, co, ho, wo));
+        let threads = if n < rayon::current_num_threads() { Threads::All } else { Threads::One };
+        y.outer_iter_mut().collect::<Vec<_>>().into_par_iter().enumerate().for_each(|(b, mut yb)| {
+            let mut padded = vec![0.0f32; cg * plane];
+            let mut wide = Array2::<f32>::zeros((cog, ho * wp));
+            for g in 0..self.groups {
+                for (ci, dst) in padded.chunks_mut(plane).enumerate() {
+                    for (r, src) in x4.slice(s![b, g * cg + ci, .., ..]).outer_iter().enumerate() {
+                        let at = (r + self.pads[0]) * wp + self.pads[1];
+                        dst[at..at + wi].copy_from_slice(src.as_slice().expect("standard-layout input"));
+                    }
+                }
+                for i in 0..self.kernel[0] {
+                    for j in 0..self.kernel[1] {
+                        let off = self.shift(i, j, wp);
+                        let rhs = ArrayView2::from_shape((cg, ho * wp).strides((plane, 1)), &padded[off..])
+                            .expect("the plane's slack keeps every shifted view inside");
+                        let first = i == 0 && j == 0;
+                        matmul(wide.view_mut(), self.weight_cell(&w, g, i, j), rhs, !first, threads);
+                    }
+                }
+                for (o, row) in wide.outer_iter().enumerate() {
+                    let row = row.as_slice().expect("contiguous rows");
+                    let mut dst = yb.index_axis_mut(Axis(0), g * cog + o);
+                    for (oh, mut line) in dst.outer_iter_mut().enumerate() {
+                        line.as_slice_mut()
+                            .expect("standard-layout output")
+                            .copy_from_slice(&row[oh * wp..oh * wp + wo]);
+                    }
+                }
+            }
+        });
+        y.into_dyn()
+    }
+
+    /// The transpose of [`Self::apply_shifted`]: the relevance, laid on the wide grid (zero past the
+    /// output's width), is multiplied by each kernel cell's transposed weight and added into a view
+    /// of the padded input gradient; the padding is dropped at the end.
+    fn apply_transposed_shifted(&self, s: &ArrayD<f32>, w: &Array<f32, Ix4>, input_shape: &[usize]) -> ArrayD<f32> {
+        let w = w.as_standard_layout();
+        let w = w.view().into_dimensionality::<Ix4>().expect("4-D weight");
+        let (n, c, h, wi) = (input_shape[0], input_shape[1], input_shape[2], input_shape[3]);
+        let co = w.shape()[0];
+        let (cg, cog) = (c / self.groups, co / self.groups);
+        let (ho, wo) = (s.shape()[2], s.shape()[3]);
+        let (wp, plane) = self.padded_plane([h, wi]);
+        let s4 = s.view().into_dimensionality::<Ix4>().expect("NCHW relevance");
+        let mut dx = ndarray::Array4::<f32>::zeros((n, c, h, wi));
+        let threads = if n < rayon::current_num_threads() { Threads::All } else { Threads::One };
+        dx.outer_iter_mut().collect::<Vec<_>>().into_par_iter().enumerate().for_each(|(b, mut dxb)| {
+            let mut wide = Array2::<f32>::zeros((cog, ho * wp));
+            let mut padded = vec![0.0f32; cg * plane];
+            for g in 0..self.groups {
+                for (o, mut row) in wide.outer_iter_mut().enumerate() {
+                    let row = row.as_slice_mut().expect("contiguous rows");
+                    for (oh, src) in s4.slice(s![b, g * cog + o, .., ..]).outer_iter().enumerate() {
+                        for (d, v) in row[oh * wp..oh * wp + wo].iter_mut().zip(src.iter()) {
+                            *d = *v;
+                        }
+                    }
+                }
+                padded.fill(0.0);
+                for i in 0..self.kernel[0] {
+                    for j in 0..self.kernel[1] {
+                        let off = self.shift(i, j, wp);
+                        let dst = ArrayViewMut2::from_shape((cg, ho * wp).strides((plane, 1)), &mut padded[off..])
+                            .expect("the plane's slack keeps every shifted view inside");
+                        matmul(dst, self.weight_cell(&w, g, i, j).t(), wide.view(), true, threads);
+                    }
+                }
+                for (ci, src) in padded.chunks(plane).enumerate() {
+                    let mut dst = dxb.index_axis_mut(Axis(0), g * cg + ci);
+                    for (r, mut line) in dst.outer_iter_mut().enumerate() {
+                        let at = (r + self.pads[0]) * wp + self.pads[1];
+                        line.as_slice_mut().expect("standard-layout gradient").copy_from_slice(&src[at..at + wi]);
+                    }
+                }
+            }
+        });
+        dx.into_dyn()
+    }
+
+    /// `conv(x; w)` by unfolding chunks of images (im2col) into one wide product per group.
+    fn apply_unfolded(&self, x: &ArrayD<f32>, w: &Array<f32, Ix4>) -> ArrayD<f32> {
+        let w = w.as_standard_layout();
+        let x = x.as_standard_layout();
+        let (n, c, h, wi) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        let co = w.shape()[0];
+        let out = self.output_hw([h, wi]);
+        let hw = out[0] * out[1];
+        let (cg, cog) = (c / self.groups, co / self.groups);
+        let k = cg * self.kernel[0] * self.kernel[1];
+        let x4 = x.view().into_dimensionality::<Ix4>().expect("NCHW input");
+        let mut y = ndarray::Array4::<f32>::zeros((n, co, out[0], out[1]));
+        let (chunk, threads) = chunking(n, k * hw);
+        y.axis_chunks_iter_mut(Axis(0), chunk).collect::<Vec<_>>().into_par_iter().enumerate().for_each(
+            |(ci, mut ych)| {
+                let (b0, nb) = (ci * chunk, ych.shape()[0]);
+                let mut cols = Array2::<f32>::zeros((k, nb * hw));
+                let mut z = Array2::<f32>::zeros((cog, nb * hw));
+                for g in 0..self.groups {
+                    for i in 0..nb {
+                        let block = cols.slice_mut(s![.., i * hw..(i + 1) * hw]);
+                        self.im2col_into(x4.index_axis(Axis(0), b0 + i), g * cg, cg, out, block);
+                    }
+                    matmul(z.view_mut(), self.weight_matrix(&w.view(), g), cols.view(), false, threads);
+                    for i in 0..nb {
+                        let mut dst = ych.slice_mut(s![i, g * cog..(g + 1) * cog, .., ..]);
+                        let src = z.slice(s![.., i * hw..(i + 1) * hw]);
+                        for (mut d, s) in dst.outer_iter_mut().zip(src.outer_iter()) {
+                            // One channel's plane (`d` is standard layout, `s` one contiguous row).
+                            d.as_slice_mut()
+                                .expect("standard-layout output")
+                                .copy_from_slice(s.as_slice().expect("row"));
+                        }
+                    }
+                }
+            },
+        );
+        y.into_dyn()
+    }
+
+    /// `convᵀ(s; w)` by products into unfolded columns, folded back (col2im).
+    fn apply_transposed_unfolded(&self, s: &ArrayD<f32>, w: &Array<f32, Ix4>, input_shape: &[usize]) -> ArrayD<f32> {
         let w = w.as_standard_layout();
         let (n, c) = (input_shape[0], input_shape[1]);
         let co = w.shape()[0];
-        let cg = c / self.groups;
-        let cog = co / self.groups;
+        let (cg, cog) = (c / self.groups, co / self.groups);
         let out = [s.shape()[2], s.shape()[3]];
-        let s4 = s.view().into_dimensionality::<ndarray::Ix4>().expect("NCHW relevance");
-        let images: Vec<ndarray::Array3<f32>> = (0..n)
-            .into_par_iter()
-            .map(|b| {
-                let si = s4.index_axis(Axis(0), b);
-                let mut dxi = ndarray::Array3::<f32>::zeros((c, input_shape[2], input_shape[3]));
+        let hw = out[0] * out[1];
+        let k = cg * self.kernel[0] * self.kernel[1];
+        let s4 = s.view().into_dimensionality::<Ix4>().expect("NCHW relevance");
+        let mut dx = ndarray::Array4::<f32>::zeros((n, c, input_shape[2], input_shape[3]));
+        let (chunk, threads) = chunking(n, k * hw);
+        dx.axis_chunks_iter_mut(Axis(0), chunk).collect::<Vec<_>>().into_par_iter().enumerate().for_each(
+            |(ci, mut dch)| {
+                let (b0, nb) = (ci * chunk, dch.shape()[0]);
+                let mut sg = Array2::<f32>::zeros((cog, nb * hw));
+                let mut cols = Array2::<f32>::zeros((k, nb * hw));
                 for g in 0..self.groups {
-                    let sg = si.slice(s![g * cog..(g + 1) * cog, .., ..]).as_standard_layout().into_owned();
-                    let sg = sg.into_shape_with_order((cog, out[0] * out[1])).expect("group relevance");
-                    let cols = self.weight_matrix(&w.view(), g).t().dot(&sg);
-                    self.col2im(&cols, &mut dxi.view_mut(), g * cg, cg, out);
+                    for i in 0..nb {
+                        let src = s4.slice(s![b0 + i, g * cog..(g + 1) * cog, .., ..]);
+                        let mut dst = sg.slice_mut(s![.., i * hw..(i + 1) * hw]);
+                        for (mut d, s) in dst.outer_iter_mut().zip(src.outer_iter()) {
+                            // One channel's plane, row by row (any input layout).
+                            for (d, s) in d.iter_mut().zip(s.iter()) {
+                                *d = *s;
+                            }
+                        }
+                    }
+                    matmul(cols.view_mut(), self.weight_matrix(&w.view(), g).t(), sg.view(), false, threads);
+                    for i in 0..nb {
+                        let block = cols.slice(s![.., i * hw..(i + 1) * hw]);
+                        self.col2im(block, &mut dch.index_axis_mut(Axis(0), i), g * cg, cg, out);
+                    }
                 }
-                dxi
-            })
-            .collect();
-        let dx = stack_images(&images, [n, c, input_shape[2], input_shape[3]]);
+            },
+        );
         dx.into_dyn()
     }
 }
@@ -303,14 +552,6 @@ impl LinearMap for Conv2d {
     fn backward(&self, s: &ArrayD<f32>, params: &Weights<Ix4>, input_shape: &[usize]) -> ArrayD<f32> {
         self.apply_transposed(s, &params.weight, input_shape)
     }
-}
-
-fn stack_images(images: &[ndarray::Array3<f32>], shape: [usize; 4]) -> ndarray::Array4<f32> {
-    let mut out = ndarray::Array4::<f32>::zeros(shape);
-    for (mut dst, src) in out.axis_iter_mut(Axis(0)).zip(images) {
-        dst.assign(src);
-    }
-    out
 }
 
 #[cfg(test)]
@@ -414,6 +655,50 @@ pub(crate) mod tests {
             let r = conv_naive(&conv, &x, &w);
             assert_eq!(y.shape(), r.shape());
             assert!(y.iter().zip(r.iter()).all(|(a, b)| (a - b).abs() < 1e-5), "case {k}");
+        }
+    }
+
+    #[test]
+    fn shifted_and_unfolded_products_agree() {
+        // Stride-1 cases, forced down both paths (the choice between them goes by size).
+        let cases = [
+            (
+                Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1, kernel: [3, 3] },
+                [2, 3, 6, 5],
+                4,
+            ),
+            (
+                Conv2d { strides: [1, 1], pads: [0, 2, 1, 0], dilations: [2, 1], groups: 1, kernel: [2, 3] },
+                [1, 2, 7, 8],
+                3,
+            ),
+            (
+                Conv2d { strides: [1, 1], pads: [2, 2, 2, 2], dilations: [1, 1], groups: 2, kernel: [5, 5] },
+                [3, 4, 9, 9],
+                6,
+            ),
+            (
+                Conv2d { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], groups: 1, kernel: [1, 1] },
+                [1, 5, 4, 3],
+                2,
+            ),
+        ];
+        for (k, (conv, xs, co)) in cases.into_iter().enumerate() {
+            let x = tensor(&xs, 40 + k as u64);
+            let w = tensor(&[co, xs[1] / conv.groups, conv.kernel[0], conv.kernel[1]], 50 + k as u64);
+            let w4: Array<f32, Ix4> = w.clone().into_dimensionality().unwrap();
+            let shifted = conv.apply_shifted(&x, &w4);
+            let naive = conv_naive(&conv, &x, &w);
+            assert_eq!(shifted.shape(), naive.shape(), "case {k}");
+            assert!(shifted.iter().zip(naive.iter()).all(|(a, b)| (a - b).abs() < 1e-5), "case {k}: forward");
+            assert!(conv.apply_unfolded(&x, &w4).iter().zip(naive.iter()).all(|(a, b)| (a - b).abs() < 1e-5));
+            let s = tensor(naive.shape(), 60 + k as u64);
+            let t_shifted = conv.apply_transposed_shifted(&s, &w4, x.shape());
+            let t_unfolded = conv.apply_transposed_unfolded(&s, &w4, x.shape());
+            assert_eq!(t_shifted.shape(), x.shape());
+            assert!(t_shifted.iter().zip(t_unfolded.iter()).all(|(a, b)| (a - b).abs() < 1e-5), "case {k}: transposed");
+            let (lhs, rhs): (f32, f32) = ((&naive * &s).sum(), (&x * &t_shifted).sum());
+            assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "case {k}: {lhs} vs {rhs}");
         }
     }
 

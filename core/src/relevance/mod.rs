@@ -10,6 +10,7 @@
 
 pub mod composite;
 pub mod linear;
+mod matmul;
 pub mod pool;
 pub mod program;
 pub mod rule;

@@ -550,11 +550,14 @@ impl Program {
         let mut rel: BTreeMap<String, ArrayD<f32>> = BTreeMap::new();
         rel.insert(self.start.clone(), start_relevance);
         for step in self.steps.iter().rev() {
-            let Some(r) = rel.get(&step.output).cloned() else { continue };
+            // Taken out while its step runs (no copy), put back below.
+            let Some(r) = rel.remove(&step.output) else { continue };
             for a in &step.aliases {
                 rel.insert(a.clone(), r.clone());
             }
-            let contributions = self.step_back(step, &r, acts, &activations.integers)?;
+            let contributions = self.step_back(step, &r, acts, &activations.integers);
+            rel.insert(step.output.clone(), r);
+            let contributions = contributions?;
             for (name, c) in contributions {
                 match rel.get_mut(&name) {
                     Some(existing) if existing.shape() == c.shape() => *existing += &c,

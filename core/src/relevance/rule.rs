@@ -335,7 +335,7 @@ impl<P: Params> BoundRule<P> {
                 .iter()
                 .zip(params)
                 .filter(|(br, p)| p.has_bias() || !zero_input(br.input, nonneg, nonpos))
-                .map(|(br, p)| (br, p, self.modify_input(br.input, x)))
+                .map(|(br, p)| (br, p, self.modify_input(br.input, x, nonneg, nonpos)))
                 .collect();
             let z: Cow<'_, ArrayD<f32>> = match output {
                 Some(o) if plain => Cow::Borrowed(o),
@@ -377,9 +377,13 @@ impl<P: Params> BoundRule<P> {
         r_in
     }
 
-    fn modify_input<'a>(&self, m: InputMod, x: &'a ArrayD<f32>) -> Cow<'a, ArrayD<f32>> {
+    /// The input as branch modifier `m` sees it; `x` itself where the modifier changes nothing (the
+    /// positive part of a non-negative input, as after a ReLU).
+    fn modify_input<'a>(&self, m: InputMod, x: &'a ArrayD<f32>, nonneg: bool, nonpos: bool) -> Cow<'a, ArrayD<f32>> {
         match m {
             InputMod::Identity => Cow::Borrowed(x),
+            InputMod::Positive if nonneg => Cow::Borrowed(x),
+            InputMod::Negative if nonpos => Cow::Borrowed(x),
             InputMod::Positive => Cow::Owned(x.mapv(|v| v.max(0.0))),
             InputMod::Negative => Cow::Owned(x.mapv(|v| v.min(0.0))),
             InputMod::Ones => Cow::Owned(ArrayD::ones(x.raw_dim())),
