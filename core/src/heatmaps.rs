@@ -540,7 +540,7 @@ pub fn merge(shards: &[(PathBuf, ShardRecord)], out: &Path) -> Result<HeatmapInd
 }
 
 /// Where the batches of heatmaps go, in row order.
-trait Sink {
+trait Sink: Send {
     /// Before the first batch: the layers and the most rows there can be.
     fn start(&mut self, layers: &[LayerFile], max_rows: usize) -> Result<()>;
     /// One batch: per layer, the batch's rows.
@@ -585,7 +585,13 @@ impl Sink for MemorySink {
 struct FolderSink {
     dir: PathBuf,
     writers: Vec<NpyWriter>,
+    /// Bytes appended since the files were last synced.
+    unsynced: usize,
 }
+
+/// Bytes the writing thread appends between syncs: the disk works while the next batches are
+/// computed, instead of all at the end.
+const SYNC_EVERY: usize = 256 << 20;
 
 impl FolderSink {
     /// Removes an old `index.json` (it marks a complete folder) before any file is rewritten.
@@ -594,7 +600,7 @@ impl FolderSink {
         if old_index.exists() {
             std::fs::remove_file(&old_index).map_err(|e| Error::io("cannot remove old index", &old_index, e))?;
         }
-        Ok(FolderSink { dir: dir.to_path_buf(), writers: Vec::new() })
+        Ok(FolderSink { dir: dir.to_path_buf(), writers: Vec::new(), unsynced: 0 })
     }
 
     fn finish(self, index: &HeatmapIndex) -> Result<()> {
@@ -621,6 +627,13 @@ impl Sink for FolderSink {
                 Some(values) => w.append(values)?,
                 None => w.append(&standard.iter().copied().collect::<Vec<_>>())?,
             }
+            self.unsynced += 4 * arr.len();
+        }
+        if self.unsynced >= SYNC_EVERY {
+            for w in &mut self.writers {
+                w.sync()?;
+            }
+            self.unsynced = 0;
         }
         Ok(())
     }
@@ -673,7 +686,23 @@ fn chosen_layers(explainer: &Explainer<'_>, layers: &Layers) -> Result<Vec<Chose
         .collect())
 }
 
-/// The propagation loop shared by [`compute`] and [`compute_to_folder`].
+/// What the computing threads hand to the writing thread.
+enum Write {
+    /// Before the first batch: the layers and the most rows there can be.
+    Start(Vec<LayerFile>, usize),
+    /// One batch: per layer, the batch's rows.
+    Append(Vec<ndarray::ArrayD<f32>>),
+}
+
+/// Batches that may wait for the writing thread: a wave's worth, so that one wave is computed
+/// while the previous one is written, and memory stays within two waves.
+fn writes_in_flight(threads: usize) -> usize {
+    threads.max(1)
+}
+
+/// The propagation loop shared by [`compute`] and [`compute_to_folder`]. Batches are computed a
+/// wave at a time on rayon's threads while a writing thread appends the previous wave to `sink`,
+/// in image order: writing overlaps computing instead of following it.
 fn run(
     explainer: &Explainer<'_>,
     spec: &InputSpec,
@@ -692,46 +721,53 @@ fn run(
     let mut rows: Vec<String> = Vec::new();
     let mut skipped: Vec<Skipped> = Vec::new();
     progress.start("heatmaps", images.len() as u64);
-    for wave in images.chunks(batch_size * threads) {
-        let results: Vec<Result<Batch>> = wave
-            .par_chunks(batch_size)
-            .map(|chunk| {
-                let r = explain_batch(explainer, spec, chunk, &options.start, &names, options.features);
-                progress.advance(chunk.len() as u64);
-                r
-            })
-            .collect();
-        for r in results {
-            let batch = r?;
-            skipped.extend(batch.skipped);
-            if batch.images.is_empty() {
-                continue;
-            }
-            if layers.is_empty() {
-                let mut used_files: std::collections::HashSet<String> = std::collections::HashSet::new();
-                for (Chosen { tensor, node, op, rule }, arr) in chosen.iter().zip(&batch.layers) {
-                    let stem = sanitize(tensor);
-                    let mut file = format!("{stem}.npy");
-                    let mut k = 2;
-                    while !used_files.insert(file.clone()) {
-                        file = format!("{stem}-{k}.npy");
-                        k += 1;
-                    }
-                    layers.push(LayerFile {
-                        tensor: tensor.clone(),
-                        file,
-                        shape: arr.shape()[1..].to_vec(),
-                        node: node.clone(),
-                        op: op.clone(),
-                        rule: rule.clone().filter(|_| options.features == Features::Heatmaps),
-                    });
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Write>(writes_in_flight(threads));
+    let computed: Result<()> = std::thread::scope(|scope| {
+        let writer = scope.spawn(move || -> Result<()> {
+            for message in receiver {
+                match message {
+                    Write::Start(layers, max_rows) => sink.start(&layers, max_rows)?,
+                    Write::Append(values) => sink.append(&values)?,
                 }
-                sink.start(&layers, images.len() - skipped.len())?;
             }
-            sink.append(&batch.layers)?;
-            rows.extend(batch.images);
-        }
-    }
+            Ok(())
+        });
+        let computing = (|| -> Result<()> {
+            for wave in images.chunks(batch_size * threads) {
+                let results: Vec<Result<Batch>> = wave
+                    .par_chunks(batch_size)
+                    .map(|chunk| {
+                        let r = explain_batch(explainer, spec, chunk, &options.start, &names, options.features);
+                        progress.advance(chunk.len() as u64);
+                        r
+                    })
+                    .collect();
+                for r in results {
+                    let batch = r?;
+                    skipped.extend(batch.skipped);
+                    if batch.images.is_empty() {
+                        continue;
+                    }
+                    if layers.is_empty() {
+                        layers = layer_files(&chosen, &batch.layers, options.features);
+                        if sender.send(Write::Start(layers.clone(), images.len() - skipped.len())).is_err() {
+                            return Ok(()); // The writer stopped: its error is reported below.
+                        }
+                    }
+                    if sender.send(Write::Append(batch.layers)).is_err() {
+                        return Ok(());
+                    }
+                    rows.extend(batch.images);
+                }
+            }
+            Ok(())
+        })();
+        drop(sender);
+        let written = writer.join().unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // A computing error comes first; otherwise the writer's.
+        computing.and(written)
+    });
+    computed?;
     progress.finish();
     Ok(HeatmapIndex {
         format: FORMAT.into(),
@@ -746,6 +782,33 @@ fn run(
         skipped,
         layers,
     })
+}
+
+/// The files of the chosen layers, named after their tensors (unique names), shaped like one row of
+/// the first batch.
+fn layer_files(chosen: &[Chosen], first: &[ndarray::ArrayD<f32>], features: Features) -> Vec<LayerFile> {
+    let mut used_files: std::collections::HashSet<String> = std::collections::HashSet::new();
+    chosen
+        .iter()
+        .zip(first)
+        .map(|(Chosen { tensor, node, op, rule }, arr)| {
+            let stem = sanitize(tensor);
+            let mut file = format!("{stem}.npy");
+            let mut k = 2;
+            while !used_files.insert(file.clone()) {
+                file = format!("{stem}-{k}.npy");
+                k += 1;
+            }
+            LayerFile {
+                tensor: tensor.clone(),
+                file,
+                shape: arr.shape()[1..].to_vec(),
+                node: node.clone(),
+                op: op.clone(),
+                rule: rule.clone().filter(|_| features == Features::Heatmaps),
+            }
+        })
+        .collect()
 }
 
 struct Batch {

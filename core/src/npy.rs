@@ -20,6 +20,24 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// `values` as little-endian bytes: the values' own memory on a little-endian machine (no copy:
+/// the writes of `hudd heatmaps` are gigabytes), an encoded copy elsewhere.
+fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
+    #[cfg(target_endian = "little")]
+    {
+        #[allow(unsafe_code)]
+        // SAFETY: the slice covers exactly the memory of `values` (`size_of_val` bytes from its
+        // start), which stays borrowed for the result's lifetime; `u8` needs no alignment and every
+        // byte of an initialised `f32` is an initialised `u8`.
+        let bytes = unsafe { std::slice::from_raw_parts(values.as_ptr().cast::<u8>(), std::mem::size_of_val(values)) };
+        std::borrow::Cow::Borrowed(bytes)
+    }
+    #[cfg(not(target_endian = "little"))]
+    {
+        std::borrow::Cow::Owned(values.iter().flat_map(|v| v.to_le_bytes()).collect())
+    }
+}
+
 /// Streams a float32 array to an `.npy` file.
 #[derive(Debug)]
 pub struct NpyWriter {
@@ -107,13 +125,16 @@ impl NpyWriter {
                 reason: "more values than the shape holds".into(),
             });
         }
-        let mut bytes = Vec::with_capacity(values.len() * 4);
-        for v in values {
-            bytes.extend_from_slice(&v.to_le_bytes());
-        }
-        self.out.write_all(&bytes).map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
+        self.out.write_all(&le_bytes(values)).map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
         self.written += values.len();
         Ok(())
+    }
+
+    /// Forces the values written so far to disk. A writer that calls it as it goes leaves the final
+    /// sync of [`NpyWriter::finish`] little to wait for.
+    pub fn sync(&mut self) -> Result<()> {
+        self.out.flush().map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
+        self.out.get_ref().sync_data().map_err(|e| Error::io("cannot sync file", &self.tmp, e))
     }
 
     /// Appends `values` float32 values read as raw little-endian bytes from `from`.
@@ -169,6 +190,9 @@ impl NpyWriter {
             });
         }
         self.out.flush().map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
+        // On disk before it takes its final name: a file under its name is complete, even after a
+        // power cut (and so is a folder whose index, written last, names it).
+        self.out.get_ref().sync_all().map_err(|e| Error::io("cannot sync file", &self.tmp, e))?;
         std::fs::rename(&self.tmp, &self.path).map_err(|e| Error::io("cannot write file", &self.path, e))
     }
 }

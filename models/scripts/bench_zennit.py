@@ -13,6 +13,7 @@ non-trivial BatchNorm statistics; Zennit explains it with its ResNet canonizer (
 the convolutions, the residual sums given their own rule), as the issue asks.
 """
 import argparse
+import os
 import statistics
 import sys
 import time
@@ -88,8 +89,11 @@ def load(paths, rgb, size):
     return torch.from_numpy(np.stack(arrs))
 
 
-def run(model, composite_fn, paths, rgb, size, batch):
+def run(model, composite_fn, paths, rgb, size, batch, write=None):
+    """Relevance at every leaf module's output and at the input. With `write`, the arrays are kept and
+    written there at the end, one .npy per layer, each synced to disk (as hudd's are)."""
     keep = []
+    kept = None
 
     def hook(module, inp, out):
         out.retain_grad()
@@ -104,9 +108,19 @@ def run(model, composite_fn, paths, rgb, size, batch):
             onehot = torch.zeros_like(out)
             onehot[torch.arange(len(out)), out.argmax(1)] = 1.0
             out.backward(gradient=(out * onehot).detach())
-            _ = [t.grad.numpy() for t in keep if t.grad is not None] + [x.grad.numpy()]
+            arrays = [t.grad.numpy() for t in keep if t.grad is not None] + [x.grad.numpy()]
+            if write is not None:
+                kept = [[a.copy()] for a in arrays] if kept is None else [k + [a.copy()] for k, a in zip(kept, arrays)]
     for h in handles:
         h.remove()
+    if write is not None:
+        write.mkdir(parents=True, exist_ok=True)
+        for i, parts in enumerate(kept):
+            path = write / f"layer{i:02d}.npy"
+            with open(path, "wb") as f:
+                np.save(f, np.concatenate(parts))
+                f.flush()
+                os.fsync(f.fileno())
 
 
 def main():
@@ -118,7 +132,8 @@ def main():
     ap.add_argument("--batch", type=int, default=64)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--preset", default="hudd", choices=["hudd", "epsilon-plus"])
-    ap.add_argument("--onnx", help="write the alexnet128 model here")
+    ap.add_argument("--onnx", help="write the alexnet128 or resnet18 model here")
+    ap.add_argument("--write", type=Path, help="write every layer's relevance here as .npy (synced), as hudd does")
     a = ap.parse_args()
     paths = sorted(p for p in Path(a.images).rglob("*.png"))[:a.limit]
     torch.manual_seed(0)
@@ -146,10 +161,11 @@ def main():
     for threads in map(int, a.threads.split(",")):
         torch.set_num_threads(threads)
         times = []
+        # --repeat 0: one run, timed (for whole-process comparisons: no warm-up).
         for i in range(a.repeat + 1):
             t = time.perf_counter()
-            run(model, composite_fn, paths, rgb, size, a.batch)
-            if i:
+            run(model, composite_fn, paths, rgb, size, a.batch, a.write)
+            if i or a.repeat == 0:
                 times.append(time.perf_counter() - t)
         m = statistics.median(times)
         print(f"{threads:>7} {a.batch:>6} {m:>10.3f} {len(paths) / m:>10.1f}")

@@ -138,21 +138,34 @@ impl LinearMap for Dense {
 
     fn forward(&self, x: &ArrayD<f32>, params: &Weights<Ix2>) -> ArrayD<f32> {
         let x = x.as_standard_layout();
-        let x = as_matrix(&x);
-        let mut y = Array2::<f32>::zeros((x.nrows(), params.weight.nrows()));
-        matmul(y.view_mut(), x, params.weight.t(), false, Threads::All);
-        let mut y = y.into_dyn();
+        let mut y = dense_rows(as_matrix(&x), params.weight.t()).into_dyn();
         add_bias(&mut y, params.bias.as_ref());
         y
     }
 
     fn backward(&self, s: &ArrayD<f32>, params: &Weights<Ix2>, input_shape: &[usize]) -> ArrayD<f32> {
         let s = s.as_standard_layout();
-        let s = as_matrix(&s);
-        let mut g = Array2::<f32>::zeros((s.nrows(), params.weight.ncols()));
-        matmul(g.view_mut(), s, params.weight.view(), false, Threads::All);
+        let g = dense_rows(as_matrix(&s), params.weight.view());
         g.into_shape_with_order(IxDyn(input_shape)).expect("input shape")
     }
+}
+
+/// `x · w` for a batch of rows `x`, in products of [`MAX_IMAGES_PER_PRODUCT`] rows (the last one
+/// padded with zero rows): the same product shape for any batch (see [`chunking`]).
+fn dense_rows(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>) -> Array2<f32> {
+    let (n, width) = x.dim();
+    let mut y = Array2::<f32>::zeros((n, w.ncols()));
+    let mut block = Array2::<f32>::zeros((MAX_IMAGES_PER_PRODUCT, width));
+    let mut out = Array2::<f32>::zeros((MAX_IMAGES_PER_PRODUCT, w.ncols()));
+    let blocks = x.axis_chunks_iter(Axis(0), MAX_IMAGES_PER_PRODUCT);
+    for (rows, mut dst) in blocks.zip(y.axis_chunks_iter_mut(Axis(0), MAX_IMAGES_PER_PRODUCT)) {
+        let r = rows.nrows();
+        block.slice_mut(s![..r, ..]).assign(&rows);
+        block.slice_mut(s![r.., ..]).fill(0.0);
+        matmul(out.view_mut(), block.view(), w, false, Threads::All);
+        dst.assign(&out.slice(s![..r, ..]));
+    }
+    y
 }
 
 /// A 2-D convolution over NCHW tensors (ONNX `Conv` semantics, explicit pads).
@@ -183,13 +196,18 @@ const CHUNK_ELEMENTS: usize = 1 << 22;
 /// unfolding (28 × 28: the wide grid's extra columns then cost under 15 %).
 const SHIFTED_MIN_POSITIONS: usize = 784;
 
-/// Images per chunk and whether each chunk's product should use every thread (when there are fewer
-/// chunks than threads).
+/// The most images one product covers.
+const MAX_IMAGES_PER_PRODUCT: usize = 16;
+
+/// Images per product, from the layer's geometry alone, and whether each product should use every
+/// thread (when the batch makes fewer products than threads).
+///
+/// Every product of a layer has the same shape, whatever the batch size or thread count (the last
+/// chunk is padded with zero images): the kernels pick their blocking and code path by shape, so
+/// an image's relevance is then the same bits in any batch, on any number of threads.
 fn chunking(images: usize, per_image: usize) -> (usize, Threads) {
     let threads = rayon::current_num_threads().max(1);
-    let by_memory = (CHUNK_ELEMENTS / per_image.max(1)).max(1);
-    // Spread the images over the threads when memory allows more than one chunk's worth.
-    let chunk = by_memory.min(images.div_ceil(threads)).max(1).min(images.max(1));
+    let chunk = (CHUNK_ELEMENTS / per_image.max(1)).clamp(1, MAX_IMAGES_PER_PRODUCT);
     let chunks = images.div_ceil(chunk);
     (chunk, if chunks < threads { Threads::All } else { Threads::One })
 }
@@ -476,8 +494,9 @@ impl Conv2d {
         y.axis_chunks_iter_mut(Axis(0), chunk).collect::<Vec<_>>().into_par_iter().enumerate().for_each(
             |(ci, mut ych)| {
                 let (b0, nb) = (ci * chunk, ych.shape()[0]);
-                let mut cols = Array2::<f32>::zeros((k, nb * hw));
-                let mut z = Array2::<f32>::zeros((cog, nb * hw));
+                // `chunk` images wide even when fewer remain: the padding columns stay zero.
+                let mut cols = Array2::<f32>::zeros((k, chunk * hw));
+                let mut z = Array2::<f32>::zeros((cog, chunk * hw));
                 for g in 0..self.groups {
                     for i in 0..nb {
                         let block = cols.slice_mut(s![.., i * hw..(i + 1) * hw]);
@@ -515,8 +534,9 @@ impl Conv2d {
         dx.axis_chunks_iter_mut(Axis(0), chunk).collect::<Vec<_>>().into_par_iter().enumerate().for_each(
             |(ci, mut dch)| {
                 let (b0, nb) = (ci * chunk, dch.shape()[0]);
-                let mut sg = Array2::<f32>::zeros((cog, nb * hw));
-                let mut cols = Array2::<f32>::zeros((k, nb * hw));
+                // `chunk` images wide even when fewer remain: the padding columns stay zero.
+                let mut sg = Array2::<f32>::zeros((cog, chunk * hw));
+                let mut cols = Array2::<f32>::zeros((k, chunk * hw));
                 for g in 0..self.groups {
                     for i in 0..nb {
                         let src = s4.slice(s![b0 + i, g * cog..(g + 1) * cog, .., ..]);
@@ -699,6 +719,41 @@ pub(crate) mod tests {
             assert!(t_shifted.iter().zip(t_unfolded.iter()).all(|(a, b)| (a - b).abs() < 1e-5), "case {k}: transposed");
             let (lhs, rhs): (f32, f32) = ((&naive * &s).sum(), (&x * &t_shifted).sum());
             assert!((lhs - rhs).abs() < 1e-3 * lhs.abs().max(1.0), "case {k}: {lhs} vs {rhs}");
+        }
+    }
+
+    #[test]
+    fn an_image_gives_the_same_bits_in_any_batch_on_any_threads() {
+        // Both convolution paths (28 × 28 shifted, 8 × 8 unfolded; 576 inputs per output, past the
+        // kernels' 512-deep blocks) and a dense layer: image 0 alone, in a batch of 5 and of 19,
+        // on 1 and 3 threads.
+        let conv = Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1, kernel: [3, 3] };
+        let w = weights4(&tensor(&[8, 64, 3, 3], 7));
+        let dense = weights2(&tensor(&[10, 700], 8));
+        let mut reference: Option<Vec<Vec<f32>>> = None;
+        for threads in [1, 3] {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            for batch in [1, 5, 19] {
+                let first = |a: ArrayD<f32>| a.index_axis(Axis(0), 0).iter().copied().collect::<Vec<f32>>();
+                let got = pool.install(|| {
+                    let mut out = Vec::new();
+                    for side in [28, 8] {
+                        let x = tensor(&[batch, 64, side, side], 9);
+                        let y = conv.forward(&x, &w);
+                        out.push(first(conv.backward(&y, &w, x.shape())));
+                        out.push(first(y));
+                    }
+                    let x = tensor(&[batch, 700], 10);
+                    let y = Dense.forward(&x, &dense);
+                    out.push(first(Dense.backward(&y, &dense, x.shape())));
+                    out.push(first(y));
+                    out
+                });
+                match &reference {
+                    None => reference = Some(got),
+                    Some(r) => assert!(r == &got, "{threads} threads, batch {batch}: other bits"),
+                }
+            }
         }
     }
 
