@@ -226,7 +226,9 @@ fn heatmap_parameters(o: &HeatmapOptions) -> String {
         crate::heatmaps::Features::Heatmaps => String::new(),
         other => format!(", features {other}"),
     };
-    format!("preset {:?}, layers {:?}, start {}{features}", o.preset, o.layers, o.start)
+    // Said only when not the default, so that runs from before `--dtype` are still reused.
+    let dtype = if o.dtype.is_f32() { String::new() } else { format!(", dtype {}", o.dtype) };
+    format!("preset {:?}, layers {:?}, start {}{features}{dtype}", o.preset, o.layers, o.start)
 }
 
 /// Which stages a run reuses and which it redoes, and the stage log (see [`crate::run::stages`]).

@@ -540,6 +540,8 @@ pub fn distances(
         batch_size: batch_size.max(1),
         // The clusters were made from these: heatmaps or activations.
         features: set.index.features,
+        // Kept in memory: computed and compared in f32.
+        dtype: crate::npy::Dtype::F32,
     };
     let normalize = clusters.parameters.normalize;
     let chunk = batch_size.max(1) * rayon::current_num_threads().max(1) * 4;

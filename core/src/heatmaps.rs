@@ -30,6 +30,7 @@ use crate::dataset::Skipped;
 use crate::error::{Error, Result};
 use crate::fsio::write_json;
 use crate::model::Op;
+pub use crate::npy::Dtype;
 use crate::npy::{read_f32, NpyWriter};
 use crate::progress::Progress;
 use crate::relevance::{Explainer, Preset, Start};
@@ -247,6 +248,9 @@ pub struct HeatmapIndex {
     /// heatmaps).
     #[serde(default, skip_serializing_if = "Features::is_heatmaps")]
     pub features: Features,
+    /// How the `.npy` files store the values (`f32` when absent: files written before `--dtype`).
+    #[serde(default, skip_serializing_if = "Dtype::is_f32")]
+    pub dtype: Dtype,
     /// Images in row order.
     pub images: Vec<String>,
     /// Images that could not be read.
@@ -288,6 +292,8 @@ pub struct HeatmapOptions {
     pub batch_size: usize,
     /// Relevance (heatmaps) or activations.
     pub features: Features,
+    /// How the files store the values (computations keep f32).
+    pub dtype: Dtype,
 }
 
 /// Characters kept in file names; everything else becomes `_`.
@@ -384,7 +390,7 @@ impl HeatmapSet {
 
     /// Writes the set as a heatmaps folder into `dir` (index.json last: it marks a complete folder).
     pub fn write(&self, dir: &Path) -> Result<()> {
-        let mut sink = FolderSink::new(dir)?;
+        let mut sink = FolderSink::new(dir, self.index.dtype)?;
         sink.start(&self.index.layers, self.index.images.len())?;
         for i in 0..self.index.layers.len() {
             let x = self.layer(i)?;
@@ -454,7 +460,7 @@ pub fn compute_to_folder(
     out: &Path,
     progress: &dyn Progress,
 ) -> Result<HeatmapIndex> {
-    let mut sink = FolderSink::new(out)?;
+    let mut sink = FolderSink::new(out, options.dtype)?;
     let index = run(explainer, spec, images, options, &mut sink, progress)?;
     if index.images.is_empty() {
         return Err(no_readable_image(images.len(), &index.skipped));
@@ -484,7 +490,7 @@ pub fn compute_shard_to_folder(
 ) -> Result<(PathBuf, HeatmapIndex)> {
     let dir = crate::shard::begin(out, Stage::Heatmaps, shard)?;
     let part = &images[shard.range(images.len(), options.batch_size.max(1))];
-    let mut sink = FolderSink::new(&dir)?;
+    let mut sink = FolderSink::new(&dir, options.dtype)?;
     let index = run(explainer, spec, part, options, &mut sink, progress)?;
     sink.finish(&index)?;
     let names: Vec<&str> = images.iter().map(|i| i.image.as_str()).collect();
@@ -521,15 +527,16 @@ pub fn merge(shards: &[(PathBuf, ShardRecord)], out: &Path) -> Result<HeatmapInd
             && i.model == first.model
             && i.preset == first.preset
             && i.start == first.start
+            && i.dtype == first.dtype
             && (i.images.is_empty() || (i.layers == merged.layers && i.output_layer == merged.output_layer));
         if !same {
             return Err(Error::Shards {
                 path: path.join("index.json"),
-                reason: format!("shard {k}'s model, preset, start rule or layers differ from the others'"),
+                reason: format!("shard {k}'s model, preset, start rule, dtype or layers differ from the others'"),
             });
         }
     }
-    let sink = FolderSink::new(out)?;
+    let sink = FolderSink::new(out, merged.dtype)?;
     for l in &merged.layers {
         let parts: Vec<PathBuf> = with_rows.iter().map(|&k| shards[k].0.join(&l.file)).collect();
         crate::npy::concat_rows(&parts, &out.join(&l.file))?;
@@ -587,6 +594,8 @@ struct FolderSink {
     writers: Vec<NpyWriter>,
     /// Bytes appended since the files were last synced.
     unsynced: usize,
+    /// How the files store the values.
+    dtype: Dtype,
 }
 
 /// Bytes the writing thread appends between syncs: the disk works while the next batches are
@@ -595,12 +604,12 @@ const SYNC_EVERY: usize = 256 << 20;
 
 impl FolderSink {
     /// Removes an old `index.json` (it marks a complete folder) before any file is rewritten.
-    fn new(dir: &Path) -> Result<FolderSink> {
+    fn new(dir: &Path, dtype: Dtype) -> Result<FolderSink> {
         let old_index = dir.join("index.json");
         if old_index.exists() {
             std::fs::remove_file(&old_index).map_err(|e| Error::io("cannot remove old index", &old_index, e))?;
         }
-        Ok(FolderSink { dir: dir.to_path_buf(), writers: Vec::new(), unsynced: 0 })
+        Ok(FolderSink { dir: dir.to_path_buf(), writers: Vec::new(), unsynced: 0, dtype })
     }
 
     fn finish(self, index: &HeatmapIndex) -> Result<()> {
@@ -615,7 +624,7 @@ impl Sink for FolderSink {
     fn start(&mut self, layers: &[LayerFile], max_rows: usize) -> Result<()> {
         self.writers = layers
             .iter()
-            .map(|l| NpyWriter::create_rows(&self.dir.join(&l.file), max_rows, &l.shape))
+            .map(|l| NpyWriter::create_rows(&self.dir.join(&l.file), max_rows, &l.shape, self.dtype))
             .collect::<Result<_>>()?;
         Ok(())
     }
@@ -627,7 +636,7 @@ impl Sink for FolderSink {
                 Some(values) => w.append(values)?,
                 None => w.append(&standard.iter().copied().collect::<Vec<_>>())?,
             }
-            self.unsynced += 4 * arr.len();
+            self.unsynced += self.dtype.size() * arr.len();
         }
         if self.unsynced >= SYNC_EVERY {
             for w in &mut self.writers {
@@ -778,6 +787,7 @@ fn run(
         start: options.start.to_string(),
         output_layer: layers.iter().any(|l| l.tensor == program.start).then(|| program.start.clone()),
         features: options.features,
+        dtype: options.dtype,
         images: rows,
         skipped,
         layers,

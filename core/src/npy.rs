@@ -20,6 +20,59 @@ use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result};
 
+/// The element type of an array file.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum Dtype {
+    /// 32-bit floats (`<f4`): the values as computed.
+    #[default]
+    F32,
+    /// 16-bit floats (`<f2`): half the bytes; values rounded to 11 significant bits (about 3
+    /// decimal digits), read back widened to 32 bits.
+    F16,
+}
+
+impl Dtype {
+    /// The option's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Dtype::F32 => "f32",
+            Dtype::F16 => "f16",
+        }
+    }
+
+    /// Bytes per value.
+    pub fn size(self) -> usize {
+        match self {
+            Dtype::F32 => 4,
+            Dtype::F16 => 2,
+        }
+    }
+
+    /// NumPy's type string.
+    fn descr(self) -> &'static str {
+        match self {
+            Dtype::F32 => "<f4",
+            Dtype::F16 => "<f2",
+        }
+    }
+
+    /// Whether this is the default (what a file says when it says nothing).
+    pub fn is_f32(&self) -> bool {
+        *self == Dtype::F32
+    }
+}
+
+impl std::fmt::Display for Dtype {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+/// Values converted per write when storing f16.
+const F16_PIECE: usize = 1 << 16;
+
 /// `values` as little-endian bytes: the values' own memory on a little-endian machine (no copy:
 /// the writes of `hudd heatmaps` are gigabytes), an encoded copy elsewhere.
 fn le_bytes(values: &[f32]) -> std::borrow::Cow<'_, [u8]> {
@@ -49,27 +102,29 @@ pub struct NpyWriter {
     written: usize,
     /// Rows may end below `shape[0]` (the header is rewritten at the end).
     open_rows: bool,
+    /// How values are stored.
+    dtype: Dtype,
 }
 
 /// The header of `shape`. Its length depends on the row shape only (room is left for the longest
 /// row count), so that a file's bytes do not depend on how its rows were gathered: a file written
 /// with its count unknown ([`NpyWriter::create_rows`]) or from shards ([`concat_rows`]) equals the
 /// one written at once.
-fn header(shape: &[usize]) -> Vec<u8> {
+fn header(shape: &[usize], dtype: Dtype) -> Vec<u8> {
     let mut widest = shape.to_vec();
     if let Some(rows) = widest.first_mut() {
         *rows = usize::MAX;
     }
-    let length = header_of_length(&widest, 0).map(|h| h.len()).unwrap_or_default();
-    header_of_length(shape, length).unwrap_or_default()
+    let length = header_of_length(&widest, dtype, 0).map(|h| h.len()).unwrap_or_default();
+    header_of_length(shape, dtype, length).unwrap_or_default()
 }
 
 /// The header of `shape`, padded to `length` bytes in all (at least to the next multiple of 64);
 /// `None` when it does not fit in `length`.
-fn header_of_length(shape: &[usize], length: usize) -> Option<Vec<u8>> {
+fn header_of_length(shape: &[usize], dtype: Dtype, length: usize) -> Option<Vec<u8>> {
     let dims: Vec<String> = shape.iter().map(|d| d.to_string()).collect();
     let shape_text = if dims.len() == 1 { format!("({},)", dims[0]) } else { format!("({})", dims.join(", ")) };
-    let mut h = format!("{{'descr': '<f4', 'fortran_order': False, 'shape': {shape_text}, }}");
+    let mut h = format!("{{'descr': '{}', 'fortran_order': False, 'shape': {shape_text}, }}", dtype.descr());
     // Magic (6) + version (2) + length (2) + header + '\n' must be a multiple of 64.
     let total = 10 + h.len() + 1;
     let padded = total.div_ceil(64) * 64;
@@ -85,15 +140,20 @@ fn header_of_length(shape: &[usize], length: usize) -> Option<Vec<u8>> {
 }
 
 impl NpyWriter {
-    /// Starts `path` for an array of `shape`.
+    /// Starts `path` for a float32 array of `shape`.
     pub fn create(path: &Path, shape: &[usize]) -> Result<NpyWriter> {
+        NpyWriter::create_as(path, shape, Dtype::F32)
+    }
+
+    /// Starts `path` for an array of `shape` stored as `dtype` (appended values are rounded to it).
+    pub fn create_as(path: &Path, shape: &[usize], dtype: Dtype) -> Result<NpyWriter> {
         let parent = path.parent().unwrap_or(Path::new("."));
         std::fs::create_dir_all(parent).map_err(|e| Error::io("cannot create folder", parent, e))?;
         let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
         let tmp = parent.join(format!(".{name}.tmp-{}", std::process::id()));
         let file = std::fs::File::create(&tmp).map_err(|e| Error::io("cannot create file", &tmp, e))?;
         let mut out = BufWriter::with_capacity(1 << 20, file);
-        out.write_all(&header(shape)).map_err(|e| Error::io("cannot write file", &tmp, e))?;
+        out.write_all(&header(shape, dtype)).map_err(|e| Error::io("cannot write file", &tmp, e))?;
         Ok(NpyWriter {
             path: path.to_path_buf(),
             tmp,
@@ -102,16 +162,17 @@ impl NpyWriter {
             expected: shape.iter().product(),
             written: 0,
             open_rows: false,
+            dtype,
         })
     }
 
     /// Starts `path` for at most `max_rows` rows of `row_shape`; [`finish`](Self::finish) records
     /// how many were appended (whole rows only). With `max_rows` rows the file is the same as
     /// [`create`](Self::create)'s.
-    pub fn create_rows(path: &Path, max_rows: usize, row_shape: &[usize]) -> Result<NpyWriter> {
+    pub fn create_rows(path: &Path, max_rows: usize, row_shape: &[usize], dtype: Dtype) -> Result<NpyWriter> {
         let mut shape = vec![max_rows];
         shape.extend_from_slice(row_shape);
-        let mut w = NpyWriter::create(path, &shape)?;
+        let mut w = NpyWriter::create_as(path, &shape, dtype)?;
         w.open_rows = true;
         Ok(w)
     }
@@ -125,7 +186,20 @@ impl NpyWriter {
                 reason: "more values than the shape holds".into(),
             });
         }
-        self.out.write_all(&le_bytes(values)).map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
+        match self.dtype {
+            Dtype::F32 => {
+                self.out.write_all(&le_bytes(values)).map_err(|e| Error::io("cannot write file", &self.tmp, e))?
+            }
+            Dtype::F16 => {
+                // Rounded to nearest in pieces through one small buffer.
+                let mut bytes = Vec::with_capacity(2 * F16_PIECE);
+                for piece in values.chunks(F16_PIECE) {
+                    bytes.clear();
+                    bytes.extend(piece.iter().flat_map(|&v| half::f16::from_f32(v).to_le_bytes()));
+                    self.out.write_all(&bytes).map_err(|e| Error::io("cannot write file", &self.tmp, e))?;
+                }
+            }
+        }
         self.written += values.len();
         Ok(())
     }
@@ -146,7 +220,7 @@ impl NpyWriter {
                 reason: "more values than the shape holds".into(),
             });
         }
-        let want = 4 * values as u64;
+        let want = (self.dtype.size() * values) as u64;
         let copied = std::io::copy(&mut from.take(want), &mut self.out)
             .map_err(|e| Error::io("cannot copy array data", source, e))?;
         if copied != want {
@@ -167,8 +241,8 @@ impl NpyWriter {
             // Fewer rows than reserved: the header is rewritten with the count, padded to its length.
             let mut shape = self.shape.clone();
             shape[0] = self.written / row;
-            let head = header(&shape);
-            if head.len() != header(&self.shape).len() {
+            let head = header(&shape, self.dtype);
+            if head.len() != header(&self.shape, self.dtype).len() {
                 return Err(Error::Output {
                     what: "array",
                     path: self.path.clone(),
@@ -207,7 +281,7 @@ impl Drop for NpyWriter {
 }
 
 /// Opens a little-endian float32, C-order `.npy` file: its shape, and a reader at its first value.
-fn open(path: &Path) -> Result<(Vec<usize>, std::io::BufReader<std::fs::File>)> {
+fn open(path: &Path) -> Result<(Vec<usize>, Dtype, std::io::BufReader<std::fs::File>)> {
     let bad = |reason: &str| Error::Output { what: "array", path: path.to_path_buf(), reason: reason.into() };
     let io = |e| Error::io("cannot read file", path, e);
     let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
@@ -226,13 +300,20 @@ fn open(path: &Path) -> Result<(Vec<usize>, std::io::BufReader<std::fs::File>)> 
     let mut header = vec![0u8; len];
     f.read_exact(&mut header).map_err(|_| bad("truncated header"))?;
     let header = std::str::from_utf8(&header).map_err(|_| bad("bad header"))?;
-    if !header.contains("'<f4'") || header.contains("'fortran_order': True") {
-        return Err(bad("only little-endian float32 in C order is read"));
+    let dtype = if header.contains("'<f4'") {
+        Dtype::F32
+    } else if header.contains("'<f2'") {
+        Dtype::F16
+    } else {
+        return Err(bad("only little-endian float32 or float16 is read"));
+    };
+    if header.contains("'fortran_order': True") {
+        return Err(bad("only C order is read"));
     }
     let shape_text =
         header.split("'shape': (").nth(1).and_then(|s| s.split(')').next()).ok_or_else(|| bad("no shape"))?;
     let shape: Vec<usize> = shape_text.split(',').filter_map(|s| s.trim().parse().ok()).collect();
-    Ok((shape, f))
+    Ok((shape, dtype, f))
 }
 
 /// Reads a little-endian float32, C-order `.npy` file: its shape and values. The values are
@@ -240,22 +321,29 @@ fn open(path: &Path) -> Result<(Vec<usize>, std::io::BufReader<std::fs::File>)> 
 pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
     let bad = |reason: &str| Error::Output { what: "array", path: path.to_path_buf(), reason: reason.into() };
     let io = |e| Error::io("cannot read file", path, e);
-    let (shape, mut f) = open(path)?;
+    let (shape, dtype, mut f) = open(path)?;
     let n: usize = shape.iter().product();
+    let size = dtype.size();
     let mut data: Vec<f32> = Vec::with_capacity(n);
     let mut chunk = vec![0u8; 1 << 20];
     loop {
-        let got = f.read(&mut chunk).map_err(io)?;
+        let mut got = f.read(&mut chunk).map_err(io)?;
         if got == 0 {
             break;
         }
-        if got % 4 != 0 {
+        if got % size != 0 {
             // Complete the last value of this read.
-            let need = 4 - got % 4;
+            let need = size - got % size;
             f.read_exact(&mut chunk[got..got + need]).map_err(|_| bad("data length does not match the shape"))?;
-            data.extend(chunk[..got + need].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
-        } else {
-            data.extend(chunk[..got].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])));
+            got += need;
+        }
+        match dtype {
+            Dtype::F32 => {
+                data.extend(chunk[..got].chunks_exact(4).map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]])))
+            }
+            Dtype::F16 => {
+                data.extend(chunk[..got].chunks_exact(2).map(|c| half::f16::from_le_bytes([c[0], c[1]]).to_f32()))
+            }
         }
         if data.len() > n {
             return Err(bad("data length does not match the shape"));
@@ -272,9 +360,18 @@ pub fn read_f32(path: &Path) -> Result<(Vec<usize>, Vec<f32>)> {
 pub fn concat_rows(inputs: &[PathBuf], out: &Path) -> Result<Vec<usize>> {
     let mut opened = Vec::with_capacity(inputs.len());
     let mut row_shape: Option<Vec<usize>> = None;
+    let mut dtypes: Option<Dtype> = None;
     let mut rows = 0;
     for p in inputs {
-        let (shape, f) = open(p)?;
+        let (shape, dtype, f) = open(p)?;
+        if dtypes.is_some_and(|d| d != dtype) {
+            return Err(Error::Output {
+                what: "array",
+                path: p.clone(),
+                reason: format!("{dtype} values, the other files hold {}", dtypes.unwrap_or_default()),
+            });
+        }
+        dtypes = Some(dtype);
         let Some((&n, row)) = shape.split_first() else {
             return Err(Error::Output { what: "array", path: p.clone(), reason: "a scalar has no rows".into() });
         };
@@ -296,7 +393,7 @@ pub fn concat_rows(inputs: &[PathBuf], out: &Path) -> Result<Vec<usize>> {
     };
     let mut shape = vec![rows];
     shape.extend_from_slice(&row);
-    let mut w = NpyWriter::create(out, &shape)?;
+    let mut w = NpyWriter::create_as(out, &shape, dtypes.unwrap_or_default())?;
     for (p, values, mut f) in opened {
         w.append_raw(&mut f, values, p)?;
         let mut extra = [0u8; 1];
@@ -319,7 +416,8 @@ mod tests {
     #[test]
     fn header_is_aligned_and_unfinished_files_vanish() {
         for shape in [vec![3], vec![2, 3, 4], vec![1000, 16, 28, 28]] {
-            assert_eq!(header(&shape).len() % 64, 0);
+            assert_eq!(header(&shape, Dtype::F32).len() % 64, 0);
+            assert_eq!(header(&shape, Dtype::F16).len() % 64, 0);
         }
         let d = tempfile::tempdir().unwrap();
         let p = d.path().join("a.npy");
@@ -338,7 +436,7 @@ mod tests {
         let d = tempfile::tempdir().unwrap();
         let (a, b) = (d.path().join("a.npy"), d.path().join("b.npy"));
         // All rows: the same bytes as a writer that knew the count.
-        let mut w = NpyWriter::create_rows(&a, 2, &[3]).unwrap();
+        let mut w = NpyWriter::create_rows(&a, 2, &[3], Dtype::F32).unwrap();
         w.append(&[1.0, 2.0, 3.0, 4.0, 5.0, 6.0]).unwrap();
         w.finish().unwrap();
         let mut w = NpyWriter::create(&b, &[2, 3]).unwrap();
@@ -346,7 +444,7 @@ mod tests {
         w.finish().unwrap();
         assert_eq!(std::fs::read(&a).unwrap(), std::fs::read(&b).unwrap());
         // Fewer rows (1000 → 7: fewer digits): a valid file of 7 rows.
-        let mut w = NpyWriter::create_rows(&a, 1000, &[2, 2]).unwrap();
+        let mut w = NpyWriter::create_rows(&a, 1000, &[2, 2], Dtype::F32).unwrap();
         let values: Vec<f32> = (0..28).map(|i| i as f32).collect();
         w.append(&values).unwrap();
         w.finish().unwrap();
@@ -360,7 +458,7 @@ mod tests {
             "the count does not change the header length"
         );
         // A partial row is an error.
-        let mut w = NpyWriter::create_rows(&a, 3, &[2]).unwrap();
+        let mut w = NpyWriter::create_rows(&a, 3, &[2], Dtype::F32).unwrap();
         w.append(&[1.0]).unwrap();
         assert!(w.finish().is_err());
     }
@@ -409,5 +507,41 @@ mod tests {
         assert!(read_f32(&p).is_err(), "extra data");
         std::fs::write(&p, b"not numpy at all").unwrap();
         assert!(read_f32(&p).is_err());
+    }
+
+    #[test]
+    fn half_floats_are_written_rounded_and_read_back_widened() {
+        let d = tempfile::tempdir().unwrap();
+        let (a, b) = (d.path().join("a.npy"), d.path().join("b.npy"));
+        // Odd length past one read chunk (values straddle its border), and values f16 cannot hold
+        // exactly: 1/3 rounds, 1e-8 flushes to zero, 70000 overflows to infinity.
+        let mut values: Vec<f32> = (0..(1 << 19) + 3).map(|i| (i % 1000) as f32 / 3.0 - 100.0).collect();
+        values.extend([1e-8, 70000.0, -0.0]);
+        let mut w = NpyWriter::create_rows(&a, values.len(), &[], Dtype::F16).unwrap();
+        w.append(&values).unwrap();
+        w.finish().unwrap();
+        let bytes = std::fs::read(&a).unwrap();
+        assert!(std::str::from_utf8(&bytes[10..80]).unwrap().contains("'descr': '<f2'"));
+        assert_eq!(bytes.len(), header(&[values.len()], Dtype::F16).len() + 2 * values.len(), "two bytes a value");
+        let (shape, back) = read_f32(&a).unwrap();
+        assert_eq!(shape, vec![values.len()]);
+        let rounded: Vec<f32> = values.iter().map(|&v| half::f16::from_f32(v).to_f32()).collect();
+        assert_eq!(back, rounded);
+        assert!((back[1] - values[1]).abs() <= 1e-3 * values[1].abs() && back[1] != values[1]);
+        assert_eq!(back[back.len() - 3..], [0.0, f32::INFINITY, -0.0]);
+        // Concatenation keeps the type; files of another type are refused.
+        let (p0, p1) = (d.path().join("p0.npy"), d.path().join("p1.npy"));
+        for (p, rows) in [(&p0, 0..2), (&p1, 2..5)] {
+            let mut w = NpyWriter::create_as(p, &[rows.len(), 2], Dtype::F16).unwrap();
+            w.append(&values[rows.start * 2..rows.end * 2]).unwrap();
+            w.finish().unwrap();
+        }
+        assert_eq!(concat_rows(&[p0.clone(), p1], &b).unwrap(), [5, 2]);
+        assert_eq!(read_f32(&b).unwrap().1, rounded[..10]);
+        let mut w = NpyWriter::create(&a, &[1, 2]).unwrap();
+        w.append(&values[..2]).unwrap();
+        w.finish().unwrap();
+        let err = concat_rows(&[p0, a], &b).unwrap_err().to_string();
+        assert!(err.contains("f32 values, the other files hold f16"), "{err}");
     }
 }

@@ -79,11 +79,44 @@ fn default_layers_are_hudds_and_batches_do_not_matter() {
         let (sb, vb) = read_npy(&b.join(f));
         assert_eq!(sa, sb);
         assert_eq!(sa[0], 30);
-        assert!(max_rel_err(&va, &vb) <= 1e-5, "{f}");
+        // The same bits: every product has one shape whatever the batch or thread count.
+        assert!(va == vb, "{f}: batches of 1 on 1 thread and of 7 on 2 threads differ");
     }
     // z+ (the hudd preset's dense rule) gives non-negative relevance below the dense layers.
     let (_, dense_in) = read_npy(&a.join("_flatten_Flatten_output_0.npy"));
     assert!(dense_in.iter().all(|v| *v >= -1e-6));
+}
+
+#[test]
+fn half_float_files_hold_the_values_rounded_and_cluster() {
+    let work = tempfile::tempdir().unwrap();
+    let images = fmnist_data().join("test/coat");
+    let (full, half) = (work.path().join("f32"), work.path().join("f16"));
+    assert!(heatmaps(&images, &full, &[]).status.success());
+    let o = heatmaps(&images, &half, &["--dtype", "f16"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let idx = index(&half);
+    assert_eq!(idx["dtype"], "f16");
+    assert!(index(&full).get("dtype").is_none(), "f32 is not written: older readers see what they know");
+    for l in idx["layers"].as_array().unwrap() {
+        let f = l["file"].as_str().unwrap();
+        let (shape, want) = read_npy(&full.join(f));
+        let bytes = std::fs::read(half.join(f)).unwrap();
+        assert!(std::str::from_utf8(&bytes[10..90]).unwrap().contains("'descr': '<f2'"), "{f}");
+        let values: usize = shape.iter().product();
+        assert_eq!(bytes.len() % 64, (2 * values) % 64, "{f}: a 64-byte header and two bytes a value");
+        assert!(bytes.len() < std::fs::metadata(full.join(f)).unwrap().len() as usize / 2 + 256, "{f}");
+        // Read back through the library (widened): each value within f16's rounding of the f32 one.
+        let (_, got) = hudd_core::npy::read_f32(&half.join(f)).unwrap();
+        let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
+        for (g, w) in got.iter().zip(&want) {
+            assert!((g - w).abs() <= w.abs() / 1024.0 + scale * 1e-4, "{f}: {g} for {w}");
+        }
+    }
+    // `hudd cluster` reads them as it reads f32 files.
+    let o = hudd(&["cluster", "--heatmaps", &arg(&half), "-o", &arg(&work.path().join("c"))]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(work.path().join("c/clusters.json").exists());
 }
 
 #[test]

@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use anyhow::{bail, Context, Result};
 use clap::Args;
 use hudd_core::analyze::{analyze, AnalyzeOptions, AnalyzeOutcome, PictureOptions};
-use hudd_core::heatmaps::{Features, HeatmapOptions, Layers, StartRule};
+use hudd_core::heatmaps::{Dtype, Features, HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::Preset;
 use hudd_core::run::RunDir;
 
@@ -36,6 +36,10 @@ pub struct AnalyzeArgs {
     /// `hudd assign` compares the improvement images' activations).
     #[arg(long, value_enum, default_value_t = Features::Heatmaps, value_name = "WHAT")]
     features: Features,
+    /// How RUN/heatmaps/ stores the values: f32, or f16 (half the bytes; clustering, pictures and
+    /// the unsafe set still use the f32 values computed in this run).
+    #[arg(long, value_enum, default_value_t = Dtype::F32, value_name = "TYPE")]
+    dtype: Dtype,
     #[command(flatten)]
     cluster: ClusterOptionArgs,
     /// Report bundle folder (default: RUN/report).
@@ -72,6 +76,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
             start: StartRule::Predicted,
             batch_size: config.run.batch_size,
             features: args.features,
+            dtype: args.dtype,
         },
         cluster,
         pictures: PictureOptions { gif_per_minute: args.gif_rate, ..PictureOptions::default() },

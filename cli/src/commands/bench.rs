@@ -66,6 +66,9 @@ struct HeatmapsBench {
     /// arithmetic alone (the figure the machine's fp32 peak bounds), without the `.npy` writes.
     #[arg(long)]
     discard: bool,
+    /// How the written files store the values.
+    #[arg(long, value_enum, default_value_t = hudd_core::heatmaps::Dtype::F32)]
+    dtype: hudd_core::heatmaps::Dtype,
 }
 
 #[derive(Debug, Args)]
@@ -178,6 +181,7 @@ fn bench_heatmaps(a: HeatmapsBench) -> Result<()> {
                 start: StartRule::Predicted,
                 batch_size: batch,
                 features: hudd_core::heatmaps::Features::Heatmaps,
+                dtype: a.dtype,
             };
             let mut times = Vec::new();
             for i in 0..=a.repeat {

@@ -91,6 +91,7 @@ fn bench(a: &AssignBench, source: &RunDir, run: &RunDir) -> Result<()> {
         start: set.index.start.parse().map_err(anyhow::Error::msg)?,
         batch_size: config.run.batch_size,
         features: set.index.features,
+        dtype: set.index.dtype,
     };
     let cores = rayon::current_num_threads();
     println!(

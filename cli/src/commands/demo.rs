@@ -7,7 +7,7 @@ use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
 use hudd_core::analyze::{analyze, AnalyzeOptions, PictureOptions};
 use hudd_core::cluster::Options as ClusterOptions;
-use hudd_core::heatmaps::{Features, HeatmapOptions, Layers, StartRule};
+use hudd_core::heatmaps::{Dtype, Features, HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::Preset;
 use hudd_core::run::RunDir;
 use hudd_core::{Config, Dataset, Model};
@@ -152,6 +152,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
             start: StartRule::Predicted,
             batch_size: config.run.batch_size,
             features: Features::Heatmaps,
+            dtype: Dtype::F32,
         },
         cluster: ClusterOptions::default(),
         pictures: PictureOptions::default(),

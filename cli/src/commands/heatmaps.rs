@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hudd_core::heatmaps::{self, Features, HeatmapOptions, Layers, StartRule};
+use hudd_core::heatmaps::{self, Dtype, Features, HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::{Explainer, Preset};
 
 use super::{ModelArg, RunOptions, ShardArg};
@@ -29,6 +29,10 @@ pub struct HeatmapsArgs {
     /// records which.
     #[arg(long, value_enum, default_value_t = Features::Heatmaps, value_name = "WHAT")]
     features: Features,
+    /// How the `.npy` files store the values: f32, or f16 (half the bytes and the disk time;
+    /// values rounded to about 3 significant digits, read back as f32 by `hudd cluster`).
+    #[arg(long, value_enum, default_value_t = Dtype::F32, value_name = "TYPE")]
+    dtype: Dtype,
     /// `default` (input and the output of every Conv, Gemm/MatMul, pooling and Flatten node), `all`
     /// (every activation), or ONNX tensor names separated by commas.
     #[arg(long, default_value = "default", value_name = "LAYERS")]
@@ -76,6 +80,7 @@ pub fn run(args: HeatmapsArgs) -> Result<()> {
         start: args.start,
         batch_size: config.run.batch_size,
         features: args.features,
+        dtype: args.dtype,
     };
     let bars = Bars::new(args.run.exec.quiet);
     if let Some(shard) = args.shard.shard {
