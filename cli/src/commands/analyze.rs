@@ -36,8 +36,8 @@ pub struct AnalyzeArgs {
     /// `hudd assign` compares the improvement images' activations).
     #[arg(long, value_enum, default_value_t = Features::Heatmaps, value_name = "WHAT")]
     features: Features,
-    /// How RUN/heatmaps/ stores the values: f32, or f16 (half the bytes; clustering, pictures and
-    /// the unsafe set still use the f32 values computed in this run).
+    /// How RUN/heatmaps/ stores the values: f32, or f16 (half the bytes; this run's clustering and
+    /// pictures use the f32 values it computed; `hudd assign` and resumed runs read the stored ones).
     #[arg(long, value_enum, default_value_t = Dtype::F32, value_name = "TYPE")]
     dtype: Dtype,
     #[command(flatten)]
