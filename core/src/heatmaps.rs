@@ -883,7 +883,15 @@ fn explain_batch(
     // A heatmap holding NaN or ±inf has no distance to anything: the image is skipped, not clustered
     // as if its relevance were zero.
     let finite: Vec<usize> = (0..used.len())
-        .filter(|&i| layers.iter().all(|l| l.index_axis(ndarray::Axis(0), i).iter().all(|v| v.is_finite())))
+        .filter(|&i| {
+            layers.iter().all(|l| {
+                let row = l.index_axis(ndarray::Axis(0), i);
+                match row.as_slice() {
+                    Some(values) => values.iter().all(|v| v.is_finite()),
+                    None => row.iter().all(|v| v.is_finite()),
+                }
+            })
+        })
         .collect();
     if finite.len() < used.len() {
         for (i, im) in used.iter().enumerate() {

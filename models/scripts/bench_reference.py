@@ -4,6 +4,7 @@ model in batches, arg-max) with PIL + numpy + onnxruntime, timed the same way (m
 one warm-up). Figures go side by side with hudd's in BENCHMARKS.md.
 
     .venv-torch/bin/python models/scripts/bench_reference.py MODEL.onnx DATA [--repeat 3]
+    .venv-torch/bin/python models/scripts/bench_reference.py /tmp/bench/resnet18.onnx DATA --size 224 --rgb
 """
 import argparse
 import os
@@ -25,12 +26,19 @@ def images(data):
     return paths
 
 
-def run(sess, paths, batch):
+def load(path, size, rgb):
+    im = Image.open(path).convert("RGB" if rgb else "L")
+    if size and im.size != (size, size):
+        im = im.resize((size, size), Image.BILINEAR)
+    a = np.asarray(im, dtype=np.float32)
+    return a.transpose(2, 0, 1) if rgb else a[None]
+
+
+def run(sess, paths, batch, size=None, rgb=False):
     name = sess.get_inputs()[0].name
     predicted = []
     for i in range(0, len(paths), batch):
-        x = np.stack([np.asarray(Image.open(p).convert("L"), dtype=np.float32) for p in paths[i:i + batch]])
-        x = (x * np.float32(1 / 255.0))[:, None, :, :]
+        x = np.stack([load(p, size, rgb) for p in paths[i:i + batch]]) * np.float32(1 / 255.0)
         predicted.append(sess.run(None, {name: x})[0].argmax(1))
     return np.concatenate(predicted)
 
@@ -42,6 +50,8 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--threads", default="1,2")
     ap.add_argument("--batch-sizes", default="1,16,64")
+    ap.add_argument("--size", type=int, help="resize to SIZE x SIZE (bilinear), as hudd's `resize = \"stretch\"`")
+    ap.add_argument("--rgb", action="store_true", help="three channels (the images converted to RGB)")
     a = ap.parse_args()
     paths = images(a.data)
     print(f"onnxruntime {ort.__version__}, {len(paths)} images, {os.cpu_count()} cpus")
@@ -55,7 +65,7 @@ def main():
             times = []
             for i in range(a.repeat + 1):
                 t = time.perf_counter()
-                run(sess, paths, batch)
+                run(sess, paths, batch, a.size, a.rgb)
                 if i:
                     times.append(time.perf_counter() - t)
             m = statistics.median(times)

@@ -197,7 +197,7 @@ const CHUNK_ELEMENTS: usize = 1 << 22;
 const SHIFTED_MIN_POSITIONS: usize = 784;
 
 /// The most images one product covers.
-const MAX_IMAGES_PER_PRODUCT: usize = 16;
+const MAX_IMAGES_PER_PRODUCT: usize = 8;
 
 /// Images per product, from the layer's geometry alone, and whether each product should use every
 /// thread (when the batch makes fewer products than threads).

@@ -732,8 +732,13 @@ impl Program {
                 let mut out = Vec::new();
                 for name in &step.inputs {
                     let x = act(name)?;
-                    let share = ndarray::Zip::from(r).and(z).map_collect(|&r, &z| r / stabilize(z, eps));
-                    let contribution = sum_to_shape(&(&share * x), x.shape());
+                    let contribution = if x.shape() == r.shape() {
+                        // One pass: x · r / z.
+                        ndarray::Zip::from(r).and(z).and(x).map_collect(|&r, &z, &x| x * (r / stabilize(z, eps)))
+                    } else {
+                        let share = ndarray::Zip::from(r).and(z).map_collect(|&r, &z| r / stabilize(z, eps));
+                        sum_to_shape(&(&share * x), x.shape())
+                    };
                     out.push((name.clone(), contribution));
                 }
                 Ok(out)

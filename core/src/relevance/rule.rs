@@ -327,7 +327,7 @@ impl<P: Params> BoundRule<P> {
             }
         };
         let (nonneg, nonpos) = sign_extent(x);
-        let mut r_in = ArrayD::<f32>::zeros(x.raw_dim());
+        let mut r_in: Option<ArrayD<f32>> = None;
         for ((group, params), &plain) in self.groups.iter().zip(&self.params).zip(&self.plain_groups) {
             // A branch whose modified input is zero and that has no bias adds nothing to `z` or `R`.
             let live: Vec<(&Branch, &P, Cow<'_, ArrayD<f32>>)> = group
@@ -369,12 +369,19 @@ impl<P: Params> BoundRule<P> {
                 });
             }
             for (br, p, a) in &live {
-                let c = map.backward(&s, p, x.shape());
+                let mut c = map.backward(&s, p, x.shape());
                 let k = group.weight * br.sign;
-                Zip::from(&mut r_in).and(&**a).and(&c).for_each(|r, &a, &c| *r += k * a * c);
+                match &mut r_in {
+                    // The first contribution is written in place of the transposed pass's result.
+                    None => {
+                        Zip::from(&mut c).and(&**a).for_each(|c, &a| *c *= k * a);
+                        r_in = Some(c);
+                    }
+                    Some(r_in) => Zip::from(r_in).and(&**a).and(&c).for_each(|r, &a, &c| *r += k * a * c),
+                }
             }
         }
-        r_in
+        r_in.unwrap_or_else(|| ArrayD::zeros(x.raw_dim()))
     }
 
     /// The input as branch modifier `m` sees it; `x` itself where the modifier changes nothing (the
@@ -403,7 +410,12 @@ fn zero_input(m: InputMod, nonneg: bool, nonpos: bool) -> bool {
 
 /// Whether every value of `x` is `≥ 0`, and whether every value is `≤ 0`.
 fn sign_extent(x: &ArrayD<f32>) -> (bool, bool) {
-    x.iter().fold((true, true), |(nn, np), &v| (nn && v >= 0.0, np && v <= 0.0))
+    // Over the contiguous slice when there is one (vectorised; the second test stops early), as
+    // every activation of the forward run is.
+    match x.as_slice_memory_order() {
+        Some(v) => (v.iter().all(|&v| v >= 0.0), v.iter().all(|&v| v <= 0.0)),
+        None => x.iter().fold((true, true), |(nn, np), &v| (nn && v >= 0.0, np && v <= 0.0)),
+    }
 }
 
 fn nb(zero_bias: bool) -> &'static str {
