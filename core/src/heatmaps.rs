@@ -909,3 +909,77 @@ fn explain_batch(
 /// The skip reason of an image whose relevance holds NaN or ±inf at some layer.
 pub const NON_FINITE_HEATMAP: &str =
     "its relevance is NaN or infinite at some layer (the model's output or a rule's denominator); not clustered";
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::Model;
+    use crate::progress::Silent;
+
+    /// A sink that fails on its `fail_at`-th batch, counting what it was given.
+    struct Failing {
+        fail_at: usize,
+        appended: usize,
+    }
+
+    impl Sink for Failing {
+        fn start(&mut self, _layers: &[LayerFile], _max_rows: usize) -> Result<()> {
+            Ok(())
+        }
+        fn append(&mut self, _layers: &[ndarray::ArrayD<f32>]) -> Result<()> {
+            self.appended += 1;
+            if self.appended == self.fail_at {
+                return Err(Error::Output { what: "heatmaps", path: "disk".into(), reason: "full".into() });
+            }
+            Ok(())
+        }
+    }
+
+    fn images(root: &Path, n: usize) -> Vec<ImageRef> {
+        let dir = root.join("tests/fixtures/fmnist/test/coat");
+        let mut files: Vec<PathBuf> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files
+            .into_iter()
+            .cycle()
+            .take(n)
+            .enumerate()
+            .map(|(i, path)| ImageRef { path, image: format!("{i}.png"), label: None, targets: None })
+            .collect()
+    }
+
+    #[test]
+    fn the_writing_threads_error_stops_the_run_and_is_reported() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let model = Model::load(root.join("models/fashion-mnist/fmnist_cnn.onnx")).unwrap();
+        let config = crate::Config::load(Some(&root.join("models/fashion-mnist/hudd.toml")), &[]).unwrap();
+        let spec = config.input_spec(model.info()).unwrap();
+        let explainer = Explainer::new(&model, &spec.domain(), "logits", Preset::Hudd).unwrap();
+        let options = HeatmapOptions {
+            preset: Preset::Hudd,
+            layers: Layers::Default,
+            start: StartRule::Predicted,
+            batch_size: 2,
+            features: Features::Heatmaps,
+            dtype: Dtype::F32,
+        };
+        let images = images(&root, 40);
+        let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
+        // The writer fails on the 3rd of 20 batches: the error comes back, and the computing side
+        // stops instead of computing the other 17 batches or waiting forever on a full channel.
+        let mut sink = Failing { fail_at: 3, appended: 0 };
+        let err = pool.install(|| run(&explainer, &spec, &images, &options, &mut sink, &Silent)).unwrap_err();
+        assert!(err.to_string().contains("full"), "{err}");
+        assert_eq!(sink.appended, 3, "nothing is handed to a writer that has failed");
+        // Without a failure every batch arrives, in order, once.
+        let mut sink = Failing { fail_at: usize::MAX, appended: 0 };
+        let index = pool.install(|| run(&explainer, &spec, &images, &options, &mut sink, &Silent)).unwrap();
+        assert_eq!(sink.appended, 20);
+        assert_eq!(index.images, images.iter().map(|i| i.image.clone()).collect::<Vec<_>>());
+        // A computing error (an unreadable start: no labels) comes back as well.
+        let labelled = HeatmapOptions { start: StartRule::Label, ..options };
+        let mut sink = Failing { fail_at: usize::MAX, appended: 0 };
+        let err = pool.install(|| run(&explainer, &spec, &images, &labelled, &mut sink, &Silent)).unwrap_err();
+        assert!(matches!(err, Error::NoStart { .. }), "{err}");
+    }
+}
