@@ -395,13 +395,10 @@ impl HeatmapSet {
         for i in 0..self.index.layers.len() {
             let x = self.layer(i)?;
             let standard = x.as_standard_layout();
-            let values: std::borrow::Cow<'_, [f32]> = match standard.as_slice() {
-                Some(values) => values.into(),
-                None => standard.iter().copied().collect::<Vec<_>>().into(),
-            };
-            // In pieces of about 1 MiB: the writer encodes each piece into a buffer of its size.
-            for piece in values.chunks(1 << 18) {
-                sink.writers[i].append(piece)?;
+            match standard.as_slice() {
+                // f32 is written from the values' own memory, f16 encoded through a small buffer.
+                Some(values) => sink.writers[i].append(values)?,
+                None => sink.writers[i].append(&standard.iter().copied().collect::<Vec<_>>())?,
             }
         }
         sink.finish(&self.index)
@@ -703,12 +700,6 @@ enum Write {
     Append(Vec<ndarray::ArrayD<f32>>),
 }
 
-/// Batches that may wait for the writing thread: a wave's worth, so that one wave is computed
-/// while the previous one is written, and memory stays within two waves.
-fn writes_in_flight(threads: usize) -> usize {
-    threads.max(1)
-}
-
 /// The propagation loop shared by [`compute`] and [`compute_to_folder`]. Batches are computed a
 /// wave at a time on rayon's threads while a writing thread appends the previous wave to `sink`,
 /// in image order: writing overlaps computing instead of following it.
@@ -730,7 +721,9 @@ fn run(
     let mut rows: Vec<String> = Vec::new();
     let mut skipped: Vec<Skipped> = Vec::new();
     progress.start("heatmaps", images.len() as u64);
-    let (sender, receiver) = std::sync::mpsc::sync_channel::<Write>(writes_in_flight(threads));
+    // A wave's worth of batches may wait for the writer: one wave is computed while the previous
+    // one is written, and memory stays within two waves.
+    let (sender, receiver) = std::sync::mpsc::sync_channel::<Write>(threads);
     let computed: Result<()> = std::thread::scope(|scope| {
         let writer = scope.spawn(move || -> Result<()> {
             for message in receiver {

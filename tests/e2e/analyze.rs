@@ -361,3 +361,50 @@ fn activations_are_clustered_instead_of_heatmaps() {
         report.layers.iter().find(|l| Some(&l.name) == report.best_layer.as_ref()).unwrap().clusters.len();
     assert!(clusters >= 1 && noise.len() < images.len());
 }
+
+/// `--dtype f16`: RUN/heatmaps holds half floats, but the run clusters the f32 values it computed,
+/// so its distances and clusters are those of an f32 run, byte for byte.
+#[test]
+fn half_float_heatmaps_change_the_files_not_the_clusters() {
+    let work = tempfile::tempdir().unwrap();
+    let (full, half) = (work.path().join("f32"), work.path().join("f16"));
+    assert!(run_analyze(&fmnist_data(), &full).status.success());
+    let (model, config) = (arg(&fmnist_model()), arg(&fmnist_config()));
+    let o = hudd(&[
+        "analyze",
+        "-m",
+        &model,
+        "-c",
+        &config,
+        "-d",
+        &arg(&fmnist_data()),
+        "-o",
+        &arg(&half),
+        "--dtype",
+        "f16",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let index: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(half.join("heatmaps/index.json")).unwrap()).unwrap();
+    assert_eq!(index["dtype"], "f16");
+    for l in index["layers"].as_array().unwrap() {
+        let f = l["file"].as_str().unwrap();
+        let (a, b) = (std::fs::metadata(full.join("heatmaps").join(f)).unwrap(), half.join("heatmaps").join(f));
+        assert!(std::fs::metadata(&b).unwrap().len() < a.len() / 2 + 256, "{f}: not half the bytes");
+    }
+    let distances = files(&full.join("distances"));
+    assert!(!distances.is_empty());
+    assert_eq!(distances, files(&half.join("distances")));
+    for f in &distances {
+        let same = std::fs::read(full.join("distances").join(f)).unwrap()
+            == std::fs::read(half.join("distances").join(f)).unwrap();
+        assert!(same, "distances/{f} differ: clustered from the rounded files, not the computed values");
+    }
+    let clusters = |run: &Path| -> ClustersReport {
+        serde_json::from_str(&std::fs::read_to_string(run.join("clusters.json")).unwrap()).unwrap()
+    };
+    let (a, b) = (clusters(&full), clusters(&half));
+    assert_eq!(a.best_layer, b.best_layer);
+    assert_eq!(serde_json::to_value(&a.layers).unwrap(), serde_json::to_value(&b.layers).unwrap());
+}

@@ -206,10 +206,8 @@ const MAX_IMAGES_PER_PRODUCT: usize = 8;
 /// chunk is padded with zero images): the kernels pick their blocking and code path by shape, so
 /// an image's relevance is then the same bits in any batch, on any number of threads.
 fn chunking(images: usize, per_image: usize) -> (usize, Threads) {
-    let threads = rayon::current_num_threads().max(1);
     let chunk = (CHUNK_ELEMENTS / per_image.max(1)).clamp(1, MAX_IMAGES_PER_PRODUCT);
-    let chunks = images.div_ceil(chunk);
-    (chunk, if chunks < threads { Threads::All } else { Threads::One })
+    (chunk, Threads::for_products(images.div_ceil(chunk)))
 }
 
 impl Conv2d {
@@ -397,7 +395,7 @@ impl Conv2d {
         let (wp, plane) = self.padded_plane([h, wi]);
         let x4 = x.view().into_dimensionality::<Ix4>().expect("NCHW input");
         let mut y = ndarray::Array4::<f32>::zeros((n, co, ho, wo));
-        let threads = if n < rayon::current_num_threads() { Threads::All } else { Threads::One };
+        let threads = Threads::for_products(n);
         y.outer_iter_mut().collect::<Vec<_>>().into_par_iter().enumerate().for_each(|(b, mut yb)| {
             let mut padded = vec![0.0f32; cg * plane];
             let mut wide = Array2::<f32>::zeros((cog, ho * wp));
@@ -444,7 +442,7 @@ impl Conv2d {
         let (wp, plane) = self.padded_plane([h, wi]);
         let s4 = s.view().into_dimensionality::<Ix4>().expect("NCHW relevance");
         let mut dx = ndarray::Array4::<f32>::zeros((n, c, h, wi));
-        let threads = if n < rayon::current_num_threads() { Threads::All } else { Threads::One };
+        let threads = Threads::for_products(n);
         dx.outer_iter_mut().collect::<Vec<_>>().into_par_iter().enumerate().for_each(|(b, mut dxb)| {
             let mut wide = Array2::<f32>::zeros((cog, ho * wp));
             let mut padded = vec![0.0f32; cg * plane];

@@ -14,6 +14,18 @@ pub(crate) enum Threads {
     All,
 }
 
+impl Threads {
+    /// For one of `products` independent products run side by side: each on one thread when
+    /// there are enough of them to keep the pool busy, else each over the whole pool.
+    pub(crate) fn for_products(products: usize) -> Threads {
+        if products < rayon::current_num_threads() {
+            Threads::All
+        } else {
+            Threads::One
+        }
+    }
+}
+
 /// `dst = lhs · rhs`, or `dst += lhs · rhs` when `accumulate`. Any strides (transposed views and
 /// column blocks need no copy).
 ///
