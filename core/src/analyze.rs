@@ -4,7 +4,8 @@
 //! written to the run folder ([`RunDir`]) by a step of its own:
 //!
 //! - `results/` — as `hudd evaluate`;
-//! - `heatmaps/` — as `hudd heatmaps` (one `.npy` per layer and `index.json`);
+//! - `heatmaps/` — as `hudd heatmaps` (one `.npy` per layer and `index.json`); with
+//!   [`KeepHeatmaps::Best`] or [`KeepHeatmaps::None`] only some layers, written after clustering;
 //! - `distances/<layer>.npy`, `clusters.json`, `timings.json` — see [`crate::cluster::report`];
 //! - `clusters/<layer>/<id>/` — each cluster's member images, and `clusters/<layer>/cluster-<id>.gif`;
 //!   for the best layer also `clusters/<layer>/<id>/overlays/*.png` (each member's heatmap over
@@ -58,6 +59,34 @@ impl Default for PictureOptions {
     }
 }
 
+/// Which layers' heatmaps the run folder keeps (`RUN/heatmaps/`). Every default layer is computed
+/// and clustered from memory either way; this only decides what is written.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+pub enum KeepHeatmaps {
+    /// Every clustered layer (`hudd cluster` can recluster them, an interrupted run resumes
+    /// after the heatmaps).
+    #[default]
+    All,
+    /// The best layer's (what `hudd assign` compares against), and the input's when the best
+    /// layer is not spatial (what the overlays show); written after clustering.
+    Best,
+    /// None: `index.json` lists the images and the dropped layers only. `hudd assign` cannot run
+    /// on such a run.
+    None,
+}
+
+impl KeepHeatmaps {
+    /// The option's name.
+    pub fn name(self) -> &'static str {
+        match self {
+            KeepHeatmaps::All => "all",
+            KeepHeatmaps::Best => "best",
+            KeepHeatmaps::None => "none",
+        }
+    }
+}
+
 /// Everything `analyze` needs besides the model, data and configuration.
 #[derive(Debug, Clone)]
 pub struct AnalyzeOptions {
@@ -67,6 +96,8 @@ pub struct AnalyzeOptions {
     pub cluster: ClusterOptions,
     /// Pictures.
     pub pictures: PictureOptions,
+    /// Which layers' heatmaps are written.
+    pub keep: KeepHeatmaps,
     /// How the run was made (command line, seeds), recorded in `run.json`; the configuration and
     /// timings are filled in by `analyze`.
     pub run: hudd_report::Run,
@@ -152,15 +183,23 @@ pub fn analyze(
     }
 
     let heat_options = heatmap_options(&options.heatmaps, evaluation.task, config.task.loss);
-    steps.digest(Stage::Heatmaps, &[("heatmaps", heatmap_parameters(&heat_options))]);
+    let keep = options.keep;
+    steps.digest(Stage::Heatmaps, &[("heatmaps", heatmap_parameters(&heat_options, keep))]);
     let heatmaps = if steps.reuse(Stage::Heatmaps)? {
         HeatmapSet::open(&run.heatmaps())?
     } else {
         let t = Instant::now();
         let heatmaps = heatmaps::compute(&explainer, evaluator.input_spec(), &images, &heat_options, progress)?;
-        heatmaps.write(&run.heatmaps())?;
+        if keep == KeepHeatmaps::All {
+            heatmaps.write(&run.heatmaps())?;
+        } else {
+            // Written after clustering (the best layer is not known yet); an older run's files
+            // would otherwise stand beside them.
+            remove_heatmaps(run)?;
+        }
         timings.add("heatmaps", t.elapsed().as_secs_f64());
-        steps.done(Stage::Heatmaps, true, progress)?;
+        // Not all layers written: a rerun computes them again (nothing to resume from).
+        steps.done(Stage::Heatmaps, keep == KeepHeatmaps::All, progress)?;
         heatmaps
     };
 
@@ -175,6 +214,12 @@ pub fn analyze(
         steps.done(Stage::Clusters, true, progress)?;
         clustering
     };
+    if keep != KeepHeatmaps::All {
+        // Never reused (see above): `heatmaps` holds the values this run computed.
+        let t = Instant::now();
+        heatmaps.write_layers(&run.heatmaps(), &kept_layers(&heatmaps, &clustering, keep))?;
+        timings.add("heatmaps", t.elapsed().as_secs_f64());
+    }
 
     steps.digest(Stage::Pictures, &[("pictures", format!("{:?}", options.pictures))]);
     let overlay_layer = if steps.reuse(Stage::Pictures)? {
@@ -220,15 +265,41 @@ fn stage_inputs(
     ]
 }
 
-/// The heatmap options that change heatmaps (all but the batch size).
-fn heatmap_parameters(o: &HeatmapOptions) -> String {
+/// The layers `keep` writes: see [`KeepHeatmaps`].
+pub fn kept_layers(heatmaps: &HeatmapSet, clustering: &Clustering, keep: KeepHeatmaps) -> Vec<usize> {
+    match keep {
+        KeepHeatmaps::All => (0..heatmaps.layers().len()).collect(),
+        KeepHeatmaps::None => Vec::new(),
+        KeepHeatmaps::Best => {
+            let mut kept: Vec<usize> =
+                clustering.best().into_iter().chain(overlay_entry(heatmaps, clustering)).collect();
+            kept.sort_unstable();
+            kept.dedup();
+            kept
+        }
+    }
+}
+
+/// Removes `RUN/heatmaps/`.
+fn remove_heatmaps(run: &RunDir) -> Result<()> {
+    let dir = run.heatmaps();
+    match std::fs::remove_dir_all(&dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("cannot remove old heatmaps", &dir, e)),
+        _ => Ok(()),
+    }
+}
+
+/// The heatmap options that change heatmaps (all but the batch size), and which are kept.
+fn heatmap_parameters(o: &HeatmapOptions, keep: KeepHeatmaps) -> String {
     let features = match o.features {
         crate::heatmaps::Features::Heatmaps => String::new(),
         other => format!(", features {other}"),
     };
     // Said only when not the default, so that runs from before `--dtype` are still reused.
     let dtype = if o.dtype.is_f32() { String::new() } else { format!(", dtype {}", o.dtype) };
-    format!("preset {:?}, layers {:?}, start {}{features}{dtype}", o.preset, o.layers, o.start)
+    // Likewise: runs that kept every layer before `--keep-heatmaps` are still reused.
+    let keep = if keep == KeepHeatmaps::All { String::new() } else { format!(", keep {}", keep.name()) };
+    format!("preset {:?}, layers {:?}, start {}{features}{dtype}{keep}", o.preset, o.layers, o.start)
 }
 
 /// Which stages a run reuses and which it redoes, and the stage log (see [`crate::run::stages`]).
@@ -470,4 +541,33 @@ pub fn write_pictures(
         Ok(())
     })?;
     Ok(Some(layers[entry].tensor.clone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::progress::Silent;
+
+    #[test]
+    fn keeping_the_best_layer_keeps_the_input_too_when_the_best_is_not_spatial() {
+        let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/fixtures/cluster/heatmaps");
+        let set = HeatmapSet::open(&root).unwrap();
+        let dir = tempfile::tempdir().unwrap();
+        let mut clustering =
+            report::cluster_all(&set, &ClusterOptions::default(), None, &RunDir::new(dir.path()), &Silent).unwrap();
+        let position = |tensor: &str| set.layers().iter().position(|l| l.tensor.contains(tensor)).unwrap();
+        let (input, conv, dense) = (position("image"), position("features.3/Conv"), position("classifier.0/Gemm"));
+        let all: Vec<usize> = (0..set.layers().len()).collect();
+        assert_eq!(kept_layers(&set, &clustering, KeepHeatmaps::All), all);
+        assert!(kept_layers(&set, &clustering, KeepHeatmaps::None).is_empty());
+        clustering.report.best_layer = Some(set.layers()[conv].tensor.clone());
+        assert_eq!(kept_layers(&set, &clustering, KeepHeatmaps::Best), vec![conv]);
+        // A dense best layer: its overlays show the input's heatmaps, which are kept as well.
+        clustering.report.best_layer = Some(set.layers()[dense].tensor.clone());
+        let mut expected = vec![input, dense];
+        expected.sort_unstable();
+        assert_eq!(kept_layers(&set, &clustering, KeepHeatmaps::Best), expected);
+        clustering.report.best_layer = None;
+        assert!(kept_layers(&set, &clustering, KeepHeatmaps::Best).is_empty());
+    }
 }

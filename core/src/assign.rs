@@ -504,11 +504,19 @@ pub fn distances(
         .find(|l| l.name == best)
         .ok_or_else(|| bad(format!("the best layer `{best}` has no clustering")))?;
     let set = HeatmapSet::open(&run.heatmaps())?;
-    let li = set
-        .layers()
-        .iter()
-        .position(|l| l.tensor == best)
-        .ok_or_else(|| bad(format!("the run's heatmaps have no layer `{best}` (rerun `hudd analyze`)")))?;
+    let li = set.layers().iter().position(|l| l.tensor == best).ok_or_else(|| {
+        if set.index.dropped.contains(&best) {
+            Error::Bundle {
+                path: run.heatmaps().join("index.json"),
+                reason: format!(
+                    "the run did not keep the heatmaps of its best layer `{best}` (`hudd analyze \
+                         --keep-heatmaps none`); rerun `hudd analyze` with --keep-heatmaps best or all"
+                ),
+            }
+        } else {
+            bad(format!("the run's heatmaps have no layer `{best}` (rerun `hudd analyze`)"))
+        }
+    })?;
     let heat = set.layer(li)?;
     let row_of: std::collections::HashMap<&str, usize> =
         set.images().iter().enumerate().map(|(i, s)| (s.as_str(), i)).collect();

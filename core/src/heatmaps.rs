@@ -258,6 +258,10 @@ pub struct HeatmapIndex {
     pub skipped: Vec<Skipped>,
     /// One entry per layer file.
     pub layers: Vec<LayerFile>,
+    /// Layers that were computed but not kept (`hudd analyze --keep-heatmaps best|none`): their
+    /// tensor names, in propagation order.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dropped: Vec<String>,
 }
 
 /// `index.json`'s format name.
@@ -390,18 +394,38 @@ impl HeatmapSet {
 
     /// Writes the set as a heatmaps folder into `dir` (index.json last: it marks a complete folder).
     pub fn write(&self, dir: &Path) -> Result<()> {
+        self.write_layers(dir, &(0..self.index.layers.len()).collect::<Vec<_>>())
+    }
+
+    /// Writes only the layers `keep` (indices, in any order; written in index order) as a heatmaps
+    /// folder into `dir`; the index lists the others as `dropped`. The images are all kept, so an
+    /// empty `keep` still writes an index of the images.
+    pub fn write_layers(&self, dir: &Path, keep: &[usize]) -> Result<()> {
+        let n_layers = self.index.layers.len();
+        if let Some(&i) = keep.iter().find(|&&i| i >= n_layers) {
+            return Err(Error::Output {
+                what: "heatmaps",
+                path: dir.join("index.json"),
+                reason: format!("no layer {i} to keep ({n_layers} layers)"),
+            });
+        }
+        let kept: Vec<usize> = (0..n_layers).filter(|i| keep.contains(i)).collect();
+        let mut index = self.index.clone();
+        index.layers = kept.iter().map(|&i| self.index.layers[i].clone()).collect();
+        index.dropped.extend((0..n_layers).filter(|i| !keep.contains(i)).map(|i| self.index.layers[i].tensor.clone()));
+        std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
         let mut sink = FolderSink::new(dir, self.index.dtype)?;
-        sink.start(&self.index.layers, self.index.images.len())?;
-        for i in 0..self.index.layers.len() {
+        sink.start(&index.layers, self.index.images.len())?;
+        for (w, &i) in kept.iter().enumerate() {
             let x = self.layer(i)?;
             let standard = x.as_standard_layout();
             match standard.as_slice() {
                 // f32 is written from the values' own memory, f16 encoded through a small buffer.
-                Some(values) => sink.writers[i].append(values)?,
-                None => sink.writers[i].append(&standard.iter().copied().collect::<Vec<_>>())?,
+                Some(values) => sink.writers[w].append(values)?,
+                None => sink.writers[w].append(&standard.iter().copied().collect::<Vec<_>>())?,
             }
         }
-        sink.finish(&self.index)
+        sink.finish(&index)
     }
 }
 
@@ -784,6 +808,7 @@ fn run(
         images: rows,
         skipped,
         layers,
+        dropped: Vec::new(),
     })
 }
 
@@ -974,5 +999,66 @@ mod tests {
         let mut sink = Failing { fail_at: usize::MAX, appended: 0 };
         let err = pool.install(|| run(&explainer, &spec, &images, &labelled, &mut sink, &Silent)).unwrap_err();
         assert!(matches!(err, Error::NoStart { .. }), "{err}");
+    }
+
+    /// A set of three layers kept in memory, with `rows` images.
+    fn memory_set(rows: usize) -> HeatmapSet {
+        let layer = |name: &str, d: usize| LayerFile {
+            tensor: name.into(),
+            file: format!("{name}.npy"),
+            shape: vec![d],
+            node: String::new(),
+            op: String::new(),
+            rule: None,
+        };
+        let index = HeatmapIndex {
+            format: FORMAT.into(),
+            format_version: 1,
+            hudd_version: String::new(),
+            model: "m.onnx".into(),
+            preset: Preset::Hudd,
+            start: "predicted".into(),
+            output_layer: None,
+            features: Features::Heatmaps,
+            dtype: Dtype::F32,
+            images: (0..rows).map(|i| format!("{i}.png")).collect(),
+            skipped: Vec::new(),
+            layers: vec![layer("a", 2), layer("b", 3), layer("c", 1)],
+            dropped: Vec::new(),
+        };
+        let values = |d: usize, k: f32| Array2::from_shape_fn((rows, d), |(r, c)| k + (r * d + c) as f32);
+        HeatmapSet { index, source: Source::Memory(vec![values(2, 0.0), values(3, 100.0), values(1, 200.0)]) }
+    }
+
+    #[test]
+    fn writing_some_layers_keeps_their_rows_and_lists_the_others_as_dropped() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = memory_set(4);
+        let out = dir.path().join("h");
+        // Asked for in any order, written in the index's order.
+        set.write_layers(&out, &[2, 0]).unwrap();
+        let back = HeatmapSet::open(&out).unwrap();
+        assert_eq!(back.layers().iter().map(|l| l.tensor.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(back.index.dropped, ["b"]);
+        assert_eq!(back.images(), set.images());
+        assert_eq!(*back.layer(0).unwrap(), *set.layer(0).unwrap());
+        assert_eq!(*back.layer(1).unwrap(), *set.layer(2).unwrap());
+        assert!(!out.join("b.npy").exists());
+        // Nothing kept: an index of the images, every layer dropped.
+        let none = dir.path().join("none");
+        set.write_layers(&none, &[]).unwrap();
+        let back = HeatmapSet::open(&none).unwrap();
+        assert!(back.layers().is_empty());
+        assert_eq!(back.index.dropped, ["a", "b", "c"]);
+        assert_eq!(back.images().len(), 4);
+        // A layer that is not there is refused before anything is written.
+        let bad = dir.path().join("bad");
+        let err = set.write_layers(&bad, &[3]).unwrap_err();
+        assert!(err.to_string().contains("no layer 3"), "{err}");
+        assert!(!bad.exists());
+        // The whole set: nothing dropped, and the index says so by leaving `dropped` out.
+        let whole = dir.path().join("whole");
+        set.write(&whole).unwrap();
+        assert!(!std::fs::read_to_string(whole.join("index.json")).unwrap().contains("dropped"));
     }
 }

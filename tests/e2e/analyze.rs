@@ -408,3 +408,84 @@ fn half_float_heatmaps_change_the_files_not_the_clusters() {
     assert_eq!(a.best_layer, b.best_layer);
     assert_eq!(serde_json::to_value(&a.layers).unwrap(), serde_json::to_value(&b.layers).unwrap());
 }
+
+/// `--keep-heatmaps best|none`: every layer is still clustered (the same clusters.json), only the
+/// files differ; `best` keeps what `hudd assign` needs (the same unsafe set), `none` keeps an
+/// index of the images, and `hudd assign` then says what to do. A rerun that keeps every layer
+/// computes them again instead of reusing the partial folder.
+#[test]
+fn keep_heatmaps_writes_fewer_layers_and_clusters_the_same() {
+    let work = tempfile::tempdir().unwrap();
+    let (all, best) = (work.path().join("all"), work.path().join("best"));
+    let (model, config, data) = (arg(&fmnist_model()), arg(&fmnist_config()), arg(&fmnist_data()));
+    let analyze = |out: &Path, keep: &str| {
+        let o = hudd(&[
+            "analyze",
+            "-m",
+            &model,
+            "-c",
+            &config,
+            "-d",
+            &data,
+            "-o",
+            &arg(out),
+            "-q",
+            "--keep-heatmaps",
+            keep,
+        ]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        o
+    };
+    let assign = |run: &Path| {
+        let improvement = arg(&fmnist_data().join("improvement"));
+        hudd(&["assign", "--run", &arg(run), "--improvement", &improvement, "-q"])
+    };
+    let index = |run: &Path| -> serde_json::Value {
+        serde_json::from_str(&std::fs::read_to_string(run.join("heatmaps/index.json")).unwrap()).unwrap()
+    };
+    let tensors = |v: &serde_json::Value| -> Vec<String> {
+        v["layers"].as_array().unwrap().iter().map(|l| l["tensor"].as_str().unwrap().to_string()).collect()
+    };
+    analyze(&all, "all");
+    let every = tensors(&index(&all));
+    assert!(index(&all).get("dropped").is_none());
+    let clusters = std::fs::read(all.join("clusters.json")).unwrap();
+    let report: ClustersReport = serde_json::from_slice(&clusters).unwrap();
+    let best_layer = report.best_layer.clone().unwrap();
+    assert!(assign(&all).status.success());
+
+    analyze(&best, "best");
+    assert_eq!(std::fs::read(best.join("clusters.json")).unwrap(), clusters, "clustered from the same values");
+    let kept = index(&best);
+    // The fixture's best layer is spatial: no input layer is needed for its overlays.
+    assert_eq!(tensors(&kept), vec![best_layer.clone()]);
+    let dropped: Vec<String> = serde_json::from_value(kept["dropped"].clone()).unwrap();
+    assert_eq!(dropped, every.iter().filter(|t| **t != best_layer).cloned().collect::<Vec<_>>());
+    let file = kept["layers"][0]["file"].as_str().unwrap();
+    assert_eq!(files(&best.join("heatmaps")), BTreeSet::from(["index.json".to_string(), file.to_string()]));
+    assert_eq!(
+        std::fs::read(best.join("heatmaps").join(file)).unwrap(),
+        std::fs::read(all.join("heatmaps").join(file)).unwrap()
+    );
+    assert!(best.join("report/index.html").is_file());
+    let o = assign(&best);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let unsafe_set = |run: &Path| std::fs::read_to_string(run.join("unsafe/unsafe.csv")).unwrap();
+    assert_eq!(unsafe_set(&best), unsafe_set(&all));
+
+    // Over the run that kept everything: the old layers' files go.
+    analyze(&all, "none");
+    assert_eq!(std::fs::read(all.join("clusters.json")).unwrap(), clusters);
+    assert!(tensors(&index(&all)).is_empty());
+    assert_eq!(serde_json::from_value::<Vec<String>>(index(&all)["dropped"].clone()).unwrap(), every);
+    assert_eq!(files(&all.join("heatmaps")), BTreeSet::from(["index.json".to_string()]));
+    assert!(all.join("report/index.html").is_file());
+    crate::common::assert_clean_failure(&assign(&all), &["did not keep the heatmaps", "--keep-heatmaps best or all"]);
+
+    // Keeping every layer again: computed, not taken from the partial folder.
+    let o = analyze(&all, "all");
+    let reused = stdout(&o).lines().find(|l| l.starts_with("reused from")).map(str::to_string).unwrap_or_default();
+    assert!(reused.ends_with(": evaluate"), "only the evaluation is reused: {reused}");
+    assert_eq!(tensors(&index(&all)), every);
+    assert_eq!(std::fs::read(all.join("clusters.json")).unwrap(), clusters);
+}

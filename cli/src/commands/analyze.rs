@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hudd_core::analyze::{analyze, AnalyzeOptions, AnalyzeOutcome, PictureOptions};
+use hudd_core::analyze::{analyze, AnalyzeOptions, AnalyzeOutcome, KeepHeatmaps, PictureOptions};
 use hudd_core::heatmaps::{Dtype, Features, HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::Preset;
 use hudd_core::run::RunDir;
@@ -40,6 +40,12 @@ pub struct AnalyzeArgs {
     /// pictures use the f32 values it computed; `hudd assign` and resumed runs read the stored ones).
     #[arg(long, value_enum, default_value_t = Dtype::F32, value_name = "TYPE")]
     dtype: Dtype,
+    /// Which layers' heatmaps RUN/heatmaps/ keeps: all (every clustered layer; a rerun resumes
+    /// after the heatmaps, `hudd cluster` can recluster them), best (the best layer's, plus the
+    /// input's when the best layer is not spatial; enough for `hudd assign` and the report), or
+    /// none (`hudd assign` then cannot run). Every layer is clustered either way, from memory.
+    #[arg(long, value_enum, default_value_t = KeepHeatmaps::All, value_name = "WHICH")]
+    keep_heatmaps: KeepHeatmaps,
     #[command(flatten)]
     cluster: ClusterOptionArgs,
     /// Report bundle folder (default: RUN/report).
@@ -80,6 +86,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         },
         cluster,
         pictures: PictureOptions { gif_per_minute: args.gif_rate, ..PictureOptions::default() },
+        keep: args.keep_heatmaps,
         run: super::run_info(&args.cluster.seeds()),
         force: args.force,
     };

@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::{Args, ValueEnum};
-use hudd_core::analyze::{analyze, AnalyzeOptions, PictureOptions};
+use hudd_core::analyze::{analyze, AnalyzeOptions, KeepHeatmaps, PictureOptions};
 use hudd_core::cluster::Options as ClusterOptions;
 use hudd_core::heatmaps::{Dtype, Features, HeatmapOptions, Layers, StartRule};
 use hudd_core::relevance::Preset;
@@ -156,6 +156,8 @@ pub fn run(args: DemoArgs) -> Result<()> {
         },
         cluster: ClusterOptions::default(),
         pictures: PictureOptions::default(),
+        // The feature path below reclusters every layer's heatmaps.
+        keep: KeepHeatmaps::All,
         run: super::run_info(&[("simulate", args.seed)]),
         // The demo shows every stage at work.
         force: true,

@@ -2,7 +2,8 @@
 //!
 //! ```text
 //! RUN/results/                  the evaluation (`hudd evaluate`'s files: one CSV per split, summary.json)
-//! RUN/heatmaps/                 the Wrong test images' heatmaps (`hudd heatmaps`'s files: <tensor>.npy, index.json)
+//! RUN/heatmaps/                 the Wrong test images' heatmaps (`hudd heatmaps`'s files: <tensor>.npy, index.json;
+//!                               with `--keep-heatmaps best|none` only some layers, the others listed as `dropped`)
 //! RUN/distances/<layer>.npy     each layer's N × N distances (float32)
 //! RUN/clusters/<layer>/<id>/    each cluster's member images; for the best layer also overlays/*.png and mean-heatmap.png
 //! RUN/clusters/<layer>/cluster-<id>.gif
