@@ -98,6 +98,9 @@ pub struct AnalyzeOptions {
     pub pictures: PictureOptions,
     /// Which layers' heatmaps are written.
     pub keep: KeepHeatmaps,
+    /// The most bytes of heatmaps held in memory (`None`: no limit). A larger set is streamed to
+    /// `RUN/heatmaps/` as it is computed and clustered one layer at a time from there.
+    pub memory_limit: Option<u64>,
     /// How the run was made (command line, seeds), recorded in `run.json`; the configuration and
     /// timings are filled in by `analyze`.
     pub run: hudd_report::Run,
@@ -185,7 +188,27 @@ pub fn analyze(
     let heat_options = heatmap_options(&options.heatmaps, evaluation.task, config.task.loss);
     let keep = options.keep;
     steps.digest(Stage::Heatmaps, &[("heatmaps", heatmap_parameters(&heat_options, keep))]);
+    // Held in memory unless larger than the limit (`None` when the shapes are not known: held).
+    let bytes =
+        heatmaps::bytes_per_image(&explainer, &heat_options.layers)?.map(|b| b.saturating_mul(images.len() as u64));
+    let streamed = matches!((options.memory_limit, bytes), (Some(limit), Some(b)) if b > limit);
     let heatmaps = if steps.reuse(Stage::Heatmaps)? {
+        HeatmapSet::open(&run.heatmaps())?
+    } else if streamed {
+        let gb = |b: u64| b as f64 / 1e9;
+        progress.message(&format!(
+            "heatmaps: about {:.2} GB, more than the {:.2} GB held in memory: streamed to {} and clustered one layer at \
+             a time from there",
+            gb(bytes.unwrap_or(0)),
+            gb(options.memory_limit.unwrap_or(0)),
+            run.heatmaps().display()
+        ));
+        let t = Instant::now();
+        remove_heatmaps(run)?;
+        let spec = evaluator.input_spec();
+        heatmaps::compute_to_folder(&explainer, spec, &images, &heat_options, &run.heatmaps(), progress)?;
+        timings.add("heatmaps", t.elapsed().as_secs_f64());
+        steps.done(Stage::Heatmaps, keep == KeepHeatmaps::All, progress)?;
         HeatmapSet::open(&run.heatmaps())?
     } else {
         let t = Instant::now();
@@ -214,12 +237,6 @@ pub fn analyze(
         steps.done(Stage::Clusters, true, progress)?;
         clustering
     };
-    if keep != KeepHeatmaps::All {
-        // Never reused (see above): `heatmaps` holds the values this run computed.
-        let t = Instant::now();
-        heatmaps.write_layers(&run.heatmaps(), &kept_layers(&heatmaps, &clustering, keep))?;
-        timings.add("heatmaps", t.elapsed().as_secs_f64());
-    }
 
     steps.digest(Stage::Pictures, &[("pictures", format!("{:?}", options.pictures))]);
     let overlay_layer = if steps.reuse(Stage::Pictures)? {
@@ -231,6 +248,19 @@ pub fn analyze(
         steps.done(Stage::Pictures, true, progress)?;
         layer
     };
+
+    if keep != KeepHeatmaps::All {
+        // Never reused (see above): `heatmaps` holds the values this run computed, in memory or
+        // (streamed) in the folder itself. Written after the pictures, which read the overlay layer.
+        let t = Instant::now();
+        let kept = kept_layers(&heatmaps, &clustering, keep);
+        if streamed {
+            heatmaps::prune(&run.heatmaps(), &kept)?;
+        } else {
+            heatmaps.write_layers(&run.heatmaps(), &kept)?;
+        }
+        timings.add("heatmaps", t.elapsed().as_secs_f64());
+    }
 
     record.set_clustered(heatmaps.images(), &metadata, test, &evaluation.classes);
     let up_to_date = steps.finish(&timings, &mut record)?;

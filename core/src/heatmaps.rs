@@ -669,6 +669,52 @@ impl Sink for FolderSink {
     }
 }
 
+/// Bytes that one image's values of `layers` take in memory (f32), from the model's tensor
+/// shapes; `None` when a shape is not known before running.
+pub fn bytes_per_image(explainer: &Explainer<'_>, layers: &Layers) -> Result<Option<u64>> {
+    let graph = explainer.model().graph();
+    let mut values: u64 = 0;
+    for c in chosen_layers(explainer, layers)? {
+        let Some(fact) = graph.tensors.get(&c.tensor) else { return Ok(None) };
+        // The batch axis (symbolic, or fixed at 1) counts as 1; another unknown axis makes it unknown.
+        let mut n: u64 = 1;
+        for (axis, d) in fact.shape.iter().enumerate() {
+            match d.fixed() {
+                Some(d) => n = n.saturating_mul(d as u64),
+                None if axis == 0 => {}
+                None => return Ok(None),
+            }
+        }
+        values = values.saturating_add(n);
+    }
+    Ok(Some(values.saturating_mul(4)))
+}
+
+/// Rewrites the heatmaps folder `dir` to keep only the layers `keep` (indices into its index):
+/// the index, listing the others as `dropped`, is replaced first, then their files are removed.
+pub fn prune(dir: &Path, keep: &[usize]) -> Result<()> {
+    let mut index = HeatmapIndex::read(dir)?;
+    let n_layers = index.layers.len();
+    if let Some(&i) = keep.iter().find(|&&i| i >= n_layers) {
+        return Err(Error::Output {
+            what: "heatmaps",
+            path: dir.join("index.json"),
+            reason: format!("no layer {i} to keep ({n_layers} layers)"),
+        });
+    }
+    let layers = std::mem::take(&mut index.layers);
+    let dropped: Vec<LayerFile> =
+        layers.iter().enumerate().filter(|(i, _)| !keep.contains(i)).map(|(_, l)| l.clone()).collect();
+    index.layers = layers.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, l)| l).collect();
+    index.dropped.extend(dropped.iter().map(|l| l.tensor.clone()));
+    write_json(&dir.join("index.json"), "heatmap index", &index)?;
+    for l in dropped {
+        let path = dir.join(&l.file);
+        std::fs::remove_file(&path).map_err(|e| Error::io("cannot remove a dropped layer's heatmaps", &path, e))?;
+    }
+    Ok(())
+}
+
 /// A layer to write: its tensor, the node and op that produce it, and that node's rule.
 struct Chosen {
     tensor: String,
@@ -1060,5 +1106,43 @@ mod tests {
         let whole = dir.path().join("whole");
         set.write(&whole).unwrap();
         assert!(!std::fs::read_to_string(whole.join("index.json")).unwrap().contains("dropped"));
+    }
+
+    #[test]
+    fn pruning_a_folder_keeps_the_chosen_layers_files_and_removes_the_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let set = memory_set(3);
+        set.write(dir.path()).unwrap();
+        prune(dir.path(), &[1]).unwrap();
+        let back = HeatmapSet::open(dir.path()).unwrap();
+        assert_eq!(back.layers().len(), 1);
+        assert_eq!(back.layers()[0].tensor, "b");
+        assert_eq!(back.index.dropped, ["a", "c"]);
+        assert_eq!(*back.layer(0).unwrap(), *set.layer(1).unwrap());
+        assert!(!dir.path().join("a.npy").exists() && !dir.path().join("c.npy").exists());
+        let err = prune(dir.path(), &[1]).unwrap_err();
+        assert!(err.to_string().contains("no layer 1"), "{err}");
+    }
+
+    #[test]
+    fn the_bytes_per_image_are_those_of_the_computed_rows() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
+        let model = Model::load(root.join("models/fashion-mnist/fmnist_cnn.onnx")).unwrap();
+        let config = crate::Config::load(Some(&root.join("models/fashion-mnist/hudd.toml")), &[]).unwrap();
+        let spec = config.input_spec(model.info()).unwrap();
+        let explainer = Explainer::new(&model, &spec.domain(), "logits", Preset::Hudd).unwrap();
+        for layers in [Layers::Default, Layers::All] {
+            let options = HeatmapOptions {
+                preset: Preset::Hudd,
+                layers: layers.clone(),
+                start: StartRule::Predicted,
+                batch_size: 2,
+                features: Features::Heatmaps,
+                dtype: Dtype::F32,
+            };
+            let set = compute(&explainer, &spec, &images(&root, 2), &options, &Silent).unwrap();
+            let values: usize = (0..set.layers().len()).map(|i| set.layer(i).unwrap().ncols()).sum();
+            assert_eq!(bytes_per_image(&explainer, &layers).unwrap(), Some(4 * values as u64), "{layers:?}");
+        }
     }
 }

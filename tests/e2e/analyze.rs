@@ -473,6 +473,34 @@ fn keep_heatmaps_writes_fewer_layers_and_clusters_the_same() {
     let unsafe_set = |run: &Path| std::fs::read_to_string(run.join("unsafe/unsafe.csv")).unwrap();
     assert_eq!(unsafe_set(&best), unsafe_set(&all));
 
+    // Larger than the memory allowed: streamed to the folder and clustered from there, one layer
+    // at a time; the same clusters, and the same files once pruned to the best layer.
+    let streamed = work.path().join("streamed");
+    let o = hudd(&[
+        "analyze",
+        "-m",
+        &model,
+        "-c",
+        &config,
+        "-d",
+        &data,
+        "-o",
+        &arg(&streamed),
+        "--keep-heatmaps",
+        "best",
+        "--heatmap-memory",
+        "0.000001",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("clustered one layer at a time"), "{}", stderr(&o));
+    assert_eq!(std::fs::read(streamed.join("clusters.json")).unwrap(), clusters);
+    assert_eq!(index(&streamed), kept);
+    assert_eq!(files(&streamed.join("heatmaps")), files(&best.join("heatmaps")));
+    assert_eq!(
+        std::fs::read(streamed.join("heatmaps").join(file)).unwrap(),
+        std::fs::read(best.join("heatmaps").join(file)).unwrap()
+    );
+
     // Over the run that kept everything: the old layers' files go.
     analyze(&all, "none");
     assert_eq!(std::fs::read(all.join("clusters.json")).unwrap(), clusters);

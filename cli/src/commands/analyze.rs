@@ -46,6 +46,12 @@ pub struct AnalyzeArgs {
     /// none (`hudd assign` then cannot run). Every layer is clustered either way, from memory.
     #[arg(long, value_enum, default_value_t = KeepHeatmaps::All, value_name = "WHICH")]
     keep_heatmaps: KeepHeatmaps,
+    /// The most gigabytes of heatmaps held in memory (default: half the memory available when the
+    /// run starts). A larger set is streamed to RUN/heatmaps/ as it is computed and clustered one
+    /// layer at a time from there: slower, but a large test set fits (with --dtype f16 the
+    /// clustering then reads the stored half floats).
+    #[arg(long, value_name = "GB")]
+    heatmap_memory: Option<f64>,
     #[command(flatten)]
     cluster: ClusterOptionArgs,
     /// Report bundle folder (default: RUN/report).
@@ -87,6 +93,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         cluster,
         pictures: PictureOptions { gif_per_minute: args.gif_rate, ..PictureOptions::default() },
         keep: args.keep_heatmaps,
+        memory_limit: super::heatmap_memory(args.heatmap_memory)?,
         run: super::run_info(&args.cluster.seeds()),
         force: args.force,
     };

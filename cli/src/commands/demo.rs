@@ -158,6 +158,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         pictures: PictureOptions::default(),
         // The feature path below reclusters every layer's heatmaps.
         keep: KeepHeatmaps::All,
+        memory_limit: super::heatmap_memory(None)?,
         run: super::run_info(&[("simulate", args.seed)]),
         // The demo shows every stage at work.
         force: true,

@@ -233,6 +233,16 @@ pub fn warn_memory(model: &hudd_core::Model, batch_size: usize, threads: Option<
     );
 }
 
+/// The most bytes of heatmaps `hudd analyze` holds in memory: `gb` gigabytes, or half the memory
+/// available now (no limit where that is not known).
+pub fn heatmap_memory(gb: Option<f64>) -> Result<Option<u64>> {
+    match gb {
+        Some(gb) if gb.is_finite() && gb > 0.0 => Ok(Some((gb * 1e9) as u64)),
+        Some(_) => bail!("--heatmap-memory must be a positive number of gigabytes"),
+        None => Ok(available_memory().map(|a| a / 2)),
+    }
+}
+
 /// `MemAvailable` of /proc/meminfo, in bytes (Linux; `None` elsewhere).
 fn available_memory() -> Option<u64> {
     let text = std::fs::read_to_string("/proc/meminfo").ok()?;
