@@ -3,14 +3,19 @@
 //!
 //! Rows are centred (distances do not change under translation, and centring removes most of the
 //! cancellation in the formula) and the products run in f64, tile by tile over the upper triangle,
-//! in parallel. A tile converts its rows to f64 on the fly, so memory stays at the f32 input plus
-//! the `N × N` result.
+//! in parallel. A tile converts its rows to f64 on the fly, at most [`COLUMNS`] columns at a time
+//! (wider rows are summed chunk by chunk), so memory stays at the f32 input plus the `N × N` result
+//! and a few tiles of bounded size, however wide the layer.
 
 use ndarray::{s, Array1, Array2, ArrayView2, Axis};
 use rayon::prelude::*;
 
 /// Rows per tile: large enough for an efficient product, small enough for many parallel tiles.
 const TILE: usize = 256;
+
+/// Columns a tile converts at once: a tile of 256 rows takes at most 256 MiB in f64. Rows up to
+/// this wide are one chunk (one product per tile).
+const COLUMNS: usize = 131_072;
 
 /// How heatmaps are scaled before their distances are taken.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
@@ -137,26 +142,34 @@ pub fn pairwise<T: Copy + Into<f64> + Sync>(x: ArrayView2<'_, T>, normalize: Nor
     } else {
         Array1::zeros(x.ncols())
     };
-    let rows = |range: std::ops::Range<usize>| -> Array2<f64> {
-        let mut t = Array2::<f64>::zeros((range.len(), x.ncols()));
+    // Rows `range`, columns `cols`, scaled and centred, in f64.
+    let rows = |range: std::ops::Range<usize>, cols: std::ops::Range<usize>| -> Array2<f64> {
+        let mut t = Array2::<f64>::zeros((range.len(), cols.len()));
+        let mean = mean.slice(s![cols.clone()]);
         for (mut dst, i) in t.axis_iter_mut(Axis(0)).zip(range) {
             let k = scale[i];
-            dst.iter_mut().zip(x.row(i)).zip(&mean).for_each(|((d, &v), &m)| *d = v.into() * k - m);
+            let src = x.slice(s![i, cols.clone()]);
+            dst.iter_mut().zip(src).zip(mean).for_each(|((d, &v), &m)| *d = v.into() * k - m);
         }
         t
     };
-    // Each stripe of TILE rows computes its tiles on and right of the diagonal, in place; the
-    // lower triangle is mirrored afterwards. No tile outlives its product.
+    // Each stripe of TILE rows computes its tiles on and right of the diagonal, in place, adding
+    // the products of the column chunks in order (one chunk: the product itself); the lower
+    // triangle is mirrored afterwards. No tile outlives its product.
     let blocks = n.div_ceil(TILE);
+    let width = x.ncols();
     let mut gram = Array2::<f64>::zeros((n, n));
     gram.as_slice_mut().expect("new array").par_chunks_mut((TILE * n).max(1)).enumerate().for_each(|(i, stripe)| {
         let ri = i * TILE..((i + 1) * TILE).min(n);
-        let a = rows(ri.clone());
-        for j in i..blocks {
-            let rj = j * TILE..((j + 1) * TILE).min(n);
-            let g = if i == j { a.dot(&a.t()) } else { a.dot(&rows(rj.clone()).t()) };
-            for (r, grow) in g.rows().into_iter().enumerate() {
-                stripe[r * n + rj.start..r * n + rj.end].iter_mut().zip(grow).for_each(|(d, v)| *d = *v);
+        for from in (0..width.max(1)).step_by(COLUMNS) {
+            let cols = from..(from + COLUMNS).min(width);
+            let a = rows(ri.clone(), cols.clone());
+            for j in i..blocks {
+                let rj = j * TILE..((j + 1) * TILE).min(n);
+                let g = if i == j { a.dot(&a.t()) } else { a.dot(&rows(rj.clone(), cols.clone()).t()) };
+                for (r, grow) in g.rows().into_iter().enumerate() {
+                    stripe[r * n + rj.start..r * n + rj.end].iter_mut().zip(grow).for_each(|(d, v)| *d += *v);
+                }
             }
         }
     });
@@ -253,6 +266,22 @@ mod tests {
         }
         assert!(got.diag().iter().all(|&v| v == 0.0));
         assert_eq!(got, got.t());
+    }
+
+    #[test]
+    fn rows_wider_than_a_chunk_are_summed_chunk_by_chunk() {
+        // Two column chunks (the second of 1,000 columns) and two row tiles would take too long
+        // for the naive check: 20 rows, one tile, both chunks.
+        let x = data(20, COLUMNS + 1_000, 3).mapv(|v| v + 10.0);
+        let got = pairwise(x.view(), Normalize::None);
+        let want = naive(&x);
+        for ((i, j), w) in want.indexed_iter() {
+            let g = got[[i, j]];
+            assert!((g - w).abs() <= 1e-6 * w.max(1e-3), "({i},{j}): {g} vs {w}");
+        }
+        // Every chunk counts: the distance without the last 1,000 columns is smaller.
+        let first = pairwise(x.slice(s![.., ..COLUMNS]), Normalize::None);
+        assert!(first[[0, 1]] < got[[0, 1]] - 1.0, "{} vs {}", first[[0, 1]], got[[0, 1]]);
     }
 
     #[test]
