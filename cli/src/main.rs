@@ -19,7 +19,10 @@ const PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
 
 /// Never hands freed memory back to the system: a training step frees and reallocates the same
 /// large tensors, and purging them made the pages fault in again (about 20 % of an epoch). The
-/// process's memory stays at its peak, which it reaches anyway.
+/// process's memory stays at its peak, which it reaches anyway. Only for commands that train:
+/// elsewhere the stages allocate different sizes one after another (the heatmaps' batches, then
+/// one layer and its distances), and keeping each stage's freed memory added them up (`hudd
+/// analyze` at 224²: 17 GB instead of the largest stage's).
 #[allow(unsafe_code)]
 fn keep_freed_memory() {
     // SAFETY: sets one integer option, which mimalloc reads at every purge decision.
@@ -27,7 +30,6 @@ fn keep_freed_memory() {
 }
 
 fn main() -> ExitCode {
-    keep_freed_memory();
     // The engine's panics that hudd turns into errors are reported as those errors, once.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
@@ -36,6 +38,9 @@ fn main() -> ExitCode {
         }
     }));
     let cli = commands::Cli::parse();
+    if cli.trains() {
+        keep_freed_memory();
+    }
     match commands::run(cli) {
         Ok(()) => ExitCode::SUCCESS,
         Err(err) => {

@@ -93,6 +93,13 @@ struct EvaluateBench {
     batch_sizes: Vec<usize>,
 }
 
+impl BenchArgs {
+    /// Whether the benchmark trains a model.
+    pub fn trains(&self) -> bool {
+        matches!(self.stage, Stage::Retrain(_))
+    }
+}
+
 pub fn run(args: BenchArgs) -> Result<()> {
     match args.stage {
         Stage::Evaluate(a) => bench_evaluate(a),

@@ -295,6 +295,18 @@ impl RunOptions {
     }
 }
 
+impl Cli {
+    /// Whether the command trains a model (`retrain`, `compare`, `demo`, `bench retrain`): training
+    /// frees and reallocates the same large tensors every step.
+    pub fn trains(&self) -> bool {
+        match &self.command {
+            Command::Retrain(_) | Command::Compare(_) | Command::Demo(_) => true,
+            Command::Bench(b) => b.trains(),
+            _ => false,
+        }
+    }
+}
+
 pub fn run(cli: Cli) -> Result<()> {
     match cli.command {
         Command::Evaluate(a) => evaluate::run(a),
