@@ -2,13 +2,15 @@
 //! product: `d²(a, b) = ‖a‖² + ‖b‖² − 2·a·b`, clamped at zero, with an exact zero diagonal.
 //!
 //! Rows are centred (distances do not change under translation, and centring removes most of the
-//! cancellation in the formula) and the products run in f64, tile by tile over the upper triangle,
-//! in parallel. A tile converts its rows to f64 on the fly, at most [`COLUMNS`] columns at a time
-//! (wider rows are summed chunk by chunk), so memory stays at the f32 input plus the `N × N` result
-//! and a few tiles of bounded size, however wide the layer.
+//! cancellation in the formula) and the products run in f64 on the `gemm` crate's kernels, tile by
+//! tile over the upper triangle, in parallel. A tile converts its rows to f64 on the fly, at most
+//! [`COLUMNS`] columns at a time (wider rows are summed chunk by chunk), so memory stays at the f32
+//! input plus the `N × N` result and a few tiles of bounded size, however wide the layer.
 
-use ndarray::{s, Array1, Array2, ArrayView2, Axis};
+use ndarray::{s, Array1, Array2, ArrayView2, ArrayViewMut2, Axis};
 use rayon::prelude::*;
+
+use crate::matmul::{matmul, Threads};
 
 /// Rows per tile: large enough for an efficient product, small enough for many parallel tiles.
 const TILE: usize = 256;
@@ -161,14 +163,19 @@ pub fn pairwise<T: Copy + Into<f64> + Sync>(x: ArrayView2<'_, T>, normalize: Nor
     let mut gram = Array2::<f64>::zeros((n, n));
     gram.as_slice_mut().expect("new array").par_chunks_mut((TILE * n).max(1)).enumerate().for_each(|(i, stripe)| {
         let ri = i * TILE..((i + 1) * TILE).min(n);
+        let mut stripe = ArrayViewMut2::from_shape((ri.len(), n), stripe).expect("a stripe is TILE whole rows");
         for from in (0..width.max(1)).step_by(COLUMNS) {
             let cols = from..(from + COLUMNS).min(width);
             let a = rows(ri.clone(), cols.clone());
             for j in i..blocks {
                 let rj = j * TILE..((j + 1) * TILE).min(n);
-                let g = if i == j { a.dot(&a.t()) } else { a.dot(&rows(rj.clone(), cols.clone()).t()) };
-                for (r, grow) in g.rows().into_iter().enumerate() {
-                    stripe[r * n + rj.start..r * n + rj.end].iter_mut().zip(grow).for_each(|(d, v)| *d += *v);
+                let dst = stripe.slice_mut(s![.., rj.clone()]);
+                // Each tile on one thread (the stripes are the parallelism): the same sums whatever
+                // the thread count.
+                if i == j {
+                    matmul(dst, a.view(), a.t(), true, Threads::One);
+                } else {
+                    matmul(dst, a.view(), rows(rj, cols.clone()).t(), true, Threads::One);
                 }
             }
         }

@@ -51,6 +51,7 @@ pub mod evaluate;
 pub mod fsio;
 pub mod heatmaps;
 pub mod input;
+mod matmul;
 pub mod model;
 pub mod npy;
 pub mod pictures;

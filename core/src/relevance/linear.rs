@@ -10,7 +10,7 @@ use ndarray::{
 };
 use rayon::prelude::*;
 
-use super::matmul::{matmul, Threads};
+use crate::matmul::{matmul, Threads};
 use ndarray::ShapeBuilder;
 
 /// How a rule modifies one parameter value (`w⁺`, `w + γw⁺`, …).

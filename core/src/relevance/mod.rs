@@ -10,7 +10,6 @@
 
 pub mod composite;
 pub mod linear;
-mod matmul;
 pub mod pool;
 pub mod program;
 pub mod rule;

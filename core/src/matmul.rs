@@ -1,8 +1,33 @@
 //! Matrix products on the `gemm` crate's packed kernels (the crate candle uses; AVX2, AVX-512 or
-//! NEON chosen at run time), behind one safe function: the only place hudd calls them.
+//! NEON chosen at run time), behind one safe function: the only place hudd calls them. f32 for the
+//! relevance passes, f64 for the heatmap distances.
 
 use gemm::Parallelism;
 use ndarray::{ArrayView2, ArrayViewMut2};
+
+/// The element types hudd multiplies: f32 and f64 (gemm's kernels for other types are not used).
+pub(crate) trait Element: Copy + Send + Sync + 'static + private::Sealed {
+    /// 0.
+    const ZERO: Self;
+    /// 1.
+    const ONE: Self;
+}
+
+impl Element for f32 {
+    const ZERO: f32 = 0.0;
+    const ONE: f32 = 1.0;
+}
+
+impl Element for f64 {
+    const ZERO: f64 = 0.0;
+    const ONE: f64 = 1.0;
+}
+
+mod private {
+    pub trait Sealed {}
+    impl Sealed for f32 {}
+    impl Sealed for f64 {}
+}
 
 /// Whether one product may split itself over rayon's threads: worth it when the caller has fewer
 /// independent products than threads (one large dense layer, one chunk of images).
@@ -31,10 +56,10 @@ impl Threads {
 ///
 /// # Panics
 /// If the shapes do not chain: a programming error, never a consequence of the input data.
-pub(crate) fn matmul(
-    mut dst: ArrayViewMut2<'_, f32>,
-    lhs: ArrayView2<'_, f32>,
-    rhs: ArrayView2<'_, f32>,
+pub(crate) fn matmul<T: Element>(
+    mut dst: ArrayViewMut2<'_, T>,
+    lhs: ArrayView2<'_, T>,
+    rhs: ArrayView2<'_, T>,
     accumulate: bool,
     threads: Threads,
 ) {
@@ -47,7 +72,7 @@ pub(crate) fn matmul(
     }
     if k == 0 {
         if !accumulate {
-            dst.fill(0.0);
+            dst.fill(T::ZERO);
         }
         return;
     }
@@ -80,8 +105,8 @@ pub(crate) fn matmul(
             rhs.as_ptr(),
             rs[1],
             rs[0],
-            1.0,
-            1.0,
+            T::ONE,
+            T::ONE,
             false,
             false,
             false,
@@ -120,6 +145,16 @@ mod tests {
                 assert!(close(&got_t.t().to_owned(), &want), "{m}×{k}×{n} transposed");
             }
         }
+    }
+
+    #[test]
+    fn f64_products_equal_ndarray_and_accumulate() {
+        let a = matrix(37, 300, 6).mapv(f64::from);
+        let b = matrix(300, 29, 7).mapv(f64::from);
+        let want = a.dot(&b);
+        let mut got = Array2::from_elem((37, 29), 1.0f64);
+        matmul(got.view_mut(), a.view(), b.view(), true, Threads::One);
+        assert!(got.iter().zip(&want).all(|(g, w)| (g - 1.0 - w).abs() <= 1e-12 * (1.0 + w.abs())));
     }
 
     #[test]
