@@ -33,7 +33,7 @@ use crate::dataset::Skipped;
 use crate::distance::{self, Normalize};
 use crate::error::{Error, Result};
 use crate::fsio::{write_atomic, write_json};
-use crate::heatmaps::{self, HeatmapOptions, HeatmapSet, ImageRef, Layers, StartRule};
+use crate::heatmaps::{self, Features, HeatmapOptions, HeatmapSet, ImageRef, Layers, StartRule};
 use crate::model::Model;
 use crate::pictures;
 use crate::progress::{Progress, Silent};
@@ -168,6 +168,10 @@ pub struct AssignParameters {
     pub start: String,
     /// The run's heatmap normalisation.
     pub normalize: Normalize,
+    /// What was compared: the images' heatmaps, or their activations when the run clustered
+    /// activations (absent: heatmaps, as in files written before it existed).
+    #[serde(default, skip_serializing_if = "Features::is_heatmaps")]
+    pub features: Features,
     /// `single linkage` (distance to the nearest member).
     pub distance: String,
     /// The improvement folder.
@@ -588,6 +592,7 @@ pub fn distances(
             preset: set.index.preset,
             start: start.to_string(),
             normalize,
+            features: set.index.features,
             distance: "single linkage (distance to the nearest member)".into(),
             improvement: improvement.display().to_string(),
         },

@@ -355,6 +355,10 @@ fn activations_are_clustered_instead_of_heatmaps() {
     assert!(o.status.success(), "{}", stderr(&o));
     let unsafe_csv = std::fs::read_to_string(run.join("unsafe/unsafe.csv")).unwrap();
     assert!(unsafe_csv.lines().count() > 1, "{unsafe_csv}");
+    assert!(stdout(&o).contains("compared by their activations at"), "{}", stdout(&o));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("unsafe/unsafe.json")).unwrap()).unwrap();
+    assert_eq!(record["parameters"]["features"], "activations");
     let noise: BTreeSet<&String> =
         report.layers.iter().find(|l| Some(&l.name) == report.best_layer.as_ref()).unwrap().noise.iter().collect();
     let clusters: usize =

@@ -60,9 +60,9 @@ pub fn run(args: AssignArgs) -> Result<()> {
             .in_pool(|| Ok(assign::assign_shard(&run, model, improvement, batch, shard, &bars)?))
             .with_context(|| format!("shard {shard} of the improvement images of {}", args.run.display()))?;
         println!(
-            "{} improvement image(s) of this shard explained at {}, {} skipped",
+            "{} improvement image(s) of this shard {}, {} skipped",
             d.rows.len(),
-            d.parameters.layer,
+            compared_at(&d.parameters),
             d.skipped.len()
         );
         ShardArg::done(shard, &dir, &args.run);
@@ -79,11 +79,19 @@ pub fn run(args: AssignArgs) -> Result<()> {
 /// Quotas and fill per cluster, and where the files are.
 pub fn print_summary(run: &RunDir, set: &assign::UnsafeSet) {
     let r = &set.record;
-    println!("{} improvement images explained at {} ({} skipped)\n", r.candidates, r.parameters.layer, r.skipped.len());
+    println!("{} improvement images {} ({} skipped)\n", r.candidates, compared_at(&r.parameters), r.skipped.len());
     println!("{:>8} {:>13} {:>6} {:>6}", "cluster", "test members", "quota", "fill");
     for c in &r.clusters {
         println!("{:>8} {:>13} {:>6} {:>6}", c.cluster, c.test_members, c.quota, c.fill);
     }
     println!("\nunsafe set: {} images: {}", set.assigned.len(), run.unsafe_csv().display());
     println!("to label:   {}", run.to_label_csv().display());
+}
+
+/// `explained at LAYER` (heatmaps) or `compared by their activations at LAYER`.
+fn compared_at(p: &assign::AssignParameters) -> String {
+    match p.features {
+        hudd_core::heatmaps::Features::Heatmaps => format!("explained at {}", p.layer),
+        hudd_core::heatmaps::Features::Activations => format!("compared by their activations at {}", p.layer),
+    }
 }
