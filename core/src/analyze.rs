@@ -60,7 +60,7 @@ impl Default for PictureOptions {
 }
 
 /// Which layers' heatmaps the run folder keeps (`RUN/heatmaps/`). Every default layer is computed
-/// and clustered from memory either way; this only decides what is written.
+/// and clustered either way; this only decides what stays written.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 #[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum KeepHeatmaps {
@@ -71,8 +71,8 @@ pub enum KeepHeatmaps {
     /// The best layer's (what `hudd assign` compares against), and the input's when the best
     /// layer is not spatial (what the overlays show); written after clustering.
     Best,
-    /// None: `index.json` lists the images and the dropped layers only. `hudd assign` cannot run
-    /// on such a run.
+    /// No layer: `index.json` lists the images and the dropped layers only. `hudd assign` cannot
+    /// run on such a run.
     None,
 }
 

@@ -43,7 +43,8 @@ pub struct AnalyzeArgs {
     /// Which layers' heatmaps RUN/heatmaps/ keeps: all (every clustered layer; a rerun resumes
     /// after the heatmaps, `hudd cluster` can recluster them), best (the best layer's, plus the
     /// input's when the best layer is not spatial; enough for `hudd assign` and the report), or
-    /// none (`hudd assign` then cannot run). Every layer is clustered either way, from memory.
+    /// none (`hudd assign` then cannot run). Every layer is clustered either way (from memory, or
+    /// from the streamed files beyond --heatmap-memory).
     #[arg(long, value_enum, default_value_t = KeepHeatmaps::All, value_name = "WHICH")]
     keep_heatmaps: KeepHeatmaps,
     /// The most gigabytes of heatmaps held in memory (default: half the memory available when the
