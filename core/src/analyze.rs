@@ -191,10 +191,13 @@ pub fn analyze(
     // Held in memory unless larger than the limit (`None` when the shapes are not known: held).
     let bytes =
         heatmaps::bytes_per_image(&explainer, &heat_options.layers)?.map(|b| b.saturating_mul(images.len() as u64));
-    let streamed = matches!((options.memory_limit, bytes), (Some(limit), Some(b)) if b > limit);
+    let too_large = matches!((options.memory_limit, bytes), (Some(limit), Some(b)) if b > limit);
+    // Computed now and streamed to the folder (exact f32 values there until the end of the run).
+    let mut streamed = false;
     let heatmaps = if steps.reuse(Stage::Heatmaps)? {
         HeatmapSet::open(&run.heatmaps())?
-    } else if streamed {
+    } else if too_large {
+        streamed = true;
         let gb = |b: u64| b as f64 / 1e9;
         progress.message(&format!(
             "heatmaps: about {:.2} GB, more than the {:.2} GB held in memory: streamed to {} and clustered one layer at \
@@ -205,10 +208,13 @@ pub fn analyze(
         ));
         let t = Instant::now();
         remove_heatmaps(run)?;
-        let spec = evaluator.input_spec();
-        heatmaps::compute_to_folder(&explainer, spec, &images, &heat_options, &run.heatmaps(), progress)?;
+        // The clustering reads these files: f32 whatever `--dtype` says, so that it clusters the
+        // computed values as an in-memory run does; stored as asked at the end.
+        let exact = HeatmapOptions { dtype: heatmaps::Dtype::F32, ..heat_options.clone() };
+        heatmaps::compute_to_folder(&explainer, evaluator.input_spec(), &images, &exact, &run.heatmaps(), progress)?;
         timings.add("heatmaps", t.elapsed().as_secs_f64());
-        steps.done(Stage::Heatmaps, keep == KeepHeatmaps::All, progress)?;
+        // Resumable only when the files stay as written.
+        steps.done(Stage::Heatmaps, keep == KeepHeatmaps::All && heat_options.dtype.is_f32(), progress)?;
         HeatmapSet::open(&run.heatmaps())?
     } else {
         let t = Instant::now();
@@ -249,15 +255,18 @@ pub fn analyze(
         layer
     };
 
-    if keep != KeepHeatmaps::All {
-        // Never reused (see above): `heatmaps` holds the values this run computed, in memory or
-        // (streamed) in the folder itself. Written after the pictures, which read the overlay layer.
+    // What stays written, after the pictures (which read the overlay layer). Only for heatmaps this
+    // run computed (a reused stage kept every layer as asked): in memory, or streamed as f32.
+    let stored_as_asked = !streamed || heat_options.dtype.is_f32();
+    if keep != KeepHeatmaps::All || !stored_as_asked {
         let t = Instant::now();
         let kept = kept_layers(&heatmaps, &clustering, keep);
-        if streamed {
+        if !streamed {
+            heatmaps.write_layers(&run.heatmaps(), &kept)?;
+        } else if stored_as_asked {
             heatmaps::prune(&run.heatmaps(), &kept)?;
         } else {
-            heatmaps.write_layers(&run.heatmaps(), &kept)?;
+            heatmaps::rewrite(&run.heatmaps(), &kept, heat_options.dtype)?;
         }
         timings.add("heatmaps", t.elapsed().as_secs_f64());
     }

@@ -268,6 +268,26 @@ pub struct HeatmapIndex {
 pub const FORMAT: &str = "hudd-heatmaps";
 
 impl HeatmapIndex {
+    /// This index with only the layers `keep` (indices, in any order; kept in index order), the
+    /// others added to `dropped`, and the layers dropped; `dir` names the folder in the error
+    /// when an index is out of range.
+    fn keeping(&self, keep: &[usize], dir: &Path) -> Result<(HeatmapIndex, Vec<LayerFile>)> {
+        let n_layers = self.layers.len();
+        if let Some(&i) = keep.iter().find(|&&i| i >= n_layers) {
+            return Err(Error::Output {
+                what: "heatmaps",
+                path: dir.join("index.json"),
+                reason: format!("no layer {i} to keep ({n_layers} layers)"),
+            });
+        }
+        let (kept, dropped): (Vec<_>, Vec<_>) = self.layers.iter().enumerate().partition(|(i, _)| keep.contains(i));
+        let dropped: Vec<LayerFile> = dropped.into_iter().map(|(_, l)| l.clone()).collect();
+        let mut index = self.clone();
+        index.layers = kept.into_iter().map(|(_, l)| l.clone()).collect();
+        index.dropped.extend(dropped.iter().map(|l| l.tensor.clone()));
+        Ok((index, dropped))
+    }
+
     /// Reads `dir/index.json`, checking its format.
     pub fn read(dir: &Path) -> Result<HeatmapIndex> {
         let path = dir.join("index.json");
@@ -401,18 +421,8 @@ impl HeatmapSet {
     /// folder into `dir`; the index lists the others as `dropped`. The images are all kept, so an
     /// empty `keep` still writes an index of the images.
     pub fn write_layers(&self, dir: &Path, keep: &[usize]) -> Result<()> {
-        let n_layers = self.index.layers.len();
-        if let Some(&i) = keep.iter().find(|&&i| i >= n_layers) {
-            return Err(Error::Output {
-                what: "heatmaps",
-                path: dir.join("index.json"),
-                reason: format!("no layer {i} to keep ({n_layers} layers)"),
-            });
-        }
-        let kept: Vec<usize> = (0..n_layers).filter(|i| keep.contains(i)).collect();
-        let mut index = self.index.clone();
-        index.layers = kept.iter().map(|&i| self.index.layers[i].clone()).collect();
-        index.dropped.extend((0..n_layers).filter(|i| !keep.contains(i)).map(|i| self.index.layers[i].tensor.clone()));
+        let (index, _) = self.index.keeping(keep, dir)?;
+        let kept: Vec<usize> = (0..self.index.layers.len()).filter(|i| keep.contains(i)).collect();
         std::fs::create_dir_all(dir).map_err(|e| Error::io("cannot create folder", dir, e))?;
         let mut sink = FolderSink::new(dir, self.index.dtype)?;
         sink.start(&index.layers, self.index.images.len())?;
@@ -693,26 +703,29 @@ pub fn bytes_per_image(explainer: &Explainer<'_>, layers: &Layers) -> Result<Opt
 /// Rewrites the heatmaps folder `dir` to keep only the layers `keep` (indices into its index):
 /// the index, listing the others as `dropped`, is replaced first, then their files are removed.
 pub fn prune(dir: &Path, keep: &[usize]) -> Result<()> {
-    let mut index = HeatmapIndex::read(dir)?;
-    let n_layers = index.layers.len();
-    if let Some(&i) = keep.iter().find(|&&i| i >= n_layers) {
-        return Err(Error::Output {
-            what: "heatmaps",
-            path: dir.join("index.json"),
-            reason: format!("no layer {i} to keep ({n_layers} layers)"),
-        });
-    }
-    let layers = std::mem::take(&mut index.layers);
-    let dropped: Vec<LayerFile> =
-        layers.iter().enumerate().filter(|(i, _)| !keep.contains(i)).map(|(_, l)| l.clone()).collect();
-    index.layers = layers.into_iter().enumerate().filter(|(i, _)| keep.contains(i)).map(|(_, l)| l).collect();
-    index.dropped.extend(dropped.iter().map(|l| l.tensor.clone()));
+    let (index, dropped) = HeatmapIndex::read(dir)?.keeping(keep, dir)?;
     write_json(&dir.join("index.json"), "heatmap index", &index)?;
     for l in dropped {
         let path = dir.join(&l.file);
         std::fs::remove_file(&path).map_err(|e| Error::io("cannot remove a dropped layer's heatmaps", &path, e))?;
     }
     Ok(())
+}
+
+/// Rewrites the heatmaps folder `dir` with only the layers `keep`, stored as `dtype`: written into
+/// a sibling folder (`<dir>.rewrite`), which then takes `dir`'s place.
+pub fn rewrite(dir: &Path, keep: &[usize], dtype: Dtype) -> Result<()> {
+    let mut set = HeatmapSet::open(dir)?;
+    set.index.dtype = dtype;
+    let mut name = dir.as_os_str().to_owned();
+    name.push(".rewrite");
+    let fresh = PathBuf::from(name);
+    if fresh.exists() {
+        std::fs::remove_dir_all(&fresh).map_err(|e| Error::io("cannot remove an old partial folder", &fresh, e))?;
+    }
+    set.write_layers(&fresh, keep)?;
+    std::fs::remove_dir_all(dir).map_err(|e| Error::io("cannot remove the streamed heatmaps", dir, e))?;
+    std::fs::rename(&fresh, dir).map_err(|e| Error::io("cannot move the rewritten heatmaps into place", dir, e))
 }
 
 /// A layer to write: its tensor, the node and op that produce it, and that node's rule.
@@ -1122,6 +1135,24 @@ mod tests {
         assert!(!dir.path().join("a.npy").exists() && !dir.path().join("c.npy").exists());
         let err = prune(dir.path(), &[1]).unwrap_err();
         assert!(err.to_string().contains("no layer 1"), "{err}");
+    }
+
+    #[test]
+    fn rewriting_a_folder_changes_its_type_and_keeps_the_chosen_layers() {
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("h");
+        let set = memory_set(3);
+        set.write(&out).unwrap();
+        rewrite(&out, &[0, 2], Dtype::F16).unwrap();
+        let back = HeatmapSet::open(&out).unwrap();
+        assert_eq!(back.index.dtype, Dtype::F16);
+        assert_eq!(back.layers().iter().map(|l| l.tensor.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(back.index.dropped, ["b"]);
+        // Small integers are exact in half floats.
+        assert_eq!(*back.layer(0).unwrap(), *set.layer(0).unwrap());
+        assert_eq!(*back.layer(1).unwrap(), *set.layer(2).unwrap());
+        assert!(!out.join("b.npy").exists());
+        assert!(!dir.path().join("h.rewrite").exists());
     }
 
     #[test]

@@ -411,6 +411,39 @@ fn half_float_heatmaps_change_the_files_not_the_clusters() {
     let (a, b) = (clusters(&full), clusters(&half));
     assert_eq!(a.best_layer, b.best_layer);
     assert_eq!(serde_json::to_value(&a.layers).unwrap(), serde_json::to_value(&b.layers).unwrap());
+
+    // Streamed (more than --heatmap-memory): the folder holds f32 values while the run clusters
+    // them, and half floats once it is done; the same distances, the same files as in memory.
+    let streamed = work.path().join("streamed");
+    let o = hudd(&[
+        "analyze",
+        "-m",
+        &model,
+        "-c",
+        &config,
+        "-d",
+        &arg(&fmnist_data()),
+        "-o",
+        &arg(&streamed),
+        "--dtype",
+        "f16",
+        "--heatmap-memory",
+        "0.000001",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stderr(&o).contains("streamed to"), "{}", stderr(&o));
+    for f in &distances {
+        let same = std::fs::read(full.join("distances").join(f)).unwrap()
+            == std::fs::read(streamed.join("distances").join(f)).unwrap();
+        assert!(same, "distances/{f} differ: clustered from the rounded files, not the computed values");
+    }
+    assert_eq!(files(&streamed.join("heatmaps")), files(&half.join("heatmaps")));
+    for f in files(&half.join("heatmaps")) {
+        let same = std::fs::read(half.join("heatmaps").join(&f)).unwrap()
+            == std::fs::read(streamed.join("heatmaps").join(&f)).unwrap();
+        assert!(same, "heatmaps/{f}: not the in-memory run's half floats");
+    }
+    assert!(!work.path().join("streamed/heatmaps.rewrite").exists());
 }
 
 /// `--keep-heatmaps best|none`: every layer is still clustered (the same clusters.json), only the

@@ -48,9 +48,9 @@ pub struct AnalyzeArgs {
     #[arg(long, value_enum, default_value_t = KeepHeatmaps::All, value_name = "WHICH")]
     keep_heatmaps: KeepHeatmaps,
     /// The most gigabytes of heatmaps held in memory (default: half the memory available when the
-    /// run starts). A larger set is streamed to RUN/heatmaps/ as it is computed and clustered one
-    /// layer at a time from there: slower, but a large test set fits (with --dtype f16 the
-    /// clustering then reads the stored half floats).
+    /// run starts). A larger set is streamed to RUN/heatmaps/ as it is computed (as f32, rewritten
+    /// at the end under --dtype f16) and clustered one layer at a time from there: the same
+    /// clusters, and a large test set fits.
     #[arg(long, value_name = "GB")]
     heatmap_memory: Option<f64>,
     #[command(flatten)]
