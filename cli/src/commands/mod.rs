@@ -327,3 +327,25 @@ pub fn run(cli: Cli) -> Result<()> {
         Command::Bench(a) => bench::run(a),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_the_commands_that_train_keep_freed_memory() {
+        let trains = |args: &[&str]| Cli::try_parse_from(args).unwrap().trains();
+        assert!(trains(&["hudd", "retrain", "--run", "r", "--labels", "auto", "--out", "m2.onnx"]));
+        assert!(trains(&["hudd", "demo"]));
+        assert!(!trains(&["hudd", "analyze", "-m", "m.onnx", "-d", "d", "-o", "r"]));
+        assert!(!trains(&["hudd", "bench", "cluster", "--heatmaps", "h"]));
+    }
+
+    #[test]
+    fn the_heatmap_memory_is_given_in_gigabytes_or_half_the_available() {
+        assert_eq!(heatmap_memory(Some(2.5)).unwrap(), Some(2_500_000_000));
+        assert!(heatmap_memory(Some(0.0)).is_err());
+        assert!(heatmap_memory(Some(f64::NAN)).is_err());
+        assert_eq!(heatmap_memory(None).unwrap(), available_memory().map(|a| a / 2));
+    }
+}
