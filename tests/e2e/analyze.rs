@@ -21,6 +21,16 @@ fn run_analyze(data: &Path, out: &Path) -> std::process::Output {
     hudd(&["analyze", "-m", &model, "-c", &config, "-d", &arg(data), "-o", &arg(out), "-q"])
 }
 
+/// `hudd analyze` of the Fashion-MNIST fixture into `out`, with `options` (no `-q` unless given).
+fn analyze_fixture(out: &Path, options: &[&str]) -> std::process::Output {
+    let (model, config, data) = (arg(&fmnist_model()), arg(&fmnist_config()), arg(&fmnist_data()));
+    let mut args = vec!["analyze", "-m", &model, "-c", &config, "-d", &data, "-o"];
+    let out = arg(out);
+    args.push(&out);
+    args.extend_from_slice(options);
+    hudd(&args)
+}
+
 fn files(dir: &Path) -> BTreeSet<String> {
     std::fs::read_dir(dir)
         .unwrap()
@@ -301,25 +311,10 @@ fn a_model_the_heatmaps_stage_cannot_explain_is_refused_before_any_stage_runs() 
 #[test]
 fn activations_are_clustered_instead_of_heatmaps() {
     let out = tempfile::tempdir().unwrap();
-    let (model, config) = (arg(&fmnist_model()), arg(&fmnist_config()));
-    let o = hudd(&[
-        "analyze",
-        "-m",
-        &model,
-        "-c",
-        &config,
-        "-d",
-        &arg(&fmnist_data()),
-        "-o",
-        &arg(out.path()),
-        "--features",
-        "activations",
-        "--method",
-        "hdbscan",
-        "--min-cluster-size",
-        "3",
-        "-q",
-    ]);
+    let o = analyze_fixture(
+        out.path(),
+        &["--features", "activations", "--method", "hdbscan", "--min-cluster-size", "3", "-q"],
+    );
     assert!(o.status.success(), "{}", stderr(&o));
     let run = out.path();
     let index: serde_json::Value =
@@ -373,21 +368,7 @@ fn half_float_heatmaps_change_the_files_not_the_clusters() {
     let work = tempfile::tempdir().unwrap();
     let (full, half) = (work.path().join("f32"), work.path().join("f16"));
     assert!(run_analyze(&fmnist_data(), &full).status.success());
-    let (model, config) = (arg(&fmnist_model()), arg(&fmnist_config()));
-    let o = hudd(&[
-        "analyze",
-        "-m",
-        &model,
-        "-c",
-        &config,
-        "-d",
-        &arg(&fmnist_data()),
-        "-o",
-        &arg(&half),
-        "--dtype",
-        "f16",
-        "-q",
-    ]);
+    let o = analyze_fixture(&half, &["--dtype", "f16", "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let index: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(half.join("heatmaps/index.json")).unwrap()).unwrap();
@@ -415,21 +396,7 @@ fn half_float_heatmaps_change_the_files_not_the_clusters() {
     // Streamed (more than --heatmap-memory): the folder holds f32 values while the run clusters
     // them, and half floats once it is done; the same distances, the same files as in memory.
     let streamed = work.path().join("streamed");
-    let o = hudd(&[
-        "analyze",
-        "-m",
-        &model,
-        "-c",
-        &config,
-        "-d",
-        &arg(&fmnist_data()),
-        "-o",
-        &arg(&streamed),
-        "--dtype",
-        "f16",
-        "--heatmap-memory",
-        "0.000001",
-    ]);
+    let o = analyze_fixture(&streamed, &["--dtype", "f16", "--heatmap-memory", "0.000001"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("streamed to"), "{}", stderr(&o));
     for f in &distances {
@@ -454,22 +421,8 @@ fn half_float_heatmaps_change_the_files_not_the_clusters() {
 fn keep_heatmaps_writes_fewer_layers_and_clusters_the_same() {
     let work = tempfile::tempdir().unwrap();
     let (all, best) = (work.path().join("all"), work.path().join("best"));
-    let (model, config, data) = (arg(&fmnist_model()), arg(&fmnist_config()), arg(&fmnist_data()));
     let analyze = |out: &Path, keep: &str| {
-        let o = hudd(&[
-            "analyze",
-            "-m",
-            &model,
-            "-c",
-            &config,
-            "-d",
-            &data,
-            "-o",
-            &arg(out),
-            "-q",
-            "--keep-heatmaps",
-            keep,
-        ]);
+        let o = analyze_fixture(out, &["-q", "--keep-heatmaps", keep]);
         assert!(o.status.success(), "{}", stderr(&o));
         o
     };
@@ -513,21 +466,7 @@ fn keep_heatmaps_writes_fewer_layers_and_clusters_the_same() {
     // Larger than the memory allowed: streamed to the folder and clustered from there, one layer
     // at a time; the same clusters, and the same files once pruned to the best layer.
     let streamed = work.path().join("streamed");
-    let o = hudd(&[
-        "analyze",
-        "-m",
-        &model,
-        "-c",
-        &config,
-        "-d",
-        &data,
-        "-o",
-        &arg(&streamed),
-        "--keep-heatmaps",
-        "best",
-        "--heatmap-memory",
-        "0.000001",
-    ]);
+    let o = analyze_fixture(&streamed, &["--keep-heatmaps", "best", "--heatmap-memory", "0.000001"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stderr(&o).contains("clustered one layer at a time"), "{}", stderr(&o));
     assert_eq!(std::fs::read(streamed.join("clusters.json")).unwrap(), clusters);
