@@ -59,6 +59,7 @@ impl hudd_core::Progress for Bars {
     /// `HUDD_PAUSE_AFTER=<stage>` (a test hook) stops the process here, forever, after saying so on
     /// stderr: a test then kills it at a known point and checks that the rerun resumes.
     fn stage_complete(&self, stage: &str) {
+        crate::return_freed_memory();
         if std::env::var("HUDD_PAUSE_AFTER").is_ok_and(|s| s == stage) {
             eprintln!("hudd: paused after stage {stage} (HUDD_PAUSE_AFTER)");
             loop {
