@@ -321,11 +321,7 @@ pub fn kept_layers(heatmaps: &HeatmapSet, clustering: &Clustering, keep: KeepHea
 
 /// Removes `RUN/heatmaps/`.
 fn remove_heatmaps(run: &RunDir) -> Result<()> {
-    let dir = run.heatmaps();
-    match std::fs::remove_dir_all(&dir) {
-        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io("cannot remove old heatmaps", &dir, e)),
-        _ => Ok(()),
-    }
+    crate::fsio::remove_dir_if_exists(&run.heatmaps(), "cannot remove old heatmaps")
 }
 
 /// The heatmap options that change heatmaps (all but the batch size), and which are kept.
@@ -497,9 +493,7 @@ pub fn write_pictures(
     progress: &dyn Progress,
 ) -> Result<Option<String>> {
     let dir = run.pictures();
-    if dir.exists() {
-        std::fs::remove_dir_all(&dir).map_err(|e| Error::io("cannot remove old cluster folders", &dir, e))?;
-    }
+    crate::fsio::remove_dir_if_exists(&dir, "cannot remove old cluster folders")?;
     let by_name: HashMap<&str, &ImageRef> = images.iter().map(|i| (i.image.as_str(), i)).collect();
     let image_of = |image: &str| -> Result<&ImageRef> {
         by_name.get(image).copied().ok_or_else(|| Error::Output {

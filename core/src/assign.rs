@@ -654,10 +654,7 @@ impl UnsafeSet {
             std::fs::remove_file(&json).map_err(|e| Error::io("cannot remove old result", &json, e))?;
         }
         for c in &self.record.clusters {
-            let d = run.unsafe_cluster(c.cluster);
-            if d.exists() {
-                std::fs::remove_dir_all(&d).map_err(|e| Error::io("cannot remove old cluster folder", &d, e))?;
-            }
+            crate::fsio::remove_dir_if_exists(&run.unsafe_cluster(c.cluster), "cannot remove old cluster folder")?;
         }
         std::fs::create_dir_all(&dir).map_err(|e| Error::io("cannot create folder", &dir, e))?;
         let csv = |header: &str, row: &dyn Fn(&Assigned) -> Vec<String>| -> Result<Vec<u8>> {

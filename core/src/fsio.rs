@@ -49,6 +49,14 @@ fn write_renamed(path: &Path, bytes: &[u8], sync: bool) -> Result<()> {
     })
 }
 
+/// Removes the folder `dir` and everything in it, when it exists; `action` says what failed.
+pub fn remove_dir_if_exists(dir: &Path, action: &'static str) -> Result<()> {
+    match std::fs::remove_dir_all(dir) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(Error::io(action, dir, e)),
+        _ => Ok(()),
+    }
+}
+
 /// Hex SHA-256 of `bytes`.
 pub fn sha256_hex(bytes: &[u8]) -> String {
     use sha2::Digest;

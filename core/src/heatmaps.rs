@@ -720,11 +720,9 @@ pub fn rewrite(dir: &Path, keep: &[usize], dtype: Dtype) -> Result<()> {
     let mut name = dir.as_os_str().to_owned();
     name.push(".rewrite");
     let fresh = PathBuf::from(name);
-    if fresh.exists() {
-        std::fs::remove_dir_all(&fresh).map_err(|e| Error::io("cannot remove an old partial folder", &fresh, e))?;
-    }
+    crate::fsio::remove_dir_if_exists(&fresh, "cannot remove an old partial folder")?;
     set.write_layers(&fresh, keep)?;
-    std::fs::remove_dir_all(dir).map_err(|e| Error::io("cannot remove the streamed heatmaps", dir, e))?;
+    crate::fsio::remove_dir_if_exists(dir, "cannot remove the streamed heatmaps")?;
     std::fs::rename(&fresh, dir).map_err(|e| Error::io("cannot move the rewritten heatmaps into place", dir, e))
 }
 
@@ -1025,21 +1023,32 @@ mod tests {
             .collect()
     }
 
-    #[test]
-    fn the_writing_threads_error_stops_the_run_and_is_reported() {
+    /// The repository root, the Fashion-MNIST fixture model and its input.
+    fn fixture_model() -> (PathBuf, Model, InputSpec) {
         let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
         let model = Model::load(root.join("models/fashion-mnist/fmnist_cnn.onnx")).unwrap();
         let config = crate::Config::load(Some(&root.join("models/fashion-mnist/hudd.toml")), &[]).unwrap();
         let spec = config.input_spec(model.info()).unwrap();
-        let explainer = Explainer::new(&model, &spec.domain(), "logits", Preset::Hudd).unwrap();
-        let options = HeatmapOptions {
+        (root, model, spec)
+    }
+
+    /// HUDD's heatmaps of `layers` from the predicted class, in f32, batches of 2.
+    fn fixture_options(layers: Layers) -> HeatmapOptions {
+        HeatmapOptions {
             preset: Preset::Hudd,
-            layers: Layers::Default,
+            layers,
             start: StartRule::Predicted,
             batch_size: 2,
             features: Features::Heatmaps,
             dtype: Dtype::F32,
-        };
+        }
+    }
+
+    #[test]
+    fn the_writing_threads_error_stops_the_run_and_is_reported() {
+        let (root, model, spec) = fixture_model();
+        let explainer = Explainer::new(&model, &spec.domain(), "logits", Preset::Hudd).unwrap();
+        let options = fixture_options(Layers::Default);
         let images = images(&root, 40);
         let pool = rayon::ThreadPoolBuilder::new().num_threads(2).build().unwrap();
         // The writer fails on the 3rd of 20 batches: the error comes back, and the computing side
@@ -1157,20 +1166,10 @@ mod tests {
 
     #[test]
     fn the_bytes_per_image_are_those_of_the_computed_rows() {
-        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("..");
-        let model = Model::load(root.join("models/fashion-mnist/fmnist_cnn.onnx")).unwrap();
-        let config = crate::Config::load(Some(&root.join("models/fashion-mnist/hudd.toml")), &[]).unwrap();
-        let spec = config.input_spec(model.info()).unwrap();
+        let (root, model, spec) = fixture_model();
         let explainer = Explainer::new(&model, &spec.domain(), "logits", Preset::Hudd).unwrap();
         for layers in [Layers::Default, Layers::All] {
-            let options = HeatmapOptions {
-                preset: Preset::Hudd,
-                layers: layers.clone(),
-                start: StartRule::Predicted,
-                batch_size: 2,
-                features: Features::Heatmaps,
-                dtype: Dtype::F32,
-            };
+            let options = fixture_options(layers.clone());
             let set = compute(&explainer, &spec, &images(&root, 2), &options, &Silent).unwrap();
             let values: usize = (0..set.layers().len()).map(|i| set.layer(i).unwrap().ncols()).sum();
             assert_eq!(bytes_per_image(&explainer, &layers).unwrap(), Some(4 * values as u64), "{layers:?}");
