@@ -77,17 +77,41 @@ impl Size {
 /// The feature path's folder in the demo's run folder.
 const FEATURE_PATH: &str = "feature-path";
 
-/// The feature path (`--method hdbscan`, default grid) on the run's heatmaps, with the same
-/// metadata as HUDD's clustering, written to `dir` (`clusters.json`, `timings.json`).
+/// The layer whose activations the demo's feature path clusters: the flattened output of the gaze
+/// model's last convolution block, which its classifier head reads — the model's own embedding of
+/// an image, the kind of representation SAFE and the 99-pipeline study cluster.
+const FEATURE_LAYER: &str = "/flatten/Flatten_output_0";
+
+/// The feature path (`--method hdbscan`, default grid) on the model's features: the activations at
+/// [`FEATURE_LAYER`] of the same Wrong test images, with the same metadata as HUDD's clustering,
+/// written to `dir` (`clusters.json`, `timings.json`).
 fn feature_path(
-    run: &RunDir,
-    dir: &RunDir,
-    outcome: &hudd_core::analyze::AnalyzeOutcome,
+    model: &Model,
     data: &Dataset,
+    config: &Config,
+    outcome: &hudd_core::analyze::AnalyzeOutcome,
+    dir: &RunDir,
     bars: &Bars,
 ) -> Result<hudd_core::cluster::report::Clustering> {
-    let set = hudd_core::heatmaps::HeatmapSet::open(&run.heatmaps())?;
     let test = outcome.evaluation.split(hudd_core::Split::Test).context("the evaluation has no test split")?;
+    let evaluator = hudd_core::evaluate::Evaluator::new(model, data, config)?;
+    let explainer = hudd_core::relevance::Explainer::new(
+        model,
+        &evaluator.input_spec().domain(),
+        evaluator.output_name(),
+        Preset::Hudd,
+    )?;
+    let options = HeatmapOptions {
+        preset: Preset::Hudd,
+        layers: Layers::Names(vec![FEATURE_LAYER.into()]),
+        start: StartRule::Predicted,
+        batch_size: config.run.batch_size,
+        features: Features::Activations,
+        dtype: Dtype::F32,
+    };
+    let images = hudd_core::analyze::wrong_images(data, test);
+    let set = hudd_core::heatmaps::compute(&explainer, evaluator.input_spec(), &images, &options, bars)
+        .with_context(|| format!("computing the activations at {FEATURE_LAYER}"))?;
     let metadata = hudd_core::analyze::metadata_of(set.images(), &outcome.evaluation, test, &data.columns);
     let options = ClusterOptions {
         feature: Some(hudd_core::cluster::feature::FeatureOptions::default()),
@@ -156,7 +180,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         },
         cluster: ClusterOptions::default(),
         pictures: PictureOptions::default(),
-        // The feature path below reclusters every layer's heatmaps.
+        // As `hudd analyze` by default: every layer's heatmaps stay in the run folder.
         keep: KeepHeatmaps::All,
         memory_limit: super::heatmap_memory(None)?,
         run: super::run_info(&[("simulate", args.seed)]),
@@ -179,11 +203,15 @@ pub fn run(args: DemoArgs) -> Result<()> {
                      ≥ 50% (the paper's RQ1 variance-reduction share)"
                 );
             }
-            // The feature-space path on the same heatmaps, side by side with HUDD's.
+            // The feature-space path on the model's features of the same images, beside HUDD's.
             let feature_dir = RunDir::new(out.join("run").join(FEATURE_PATH));
-            let feature = feature_path(&run_dir, &feature_dir, &outcome, &data, &bars)
-                .context("clustering the heatmaps by the feature path (UMAP + HDBSCAN)")?;
-            println!("\nthe feature-space path on the same heatmaps ({}):", feature_dir.clusters_json().display());
+            let feature = feature_path(&model, &data, &config, &outcome, &feature_dir, &bars)
+                .context("clustering the model's features by the feature path (UMAP + HDBSCAN)")?;
+            println!(
+                "\nthe feature-space path on the model's features, the activations at {FEATURE_LAYER} of the same \
+                 images ({}):",
+                feature_dir.clusters_json().display()
+            );
             print_side_by_side(a, &feature);
         }
         None => println!("fewer than 2 Wrong test images: nothing to cluster"),

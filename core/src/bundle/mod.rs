@@ -178,7 +178,15 @@ fn alternative(run: &RunDir, main: &ClustersReport) -> Result<Option<(schema::Al
     let alternative = schema::Alternative {
         folder: ALTERNATIVE.into(),
         method: p.method().into(),
-        description: p.feature_path.as_ref().map_or_else(|| format!("{} linkage", p.linkage), |f| f.describe()),
+        description: {
+            let how = p.feature_path.as_ref().map_or_else(|| format!("{} linkage", p.linkage), |f| f.describe());
+            match p.features {
+                crate::heatmaps::Features::Activations => {
+                    format!("{how}; on the layers' activations, not their heatmaps")
+                }
+                crate::heatmaps::Features::Heatmaps => how,
+            }
+        },
         best_layer: best.map(|l| l.name.clone()),
         clusters: best.map_or(0, |l| l.k),
         noise: best.map_or(0, |l| l.noise.len()),
