@@ -208,17 +208,6 @@ pub enum Causes {
     Rare,
 }
 
-/// The condition planted in one image: at most one, so that each image's [`Cause`] is the one
-/// condition that makes it hard.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Planted {
-    EyelidClosed,
-    ExtremeHeadYaw,
-    Underexposed,
-    GlareOverPupil,
-    None,
-}
-
 impl Causes {
     /// Probabilities of (closed eyelid, extreme head pose, underexposure, glare over the pupil).
     fn rates(self) -> [f32; 4] {
@@ -229,19 +218,21 @@ impl Causes {
         }
     }
 
-    /// The planted condition for a uniform draw `u` in [0, 1), by consecutive intervals of the
-    /// rates' widths: every condition at the rare rates lies below the natural rates' total, so an
-    /// image without a condition at the natural rates has none at the rare ones either.
-    fn planted(self, u: f32) -> Planted {
+    /// The condition planted in an image, for a uniform draw `u` in [0, 1): one of the four planted
+    /// causes or [`Cause::None`] (never [`Cause::SectorBorder`], which follows from the gaze), by
+    /// consecutive intervals of the rates' widths. Every condition at the rare rates lies below the
+    /// natural rates' total, so an image without a condition at the natural rates has none at the
+    /// rare ones either.
+    fn planted(self, u: f32) -> Cause {
         let mut below = 0.0;
-        let kinds = [Planted::EyelidClosed, Planted::ExtremeHeadYaw, Planted::Underexposed, Planted::GlareOverPupil];
+        let kinds = [Cause::EyelidClosed, Cause::ExtremeHeadYaw, Cause::Underexposed, Cause::GlareOverPupil];
         for (rate, kind) in self.rates().into_iter().zip(kinds) {
             below += rate;
             if u < below {
                 return kind;
             }
         }
-        Planted::None
+        Cause::None
     }
 }
 
@@ -262,14 +253,14 @@ impl Params {
         let planted = causes.planted(rng.next_f32());
         let gaze_yaw = rng.uniform(-40.0, 40.0);
         let gaze_pitch = rng.uniform(-30.0, 30.0);
-        let eyelid = if planted == Planted::EyelidClosed { rng.uniform(0.0, 0.15) } else { rng.uniform(0.45, 1.0) };
-        let (head_yaw, head_pitch) = if planted == Planted::ExtremeHeadYaw {
+        let eyelid = if planted == Cause::EyelidClosed { rng.uniform(0.0, 0.15) } else { rng.uniform(0.45, 1.0) };
+        let (head_yaw, head_pitch) = if planted == Cause::ExtremeHeadYaw {
             (rng.sign() * rng.uniform(50.0, 70.0), rng.uniform(-15.0, 15.0))
         } else {
             // Normal, clipped well inside the extreme range.
             ((rng.normal() * 10.0).clamp(-30.0, 30.0), rng.normal() * 6.0)
         };
-        let dark = planted == Planted::Underexposed;
+        let dark = planted == Cause::Underexposed;
         let exposure = if dark { rng.uniform(0.08, 0.2) } else { rng.uniform(0.75, 1.25) };
         let contrast = if dark { rng.uniform(0.3, 0.5) } else { rng.uniform(0.8, 1.2) };
         let skin = rng.uniform(0.35, 0.8);
@@ -294,10 +285,10 @@ impl Params {
             noise_seed,
         };
         let g = render::Geometry::of(&p);
-        if planted == Planted::GlareOverPupil {
+        if planted == Cause::GlareOverPupil {
             (p.glare, p.glare_radius) = (rng.uniform(0.85, 1.0), rng.uniform(7.0, 10.0));
             (p.glare_x, p.glare_y) = (g.pupil.0 + rng.uniform(-2.0, 2.0), g.pupil.1 + rng.uniform(-2.0, 2.0));
-        } else if planted == Planted::None && rng.next_f32() < DISTRACTOR_GLARE {
+        } else if planted == Cause::None && rng.next_f32() < DISTRACTOR_GLARE {
             (p.glare, p.glare_radius) = (rng.uniform(0.5, 1.0), rng.uniform(3.0, 7.0));
             // Anywhere on the face clear of the pupil (by 2 px at least): the first such draw.
             loop {
