@@ -169,10 +169,12 @@ struct RunOut {
     ints: BTreeMap<String, ArrayD<i64>>,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Want {
     Outputs,
     Everything,
+    /// These tensors and the graph outputs.
+    Named(Vec<String>),
 }
 
 /// A compiled plan and the ONNX names of its outputs, in order.
@@ -390,6 +392,15 @@ impl Model {
         Ok(Activations { tensors, integers: ints })
     }
 
+    /// As [`Model::run_with_activations`], but only the input, the outputs and the tensors named
+    /// in `names` (sorted, without repeats): the engine fuses the ops whose intermediate results
+    /// nobody asked for.
+    pub fn run_with_named(&self, input: ArrayViewD<'_, f32>, names: &[String]) -> Result<Activations> {
+        let RunOut { floats: mut tensors, ints } = self.run_chunked(input.view(), Want::Named(names.to_vec()))?;
+        tensors.insert(self.info.inputs[0].name.clone(), input.to_owned());
+        Ok(Activations { tensors, integers: ints })
+    }
+
     fn run_chunked(&self, input: ArrayViewD<'_, f32>, want: Want) -> Result<RunOut> {
         let n = input.shape().first().copied().unwrap_or(0);
         if n == 0 {
@@ -458,7 +469,7 @@ impl Model {
     }
 
     fn plan(&self, shape: &[usize], want: Want) -> Result<Compiled> {
-        let key = (shape.to_vec(), want);
+        let key = (shape.to_vec(), want.clone());
         if let Some(p) = self.plans.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(p);
         }
@@ -490,6 +501,14 @@ impl Model {
             Want::Everything => {
                 let mut seen = HashSet::new();
                 let mut names: Vec<String> = self.node_outputs.clone();
+                names.extend(self.info.outputs.iter().map(|o| o.name.clone()));
+                names.retain(|n| seen.insert(n.clone()));
+                names
+            }
+            Want::Named(named) => {
+                let mut seen = HashSet::new();
+                let mut names: Vec<String> =
+                    self.node_outputs.iter().filter(|n| named.binary_search(n).is_ok()).cloned().collect();
                 names.extend(self.info.outputs.iter().map(|o| o.name.clone()));
                 names.retain(|n| seen.insert(n.clone()));
                 names

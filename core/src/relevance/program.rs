@@ -539,6 +539,22 @@ impl Program {
         Ok(Program { steps, input, start, preset, model: path.to_path_buf() })
     }
 
+    /// Every tensor [`Program::propagate`] reads from the forward run, sorted: each step's inputs
+    /// and output, computed pads, and the start tensor.
+    pub fn reads(&self) -> Vec<String> {
+        let mut names: Vec<String> = vec![self.start.clone()];
+        for s in &self.steps {
+            names.extend(s.inputs.iter().cloned());
+            names.push(s.output.clone());
+            if let StepKind::Pad(PadSource::Tensor(t)) = &s.kind {
+                names.push(t.clone());
+            }
+        }
+        names.sort_unstable();
+        names.dedup();
+        names
+    }
+
     /// Propagates `start_relevance` (shaped like the start tensor) back to the input through the
     /// activations of one forward run, returning the relevance of every tensor visited.
     pub fn propagate(
