@@ -236,10 +236,15 @@ pub fn warn_memory(model: &hudd_core::Model, batch_size: usize, threads: Option<
 /// The most bytes of heatmaps `hudd analyze` holds in memory: `gb` gigabytes, or half the memory
 /// available now (no limit where that is not known).
 pub fn heatmap_memory(gb: Option<f64>) -> Result<Option<u64>> {
+    memory_limit(gb, available_memory)
+}
+
+/// [`heatmap_memory`] with the available memory from `available` (read only when no limit is given).
+fn memory_limit(gb: Option<f64>, available: impl FnOnce() -> Option<u64>) -> Result<Option<u64>> {
     match gb {
         Some(gb) if gb.is_finite() && gb > 0.0 => Ok(Some((gb * 1e9) as u64)),
         Some(_) => bail!("--heatmap-memory must be a positive number of gigabytes"),
-        None => Ok(available_memory().map(|a| a / 2)),
+        None => Ok(available().map(|a| a / 2)),
     }
 }
 
@@ -346,6 +351,14 @@ mod tests {
         assert_eq!(heatmap_memory(Some(2.5)).unwrap(), Some(2_500_000_000));
         assert!(heatmap_memory(Some(0.0)).is_err());
         assert!(heatmap_memory(Some(f64::NAN)).is_err());
-        assert_eq!(heatmap_memory(None).unwrap(), available_memory().map(|a| a / 2));
+        // The available memory changes from one reading to the next (other processes, other
+        // tests): the default is checked on a given value.
+        assert_eq!(memory_limit(None, || Some(12_000_000_000)).unwrap(), Some(6_000_000_000));
+        assert_eq!(memory_limit(None, || None).unwrap(), None, "no limit where the memory is not known");
+        assert_eq!(
+            memory_limit(Some(1.0), || unreachable!("not read when a limit is given")).unwrap(),
+            Some(1_000_000_000)
+        );
+        assert!(available_memory().is_some_and(|a| a > 0), "MemAvailable is read on Linux");
     }
 }
