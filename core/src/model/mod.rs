@@ -434,16 +434,17 @@ impl Model {
             let tensor: Tensor = part.into();
             let values = state.run(tvec!(tensor.into())).map_err(|e| self.inference_error(n, format!("{e:#}")))?;
             for (name, value) in names.iter().zip(values) {
-                let t = value.into_tensor();
-                if t.datum_type() != f32::datum_type() {
+                if value.datum_type() != f32::datum_type() {
                     if start == 0 {
+                        let t = value.into_tensor();
                         if let Ok(i) = t.cast_to::<i64>().and_then(|c| c.into_owned().into_plain_array::<i64>()) {
                             out.ints.insert(name.clone(), i);
                         }
                     }
                     continue;
                 }
-                let a = t.into_plain_array::<f32>().map_err(|e| self.inference_error(n, format!("{e:#}")))?;
+                // Read in place: the values are copied once, into the batch's array below.
+                let a = value.to_plain_array_view::<f32>().map_err(|e| self.inference_error(n, format!("{e:#}")))?;
                 if a.ndim() == 0 || a.shape()[0] != chunk {
                     // Not batched (e.g. a shape computation); not an activation.
                     continue;
