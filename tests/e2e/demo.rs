@@ -32,7 +32,7 @@ fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
     assert!(causes.causes.iter().map(|(_, n)| n).sum::<usize>() <= errors);
     assert!(report.layers.iter().all(|l| l.causes.is_some()), "every layer is scored");
     assert!(text.contains("known causes (column `cause`, never an explanation): purity"), "{text}");
-    // The feature path on the same heatmaps, printed side by side with HUDD's and in the report.
+    // The feature path on the model's features of the same images, beside HUDD's and in the report.
     assert!(text.contains("the feature-space path on the model's features"), "{text}");
     let side = text.lines().find(|l| l.trim_start().starts_with("purity ")).unwrap_or_else(|| panic!("{text}"));
     assert_eq!(side.split_whitespace().count(), 3, "purity of both paths: {side}");
