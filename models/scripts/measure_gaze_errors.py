@@ -59,6 +59,12 @@ def main():
     wrong = np.array([CLASSES[p] != r["label"] for p, r in zip(predicted, rows)])
     planted = np.array([r["cause"] not in ("sector-border", "none") for r in rows])
     distance = np.array([border_distance(float(r["gaze_yaw"]), float(r["gaze_pitch"])) for r in rows])
+    # `border_distance` restates `Params::gaze_border_distance`: the simulator's own `cause` column
+    # must agree with it (every sector-border image closer to a border than every `none` image).
+    border = np.array([r["cause"] == "sector-border" for r in rows])
+    none = np.array([r["cause"] == "none" for r in rows])
+    if distance[border].max() >= distance[none].min():
+        sys.exit("border_distance disagrees with the simulator's cause column; update it from models/sim/src/lib.rs")
 
     def rate(mask):
         return {"images": int(mask.sum()), "error_rate": round(float(wrong[mask].mean()), 4) if mask.any() else None}

@@ -94,13 +94,10 @@ fn feature_path(
     bars: &Bars,
 ) -> Result<hudd_core::cluster::report::Clustering> {
     let test = outcome.evaluation.split(hudd_core::Split::Test).context("the evaluation has no test split")?;
-    let evaluator = hudd_core::evaluate::Evaluator::new(model, data, config)?;
-    let explainer = hudd_core::relevance::Explainer::new(
-        model,
-        &evaluator.input_spec().domain(),
-        evaluator.output_name(),
-        Preset::Hudd,
-    )?;
+    // The analysis has checked that the configuration fits the model.
+    let spec = config.input_spec(model.info())?;
+    let output = &model.info().outputs[config.task.output_index(model.info())?].name;
+    let explainer = hudd_core::relevance::Explainer::new(model, &spec.domain(), output, Preset::Hudd)?;
     let options = HeatmapOptions {
         preset: Preset::Hudd,
         layers: Layers::Names(vec![FEATURE_LAYER.into()]),
@@ -110,7 +107,7 @@ fn feature_path(
         dtype: Dtype::F32,
     };
     let images = hudd_core::analyze::wrong_images(data, test);
-    let set = hudd_core::heatmaps::compute(&explainer, evaluator.input_spec(), &images, &options, bars)
+    let set = hudd_core::heatmaps::compute(&explainer, &spec, &images, &options, bars)
         .with_context(|| format!("computing the activations at {FEATURE_LAYER}"))?;
     let metadata = hudd_core::analyze::metadata_of(set.images(), &outcome.evaluation, test, &data.columns);
     let options = ClusterOptions {

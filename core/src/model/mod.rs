@@ -497,24 +497,17 @@ impl Model {
         }
         let mut model = self.parsed.clone();
         model.set_input_fact(0, f32::fact(shape).into()).map_err(prep)?;
-        let wanted: Vec<String> = match want {
-            Want::Outputs => self.info.outputs.iter().map(|o| o.name.clone()).collect(),
-            Want::Everything => {
-                let mut seen = HashSet::new();
-                let mut names: Vec<String> = self.node_outputs.clone();
-                names.extend(self.info.outputs.iter().map(|o| o.name.clone()));
-                names.retain(|n| seen.insert(n.clone()));
-                names
-            }
+        // The node outputs asked for, in graph order, then the graph outputs, each once.
+        let mut wanted: Vec<String> = match want {
+            Want::Outputs => Vec::new(),
+            Want::Everything => self.node_outputs.clone(),
             Want::Named(named) => {
-                let mut seen = HashSet::new();
-                let mut names: Vec<String> =
-                    self.node_outputs.iter().filter(|n| named.binary_search(n).is_ok()).cloned().collect();
-                names.extend(self.info.outputs.iter().map(|o| o.name.clone()));
-                names.retain(|n| seen.insert(n.clone()));
-                names
+                self.node_outputs.iter().filter(|n| named.binary_search(n).is_ok()).cloned().collect()
             }
         };
+        wanted.extend(self.info.outputs.iter().map(|o| o.name.clone()));
+        let mut seen = HashSet::new();
+        wanted.retain(|n| seen.insert(n.clone()));
         let names = select_named_outputs(&mut model, wanted).map_err(prep)?;
         let typed = model.into_typed().map_err(prep)?;
         let optimized = typed.into_optimized().map_err(prep)?;
