@@ -42,6 +42,21 @@ impl Window {
         })
     }
 
+    /// The real (unpadded) positions of window `o` along `axis` of an input `size` long: the first
+    /// position and how many kernel positions land inside (consecutive ones, `dilations` apart).
+    fn span(&self, o: usize, axis: usize, size: usize) -> (usize, usize) {
+        let start = (o * self.strides[axis]) as isize - self.pads[axis] as isize;
+        let d = self.dilations[axis] as isize;
+        // The first kernel index k with start + k·d ≥ 0, and the end of those with start + k·d < size.
+        let first = if start >= 0 { 0 } else { ((-start) + d - 1) / d };
+        let end = if (size as isize) > start { ((size as isize - start) + d - 1) / d } else { 0 };
+        let (first, end) = (first as usize, (end as usize).min(self.kernel[axis]));
+        if first >= end {
+            return (0, 0);
+        }
+        ((start + first as isize * d) as usize, end - first)
+    }
+
     /// Number of window positions counted by the average, ONNX `count_include_pad` semantics:
     /// with it, positions in the explicit padding count (but not those beyond it, as PyTorch).
     fn count(&self, oh: usize, ow: usize, h: usize, w: usize, include_pad: bool) -> usize {
@@ -72,25 +87,33 @@ pub fn max_pool_relevance(window: &Window, x: &ArrayD<f32>, r_out: &ArrayD<f32>)
     let mut r_in = Array4::<f32>::zeros((n, c, h, w));
     let (xs, rs) = (x.as_slice().expect("standard layout"), r_out.as_slice().expect("standard layout"));
     let planes = r_in.as_slice_mut().expect("new array");
+    // Each window's real (unpadded) positions are a range of kernel rows times a range of kernel
+    // columns, computed once per output row and column instead of filtered per position.
+    let rows: Vec<_> = (0..oh_n).map(|oh| window.span(oh, 0, h)).collect();
+    let cols: Vec<_> = (0..ow_n).map(|ow| window.span(ow, 1, w)).collect();
+    let [dh, dw] = window.dilations;
     planes.par_chunks_mut((h * w).max(1)).enumerate().for_each(|(p, dst)| {
         let plane = &xs[p * h * w..(p + 1) * h * w];
         let rel = &rs[p * oh_n * ow_n..(p + 1) * oh_n * ow_n];
-        for oh in 0..oh_n {
-            for ow in 0..ow_n {
+        for (oh, &(ih0, ki)) in rows.iter().enumerate() {
+            for (ow, &(iw0, kj)) in cols.iter().enumerate() {
                 let r = rel[oh * ow_n + ow];
-                if r == 0.0 {
+                if r == 0.0 || ki == 0 || kj == 0 {
                     continue;
                 }
-                let mut best: Option<(usize, f32)> = None;
-                for (ih, iw) in window.positions(oh, ow, h, w) {
-                    let v = plane[ih * w + iw];
-                    if best.is_none_or(|(_, m)| v > m || (m.is_nan() && !v.is_nan())) {
-                        best = Some((ih * w + iw, v));
+                // Row-major over the window, the first maximum wins; a number beats NaN.
+                let mut at = ih0 * w + iw0;
+                let mut best = plane[at];
+                for i in 0..ki {
+                    let row = (ih0 + i * dh) * w + iw0;
+                    for j in 0..kj {
+                        let v = plane[row + j * dw];
+                        if v > best || (best.is_nan() && !v.is_nan()) {
+                            (at, best) = (row + j * dw, v);
+                        }
                     }
                 }
-                if let Some((at, _)) = best {
-                    dst[at] += r;
-                }
+                dst[at] += r;
             }
         }
     });
@@ -192,6 +215,49 @@ mod tests {
         let out = max_pool_relevance(&win(3, 1, 0, 2), &x, &r);
         assert_eq!(out[[0, 0, 1, 2]], 4.0);
         assert_eq!(out.sum(), 4.0);
+    }
+
+    /// The definition: every window's positions filtered one by one, the first maximum wins.
+    fn max_pool_relevance_naive(window: &Window, x: &ArrayD<f32>, r: &ArrayD<f32>) -> ArrayD<f32> {
+        let (x, r) = (as4(x), as4(r));
+        let (n, c, h, w) = x.dim();
+        let mut out = Array4::<f32>::zeros((n, c, h, w));
+        for ((b, ch, oh, ow), &rv) in r.indexed_iter() {
+            let mut best: Option<((usize, usize), f32)> = None;
+            for (i, j) in window.positions(oh, ow, h, w) {
+                let v = x[[b, ch, i, j]];
+                if best.is_none_or(|(_, m)| v > m || (m.is_nan() && !v.is_nan())) {
+                    best = Some(((i, j), v));
+                }
+            }
+            if let Some(((i, j), _)) = best {
+                out[[b, ch, i, j]] += rv;
+            }
+        }
+        out.into_dyn()
+    }
+
+    #[test]
+    fn max_pool_routing_matches_the_definition_for_any_geometry() {
+        // Strides, pads (uneven, and ceil-mode outputs whose last windows overhang the input),
+        // dilations, ties (values rounded to a coarse grid) and NaNs.
+        let cases = [
+            ([3, 3], [2, 2], [0, 0, 0, 0], [1, 1], [9, 9], [4, 4]),
+            ([3, 3], [2, 2], [1, 1, 1, 1], [1, 1], [8, 8], [4, 4]),
+            ([2, 3], [1, 2], [0, 1, 1, 0], [1, 1], [5, 7], [5, 4]),
+            ([3, 3], [2, 2], [0, 0, 0, 0], [1, 1], [8, 8], [4, 4]),
+            ([2, 2], [1, 1], [1, 1, 1, 1], [2, 2], [6, 5], [5, 4]),
+            ([3, 2], [3, 3], [2, 0, 2, 1], [2, 1], [7, 7], [3, 3]),
+        ];
+        for (seed, (kernel, strides, pads, dilations, [h, w], output)) in cases.into_iter().enumerate() {
+            let window = Window { kernel, strides, pads, dilations, output };
+            let mut x = tensor(&[2, 3, h, w], seed as u64).mapv(|v| (v * 4.0).round());
+            x.iter_mut().step_by(11).for_each(|v| *v = f32::NAN);
+            let r = tensor(&[2, 3, output[0], output[1]], 100 + seed as u64);
+            let fast = max_pool_relevance(&window, &x, &r);
+            let naive = max_pool_relevance_naive(&window, &x, &r);
+            assert_eq!(fast, naive, "case {seed}: {window:?}");
+        }
     }
 
     #[test]
