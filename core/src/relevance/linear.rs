@@ -113,9 +113,18 @@ pub trait LinearMap: Sync {
 }
 
 fn add_bias(y: &mut ArrayD<f32>, bias: Option<&Array1<f32>>) {
-    if let Some(b) = bias {
-        for (c, mut lane) in y.axis_iter_mut(Axis(1)).enumerate() {
-            lane += b[c];
+    let Some(b) = bias else { return };
+    let channels = y.shape().get(1).copied().unwrap_or(0);
+    let plane = y.len() / (y.shape()[0] * channels).max(1);
+    match y.as_slice_mut() {
+        // Standard layout (what the products return): one contiguous plane per image and channel.
+        Some(all) if plane > 0 => all.chunks_exact_mut(plane).zip(b.iter().cycle()).for_each(|(p, &v)| {
+            p.iter_mut().for_each(|x| *x += v);
+        }),
+        _ => {
+            for (c, mut lane) in y.axis_iter_mut(Axis(1)).enumerate() {
+                lane += b[c];
+            }
         }
     }
 }
@@ -662,6 +671,25 @@ pub(crate) mod tests {
                 6,
             ),
         ]
+    }
+
+    #[test]
+    fn the_bias_goes_to_its_channel_in_any_layout() {
+        for shape in [&[3, 4, 5, 2][..], &[3, 4][..], &[2, 4, 1, 1][..]] {
+            let y = tensor(shape, 1);
+            let b = Array1::from(values(4, 2));
+            let mut expected = y.clone();
+            expected.indexed_iter_mut().for_each(|(i, v)| *v += b[i[1]]);
+            let mut standard = y.clone();
+            add_bias(&mut standard, Some(&b));
+            assert_eq!(standard, expected, "standard layout {shape:?}");
+            // Not in standard layout: a reversed batch axis.
+            let mut reversed = y.clone();
+            reversed.invert_axis(Axis(0));
+            add_bias(&mut reversed, Some(&b));
+            reversed.invert_axis(Axis(0));
+            assert_eq!(reversed, expected, "other layout {shape:?}");
+        }
     }
 
     #[test]
