@@ -5,8 +5,7 @@
 //! [`NoWeights`]. Rules modify parameters through [`Params::modified`].
 
 use ndarray::{
-    s, Array, Array1, Array2, ArrayD, ArrayView2, ArrayView3, ArrayViewMut2, ArrayViewMut3, Axis, Dimension, Ix2, Ix4,
-    IxDyn,
+    s, Array, Array1, Array2, ArrayD, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Dimension, Ix2, Ix4, IxDyn,
 };
 use rayon::prelude::*;
 
@@ -219,6 +218,29 @@ fn chunking(images: usize, per_image: usize) -> (usize, Threads) {
     (chunk, Threads::for_products(images.div_ceil(chunk)))
 }
 
+thread_local! {
+    /// Each thread's reusable buffer for column matrices (see [`with_scratch`]).
+    static SCRATCH: std::cell::Cell<Vec<f32>> = const { std::cell::Cell::new(Vec::new()) };
+}
+
+/// Runs `f` on `len` floats of this thread's scratch buffer (their values are left over from an
+/// earlier use: `f` must write before it reads). Reusing it saves zeroing tens of MB per product
+/// and faulting fresh pages in. A nested call (rayon may run another chunk on this thread while a
+/// product waits) finds the buffer taken and uses a new one.
+fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
+    let mut buf = SCRATCH.with(|cell| cell.take());
+    if buf.len() < len {
+        buf.resize(len, 0.0);
+    }
+    let out = f(&mut buf[..len]);
+    SCRATCH.with(|cell| {
+        // Keep the larger of this buffer and one a nested call may have put back.
+        let other = cell.take();
+        cell.set(if other.len() > buf.len() { other } else { buf });
+    });
+    out
+}
+
 impl Conv2d {
     /// Output height and width for an input of height and width `hw`.
     pub fn output_hw(&self, hw: [usize; 2]) -> [usize; 2] {
@@ -285,21 +307,21 @@ impl Conv2d {
         }
     }
 
-    /// Adds columns back into one image's group (the transpose of [`Self::im2col_into`]).
-    fn col2im(
-        &self,
-        cols: ArrayView2<'_, f32>,
-        dx: &mut ArrayViewMut3<'_, f32>,
-        c0: usize,
-        cg: usize,
-        out: [usize; 2],
-    ) {
+    /// Adds columns back into one image's group (the transpose of [`Self::im2col_into`]); `dx`
+    /// is the image's gradient in standard layout (`[c, h, w]`, contiguous).
+    fn col2im(&self, cols: ArrayView2<'_, f32>, dx: &mut [f32], hw: [usize; 2], c0: usize, cg: usize, out: [usize; 2]) {
         let [kh, kw] = self.kernel;
-        let (h, w) = (dx.shape()[1], dx.shape()[2]);
+        let [h, w] = hw;
         let [ho, wo] = out;
+        let (sh, sw) = (self.strides[0], self.strides[1]);
         for c in 0..cg {
-            let mut plane = dx.index_axis_mut(Axis(0), c0 + c);
+            let plane = &mut dx[(c0 + c) * h * w..(c0 + c + 1) * h * w];
             for i in 0..kh {
+                // The output rows whose input row lies inside the image, as for the columns.
+                let offset = i * self.dilations[0];
+                let oh_lo = if offset >= self.pads[0] { 0 } else { (self.pads[0] - offset).div_ceil(sh) };
+                let oh_hi =
+                    if h + self.pads[0] > offset { ((h + self.pads[0] - offset - 1) / sh + 1).min(ho) } else { 0 };
                 for j in 0..kw {
                     let src = cols.row((c * kh + i) * kw + j);
                     let src = src.as_slice().expect("column rows are contiguous");
@@ -307,20 +329,16 @@ impl Conv2d {
                     if lo == hi {
                         continue;
                     }
-                    for oh in 0..ho {
-                        let ih = (oh * self.strides[0] + i * self.dilations[0]) as isize - self.pads[0] as isize;
-                        if ih < 0 || ih >= h as isize {
-                            continue;
-                        }
-                        let mut dst = plane.row_mut(ih as usize);
-                        let dst = dst.as_slice_mut().expect("standard-layout gradient");
+                    for oh in oh_lo..oh_hi {
+                        let ih = oh * sh + offset - self.pads[0];
                         let row = &src[oh * wo + lo..oh * wo + hi];
-                        if self.strides[1] == 1 {
-                            for (d, v) in dst[iw0..iw0 + row.len()].iter_mut().zip(row) {
+                        let dst = &mut plane[ih * w + iw0..];
+                        if sw == 1 {
+                            for (d, v) in dst[..row.len()].iter_mut().zip(row) {
                                 *d += v;
                             }
                         } else {
-                            for (d, v) in dst[iw0..].iter_mut().step_by(self.strides[1]).zip(row) {
+                            for (d, v) in dst.iter_mut().step_by(sw).zip(row) {
                                 *d += v;
                             }
                         }
@@ -503,24 +521,27 @@ impl Conv2d {
                 let (b0, nb) = (ci * chunk, ych.shape()[0]);
                 // `chunk` images wide even when fewer remain: the padding columns stay zero.
                 let mut cols = Array2::<f32>::zeros((k, chunk * hw));
-                let mut z = Array2::<f32>::zeros((cog, chunk * hw));
-                for g in 0..self.groups {
-                    for i in 0..nb {
-                        let block = cols.slice_mut(s![.., i * hw..(i + 1) * hw]);
-                        self.im2col_into(x4.index_axis(Axis(0), b0 + i), g * cg, cg, out, block);
-                    }
-                    matmul(z.view_mut(), self.weight_matrix(&w.view(), g), cols.view(), false, threads);
-                    for i in 0..nb {
-                        let mut dst = ych.slice_mut(s![i, g * cog..(g + 1) * cog, .., ..]);
-                        let src = z.slice(s![.., i * hw..(i + 1) * hw]);
-                        for (mut d, s) in dst.outer_iter_mut().zip(src.outer_iter()) {
-                            // One channel's plane (`d` is standard layout, `s` one contiguous row).
-                            d.as_slice_mut()
-                                .expect("standard-layout output")
-                                .copy_from_slice(s.as_slice().expect("row"));
+                with_scratch(cog * chunk * hw, |z| {
+                    // Every cell is written by the product (it does not read its destination).
+                    let mut z = ArrayViewMut2::from_shape((cog, chunk * hw), z).expect("scratch length");
+                    for g in 0..self.groups {
+                        for i in 0..nb {
+                            let block = cols.slice_mut(s![.., i * hw..(i + 1) * hw]);
+                            self.im2col_into(x4.index_axis(Axis(0), b0 + i), g * cg, cg, out, block);
+                        }
+                        matmul(z.view_mut(), self.weight_matrix(&w.view(), g), cols.view(), false, threads);
+                        for i in 0..nb {
+                            let mut dst = ych.slice_mut(s![i, g * cog..(g + 1) * cog, .., ..]);
+                            let src = z.slice(s![.., i * hw..(i + 1) * hw]);
+                            for (mut d, s) in dst.outer_iter_mut().zip(src.outer_iter()) {
+                                // One channel's plane (`d` is standard layout, `s` one contiguous row).
+                                d.as_slice_mut()
+                                    .expect("standard-layout output")
+                                    .copy_from_slice(s.as_slice().expect("row"));
+                            }
                         }
                     }
-                }
+                });
             },
         );
         y.into_dyn()
@@ -536,31 +557,39 @@ impl Conv2d {
         let hw = out[0] * out[1];
         let k = cg * self.kernel[0] * self.kernel[1];
         let s4 = s.view().into_dimensionality::<Ix4>().expect("NCHW relevance");
-        let mut dx = ndarray::Array4::<f32>::zeros((n, c, input_shape[2], input_shape[3]));
+        let (h, wi) = (input_shape[2], input_shape[3]);
+        let mut dx = ndarray::Array4::<f32>::zeros((n, c, h, wi));
         let (chunk, threads) = chunking(n, k * hw);
         dx.axis_chunks_iter_mut(Axis(0), chunk).collect::<Vec<_>>().into_par_iter().enumerate().for_each(
             |(ci, mut dch)| {
                 let (b0, nb) = (ci * chunk, dch.shape()[0]);
                 // `chunk` images wide even when fewer remain: the padding columns stay zero.
                 let mut sg = Array2::<f32>::zeros((cog, chunk * hw));
-                let mut cols = Array2::<f32>::zeros((k, chunk * hw));
-                for g in 0..self.groups {
-                    for i in 0..nb {
-                        let src = s4.slice(s![b0 + i, g * cog..(g + 1) * cog, .., ..]);
-                        let mut dst = sg.slice_mut(s![.., i * hw..(i + 1) * hw]);
-                        for (mut d, s) in dst.outer_iter_mut().zip(src.outer_iter()) {
-                            // One channel's plane, row by row (any input layout).
-                            for (d, s) in d.iter_mut().zip(s.iter()) {
-                                *d = *s;
+                with_scratch(k * chunk * hw, |cols| {
+                    // Every cell is written by the product (it does not read its destination).
+                    let mut cols = ArrayViewMut2::from_shape((k, chunk * hw), cols).expect("scratch length");
+                    for g in 0..self.groups {
+                        for i in 0..nb {
+                            let src = s4.slice(s![b0 + i, g * cog..(g + 1) * cog, .., ..]);
+                            let mut dst = sg.slice_mut(s![.., i * hw..(i + 1) * hw]);
+                            for (mut d, s) in dst.outer_iter_mut().zip(src.outer_iter()) {
+                                // One channel's plane: one copy when contiguous, else row by row.
+                                match (d.as_slice_mut(), s.as_slice()) {
+                                    (Some(d), Some(s)) => d.copy_from_slice(s),
+                                    (Some(d), None) => d.iter_mut().zip(s.iter()).for_each(|(d, s)| *d = *s),
+                                    _ => unreachable!("a row of a standard-layout matrix is contiguous"),
+                                }
                             }
                         }
+                        matmul(cols.view_mut(), self.weight_matrix(&w.view(), g).t(), sg.view(), false, threads);
+                        for i in 0..nb {
+                            let block = cols.slice(s![.., i * hw..(i + 1) * hw]);
+                            let mut image = dch.index_axis_mut(Axis(0), i);
+                            let image = image.as_slice_mut().expect("new gradient array");
+                            self.col2im(block, image, [h, wi], g * cg, cg, out);
+                        }
                     }
-                    matmul(cols.view_mut(), self.weight_matrix(&w.view(), g).t(), sg.view(), false, threads);
-                    for i in 0..nb {
-                        let block = cols.slice(s![.., i * hw..(i + 1) * hw]);
-                        self.col2im(block, &mut dch.index_axis_mut(Axis(0), i), g * cg, cg, out);
-                    }
-                }
+                });
             },
         );
         dx.into_dyn()
@@ -669,6 +698,11 @@ pub(crate) mod tests {
                 Conv2d { strides: [1, 1], pads: [0, 0, 0, 0], dilations: [1, 1], groups: 2, kernel: [1, 1] },
                 [1, 4, 3, 3],
                 6,
+            ),
+            (
+                Conv2d { strides: [3, 2], pads: [2, 0, 1, 1], dilations: [2, 1], groups: 1, kernel: [3, 3] },
+                [2, 3, 9, 7],
+                2,
             ),
         ]
     }
