@@ -704,6 +704,11 @@ pub(crate) mod tests {
                 [2, 3, 9, 7],
                 2,
             ),
+            (
+                Conv2d { strides: [1, 1], pads: [2, 2, 0, 2], dilations: [1, 2], groups: 1, kernel: [2, 3] },
+                [1, 2, 5, 6],
+                3,
+            ),
         ]
     }
 
