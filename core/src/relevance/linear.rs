@@ -226,18 +226,22 @@ thread_local! {
 /// Runs `f` on `len` floats of this thread's scratch buffer (their values are left over from an
 /// earlier use: `f` must write before it reads). Reusing it saves zeroing tens of MB per product
 /// and faulting fresh pages in. A nested call (rayon may run another chunk on this thread while a
-/// product waits) finds the buffer taken and uses a new one.
+/// product waits) finds the buffer taken and uses a new one. Buffers longer than
+/// [`CHUNK_ELEMENTS`] (one large image's columns) are not kept: the thread would hold them for the
+/// rest of the process, into stages that need the memory.
 fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     let mut buf = SCRATCH.with(|cell| cell.take());
     if buf.len() < len {
         buf.resize(len, 0.0);
     }
     let out = f(&mut buf[..len]);
-    SCRATCH.with(|cell| {
-        // Keep the larger of this buffer and one a nested call may have put back.
-        let other = cell.take();
-        cell.set(if other.len() > buf.len() { other } else { buf });
-    });
+    if buf.len() <= CHUNK_ELEMENTS {
+        SCRATCH.with(|cell| {
+            // Keep the larger of this buffer and one a nested call may have put back.
+            let other = cell.take();
+            cell.set(if other.len() > buf.len() { other } else { buf });
+        });
+    }
     out
 }
 
@@ -573,11 +577,11 @@ impl Conv2d {
                             let src = s4.slice(s![b0 + i, g * cog..(g + 1) * cog, .., ..]);
                             let mut dst = sg.slice_mut(s![.., i * hw..(i + 1) * hw]);
                             for (mut d, s) in dst.outer_iter_mut().zip(src.outer_iter()) {
-                                // One channel's plane: one copy when contiguous, else row by row.
-                                match (d.as_slice_mut(), s.as_slice()) {
-                                    (Some(d), Some(s)) => d.copy_from_slice(s),
-                                    (Some(d), None) => d.iter_mut().zip(s.iter()).for_each(|(d, s)| *d = *s),
-                                    _ => unreachable!("a row of a standard-layout matrix is contiguous"),
+                                // One channel's plane: one copy when contiguous (any input layout).
+                                let d = d.as_slice_mut().expect("rows of a new matrix are contiguous");
+                                match s.as_slice() {
+                                    Some(s) => d.copy_from_slice(s),
+                                    None => d.iter_mut().zip(s.iter()).for_each(|(d, s)| *d = *s),
                                 }
                             }
                         }
@@ -710,6 +714,32 @@ pub(crate) mod tests {
                 3,
             ),
         ]
+    }
+
+    #[test]
+    fn scratch_is_reused_nested_calls_get_their_own_and_large_ones_are_not_kept() {
+        // A new thread: its scratch starts empty whatever other tests did.
+        std::thread::spawn(|| {
+            let first = with_scratch(10, |b| {
+                b.fill(1.0);
+                b.as_ptr() as usize
+            });
+            let again = with_scratch(8, |b| b.as_ptr() as usize);
+            assert_eq!(first, again, "the buffer is reused");
+            with_scratch(4, |outer| {
+                with_scratch(4, |inner| assert_ne!(outer.as_ptr(), inner.as_ptr(), "a nested call's own buffer"));
+            });
+            with_scratch(CHUNK_ELEMENTS + 1, |b| b[CHUNK_ELEMENTS] = 2.0);
+            let kept = SCRATCH.with(|cell| {
+                let buf = cell.take();
+                let len = buf.len();
+                cell.set(buf);
+                len
+            });
+            assert!(kept <= CHUNK_ELEMENTS, "a buffer of {kept} floats stayed with the thread");
+        })
+        .join()
+        .unwrap();
     }
 
     #[test]
