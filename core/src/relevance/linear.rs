@@ -255,14 +255,15 @@ impl Conv2d {
         [(hp.saturating_sub(eh)) / self.strides[0] + 1, (wp.saturating_sub(ew)) / self.strides[1] + 1]
     }
 
-    /// For kernel column `j`: the output columns `lo..hi` whose input column lies inside the image
-    /// (the others read padding), and the input column of output column `lo`.
-    fn valid_columns(&self, j: usize, w: usize, wo: usize) -> (usize, usize, usize) {
-        let (stride, offset) = (self.strides[1], j * self.dilations[1]);
-        let pad = self.pads[1];
-        // iw = ow·stride + offset − pad must satisfy 0 ≤ iw < w.
+    /// For kernel index `k` along `axis` (0 rows, 1 columns): the outputs `lo..hi` whose input
+    /// lies inside the image, `len` long (the others read padding), among `out` outputs, and the
+    /// input index of output `lo`.
+    fn valid_outputs(&self, axis: usize, k: usize, len: usize, out: usize) -> (usize, usize, usize) {
+        let (stride, offset) = (self.strides[axis], k * self.dilations[axis]);
+        let pad = self.pads[axis];
+        // i = o·stride + offset − pad must satisfy 0 ≤ i < len.
         let lo = if offset >= pad { 0 } else { (pad - offset).div_ceil(stride) };
-        let hi = if w + pad > offset { ((w + pad - offset - 1) / stride + 1).min(wo) } else { 0 };
+        let hi = if len + pad > offset { ((len + pad - offset - 1) / stride + 1).min(out) } else { 0 };
         let lo = lo.min(hi);
         (lo, hi, (lo * stride + offset).saturating_sub(pad))
     }
@@ -286,7 +287,7 @@ impl Conv2d {
                 for j in 0..kw {
                     let mut dst = cols.row_mut((c * kh + i) * kw + j);
                     let dst = dst.as_slice_mut().expect("column rows are contiguous");
-                    let (lo, hi, iw0) = self.valid_columns(j, w, wo);
+                    let (lo, hi, iw0) = self.valid_outputs(1, j, w, wo);
                     for oh in 0..ho {
                         let row = &mut dst[oh * wo..(oh + 1) * wo];
                         let ih = (oh * self.strides[0] + i * self.dilations[0]) as isize - self.pads[0] as isize;
@@ -321,20 +322,16 @@ impl Conv2d {
         for c in 0..cg {
             let plane = &mut dx[(c0 + c) * h * w..(c0 + c + 1) * h * w];
             for i in 0..kh {
-                // The output rows whose input row lies inside the image, as for the columns.
-                let offset = i * self.dilations[0];
-                let oh_lo = if offset >= self.pads[0] { 0 } else { (self.pads[0] - offset).div_ceil(sh) };
-                let oh_hi =
-                    if h + self.pads[0] > offset { ((h + self.pads[0] - offset - 1) / sh + 1).min(ho) } else { 0 };
+                let (oh_lo, oh_hi, ih0) = self.valid_outputs(0, i, h, ho);
                 for j in 0..kw {
                     let src = cols.row((c * kh + i) * kw + j);
                     let src = src.as_slice().expect("column rows are contiguous");
-                    let (lo, hi, iw0) = self.valid_columns(j, w, wo);
+                    let (lo, hi, iw0) = self.valid_outputs(1, j, w, wo);
                     if lo == hi {
                         continue;
                     }
                     for oh in oh_lo..oh_hi {
-                        let ih = oh * sh + offset - self.pads[0];
+                        let ih = ih0 + (oh - oh_lo) * sh;
                         let row = &src[oh * wo + lo..oh * wo + hi];
                         let dst = &mut plane[ih * w + iw0..];
                         if sw == 1 {
