@@ -962,7 +962,7 @@ fn explain_batch(
             layers.iter().all(|l| {
                 let row = l.index_axis(ndarray::Axis(0), i);
                 match row.as_slice() {
-                    Some(values) => values.iter().all(|v| v.is_finite()),
+                    Some(values) => all_finite(values),
                     None => row.iter().all(|v| v.is_finite()),
                 }
             })
@@ -981,6 +981,16 @@ fn explain_batch(
     Ok(Batch { images: finite.iter().map(|&i| used[i].image.clone()).collect(), skipped, layers })
 }
 
+/// Whether every value is finite. Tests the exponent bits a block at a time without stopping at
+/// each value, so the loop vectorises (an early exit per value made this check 2 % of the
+/// AlexNet-like model's heatmap time).
+fn all_finite(values: &[f32]) -> bool {
+    const EXPONENT: u32 = 0x7f80_0000;
+    values
+        .chunks(1024)
+        .all(|block| block.iter().fold(0u32, |acc, v| acc | u32::from(v.to_bits() & EXPONENT == EXPONENT)) == 0)
+}
+
 /// The skip reason of an image whose relevance holds NaN or ±inf at some layer.
 pub const NON_FINITE_HEATMAP: &str =
     "its relevance is NaN or infinite at some layer (the model's output or a rule's denominator); not clustered";
@@ -988,6 +998,23 @@ pub const NON_FINITE_HEATMAP: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn all_finite_finds_any_nan_or_infinity_anywhere() {
+        let mut values = vec![1.5f32; 3000];
+        values[17] = -0.0;
+        values[2999] = f32::MAX;
+        values[5] = f32::MIN_POSITIVE / 2.0; // subnormal
+        assert!(all_finite(&values));
+        assert!(all_finite(&[]));
+        for bad in [f32::NAN, f32::INFINITY, f32::NEG_INFINITY] {
+            for at in [0, 1023, 1024, 2999] {
+                let mut v = values.clone();
+                v[at] = bad;
+                assert!(!all_finite(&v), "{bad} at {at}");
+            }
+        }
+    }
     use crate::model::Model;
     use crate::progress::Silent;
 
