@@ -998,6 +998,8 @@ pub const NON_FINITE_HEATMAP: &str =
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Model;
+    use crate::progress::Silent;
 
     #[test]
     fn all_finite_finds_any_nan_or_infinity_anywhere() {
@@ -1015,8 +1017,6 @@ mod tests {
             }
         }
     }
-    use crate::model::Model;
-    use crate::progress::Silent;
 
     /// A sink that fails on its `fail_at`-th batch, counting what it was given.
     struct Failing {

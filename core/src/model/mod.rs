@@ -387,16 +387,19 @@ impl Model {
     /// Runs the model on a batch and returns the input, every intermediate float activation and the
     /// outputs, by ONNX tensor name, in one forward run.
     pub fn run_with_activations(&self, input: ArrayViewD<'_, f32>) -> Result<Activations> {
-        let RunOut { floats: mut tensors, ints } = self.run_chunked(input.view(), Want::Everything)?;
-        tensors.insert(self.info.inputs[0].name.clone(), input.to_owned());
-        Ok(Activations { tensors, integers: ints })
+        self.run_keeping(input, Want::Everything)
     }
 
     /// As [`Model::run_with_activations`], but only the input, the outputs and the tensors named
     /// in `names` (sorted, without repeats): the engine fuses the ops whose intermediate results
     /// nobody asked for.
     pub fn run_with_named(&self, input: ArrayViewD<'_, f32>, names: &[String]) -> Result<Activations> {
-        let RunOut { floats: mut tensors, ints } = self.run_chunked(input.view(), Want::Named(names.to_vec()))?;
+        self.run_keeping(input, Want::Named(names.to_vec()))
+    }
+
+    /// The tensors `want` asks for, with the input added under its name.
+    fn run_keeping(&self, input: ArrayViewD<'_, f32>, want: Want) -> Result<Activations> {
+        let RunOut { floats: mut tensors, ints } = self.run_chunked(input.view(), want)?;
         tensors.insert(self.info.inputs[0].name.clone(), input.to_owned());
         Ok(Activations { tensors, integers: ints })
     }
