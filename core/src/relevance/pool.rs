@@ -80,12 +80,25 @@ fn as4(a: &ArrayD<f32>) -> ndarray::ArrayView4<'_, f32> {
 
 /// Winner-takes-all: each output's relevance goes to the first maximum of its window. Planes
 /// (image × channel) run in parallel; outputs without relevance are not searched.
-pub fn max_pool_relevance(window: &Window, x: &ArrayD<f32>, r_out: &ArrayD<f32>) -> ArrayD<f32> {
+///
+/// `pooled`, when given, is the layer's output from the forward run (shaped like `r_out`): in a
+/// plane without NaN each window's maximum is then known, and the search stops at the first
+/// position holding it instead of comparing the whole window. A window where no position holds
+/// the given value (or a plane with NaN) is searched by comparison, so the winner never depends on
+/// whether `pooled` is given.
+pub fn max_pool_relevance(
+    window: &Window,
+    x: &ArrayD<f32>,
+    r_out: &ArrayD<f32>,
+    pooled: Option<&ArrayD<f32>>,
+) -> ArrayD<f32> {
     let (x, r_out) = (x.as_standard_layout(), r_out.as_standard_layout());
     let (n, c, h, w) = x.view().into_dimensionality::<Ix4>().expect("NCHW tensor").dim();
     let [oh_n, ow_n] = window.output;
     let mut r_in = Array4::<f32>::zeros((n, c, h, w));
     let (xs, rs) = (x.as_slice().expect("standard layout"), r_out.as_slice().expect("standard layout"));
+    let pooled = pooled.filter(|p| p.shape() == r_out.shape()).map(|p| p.as_standard_layout());
+    let ps = pooled.as_ref().map(|p| p.as_slice().expect("standard layout"));
     let planes = r_in.as_slice_mut().expect("new array");
     // Each window's real (unpadded) positions are a range of kernel rows times a range of kernel
     // columns, computed once per output row and column instead of filtered per position.
@@ -95,29 +108,45 @@ pub fn max_pool_relevance(window: &Window, x: &ArrayD<f32>, r_out: &ArrayD<f32>)
     planes.par_chunks_mut((h * w).max(1)).enumerate().for_each(|(p, dst)| {
         let plane = &xs[p * h * w..(p + 1) * h * w];
         let rel = &rs[p * oh_n * ow_n..(p + 1) * oh_n * ow_n];
+        let maxima = ps.map(|ps| &ps[p * oh_n * ow_n..(p + 1) * oh_n * ow_n]).filter(|_| !has_nan(plane));
         for (oh, &(ih0, ki)) in rows.iter().enumerate() {
             for (ow, &(iw0, kj)) in cols.iter().enumerate() {
                 let r = rel[oh * ow_n + ow];
                 if r == 0.0 || ki == 0 || kj == 0 {
                     continue;
                 }
-                // Row-major over the window, the first maximum wins; a number beats NaN.
-                let mut at = ih0 * w + iw0;
-                let mut best = plane[at];
-                for i in 0..ki {
-                    let row = (ih0 + i * dh) * w + iw0;
-                    for j in 0..kj {
-                        let v = plane[row + j * dw];
-                        if v > best || (best.is_nan() && !v.is_nan()) {
-                            (at, best) = (row + j * dw, v);
+                let found = maxima.and_then(|m| {
+                    let m = m[oh * ow_n + ow];
+                    (0..ki).find_map(|i| {
+                        let row = (ih0 + i * dh) * w + iw0;
+                        (0..kj).map(|j| row + j * dw).find(|&at| plane[at] == m)
+                    })
+                });
+                let at = found.unwrap_or_else(|| {
+                    // Row-major over the window, the first maximum wins; a number beats NaN.
+                    let mut at = ih0 * w + iw0;
+                    let mut best = plane[at];
+                    for i in 0..ki {
+                        let row = (ih0 + i * dh) * w + iw0;
+                        for j in 0..kj {
+                            let v = plane[row + j * dw];
+                            if v > best || (best.is_nan() && !v.is_nan()) {
+                                (at, best) = (row + j * dw, v);
+                            }
                         }
                     }
-                }
+                    at
+                });
                 dst[at] += r;
             }
         }
     });
     r_in.into_dyn()
+}
+
+/// Whether `values` hold a NaN (a block at a time, so that it vectorises).
+fn has_nan(values: &[f32]) -> bool {
+    values.chunks(64).any(|block| block.iter().fold(false, |any, v| any | v.is_nan()))
 }
 
 /// Average pooling as a linear map (no parameters); with [`super::Rule::Norm`] it splits each
@@ -206,13 +235,13 @@ mod tests {
         // top-left position; pixel (0,0),(0,1),(1,0),(1,1) each win once.
         let x = ArrayD::<f32>::ones(IxDyn(&[1, 1, 3, 3]));
         let r = ArrayD::from_shape_vec(IxDyn(&[1, 1, 2, 2]), vec![1.0, 2.0, 3.0, 4.0]).unwrap();
-        let out = max_pool_relevance(&win(2, 1, 0, 2), &x, &r);
+        let out = max_pool_relevance(&win(2, 1, 0, 2), &x, &r, None);
         assert_eq!(out.iter().copied().collect::<Vec<_>>(), vec![1.0, 2.0, 0.0, 3.0, 4.0, 0.0, 0.0, 0.0, 0.0]);
         // Overlapping 3×3 stride-1 windows on a peak: the peak collects every window's relevance.
         let mut x = ArrayD::<f32>::zeros(IxDyn(&[1, 1, 4, 4]));
         x[[0, 0, 1, 2]] = 5.0;
         let r = ArrayD::<f32>::ones(IxDyn(&[1, 1, 2, 2]));
-        let out = max_pool_relevance(&win(3, 1, 0, 2), &x, &r);
+        let out = max_pool_relevance(&win(3, 1, 0, 2), &x, &r, None);
         assert_eq!(out[[0, 0, 1, 2]], 4.0);
         assert_eq!(out.sum(), 4.0);
     }
@@ -254,17 +283,56 @@ mod tests {
             let mut x = tensor(&[2, 3, h, w], seed as u64).mapv(|v| (v * 4.0).round());
             x.iter_mut().step_by(11).for_each(|v| *v = f32::NAN);
             let r = tensor(&[2, 3, output[0], output[1]], 100 + seed as u64);
-            let fast = max_pool_relevance(&window, &x, &r);
+            let fast = max_pool_relevance(&window, &x, &r, None);
             let naive = max_pool_relevance_naive(&window, &x, &r);
             assert_eq!(fast, naive, "case {seed}: {window:?}");
+            // With the forward run's output the search stops at the first position holding the
+            // maximum: the same winners, with or without NaN in the planes.
+            let clean = x.mapv(|v| if v.is_nan() { -3.0 } else { v });
+            let pooled = window_reduce(&window, &clean, f32::max);
+            let with = max_pool_relevance(&window, &clean, &r, Some(&pooled));
+            assert_eq!(with, max_pool_relevance_naive(&window, &clean, &r), "case {seed} (pooled): {window:?}");
+            let pooled = window_reduce(&window, &x, f32::max);
+            assert_eq!(max_pool_relevance(&window, &x, &r, Some(&pooled)), naive, "case {seed} (NaN, pooled)");
         }
+    }
+
+    /// `f` folded over each window's real positions (NaN where a window has none): `f32::max`
+    /// gives the forward run's max pooling.
+    fn window_reduce(window: &Window, x: &ArrayD<f32>, f: fn(f32, f32) -> f32) -> ArrayD<f32> {
+        let x = as4(x);
+        let (n, c, h, w) = x.dim();
+        let [oh_n, ow_n] = window.output;
+        let mut y = Array4::<f32>::from_elem((n, c, oh_n, ow_n), f32::NAN);
+        for ((b, ch, oh, ow), v) in y.indexed_iter_mut() {
+            *v = window.positions(oh, ow, h, w).map(|(i, j)| x[[b, ch, i, j]]).reduce(f).unwrap_or(f32::NAN);
+        }
+        y.into_dyn()
+    }
+
+    #[test]
+    fn a_pooled_value_is_trusted_only_where_it_can_be_checked() {
+        // A value the window does not hold (an engine computing in another precision) and, in a
+        // plane with NaN, a value the window holds that is not its maximum (an engine whose max
+        // does not skip NaN): the winners are those of the comparison search.
+        let window = Window { kernel: [3, 3], strides: [2, 2], pads: [1; 4], dilations: [1, 1], output: [4, 4] };
+        let x = tensor(&[2, 3, 8, 8], 7).mapv(|v| (v * 4.0).round());
+        let r = tensor(&[2, 3, 4, 4], 8);
+        let naive = max_pool_relevance_naive(&window, &x, &r);
+        let absent = window_reduce(&window, &x, f32::max).mapv(|v| v + 0.5);
+        assert_eq!(max_pool_relevance(&window, &x, &r, Some(&absent)), naive);
+        let mut x = x;
+        x.iter_mut().step_by(13).for_each(|v| *v = f32::NAN);
+        let naive = max_pool_relevance_naive(&window, &x, &r);
+        let minima = window_reduce(&window, &x, f32::min);
+        assert_eq!(max_pool_relevance(&window, &x, &r, Some(&minima)), naive);
     }
 
     #[test]
     fn padded_positions_never_win() {
         let x = ArrayD::from_elem(IxDyn(&[1, 1, 2, 2]), -1.0f32);
         let r = ArrayD::<f32>::ones(IxDyn(&[1, 1, 2, 2]));
-        let out = max_pool_relevance(&win(2, 1, 1, 2), &x, &r);
+        let out = max_pool_relevance(&win(2, 1, 1, 2), &x, &r, None);
         // Window (0,0) covers padding and pixel (0,0) only: the negative pixel still wins.
         assert_eq!(out.sum(), 4.0);
         assert_eq!(out[[0, 0, 0, 0]], 4.0, "every window's first real maximum is pixel (0,0)");

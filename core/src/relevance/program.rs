@@ -675,7 +675,7 @@ impl Program {
             }
             StepKind::MaxPool(spec) => {
                 let x = act4(&x_name)?;
-                one(max_pool_relevance(&window(spec, x, r), x, r))
+                one(max_pool_relevance(&window(spec, x, r), x, r, output))
             }
             StepKind::AvgPool(spec, include_pad) => {
                 let x = act4(&x_name)?;
