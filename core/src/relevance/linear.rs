@@ -158,15 +158,15 @@ impl LinearMap for Dense {
     }
 }
 
-/// `x · w` for a batch of rows `x`, in products of [`MAX_IMAGES_PER_PRODUCT`] rows (the last one
-/// padded with zero rows): the same product shape for any batch (see [`chunking`]).
+/// `x · w` for a batch of rows `x`, in products of [`DENSE_ROWS`] rows (the last one padded with
+/// zero rows): the same product shape for any batch (see [`chunking`]).
 fn dense_rows(x: ArrayView2<'_, f32>, w: ArrayView2<'_, f32>) -> Array2<f32> {
     let (n, width) = x.dim();
     let mut y = Array2::<f32>::zeros((n, w.ncols()));
-    let mut block = Array2::<f32>::zeros((MAX_IMAGES_PER_PRODUCT, width));
-    let mut out = Array2::<f32>::zeros((MAX_IMAGES_PER_PRODUCT, w.ncols()));
-    let blocks = x.axis_chunks_iter(Axis(0), MAX_IMAGES_PER_PRODUCT);
-    for (rows, mut dst) in blocks.zip(y.axis_chunks_iter_mut(Axis(0), MAX_IMAGES_PER_PRODUCT)) {
+    let mut block = Array2::<f32>::zeros((DENSE_ROWS, width));
+    let mut out = Array2::<f32>::zeros((DENSE_ROWS, w.ncols()));
+    let blocks = x.axis_chunks_iter(Axis(0), DENSE_ROWS);
+    for (rows, mut dst) in blocks.zip(y.axis_chunks_iter_mut(Axis(0), DENSE_ROWS)) {
         let r = rows.nrows();
         block.slice_mut(s![..r, ..]).assign(&rows);
         block.slice_mut(s![r.., ..]).fill(0.0);
@@ -206,6 +206,12 @@ const SHIFTED_MIN_POSITIONS: usize = 784;
 
 /// The most images one product covers.
 const MAX_IMAGES_PER_PRODUCT: usize = 8;
+
+/// Rows (images) per dense product. The weight is read (and packed) once per product and a row
+/// costs little, so dense products take more images than convolutions do: 8 read AlexNet-like's
+/// 9 MB first dense weight twice as often as 16 (its two large dense steps take 24 % and 35 % less
+/// time with 16).
+const DENSE_ROWS: usize = 16;
 
 /// Images per product, from the layer's geometry alone, and whether each product should use every
 /// thread (when the batch makes fewer products than threads).
