@@ -320,34 +320,52 @@ impl Conv2d {
 
     /// Adds columns back into one image's group (the transpose of [`Self::im2col_into`]); `dx`
     /// is the image's gradient in standard layout (`[c, h, w]`, contiguous).
+    ///
+    /// With a column stride the positions one column row reaches are `sw` apart: they are added
+    /// into a phase-major copy of each channel's plane (`[sh·sw phases, ⌈h/sh⌉, ⌈w/sw⌉]`, where
+    /// those positions are consecutive and the additions run on whole vectors), folded into the
+    /// plane once at the end.
     fn col2im(&self, cols: ArrayView2<'_, f32>, dx: &mut [f32], hw: [usize; 2], c0: usize, cg: usize, out: [usize; 2]) {
         let [kh, kw] = self.kernel;
         let [h, w] = hw;
         let [ho, wo] = out;
         let (sh, sw) = (self.strides[0], self.strides[1]);
+        // The valid outputs of each kernel row and column are the same for every channel.
+        let rows: Vec<_> = (0..kh).map(|i| self.valid_outputs(0, i, h, ho)).collect();
+        let columns: Vec<_> = (0..kw).map(|j| self.valid_outputs(1, j, w, wo)).collect();
+        let (hq, wq) = (h.div_ceil(sh), w.div_ceil(sw));
+        let mut phases = if sw > 1 { vec![0.0f32; sh * sw * hq * wq] } else { Vec::new() };
         for c in 0..cg {
             let plane = &mut dx[(c0 + c) * h * w..(c0 + c + 1) * h * w];
-            for i in 0..kh {
-                let (oh_lo, oh_hi, ih0) = self.valid_outputs(0, i, h, ho);
-                for j in 0..kw {
-                    let src = cols.row((c * kh + i) * kw + j);
-                    let src = src.as_slice().expect("column rows are contiguous");
-                    let (lo, hi, iw0) = self.valid_outputs(1, j, w, wo);
+            phases.fill(0.0);
+            for (i, &(oh_lo, oh_hi, ih0)) in rows.iter().enumerate() {
+                for (j, &(lo, hi, iw0)) in columns.iter().enumerate() {
                     if lo == hi {
                         continue;
                     }
+                    let src = cols.row((c * kh + i) * kw + j);
+                    let src = src.as_slice().expect("column rows are contiguous");
                     for oh in oh_lo..oh_hi {
                         let ih = ih0 + (oh - oh_lo) * sh;
                         let row = &src[oh * wo + lo..oh * wo + hi];
-                        let dst = &mut plane[ih * w + iw0..];
-                        if sw == 1 {
-                            for (d, v) in dst[..row.len()].iter_mut().zip(row) {
-                                *d += v;
-                            }
+                        let dst = if sw == 1 {
+                            &mut plane[ih * w + iw0..ih * w + iw0 + row.len()]
                         } else {
-                            for (d, v) in dst.iter_mut().step_by(sw).zip(row) {
-                                *d += v;
-                            }
+                            let at = (((ih % sh) * sw + iw0 % sw) * hq + ih / sh) * wq + iw0 / sw;
+                            &mut phases[at..at + row.len()]
+                        };
+                        for (d, v) in dst.iter_mut().zip(row) {
+                            *d += v;
+                        }
+                    }
+                }
+            }
+            if sw > 1 {
+                for (ih, line) in plane.chunks_mut(w).enumerate() {
+                    for (px, phase) in phases[(ih % sh) * sw * hq * wq..].chunks(hq * wq).take(sw).enumerate() {
+                        let phase = &phase[(ih / sh) * wq..(ih / sh + 1) * wq];
+                        for (d, v) in line[px..].iter_mut().step_by(sw).zip(phase) {
+                            *d += v;
                         }
                     }
                 }
@@ -714,6 +732,17 @@ pub(crate) mod tests {
             (
                 Conv2d { strides: [1, 1], pads: [2, 2, 0, 2], dilations: [1, 2], groups: 1, kernel: [2, 3] },
                 [1, 2, 5, 6],
+                3,
+            ),
+            // AlexNet's first layer (sides not multiples of the stride), and a column stride alone.
+            (
+                Conv2d { strides: [4, 4], pads: [2, 2, 2, 2], dilations: [1, 1], groups: 1, kernel: [11, 11] },
+                [1, 3, 23, 21],
+                2,
+            ),
+            (
+                Conv2d { strides: [1, 3], pads: [1, 0, 1, 2], dilations: [1, 1], groups: 1, kernel: [3, 4] },
+                [2, 2, 5, 10],
                 3,
             ),
         ]
