@@ -251,6 +251,23 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     out
 }
 
+/// `dst += src` (equal lengths), four values per step: col2im's runs are short (7 to 31 values),
+/// too short for the compiler's own vector loop, which then runs them one value at a time.
+fn add_into(dst: &mut [f32], src: &[f32]) {
+    debug_assert_eq!(dst.len(), src.len(), "add_into: lengths differ");
+    let whole = src.len() / 4 * 4;
+    let (dst4, dst_rest) = dst.split_at_mut(whole);
+    let (src4, src_rest) = src.split_at(whole);
+    for (d, s) in dst4.chunks_exact_mut(4).zip(src4.chunks_exact(4)) {
+        // Both operands read before the store: one vector addition.
+        let (a, b): ([f32; 4], [f32; 4]) = (d.try_into().expect("four"), s.try_into().expect("four"));
+        d.copy_from_slice(&[a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]);
+    }
+    for (d, s) in dst_rest.iter_mut().zip(src_rest) {
+        *d += s;
+    }
+}
+
 impl Conv2d {
     /// Output height and width for an input of height and width `hw`.
     pub fn output_hw(&self, hw: [usize; 2]) -> [usize; 2] {
@@ -354,9 +371,7 @@ impl Conv2d {
                             let at = (((ih % sh) * sw + iw0 % sw) * hq + ih / sh) * wq + iw0 / sw;
                             &mut phases[at..at + row.len()]
                         };
-                        for (d, v) in dst.iter_mut().zip(row) {
-                            *d += v;
-                        }
+                        add_into(dst, row);
                     }
                 }
             }
@@ -746,6 +761,17 @@ pub(crate) mod tests {
                 3,
             ),
         ]
+    }
+
+    #[test]
+    fn add_into_adds_every_value_of_any_length() {
+        for len in 0..14 {
+            let src: Vec<f32> = values(len, len as u64);
+            let mut dst: Vec<f32> = values(len, 50 + len as u64);
+            let expected: Vec<f32> = dst.iter().zip(&src).map(|(d, s)| d + s).collect();
+            add_into(&mut dst, &src);
+            assert_eq!(dst, expected, "length {len}");
+        }
     }
 
     #[test]
