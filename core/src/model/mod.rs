@@ -11,9 +11,11 @@
 //! Any batch size is accepted, and the results never depend on it: the engine always runs the same
 //! shape, one image at a time when the batch axis is dynamic ([`BatchPolicy::engine_batch`]), so an
 //! image's outputs are the same bits whichever batch it arrives in (the engine's kernels are chosen
-//! by shape, and a batch of 7 summed in another order than a batch of 1). A model whose batch axis
-//! is fixed (often `1`) runs in chunks of that size, the last one padded. Plans are compiled once
-//! per input shape and shared between threads, so callers parallelise over batches.
+//! by shape, and a batch of 7 summed in another order than a batch of 1). A dense head after the
+//! convolutions (`Flatten` → `Gemm` → … → logits) runs 16 images at a time instead, the last run
+//! padded, so that its weights are read once per 16 images. A model whose batch axis is fixed
+//! (often `1`) runs in chunks of that size, the last one padded. Plans are compiled once per input
+//! shape and shared between threads, so callers parallelise over batches.
 
 mod graph;
 mod op;
@@ -177,6 +179,110 @@ enum Want {
     Named(Vec<String>),
 }
 
+/// Which part of the graph a plan runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+enum Part {
+    /// The whole graph.
+    Whole,
+    /// Everything before the dense head, ending at its input ([`Head::cut`]).
+    Body,
+    /// The dense head, from its input on.
+    Head,
+}
+
+/// Images per run of a model's dense head.
+const HEAD_BATCH: usize = 16;
+
+/// The dense head of a model whose batch axis is dynamic: the nodes after a `Gemm`'s input (the
+/// cut) that read nothing else of the graph than the cut, weights and each other, and work on each
+/// image's row alone (matrix products, element-wise ops, softmax over features), the graph outputs
+/// among them.
+///
+/// The body runs one image at a time, as every model does (its convolutions are fastest so), and
+/// the head [`HEAD_BATCH`] images at a time: its weights, often most of the model's bytes, are then
+/// read once per 16 images instead of once per image. Every head run has the same shape (the last
+/// one padded with zero rows), so an image's values stay the same bits whichever batch it arrives
+/// in.
+#[derive(Debug, Clone, PartialEq)]
+struct Head {
+    /// The head's input, `[N, features]`: the first output of a body node.
+    cut: String,
+    /// The tensors the head's nodes make.
+    tensors: HashSet<String>,
+}
+
+impl Head {
+    /// Ops that work on each row of a `[N, F]` tensor alone (softmax only over features, see
+    /// [`Head::find`]).
+    const ROW_OPS: [&str; 16] = [
+        "Gemm",
+        "MatMul",
+        "Relu",
+        "LeakyRelu",
+        "Elu",
+        "Sigmoid",
+        "Tanh",
+        "Clip",
+        "Softmax",
+        "LogSoftmax",
+        "Dropout",
+        "Identity",
+        "Add",
+        "Sub",
+        "Mul",
+        "Div",
+    ];
+
+    /// The largest dense head of `graph`, if it has one: the first `Gemm` (in graph order) whose
+    /// activation input splits the graph so.
+    fn find(graph: &Graph) -> Option<Head> {
+        graph.nodes.iter().filter(|n| n.op_type == "Gemm").find_map(|gemm| {
+            let cut = gemm.inputs.first()?;
+            Self::at(graph, cut)
+        })
+    }
+
+    /// The head after tensor `cut`, if the graph splits there.
+    fn at(graph: &Graph, cut: &str) -> Option<Head> {
+        let producer = graph.producer_of(cut)?;
+        if producer.outputs.first().map(String::as_str) != Some(cut) || graph.weight(cut).is_some() {
+            return None;
+        }
+        // Every node downstream of the cut, in graph order (nodes are topologically sorted).
+        let mut tensors: HashSet<String> = HashSet::new();
+        let mut reached: HashSet<&str> = HashSet::from([cut]);
+        for node in &graph.nodes {
+            if !node.inputs.iter().any(|i| reached.contains(i.as_str())) {
+                continue;
+            }
+            let row_wise = Self::ROW_OPS.contains(&node.op_type.as_str())
+                && match node.op_type.as_str() {
+                    // The image's row is the left operand, never transposed.
+                    "Gemm" => {
+                        reached.contains(node.inputs[0].as_str())
+                            && !matches!(node.attributes.get("transA"), Some(Attribute::Int(t)) if *t != 0)
+                    }
+                    "MatMul" => reached.contains(node.inputs[0].as_str()),
+                    "Softmax" | "LogSoftmax" => !matches!(node.attributes.get("axis"), Some(Attribute::Int(0))),
+                    _ => true,
+                };
+            let reads_only_head =
+                node.inputs.iter().all(|i| i.is_empty() || reached.contains(i.as_str()) || graph.weight(i).is_some());
+            if !row_wise || !reads_only_head {
+                return None;
+            }
+            for o in node.outputs.iter().filter(|o| !o.is_empty()) {
+                reached.insert(o);
+                tensors.insert(o.clone());
+            }
+        }
+        graph.outputs.iter().all(|o| tensors.contains(&o.name)).then(|| Head { cut: cut.to_string(), tensors })
+    }
+}
+
+/// What a compiled plan is for: its input shape, the tensors it returns, the part of the graph.
+type PlanKey = (Vec<usize>, Want, Part);
+
 /// A compiled plan and the ONNX names of its outputs, in order.
 #[derive(Clone)]
 struct Compiled {
@@ -191,10 +297,12 @@ pub struct Model {
     graph: Graph,
     batch_policy: BatchPolicy,
     parsed: InferenceModel,
+    /// The dense head, run [`HEAD_BATCH`] images at a time (dynamic batch axis only).
+    head: Option<Head>,
     /// ONNX names of every node output, in graph order (requested for `Want::Everything`).
     node_outputs: Vec<String>,
     parallel_engine: bool,
-    plans: Mutex<HashMap<(Vec<usize>, Want), Compiled>>,
+    plans: Mutex<HashMap<PlanKey, Compiled>>,
     /// Hex SHA-256 and size of the ONNX file's bytes.
     digest: (String, u64),
     /// The ONNX file's bytes (what [`Model::with_weights`] rewrites).
@@ -281,12 +389,14 @@ impl Model {
         graph.tensors = infer_facts(&parsed.model, &graph, &graph.inputs[0].shape).unwrap_or_default();
         let node_outputs =
             graph.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()).collect();
+        let head = if batch_policy == BatchPolicy::Dynamic { Head::find(&graph) } else { None };
         Ok(Model {
             path,
             info,
             graph,
             batch_policy,
             parsed: parsed.model,
+            head,
             node_outputs,
             parallel_engine: false,
             plans: Mutex::new(HashMap::new()),
@@ -374,7 +484,7 @@ impl Model {
     pub fn prepare(&self, image_shape: &[usize]) -> Result<()> {
         let mut shape = vec![self.batch_policy.engine_batch()];
         shape.extend_from_slice(image_shape);
-        self.plan(&shape, Want::Outputs).map(|_| ())
+        self.plan(&shape, Want::Outputs, Part::Whole).map(|_| ())
     }
 
     /// Runs the model on a batch (first axis) and returns every graph output, in declaration order.
@@ -419,13 +529,35 @@ impl Model {
         )
     }
 
-    /// Runs `input` (`n` images) in engine batches of [`BatchPolicy::engine_batch`] images, the last
-    /// one padded with zeros, and writes each output into one array of `n` rows.
+    /// Runs `input` (`n` images): the whole graph in engine batches of
+    /// [`BatchPolicy::engine_batch`] images, or, for a model with a dense head, the body one image
+    /// at a time and the head on [`HEAD_BATCH`] images at a time.
     fn run_chunked_unguarded(&self, input: ArrayViewD<'_, f32>, want: Want, n: usize) -> Result<RunOut> {
-        let chunk = self.batch_policy.engine_batch();
+        let Some(head) = &self.head else {
+            return self.run_part(input, &want, Part::Whole, self.batch_policy.engine_batch(), n);
+        };
+        let mut out = self.run_part(input, &want, Part::Body, 1, n)?;
+        let kept = match &want {
+            Want::Outputs => false,
+            Want::Everything => true,
+            Want::Named(named) => named.binary_search(&head.cut).is_ok(),
+        };
+        let cut = if kept { out.floats.get(&head.cut).cloned() } else { out.floats.remove(&head.cut) };
+        let cut = cut.ok_or_else(|| {
+            self.inference_error(n, format!("the engine did not return `{}`, the dense head's input", head.cut))
+        })?;
+        let tail = self.run_part(cut.view(), &want, Part::Head, HEAD_BATCH, n)?;
+        out.floats.extend(tail.floats);
+        out.ints.extend(tail.ints);
+        Ok(out)
+    }
+
+    /// Runs `part` of the graph on `input` (`n` rows) in runs of `chunk` rows, the last one padded
+    /// with zeros, and writes each output into one array of `n` rows.
+    fn run_part(&self, input: ArrayViewD<'_, f32>, want: &Want, part: Part, chunk: usize, n: usize) -> Result<RunOut> {
         let mut shape = input.shape().to_vec();
         shape[0] = chunk;
-        let Compiled { plan, names } = self.plan(&shape, want)?;
+        let Compiled { plan, names } = self.plan(&shape, want.clone(), part)?;
         let mut state = plan.spawn().map_err(|e| self.inference_error(n, format!("{e:#}")))?;
         let mut out = RunOut::default();
         let mut start = 0;
@@ -472,22 +604,22 @@ impl Model {
         Error::Inference { path: self.path.clone(), batch, reason }
     }
 
-    fn plan(&self, shape: &[usize], want: Want) -> Result<Compiled> {
-        let key = (shape.to_vec(), want.clone());
+    fn plan(&self, shape: &[usize], want: Want, part: Part) -> Result<Compiled> {
+        let key = (shape.to_vec(), want.clone(), part);
         if let Some(p) = self.plans.lock().ok().and_then(|m| m.get(&key).cloned()) {
             return Ok(p);
         }
-        let built = self.build_plan(shape, want)?;
+        let built = self.build_plan(shape, want, part)?;
         if let Ok(mut m) = self.plans.lock() {
             m.insert(key, built.clone());
         }
         Ok(built)
     }
 
-    fn build_plan(&self, shape: &[usize], want: Want) -> Result<Compiled> {
+    fn build_plan(&self, shape: &[usize], want: Want, part: Part) -> Result<Compiled> {
         let prep = |e: TractError| prep_error(&self.path, &self.graph, &e);
         let declared = &self.info.inputs[0].shape;
-        if !declared.is_empty() {
+        if !declared.is_empty() && part != Part::Head {
             let contradicts = declared.len() != shape.len()
                 || declared.iter().zip(shape).skip(1).any(|(d, s)| d.fixed().is_some_and(|d| d != *s));
             if contradicts {
@@ -499,8 +631,17 @@ impl Model {
             }
         }
         let mut model = self.parsed.clone();
+        let head = self.head.as_ref().filter(|_| part != Part::Whole);
+        if let (Part::Head, Some(head)) = (part, head) {
+            // The head's input becomes the model's input (compacting turns its node into a source).
+            let cut = model.find_outlet_label(&head.cut).ok_or_else(|| {
+                prep(TractError::msg(format!("the engine has no tensor `{}` (the dense head's input)", head.cut)))
+            })?;
+            model.set_input_outlets(&[cut]).map_err(prep)?;
+        }
         model.set_input_fact(0, f32::fact(shape).into()).map_err(prep)?;
-        // The node outputs asked for, in graph order, then the graph outputs, each once.
+        // The node outputs asked for, in graph order, then the graph outputs, each once; split
+        // between the body (which adds the head's input) and the head.
         let mut wanted: Vec<String> = match want {
             Want::Outputs => Vec::new(),
             Want::Everything => self.node_outputs.clone(),
@@ -508,10 +649,20 @@ impl Model {
                 self.node_outputs.iter().filter(|n| named.binary_search(n).is_ok()).cloned().collect()
             }
         };
-        wanted.extend(self.info.outputs.iter().map(|o| o.name.clone()));
+        if part == Part::Body {
+            wanted.extend(head.map(|h| h.cut.clone()));
+        } else {
+            wanted.extend(self.info.outputs.iter().map(|o| o.name.clone()));
+        }
+        if let Some(head) = head {
+            wanted.retain(|n| head.tensors.contains(n) == (part == Part::Head));
+        }
         let mut seen = HashSet::new();
         wanted.retain(|n| seen.insert(n.clone()));
         let names = select_named_outputs(&mut model, wanted).map_err(prep)?;
+        if part == Part::Head {
+            model.compact().map_err(prep)?;
+        }
         let typed = model.into_typed().map_err(prep)?;
         let optimized = typed.into_optimized().map_err(prep)?;
         let plan = if self.parallel_engine {
@@ -888,5 +1039,80 @@ mod fuzz_regressions {
             seen += 1;
         }
         assert!(seen >= 5, "{seen}");
+    }
+}
+
+#[cfg(test)]
+mod head_tests {
+    use super::*;
+
+    fn load(rel: &str) -> Model {
+        Model::load(Path::new(env!("CARGO_MANIFEST_DIR")).join("..").join(rel)).expect("model")
+    }
+
+    fn images(n: usize, seed: u64) -> ArrayD<f32> {
+        let mut rng = crate::rng::Rng::new(seed);
+        ArrayD::from_shape_fn(IxDyn(&[n, 1, 28, 28]), |_| rng.next_f64() as f32)
+    }
+
+    #[test]
+    fn the_dense_head_starts_at_the_first_gemm_that_splits_the_graph() {
+        let model = load("models/fashion-mnist/fmnist_cnn.onnx");
+        let head = model.head.clone().expect("conv body, dense head");
+        let flatten = model.graph.nodes.iter().find(|n| n.op_type == "Flatten").expect("a Flatten node");
+        assert_eq!(head.cut, flatten.outputs[0]);
+        let gemms = model.graph.nodes.iter().filter(|n| n.op_type == "Gemm");
+        assert!(gemms.flat_map(|n| &n.outputs).all(|o| head.tensors.contains(o)));
+        assert!(head.tensors.contains("logits"));
+        assert!(!head.tensors.contains(&head.cut));
+        // A head node that also reads a body tensor, a softmax over the batch axis, a transposed
+        // left operand, an op that is not row-wise: no head.
+        let relu_in_body =
+            model.graph.nodes.iter().find(|n| n.op_type == "Relu").map(|n| n.outputs[0].clone()).expect("Relu");
+        let last = model.graph.nodes.len() - 1;
+        let mut mixes = model.graph.clone();
+        mixes.nodes[last].inputs.push(relu_in_body);
+        let mut batch_softmax = model.graph.clone();
+        let mut softmax = batch_softmax.nodes[last].clone();
+        (softmax.op_type, softmax.inputs, softmax.outputs) =
+            ("Softmax".into(), vec!["logits".into()], vec!["probabilities".into()]);
+        softmax.attributes = BTreeMap::from([("axis".to_string(), Attribute::Int(0))]);
+        batch_softmax.nodes.push(softmax);
+        let mut transposed = model.graph.clone();
+        transposed.nodes[last].attributes.insert("transA".into(), Attribute::Int(1));
+        let mut not_row_wise = model.graph.clone();
+        not_row_wise.nodes[last].op_type = "ReduceMean".into();
+        for (what, graph) in
+            [("mixes", mixes), ("softmax", batch_softmax), ("transA", transposed), ("reduce", not_row_wise)]
+        {
+            assert_eq!(Head::find(&graph), None, "{what}");
+        }
+    }
+
+    /// The split run (body one image at a time, head 16 rows at a time) agrees with the whole
+    /// graph run one image at a time, and an image's values are the same bits in any batch.
+    #[test]
+    fn a_split_run_agrees_with_the_whole_graph_and_gives_the_same_bits_in_any_batch() {
+        let split = load("models/fashion-mnist/fmnist_cnn.onnx");
+        let mut whole = load("models/fashion-mnist/fmnist_cnn.onnx");
+        assert!(split.head.is_some());
+        whole.head = None;
+        let x = images(19, 4);
+        let (a, b) = (split.run_with_activations(x.view()).unwrap(), whole.run_with_activations(x.view()).unwrap());
+        assert_eq!(a.tensors.keys().collect::<Vec<_>>(), b.tensors.keys().collect::<Vec<_>>());
+        for (name, t) in &b.tensors {
+            let scale = t.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+            let d = a.tensors[name].iter().zip(t).fold(0.0f32, |m, (p, q)| m.max((p - q).abs()));
+            assert!(d <= 1e-5 * scale, "{name}: {d} of {scale}");
+        }
+        let named = vec![split.head.as_ref().unwrap().cut.clone()];
+        let reference = split.run(x.view()).unwrap();
+        for n in [1, 5, 16, 17] {
+            let part = x.slice_axis(Axis(0), (0..n).into());
+            let out = split.run(part.view()).unwrap();
+            assert_eq!(out[0], reference[0].slice_axis(Axis(0), (0..n).into()), "batch of {n}");
+            let acts = split.run_with_named(part, &named).unwrap();
+            assert!(acts.tensors.contains_key(&named[0]) && acts.tensors.contains_key("logits"), "batch of {n}");
+        }
     }
 }
