@@ -480,10 +480,14 @@ impl Model {
     }
 
     /// Checks that the model's first input accepts one image of `image_shape` (no batch axis) and
-    /// compiles the engine's plan, so that errors surface before any work.
+    /// compiles the engine's plans for the outputs, so that errors surface before any work. A model
+    /// with a dense head runs one blank image: its head's plan needs the shape the body makes.
     pub fn prepare(&self, image_shape: &[usize]) -> Result<()> {
         let mut shape = vec![self.batch_policy.engine_batch()];
         shape.extend_from_slice(image_shape);
+        if self.head.is_some() {
+            return self.run_chunked(ArrayD::zeros(IxDyn(&shape)).view(), Want::Outputs).map(|_| ());
+        }
         self.plan(&shape, Want::Outputs, Part::Whole).map(|_| ())
     }
 

@@ -82,10 +82,10 @@ fn as4(a: &ArrayD<f32>) -> ndarray::ArrayView4<'_, f32> {
 /// (image × channel) run in parallel; outputs without relevance are not searched.
 ///
 /// `pooled`, when given, is the layer's output from the forward run (shaped like `r_out`): in a
-/// plane without NaN each window's maximum is then known, and the search stops at the first
-/// position holding it instead of comparing the whole window. A window where no position holds
-/// the given value (or a plane with NaN) is searched by comparison, so the winner never depends on
-/// whether `pooled` is given.
+/// plane without NaN each window's maximum is then known (max pooling selects a value, it rounds
+/// nothing), and the search stops at the first position holding it instead of comparing the whole
+/// window. A window where no position holds the given value, and every window of a plane with NaN
+/// (where engines' maxima differ), is searched by comparison.
 pub fn max_pool_relevance(
     window: &Window,
     x: &ArrayD<f32>,
