@@ -179,6 +179,17 @@ enum Want {
     Named(Vec<String>),
 }
 
+impl Want {
+    /// Whether node output `name` is asked for (the graph outputs always are, besides).
+    fn asks_for(&self, name: &str) -> bool {
+        match self {
+            Want::Outputs => false,
+            Want::Everything => true,
+            Want::Named(named) => named.binary_search_by(|n| n.as_str().cmp(name)).is_ok(),
+        }
+    }
+}
+
 /// Which part of the graph a plan runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Part {
@@ -541,12 +552,8 @@ impl Model {
             return self.run_part(input, &want, Part::Whole, self.batch_policy.engine_batch(), n);
         };
         let mut out = self.run_part(input, &want, Part::Body, 1, n)?;
-        let kept = match &want {
-            Want::Outputs => false,
-            Want::Everything => true,
-            Want::Named(named) => named.binary_search(&head.cut).is_ok(),
-        };
-        let cut = if kept { out.floats.get(&head.cut).cloned() } else { out.floats.remove(&head.cut) };
+        let cut =
+            if want.asks_for(&head.cut) { out.floats.get(&head.cut).cloned() } else { out.floats.remove(&head.cut) };
         let cut = cut.ok_or_else(|| {
             self.inference_error(n, format!("the engine did not return `{}`, the dense head's input", head.cut))
         })?;
@@ -646,13 +653,7 @@ impl Model {
         model.set_input_fact(0, f32::fact(shape).into()).map_err(prep)?;
         // The node outputs asked for, in graph order, then the graph outputs, each once; split
         // between the body (which adds the head's input) and the head.
-        let mut wanted: Vec<String> = match want {
-            Want::Outputs => Vec::new(),
-            Want::Everything => self.node_outputs.clone(),
-            Want::Named(named) => {
-                self.node_outputs.iter().filter(|n| named.binary_search(n).is_ok()).cloned().collect()
-            }
-        };
+        let mut wanted: Vec<String> = self.node_outputs.iter().filter(|n| want.asks_for(n)).cloned().collect();
         if part == Part::Body {
             wanted.extend(head.map(|h| h.cut.clone()));
         } else {
