@@ -9,7 +9,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use ndarray::ArrayD;
 use serde::Serialize;
 
-use super::op::Op;
+use super::op::{Axes, Op};
 use super::{Dim, ElemType, TensorInfo};
 
 /// One ONNX node.
@@ -214,26 +214,19 @@ pub(crate) fn fold_constants(nodes: &[Node], weights: &mut BTreeMap<String, Weig
             continue;
         }
         let x = &weights[*first];
-        let ints = |ix: usize, attr: &str| -> Option<Vec<i64>> {
-            match node.attributes.get(attr).and_then(Attribute::as_ints) {
-                Some(v) => Some(v.to_vec()),
-                None => inputs
-                    .get(ix)
-                    .and_then(|n| weights.get(*n))
-                    .and_then(Weight::as_i64)
-                    .map(|a| a.iter().copied().collect()),
-            }
-        };
-        let folded = match node.op {
+        let folded = match &node.op {
             Op::Identity => Some(x.clone()),
-            Op::Cast => node.attributes.get("to").and_then(Attribute::as_int).and_then(|to| cast(x, to)),
-            Op::Reshape => {
-                let allow_zero = node.attributes.get("allowzero").and_then(Attribute::as_int) == Some(1);
-                ints(1, "shape").and_then(|s| reshape_target(x.shape(), &s, allow_zero)).and_then(|s| reshaped(x, &s))
-            }
+            Op::Cast { to } => cast(x, *to),
+            Op::Reshape { allow_zero } => inputs
+                .get(1)
+                .and_then(|n| weights.get(*n))
+                .and_then(Weight::as_i64)
+                .map(|a| a.iter().copied().collect::<Vec<i64>>())
+                .and_then(|s| reshape_target(x.shape(), &s, *allow_zero))
+                .and_then(|s| reshaped(x, &s)),
             Op::Flatten { axis } => {
                 let r = x.shape().len() as i64;
-                let axis = if axis < 0 { axis + r } else { axis };
+                let axis = if *axis < 0 { axis + r } else { *axis };
                 (0..=r)
                     .contains(&axis)
                     .then(|| {
@@ -242,36 +235,44 @@ pub(crate) fn fold_constants(nodes: &[Node], weights: &mut BTreeMap<String, Weig
                     })
                     .and_then(|s| reshaped(x, &s))
             }
-            Op::Unsqueeze => ints(1, "axes").and_then(|axes| {
-                let rank = x.shape().len() + axes.len();
-                let mut axes: Vec<usize> =
-                    axes.iter().map(|&a| if a < 0 { a + rank as i64 } else { a }).map(|a| a as usize).collect();
-                axes.sort_unstable();
-                let mut shape = x.shape().to_vec();
-                for a in axes {
-                    if a > shape.len() {
-                        return None;
+            Op::Unsqueeze { axes } => {
+                let rank = x.shape().len() + if let Axes::Listed(v) = axes { v.len() } else { 0 };
+                match axes.resolve(rank) {
+                    Ok(Some(axes)) => {
+                        let mut shape = x.shape().to_vec();
+                        let mut ok = true;
+                        for a in axes {
+                            if a > shape.len() {
+                                ok = false;
+                                break;
+                            }
+                            shape.insert(a, 1);
+                        }
+                        if ok {
+                            reshaped(x, &shape)
+                        } else {
+                            None
+                        }
                     }
-                    shape.insert(a, 1);
+                    _ => None,
                 }
-                reshaped(x, &shape)
-            }),
-            Op::Squeeze => {
-                let r = x.shape().len() as i64;
-                let axes: Option<Vec<usize>> = ints(1, "axes")
-                    .map(|a| a.iter().map(|&v| if v < 0 { v + r } else { v }).map(|v| v as usize).collect());
-                let shape: Vec<usize> = x
-                    .shape()
-                    .iter()
-                    .enumerate()
-                    .filter(|&(i, &d)| match &axes {
-                        Some(axes) => !axes.contains(&i),
-                        None => d != 1,
-                    })
-                    .map(|(_, &d)| d)
-                    .collect();
-                reshaped(x, &shape)
             }
+            Op::Squeeze { axes } => match axes.resolve(x.shape().len()) {
+                Ok(axes) => {
+                    let shape: Vec<usize> = x
+                        .shape()
+                        .iter()
+                        .enumerate()
+                        .filter(|&(i, &d)| match &axes {
+                            Some(axes) => !axes.contains(&i),
+                            None => d != 1,
+                        })
+                        .map(|(_, &d)| d)
+                        .collect();
+                    reshaped(x, &shape)
+                }
+                Err(_) => None,
+            },
             _ => None,
         };
         if let Some(w) = folded {
@@ -406,8 +407,11 @@ mod tests {
 
     fn op_node(name: &str, op_type: &str, inputs: &[&str], attrs: &[(&str, Attribute)]) -> Node {
         let attributes: BTreeMap<String, Attribute> = attrs.iter().map(|(k, v)| (k.to_string(), v.clone())).collect();
+        let names: Vec<String> = inputs.iter().map(|s| s.to_string()).collect();
+        // Integer inputs named `axes…` are constants [0].
+        let zero = Weight::I64(ndarray::arr1(&[0i64]).into_dyn());
         Node {
-            op: Op::decode(op_type, &attributes, None).unwrap(),
+            op: Op::decode(op_type, &attributes, &names, |n| n.starts_with("axes").then_some(&zero)).unwrap(),
             op_type: op_type.into(),
             attributes,
             ..node(name, inputs, &[&format!("{name}_out")])
@@ -419,12 +423,15 @@ mod tests {
         let mut weights = BTreeMap::new();
         weights.insert("b".to_string(), Weight::F32(ndarray::ArrayD::from_elem(ndarray::IxDyn(&[6]), 0.5)));
         weights.insert("shape".to_string(), Weight::I64(ndarray::arr1(&[2, -1]).into_dyn()));
+        weights.insert("axes13".to_string(), Weight::I64(ndarray::arr1(&[0]).into_dyn()));
         let nodes = vec![
             op_node("id", "Identity", &["b"], &[]),
             op_node("cast", "Cast", &["id_out"], &[("to", Attribute::Int(7))]),
             op_node("re", "Reshape", &["id_out", "shape"], &[]),
             op_node("un", "Unsqueeze", &["re_out"], &[("axes", Attribute::Ints(vec![0, -1]))]),
             op_node("sq", "Squeeze", &["un_out"], &[]),
+            // Opset 13: the axes as an input.
+            op_node("un13", "Unsqueeze", &["re_out", "axes13"], &[]),
             op_node("fl", "Flatten", &["un_out"], &[("axis", Attribute::Int(2))]),
             op_node("relu", "Relu", &["x"], &[]),
             op_node("add", "Add", &["relu_out", "id_out"], &[]),
@@ -435,6 +442,7 @@ mod tests {
         assert_eq!(weights["re_out"].shape(), [2, 3]);
         assert_eq!(weights["un_out"].shape(), [1, 2, 3, 1]);
         assert_eq!(weights["sq_out"].shape(), [2, 3]);
+        assert_eq!(weights["un13_out"].shape(), [1, 2, 3]);
         assert_eq!(weights["fl_out"].shape(), [2, 3]);
         // Anything that reads an activation is no constant.
         assert!(!weights.contains_key("relu_out") && !weights.contains_key("add_out"));

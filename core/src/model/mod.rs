@@ -32,7 +32,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 pub use graph::{Attribute, Graph, Node, TensorFact, Weight};
-pub use op::{Activation, AutoPad, ConvAttrs, Op, PadMode, PoolAttrs};
+pub use op::{Activation, AutoPad, Axes, ConvAttrs, Op, PadMode, PoolAttrs, Reduction, SliceAttrs, SliceAxis};
 pub use write::Weights;
 
 use crate::error::{Error, Result};
@@ -848,8 +848,7 @@ fn build_graph(proto: &pb::ModelProto, onnx: &tract_onnx::Onnx, model_dir: Optio
                 weights.insert(out.clone(), w.clone());
             }
         }
-        let weight_shape = n.input.get(1).and_then(|w| weights.get(w)).map(Weight::shape);
-        let op = Op::decode(&n.op_type, &attributes, weight_shape)
+        let op = Op::decode(&n.op_type, &attributes, &n.input, |w| weights.get(w))
             .map_err(|e| malformed(format!("node `{name}` ({}): {e}", n.op_type)))?;
         nodes.push(Node {
             name,
@@ -868,16 +867,10 @@ fn build_graph(proto: &pb::ModelProto, onnx: &tract_onnx::Onnx, model_dir: Optio
     let mut nodes =
         graph::topological_order(nodes, &available).map_err(|(node, why)| malformed(format!("node `{node}` {why}")))?;
     graph::fold_constants(&nodes, &mut weights);
-    // A kernel reached through a folded constant: its size is known only now.
+    // Inputs that are constants only once folded (a kernel, a reduction's axes): decoded again.
     for n in nodes.iter_mut() {
-        if let Op::Conv(c) | Op::ConvTranspose(c) = &n.op {
-            if c.kernel.is_empty() {
-                if let Some(w) = n.inputs.get(1).and_then(|w| weights.get(w)) {
-                    n.op = Op::decode(&n.op_type, &n.attributes, Some(w.shape()))
-                        .map_err(|e| malformed(format!("node `{}` ({}): {e}", n.name, n.op_type)))?;
-                }
-            }
-        }
+        n.op = Op::decode(&n.op_type, &n.attributes, &n.inputs, |w| weights.get(w))
+            .map_err(|e| malformed(format!("node `{}` ({}): {e}", n.name, n.op_type)))?;
     }
     let opset = proto
         .opset_import

@@ -9,7 +9,7 @@ use std::collections::BTreeMap;
 
 use serde::Serialize;
 
-use super::graph::Attribute;
+use super::graph::{Attribute, Weight};
 
 /// ONNX `auto_pad`: how a convolution or pooling window pads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -102,6 +102,147 @@ pub enum Activation {
     },
     /// `min(max(x, min), max)`; bounds from attributes (opset < 11) or constant inputs.
     Clip,
+    /// `x · min(max(x + 3, 0), 6) / 6` (MobileNetV3).
+    HardSwish,
+    /// `x · Φ(x)` (`approximate = "none"`) or its tanh approximation.
+    Gelu {
+        /// The tanh approximation.
+        tanh: bool,
+    },
+    /// `x · tanh(ln(1 + eˣ))`.
+    Mish,
+}
+
+/// What a reduction computes over its axes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Reduction {
+    /// `ReduceMean`.
+    Mean,
+    /// `ReduceSum`.
+    Sum,
+    /// `ReduceMax`.
+    Max,
+}
+
+/// The axes an op works on, from its attribute (older opsets) or its constant input (opset 13+
+/// for `ReduceSum`, `Squeeze`, `Unsqueeze`; 18+ for the other reductions).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Axes {
+    /// Not given: the op's default (a reduction: every axis; `Squeeze`: every axis of size 1).
+    Default,
+    /// The listed axes (negative counts from the end); empty means none.
+    Listed(Vec<i64>),
+    /// Computed by the graph (the input tensor of this name is not a constant).
+    Computed(String),
+}
+
+impl Axes {
+    /// The axes as indices into a tensor of rank `rank`, sorted without repeats, or `None` for
+    /// [`Axes::Default`]; an error names an axis out of range or computed axes.
+    pub fn resolve(&self, rank: usize) -> Result<Option<Vec<usize>>, String> {
+        match self {
+            Axes::Default => Ok(None),
+            Axes::Computed(name) => Err(format!("the axes are computed by the graph (`{name}`), not constants")),
+            Axes::Listed(v) => {
+                let mut out = Vec::with_capacity(v.len());
+                for &a in v {
+                    let r = rank as i64;
+                    let ix = if a < 0 { a + r } else { a };
+                    if !(0..r).contains(&ix) {
+                        return Err(format!("axis {a} is out of range for rank {rank}"));
+                    }
+                    out.push(ix as usize);
+                }
+                out.sort_unstable();
+                out.dedup();
+                Ok(Some(out))
+            }
+        }
+    }
+}
+
+/// `Slice`'s ranges, from attributes (opset < 10) or constant inputs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SliceAttrs {
+    /// First index per sliced axis (negative counts from the end; clamped).
+    pub starts: Vec<i64>,
+    /// End (exclusive) per sliced axis (clamped; `i64::MAX` for "to the end").
+    pub ends: Vec<i64>,
+    /// The sliced axes (default `0..starts.len()`).
+    pub axes: Option<Vec<i64>>,
+    /// Steps (default 1; negative walks backwards).
+    pub steps: Option<Vec<i64>>,
+}
+
+/// One sliced axis, resolved against its length: the kept indices are `start, start + step, …`
+/// (`count` of them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SliceAxis {
+    /// The axis.
+    pub axis: usize,
+    /// The first kept index.
+    pub start: usize,
+    /// The step between kept indices (never 0).
+    pub step: i64,
+    /// How many indices are kept.
+    pub count: usize,
+}
+
+impl SliceAxis {
+    /// The kept indices, in output order.
+    pub fn indices(&self) -> Vec<usize> {
+        (0..self.count).map(|i| (self.start as i64 + i as i64 * self.step) as usize).collect()
+    }
+}
+
+impl SliceAttrs {
+    /// The kept range of each sliced axis of a tensor of `shape`, as ONNX defines the clamping.
+    pub fn resolve(&self, shape: &[usize]) -> Result<Vec<SliceAxis>, String> {
+        let rank = shape.len() as i64;
+        let n = self.starts.len();
+        if self.ends.len() != n {
+            return Err(format!("{} starts but {} ends", n, self.ends.len()));
+        }
+        let axes: Vec<i64> = self.axes.clone().unwrap_or_else(|| (0..n as i64).collect());
+        let steps: Vec<i64> = self.steps.clone().unwrap_or_else(|| vec![1; n]);
+        if axes.len() != n || steps.len() != n {
+            return Err("starts, ends, axes and steps differ in length".into());
+        }
+        let mut out: Vec<SliceAxis> = Vec::with_capacity(n);
+        for i in 0..n {
+            let a = if axes[i] < 0 { axes[i] + rank } else { axes[i] };
+            if !(0..rank).contains(&a) || out.iter().any(|s| s.axis as i64 == a) {
+                return Err(format!("axis {} is out of range or repeated", axes[i]));
+            }
+            let dim = shape[a as usize] as i64;
+            let step = steps[i];
+            if step == 0 {
+                return Err("a step of 0".into());
+            }
+            let norm = |v: i64| if v < 0 { v.saturating_add(dim) } else { v };
+            let (start, end) = (norm(self.starts[i]), norm(self.ends[i]));
+            let (start, end) = if step > 0 {
+                (start.clamp(0, dim), end.clamp(0, dim))
+            } else {
+                (start.clamp(0, dim - 1), end.clamp(-1, dim - 1))
+            };
+            let count = if step > 0 {
+                if end > start {
+                    (end - start + step - 1) / step
+                } else {
+                    0
+                }
+            } else if start > end {
+                (start - end + (-step) - 1) / (-step)
+            } else {
+                0
+            };
+            out.push(SliceAxis { axis: a as usize, start: start.max(0) as usize, step, count: count as usize });
+        }
+        Ok(out)
+    }
 }
 
 /// ONNX `Pad` modes.
@@ -117,6 +258,55 @@ pub enum PadMode {
     /// Wrap around.
     Wrap,
 }
+
+/// The op types [`Op::decode`] knows, sorted (a unit test checks each against it).
+const KNOWN: &[&str] = &[
+    "Add",
+    "AveragePool",
+    "BatchNormalization",
+    "Cast",
+    "Clip",
+    "Concat",
+    "Constant",
+    "Conv",
+    "ConvTranspose",
+    "Div",
+    "Dropout",
+    "Elu",
+    "Flatten",
+    "Gather",
+    "Gelu",
+    "Gemm",
+    "GlobalAveragePool",
+    "GlobalMaxPool",
+    "HardSigmoid",
+    "HardSwish",
+    "Identity",
+    "LeakyRelu",
+    "LogSoftmax",
+    "MatMul",
+    "MaxPool",
+    "Mish",
+    "Mul",
+    "PRelu",
+    "Pad",
+    "ReduceMax",
+    "ReduceMean",
+    "ReduceSum",
+    "Relu",
+    "Reshape",
+    "Selu",
+    "Sigmoid",
+    "Slice",
+    "Softmax",
+    "Softplus",
+    "Split",
+    "Squeeze",
+    "Sub",
+    "Tanh",
+    "Transpose",
+    "Unsqueeze",
+];
 
 /// One ONNX operator with its attributes decoded.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -164,18 +354,54 @@ pub enum Op {
     /// Identity.
     Identity,
     /// Element type conversion.
-    Cast,
+    Cast {
+        /// The ONNX element type converted to (`to`).
+        to: i64,
+    },
     /// Flatten to 2-D at `axis` (default 1).
     Flatten {
         /// The first axis of the second dimension.
         axis: i64,
     },
     /// Reshape to the shape given by the second input.
-    Reshape,
+    Reshape {
+        /// A 0 in the shape is a size of 0, not a copy of the input's (`allowzero`).
+        allow_zero: bool,
+    },
     /// Remove axes of size 1.
-    Squeeze,
+    Squeeze {
+        /// The removed axes.
+        axes: Axes,
+    },
     /// Insert axes of size 1.
-    Unsqueeze,
+    Unsqueeze {
+        /// Where the new axes stand in the output.
+        axes: Axes,
+    },
+    /// A reduction (`ReduceMean`, `ReduceSum`, `ReduceMax`) over some axes.
+    Reduce {
+        /// What is computed.
+        reduction: Reduction,
+        /// Over which axes.
+        axes: Axes,
+        /// The reduced axes stay, with size 1 (default true).
+        keep_dims: bool,
+    },
+    /// Parts of the input along an axis, one per output.
+    Split {
+        /// The axis (negative counts from the end).
+        axis: i64,
+        /// The size of each part (the `split` attribute or constant input); `None`: equal parts
+        /// (the last one smaller when the size does not divide), one per output.
+        sizes: Option<Vec<usize>>,
+    },
+    /// A strided range of some axes; `None` when the ranges are computed by the graph.
+    Slice(Option<SliceAttrs>),
+    /// Entries along `axis` picked by the integer indices of the second input.
+    Gather {
+        /// The axis (negative counts from the end).
+        axis: i64,
+    },
     /// Permute axes (`perm`; reversed when absent).
     Transpose {
         /// The permutation, if given.
@@ -212,15 +438,39 @@ pub enum Op {
 }
 
 impl Op {
-    /// Decodes a node's op from its ONNX op type and attributes. `weight_shape` is the shape of
-    /// the node's second input when that is a constant (a convolution's kernel size).
-    /// Errors name the attribute that does not fit ONNX's definition.
-    pub fn decode(
+    /// Decodes a node's op from its ONNX op type, attributes and inputs: `inputs` names each
+    /// input tensor, `constant` gives the value of those that are constants (a convolution's
+    /// kernel size, the axes of an opset-18 reduction, a slice's ranges).
+    /// Errors name the attribute or input that does not fit ONNX's definition.
+    pub fn decode<'w>(
         op_type: &str,
         attributes: &BTreeMap<String, Attribute>,
-        weight_shape: Option<&[usize]>,
+        inputs: &[String],
+        constant: impl Fn(&str) -> Option<&'w Weight>,
     ) -> Result<Op, String> {
         let a = Attrs(attributes);
+        let input = |ix: usize| inputs.get(ix).filter(|n| !n.is_empty());
+        let weight_shape = input(1).and_then(|n| constant(n)).map(Weight::shape);
+        // An integer list from attribute `attr`, else from input `ix`: `None` when neither is given.
+        let listed = |attr: &str, ix: usize| -> Result<Axes, String> {
+            if let Some(v) = a.ints(attr) {
+                return Ok(Axes::Listed(v.to_vec()));
+            }
+            let Some(name) = input(ix) else { return Ok(Axes::Default) };
+            match constant(name) {
+                Some(Weight::I64(v)) => Ok(Axes::Listed(v.iter().copied().collect())),
+                Some(_) => Err(format!("input `{name}` ({attr}) is not an integer tensor")),
+                None => Ok(Axes::Computed(name.clone())),
+            }
+        };
+        let reduce = |reduction: Reduction| -> Result<Op, String> {
+            let axes = match listed("axes", 1)? {
+                // An empty list: every axis, unless `noop_with_empty_axes` makes it the identity.
+                Axes::Listed(v) if v.is_empty() && a.int("noop_with_empty_axes").unwrap_or(0) == 0 => Axes::Default,
+                axes => axes,
+            };
+            Ok(Op::Reduce { reduction, axes, keep_dims: a.int("keepdims").unwrap_or(1) != 0 })
+        };
         Ok(match op_type {
             "Conv" | "ConvTranspose" => {
                 let kernel = match a.usizes("kernel_shape")? {
@@ -273,13 +523,54 @@ impl Op {
                 beta: a.float("beta").unwrap_or(0.5),
             }),
             "Clip" => Op::Activation(Activation::Clip),
+            "HardSwish" => Op::Activation(Activation::HardSwish),
+            "Mish" => Op::Activation(Activation::Mish),
+            "Gelu" => Op::Activation(Activation::Gelu {
+                tanh: match a.string("approximate").unwrap_or("none") {
+                    "none" => false,
+                    "tanh" => true,
+                    m => return Err(format!("attribute `approximate` = `{m}` is not none or tanh")),
+                },
+            }),
+            "ReduceMean" => reduce(Reduction::Mean)?,
+            "ReduceSum" => reduce(Reduction::Sum)?,
+            "ReduceMax" => reduce(Reduction::Max)?,
+            "Split" => {
+                let sizes = match listed("split", 1)? {
+                    Axes::Default => None,
+                    Axes::Listed(v) => Some(
+                        v.iter()
+                            .map(|&x| usize::try_from(x).map_err(|_| format!("split size {x} is negative")))
+                            .collect::<Result<Vec<_>, _>>()?,
+                    ),
+                    Axes::Computed(name) => return Err(format!("the split sizes `{name}` are not a constant")),
+                };
+                Op::Split { axis: a.int("axis").unwrap_or(0), sizes }
+            }
+            "Slice" => {
+                let part =
+                    |attr: &str, ix: usize| listed(attr, if a.ints("starts").is_some() { usize::MAX } else { ix });
+                Op::Slice(match (part("starts", 1)?, part("ends", 2)?, part("axes", 3)?, part("steps", 4)?) {
+                    (Axes::Listed(starts), Axes::Listed(ends), axes, steps)
+                        if !matches!(axes, Axes::Computed(_)) && !matches!(steps, Axes::Computed(_)) =>
+                    {
+                        let list = |x: Axes| match x {
+                            Axes::Listed(v) => Some(v),
+                            _ => None,
+                        };
+                        Some(SliceAttrs { starts, ends, axes: list(axes), steps: list(steps) })
+                    }
+                    _ => None,
+                })
+            }
+            "Gather" => Op::Gather { axis: a.int("axis").unwrap_or(0) },
             "Dropout" => Op::Dropout,
             "Identity" => Op::Identity,
-            "Cast" => Op::Cast,
+            "Cast" => Op::Cast { to: a.int("to").ok_or("attribute `to` is missing")? },
             "Flatten" => Op::Flatten { axis: a.int("axis").unwrap_or(1) },
-            "Reshape" => Op::Reshape,
-            "Squeeze" => Op::Squeeze,
-            "Unsqueeze" => Op::Unsqueeze,
+            "Reshape" => Op::Reshape { allow_zero: a.int("allowzero").unwrap_or(0) != 0 },
+            "Squeeze" => Op::Squeeze { axes: listed("axes", 1)? },
+            "Unsqueeze" => Op::Unsqueeze { axes: listed("axes", 1)? },
             "Transpose" => {
                 let perm = a.usizes("perm")?;
                 if let Some(p) = &perm {
@@ -316,6 +607,18 @@ impl Op {
             "Constant" => Op::Constant,
             other => Op::Other(other.to_string()),
         })
+    }
+
+    /// Every ONNX op type that decodes to a variant other than [`Op::Other`], sorted, each with
+    /// its op as decoded with default attributes (what the stages' tables are listed from).
+    pub fn examples() -> Vec<(&'static str, Op)> {
+        // The attributes without a default: a pooling window and a cast's target.
+        let attributes: BTreeMap<String, Attribute> =
+            [("kernel_shape".to_string(), Attribute::Ints(vec![1, 1])), ("to".to_string(), Attribute::Int(1))].into();
+        KNOWN
+            .iter()
+            .filter_map(|&name| Op::decode(name, &attributes, &[], |_| None).ok().map(|op| (name, op)))
+            .collect()
     }
 
     /// Whether the op is a linear layer with weights (convolution or dense).
@@ -387,34 +690,156 @@ mod tests {
         list.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
     }
 
+    /// Decodes with a float weight of `weight_shape` as the second input, when given.
+    fn decode(
+        op: &str,
+        attributes: &BTreeMap<String, Attribute>,
+        weight_shape: Option<&[usize]>,
+    ) -> Result<Op, String> {
+        let w = weight_shape.map(|s| Weight::F32(ndarray::ArrayD::zeros(ndarray::IxDyn(s))));
+        let inputs = vec!["x".to_string(), "w".to_string()];
+        Op::decode(op, attributes, &inputs, |n| if n == "w" { w.as_ref() } else { None })
+    }
+
+    /// Decodes with integer constants as inputs 1.. (`None`: a computed input).
+    fn decode_ints(
+        op: &str,
+        attributes: &BTreeMap<String, Attribute>,
+        consts: &[Option<Vec<i64>>],
+    ) -> Result<Op, String> {
+        let ws: Vec<Option<Weight>> = consts
+            .iter()
+            .map(|c| {
+                c.as_ref().map(|v| {
+                    Weight::I64(ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&[v.len()]), v.clone()).unwrap())
+                })
+            })
+            .collect();
+        let mut inputs = vec!["x".to_string()];
+        inputs.extend((1..=consts.len()).map(|i| format!("in{i}")));
+        Op::decode(op, attributes, &inputs, |n| {
+            n.strip_prefix("in").and_then(|i| i.parse::<usize>().ok()).and_then(|i| ws[i - 1].as_ref())
+        })
+    }
+
     #[test]
     fn convolution_defaults_come_from_onnx_and_the_weight() {
-        let op = Op::decode("Conv", &attrs(&[("group", Attribute::Int(4))]), Some(&[8, 1, 3, 5])).unwrap();
+        let op = decode("Conv", &attrs(&[("group", Attribute::Int(4))]), Some(&[8, 1, 3, 5])).unwrap();
         let Op::Conv(c) = op else { panic!("{op:?}") };
         assert_eq!(c.kernel, [3, 5]);
         assert_eq!((c.strides, c.dilations, c.pads), (vec![1, 1], vec![1, 1], vec![0; 4]));
         assert_eq!((c.groups, c.auto_pad), (4, AutoPad::NotSet));
         let same = attrs(&[("auto_pad", Attribute::String("SAME_LOWER".into()))]);
-        let Op::Conv(c) = Op::decode("Conv", &same, Some(&[1, 1, 3, 3])).unwrap() else { panic!() };
+        let Op::Conv(c) = decode("Conv", &same, Some(&[1, 1, 3, 3])).unwrap() else { panic!() };
         assert_eq!(c.auto_pad, AutoPad::SameLower);
     }
 
     #[test]
     fn malformed_attributes_are_named() {
         let bad = attrs(&[("auto_pad", Attribute::String("SOMETIMES".into()))]);
-        assert!(Op::decode("Conv", &bad, None).unwrap_err().contains("auto_pad"));
+        assert!(decode("Conv", &bad, None).unwrap_err().contains("auto_pad"));
         let neg = attrs(&[("kernel_shape", Attribute::Ints(vec![2, 2])), ("strides", Attribute::Ints(vec![-1, 1]))]);
-        assert!(Op::decode("MaxPool", &neg, None).unwrap_err().contains("strides"));
-        assert!(Op::decode("MaxPool", &BTreeMap::new(), None).unwrap_err().contains("kernel_shape"));
+        assert!(decode("MaxPool", &neg, None).unwrap_err().contains("strides"));
+        assert!(decode("MaxPool", &BTreeMap::new(), None).unwrap_err().contains("kernel_shape"));
     }
 
     #[test]
     fn gemm_flags_and_unknown_ops() {
         let g = attrs(&[("transB", Attribute::Int(1)), ("alpha", Attribute::Float(0.5))]);
         assert_eq!(
-            Op::decode("Gemm", &g, None).unwrap(),
+            decode("Gemm", &g, None).unwrap(),
             Op::Gemm { alpha: 0.5, beta: 1.0, trans_a: false, trans_b: true }
         );
-        assert_eq!(Op::decode("Erf", &BTreeMap::new(), None).unwrap(), Op::Other("Erf".into()));
+        assert_eq!(decode("Erf", &BTreeMap::new(), None).unwrap(), Op::Other("Erf".into()));
+    }
+
+    #[test]
+    fn reductions_read_their_axes_from_the_attribute_or_the_opset_18_input() {
+        let keep0 = attrs(&[("keepdims", Attribute::Int(0))]);
+        let want = |axes: Axes, keep_dims| Op::Reduce { reduction: Reduction::Mean, axes, keep_dims };
+        assert_eq!(
+            decode_ints("ReduceMean", &keep0, &[Some(vec![-1, -2])]).unwrap(),
+            want(Axes::Listed(vec![-1, -2]), false)
+        );
+        let attr = attrs(&[("axes", Attribute::Ints(vec![2, 3]))]);
+        assert_eq!(decode_ints("ReduceMean", &attr, &[]).unwrap(), want(Axes::Listed(vec![2, 3]), true));
+        assert_eq!(decode_ints("ReduceMean", &BTreeMap::new(), &[]).unwrap(), want(Axes::Default, true));
+        // An empty list means every axis, unless noop_with_empty_axes = 1 (then none).
+        assert_eq!(decode_ints("ReduceMean", &BTreeMap::new(), &[Some(vec![])]).unwrap(), want(Axes::Default, true));
+        let noop = attrs(&[("noop_with_empty_axes", Attribute::Int(1))]);
+        assert_eq!(decode_ints("ReduceMean", &noop, &[Some(vec![])]).unwrap(), want(Axes::Listed(vec![]), true));
+        assert_eq!(
+            decode_ints("ReduceMean", &BTreeMap::new(), &[None]).unwrap(),
+            want(Axes::Computed("in1".into()), true)
+        );
+        let Op::Reduce { reduction, .. } = decode_ints("ReduceMax", &BTreeMap::new(), &[]).unwrap() else { panic!() };
+        assert_eq!(reduction, Reduction::Max);
+        assert_eq!(Axes::Listed(vec![-1, 1, 1]).resolve(4).unwrap(), Some(vec![1, 3]));
+        assert!(Axes::Listed(vec![4]).resolve(4).unwrap_err().contains("out of range"));
+        assert!(Axes::Computed("a".into()).resolve(4).unwrap_err().contains("computed"));
+    }
+
+    #[test]
+    fn split_slice_cast_and_shape_ops_decode_their_inputs() {
+        let ax1 = attrs(&[("axis", Attribute::Int(1))]);
+        assert_eq!(
+            decode_ints("Split", &ax1, &[Some(vec![2, 6])]).unwrap(),
+            Op::Split { axis: 1, sizes: Some(vec![2, 6]) }
+        );
+        let n = attrs(&[("axis", Attribute::Int(1)), ("num_outputs", Attribute::Int(2))]);
+        assert_eq!(decode_ints("Split", &n, &[]).unwrap(), Op::Split { axis: 1, sizes: None });
+        assert!(decode_ints("Split", &ax1, &[Some(vec![-1, 2])]).unwrap_err().contains("negative"));
+        let sl = decode_ints("Slice", &BTreeMap::new(), &[Some(vec![0]), Some(vec![4]), Some(vec![1]), Some(vec![2])])
+            .unwrap();
+        let Op::Slice(Some(s)) = sl else { panic!("{sl:?}") };
+        assert_eq!(
+            (s.starts.clone(), s.ends.clone(), s.axes.clone(), s.steps.clone()),
+            (vec![0], vec![4], Some(vec![1]), Some(vec![2]))
+        );
+        assert_eq!(decode_ints("Slice", &BTreeMap::new(), &[Some(vec![0]), None]).unwrap(), Op::Slice(None));
+        let old = attrs(&[("starts", Attribute::Ints(vec![1])), ("ends", Attribute::Ints(vec![3]))]);
+        let Op::Slice(Some(s)) = decode_ints("Slice", &old, &[]).unwrap() else { panic!() };
+        assert_eq!((s.starts, s.ends, s.axes, s.steps), (vec![1], vec![3], None, None));
+        let to = attrs(&[("to", Attribute::Int(1))]);
+        assert_eq!(decode("Cast", &to, None).unwrap(), Op::Cast { to: 1 });
+        assert!(decode("Cast", &BTreeMap::new(), None).unwrap_err().contains("to"));
+        let z = attrs(&[("allowzero", Attribute::Int(1))]);
+        assert_eq!(decode("Reshape", &z, None).unwrap(), Op::Reshape { allow_zero: true });
+        assert_eq!(
+            decode_ints("Unsqueeze", &BTreeMap::new(), &[Some(vec![0])]).unwrap(),
+            Op::Unsqueeze { axes: Axes::Listed(vec![0]) }
+        );
+        assert_eq!(decode_ints("Squeeze", &BTreeMap::new(), &[]).unwrap(), Op::Squeeze { axes: Axes::Default });
+        assert_eq!(decode("HardSwish", &BTreeMap::new(), None).unwrap(), Op::Activation(Activation::HardSwish));
+        let tanh = attrs(&[("approximate", Attribute::String("tanh".into()))]);
+        assert_eq!(decode("Gelu", &tanh, None).unwrap(), Op::Activation(Activation::Gelu { tanh: true }));
+    }
+
+    #[test]
+    fn slices_clamp_and_step_as_onnx_defines() {
+        let s = |starts: Vec<i64>, ends: Vec<i64>, steps: Option<Vec<i64>>| SliceAttrs {
+            starts,
+            ends,
+            axes: Some(vec![1]),
+            steps,
+        };
+        let resolve = |a: SliceAttrs| a.resolve(&[2, 10]).unwrap()[0].indices();
+        assert_eq!(resolve(s(vec![2], vec![5], None)), [2, 3, 4]);
+        assert_eq!(resolve(s(vec![-3], vec![i64::MAX], None)), [7, 8, 9]);
+        assert_eq!(resolve(s(vec![1], vec![10], Some(vec![4]))), [1, 5, 9]);
+        assert_eq!(resolve(s(vec![-1], vec![i64::MIN], Some(vec![-3]))), [9, 6, 3, 0]);
+        assert_eq!(resolve(s(vec![8], vec![2], None)), Vec::<usize>::new());
+        assert_eq!(resolve(s(vec![-100], vec![100], Some(vec![5]))), [0, 5]);
+        assert!(s(vec![0], vec![1], Some(vec![0])).resolve(&[2, 10]).unwrap_err().contains("step"));
+    }
+
+    #[test]
+    fn every_known_op_type_decodes_to_its_own_variant() {
+        let examples = Op::examples();
+        assert_eq!(examples.len(), KNOWN.len(), "each known op decodes with default attributes");
+        for (name, op) in examples {
+            assert_ne!(op, Op::Other(name.to_string()), "{name}");
+        }
+        assert!(KNOWN.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
     }
 }

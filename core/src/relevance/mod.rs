@@ -8,10 +8,12 @@
 //! propagates a batch. The relevance of a tensor is the relevance value itself, shaped like the tensor
 //! (Zennit's `.grad` of that tensor under the composite), not activation × relevance.
 
+mod canonize;
 pub mod composite;
 pub mod linear;
 pub mod pool;
 pub mod program;
+pub mod routing;
 pub mod rule;
 
 use std::collections::{BTreeMap, HashSet};

@@ -1,27 +1,31 @@
 //! The model graph rewritten for relevance propagation: one [`Step`] per node that carries
 //! activations from the input to the explained output, in topological order.
 //!
-//! Canonicalisation, as Zennit's canonizers do it:
-//! - `BatchNormalization` directly after a `Conv`/`Gemm`/`MatMul` whose output it alone reads is merged
-//!   into that layer (`W' = W·s`, `b' = (b − μ)·s + β`, `s = γ/√(σ² + ε)`); both tensors then carry the
-//!   same relevance. Any other BatchNormalization passes relevance through (Zennit's `Pass`).
-//! - `MatMul` followed by an `Add` of a constant is one dense layer with a bias.
-//! - A trailing `Softmax`/`LogSoftmax` is skipped: relevance starts at the logits.
-//! - Nodes that only compute shapes (integer tensors) are not steps.
+//! The graph is canonized first ([`super::canonize`]: batch norms and per-channel affine constants
+//! merged into the layer before them, gates found); then:
+//! - any other `BatchNormalization` passes relevance through (Zennit's `Pass`);
+//! - a trailing `Softmax`/`LogSoftmax` is skipped: relevance starts at the logits;
+//! - nodes that only compute shapes (integer tensors) are not steps;
+//! - a `Split` is one step per output that reaches the explained output.
 //!
-//! Each step is built by one exhaustive match on the node's decoded [`Op`] (see [`supported_ops`]);
-//! any op on the data path without a rule is reported, with its node, before any work starts.
+//! Each step is built by one exhaustive match on the node's decoded [`Op`] ([`rule_of`] says, from
+//! the same match, what each op gets); any op on the data path without a rule is reported, with
+//! its node, before any work starts.
 
 use std::collections::{BTreeMap, HashSet};
 
 use ndarray::{Array1, ArrayD, Axis, Ix2, Ix4, IxDyn, Slice};
 
+use super::canonize::{fold_affine, product_rule};
 use super::composite::{LayerKind, Preset};
 use super::linear::{Conv2d, Dense, LinearMap, NoWeights, Weights};
 use super::pool::{max_pool_relevance, AvgPool2d, GlobalAvgPool, Window};
+use super::routing::{max_relevance, scatter_axis, split_product, sum_to_shape, Diagonal, ProductRule, Reduce};
 use super::rule::{stabilize, BoundRule, Rule};
 use crate::error::{Error, Result};
-use crate::model::{Activations, AutoPad, ConvAttrs, ElemType, Graph, Node, Op, PadMode, PoolAttrs, Weight};
+use crate::model::{
+    Activations, AutoPad, Axes, ConvAttrs, ElemType, Graph, Node, Op, PadMode, PoolAttrs, Reduction, SliceAttrs, Weight,
+};
 
 /// How one node propagates relevance.
 #[derive(Debug, Clone)]
@@ -53,6 +57,65 @@ pub enum StepKind {
     Pad(PadSource),
     /// Split along an axis.
     Concat(i64),
+    /// A mean or sum over axes (Norm rule); `keep_dims` false: the output lacks the reduced axes.
+    Reduce {
+        /// The reduced axes.
+        over: Over,
+        /// A mean (else a sum).
+        mean: bool,
+        /// The output keeps the reduced axes.
+        keep_dims: bool,
+    },
+    /// A maximum over axes (winner takes all).
+    ReduceMax {
+        /// The reduced axes.
+        over: Over,
+        /// The output keeps the reduced axes.
+        keep_dims: bool,
+    },
+    /// A product (or quotient) of two activations, by the rule the canonizer chose.
+    Product(ProductRule),
+    /// Multiplication by a constant tensor that no layer absorbed (Norm rule on the diagonal map).
+    Diagonal(ArrayD<f32>),
+    /// A strided range of some axes: relevance back to the positions read.
+    Slice(SliceAttrs),
+    /// Output `index` of a split into `parts` parts along `axis` (sizes as the op's).
+    SplitPart {
+        /// The axis.
+        axis: i64,
+        /// The parts' sizes, or equal parts.
+        sizes: Option<Vec<usize>>,
+        /// Number of outputs.
+        parts: usize,
+        /// Which output this step is.
+        index: usize,
+    },
+    /// Entries picked along an axis by constant indices: relevance back to the entries, added up
+    /// where one is read twice.
+    Gather {
+        /// The axis.
+        axis: i64,
+        /// The indices (any shape).
+        indices: ArrayD<i64>,
+    },
+}
+
+/// The axes a reduction step works on.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Over {
+    /// The op's axes (or every axis).
+    Axes(Axes),
+    /// Every axis after the channels (global pooling).
+    Spatial,
+}
+
+impl Over {
+    fn resolve(&self, rank: usize) -> std::result::Result<Vec<usize>, String> {
+        match self {
+            Over::Spatial => Ok((2..rank).collect()),
+            Over::Axes(a) => Ok(a.resolve(rank)?.unwrap_or_else(|| (0..rank).collect())),
+        }
+    }
 }
 
 /// Where a Pad node's amounts come from.
@@ -157,55 +220,42 @@ pub struct Program {
     pub model: std::path::PathBuf,
 }
 
-struct Ctx<'a> {
-    graph: &'a Graph,
-    path: &'a std::path::Path,
-    data: &'a HashSet<String>,
+/// What building a step may read: the graph, the model file (for messages) and the names of the
+/// activations.
+pub(super) struct Ctx<'a> {
+    pub(super) graph: &'a Graph,
+    pub(super) path: &'a std::path::Path,
+    pub(super) data: &'a HashSet<String>,
 }
 
-/// The ONNX ops relevance propagation supports (see [`build`]).
-const EXPLAINED: &[&str] = &[
-    "AveragePool",
-    "BatchNormalization",
-    "Cast",
-    "Clip",
-    "Concat",
-    "Conv",
-    "ConvTranspose",
-    "Div",
-    "Dropout",
-    "Elu",
-    "Flatten",
-    "Gemm",
-    "GlobalAveragePool",
-    "HardSigmoid",
-    "Identity",
-    "LeakyRelu",
-    "LogSoftmax",
-    "MatMul",
-    "MaxPool",
-    "Mul",
-    "Pad",
-    "PRelu",
-    "Relu",
-    "Reshape",
-    "Selu",
-    "Sigmoid",
-    "Softmax",
-    "Softplus",
-    "Squeeze",
-    "Sub",
-    "Tanh",
-    "Transpose",
-    "Unsqueeze",
-    "Add",
-];
-
-/// The op types relevance propagation supports, sorted.
+/// The ONNX op types relevance propagation explains (those [`rule_of`] gives a rule), sorted.
 pub fn supported_ops() -> Vec<&'static str> {
-    let mut ops = EXPLAINED.to_vec();
-    ops.sort_unstable();
-    ops
+    Op::examples().into_iter().filter(|(_, op)| rule_of(op).is_some()).map(|(name, _)| name).collect()
+}
+
+/// What relevance propagation does with `op`, for people (`hudd inspect`): the rule family, from
+/// the same cases as [`build`]; `None` when no rule explains it.
+pub fn rule_of(op: &Op) -> Option<&'static str> {
+    Some(match op {
+        Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm { .. } | Op::MatMul => "the preset's layer rule",
+        Op::MaxPool(_) | Op::GlobalMaxPool => "winner takes all",
+        Op::Reduce { reduction: Reduction::Max, .. } => "winner takes all",
+        Op::AveragePool { .. } | Op::GlobalAveragePool | Op::Reduce { .. } => "norm (ε on the linear map)",
+        Op::BatchNormalization { .. } => "merged into the layer before it, else pass",
+        Op::Activation(_) | Op::Dropout | Op::Identity | Op::Cast { .. } => "pass",
+        Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Transpose { .. } => {
+            "routing (reshape)"
+        }
+        Op::Pad { .. } | Op::Concat { .. } | Op::Split { .. } | Op::Slice(_) | Op::Gather { .. } => "routing",
+        Op::Add => "norm (proportional split; constants absorb)",
+        Op::Sub => "merged into the layer before it, else pass (scalar) or norm",
+        Op::Mul | Op::Div => {
+            "merged into the layer before it; by a constant: gradient (scalar) or norm; of two activations: \
+             signal-only gate, else uniform"
+        }
+        Op::Softmax | Op::LogSoftmax => "skipped at the output (relevance starts at the logits)",
+        Op::Constant | Op::Other(_) => return None,
+    })
 }
 
 /// How a node on the data path becomes a step.
@@ -218,8 +268,35 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
         Op::MaxPool(p) => StepKind::MaxPool(pool_spec(node, c, p)?),
         Op::AveragePool { pool, count_include_pad } => StepKind::AvgPool(pool_spec(node, c, pool)?, *count_include_pad),
         Op::GlobalAveragePool => StepKind::GlobalAvgPool,
-        Op::BatchNormalization { .. } | Op::Activation(_) | Op::Dropout | Op::Identity | Op::Cast => StepKind::Pass,
-        Op::Flatten { .. } | Op::Reshape | Op::Squeeze | Op::Unsqueeze => StepKind::Reshape,
+        Op::GlobalMaxPool => StepKind::ReduceMax { over: Over::Spatial, keep_dims: true },
+        Op::Reduce { reduction, axes, keep_dims } => {
+            if let Axes::Computed(name) = axes {
+                return Err(unsupported(c, node, &format!("the axes `{name}` are computed by the graph")));
+            }
+            let over = Over::Axes(axes.clone());
+            match reduction {
+                Reduction::Max => StepKind::ReduceMax { over, keep_dims: *keep_dims },
+                Reduction::Mean | Reduction::Sum => {
+                    StepKind::Reduce { over, mean: *reduction == Reduction::Mean, keep_dims: *keep_dims }
+                }
+            }
+        }
+        Op::BatchNormalization { .. } | Op::Activation(_) | Op::Dropout | Op::Identity | Op::Cast { .. } => {
+            StepKind::Pass
+        }
+        Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => StepKind::Reshape,
+        Op::Slice(attrs) => match attrs {
+            Some(a) => StepKind::Slice(a.clone()),
+            None => return Err(unsupported(c, node, "the slice's ranges are computed by the graph")),
+        },
+        Op::Split { axis, sizes } => {
+            // One step per output: `Program::new` sets the index.
+            StepKind::SplitPart { axis: *axis, sizes: sizes.clone(), parts: node.outputs.len(), index: 0 }
+        }
+        Op::Gather { axis } => match node.inputs.get(1).map(|n| (n, c.graph.weight(n))) {
+            Some((_, Some(Weight::I64(indices)))) => StepKind::Gather { axis: *axis, indices: indices.clone() },
+            _ => return Err(unsupported(c, node, "the indices must be an integer constant")),
+        },
         Op::Transpose { perm } => StepKind::Transpose(perm.clone().unwrap_or_default()),
         Op::Pad { mode, pads } => build_pad(node, c, *mode, pads.as_deref())?,
         Op::Concat { axis } => StepKind::Concat(*axis),
@@ -227,13 +304,13 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
         Op::Sub => build_sub(node, c)?,
         Op::Mul => build_scale(node, c, false)?,
         Op::Div => build_scale(node, c, true)?,
-        Op::Softmax | Op::LogSoftmax | Op::GlobalMaxPool | Op::Constant | Op::Other(_) => {
+        Op::Softmax | Op::LogSoftmax | Op::Constant | Op::Other(_) => {
             return Err(unsupported(c, node, "no relevance rule for it"))
         }
     })
 }
 
-fn unsupported(c: &Ctx<'_>, node: &Node, what: &str) -> Error {
+pub(super) fn unsupported(c: &Ctx<'_>, node: &Node, what: &str) -> Error {
     Error::UnsupportedByStage {
         path: c.path.to_path_buf(),
         node: node.name.clone(),
@@ -257,7 +334,7 @@ fn quad(v: &[usize]) -> [usize; 4] {
     }
 }
 
-fn weight_f32<'a>(c: &'a Ctx<'_>, node: &Node, ix: usize) -> Result<Option<&'a ArrayD<f32>>> {
+pub(super) fn weight_f32<'a>(c: &'a Ctx<'_>, node: &Node, ix: usize) -> Result<Option<&'a ArrayD<f32>>> {
     let Some(name) = node.inputs.get(ix).filter(|s| !s.is_empty()) else { return Ok(None) };
     match c.graph.weight(name) {
         Some(Weight::F32(a)) => Ok(Some(a)),
@@ -338,30 +415,45 @@ fn build_pad(node: &Node, c: &Ctx<'_>, mode: PadMode, attr: Option<&[i64]>) -> R
     Ok(StepKind::Pad(pads))
 }
 
-fn scalar(c: &Ctx<'_>, node: &Node) -> Result<f32> {
+/// The constant operand of a `Mul`, `Div` or `Sub` with one activation.
+fn constant_operand<'a>(c: &'a Ctx<'_>, node: &Node) -> Result<&'a ArrayD<f32>> {
     let Some(name) = node.inputs.iter().find(|n| !c.data.contains(*n)) else {
         return Err(unsupported(c, node, "both operands are activations"));
     };
     match c.graph.weight(name) {
-        Some(Weight::F32(a)) if a.len() == 1 => Ok(a.iter().copied().next().unwrap_or(1.0)),
-        _ => Err(unsupported(c, node, "only a scalar constant operand")),
+        Some(Weight::F32(a)) => Ok(a),
+        _ => Err(unsupported(c, node, &format!("operand `{name}` is neither an activation nor a float constant"))),
     }
 }
 
+/// `Mul`/`Div`: of two activations, the canonizer's product rule; by a scalar, the gradient (as
+/// Zennit computes an unhooked multiplication); by a tensor, the Norm rule on the diagonal map.
 fn build_scale(node: &Node, c: &Ctx<'_>, divide: bool) -> Result<StepKind> {
-    let k = scalar(c, node)?;
+    if node.inputs.len() == 2 && node.inputs.iter().all(|i| c.data.contains(i)) {
+        return Ok(StepKind::Product(product_rule(c, node)));
+    }
+    let k = constant_operand(c, node)?;
     if divide && !c.data.contains(&node.inputs[0]) {
         return Err(unsupported(c, node, "dividing a constant by an activation"));
     }
-    Ok(StepKind::Scale(if divide { 1.0 / k } else { k }))
+    if k.len() == 1 {
+        let k = k.iter().copied().next().unwrap_or(1.0);
+        return Ok(StepKind::Scale(if divide { 1.0 / k } else { k }));
+    }
+    Ok(StepKind::Diagonal(if divide { k.mapv(|v| 1.0 / v) } else { k.clone() }))
 }
 
+/// `Sub` of a constant: a scalar passes relevance on; a tensor is a shift, as `Add` of a
+/// constant (Norm rule, the constant absorbs its share).
 fn build_sub(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
-    scalar(c, node)?;
+    if node.inputs.iter().all(|i| c.data.contains(i)) {
+        return Err(unsupported(c, node, "a difference of two activations"));
+    }
+    let k = constant_operand(c, node)?;
     if !c.data.contains(&node.inputs[0]) {
         return Err(unsupported(c, node, "subtracting an activation from a constant"));
     }
-    Ok(StepKind::Pass)
+    Ok(if k.len() == 1 { StepKind::Pass } else { StepKind::Add })
 }
 
 fn pool_spec(node: &Node, c: &Ctx<'_>, p: &PoolAttrs) -> Result<PoolSpec> {
@@ -463,7 +555,6 @@ impl Program {
             n.outputs.iter().any(|o| needed.contains(o.as_str()) && activation(o))
                 && n.inputs.iter().any(|i| activation(i))
         };
-        let consumers = |t: &str| graph.consumers_of(t).len();
         let mut steps: Vec<Step> = Vec::new();
         let mut merged: HashSet<String> = HashSet::new();
         for node in graph.nodes.iter().filter(|n| on_path(n)) {
@@ -474,24 +565,11 @@ impl Program {
             let mut output = node.outputs[0].clone();
             let mut aliases = Vec::new();
             let mut label = node.op_type.clone();
-            let linear = matches!(kind, StepKind::Dense(_) | StepKind::Conv(..));
-            // Merge a following BatchNormalization or bias Add into this linear layer.
-            if linear && consumers(&output) == 1 && !graph.outputs.iter().any(|o| o.name == output) {
-                let produced = output.clone();
-                if let Some(next) = graph.consumers_of(&produced).first().copied() {
-                    let fused = match next.op {
-                        Op::BatchNormalization { epsilon } => merge_batch_norm(&mut kind, next, epsilon, &c)?,
-                        Op::Add if matches!(kind, StepKind::Dense(_)) && node.op == Op::MatMul => {
-                            merge_bias(&mut kind, next, &produced, &c)
-                        }
-                        _ => false,
-                    };
-                    if fused {
-                        aliases.push(output.clone());
-                        output = next.outputs[0].clone();
-                        label = format!("{}+{}", node.op_type, next.op_type);
-                        merged.insert(next.name.clone());
-                    }
+            if matches!(kind, StepKind::Dense(_) | StepKind::Conv(..)) {
+                for next in fold_affine(&mut kind, node, &output, &c)? {
+                    aliases.push(std::mem::replace(&mut output, next.outputs[0].clone()));
+                    label = format!("{label}+{}", next.op_type);
+                    merged.insert(next.name.clone());
                 }
             }
             let inputs: Vec<String> = match &kind {
@@ -499,12 +577,17 @@ impl Program {
                 | StepKind::Conv(..)
                 | StepKind::ConvTranspose(..)
                 | StepKind::Reshape
-                | StepKind::Pad(_) => {
+                | StepKind::Pad(_)
+                | StepKind::Slice(_)
+                | StepKind::SplitPart { .. }
+                | StepKind::Gather { .. } => {
                     vec![node.inputs[0].clone()]
                 }
+                // Both operands, in order (a product of a tensor with itself reads it twice).
+                StepKind::Product(_) => node.inputs.clone(),
                 _ => node.inputs.iter().filter(|i| data.contains(*i)).cloned().collect(),
             };
-            steps.push(Step {
+            let step = Step {
                 node: node.name.clone(),
                 op: node.op.clone(),
                 label,
@@ -514,7 +597,19 @@ impl Program {
                 kind,
                 rule: None,
                 bound: None,
-            });
+            };
+            match &step.kind {
+                // A split: one step per output that reaches the explained output.
+                StepKind::SplitPart { axis, sizes, parts, .. } => {
+                    for (index, out) in node.outputs.iter().enumerate() {
+                        if needed.contains(out.as_str()) && activation(out) {
+                            let kind = StepKind::SplitPart { axis: *axis, sizes: sizes.clone(), parts: *parts, index };
+                            steps.push(Step { output: out.clone(), kind, ..step.clone() });
+                        }
+                    }
+                }
+                _ => steps.push(step),
+            }
         }
         // Rules.
         // The one layer a preset's first-layer map applies to, if any.
@@ -524,9 +619,11 @@ impl Program {
             s.rule = match step_layer_kind(s) {
                 Some(k) => Some(preset.rule(k, first == Some(ix), bounds)?),
                 None => match s.kind {
-                    StepKind::AvgPool(..) | StepKind::GlobalAvgPool | StepKind::Add => {
-                        Some(Rule::Norm { stabilizer: preset.stabilizer() })
-                    }
+                    StepKind::AvgPool(..)
+                    | StepKind::GlobalAvgPool
+                    | StepKind::Add
+                    | StepKind::Reduce { .. }
+                    | StepKind::Diagonal(_) => Some(Rule::Norm { stabilizer: preset.stabilizer() }),
                     _ => None,
                 },
             };
@@ -738,6 +835,85 @@ impl Program {
                 }
                 Ok(out)
             }
+            StepKind::Reduce { over, mean, keep_dims } => {
+                let x = act(&x_name)?;
+                let map = Reduce { axes: over.resolve(x.ndim()).map_err(|e| self.step_error(step, &e))?, mean: *mean };
+                let r = self.kept_dims(step, r, &map.output_shape(x.shape()), *keep_dims)?;
+                let output = output.map(|o| o.view().into_shape_with_order(r.raw_dim()).map(|v| v.to_owned()));
+                let output = match output {
+                    Some(Ok(o)) => Some(o),
+                    _ => None,
+                };
+                one(match &step.bound {
+                    Some(Bound::Free(b)) => b.propagate(&map, x, &r, output.as_ref()),
+                    _ => r.broadcast(x.raw_dim()).map(|v| v.to_owned()).ok_or_else(|| shape_err_of(&r, x))?,
+                })
+            }
+            StepKind::ReduceMax { over, keep_dims } => {
+                let x = act(&x_name)?;
+                let axes = over.resolve(x.ndim()).map_err(|e| self.step_error(step, &e))?;
+                let kept = Reduce { axes: axes.clone(), mean: false }.output_shape(x.shape());
+                let r = self.kept_dims(step, r, &kept, *keep_dims)?;
+                one(max_relevance(x, &r, &axes))
+            }
+            StepKind::Product(rule) => {
+                let (a, b) = (act(&step.inputs[0])?, act(&step.inputs[1])?);
+                let [ra, rb] = split_product(r, [a.shape(), b.shape()], *rule);
+                Ok(vec![(step.inputs[0].clone(), ra), (step.inputs[1].clone(), rb)])
+            }
+            StepKind::Diagonal(factor) => {
+                let x = act(&x_name)?;
+                let map = Diagonal { factor: factor.clone() };
+                one(match &step.bound {
+                    Some(Bound::Free(b)) => b.propagate(&map, x, r, output),
+                    _ => r.clone(),
+                })
+            }
+            StepKind::Slice(attrs) => {
+                let x = act(&x_name)?;
+                let ranges = attrs.resolve(x.shape()).map_err(|e| self.step_error(step, &e))?;
+                let mut back = r.clone();
+                for range in ranges {
+                    back = scatter_axis(&back, range.axis, x.shape()[range.axis], &range.indices());
+                }
+                one(back)
+            }
+            StepKind::SplitPart { axis, sizes, parts, index } => {
+                let x = act(&x_name)?;
+                let ax = norm_axis(*axis, x.ndim()).map_err(|e| self.step_error(step, &e))?;
+                let len = x.shape()[ax];
+                let sizes = match sizes {
+                    Some(s) => s.clone(),
+                    // Equal parts of ⌈len / parts⌉, the last one smaller.
+                    None => {
+                        let each = len.div_ceil((*parts).max(1));
+                        (0..*parts).map(|i| each.min(len.saturating_sub(i * each))).collect()
+                    }
+                };
+                let start: usize = sizes.iter().take(*index).sum();
+                let size = sizes.get(*index).copied().unwrap_or(0);
+                if start + size > len || r.shape().get(ax) != Some(&size) {
+                    return Err(self.step_error(step, &format!("part {index} ({size} at {start}) of {len}")));
+                }
+                one(scatter_axis(r, ax, len, &(start..start + size).collect::<Vec<_>>()))
+            }
+            StepKind::Gather { axis, indices } => {
+                let x = act(&x_name)?;
+                let ax = norm_axis(*axis, x.ndim()).map_err(|e| self.step_error(step, &e))?;
+                let len = x.shape()[ax];
+                let picked: Vec<usize> = indices
+                    .iter()
+                    .map(|&i| if i < 0 { i + len as i64 } else { i })
+                    .map(|i| usize::try_from(i).ok().filter(|&i| i < len))
+                    .collect::<Option<Vec<_>>>()
+                    .ok_or_else(|| self.step_error(step, &format!("an index is out of range for {len} entries")))?;
+                // The indices' axes stand where the gathered axis stood: as one axis, then routed.
+                let mut shape = x.shape().to_vec();
+                shape[ax] = picked.len();
+                let flat =
+                    r.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&shape)).map_err(shape_err)?;
+                one(scatter_axis(&flat, ax, len, &picked))
+            }
             StepKind::Add => {
                 let eps = match rule {
                     Rule::Norm { stabilizer } => stabilizer,
@@ -763,22 +939,41 @@ impl Program {
     }
 }
 
-/// Sums a broadcast result back to `shape`.
-fn sum_to_shape(a: &ArrayD<f32>, shape: &[usize]) -> ArrayD<f32> {
-    if a.shape() == shape {
-        return a.clone();
+/// `axis` (negative counts from the end) as an index into `rank` axes.
+fn norm_axis(axis: i64, rank: usize) -> std::result::Result<usize, String> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    usize::try_from(a).ok().filter(|&a| a < rank).ok_or_else(|| format!("axis {axis} is out of range for rank {rank}"))
+}
+
+fn shape_err_of(r: &ArrayD<f32>, x: &ArrayD<f32>) -> Error {
+    Error::ShapeMismatch {
+        tensor: "relevance".into(),
+        actual: r.shape().to_vec(),
+        expected: format!("a shape that broadcasts to {:?}", x.shape()),
     }
-    let mut out = a.clone();
-    let lead = out.ndim() - shape.len();
-    for _ in 0..lead {
-        out = out.sum_axis(Axis(0));
-    }
-    for (ax, &s) in shape.iter().enumerate() {
-        if s == 1 && out.shape()[ax] != 1 {
-            out = out.sum_axis(Axis(ax)).insert_axis(Axis(ax));
+}
+
+impl Program {
+    /// An error that names the step's node.
+    fn step_error(&self, step: &Step, what: &str) -> Error {
+        Error::ModelInterface {
+            path: self.model.clone(),
+            reason: format!("node `{}` ({}): {what}", step.node, step.label),
         }
     }
-    out
+
+    /// A reduction's relevance `r` with the reduced axes present (size 1): `kept` is that shape.
+    fn kept_dims(&self, step: &Step, r: &ArrayD<f32>, kept: &[usize], keep_dims: bool) -> Result<ArrayD<f32>> {
+        if keep_dims && r.shape() == kept {
+            return Ok(r.clone());
+        }
+        r.as_standard_layout().into_owned().into_shape_with_order(IxDyn(kept)).map_err(|_| {
+            self.step_error(
+                step,
+                &format!("relevance of shape {:?} does not fit the reduced shape {kept:?}", r.shape()),
+            )
+        })
+    }
 }
 
 fn window(spec: &PoolSpec, x: &ArrayD<f32>, r: &ArrayD<f32>) -> Window {
@@ -802,50 +997,6 @@ fn step_layer_kind(s: &Step) -> Option<LayerKind> {
         StepKind::Conv(..) | StepKind::ConvTranspose(..) => Some(LayerKind::Conv),
         _ => None,
     }
-}
-
-fn merge_batch_norm(kind: &mut StepKind, bn: &Node, eps: f32, c: &Ctx<'_>) -> Result<bool> {
-    let get = |ix: usize| -> Result<Vec<f32>> {
-        Ok(weight_f32(c, bn, ix)?.ok_or_else(|| unsupported(c, bn, "missing statistics"))?.iter().copied().collect())
-    };
-    let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
-    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
-    Ok(match kind {
-        StepKind::Dense(p) => scale_outputs(p, &scale, &mean, &beta),
-        StepKind::Conv(_, p) => scale_outputs(p, &scale, &mean, &beta),
-        _ => false,
-    })
-}
-
-/// `W ← scale · W` and `b ← (b − mean) · scale + beta` per output channel (a merged batch norm);
-/// false when the channel counts differ.
-fn scale_outputs<D: ndarray::Dimension + ndarray::RemoveAxis>(
-    p: &mut Weights<D>,
-    scale: &[f32],
-    mean: &[f32],
-    beta: &[f32],
-) -> bool {
-    if p.weight.shape()[0] != scale.len() {
-        return false;
-    }
-    for (o, mut row) in p.weight.axis_iter_mut(Axis(0)).enumerate() {
-        row *= scale[o];
-    }
-    let b0 = p.bias.clone().unwrap_or_else(|| Array1::zeros(scale.len()));
-    p.bias = Some(Array1::from_iter((0..scale.len()).map(|o| (b0[o] - mean[o]) * scale[o] + beta[o])));
-    true
-}
-
-fn merge_bias(kind: &mut StepKind, add: &Node, produced: &str, c: &Ctx<'_>) -> bool {
-    let other = add.inputs.iter().find(|i| i.as_str() != produced);
-    let Some(Weight::F32(b)) = other.and_then(|o| c.graph.weight(o)) else { return false };
-    let StepKind::Dense(p) = kind else { return false };
-    let out = p.weight.nrows();
-    if b.len() != out || p.bias.is_some() {
-        return false;
-    }
-    p.bias = Some(b.iter().copied().collect());
-    true
 }
 
 /// A transposed convolution: the transpose of [`Conv2d`] with the same weight.
@@ -891,7 +1042,7 @@ mod tests {
         Node {
             name: name.into(),
             op_type: op.into(),
-            op: Op::decode(op, &attributes, None).unwrap(),
+            op: Op::decode(op, &attributes, &[], |_| None).unwrap(),
             domain: String::new(),
             inputs: inputs.iter().map(|s| s.to_string()).collect(),
             outputs: vec![format!("{name}_out")],

@@ -25,8 +25,8 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Activation, Activations, AutoPad, ConvAttrs, Dim, ElemType, Graph, Model, Node, Op, PadMode, PoolAttrs, TensorFact,
-    Weight, Weights,
+    Activation, Activations, AutoPad, Axes, ConvAttrs, Dim, ElemType, Graph, Model, Node, Op, PadMode, PoolAttrs,
+    Reduction, SliceAttrs, TensorFact, Weight, Weights,
 };
 use crate::rng::Rng;
 
@@ -89,6 +89,26 @@ enum Kind {
     Softmax {
         axis: i64,
         log: bool,
+    },
+    /// A mean, sum or maximum over axes (`None`: every axis after the channels).
+    Reduce {
+        reduction: Reduction,
+        axes: Option<Axes>,
+        keep_dims: bool,
+    },
+    Slice(SliceAttrs),
+    /// Output `index` of a split into `parts` along `axis`.
+    SplitPart {
+        axis: i64,
+        sizes: Option<Vec<usize>>,
+        parts: usize,
+        index: usize,
+    },
+    Gather {
+        axis: i64,
+        /// The indices, flattened, and their shape.
+        indices: Vec<i64>,
+        shape: Vec<usize>,
     },
 }
 
@@ -182,7 +202,14 @@ impl Net {
         let mut fixed: BTreeSet<String> = BTreeSet::new();
         let mut computed_pads: Vec<(usize, String)> = Vec::new();
         for node in &graph.nodes {
-            let Some(output) = node.outputs.first().filter(|o| data.contains(*o)) else { continue };
+            // A split is one step per output; every other op has one float output.
+            let outputs: Vec<(usize, &String)> = match node.op {
+                Op::Split { .. } => node.outputs.iter().enumerate().filter(|(_, o)| data.contains(*o)).collect(),
+                _ => node.outputs.first().filter(|o| data.contains(*o)).map(|o| (0, o)).into_iter().collect(),
+            };
+            if outputs.is_empty() {
+                continue;
+            }
             let kind = translate(graph, &facts, node, &data).map_err(|r| unsupported(node, &r))?;
             if let (Kind::Pad { .. }, Some(pads)) = (&kind, pad_tensor(graph, node)) {
                 computed_pads.push((steps.len(), pads));
@@ -210,16 +237,24 @@ impl Net {
                     }
                 }
             }
-            let fact = facts.get(output);
-            steps.push(Step {
-                node: node.name.clone(),
-                op_type: node.op_type.clone(),
-                kind,
-                inputs: node.inputs.clone(),
-                output: output.clone(),
-                shape: fact.map(|f| f.shape.clone()).unwrap_or_default(),
-                batched: fact.is_some_and(|f| f.batched),
-            });
+            for &(index, output) in &outputs {
+                let fact = facts.get(output);
+                let kind = match &kind {
+                    Kind::SplitPart { axis, sizes, parts, .. } => {
+                        Kind::SplitPart { axis: *axis, sizes: sizes.clone(), parts: *parts, index }
+                    }
+                    k => k.clone(),
+                };
+                steps.push(Step {
+                    node: node.name.clone(),
+                    op_type: node.op_type.clone(),
+                    kind,
+                    inputs: node.inputs.clone(),
+                    output: output.clone(),
+                    shape: fact.map(|f| f.shape.clone()).unwrap_or_default(),
+                    batched: fact.is_some_and(|f| f.batched),
+                });
+            }
         }
         if !computed_pads.is_empty() {
             let names: Vec<String> = computed_pads.iter().map(|(_, n)| n.clone()).collect();
@@ -461,6 +496,71 @@ impl Net {
                 }
             }
             Kind::Softmax { axis, log } => softmax(x, norm_axis(*axis, x.rank())?, *log),
+            Kind::Reduce { reduction, axes, keep_dims } => {
+                let rank = x.rank();
+                let axes: Vec<usize> = match axes {
+                    None => (2..rank).collect(),
+                    Some(a) => a.resolve(rank).map_err(candle_core::Error::Msg)?.unwrap_or_else(|| (0..rank).collect()),
+                };
+                let mut y = x.clone();
+                for &a in &axes {
+                    y = match reduction {
+                        Reduction::Mean => y.mean_keepdim(a)?,
+                        Reduction::Sum => y.sum_keepdim(a)?,
+                        Reduction::Max => y.max_keepdim(a)?,
+                    };
+                }
+                if *keep_dims {
+                    Ok(y)
+                } else {
+                    let shape: Vec<usize> =
+                        y.dims().iter().enumerate().filter(|(i, _)| !axes.contains(i)).map(|(_, &d)| d).collect();
+                    y.reshape(shape)
+                }
+            }
+            Kind::Slice(attrs) => {
+                let mut y = x.clone();
+                for range in attrs.resolve(x.dims()).map_err(candle_core::Error::Msg)? {
+                    y = if range.step == 1 {
+                        y.narrow(range.axis, range.start, range.count)?
+                    } else {
+                        let ix: Vec<u32> = range.indices().into_iter().map(|i| i as u32).collect();
+                        let n = ix.len();
+                        y.index_select(&Tensor::from_vec(ix, n, y.device())?, range.axis)?
+                    };
+                }
+                Ok(y)
+            }
+            Kind::SplitPart { axis, sizes, parts, index } => {
+                let ax = norm_axis(*axis, x.rank())?;
+                let len = x.dim(ax)?;
+                let sizes = match sizes {
+                    Some(s) => s.clone(),
+                    None => {
+                        let each = len.div_ceil((*parts).max(1));
+                        (0..*parts).map(|i| each.min(len.saturating_sub(i * each))).collect()
+                    }
+                };
+                let start: usize = sizes.iter().take(*index).sum();
+                let size = sizes.get(*index).copied().unwrap_or(0);
+                x.narrow(ax, start, size)
+            }
+            Kind::Gather { axis, indices, shape } => {
+                let ax = norm_axis(*axis, x.rank())?;
+                let len = x.dim(ax)? as i64;
+                let ix = indices
+                    .iter()
+                    .map(|&i| if i < 0 { i + len } else { i })
+                    .map(|i| u32::try_from(i).ok().filter(|&i| i64::from(i) < len))
+                    .collect::<Option<Vec<u32>>>()
+                    .ok_or_else(|| candle_core::Error::Msg(format!("an index is out of range for {len} entries")))?;
+                let n = ix.len();
+                let y = x.index_select(&Tensor::from_vec(ix, n, x.device())?, ax)?;
+                let mut dims: Vec<usize> = x.dims()[..ax].to_vec();
+                dims.extend(shape);
+                dims.extend(&x.dims()[ax + 1..]);
+                y.reshape(dims)
+            }
         }
     }
 }
@@ -649,14 +749,30 @@ fn translate(
             Kind::Dropout { ratio }
         }
         Op::Identity => Kind::Pass,
-        Op::Cast => {
-            let to = node.attributes.get("to").and_then(|a| a.as_int());
-            if !matches!(to, Some(1) | Some(10) | Some(11)) {
+        Op::Cast { to } => {
+            if !matches!(to, 1 | 10 | 11) {
                 return Err("a cast of an activation to a non-float type".into());
             }
             Kind::Pass
         }
-        Op::Flatten { .. } | Op::Reshape | Op::Squeeze | Op::Unsqueeze => Kind::Reshape,
+        Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => Kind::Reshape,
+        Op::Reduce { reduction, axes, keep_dims } => {
+            if let Axes::Computed(name) = axes {
+                return Err(format!("the axes `{name}` are computed by the graph"));
+            }
+            Kind::Reduce { reduction: *reduction, axes: Some(axes.clone()), keep_dims: *keep_dims }
+        }
+        Op::GlobalMaxPool => Kind::Reduce { reduction: Reduction::Max, axes: None, keep_dims: true },
+        Op::Slice(attrs) => Kind::Slice(attrs.clone().ok_or("the slice's ranges are computed by the graph")?),
+        Op::Split { axis, sizes } => {
+            Kind::SplitPart { axis: *axis, sizes: sizes.clone(), parts: node.outputs.len(), index: 0 }
+        }
+        Op::Gather { axis } => match weight_at(1) {
+            Some(Weight::I64(ix)) => {
+                Kind::Gather { axis: *axis, indices: ix.iter().copied().collect(), shape: ix.shape().to_vec() }
+            }
+            _ => return Err("the indices must be an integer constant".into()),
+        },
         Op::Transpose { perm } => Kind::Transpose(perm.clone()),
         Op::Pad { mode, pads } => {
             if *mode != PadMode::Constant {
@@ -694,7 +810,6 @@ fn translate(
             }
             Kind::Softmax { axis, log }
         }
-        Op::GlobalMaxPool => return Err("no training rule for GlobalMaxPool yet".into()),
         Op::Constant => return Err("a constant on the data path".into()),
         Op::Other(op) => return Err(format!("`{op}` has no candle translation")),
     })
@@ -847,17 +962,23 @@ fn activation(x: &Tensor, a: Activation, slope: Option<&Tensor>) -> candle_core:
         }
         Activation::Elu { alpha } => elu(x, alpha, 1.0),
         Activation::Selu { alpha, gamma } => elu(x, alpha, gamma),
-        Activation::Softplus => {
-            // ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|), without overflow.
-            x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
-        }
+        Activation::Softplus => softplus(x),
         Activation::Sigmoid => (x.neg()?.exp()? + 1.0)?.recip(),
         Activation::Tanh => x.tanh(),
         Activation::HardSigmoid { alpha, beta } => {
             x.affine(f64::from(alpha), f64::from(beta))?.maximum(0f32)?.minimum(1f32)
         }
         Activation::Clip => Ok(x.clone()),
+        Activation::HardSwish => x.mul(&x.affine(1.0, 3.0)?.maximum(0f32)?.minimum(6f32)?)?.affine(1.0 / 6.0, 0.0),
+        Activation::Gelu { tanh: false } => x.gelu_erf(),
+        Activation::Gelu { tanh: true } => x.gelu(),
+        Activation::Mish => x.mul(&softplus(x)?.tanh()?),
     }
+}
+
+/// ln(1 + eˣ) = max(x, 0) + ln(1 + e^-|x|), without overflow.
+fn softplus(x: &Tensor) -> candle_core::Result<Tensor> {
+    x.relu()? + (x.abs()?.neg()?.exp()? + 1.0)?.log()?
 }
 
 /// `gamma·x` for x > 0, else `gamma·alpha·(eˣ − 1)`.

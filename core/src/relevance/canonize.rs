@@ -1,0 +1,245 @@
+//! Canonizers: the graph rewrites made before any rule is chosen, as Zennit's canonizers make them
+//! on a PyTorch model. Propagation ([`super::program`]) never looks at the graph again.
+//!
+//! - [`fold_affine`]: the chain of per-channel affine nodes after a convolution or dense layer —
+//!   `BatchNormalization`, and `Mul`/`Div`/`Add`/`Sub` by a constant that is the same for every
+//!   position of a channel (batch norm and Keras' `Normalization`/`Rescaling` as tf2onnx writes
+//!   them, a `MatMul`'s bias) — is merged into the layer's weight and bias (Zennit's
+//!   `SequentialMergeBatchNorm`, extended to the written-out forms): `W' = W·s`, `b' = b·s + t`.
+//!   The merged nodes' outputs carry the layer's relevance.
+//! - [`product_rule`]: a `Mul` of two activations where one is a gate (its producer a `Sigmoid` or
+//!   `HardSigmoid`: squeeze-excitation, SiLU/Swish written as x·σ(x)) is a signal-only gate; a
+//!   `Div` of two activations holds the divisor constant (all relevance to the dividend).
+
+use ndarray::{Array1, ArrayD, Axis};
+
+use super::linear::Weights;
+use super::program::{unsupported, weight_f32, Ctx, StepKind};
+use super::routing::ProductRule;
+use crate::error::Result;
+use crate::model::{Activation, Node, Op, Weight};
+
+/// What one folded node did to the layer.
+enum Affine {
+    /// Scale each output channel (`Mul`, `Div`).
+    Scale(Vec<f32>),
+    /// Shift each output channel (`Add`, `Sub`).
+    Shift(Vec<f32>),
+}
+
+/// Merges the per-channel affine nodes that follow the linear layer of `kind` (output `output`)
+/// into its parameters, for as long as each is the only reader of the tensor before it and that
+/// tensor is no graph output. Returns the merged nodes, in order (empty: nothing merged).
+pub(super) fn fold_affine<'g>(kind: &mut StepKind, node: &Node, output: &str, c: &Ctx<'g>) -> Result<Vec<&'g Node>> {
+    let mut merged = Vec::new();
+    let mut current = output.to_string();
+    loop {
+        let readers = c.graph.consumers_of(&current);
+        if readers.len() != 1 || c.graph.outputs.iter().any(|o| o.name == current) {
+            break;
+        }
+        let next = readers[0];
+        let folded = match next.op {
+            Op::BatchNormalization { epsilon } => merge_batch_norm(kind, next, epsilon, c)?,
+            // A `MatMul` followed by the bias `Add` is one dense layer (the existing exporters' form).
+            Op::Add | Op::Sub | Op::Mul | Op::Div => match per_channel(kind, node, next, &current, c) {
+                Some(Affine::Scale(s)) => scale_outputs(kind, &s, None),
+                Some(Affine::Shift(t)) => shift_outputs(kind, &t),
+                None => false,
+            },
+            _ => false,
+        };
+        if !folded {
+            break;
+        }
+        merged.push(next);
+        current = next.outputs[0].clone();
+    }
+    Ok(merged)
+}
+
+/// The per-output-channel values of `next`'s constant operand, when `next` applies the same
+/// affine change to every position of a channel of `current` (the layer's output).
+fn per_channel(kind: &StepKind, node: &Node, next: &Node, current: &str, c: &Ctx<'_>) -> Option<Affine> {
+    let (channels, rank) = match kind {
+        StepKind::Conv(_, p) => (p.weight.shape()[0], 4),
+        // A `MatMul` may run on more than two axes; only its trailing axis is the channel.
+        StepKind::Dense(p) => (p.weight.nrows(), if node.op == Op::MatMul { 0 } else { 2 }),
+        _ => return None,
+    };
+    let [a, b] = [next.inputs.first()?, next.inputs.get(1)?];
+    let (ours, other) = if a == current {
+        (0, b)
+    } else if b == current {
+        (1, a)
+    } else {
+        return None;
+    };
+    // x − t and x / s only: t − x and s / x are not affine in x with a positive orientation.
+    if ours == 1 && matches!(next.op, Op::Sub | Op::Div) {
+        return None;
+    }
+    let Some(Weight::F32(w)) = c.graph.weight(other) else { return None };
+    let values = channel_values(w, rank, channels)?;
+    Some(match next.op {
+        Op::Mul => Affine::Scale(values),
+        Op::Div => {
+            if values.contains(&0.0) {
+                return None;
+            }
+            Affine::Scale(values.iter().map(|v| 1.0 / v).collect())
+        }
+        Op::Add => Affine::Shift(values),
+        Op::Sub => Affine::Shift(values.iter().map(|v| -v).collect()),
+        _ => return None,
+    })
+}
+
+/// `w`'s value per channel when it broadcasts against an output of `rank` axes (0: any rank, the
+/// channel last) with `channels` on axis 1 (or the last axis) and is constant along every other
+/// axis; `None` otherwise.
+fn channel_values(w: &ArrayD<f32>, rank: usize, channels: usize) -> Option<Vec<f32>> {
+    let shape = w.shape();
+    let channel_axis = match rank {
+        0 => shape.len().checked_sub(1),
+        r if shape.len() <= r => (shape.len() + 1).checked_sub(r),
+        _ => return None,
+    };
+    // Every axis but the channel axis has size 1 (after the left padding of broadcasting).
+    for (i, &d) in shape.iter().enumerate() {
+        if Some(i) != channel_axis && d != 1 {
+            return None;
+        }
+    }
+    let n = channel_axis.and_then(|ax| shape.get(ax)).copied().unwrap_or(1);
+    let flat: Vec<f32> = w.iter().copied().collect();
+    match n {
+        1 => Some(vec![flat.first().copied().unwrap_or(0.0); channels]),
+        n if n == channels => Some(flat),
+        _ => None,
+    }
+}
+
+fn merge_batch_norm(kind: &mut StepKind, bn: &Node, eps: f32, c: &Ctx<'_>) -> Result<bool> {
+    let get = |ix: usize| -> Result<Vec<f32>> {
+        Ok(weight_f32(c, bn, ix)?.ok_or_else(|| unsupported(c, bn, "missing statistics"))?.iter().copied().collect())
+    };
+    let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
+    let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+    // (x − mean)·s + beta: a shift by −mean, a scale, then a shift by beta.
+    let len = scale.len();
+    let shifted = shift_outputs(kind, &mean.iter().map(|m| -m).collect::<Vec<_>>());
+    Ok(shifted && len == mean.len() && scale_outputs(kind, &scale, Some(&beta)))
+}
+
+/// `W ← s·W`, `b ← b·s (+ shift)` per output channel; false (nothing changed) when the channel
+/// counts differ.
+fn scale_outputs(kind: &mut StepKind, scale: &[f32], shift: Option<&[f32]>) -> bool {
+    fn apply<D: ndarray::Dimension + ndarray::RemoveAxis>(
+        p: &mut Weights<D>,
+        scale: &[f32],
+        shift: Option<&[f32]>,
+    ) -> bool {
+        if p.weight.shape()[0] != scale.len() || shift.is_some_and(|t| t.len() != scale.len()) {
+            return false;
+        }
+        for (o, mut row) in p.weight.axis_iter_mut(Axis(0)).enumerate() {
+            row *= scale[o];
+        }
+        p.bias = match (&p.bias, shift) {
+            (None, None) => None,
+            (b, t) => Some(Array1::from_iter(
+                (0..scale.len()).map(|o| b.as_ref().map_or(0.0, |b| b[o]) * scale[o] + t.map_or(0.0, |t| t[o])),
+            )),
+        };
+        true
+    }
+    match kind {
+        StepKind::Dense(p) => apply(p, scale, shift),
+        StepKind::Conv(_, p) => apply(p, scale, shift),
+        _ => false,
+    }
+}
+
+/// `b ← b + t` per output channel; false when the channel counts differ.
+fn shift_outputs(kind: &mut StepKind, shift: &[f32]) -> bool {
+    fn apply<D: ndarray::Dimension>(p: &mut Weights<D>, shift: &[f32]) -> bool {
+        if p.weight.shape()[0] != shift.len() {
+            return false;
+        }
+        let b0 = p.bias.clone().unwrap_or_else(|| Array1::zeros(shift.len()));
+        p.bias = Some(Array1::from_iter((0..shift.len()).map(|o| b0[o] + shift[o])));
+        true
+    }
+    match kind {
+        StepKind::Dense(p) => apply(p, shift),
+        StepKind::Conv(_, p) => apply(p, shift),
+        _ => false,
+    }
+}
+
+/// Whether `tensor` is a gate: the output of a sigmoid or hard sigmoid.
+fn is_gate(c: &Ctx<'_>, tensor: &str) -> bool {
+    c.graph.producer_of(tensor).is_some_and(|p| {
+        matches!(p.op, Op::Activation(Activation::Sigmoid) | Op::Activation(Activation::HardSigmoid { .. }))
+    })
+}
+
+/// How a `Mul` or `Div` of two activations (`node`) shares its relevance: a `Mul` with exactly one
+/// gate operand gives everything to the other (signal-only gate), a `Div` holds its divisor
+/// constant, any other product shares evenly (uniform rule).
+pub(super) fn product_rule(c: &Ctx<'_>, node: &Node) -> ProductRule {
+    if node.op == Op::Div {
+        return ProductRule::Signal(0);
+    }
+    match (is_gate(c, &node.inputs[0]), is_gate(c, &node.inputs[1])) {
+        (false, true) => ProductRule::Signal(0),
+        (true, false) => ProductRule::Signal(1),
+        _ => ProductRule::Uniform,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use ndarray::{ArrayD, IxDyn};
+
+    use super::*;
+
+    fn arr(shape: &[usize], v: Vec<f32>) -> ArrayD<f32> {
+        ArrayD::from_shape_vec(IxDyn(shape), v).unwrap()
+    }
+
+    #[test]
+    fn channel_values_accept_only_per_channel_constants() {
+        // A convolution's output [N, 3, H, W].
+        assert_eq!(channel_values(&arr(&[3, 1, 1], vec![1., 2., 3.]), 4, 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[1, 3, 1, 1], vec![1., 2., 3.]), 4, 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[], vec![2.]), 4, 3), Some(vec![2.; 3]));
+        assert_eq!(channel_values(&arr(&[1], vec![2.]), 4, 3), Some(vec![2.; 3]));
+        // [3] broadcasts over the width, not the channels; [1, 1, 1, 3] neither.
+        assert_eq!(channel_values(&arr(&[3], vec![1., 2., 3.]), 4, 3), None);
+        assert_eq!(channel_values(&arr(&[1, 1, 1, 3], vec![1., 2., 3.]), 4, 3), None);
+        assert_eq!(channel_values(&arr(&[3, 2, 1], vec![0.; 6]), 4, 3), None);
+        // A dense layer's output [N, 3]; a MatMul's channel is its last axis at any rank.
+        assert_eq!(channel_values(&arr(&[3], vec![1., 2., 3.]), 2, 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[1, 3], vec![1., 2., 3.]), 2, 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[1, 1, 3], vec![1., 2., 3.]), 0, 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[2], vec![1., 2.]), 2, 3), None);
+    }
+
+    #[test]
+    fn folding_scales_and_shifts_each_output_channel() {
+        let weight = arr(&[2, 3], vec![1., 2., 3., 4., 5., 6.]).into_dimensionality().unwrap();
+        let mut kind = StepKind::Dense(Weights { weight, bias: None });
+        assert!(scale_outputs(&mut kind, &[2.0, -1.0], None));
+        let StepKind::Dense(p) = &kind else { panic!() };
+        assert_eq!(p.weight.row(1).to_vec(), [-4., -5., -6.]);
+        assert!(p.bias.is_none(), "no bias appears from a scale alone");
+        assert!(shift_outputs(&mut kind, &[0.5, 1.0]));
+        assert!(scale_outputs(&mut kind, &[2.0, 3.0], Some(&[1.0, 0.0])));
+        let StepKind::Dense(p) = &kind else { panic!() };
+        assert_eq!(p.bias.as_ref().unwrap().to_vec(), [2.0, 3.0]);
+        assert!(!scale_outputs(&mut kind, &[1.0; 3], None), "three channels do not fit two");
+        assert!(!shift_outputs(&mut kind, &[1.0; 3]));
+    }
+}
