@@ -54,7 +54,7 @@ pub enum StepKind {
     Transpose(Vec<usize>),
     /// Crop the padding away: `[begin_0, …, begin_n, end_0, …, end_n]`, constant or computed by
     /// the graph (the integer tensor of that name).
-    Pad(PadSource),
+    Pad(IntSource),
     /// Split along an axis.
     Concat(i64),
     /// A mean or sum over axes (Norm rule); `keep_dims` false: the output lacks the reduced axes.
@@ -79,6 +79,9 @@ pub enum StepKind {
     Diagonal(ArrayD<f32>),
     /// A strided range of some axes: relevance back to the positions read.
     Slice(SliceAttrs),
+    /// A slice whose ranges the graph computes (`starts`, `ends`, `axes`, `steps`; absent ones
+    /// take ONNX's defaults), read from each forward run.
+    SliceComputed([Option<IntSource>; 4]),
     /// Output `index` of a split into `parts` parts along `axis` (sizes as the op's).
     SplitPart {
         /// The axis.
@@ -118,9 +121,9 @@ impl Over {
     }
 }
 
-/// Where a Pad node's amounts come from.
+/// Where a node's integer operands (a `Pad`'s amounts, a `Slice`'s ranges) come from.
 #[derive(Debug, Clone, PartialEq)]
-pub enum PadSource {
+pub enum IntSource {
     /// Constant amounts.
     Const(Vec<i64>),
     /// Computed by the graph: the integer tensor of this name.
@@ -287,7 +290,13 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
         Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } => StepKind::Reshape,
         Op::Slice(attrs) => match attrs {
             Some(a) => StepKind::Slice(a.clone()),
-            None => return Err(unsupported(c, node, "the slice's ranges are computed by the graph")),
+            None => StepKind::SliceComputed(std::array::from_fn(|i| {
+                let name = node.inputs.get(i + 1).filter(|n| !n.is_empty())?;
+                Some(match c.graph.weight(name) {
+                    Some(Weight::I64(a)) => IntSource::Const(a.iter().copied().collect()),
+                    _ => IntSource::Tensor(name.clone()),
+                })
+            })),
         },
         Op::Split { axis, sizes } => {
             // One step per output: `Program::new` sets the index.
@@ -402,10 +411,10 @@ fn build_pad(node: &Node, c: &Ctx<'_>, mode: PadMode, attr: Option<&[i64]>) -> R
         return Err(unsupported(c, node, "only constant padding"));
     }
     let pads = match attr {
-        Some(p) => PadSource::Const(p.to_vec()),
+        Some(p) => IntSource::Const(p.to_vec()),
         None => match node.inputs.get(1).map(|n| (n, c.graph.weight(n))) {
-            Some((_, Some(Weight::I64(a)))) => PadSource::Const(a.iter().copied().collect()),
-            Some((name, None)) => PadSource::Tensor(name.clone()),
+            Some((_, Some(Weight::I64(a)))) => IntSource::Const(a.iter().copied().collect()),
+            Some((name, None)) => IntSource::Tensor(name.clone()),
             _ => return Err(unsupported(c, node, "pads must be integers")),
         },
     };
@@ -579,6 +588,7 @@ impl Program {
                 | StepKind::Reshape
                 | StepKind::Pad(_)
                 | StepKind::Slice(_)
+                | StepKind::SliceComputed(_)
                 | StepKind::SplitPart { .. }
                 | StepKind::Gather { .. } => {
                     vec![node.inputs[0].clone()]
@@ -643,8 +653,13 @@ impl Program {
         for s in &self.steps {
             names.extend(s.inputs.iter().cloned());
             names.push(s.output.clone());
-            if let StepKind::Pad(PadSource::Tensor(t)) = &s.kind {
-                names.push(t.clone());
+            match &s.kind {
+                StepKind::Pad(IntSource::Tensor(t)) => names.push(t.clone()),
+                StepKind::SliceComputed(parts) => names.extend(parts.iter().flatten().filter_map(|p| match p {
+                    IntSource::Tensor(t) => Some(t.clone()),
+                    IntSource::Const(_) => None,
+                })),
+                _ => {}
             }
         }
         names.sort_unstable();
@@ -804,17 +819,7 @@ impl Program {
                 one(r.view().permuted_axes(IxDyn(&inverse)).as_standard_layout().into_owned())
             }
             StepKind::Pad(source) => {
-                let pads: Vec<i64> = match source {
-                    PadSource::Const(p) => p.clone(),
-                    PadSource::Tensor(name) => {
-                        integers.get(name).map(|a| a.iter().copied().collect()).ok_or_else(|| {
-                            Error::ModelInterface {
-                                path: std::path::PathBuf::new(),
-                                reason: format!("the pads `{name}` of node `{}` were not computed", step.node),
-                            }
-                        })?
-                    }
-                };
+                let pads: Vec<i64> = self.ints(step, source, integers)?;
                 let nd = r.ndim();
                 let mut v = r.view();
                 for ax in 0..nd {
@@ -869,8 +874,25 @@ impl Program {
                     _ => r.clone(),
                 })
             }
-            StepKind::Slice(attrs) => {
+            StepKind::Slice(_) | StepKind::SliceComputed(_) => {
                 let x = act(&x_name)?;
+                let computed;
+                let attrs = match &step.kind {
+                    StepKind::SliceComputed(parts) => {
+                        let [starts, ends, axes, steps] = std::array::from_fn(|i| {
+                            parts[i].as_ref().map(|p| self.ints(step, p, integers)).transpose()
+                        });
+                        computed = SliceAttrs {
+                            starts: starts?.unwrap_or_default(),
+                            ends: ends?.unwrap_or_default(),
+                            axes: axes?,
+                            steps: steps?,
+                        };
+                        &computed
+                    }
+                    StepKind::Slice(attrs) => attrs,
+                    _ => unreachable!("matched above"),
+                };
                 let ranges = attrs.resolve(x.shape()).map_err(|e| self.step_error(step, &e))?;
                 let mut back = r.clone();
                 for range in ranges {
@@ -954,6 +976,17 @@ fn shape_err_of(r: &ArrayD<f32>, x: &ArrayD<f32>) -> Error {
 }
 
 impl Program {
+    /// The values of an integer operand: a constant, or the tensor of that name from the run.
+    fn ints(&self, step: &Step, source: &IntSource, integers: &BTreeMap<String, ArrayD<i64>>) -> Result<Vec<i64>> {
+        match source {
+            IntSource::Const(v) => Ok(v.clone()),
+            IntSource::Tensor(name) => integers
+                .get(name)
+                .map(|a| a.iter().copied().collect())
+                .ok_or_else(|| self.step_error(step, &format!("the engine did not compute `{name}`"))),
+        }
+    }
+
     /// An error that names the step's node.
     fn step_error(&self, step: &Step, what: &str) -> Error {
         Error::ModelInterface {

@@ -201,6 +201,8 @@ impl Net {
         let mut trainable: Vec<String> = Vec::new();
         let mut fixed: BTreeSet<String> = BTreeSet::new();
         let mut computed_pads: Vec<(usize, String)> = Vec::new();
+        // Slices whose ranges the graph computes: (step, the node's inputs after the data).
+        let mut computed_slices: Vec<(usize, Vec<String>)> = Vec::new();
         for node in &graph.nodes {
             // A split is one step per output; every other op has one float output.
             let outputs: Vec<(usize, &String)> = match node.op {
@@ -213,6 +215,9 @@ impl Net {
             let kind = translate(graph, &facts, node, &data).map_err(|r| unsupported(node, &r))?;
             if let (Kind::Pad { .. }, Some(pads)) = (&kind, pad_tensor(graph, node)) {
                 computed_pads.push((steps.len(), pads));
+            }
+            if let Op::Slice(None) = node.op {
+                computed_slices.push((steps.len(), node.inputs.iter().skip(1).cloned().collect()));
             }
             let float_inputs = float_inputs(&kind);
             for (ix, name) in node.inputs.iter().enumerate() {
@@ -256,8 +261,14 @@ impl Net {
                 });
             }
         }
-        if !computed_pads.is_empty() {
-            let names: Vec<String> = computed_pads.iter().map(|(_, n)| n.clone()).collect();
+        if !computed_pads.is_empty() || !computed_slices.is_empty() {
+            let mut names: Vec<String> = computed_pads.iter().map(|(_, n)| n.clone()).collect();
+            names.extend(
+                computed_slices
+                    .iter()
+                    .flat_map(|(_, ins)| ins.iter().filter(|n| !n.is_empty() && graph.weight(n).is_none()))
+                    .cloned(),
+            );
             let probe = match probe {
                 Some(p) => p,
                 None => Probe::run(model)?,
@@ -267,6 +278,23 @@ impl Net {
                 if let Kind::Pad { pads, .. } = &mut steps[ix].kind {
                     *pads = integers[&name].clone();
                 }
+            }
+            for (ix, inputs) in computed_slices {
+                // Each of starts, ends, axes, steps: computed, constant, or absent.
+                let part = |i: usize| -> Option<Vec<i64>> {
+                    let name = inputs.get(i).filter(|n| !n.is_empty())?;
+                    match graph.weight(name) {
+                        Some(Weight::I64(a)) => Some(a.iter().copied().collect()),
+                        _ => integers.get(name).cloned(),
+                    }
+                };
+                let attrs = SliceAttrs {
+                    starts: part(0).unwrap_or_default(),
+                    ends: part(1).unwrap_or_default(),
+                    axes: part(2),
+                    steps: part(3),
+                };
+                steps[ix].kind = Kind::Slice(attrs);
             }
         }
         let outputs: Vec<String> = graph.outputs.iter().map(|o| o.name.clone()).collect();
@@ -763,7 +791,10 @@ fn translate(
             Kind::Reduce { reduction: *reduction, axes: Some(axes.clone()), keep_dims: *keep_dims }
         }
         Op::GlobalMaxPool => Kind::Reduce { reduction: Reduction::Max, axes: None, keep_dims: true },
-        Op::Slice(attrs) => Kind::Slice(attrs.clone().ok_or("the slice's ranges are computed by the graph")?),
+        // Computed ranges are filled in from an engine run (see `Net::new`).
+        Op::Slice(attrs) => {
+            Kind::Slice(attrs.clone().unwrap_or(SliceAttrs { starts: vec![], ends: vec![], axes: None, steps: None }))
+        }
         Op::Split { axis, sizes } => {
             Kind::SplitPart { axis: *axis, sizes: sizes.clone(), parts: node.outputs.len(), index: 0 }
         }
