@@ -45,6 +45,10 @@ MODELS = [
     ("misc_ops", "tests/fixtures/models/misc_ops.onnx", "cross-entropy"),
     ("tflite_nhwc", "tests/fixtures/models/tflite_nhwc.onnx", "cross-entropy"),
     ("fmnist", "models/fashion-mnist/fmnist_cnn.onnx", "cross-entropy"),
+    ("gates_dynamo", "tests/fixtures/models/gates_dynamo.onnx", "cross-entropy"),
+    ("gates_ts", "tests/fixtures/models/gates_ts.onnx", "cross-entropy"),
+    ("shuffle_dynamo", "tests/fixtures/models/shuffle_dynamo.onnx", "cross-entropy"),
+    ("shuffle_ts", "tests/fixtures/models/shuffle_ts.onnx", "cross-entropy"),
 ]
 
 SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "BatchNormalization": (1, 2),
@@ -127,6 +131,26 @@ def pool(x, a, kind):
         mask[:, :, pt: pt + x.shape[2], pl: pl + x.shape[3]] = 1
     counts = F.conv2d(mask, torch.ones(1, 1, k[0], k[1], dtype=x.dtype), stride=s, dilation=d)[:, :, :oh, :ow]
     return sums / counts.clamp(min=1)
+
+
+def onnx_slice_indices(start, end, step, dim):
+    """The indices ONNX's Slice keeps on an axis of length `dim` (its clamping rules)."""
+    start = start + dim if start < 0 else start
+    end = end + dim if end < 0 else end
+    if step > 0:
+        start, end = min(max(start, 0), dim), min(max(end, 0), dim)
+    else:
+        start, end = min(max(start, 0), dim - 1), min(max(end, -1), dim - 1)
+    return list(range(start, end, step))
+
+
+def int_list(v, a, attr, i):
+    """An integer list from attribute `attr` (older opsets) or input `i` (a tensor), else None."""
+    if attr in a:
+        return [int(t) for t in a[attr]]
+    if len(v) > i and v[i] is not None:
+        return [int(t) for t in np.asarray(v[i]).reshape(-1)]
+    return None
 
 
 def forward(model, x, params, consts, shapes):
@@ -232,6 +256,57 @@ def forward(model, x, params, consts, shapes):
             y = torch.log_softmax(X, dim=a.get("axis", -1))
         elif op in ("Dropout", "Identity", "Cast"):
             y = X
+        elif op in ("ReduceMean", "ReduceSum", "ReduceMax"):
+            axes = int_list(v, a, "axes", 1)
+            if not axes:
+                axes = [] if a.get("noop_with_empty_axes", 0) and axes is not None else list(range(X.dim()))
+            keep = bool(a.get("keepdims", 1))
+            if not axes:
+                y = X
+            elif op == "ReduceMean":
+                y = X.mean(dim=axes, keepdim=keep)
+            elif op == "ReduceSum":
+                y = X.sum(dim=axes, keepdim=keep)
+            else:
+                y = X.amax(dim=axes, keepdim=keep)
+        elif op == "GlobalMaxPool":
+            y = X.amax(dim=tuple(range(2, X.dim())), keepdim=True)
+        elif op == "HardSigmoid":
+            y = torch.clamp(a.get("alpha", 0.2) * X + a.get("beta", 0.5), 0.0, 1.0)
+        elif op == "HardSwish":
+            y = X * torch.clamp(X + 3.0, 0.0, 6.0) / 6.0
+        elif op == "Gelu":
+            approx = a.get("approximate", b"none")
+            y = F.gelu(X, approximate=approx.decode() if isinstance(approx, bytes) else approx)
+        elif op == "Mish":
+            y = X * torch.tanh(F.softplus(X))
+        elif op == "Slice":
+            starts, ends = int_list(v, a, "starts", 1), int_list(v, a, "ends", 2)
+            axes = int_list(v, a, "axes", 3) or list(range(len(starts)))
+            steps = int_list(v, a, "steps", 4) or [1] * len(starts)
+            y = X
+            for s0, e0, ax, st in zip(starts, ends, axes, steps):
+                ax = ax + X.dim() if ax < 0 else ax
+                y = y.index_select(ax, torch.tensor(onnx_slice_indices(s0, e0, st, y.shape[ax]), dtype=torch.long))
+        elif op == "Gather":
+            ax = a.get("axis", 0)
+            ax = ax + X.dim() if ax < 0 else ax
+            idx = torch.as_tensor(np.asarray(v[1]), dtype=torch.long)
+            idx = torch.where(idx < 0, idx + X.shape[ax], idx)
+            picked = X.index_select(ax, idx.reshape(-1))
+            y = picked.reshape(*X.shape[:ax], *idx.shape, *X.shape[ax + 1:])
+        elif op == "Split":
+            ax = a.get("axis", 0)
+            ax = ax + X.dim() if ax < 0 else ax
+            sizes = int_list(v, a, "split", 1)
+            if sizes is None:
+                n = len(node.output)
+                each = -(-X.shape[ax] // n)
+                sizes = [min(each, X.shape[ax] - i * each) for i in range(n)]
+            for out, part in zip(node.output, torch.split(X, sizes, dim=ax)):
+                env[out] = part
+                data.add(out)
+            continue
         else:
             raise SystemExit(f"{op} (node {node.name}) has no reference translation")
         env[node.output[0]] = y

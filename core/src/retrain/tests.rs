@@ -58,7 +58,18 @@ fn rel_err(a: &ArrayD<f32>, b: &ArrayD<f32>) -> f32 {
 #[test]
 fn the_fixtures_cover_every_lrp_fixture_model() {
     let covered: Vec<String> = fixtures().iter().map(|f| f.index.model.clone()).collect();
-    for m in ["bn_residual", "depthwise", "identity_weights", "keras_nhwc", "misc_ops", "tflite_nhwc"] {
+    for m in [
+        "bn_residual",
+        "depthwise",
+        "identity_weights",
+        "keras_nhwc",
+        "misc_ops",
+        "tflite_nhwc",
+        "gates_dynamo",
+        "gates_ts",
+        "shuffle_dynamo",
+        "shuffle_ts",
+    ] {
         assert!(covered.contains(&format!("tests/fixtures/models/{m}.onnx")), "{m}");
     }
     assert!(covered.iter().any(|m| m.ends_with("fmnist_cnn.onnx")));
