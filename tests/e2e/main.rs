@@ -11,6 +11,7 @@ mod cluster;
 mod common;
 mod demo;
 mod evaluate;
+mod families;
 mod heatmaps;
 mod hostile;
 mod model;
