@@ -140,19 +140,25 @@ fn inspect_describes_the_model() {
     assert!(s.contains("input     image [batch, 1, 28, 28] F32"), "{s}");
     assert!(s.contains("output    logits [batch, 10] F32"), "{s}");
     assert!(s.contains("Conv") && s.contains("Gemm"), "{s}");
-    let out = hudd(&["inspect", "--ops"]);
-    let s = stdout(&out);
+    let out = hudd(&["inspect", "--ops", "--json"]);
+    let rows: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let row = |op: &str| {
-        s.lines()
-            .find(|l| l.split_whitespace().next() == Some(op))
-            .map(|l| l.split_whitespace().skip(1).collect::<Vec<_>>())
+        let r = rows.as_array().unwrap().iter().find(|r| r["op"] == op).unwrap_or_else(|| panic!("{op}: {rows}"));
+        (r["evaluate"].as_bool().unwrap(), r["heatmaps"].as_str().map(str::to_string), r["retrain"].as_bool().unwrap())
     };
-    assert_eq!(row("Conv"), Some(vec!["yes", "yes"]), "{s}");
-    assert_eq!(row("MaxPool"), Some(vec!["yes", "yes"]), "{s}");
-    assert_eq!(row("Erf"), Some(vec!["yes", "-"]), "runs, cannot be explained: {s}");
+    assert_eq!(row("Conv"), (true, Some("the preset's layer rule".into()), true));
+    assert_eq!(row("MaxPool"), (true, Some("winner takes all".into()), true));
+    assert_eq!(row("ReduceMean"), (true, Some("norm (ε on the linear map)".into()), true));
+    assert_eq!(row("HardSwish"), (true, Some("pass".into()), true));
+    assert_eq!(row("Split").1.as_deref(), Some("routing"));
+    assert_eq!(row("Erf"), (true, None, false), "runs, cannot be explained or retrained");
+    let text = stdout(&hudd(&["inspect", "--ops"]));
+    assert!(text.lines().any(|l| l.split_whitespace().collect::<Vec<_>>() == ["Erf", "yes", "-", "-"]), "{text}");
     let out = hudd(&["inspect", "--json", fmnist_model().to_str().unwrap()]);
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(v["op_counts"]["Conv"], 2);
+    let conv = v["op_support"].as_array().unwrap().iter().find(|r| r["op"] == "Conv").unwrap();
+    assert_eq!((conv["heatmaps"].as_str(), conv["retrain"].as_bool()), (Some("the preset's layer rule"), Some(true)));
 }
 
 #[test]

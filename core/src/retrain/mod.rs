@@ -18,7 +18,7 @@ use ndarray::{ArrayD, ArrayViewD};
 
 pub use compare::{compare, ClusterSummary, CompareRecord, MeanSd, Method, Repeat, Summary};
 pub use fit::{fit, summary, EpochRecord, Example, FitOptions, Fitted, Keep};
-pub use net::{Mode, Net};
+pub use net::{trains, Mode, Net};
 pub use sgd::SgdParams;
 pub use stage::{
     accuracy, balanced_set, retrain, Accuracy, ClassAccuracy, ClusterAccuracy, DataCounts, FileRef, Hyperparameters,

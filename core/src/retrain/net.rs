@@ -698,6 +698,45 @@ fn const_scalar(graph: &Graph, node: &Node, ix: usize) -> std::result::Result<Op
     }
 }
 
+/// Whether retraining translates `op` to candle (forward and backward) at all; [`translate`] may
+/// still refuse a node for its attributes (a 3-D convolution, computed axes). Listed by
+/// `hudd inspect --ops` beside the other stages.
+pub fn trains(op: &Op) -> bool {
+    match op {
+        Op::Conv(_)
+        | Op::ConvTranspose(_)
+        | Op::Gemm { .. }
+        | Op::MatMul
+        | Op::MaxPool(_)
+        | Op::AveragePool { .. }
+        | Op::GlobalAveragePool
+        | Op::GlobalMaxPool
+        | Op::BatchNormalization { .. }
+        | Op::Activation(_)
+        | Op::Dropout
+        | Op::Identity
+        | Op::Cast { .. }
+        | Op::Flatten { .. }
+        | Op::Reshape { .. }
+        | Op::Squeeze { .. }
+        | Op::Unsqueeze { .. }
+        | Op::Reduce { .. }
+        | Op::Split { .. }
+        | Op::Slice(_)
+        | Op::Gather { .. }
+        | Op::Transpose { .. }
+        | Op::Pad { .. }
+        | Op::Concat { .. }
+        | Op::Add
+        | Op::Sub
+        | Op::Mul
+        | Op::Div
+        | Op::Softmax
+        | Op::LogSoftmax => true,
+        Op::Constant | Op::Other(_) => false,
+    }
+}
+
 /// How a node on the data path becomes a step; the error says what is not supported.
 fn translate(
     graph: &Graph,
