@@ -128,7 +128,7 @@ fn op_support(graph: &hudd_core::model::Graph) -> Vec<Support> {
         }
         rows.push(Support {
             op: node.op_type.clone(),
-            evaluate: run.iter().any(|r| *r == node.op_type),
+            evaluate: run.contains(&node.op_type),
             heatmaps: rule_of(&node.op),
             retrain: trains(&node.op),
         });
