@@ -336,6 +336,9 @@ fn in_default_layers(op: &Op) -> bool {
             | Op::MaxPool(_)
             | Op::AveragePool { .. }
             | Op::GlobalAveragePool
+            | Op::GlobalMaxPool
+            // Global pooling as the default PyTorch exporter writes it (and squeeze-excitation's).
+            | Op::Reduce { .. }
             | Op::Flatten { .. }
     )
 }

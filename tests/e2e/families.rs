@@ -35,6 +35,14 @@ fn every_family_fixture_runs_inspect_analyze_assign_retrain_and_reloads() {
         let layers = clusters["layers"].as_array().unwrap();
         assert!(layers.len() >= 3, "{name}: heatmaps of several layers clustered");
         assert!(clusters["best_layer"].as_str().is_some_and(|l| !l.is_empty()), "{name}");
+        // The default layers hold the global pooling, which the default exporter writes as ReduceMean.
+        let graph = hudd_core::model::Model::load(&model).unwrap().graph().clone();
+        let pooled = &graph.nodes.iter().rfind(|n| n.op_type == "ReduceMean").unwrap().outputs[0];
+        assert!(
+            layers.iter().any(|l| l["name"] == pooled.as_str()),
+            "{name}: the global pooling `{pooled}` is a default layer: {:?}",
+            layers.iter().map(|l| l["name"].clone()).collect::<Vec<_>>()
+        );
 
         let o = hudd(&["assign", "--run", &arg(&run), "-q"]);
         assert!(o.status.success(), "{name}: assign: {}", stderr(&o));

@@ -1184,4 +1184,119 @@ mod tests {
             .to_string();
         assert!(err.contains("node `relu`") && err.contains("Erf"), "{err}");
     }
+
+    /// x → Conv → `then` (nodes after the convolution, reading `conv_out`) → Flatten → Gemm; the
+    /// activations computed by `forward` from the convolution's output.
+    fn conv_then(
+        w_conv: &ArrayD<f32>,
+        b_conv: &ArrayD<f32>,
+        then: Vec<Node>,
+        consts: &[(&str, ArrayD<f32>)],
+        forward: impl Fn(&ArrayD<f32>) -> Vec<(String, ArrayD<f32>)>,
+    ) -> (Graph, BTreeMap<String, ArrayD<f32>>) {
+        let w_fc = tensor(&[4, 3 * 4 * 4], 12);
+        let mut weights: BTreeMap<String, Weight> = BTreeMap::new();
+        weights.insert("wc".into(), Weight::F32(w_conv.clone()));
+        weights.insert("bc".into(), Weight::F32(b_conv.clone()));
+        weights.insert("wf".into(), Weight::F32(w_fc.clone()));
+        for (n, a) in consts {
+            weights.insert(n.to_string(), Weight::F32(a.clone()));
+        }
+        let last = then.last().map_or("conv_out".to_string(), |n| n.outputs[0].clone());
+        let mut nodes = vec![node("conv", "Conv", &["x", "wc", "bc"], &[("pads", Attribute::Ints(vec![1, 1, 1, 1]))])];
+        nodes.extend(then);
+        nodes.push(node("flat", "Flatten", &[&last], &[]));
+        nodes.push(node("fc", "Gemm", &["flat_out", "wf"], &[("transB", Attribute::Int(1))]));
+        let info =
+            |n: &str| TensorInfo { name: n.into(), shape: vec![Dim::Symbolic("N".into())], elem_type: ElemType::F32 };
+        let graph = Graph {
+            inputs: vec![info("x")],
+            outputs: vec![info("fc_out")],
+            nodes,
+            weights,
+            tensors: BTreeMap::new(),
+            opset: 17,
+            producer: "test".into(),
+        };
+        let x = tensor(&[2, 1, 4, 4], 13).mapv(|v| v.abs() + 0.1);
+        let conv = Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1, kernel: [3, 3] };
+        let mut c = conv.apply(&x, &w_conv.clone().into_dimensionality().unwrap());
+        for (ch, mut lane) in c.axis_iter_mut(Axis(1)).enumerate() {
+            lane += b_conv[[ch]];
+        }
+        let mut acts: BTreeMap<String, ArrayD<f32>> = BTreeMap::new();
+        acts.insert("x".into(), x);
+        acts.insert("conv_out".into(), c.clone());
+        let mut y = c.clone();
+        for (name, a) in forward(&c) {
+            y = a.clone();
+            acts.insert(name, a);
+        }
+        let f = y.into_shape_with_order(IxDyn(&[2, 48])).unwrap();
+        let out = Dense.forward(&f, &Weights { weight: w_fc.into_dimensionality().unwrap(), bias: None });
+        acts.insert("flat_out".into(), f);
+        acts.insert("fc_out".into(), out);
+        (graph, acts)
+    }
+
+    fn input_relevance(graph: &Graph, acts: &BTreeMap<String, ArrayD<f32>>, preset: Preset) -> (Program, ArrayD<f32>) {
+        let data: HashSet<String> = acts.keys().cloned().collect();
+        let program = Program::new(graph, "t.onnx".as_ref(), &data, "fc_out", preset, &(vec![0.0], vec![1.0])).unwrap();
+        let start = super::super::start_relevance(&acts["fc_out"], &super::super::Start::Predicted).unwrap();
+        let all = Activations { tensors: acts.clone(), integers: BTreeMap::new() };
+        let rel = program.propagate(&all, start).unwrap();
+        (program, rel["x"].clone())
+    }
+
+    #[test]
+    fn per_channel_mul_and_add_after_a_convolution_merge_into_it() {
+        // Batch norm as tf2onnx writes it: Conv → Mul(s) → Add(t), s and t of shape [C, 1, 1].
+        let (w, b) = (tensor(&[3, 1, 3, 3], 10), tensor(&[3], 11));
+        let s = ArrayD::from_shape_vec(IxDyn(&[3, 1, 1]), vec![2.0, -0.5, 1.5]).unwrap();
+        let t = ArrayD::from_shape_vec(IxDyn(&[1, 3, 1, 1]), vec![0.1, -0.2, 0.3]).unwrap();
+        let then = vec![node("mul", "Mul", &["conv_out", "s"], &[]), node("add", "Add", &["t", "mul_out"], &[])];
+        let (split, acts) = conv_then(&w, &b, then, &[("s", s.clone()), ("t", t.clone())], |c| {
+            let m = c * &s;
+            let a = &m + &t;
+            vec![("mul_out".to_string(), m), ("add_out".to_string(), a)]
+        });
+        // The same network with the factors merged by hand: W·s, b·s + t.
+        let mut merged_w = w.clone();
+        for (o, mut row) in merged_w.axis_iter_mut(Axis(0)).enumerate() {
+            row *= s[[o, 0, 0]];
+        }
+        let merged_b = ArrayD::from_shape_fn(IxDyn(&[3]), |i| b[[i[0]]] * s[[i[0], 0, 0]] + t[[0, i[0], 0, 0]]);
+        let (one, one_acts) = conv_then(&merged_w, &merged_b, vec![], &[], |_| vec![]);
+        for preset in [Preset::Hudd, Preset::EpsilonPlus, Preset::EpsilonAlpha2Beta1] {
+            let (program, got) = input_relevance(&split, &acts, preset);
+            let conv = &program.steps[0];
+            assert_eq!((conv.label.as_str(), conv.output.as_str()), ("Conv+Mul+Add", "add_out"), "{preset}");
+            assert_eq!(conv.aliases, ["conv_out", "mul_out"]);
+            assert_eq!(program.steps.len(), 3, "conv (merged), flatten, dense");
+            let (_, want) = input_relevance(&one, &one_acts, preset);
+            let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+            let scale = want.iter().map(|v| v.abs()).fold(0.0, f32::max);
+            assert!(err <= 1e-4 * scale, "{preset}: {err} of {scale}");
+        }
+    }
+
+    #[test]
+    fn a_per_channel_factor_away_from_any_layer_is_a_diagonal_map_and_conserves() {
+        // Conv → Relu → Mul([1, C, 1, 1]): not adjacent to the convolution, so not merged.
+        let (w, b) = (tensor(&[3, 1, 3, 3], 10), ArrayD::zeros(IxDyn(&[3])));
+        let s = ArrayD::from_shape_vec(IxDyn(&[1, 3, 1, 1]), vec![2.0, 0.5, 3.0]).unwrap();
+        let then = vec![node("relu", "Relu", &["conv_out"], &[]), node("mul", "Mul", &["relu_out", "s"], &[])];
+        let (graph, acts) = conv_then(&w, &b, then, &[("s", s.clone())], |c| {
+            let r = c.mapv(|v| v.max(0.0));
+            let m = &r * &s;
+            vec![("relu_out".to_string(), r), ("mul_out".to_string(), m)]
+        });
+        let (program, _) = input_relevance(&graph, &acts, Preset::EpsilonPlus);
+        assert!(program.steps.iter().any(|st| matches!(st.kind, StepKind::Diagonal(_))));
+        let start = super::super::start_relevance(&acts["fc_out"], &super::super::Start::Predicted).unwrap();
+        let all = Activations { tensors: acts.clone(), integers: BTreeMap::new() };
+        let rel = program.propagate(&all, start).unwrap();
+        let (a, b) = (rel["mul_out"].sum(), rel["relu_out"].sum());
+        assert!((a - b).abs() <= 1e-3 * a.abs(), "the diagonal map conserves: {a} vs {b}");
+    }
 }
