@@ -1083,6 +1083,21 @@ mod tests {
         }
     }
 
+    /// A graph from input `x` to output `fc_out`.
+    fn graph_x_to_fc(nodes: Vec<Node>, weights: BTreeMap<String, Weight>) -> Graph {
+        let info =
+            |n: &str| TensorInfo { name: n.into(), shape: vec![Dim::Symbolic("N".into())], elem_type: ElemType::F32 };
+        Graph {
+            inputs: vec![info("x")],
+            outputs: vec![info("fc_out")],
+            nodes,
+            weights,
+            tensors: BTreeMap::new(),
+            opset: 17,
+            producer: "test".into(),
+        }
+    }
+
     /// x → Conv(pad 1) → Relu → MaxPool(2) → Flatten → Gemm, all biases zero; activations computed
     /// here with the same maps.
     fn tiny() -> (Graph, BTreeMap<String, ArrayD<f32>>) {
@@ -1105,17 +1120,7 @@ mod tests {
             node("flat", "Flatten", &["pool_out"], &[]),
             node("fc", "Gemm", &["flat_out", "wf", "bf"], &[("transB", Attribute::Int(1))]),
         ];
-        let info =
-            |n: &str| TensorInfo { name: n.into(), shape: vec![Dim::Symbolic("N".into())], elem_type: ElemType::F32 };
-        let graph = Graph {
-            inputs: vec![info("x")],
-            outputs: vec![info("fc_out")],
-            nodes,
-            weights,
-            tensors: BTreeMap::new(),
-            opset: 17,
-            producer: "test".into(),
-        };
+        let graph = graph_x_to_fc(nodes, weights);
         let x = tensor(&[2, 1, 6, 6], 3).mapv(|v| v.abs() + 0.1);
         let conv = Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1, kernel: [3, 3] };
         let c = conv.apply(&x, &w_conv.into_dimensionality().unwrap());
@@ -1207,17 +1212,7 @@ mod tests {
         nodes.extend(then);
         nodes.push(node("flat", "Flatten", &[&last], &[]));
         nodes.push(node("fc", "Gemm", &["flat_out", "wf"], &[("transB", Attribute::Int(1))]));
-        let info =
-            |n: &str| TensorInfo { name: n.into(), shape: vec![Dim::Symbolic("N".into())], elem_type: ElemType::F32 };
-        let graph = Graph {
-            inputs: vec![info("x")],
-            outputs: vec![info("fc_out")],
-            nodes,
-            weights,
-            tensors: BTreeMap::new(),
-            opset: 17,
-            producer: "test".into(),
-        };
+        let graph = graph_x_to_fc(nodes, weights);
         let x = tensor(&[2, 1, 4, 4], 13).mapv(|v| v.abs() + 0.1);
         let conv = Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1, kernel: [3, 3] };
         let mut c = conv.apply(&x, &w_conv.clone().into_dimensionality().unwrap());
