@@ -32,7 +32,10 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 pub use graph::{Attribute, Graph, Node, TensorFact, Weight};
-pub use op::{Activation, AutoPad, Axes, ConvAttrs, Op, PadMode, PoolAttrs, Reduction, SliceAttrs, SliceAxis};
+pub use op::{
+    axis_index, gather_indices, split_sizes, Activation, AutoPad, Axes, ConvAttrs, Op, PadMode, PoolAttrs, Reduction,
+    SliceAttrs, SliceAxis,
+};
 pub use write::Weights;
 
 use crate::error::{Error, Result};

@@ -138,6 +138,40 @@ pub enum Axes {
     Computed(String),
 }
 
+/// `axis` (negative counts from the end) as an index into `rank` axes; an error says it is out of
+/// range.
+pub fn axis_index(axis: i64, rank: usize) -> Result<usize, String> {
+    let a = if axis < 0 { axis + rank as i64 } else { axis };
+    usize::try_from(a).ok().filter(|&a| a < rank).ok_or_else(|| format!("axis {axis} is out of range for rank {rank}"))
+}
+
+/// The sizes of a `Split`'s parts of an axis of `len`: the given `sizes`, or `parts` equal parts of
+/// ⌈len / parts⌉, the last one smaller (ONNX's `num_outputs` rule).
+pub fn split_sizes(sizes: Option<&[usize]>, parts: usize, len: usize) -> Vec<usize> {
+    match sizes {
+        Some(s) => s.to_vec(),
+        None => {
+            let each = len.div_ceil(parts.max(1));
+            (0..parts).map(|i| each.min(len.saturating_sub(i * each))).collect()
+        }
+    }
+}
+
+/// A `Gather`'s indices into an axis of `len` (negative counts from the end); an error says an
+/// index is out of range.
+pub fn gather_indices(indices: impl IntoIterator<Item = i64>, len: usize) -> Result<Vec<usize>, String> {
+    indices
+        .into_iter()
+        .map(|i| {
+            let j = if i < 0 { i + len as i64 } else { i };
+            usize::try_from(j)
+                .ok()
+                .filter(|&j| j < len)
+                .ok_or_else(|| format!("index {i} is out of range for {len} entries"))
+        })
+        .collect()
+}
+
 impl Axes {
     /// The axes as indices into a tensor of rank `rank`, sorted without repeats, or `None` for
     /// [`Axes::Default`]; an error names an axis out of range or computed axes.
@@ -146,15 +180,7 @@ impl Axes {
             Axes::Default => Ok(None),
             Axes::Computed(name) => Err(format!("the axes are computed by the graph (`{name}`), not constants")),
             Axes::Listed(v) => {
-                let mut out = Vec::with_capacity(v.len());
-                for &a in v {
-                    let r = rank as i64;
-                    let ix = if a < 0 { a + r } else { a };
-                    if !(0..r).contains(&ix) {
-                        return Err(format!("axis {a} is out of range for rank {rank}"));
-                    }
-                    out.push(ix as usize);
-                }
+                let mut out = v.iter().map(|&a| axis_index(a, rank)).collect::<Result<Vec<_>, _>>()?;
                 out.sort_unstable();
                 out.dedup();
                 Ok(Some(out))
@@ -841,5 +867,17 @@ mod tests {
             assert_ne!(op, Op::Other(name.to_string()), "{name}");
         }
         assert!(KNOWN.windows(2).all(|w| w[0] < w[1]), "sorted, no repeats");
+    }
+
+    #[test]
+    fn split_sizes_and_gather_indices_follow_onnx() {
+        assert_eq!(split_sizes(None, 3, 7), [3, 3, 1]);
+        assert_eq!(split_sizes(None, 2, 8), [4, 4]);
+        assert_eq!(split_sizes(Some(&[2, 6]), 2, 8), [2, 6]);
+        assert_eq!(gather_indices([0, -1, 2], 3).unwrap(), [0, 2, 2]);
+        assert!(gather_indices([3], 3).unwrap_err().contains("out of range"));
+        assert!(gather_indices([-4], 3).is_err());
+        assert_eq!((axis_index(-1, 4), axis_index(3, 4)), (Ok(3), Ok(3)));
+        assert!(axis_index(4, 4).is_err() && axis_index(-5, 4).is_err());
     }
 }

@@ -61,11 +61,12 @@ pub(super) fn fold_affine<'g>(kind: &mut StepKind, node: &Node, output: &str, c:
 /// The per-output-channel values of `next`'s constant operand, when `next` applies the same
 /// affine change to every position of a channel of `current` (the layer's output).
 fn per_channel(kind: &StepKind, node: &Node, next: &Node, current: &str, c: &Ctx<'_>) -> Option<Affine> {
-    let (channels, rank) = match kind {
-        StepKind::Conv(_, p) => (p.weight.shape()[0], 4),
-        // A `MatMul` may run on more than two axes; only its trailing axis is the channel.
-        StepKind::Dense(p) => (p.weight.nrows(), if node.op == Op::MatMul { 0 } else { 2 }),
-        _ => return None,
+    let channels = out_channels(kind)?;
+    // A `MatMul` may run on more than two axes; only its trailing axis is the channel.
+    let rank = match kind {
+        StepKind::Conv(..) => 4,
+        _ if node.op == Op::MatMul => 0,
+        _ => 2,
     };
     let [a, b] = [next.inputs.first()?, next.inputs.get(1)?];
     let (ours, other) = if a == current {
@@ -126,10 +127,21 @@ fn merge_batch_norm(kind: &mut StepKind, bn: &Node, eps: f32, c: &Ctx<'_>) -> Re
     };
     let (gamma, beta, mean, var) = (get(1)?, get(2)?, get(3)?, get(4)?);
     let scale: Vec<f32> = gamma.iter().zip(&var).map(|(g, v)| g / (v + eps).sqrt()).collect();
+    // Statistics of another channel count: not this layer's batch norm (nothing is changed).
+    if [beta.len(), mean.len()].iter().any(|&n| n != scale.len()) || out_channels(kind) != Some(scale.len()) {
+        return Ok(false);
+    }
     // (x − mean)·s + beta: a shift by −mean, a scale, then a shift by beta.
-    let len = scale.len();
-    let shifted = shift_outputs(kind, &mean.iter().map(|m| -m).collect::<Vec<_>>());
-    Ok(shifted && len == mean.len() && scale_outputs(kind, &scale, Some(&beta)))
+    Ok(shift_outputs(kind, &mean.iter().map(|m| -m).collect::<Vec<_>>()) && scale_outputs(kind, &scale, Some(&beta)))
+}
+
+/// The output channels of a dense or convolution step.
+fn out_channels(kind: &StepKind) -> Option<usize> {
+    match kind {
+        StepKind::Dense(p) => Some(p.weight.nrows()),
+        StepKind::Conv(_, p) => Some(p.weight.shape()[0]),
+        _ => None,
+    }
 }
 
 /// `W ← s·W`, `b ← b·s (+ shift)` per output channel; false (nothing changed) when the channel

@@ -24,7 +24,8 @@ use super::routing::{max_relevance, scatter_axis, split_product, sum_to_shape, D
 use super::rule::{stabilize, BoundRule, Rule};
 use crate::error::{Error, Result};
 use crate::model::{
-    Activations, AutoPad, Axes, ConvAttrs, ElemType, Graph, Node, Op, PadMode, PoolAttrs, Reduction, SliceAttrs, Weight,
+    axis_index, gather_indices, split_sizes, Activations, AutoPad, Axes, ConvAttrs, ElemType, Graph, Node, Op, PadMode,
+    PoolAttrs, Reduction, SliceAttrs, Weight,
 };
 
 /// How one node propagates relevance.
@@ -902,16 +903,9 @@ impl Program {
             }
             StepKind::SplitPart { axis, sizes, parts, index } => {
                 let x = act(&x_name)?;
-                let ax = norm_axis(*axis, x.ndim()).map_err(|e| self.step_error(step, &e))?;
+                let ax = axis_index(*axis, x.ndim()).map_err(|e| self.step_error(step, &e))?;
                 let len = x.shape()[ax];
-                let sizes = match sizes {
-                    Some(s) => s.clone(),
-                    // Equal parts of ⌈len / parts⌉, the last one smaller.
-                    None => {
-                        let each = len.div_ceil((*parts).max(1));
-                        (0..*parts).map(|i| each.min(len.saturating_sub(i * each))).collect()
-                    }
-                };
+                let sizes = split_sizes(sizes.as_deref(), *parts, len);
                 let start: usize = sizes.iter().take(*index).sum();
                 let size = sizes.get(*index).copied().unwrap_or(0);
                 if start + size > len || r.shape().get(ax) != Some(&size) {
@@ -921,14 +915,9 @@ impl Program {
             }
             StepKind::Gather { axis, indices } => {
                 let x = act(&x_name)?;
-                let ax = norm_axis(*axis, x.ndim()).map_err(|e| self.step_error(step, &e))?;
+                let ax = axis_index(*axis, x.ndim()).map_err(|e| self.step_error(step, &e))?;
                 let len = x.shape()[ax];
-                let picked: Vec<usize> = indices
-                    .iter()
-                    .map(|&i| if i < 0 { i + len as i64 } else { i })
-                    .map(|i| usize::try_from(i).ok().filter(|&i| i < len))
-                    .collect::<Option<Vec<_>>>()
-                    .ok_or_else(|| self.step_error(step, &format!("an index is out of range for {len} entries")))?;
+                let picked = gather_indices(indices.iter().copied(), len).map_err(|e| self.step_error(step, &e))?;
                 // The indices' axes stand where the gathered axis stood: as one axis, then routed.
                 let mut shape = x.shape().to_vec();
                 shape[ax] = picked.len();
@@ -959,12 +948,6 @@ impl Program {
             }
         }
     }
-}
-
-/// `axis` (negative counts from the end) as an index into `rank` axes.
-fn norm_axis(axis: i64, rank: usize) -> std::result::Result<usize, String> {
-    let a = if axis < 0 { axis + rank as i64 } else { axis };
-    usize::try_from(a).ok().filter(|&a| a < rank).ok_or_else(|| format!("axis {axis} is out of range for rank {rank}"))
 }
 
 fn shape_err_of(r: &ArrayD<f32>, x: &ArrayD<f32>) -> Error {

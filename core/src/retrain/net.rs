@@ -25,8 +25,8 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::{Error, Result};
 use crate::model::{
-    Activation, Activations, AutoPad, Axes, ConvAttrs, Dim, ElemType, Graph, Model, Node, Op, PadMode, PoolAttrs,
-    Reduction, SliceAttrs, TensorFact, Weight, Weights,
+    axis_index, gather_indices, split_sizes, Activation, Activations, AutoPad, Axes, ConvAttrs, Dim, ElemType, Graph,
+    Model, Node, Op, PadMode, PoolAttrs, Reduction, SliceAttrs, TensorFact, Weight, Weights,
 };
 use crate::rng::Rng;
 
@@ -280,19 +280,26 @@ impl Net {
                 }
             }
             for (ix, inputs) in computed_slices {
-                // Each of starts, ends, axes, steps: computed, constant, or absent.
-                let part = |i: usize| -> Option<Vec<i64>> {
-                    let name = inputs.get(i).filter(|n| !n.is_empty())?;
-                    match graph.weight(name) {
-                        Some(Weight::I64(a)) => Some(a.iter().copied().collect()),
-                        _ => integers.get(name).cloned(),
+                // Each of starts, ends, axes, steps: constant, computed, or absent (None).
+                let part = |i: usize| -> Result<Option<Vec<i64>>> {
+                    let Some(name) = inputs.get(i).filter(|n| !n.is_empty()) else { return Ok(None) };
+                    match (graph.weight(name), integers.get(name)) {
+                        (Some(Weight::I64(a)), _) => Ok(Some(a.iter().copied().collect())),
+                        (None, Some(v)) => Ok(Some(v.clone())),
+                        _ => Err(Error::UnsupportedByStage {
+                            path: path.clone(),
+                            node: steps[ix].node.clone(),
+                            op: steps[ix].op_type.clone(),
+                            stage: "retrain",
+                            reason: format!("the slice's input `{name}` is not an integer tensor"),
+                        }),
                     }
                 };
                 let attrs = SliceAttrs {
-                    starts: part(0).unwrap_or_default(),
-                    ends: part(1).unwrap_or_default(),
-                    axes: part(2),
-                    steps: part(3),
+                    starts: part(0)?.unwrap_or_default(),
+                    ends: part(1)?.unwrap_or_default(),
+                    axes: part(2)?,
+                    steps: part(3)?,
                 };
                 steps[ix].kind = Kind::Slice(attrs);
             }
@@ -561,27 +568,18 @@ impl Net {
             }
             Kind::SplitPart { axis, sizes, parts, index } => {
                 let ax = norm_axis(*axis, x.rank())?;
-                let len = x.dim(ax)?;
-                let sizes = match sizes {
-                    Some(s) => s.clone(),
-                    None => {
-                        let each = len.div_ceil((*parts).max(1));
-                        (0..*parts).map(|i| each.min(len.saturating_sub(i * each))).collect()
-                    }
-                };
+                let sizes = split_sizes(sizes.as_deref(), *parts, x.dim(ax)?);
                 let start: usize = sizes.iter().take(*index).sum();
                 let size = sizes.get(*index).copied().unwrap_or(0);
                 x.narrow(ax, start, size)
             }
             Kind::Gather { axis, indices, shape } => {
                 let ax = norm_axis(*axis, x.rank())?;
-                let len = x.dim(ax)? as i64;
-                let ix = indices
-                    .iter()
-                    .map(|&i| if i < 0 { i + len } else { i })
-                    .map(|i| u32::try_from(i).ok().filter(|&i| i64::from(i) < len))
-                    .collect::<Option<Vec<u32>>>()
-                    .ok_or_else(|| candle_core::Error::Msg(format!("an index is out of range for {len} entries")))?;
+                let ix: Vec<u32> = gather_indices(indices.iter().copied(), x.dim(ax)?)
+                    .map_err(candle_core::Error::Msg)?
+                    .into_iter()
+                    .map(|i| i as u32)
+                    .collect();
                 let n = ix.len();
                 let y = x.index_select(&Tensor::from_vec(ix, n, x.device())?, ax)?;
                 let mut dims: Vec<usize> = x.dims()[..ax].to_vec();
@@ -598,11 +596,7 @@ fn req(t: Option<&Tensor>) -> candle_core::Result<&Tensor> {
 }
 
 fn norm_axis(axis: i64, rank: usize) -> candle_core::Result<usize> {
-    let a = if axis < 0 { axis + rank as i64 } else { axis };
-    usize::try_from(a)
-        .ok()
-        .filter(|&a| a < rank)
-        .ok_or_else(|| candle_core::Error::Msg(format!("axis {axis} out of range")))
+    axis_index(axis, rank).map_err(candle_core::Error::Msg)
 }
 
 /// Which inputs of a translated node are float tensors (activations or weights).
