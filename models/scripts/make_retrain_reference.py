@@ -49,6 +49,8 @@ MODELS = [
     ("gates_ts", "tests/fixtures/models/gates_ts.onnx", "cross-entropy"),
     ("shuffle_dynamo", "tests/fixtures/models/shuffle_dynamo.onnx", "cross-entropy"),
     ("shuffle_ts", "tests/fixtures/models/shuffle_ts.onnx", "cross-entropy"),
+    ("routing_dynamo", "tests/fixtures/models/routing_dynamo.onnx", "cross-entropy"),
+    ("routing_ts", "tests/fixtures/models/routing_ts.onnx", "cross-entropy"),
 ]
 
 SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "BatchNormalization": (1, 2),
@@ -278,6 +280,8 @@ def forward(model, x, params, consts, shapes):
         elif op == "Gelu":
             approx = a.get("approximate", b"none")
             y = F.gelu(X, approximate=approx.decode() if isinstance(approx, bytes) else approx)
+        elif op == "Softplus":
+            y = F.softplus(X)
         elif op == "Mish":
             y = X * torch.tanh(F.softplus(X))
         elif op == "Slice":

@@ -15,7 +15,7 @@ fn json(path: &std::path::Path) -> serde_json::Value {
 
 #[test]
 fn every_family_fixture_runs_inspect_analyze_assign_retrain_and_reloads() {
-    for name in ["gates_dynamo", "gates_ts", "shuffle_dynamo", "shuffle_ts"] {
+    for name in ["gates_dynamo", "gates_ts", "shuffle_dynamo", "shuffle_ts", "routing_dynamo", "routing_ts"] {
         let work = tempfile::tempdir().unwrap();
         // The model as a user has it: the ONNX file and, for the default exporter, its weights file.
         let model = work.path().join(format!("{name}.onnx"));
@@ -35,9 +35,10 @@ fn every_family_fixture_runs_inspect_analyze_assign_retrain_and_reloads() {
         let layers = clusters["layers"].as_array().unwrap();
         assert!(layers.len() >= 3, "{name}: heatmaps of several layers clustered");
         assert!(clusters["best_layer"].as_str().is_some_and(|l| !l.is_empty()), "{name}");
-        // The default layers hold the global pooling, which the default exporter writes as ReduceMean.
+        // The default layers hold the global pooling, which the exporters write as a reduction.
         let graph = hudd_core::model::Model::load(&model).unwrap().graph().clone();
-        let pooled = &graph.nodes.iter().rfind(|n| n.op_type == "ReduceMean").unwrap().outputs[0];
+        let pooling = graph.nodes.iter().rfind(|n| matches!(n.op_type.as_str(), "ReduceMean" | "ReduceSum"));
+        let pooled = &pooling.unwrap().outputs[0];
         assert!(
             layers.iter().any(|l| l["name"] == pooled.as_str()),
             "{name}: the global pooling `{pooled}` is a default layer: {:?}",

@@ -69,6 +69,8 @@ fn the_fixtures_cover_every_lrp_fixture_model() {
         "gates_ts",
         "shuffle_dynamo",
         "shuffle_ts",
+        "routing_dynamo",
+        "routing_ts",
     ] {
         assert!(covered.contains(&format!("tests/fixtures/models/{m}.onnx")), "{m}");
     }
