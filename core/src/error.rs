@@ -238,6 +238,16 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// An output would replace one of the command's inputs.
+    #[error("refusing to write {path}: it is {what}; {hint}")]
+    WouldOverwrite {
+        /// The output path.
+        path: PathBuf,
+        /// Which input it is.
+        what: String,
+        /// What to do instead.
+        hint: String,
+    },
     /// A run folder or report bundle is incomplete, or not what hudd wrote.
     #[error("{reason}: {path}")]
     Bundle {

@@ -47,6 +47,15 @@ fn every_family_fixture_runs_inspect_analyze_assign_retrain_and_reloads() {
 
         let o = hudd(&["assign", "--run", &arg(&run), "-q"]);
         assert!(o.status.success(), "{name}: assign: {}", stderr(&o));
+        if name == "gates_dynamo" {
+            // The analysed model's own files are refused as output, before any training.
+            for target in [model.clone(), work.path().join("gates_dynamo.onnx.data")] {
+                let o = hudd(&["retrain", "--run", &arg(&run), "--labels", "auto", "-o", &arg(&target), "-q"]);
+                assert!(!o.status.success(), "{name}: --out {} was accepted", target.display());
+                assert!(stderr(&o).contains("refusing to write"), "{name}: {}", stderr(&o));
+            }
+            assert!(!run.join("retrain/retrain.json").exists(), "{name}: nothing trained");
+        }
         let out = work.path().join("m2.onnx");
         let o = hudd(&[
             "retrain",
@@ -66,17 +75,23 @@ fn every_family_fixture_runs_inspect_analyze_assign_retrain_and_reloads() {
         assert!(stdout(&o).contains("after"), "{name}: {}", stdout(&o));
         assert_ne!(std::fs::read(&out).unwrap(), std::fs::read(&model).unwrap(), "{name}: the weights changed");
 
-        // The written model reloads and evaluates, from a folder of its own.
+        // The layout is kept: the default exporter's external weights go to `m2.onnx.data`.
+        let r = json(&run.join("retrain/retrain.json"));
+        let data_out = work.path().join("m2.onnx.data");
+        assert_eq!(data_out.exists(), data_file.exists(), "{name}: the weights file follows the input's layout");
+        assert_eq!(r["retrained_data"].is_object(), data_file.exists(), "{name}: {}", r["retrained_data"]);
+
+        // The written model reloads and evaluates, from a folder of its own (the weights file
+        // keeps its name; the ONNX file may be renamed).
         let moved = tempfile::tempdir().unwrap();
         let copy = moved.path().join("retrained.onnx");
         std::fs::copy(&out, &copy).unwrap();
-        if work.path().join("m2.onnx.data").exists() {
-            std::fs::copy(work.path().join("m2.onnx.data"), moved.path().join("m2.onnx.data")).unwrap();
+        if data_out.exists() {
+            std::fs::copy(&data_out, moved.path().join("m2.onnx.data")).unwrap();
         }
         let eval = moved.path().join("eval");
         let o = hudd(&["evaluate", "-m", &arg(&copy), "-c", &config, "-d", &data, "-o", &arg(&eval), "-q"]);
         assert!(o.status.success(), "{name}: the retrained model evaluates: {}", stderr(&o));
-        let r = json(&run.join("retrain/retrain.json"));
         let summary = json(&eval.join("results/summary.json"));
         let test = summary["splits"].as_array().unwrap().iter().find(|s| s["split"] == "test").unwrap();
         assert_eq!(test["correct"], r["after"]["right"], "{name}: the record measures the written model");

@@ -2,7 +2,7 @@
 //! the TorchScript exporter, the dynamo exporter and tf2onnx (NHWC).
 
 use hudd_core::config::InputSpec;
-use hudd_core::model::{AutoPad, BatchPolicy, Dim, ElemType, Model, Op, Weights};
+use hudd_core::model::{AutoPad, BatchPolicy, Dim, ElemType, Layout, Model, ModelFiles, Op, Weights};
 use hudd_core::Config;
 use ndarray::ArrayD;
 
@@ -192,15 +192,18 @@ fn a_model_written_back_with_new_weights_runs_with_them() {
     let model = Model::load(fmnist_model()).unwrap();
     let g = model.graph();
     // Unchanged weights: the same file, byte for byte.
-    assert_eq!(model.with_weights(&Weights::of(g)).unwrap(), std::fs::read(fmnist_model()).unwrap());
-    assert_eq!(model.with_weights(&Weights::new()).unwrap(), std::fs::read(fmnist_model()).unwrap());
+    let original = ModelFiles { onnx: std::fs::read(fmnist_model()).unwrap(), data: None };
+    for layout in [Layout::SelfContained, Layout::Beside("m.onnx.data".into())] {
+        assert_eq!(model.with_weights(&Weights::of(g), &layout).unwrap(), original);
+        assert_eq!(model.with_weights(&Weights::new(), &layout).unwrap(), original);
+    }
     // The last dense layer doubled: the logits double, exactly.
     let last = g.nodes.iter().rev().find(|n| matches!(n.op, Op::Gemm { .. })).unwrap();
     let mut new = Weights::new();
     for w in &last.inputs[1..3] {
         new.insert(w.clone(), g.weight(w).unwrap().as_f32().unwrap() * 2.0);
     }
-    let bytes = model.with_weights(&new).unwrap();
+    let bytes = model.with_weights(&new, &Layout::SelfContained).unwrap().onnx;
     let written = Model::from_bytes(&bytes, "doubled.onnx".into()).unwrap();
     assert_eq!(written.graph().nodes, g.nodes, "same nodes, names and attributes");
     assert_eq!(written.graph().weight(&last.inputs[1]).unwrap().as_f32(), new.get(&last.inputs[1]));
@@ -212,10 +215,10 @@ fn a_model_written_back_with_new_weights_runs_with_them() {
     // Wrong names and shapes are refused, naming the weight.
     let mut bad = Weights::new();
     bad.insert("no-such-weight", ndarray::ArrayD::zeros(ndarray::IxDyn(&[1])));
-    assert!(model.with_weights(&bad).unwrap_err().to_string().contains("no-such-weight"));
+    assert!(model.with_weights(&bad, &Layout::SelfContained).unwrap_err().to_string().contains("no-such-weight"));
     let mut bad = Weights::new();
     bad.insert(last.inputs[2].clone(), ndarray::ArrayD::zeros(ndarray::IxDyn(&[3])));
-    assert!(model.with_weights(&bad).unwrap_err().to_string().contains("shape"));
+    assert!(model.with_weights(&bad, &Layout::SelfContained).unwrap_err().to_string().contains("shape"));
 }
 
 #[test]
@@ -228,7 +231,9 @@ fn a_weight_the_file_computes_is_written_as_an_initializer_of_its_own() {
     let mut new = Weights::new();
     let old = g.weight(routed[0]).unwrap().as_f32().unwrap();
     new.insert(routed[0], old.mapv(|v| v + 1.0));
-    let written = Model::from_bytes(&model.with_weights(&new).unwrap(), "changed.onnx".into()).unwrap();
+    let written =
+        Model::from_bytes(&model.with_weights(&new, &Layout::SelfContained).unwrap().onnx, "changed.onnx".into())
+            .unwrap();
     let wg = written.graph();
     assert_eq!(wg.nodes.len(), g.nodes.len() - 1, "the Identity that computed the weight is gone");
     assert_eq!(wg.weight(routed[0]).unwrap().as_f32(), new.get(routed[0]));

@@ -32,7 +32,10 @@ pub struct RetrainArgs {
     /// They are checked and balanced as `hudd bootstrap` does (RUN/unsafe/balanced.csv).
     #[arg(long, value_name = "CSV|auto")]
     labels: String,
-    /// Where to write the retrained model.
+    /// Where to write the retrained model: the analysed model's graph with the new weights. A
+    /// model that keeps its weights in a file beside it (PyTorch's default exporter:
+    /// NAME.onnx.data) is written the same way: M2.onnx and M2.onnx.data. The analysed model's own
+    /// files are refused.
     #[arg(long, short = 'o', value_name = "M2.onnx")]
     out: PathBuf,
     /// Seed of the bootstrap balancing (as `hudd bootstrap --seed`).
@@ -117,13 +120,14 @@ pub fn retrain_run(
     bars: &Bars,
 ) -> Result<RetrainRecord> {
     let ctx = RunContext::open(run)?;
+    retrain::output_files(&ctx.model, out)?;
     let csv = (labels != "auto").then(|| Path::new(labels));
     hudd_core::bootstrap::bootstrap(run, csv, bootstrap_seed).context("labelling and balancing the unsafe set")?;
     let extra = retrain::balanced_set(run, &ctx.label_kind())?;
     let before = ctx.test_accuracy(&ctx.model, bars)?;
     let mut done = retrain::retrain(&ctx, &extra, "unsafe set", options, &before, bars)?;
     done.record.seeds.insert("bootstrap".into(), bootstrap_seed);
-    Ok(done.write(run, out)?)
+    Ok(done.write(&ctx.model, run, out)?)
 }
 
 /// The history and the before/after table.

@@ -36,7 +36,7 @@ pub use op::{
     axis_index, gather_indices, split_sizes, Activation, AutoPad, Axes, ConvAttrs, Op, PadMode, PoolAttrs, Reduction,
     SliceAttrs, SliceAxis,
 };
-pub use write::Weights;
+pub use write::{Layout, ModelFiles, Weights};
 
 use crate::error::{Error, Result};
 
@@ -365,6 +365,7 @@ impl Model {
         if pgraph.node.is_empty() {
             return Err(malformed("the graph has no nodes".into()));
         }
+        write::check_external_locations(pgraph, &path).map_err(malformed)?;
         let defined: HashSet<&str> = pgraph
             .node
             .iter()

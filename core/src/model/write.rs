@@ -7,8 +7,15 @@
 //! `Identity`, `Cast`, `Reshape`, …; see [`Graph::weights`]) becomes an initializer of its own
 //! name, and the node that computed it is dropped: exporters share one initializer between equal
 //! constants, so writing through to the source would change the others too.
+//!
+//! Weights stored outside the ONNX file (PyTorch's default exporter writes `NAME.onnx.data` beside
+//! `NAME.onnx`; ONNX's external-data convention) are read from their file and written as the
+//! [`Layout`] asks: all inside the new file, or all in a new weights file beside it, in the order
+//! and at the offsets they follow one another there.
 
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{Read, Seek, SeekFrom};
+use std::path::{Component, Path, PathBuf};
 
 use ndarray::ArrayD;
 use prost::Message;
@@ -67,19 +74,74 @@ impl Weights {
     }
 }
 
+/// Where [`Model::with_weights`] puts the weights the original keeps outside its ONNX file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Layout {
+    /// Every weight inside the ONNX file (one self-contained file; for models under protobuf's
+    /// 2 GB limit).
+    SelfContained,
+    /// As the original: if it keeps weights outside, they go into one new file of this name (a
+    /// bare file name, resolved beside the ONNX file: `M2.onnx.data` for `M2.onnx`).
+    Beside(String),
+}
+
+impl Layout {
+    /// The layout that keeps an original's external weights beside `onnx` as `NAME.data`.
+    pub fn beside(onnx: &Path) -> Layout {
+        let name = onnx.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_else(|| "model.onnx".into());
+        Layout::Beside(format!("{name}.data"))
+    }
+}
+
+/// A written model: the ONNX file's bytes and, when the layout keeps weights outside it, the
+/// weights file's bytes (its name is the one [`Layout::Beside`] gave).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ModelFiles {
+    /// The ONNX file.
+    pub onnx: Vec<u8>,
+    /// The external weights file, if any weight lives outside the ONNX file.
+    pub data: Option<Vec<u8>>,
+}
+
+impl ModelFiles {
+    /// Writes the weights file (if any) beside `onnx` under `name`, then the ONNX file, each
+    /// atomically: an ONNX file never refers to weights that are not there yet.
+    pub fn write(&self, onnx: &Path, layout: &Layout) -> Result<()> {
+        if let (Some(data), Layout::Beside(name)) = (&self.data, layout) {
+            crate::fsio::write_atomic(&onnx.with_file_name(name), data)?;
+        }
+        crate::fsio::write_atomic(onnx, &self.onnx)
+    }
+}
+
 const FLOAT: i32 = 1;
 const FLOAT16: i32 = 10;
 const DOUBLE: i32 = 11;
 
 impl Model {
+    /// The files of the external weights the ONNX file refers to (empty when it holds them all),
+    /// resolved beside it, each once, in the order they are first named.
+    pub fn external_files(&self) -> Result<Vec<PathBuf>> {
+        let malformed = |reason: String| Error::MalformedModel { path: self.path().to_path_buf(), reason };
+        let proto = pb::ModelProto::decode(&self.bytes[..]).map_err(|e| malformed(format!("protobuf: {e}")))?;
+        let mut files: Vec<PathBuf> = Vec::new();
+        for t in proto.graph.iter().flat_map(|g| &g.initializer).filter(|t| is_external(t)) {
+            let file = External::of(&t, self.path()).map_err(malformed)?.file;
+            if !files.contains(&file) {
+                files.push(file);
+            }
+        }
+        Ok(files)
+    }
+
     /// The ONNX file with the float weights in `new` replaced (weights not named keep their
     /// values): the same nodes, names and everything else, bit for bit; see the module
-    /// documentation for weights the file computes from constants. Unchanged values give the
-    /// original bytes.
+    /// documentation for weights the file computes from constants and for [`Layout`]. Unchanged
+    /// values in a model that holds every weight itself give the original bytes.
     ///
-    /// Errors ([`Error::Weight`]): a name that is no float weight of the model, or a value of
-    /// another shape.
-    pub fn with_weights(&self, new: &Weights) -> Result<Vec<u8>> {
+    /// Errors: [`Error::Weight`] for a name that is no float weight of the model, or a value of
+    /// another shape; [`Error::MalformedModel`] for an external weight whose file cannot be read.
+    pub fn with_weights(&self, new: &Weights, layout: &Layout) -> Result<ModelFiles> {
         let graph = self.graph();
         let bad = |tensor: &str, reason: String| Error::Weight {
             path: self.path().to_path_buf(),
@@ -103,23 +165,132 @@ impl Model {
                 changed.insert(name, value);
             }
         }
-        if changed.is_empty() {
-            return Ok(self.bytes.clone());
+        let external = !self.external_files()?.is_empty();
+        if changed.is_empty() && !external {
+            return Ok(ModelFiles { onnx: self.bytes.clone(), data: None });
         }
         let malformed = |reason: String| Error::MalformedModel { path: self.path().to_path_buf(), reason };
         let top = fields(&self.bytes).map_err(malformed)?;
         let mut out = Vec::with_capacity(self.bytes.len());
+        let mut sink = match layout {
+            Layout::Beside(name) if external => DataSink::File { name: name.clone(), bytes: Vec::new() },
+            _ => DataSink::Inline,
+        };
         let mut written = false;
         for f in &top {
             if f.number == GRAPH_IN_MODEL && f.wire == LEN && !written {
-                let g = rewrite_graph(&self.bytes[f.payload.clone()], &changed, graph).map_err(malformed)?;
+                let rewrite = Rewrite { changed: &changed, graph, model: self.path(), sink: &mut sink };
+                let g = rewrite.graph(&self.bytes[f.payload.clone()]).map_err(malformed)?;
                 put_len_field(&mut out, GRAPH_IN_MODEL, &g);
                 written = true;
             } else {
                 out.extend_from_slice(&self.bytes[f.span.clone()]);
             }
         }
-        Ok(out)
+        let data = match sink {
+            DataSink::File { bytes, .. } => Some(bytes),
+            DataSink::Inline => None,
+        };
+        Ok(ModelFiles { onnx: out, data })
+    }
+}
+
+/// ONNX's `TensorProto.DataLocation.EXTERNAL`.
+const EXTERNAL: i32 = 1;
+
+fn is_external(t: &pb::TensorProto) -> bool {
+    t.data_location == Some(EXTERNAL)
+}
+
+/// Refuses external weights whose location is not a file beside (or below) the model: ONNX's rule,
+/// and no model may make hudd read `/etc/…` or `../../…`.
+pub(super) fn check_external_locations(graph: &pb::GraphProto, model: &Path) -> Result<(), String> {
+    graph.initializer.iter().filter(|t| is_external(t)).try_for_each(|t| External::of(t, model).map(|_| ()))
+}
+
+/// Where an external tensor's bytes are: ONNX's `location` (relative to the model's folder),
+/// `offset` and `length` entries.
+struct External {
+    file: PathBuf,
+    offset: u64,
+    length: Option<u64>,
+}
+
+impl External {
+    fn of(t: &pb::TensorProto, model: &Path) -> Result<External, String> {
+        let entry = |key: &str| t.external_data.iter().find(|e| e.key == key).map(|e| e.value.as_str());
+        let number = |key: &str| -> Result<Option<u64>, String> {
+            entry(key)
+                .map(|v| {
+                    v.parse::<u64>()
+                        .map_err(|_| format!("initializer `{}`: external `{key}` `{v}` is no number", t.name))
+                })
+                .transpose()
+        };
+        let location = entry("location")
+            .ok_or_else(|| format!("initializer `{}` is stored externally but names no `location`", t.name))?;
+        let relative = Path::new(location);
+        if relative.as_os_str().is_empty() || !relative.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(format!(
+                "initializer `{}`: external location `{location}` is not a file name beside the model",
+                t.name
+            ));
+        }
+        let folder = model.parent().unwrap_or(Path::new(""));
+        Ok(External { file: folder.join(relative), offset: number("offset")?.unwrap_or(0), length: number("length")? })
+    }
+
+    /// The tensor's bytes, read from its file.
+    fn read(&self, tensor: &str) -> Result<Vec<u8>, String> {
+        let why = |e: std::io::Error| format!("initializer `{tensor}`: cannot read {}: {e}", self.file.display());
+        let mut f = std::fs::File::open(&self.file).map_err(why)?;
+        let meta = f.metadata().map_err(why)?;
+        if !meta.is_file() {
+            return Err(format!("initializer `{tensor}`: {} is not a regular file", self.file.display()));
+        }
+        let end = match self.length {
+            Some(len) => self.offset.checked_add(len).filter(|&e| e <= meta.len()),
+            None => Some(meta.len()).filter(|&e| e >= self.offset),
+        }
+        .ok_or_else(|| {
+            format!(
+                "initializer `{tensor}`: bytes {}..{} lie outside {} ({} bytes)",
+                self.offset,
+                self.length.map_or("end".into(), |l| (self.offset + l).to_string()),
+                self.file.display(),
+                meta.len()
+            )
+        })?;
+        f.seek(SeekFrom::Start(self.offset)).map_err(why)?;
+        let mut bytes = vec![0u8; usize::try_from(end - self.offset).map_err(|_| "tensor too large".to_string())?];
+        f.read_exact(&mut bytes).map_err(why)?;
+        Ok(bytes)
+    }
+}
+
+/// Where the weights that were external go.
+enum DataSink {
+    /// Into the ONNX file.
+    Inline,
+    /// Appended to a new weights file of this name.
+    File { name: String, bytes: Vec<u8> },
+}
+
+impl DataSink {
+    /// `t` (whose data is in `raw_data`) placed: left inline, or moved into the weights file.
+    fn place(&mut self, mut t: pb::TensorProto) -> pb::TensorProto {
+        if let DataSink::File { name, bytes } = self {
+            let raw = std::mem::take(&mut t.raw_data);
+            let entry = |key: &str, value: String| pb::StringStringEntryProto { key: key.into(), value };
+            t.external_data = vec![
+                entry("location", name.clone()),
+                entry("offset", bytes.len().to_string()),
+                entry("length", raw.len().to_string()),
+            ];
+            t.data_location = Some(EXTERNAL);
+            bytes.extend_from_slice(&raw);
+        }
+        t
     }
 }
 
@@ -200,54 +371,83 @@ fn put_len_field(out: &mut Vec<u8>, number: u64, payload: &[u8]) {
     out.extend_from_slice(payload);
 }
 
-/// The graph message with `changed` initializers re-encoded, computed weights turned into
-/// initializers and their producing nodes dropped.
-fn rewrite_graph(bytes: &[u8], changed: &BTreeMap<&str, &ArrayD<f32>>, graph: &Graph) -> Result<Vec<u8>, String> {
-    let list = fields(bytes)?;
-    let mut initializers: BTreeSet<String> = BTreeSet::new();
-    for f in list.iter().filter(|f| f.number == INITIALIZER_IN_GRAPH && f.wire == LEN) {
-        let t = pb::TensorProto::decode(&bytes[f.payload.clone()]).map_err(|e| format!("initializer: {e}"))?;
-        initializers.insert(t.name);
-    }
-    // Weights the file computes: their producers go, an initializer of the same name comes.
-    let computed: BTreeSet<&str> = changed.keys().copied().filter(|n| !initializers.contains(*n)).collect();
-    let mut out = Vec::with_capacity(bytes.len());
-    for f in &list {
-        let payload = &bytes[f.payload.clone()];
-        match (f.number, f.wire) {
-            (NODE_IN_GRAPH, LEN) => {
-                let node = pb::NodeProto::decode(payload).map_err(|e| format!("node: {e}"))?;
-                if node.output.iter().any(|o| computed.contains(o.as_str())) {
-                    continue;
-                }
-            }
-            (INITIALIZER_IN_GRAPH, LEN) => {
-                let t = pb::TensorProto::decode(payload).map_err(|e| format!("initializer: {e}"))?;
-                if let Some(value) = changed.get(t.name.as_str()) {
-                    put_len_field(&mut out, INITIALIZER_IN_GRAPH, &encode(t, value)?);
-                    continue;
-                }
-            }
-            _ => {}
+/// One graph's rewrite: the changed weights, the model (for computed weights' types and external
+/// files) and where external weights go.
+struct Rewrite<'a> {
+    changed: &'a BTreeMap<&'a str, &'a ArrayD<f32>>,
+    graph: &'a Graph,
+    model: &'a Path,
+    sink: &'a mut DataSink,
+}
+
+impl Rewrite<'_> {
+    /// The graph message with `changed` initializers re-encoded, computed weights turned into
+    /// initializers and their producing nodes dropped, external weights placed by the sink.
+    fn graph(self, bytes: &[u8]) -> Result<Vec<u8>, String> {
+        let Rewrite { changed, graph, model, sink } = self;
+        let list = fields(bytes)?;
+        let mut initializers: BTreeSet<String> = BTreeSet::new();
+        for f in list.iter().filter(|f| f.number == INITIALIZER_IN_GRAPH && f.wire == LEN) {
+            let t = pb::TensorProto::decode(&bytes[f.payload.clone()]).map_err(|e| format!("initializer: {e}"))?;
+            initializers.insert(t.name);
         }
-        out.extend_from_slice(&bytes[f.span.clone()]);
+        // Weights the file computes: their producers go, an initializer of the same name comes.
+        let computed: BTreeSet<&str> = changed.keys().copied().filter(|n| !initializers.contains(*n)).collect();
+        let mut out = Vec::with_capacity(bytes.len());
+        for f in &list {
+            let payload = &bytes[f.payload.clone()];
+            match (f.number, f.wire) {
+                (NODE_IN_GRAPH, LEN) => {
+                    let node = pb::NodeProto::decode(payload).map_err(|e| format!("node: {e}"))?;
+                    if node.output.iter().any(|o| computed.contains(o.as_str())) {
+                        continue;
+                    }
+                }
+                (INITIALIZER_IN_GRAPH, LEN) => {
+                    let t = pb::TensorProto::decode(payload).map_err(|e| format!("initializer: {e}"))?;
+                    let external = is_external(&t);
+                    let t = match changed.get(t.name.as_str()) {
+                        Some(value) => encode(t, value)?,
+                        None if external => {
+                            let raw = External::of(&t, model)?.read(&t.name)?;
+                            let mut t = t;
+                            t.external_data.clear();
+                            t.data_location = None;
+                            t.raw_data = raw;
+                            t
+                        }
+                        None => {
+                            out.extend_from_slice(&bytes[f.span.clone()]);
+                            continue;
+                        }
+                    };
+                    // A weight keeps its place: outside (in the new file, or inline when
+                    // self-contained) if it was outside, inside if it was inside.
+                    let t = if external { sink.place(t) } else { t };
+                    put_len_field(&mut out, INITIALIZER_IN_GRAPH, &t.encode_to_vec());
+                    continue;
+                }
+                _ => {}
+            }
+            out.extend_from_slice(&bytes[f.span.clone()]);
+        }
+        for name in computed {
+            let value = changed[name];
+            let data_type = match graph.tensors.get(name).map(|f| f.elem_type) {
+                Some(super::ElemType::F16) => FLOAT16,
+                Some(super::ElemType::F64) => DOUBLE,
+                _ => FLOAT,
+            };
+            let t = pb::TensorProto { name: name.to_string(), data_type, ..Default::default() };
+            put_len_field(&mut out, INITIALIZER_IN_GRAPH, &encode(t, value)?.encode_to_vec());
+        }
+        Ok(out)
     }
-    for name in computed {
-        let value = changed[name];
-        let data_type = match graph.tensors.get(name).map(|f| f.elem_type) {
-            Some(super::ElemType::F16) => FLOAT16,
-            Some(super::ElemType::F64) => DOUBLE,
-            _ => FLOAT,
-        };
-        let t = pb::TensorProto { name: name.to_string(), data_type, ..Default::default() };
-        put_len_field(&mut out, INITIALIZER_IN_GRAPH, &encode(t, value)?);
-    }
-    Ok(out)
 }
 
 /// `t` with its data replaced by `value` (row-major, little-endian raw data in `t`'s own float
 /// type; any external or typed data dropped).
-fn encode(mut t: pb::TensorProto, value: &ArrayD<f32>) -> Result<Vec<u8>, String> {
+fn encode(mut t: pb::TensorProto, value: &ArrayD<f32>) -> Result<pb::TensorProto, String> {
     let values = value.as_standard_layout();
     let mut raw = Vec::new();
     match t.data_type {
@@ -263,7 +463,7 @@ fn encode(mut t: pb::TensorProto, value: &ArrayD<f32>) -> Result<Vec<u8>, String
     t.external_data.clear();
     t.data_location = None;
     t.raw_data = raw;
-    Ok(t.encode_to_vec())
+    Ok(t)
 }
 
 #[cfg(test)]

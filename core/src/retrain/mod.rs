@@ -21,8 +21,8 @@ pub use fit::{fit, summary, EpochRecord, Example, FitOptions, Fitted, Keep};
 pub use net::{trains, Mode, Net};
 pub use sgd::SgdParams;
 pub use stage::{
-    accuracy, balanced_set, retrain, Accuracy, ClassAccuracy, ClusterAccuracy, DataCounts, FileRef, Hyperparameters,
-    Labelled, RetrainOptions, RetrainRecord, Retrained, RunContext,
+    accuracy, balanced_set, output_files, retrain, Accuracy, ClassAccuracy, ClusterAccuracy, DataCounts, FileRef,
+    Hyperparameters, Labelled, RetrainOptions, RetrainRecord, Retrained, RunContext,
 };
 
 use crate::error::{Error, Result};

@@ -13,8 +13,8 @@ use crate::config::Config;
 use crate::dataset::{Dataset, Label, Split};
 use crate::error::{Error, Result};
 use crate::evaluate::{Evaluator, SplitEvaluation};
-use crate::fsio::{write_atomic, write_json};
-use crate::model::Model;
+use crate::fsio::write_json;
+use crate::model::{Layout, Model};
 use crate::progress::Progress;
 use crate::rng::Rng;
 use crate::run::RunDir;
@@ -160,6 +160,10 @@ pub struct RetrainRecord {
     pub model: FileRef,
     /// The retrained model.
     pub retrained: FileRef,
+    /// The retrained model's external weights file, when the analysed model kept its weights
+    /// outside its ONNX file (PyTorch's default exporter): written beside it as `NAME.data`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retrained_data: Option<FileRef>,
     /// What the extra images were (`"unsafe set"`, `"bl1"`, …).
     pub extra: String,
     /// Settings.
@@ -292,11 +296,11 @@ pub fn accuracy(e: &SplitEvaluation, classes: &[String], clusters: &BTreeMap<usi
     }
 }
 
-/// The result of [`retrain`]: the new model's bytes and the record.
+/// The result of [`retrain`]: the new weights and the record.
 #[derive(Debug)]
 pub struct Retrained {
-    /// The ONNX file's bytes.
-    pub onnx: Vec<u8>,
+    /// The fitted weights, to write into the analysed model's graph ([`Retrained::write`]).
+    pub weights: crate::model::Weights,
     /// What `retrain.json` holds (without the file paths filled in by [`Retrained::write`]).
     pub record: RetrainRecord,
 }
@@ -345,7 +349,7 @@ pub fn retrain(
         keep: options.keep,
     };
     let fitted = fit(&ctx.model, &spec, &training, &validation, &fit_options, progress)?;
-    let onnx = ctx.model.with_weights(&fitted.weights)?;
+    let onnx = ctx.model.with_weights(&fitted.weights, &Layout::SelfContained)?.onnx;
     let retrained = Model::from_bytes(&onnx, ctx.model.path().with_extension("retrained.onnx"))?;
     let after = ctx.test_accuracy(&retrained, progress)?;
     let record = RetrainRecord {
@@ -353,7 +357,8 @@ pub fn retrain(
         format_version: FORMAT_VERSION,
         hudd_version: crate::VERSION.into(),
         model: FileRef { path: ctx.model.path().display().to_string(), sha256: ctx.model.sha256().to_string() },
-        retrained: FileRef { path: String::new(), sha256: crate::fsio::sha256_hex(&onnx) },
+        retrained: FileRef { path: String::new(), sha256: String::new() },
+        retrained_data: None,
         extra: what.to_string(),
         hyperparameters: Hyperparameters {
             epochs: options.epochs,
@@ -380,18 +385,55 @@ pub fn retrain(
         after,
         epoch_seconds: fitted.epoch_seconds,
     };
-    Ok(Retrained { onnx, record })
+    Ok(Retrained { weights: fitted.weights, record })
 }
 
 impl Retrained {
-    /// Writes the model to `out` and the record to `RUN/retrain/retrain.json`, both atomically
-    /// (the model first).
-    pub fn write(mut self, run: &RunDir, out: &Path) -> Result<RetrainRecord> {
-        write_atomic(out, &self.onnx)?;
-        self.record.retrained.path = out.display().to_string();
+    /// Writes the model to `out` (its weights into `model`'s graph, laid out as `model` is: with
+    /// external weights, those go to `OUT.data` beside it) and the record to
+    /// `RUN/retrain/retrain.json`, all atomically (the model first).
+    ///
+    /// Errors ([`Error::WouldOverwrite`]): `out` or its weights file is the analysed model or one
+    /// of its weights files.
+    pub fn write(mut self, model: &Model, run: &RunDir, out: &Path) -> Result<RetrainRecord> {
+        let targets = output_files(model, out)?;
+        let layout = Layout::beside(out);
+        let files = model.with_weights(&self.weights, &layout)?;
+        files.write(out, &layout)?;
+        self.record.retrained =
+            FileRef { path: out.display().to_string(), sha256: crate::fsio::sha256_hex(&files.onnx) };
+        self.record.retrained_data = files
+            .data
+            .as_ref()
+            .zip(targets.get(1))
+            .map(|(d, path)| FileRef { path: path.display().to_string(), sha256: crate::fsio::sha256_hex(d) });
         write_json(&run.retrain_json(), "retraining record", &self.record)?;
         Ok(self.record)
     }
+}
+
+/// The files a retrained `model` written to `out` takes: `out`, and `OUT.data` when `model` keeps
+/// weights outside its ONNX file. Call it before training, to fail before the work.
+///
+/// Errors ([`Error::WouldOverwrite`]): one of them is the analysed model or one of its weights
+/// files.
+pub fn output_files(model: &Model, out: &Path) -> Result<Vec<PathBuf>> {
+    let external = model.external_files()?;
+    let mut targets = vec![out.to_path_buf()];
+    if let (false, Layout::Beside(name)) = (external.is_empty(), Layout::beside(out)) {
+        targets.push(out.with_file_name(name));
+    }
+    let inputs: Vec<PathBuf> = std::iter::once(model.path().to_path_buf()).chain(external).collect();
+    for target in &targets {
+        if let Some(input) = inputs.iter().find(|i| crate::fsio::same_file(i, target)) {
+            return Err(Error::WouldOverwrite {
+                path: target.clone(),
+                what: format!("the analysed model's file {}", input.display()),
+                hint: "write the retrained model under another name (--out)".into(),
+            });
+        }
+    }
+    Ok(targets)
 }
 
 /// The balanced unsafe set of `RUN/unsafe/balanced.csv` as training images: the improvement

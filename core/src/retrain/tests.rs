@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{ArrayD, IxDyn};
 
 use super::*;
-use crate::model::Model;
+use crate::model::{Layout, Model};
 use crate::npy;
 
 fn root() -> PathBuf {
@@ -165,14 +165,94 @@ fn sgd_steps_with_momentum_and_weight_decay_give_pytorchs_weights() {
 fn written_back_models_run_in_the_engine_as_in_candle() {
     for f in fixtures() {
         let t = trained(&f);
-        let bytes = f.model.with_weights(&t.net().weights().unwrap()).unwrap();
-        let reloaded = Model::from_bytes(&bytes, f.dir.join("m2.onnx")).unwrap();
+        let weights = t.net().weights().unwrap();
+        let files = f.model.with_weights(&weights, &Layout::SelfContained).unwrap();
+        assert_eq!(files.data, None, "{}: self-contained", f.name);
+        let reloaded = Model::from_bytes(&files.onnx, f.dir.join("m2.onnx")).unwrap();
         let engine = reloaded.run(f.input.view()).unwrap();
         let candle = t.net().forward(f.input.view(), Mode::Eval, 0).unwrap();
         assert!(rel_err(&candle[0], &engine[0]) < 1e-5, "{}", f.name);
         // The steps changed the outputs.
         assert!(rel_err(&engine[0], &f.model.run(f.input.view()).unwrap()[0]) > 1e-4, "{}", f.name);
+
+        // Written as the original was laid out, into a folder of its own: the same model.
+        let external = !f.model.external_files().unwrap().is_empty();
+        let dir = tempfile::tempdir().unwrap();
+        let out = dir.path().join("m2.onnx");
+        let layout = Layout::beside(&out);
+        let files = f.model.with_weights(&weights, &layout).unwrap();
+        assert_eq!(files.data.is_some(), external, "{}: external weights stay external", f.name);
+        files.write(&out, &layout).unwrap();
+        let written = Model::load(&out).unwrap();
+        let expected: Vec<PathBuf> = if external { vec![dir.path().join("m2.onnx.data")] } else { vec![] };
+        assert_eq!(written.external_files().unwrap(), expected, "{}", f.name);
+        assert_eq!(
+            written.run(f.input.view()).unwrap()[0],
+            engine[0],
+            "{}: both layouts hold the same weights",
+            f.name
+        );
     }
+}
+
+#[test]
+fn unchanged_external_weights_are_copied_into_the_new_weights_file() {
+    let f = fixtures().into_iter().find(|f| f.name == "gates_dynamo").unwrap();
+    let originals = f.model.external_files().unwrap();
+    assert_eq!(originals.len(), 1, "the default exporter's fixture keeps weights outside");
+    // One weight changed; the others, external or not, keep their values.
+    let all = crate::model::Weights::of(f.model.graph());
+    let (name, value) = all.iter().find(|(n, _)| n.ends_with("fc.weight")).unwrap();
+    let mut one = crate::model::Weights::new();
+    one.insert(name, value.mapv(|v| v * 0.5));
+    let dir = tempfile::tempdir().unwrap();
+    let out = dir.path().join("half.onnx");
+    let layout = Layout::beside(&out);
+    let files = f.model.with_weights(&one, &layout).unwrap();
+    files.write(&out, &layout).unwrap();
+    let written = Model::load(&out).unwrap();
+    let got = crate::model::Weights::of(written.graph());
+    assert_eq!(got.len(), all.len());
+    for (n, v) in all.iter() {
+        let want = if n == name { value.mapv(|v| v * 0.5) } else { v.clone() };
+        assert_eq!(got.get(n), Some(&want), "{n}");
+    }
+    // The original's weights file is as long as the new one (the same tensors, same types).
+    let len = |p: &Path| std::fs::metadata(p).unwrap().len();
+    assert_eq!(len(&dir.path().join("half.onnx.data")), len(&originals[0]));
+    // Unchanged and self-contained: every external weight inlined, nothing else changed.
+    let inline = f.model.with_weights(&crate::model::Weights::new(), &Layout::SelfContained).unwrap();
+    let reloaded = Model::from_bytes(&inline.onnx, dir.path().join("x/inline.onnx")).unwrap();
+    assert!(reloaded.external_files().unwrap().is_empty());
+    assert_eq!(reloaded.run(f.input.view()).unwrap(), f.model.run(f.input.view()).unwrap());
+}
+
+#[test]
+fn an_external_location_outside_the_model_folder_is_refused() {
+    let f = fixtures().into_iter().find(|f| f.name == "gates_dynamo").unwrap();
+    let bytes = std::fs::read(f.model.path()).unwrap();
+    let data_name = "gates_dynamo.onnx.data";
+    let evil = "../../../../etc/x.data";
+    assert_eq!(data_name.len(), evil.len(), "same length keeps the protobuf lengths valid");
+    let hostile: Vec<u8> = replace_all(&bytes, data_name.as_bytes(), evil.as_bytes());
+    let dir = tempfile::tempdir().unwrap();
+    let e = Model::from_bytes(&hostile, dir.path().join("m.onnx")).unwrap_err().to_string();
+    assert!(e.contains("not a file name beside the model"), "{e}");
+}
+
+fn replace_all(haystack: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(haystack.len());
+    let mut i = 0;
+    while i < haystack.len() {
+        if haystack[i..].starts_with(from) {
+            out.extend_from_slice(to);
+            i += from.len();
+        } else {
+            out.push(haystack[i]);
+            i += 1;
+        }
+    }
+    out
 }
 
 #[test]
