@@ -19,6 +19,7 @@
 
 mod graph;
 mod op;
+mod select;
 mod write;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -36,6 +37,7 @@ pub use op::{
     axis_index, gather_indices, split_sizes, Activation, AutoPad, Axes, ConvAttrs, Op, PadMode, PoolAttrs, Reduction,
     SliceAttrs, SliceAxis,
 };
+pub use select::{broadcast_shape, fuse_movements, scatter_sources, where_mask, Link, Selection};
 pub use write::{Layout, ModelFiles, Weights};
 
 use crate::error::{Error, Result};

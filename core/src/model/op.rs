@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::graph::{Attribute, Weight};
+use super::select::Selection;
 
 /// ONNX `auto_pad`: how a convolution or pooling window pads its input.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize)]
@@ -296,11 +297,15 @@ const KNOWN: &[&str] = &[
     "Constant",
     "Conv",
     "ConvTranspose",
+    "DepthToSpace",
     "Div",
     "Dropout",
     "Elu",
+    "Expand",
     "Flatten",
     "Gather",
+    "GatherElements",
+    "GatherND",
     "Gelu",
     "Gemm",
     "GlobalAveragePool",
@@ -326,12 +331,15 @@ const KNOWN: &[&str] = &[
     "Slice",
     "Softmax",
     "Softplus",
+    "SpaceToDepth",
     "Split",
     "Squeeze",
     "Sub",
     "Tanh",
+    "Tile",
     "Transpose",
     "Unsqueeze",
+    "Where",
 ];
 
 /// One ONNX operator with its attributes decoded.
@@ -428,6 +436,11 @@ pub enum Op {
         /// The axis (negative counts from the end).
         axis: i64,
     },
+    /// Data movement: each output element a copy of one input element (`GatherND`,
+    /// `GatherElements`, `Expand`, `Tile`, `DepthToSpace`, `SpaceToDepth`).
+    Select(Selection),
+    /// `Where(cond, a, b)`: `a` where `cond` holds, else `b` (broadcasting).
+    Where,
     /// Permute axes (`perm`; reversed when absent).
     Transpose {
         /// The permutation, if given.
@@ -590,6 +603,31 @@ impl Op {
                 })
             }
             "Gather" => Op::Gather { axis: a.int("axis").unwrap_or(0) },
+            "GatherND" => Op::Select(Selection::GatherNd {
+                batch_dims: usize::try_from(a.int("batch_dims").unwrap_or(0))
+                    .map_err(|_| "attribute `batch_dims` is negative".to_string())?,
+            }),
+            "GatherElements" => Op::Select(Selection::GatherElements { axis: a.int("axis").unwrap_or(0) }),
+            "Expand" => Op::Select(Selection::Expand),
+            "Tile" => Op::Select(Selection::Tile),
+            "DepthToSpace" | "SpaceToDepth" => {
+                let blocksize = a
+                    .int("blocksize")
+                    .and_then(|b| usize::try_from(b).ok())
+                    .filter(|&b| b > 0)
+                    .ok_or("attribute `blocksize` is missing or not positive")?;
+                if op_type == "SpaceToDepth" {
+                    Op::Select(Selection::SpaceToDepth { blocksize })
+                } else {
+                    let crd = match a.string("mode").unwrap_or("DCR") {
+                        "DCR" => false,
+                        "CRD" => true,
+                        m => return Err(format!("attribute `mode` = `{m}` is not DCR or CRD")),
+                    };
+                    Op::Select(Selection::DepthToSpace { blocksize, crd })
+                }
+            }
+            "Where" => Op::Where,
             "Dropout" => Op::Dropout,
             "Identity" => Op::Identity,
             "Cast" => Op::Cast { to: a.int("to").ok_or("attribute `to` is missing")? },
@@ -639,8 +677,12 @@ impl Op {
     /// its op as decoded with default attributes (what the stages' tables are listed from).
     pub fn examples() -> Vec<(&'static str, Op)> {
         // The attributes without a default: a pooling window and a cast's target.
-        let attributes: BTreeMap<String, Attribute> =
-            [("kernel_shape".to_string(), Attribute::Ints(vec![1, 1])), ("to".to_string(), Attribute::Int(1))].into();
+        let attributes: BTreeMap<String, Attribute> = [
+            ("kernel_shape".to_string(), Attribute::Ints(vec![1, 1])),
+            ("to".to_string(), Attribute::Int(1)),
+            ("blocksize".to_string(), Attribute::Int(2)),
+        ]
+        .into();
         KNOWN
             .iter()
             .filter_map(|&name| Op::decode(name, &attributes, &[], |_| None).ok().map(|op| (name, op)))

@@ -23,9 +23,10 @@ use super::pool::{max_pool_relevance, AvgPool2d, GlobalAvgPool, Window};
 use super::routing::{max_relevance, scatter_axis, split_product, sum_to_shape, Diagonal, ProductRule, Reduce};
 use super::rule::{stabilize, BoundRule, Rule};
 use crate::error::{Error, Result};
+use crate::model::fuse_movements;
 use crate::model::{
-    axis_index, gather_indices, split_sizes, Activations, AutoPad, Axes, ConvAttrs, ElemType, Graph, Node, Op, PadMode,
-    PoolAttrs, Reduction, SliceAttrs, Weight,
+    axis_index, gather_indices, scatter_sources, split_sizes, where_mask, Activations, AutoPad, Axes, ConvAttrs,
+    ElemType, Graph, Node, Op, PadMode, PoolAttrs, Reduction, Selection, SliceAttrs, Weight,
 };
 
 /// How one node propagates relevance.
@@ -93,6 +94,23 @@ pub enum StepKind {
         parts: usize,
         /// Which output this step is.
         index: usize,
+    },
+    /// Data movement (GatherND, GatherElements, Expand, Tile, DepthToSpace, SpaceToDepth):
+    /// each output's relevance back to the input element it copies, added up where one is copied
+    /// several times.
+    Select {
+        /// The op.
+        selection: Selection,
+        /// Its constant integer operand (indices, shape, repeats), for those that read one.
+        operand: Option<ArrayD<i64>>,
+    },
+    /// `Where` with a constant condition and one activation operand: the activation's relevance
+    /// where it was taken, the constant's share stays with it.
+    Where {
+        /// The condition (nonzero: the first operand), as stored.
+        cond: ArrayD<i64>,
+        /// Whether the activation is the first operand (else the second).
+        first: bool,
     },
     /// Entries picked along an axis by constant indices: relevance back to the entries, added up
     /// where one is read twice.
@@ -250,7 +268,10 @@ pub fn rule_of(op: &Op) -> Option<&'static str> {
         Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Transpose { .. } => {
             "routing (reshape)"
         }
-        Op::Pad { .. } | Op::Concat { .. } | Op::Split { .. } | Op::Slice(_) | Op::Gather { .. } => "routing",
+        Op::Pad { .. } | Op::Concat { .. } | Op::Split { .. } | Op::Slice(_) | Op::Gather { .. } | Op::Select(_) => {
+            "routing"
+        }
+        Op::Where => "routing (a constant condition; the constant operand keeps its share)",
         Op::Add => "norm (proportional split; constants absorb)",
         Op::Sub => "merged into the layer before it, else pass (scalar) or norm",
         Op::Mul | Op::Div => {
@@ -307,6 +328,17 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
             Some((_, Some(Weight::I64(indices)))) => StepKind::Gather { axis: *axis, indices: indices.clone() },
             _ => return Err(unsupported(c, node, "the indices must be an integer constant")),
         },
+        Op::Select(selection) => {
+            let operand = match node.inputs.get(1).filter(|n| !n.is_empty()).map(|n| c.graph.weight(n)) {
+                Some(Some(Weight::I64(a))) => Some(a.clone()),
+                _ if selection.has_operand() => {
+                    return Err(unsupported(c, node, "its second input must be an integer constant"))
+                }
+                _ => None,
+            };
+            StepKind::Select { selection: selection.clone(), operand }
+        }
+        Op::Where => build_where(node, c)?,
         Op::Transpose { perm } => StepKind::Transpose(perm.clone().unwrap_or_default()),
         Op::Pad { mode, pads } => build_pad(node, c, *mode, pads.as_deref())?,
         Op::Concat { axis } => StepKind::Concat(*axis),
@@ -318,6 +350,20 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
             return Err(unsupported(c, node, "no relevance rule for it"))
         }
     })
+}
+
+/// `Where(cond, a, b)` with a constant condition and exactly one activation operand (the
+/// exporters' masked fills: adaptive pooling, padding masks).
+fn build_where(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
+    let input = |i: usize| node.inputs.get(i).map(String::as_str).unwrap_or("");
+    let Some(Weight::I64(cond)) = c.graph.weight(input(0)) else {
+        return Err(unsupported(c, node, "the condition must be a constant"));
+    };
+    match (c.data.contains(input(1)), c.data.contains(input(2))) {
+        (true, false) => Ok(StepKind::Where { cond: cond.clone(), first: true }),
+        (false, true) => Ok(StepKind::Where { cond: cond.clone(), first: false }),
+        _ => Err(unsupported(c, node, "exactly one of the two operands may be an activation")),
+    }
 }
 
 pub(super) fn unsupported(c: &Ctx<'_>, node: &Node, what: &str) -> Error {
@@ -532,9 +578,12 @@ impl Program {
         // Activations: the float tensors that depend on the input. The engine's run names most of
         // them (`data`); the graph's inferred types name the ones it computes inside a fused op
         // (an LSTM's states), so that such a node is found on the path and refused by name.
+        // Data movements through tensors without the batch first, fused (the forward run keeps
+        // only batch-first tensors).
+        let nodes = fuse_movements(graph, data);
         let reach = {
             let mut reach: HashSet<&str> = [input.as_str()].into();
-            for n in &graph.nodes {
+            for n in &nodes {
                 if n.inputs.iter().any(|i| reach.contains(i.as_str())) {
                     reach.extend(n.outputs.iter().map(String::as_str));
                 }
@@ -552,7 +601,7 @@ impl Program {
         // Nodes on the data path from the input to `start`.
         let needed = {
             let mut needed: HashSet<&str> = [start.as_str()].into();
-            for n in graph.nodes.iter().rev() {
+            for n in nodes.iter().rev() {
                 if n.outputs.iter().any(|o| needed.contains(o.as_str())) {
                     for i in n.inputs.iter().filter(|i| activation(i)) {
                         needed.insert(i);
@@ -567,7 +616,7 @@ impl Program {
         };
         let mut steps: Vec<Step> = Vec::new();
         let mut merged: HashSet<String> = HashSet::new();
-        for node in graph.nodes.iter().filter(|n| on_path(n)) {
+        for node in nodes.iter().filter(|n| on_path(n)) {
             if merged.contains(&node.name) {
                 continue;
             }
@@ -591,9 +640,11 @@ impl Program {
                 | StepKind::Slice(_)
                 | StepKind::SliceComputed(_)
                 | StepKind::SplitPart { .. }
+                | StepKind::Select { .. }
                 | StepKind::Gather { .. } => {
                     vec![node.inputs[0].clone()]
                 }
+                StepKind::Where { first, .. } => vec![node.inputs[if *first { 1 } else { 2 }].clone()],
                 // Both operands, in order (a product of a tensor with itself reads it twice).
                 StepKind::Product(_) => node.inputs.clone(),
                 _ => node.inputs.iter().filter(|i| data.contains(*i)).cloned().collect(),
@@ -924,6 +975,17 @@ impl Program {
                 let flat =
                     r.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&shape)).map_err(shape_err)?;
                 one(scatter_axis(&flat, ax, len, &picked))
+            }
+            StepKind::Select { selection, operand } => {
+                let x = act(&x_name)?;
+                let sources = selection.sources(x.shape(), operand.as_ref()).map_err(|e| self.step_error(step, &e))?;
+                one(scatter_sources(r, &sources, x.shape()).map_err(|e| self.step_error(step, &e))?)
+            }
+            StepKind::Where { cond, first } => {
+                let x = act(&x_name)?;
+                let mask = where_mask(cond, r.shape()).map_err(|e| self.step_error(step, &e))?;
+                let taken = ndarray::Zip::from(r).and(&mask).map_collect(|&r, &m| if m == *first { r } else { 0.0 });
+                one(if taken.shape() == x.shape() { taken } else { sum_to_shape(&taken, x.shape()) })
             }
             StepKind::Add => {
                 let eps = match rule {

@@ -24,9 +24,11 @@ use candle_core::{Device, Tensor, Var};
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 
 use crate::error::{Error, Result};
+use crate::model::fuse_movements;
 use crate::model::{
-    axis_index, gather_indices, split_sizes, Activation, Activations, AutoPad, Axes, ConvAttrs, Dim, ElemType, Graph,
-    Model, Node, Op, PadMode, PoolAttrs, Reduction, SliceAttrs, TensorFact, Weight, Weights,
+    axis_index, broadcast_shape, gather_indices, split_sizes, where_mask, Activation, Activations, AutoPad, Axes,
+    ConvAttrs, Dim, ElemType, Graph, Model, Node, Op, PadMode, PoolAttrs, Reduction, Selection, SliceAttrs, TensorFact,
+    Weight, Weights,
 };
 use crate::rng::Rng;
 
@@ -109,6 +111,15 @@ enum Kind {
         /// The indices, flattened, and their shape.
         indices: Vec<i64>,
         shape: Vec<usize>,
+    },
+    /// Data movement, as one `index_select` of the flattened input (model::Selection).
+    Select {
+        selection: Selection,
+        operand: Option<ndarray::ArrayD<i64>>,
+    },
+    /// `Where` with a constant condition; the step's inputs are the two operands.
+    Where {
+        cond: ndarray::ArrayD<i64>,
     },
 }
 
@@ -203,7 +214,8 @@ impl Net {
         let mut computed_pads: Vec<(usize, String)> = Vec::new();
         // Slices whose ranges the graph computes: (step, the node's inputs after the data).
         let mut computed_slices: Vec<(usize, Vec<String>)> = Vec::new();
-        for node in &graph.nodes {
+        // Data movements through tensors without the batch first are one step.
+        for node in &fuse_movements(graph, &data) {
             // A split is one step per output; every other op has one float output.
             let outputs: Vec<(usize, &String)> = match node.op {
                 Op::Split { .. } => node.outputs.iter().enumerate().filter(|(_, o)| data.contains(*o)).collect(),
@@ -250,11 +262,16 @@ impl Net {
                     }
                     k => k.clone(),
                 };
+                // `Where`'s condition is held by the step; its inputs are the two operands.
+                let inputs = match kind {
+                    Kind::Where { .. } => node.inputs.iter().skip(1).cloned().collect(),
+                    _ => node.inputs.clone(),
+                };
                 steps.push(Step {
                     node: node.name.clone(),
                     op_type: node.op_type.clone(),
                     kind,
-                    inputs: node.inputs.clone(),
+                    inputs,
                     output: output.clone(),
                     shape: fact.map(|f| f.shape.clone()).unwrap_or_default(),
                     batched: fact.is_some_and(|f| f.batched),
@@ -587,6 +604,25 @@ impl Net {
                 dims.extend(&x.dims()[ax + 1..]);
                 y.reshape(dims)
             }
+            Kind::Select { selection, operand } => {
+                let sources = selection.sources(x.dims(), operand.as_ref()).map_err(candle_core::Error::Msg)?;
+                if x.elem_count() > u32::MAX as usize {
+                    candle_core::bail!("{} elements are more than a u32 index reaches", x.elem_count());
+                }
+                let shape = sources.shape().to_vec();
+                let ix: Vec<u32> = sources.iter().map(|&s| s as u32).collect();
+                let n = ix.len();
+                x.flatten_all()?.index_select(&Tensor::from_vec(ix, n, x.device())?, 0)?.reshape(shape)
+            }
+            Kind::Where { cond } => {
+                let other = req(arg(1)?)?;
+                let m = |e: String| candle_core::Error::Msg(e);
+                let shape =
+                    broadcast_shape(cond.shape(), &broadcast_shape(x.dims(), other.dims()).map_err(m)?).map_err(m)?;
+                let mask = where_mask(cond, &shape).map_err(m)?;
+                let mask = Tensor::from_iter(mask.iter().map(|&b| u8::from(b)), x.device())?.reshape(shape.clone())?;
+                mask.where_cond(&x.broadcast_as(shape.clone())?, &other.broadcast_as(shape)?)
+            }
         }
     }
 }
@@ -606,6 +642,7 @@ fn float_inputs(kind: &Kind) -> Vec<usize> {
         Kind::BatchNorm { .. } => vec![0, 1, 2, 3, 4],
         Kind::Act(Activation::PRelu) | Kind::MatMul | Kind::Binary(_) => vec![0, 1],
         Kind::Clip { .. } => vec![0, 1, 2],
+        Kind::Where { .. } => vec![1, 2],
         Kind::Concat(_) => (0..64).collect(),
         _ => vec![0],
     }
@@ -718,6 +755,8 @@ pub fn trains(op: &Op) -> bool {
         | Op::Split { .. }
         | Op::Slice(_)
         | Op::Gather { .. }
+        | Op::Select(_)
+        | Op::Where
         | Op::Transpose { .. }
         | Op::Pad { .. }
         | Op::Concat { .. }
@@ -836,6 +875,19 @@ fn translate(
                 Kind::Gather { axis: *axis, indices: ix.iter().copied().collect(), shape: ix.shape().to_vec() }
             }
             _ => return Err("the indices must be an integer constant".into()),
+        },
+        Op::Select(selection) => {
+            let operand = match weight_at(1) {
+                Some(Weight::I64(a)) => Some(a.clone()),
+                _ if selection.has_operand() => return Err("the second input must be an integer constant".into()),
+                _ => None,
+            };
+            Kind::Select { selection: selection.clone(), operand }
+        }
+        Op::Where => match weight_at(0) {
+            Some(Weight::I64(cond)) if !(is_data(1) && is_data(2)) => Kind::Where { cond: cond.clone() },
+            Some(Weight::I64(_)) => return Err("both operands are activations".into()),
+            _ => return Err("the condition must be a constant".into()),
         },
         Op::Transpose { perm } => Kind::Transpose(perm.clone()),
         Op::Pad { mode, pads } => {
