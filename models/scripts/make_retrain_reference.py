@@ -51,6 +51,13 @@ MODELS = [
     ("shuffle_ts", "tests/fixtures/models/shuffle_ts.onnx", "cross-entropy"),
     ("routing_dynamo", "tests/fixtures/models/routing_dynamo.onnx", "cross-entropy"),
     ("routing_ts", "tests/fixtures/models/routing_ts.onnx", "cross-entropy"),
+] + [
+    # The coverage matrix's families (make_torchvision_families.py), as the default exporter writes
+    # them (the TorchScript forms share their weights and ops with the fixtures above).
+    (f"{family}_dynamo", f"tests/fixtures/families/{family}_dynamo.onnx", "cross-entropy")
+    for family in ["resnet", "resnext", "wide_resnet", "vgg", "vgg_small", "alexnet", "squeezenet", "densenet",
+                   "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3", "mnasnet", "efficientnet",
+                   "efficientnet_v2", "regnet_x", "regnet_y", "shufflenet_v2"]
 ]
 
 SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "BatchNormalization": (1, 2),
@@ -299,6 +306,19 @@ def forward(model, x, params, consts, shapes):
             idx = torch.where(idx < 0, idx + X.shape[ax], idx)
             picked = X.index_select(ax, idx.reshape(-1))
             y = picked.reshape(*X.shape[:ax], *idx.shape, *X.shape[ax + 1:])
+        elif op == "GatherND":
+            assert a.get("batch_dims", 0) == 0, "GatherND with batch_dims"
+            idx = torch.as_tensor(np.asarray(v[1]), dtype=torch.long)
+            k = idx.shape[-1]
+            rows = idx.reshape(-1, k)
+            lin = torch.zeros(rows.shape[0], dtype=torch.long)
+            for j in range(k):
+                col = torch.where(rows[:, j] < 0, rows[:, j] + X.shape[j], rows[:, j])
+                lin = lin * X.shape[j] + col
+            y = X.reshape(-1, *X.shape[k:]).index_select(0, lin).reshape(*idx.shape[:-1], *X.shape[k:])
+        elif op == "Where":
+            cond = torch.as_tensor(np.asarray(v[0])).bool()
+            y = torch.where(cond, torch.as_tensor(v[1]), torch.as_tensor(v[2]))
         elif op == "Split":
             ax = a.get("axis", 0)
             ax = ax + X.dim() if ax < 0 else ax
@@ -354,7 +374,8 @@ def main():
         logits_np = values[out_name]
         trainable, fixed = split_weights(model, values)
         shapes = {n: v.shape for n, v in values.items()}
-        consts = {n: torch.from_numpy(np.array(a)) for n, a in fixed.items() if np.issubdtype(np.array(a).dtype, np.number)}
+        consts = {n: torch.from_numpy(np.array(a)) for n, a in fixed.items()
+                  if np.issubdtype(np.array(a).dtype, np.number) or np.array(a).dtype == bool}
 
         # The logits of a model that ends in a softmax are its input (cross-entropy on logits).
         producer = {o: n for n in model.graph.node for o in n.output}

@@ -14,6 +14,7 @@ mod evaluate;
 mod families;
 mod heatmaps;
 mod hostile;
+mod matrix;
 mod model;
 mod relevance;
 mod resume;

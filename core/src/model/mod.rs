@@ -18,6 +18,7 @@
 //! shape and shared between threads, so callers parallelise over batches.
 
 mod graph;
+mod ints;
 mod op;
 mod select;
 mod write;
@@ -33,11 +34,12 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 pub use graph::{Attribute, Graph, Node, TensorFact, Weight};
+pub use ints::Recipe;
 pub use op::{
     axis_index, gather_indices, split_sizes, Activation, AutoPad, Axes, ConvAttrs, Op, PadMode, PoolAttrs, Reduction,
     SliceAttrs, SliceAxis,
 };
-pub use select::{broadcast_shape, fuse_movements, scatter_sources, where_mask, Link, Selection};
+pub use select::{broadcast_shape, fuse_movements, scatter_sources, where_mask, Link, Operand, Selection};
 pub use write::{Layout, ModelFiles, Weights};
 
 use crate::error::{Error, Result};

@@ -321,12 +321,14 @@ const KNOWN: &[&str] = &[
     "Mul",
     "PRelu",
     "Pad",
+    "Range",
     "ReduceMax",
     "ReduceMean",
     "ReduceSum",
     "Relu",
     "Reshape",
     "Selu",
+    "Shape",
     "Sigmoid",
     "Slice",
     "Softmax",
@@ -441,6 +443,15 @@ pub enum Op {
     Select(Selection),
     /// `Where(cond, a, b)`: `a` where `cond` holds, else `b` (broadcasting).
     Where,
+    /// The shape of a tensor, axes `start..end` (an integer tensor: shape arithmetic).
+    Shape {
+        /// First axis (negative counts from the end; default 0).
+        start: i64,
+        /// One past the last axis (default: the rank).
+        end: Option<i64>,
+    },
+    /// `start, start + delta, …` below `limit` (shape arithmetic).
+    Range,
     /// Permute axes (`perm`; reversed when absent).
     Transpose {
         /// The permutation, if given.
@@ -628,6 +639,8 @@ impl Op {
                 }
             }
             "Where" => Op::Where,
+            "Shape" => Op::Shape { start: a.int("start").unwrap_or(0), end: a.int("end") },
+            "Range" => Op::Range,
             "Dropout" => Op::Dropout,
             "Identity" => Op::Identity,
             "Cast" => Op::Cast { to: a.int("to").ok_or("attribute `to` is missing")? },

@@ -14,11 +14,12 @@ use ndarray::{ArrayD, ArrayViewD, Dimension, IxDyn};
 use serde::Serialize;
 
 use super::graph::{Graph, Node, Weight};
+use super::ints::Recipe;
 use super::op::Op;
 
 /// A data-movement op, with the attributes it reads (its integer operand, when it has one, is a
 /// constant input given to [`Selection::apply`]).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize)]
 #[serde(tag = "selection", rename_all = "snake_case")]
 pub enum Selection {
     /// `GatherND`: slices picked by index tuples (the second input); `batch_dims` leading axes
@@ -53,6 +54,16 @@ pub enum Selection {
         /// The permutation (reversed axes when absent).
         perm: Option<Vec<usize>>,
     },
+    /// `Reshape` to the operand's shape (inside a [`Selection::Chain`] only).
+    Reshape {
+        /// A 0 in the shape is a size of 0, not a copy of the input's.
+        allow_zero: bool,
+    },
+    /// `Gather` along `axis` by the operand's indices (inside a [`Selection::Chain`] only).
+    Gather {
+        /// The axis (negative counts from the end).
+        axis: i64,
+    },
     /// Data movements one after another, fused by [`fuse_movements`] because the tensors between
     /// them do not hold the batch on their first axis (PyTorch's default exporter writes adaptive
     /// pooling as `Transpose → GatherND → Transpose`).
@@ -62,14 +73,36 @@ pub enum Selection {
     },
 }
 
-/// One movement of a [`Selection::Chain`], with its constant operand.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// One movement of a [`Selection::Chain`], with its operand.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Link {
     /// The movement.
     pub selection: Selection,
     /// Its integer operand (indices, shape, repeats), for those that read one.
     #[serde(skip)]
-    pub operand: Option<ArrayD<i64>>,
+    pub operand: Operand,
+}
+
+/// The integer operand of a data movement.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub enum Operand {
+    /// None read.
+    #[default]
+    None,
+    /// A constant.
+    Const(ArrayD<i64>),
+    /// Computed by the graph from shapes: evaluated for each batch size.
+    Computed(Recipe),
+}
+
+impl Operand {
+    fn value(&self, batch: usize) -> Result<Option<std::borrow::Cow<'_, ArrayD<i64>>>, String> {
+        Ok(match self {
+            Operand::None => None,
+            Operand::Const(a) => Some(std::borrow::Cow::Borrowed(a)),
+            Operand::Computed(r) => Some(std::borrow::Cow::Owned(r.eval(batch)?)),
+        })
+    }
 }
 
 impl Selection {
@@ -106,10 +139,24 @@ impl Selection {
                 }
                 Ok(x.permuted_axes(IxDyn(&perm)).as_standard_layout().into_owned())
             }
+            Selection::Reshape { allow_zero } => reshape(x, operand()?, *allow_zero),
+            Selection::Gather { axis } => {
+                let indices = operand()?;
+                let ax = super::op::axis_index(*axis, x.ndim())?;
+                let picked = super::op::gather_indices(indices.iter().copied(), x.shape()[ax])?;
+                let taken = x.select(ndarray::Axis(ax), &picked);
+                let mut shape = x.shape()[..ax].to_vec();
+                shape.extend(indices.shape());
+                shape.extend(&x.shape()[ax + 1..]);
+                taken.into_shape_with_order(IxDyn(&shape)).map_err(|e| e.to_string())
+            }
             Selection::Chain { links } => {
+                // The chain starts from a batch-first tensor: computed operands follow its batch.
+                let batch = x.shape().first().copied().unwrap_or(1);
                 let mut y = x.to_owned();
                 for link in links {
-                    y = link.selection.apply(y.view(), link.operand.as_ref())?;
+                    let operand = link.operand.value(batch)?;
+                    y = link.selection.apply(y.view(), operand.as_deref())?;
                 }
                 Ok(y)
             }
@@ -131,21 +178,24 @@ pub fn fuse_movements(graph: &Graph, data: &HashSet<String>) -> Vec<Node> {
         }
     }
     let outputs: HashSet<&str> = graph.outputs.iter().map(|o| o.name.as_str()).collect();
+    let operand = |n: &Node| -> Option<Operand> {
+        let name = n.inputs.get(1).filter(|i| !i.is_empty())?;
+        Some(match graph.weight(name) {
+            Some(Weight::I64(a)) => Operand::Const(a.clone()),
+            Some(_) => return None,
+            None => Operand::Computed(Recipe::new(graph, name).ok()?),
+        })
+    };
     let link = |n: &Node| -> Option<Link> {
-        match &n.op {
-            Op::Transpose { perm } => {
-                Some(Link { selection: Selection::Transpose { perm: perm.clone() }, operand: None })
-            }
-            Op::Select(s) => {
-                let operand = match n.inputs.get(1).and_then(|i| graph.weight(i)) {
-                    Some(Weight::I64(a)) => Some(a.clone()),
-                    _ if s.has_operand() => return None,
-                    _ => None,
-                };
-                Some(Link { selection: s.clone(), operand })
-            }
-            _ => None,
-        }
+        let (selection, operand) = match &n.op {
+            Op::Transpose { perm } => (Selection::Transpose { perm: perm.clone() }, Operand::None),
+            Op::Reshape { allow_zero } => (Selection::Reshape { allow_zero: *allow_zero }, operand(n)?),
+            Op::Gather { axis } => (Selection::Gather { axis: *axis }, operand(n)?),
+            Op::Select(s) if s.has_operand() => (s.clone(), operand(n)?),
+            Op::Select(s) => (s.clone(), Operand::None),
+            _ => return None,
+        };
+        Some(Link { selection, operand })
     };
     // Chains: node indices, first to last.
     let mut chains: Vec<Vec<usize>> = Vec::new();
@@ -276,6 +326,25 @@ fn expand<T: Clone>(x: ArrayViewD<'_, T>, shape: &ArrayD<i64>) -> Result<ArrayD<
     let out = broadcast_shape(x.shape(), &want).map_err(|e| format!("Expand: {e}"))?;
     let view = x.broadcast(IxDyn(&out)).ok_or_else(|| format!("Expand: {:?} to {out:?}", x.shape()))?;
     Ok(view.to_owned())
+}
+
+/// ONNX `Reshape`: 0 copies the input's size (unless `allow_zero`), one −1 takes what is left.
+fn reshape<T: Clone>(x: ArrayViewD<'_, T>, shape: &ArrayD<i64>, allow_zero: bool) -> Result<ArrayD<T>, String> {
+    let mut dims: Vec<Option<usize>> = Vec::with_capacity(shape.len());
+    for (a, &d) in shape.iter().enumerate() {
+        dims.push(match d {
+            -1 => None,
+            0 if !allow_zero => Some(*x.shape().get(a).ok_or_else(|| format!("Reshape: no axis {a} to copy"))?),
+            d => Some(usize::try_from(d).map_err(|_| format!("Reshape to a negative size ({d})"))?),
+        });
+    }
+    let known: usize = dims.iter().flatten().product();
+    let out: Vec<usize> = match dims.iter().filter(|d| d.is_none()).count() {
+        0 => dims.iter().flatten().copied().collect(),
+        1 if known > 0 && x.len() % known == 0 => dims.iter().map(|d| d.unwrap_or(x.len() / known)).collect(),
+        _ => return Err(format!("Reshape of {:?} to {:?}", x.shape(), shape.as_slice())),
+    };
+    x.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&out)).map_err(|e| e.to_string())
 }
 
 /// NumPy's broadcast of two shapes (aligned at the end; a size of 1 stretches).

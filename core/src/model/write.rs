@@ -126,7 +126,7 @@ impl Model {
         let proto = pb::ModelProto::decode(&self.bytes[..]).map_err(|e| malformed(format!("protobuf: {e}")))?;
         let mut files: Vec<PathBuf> = Vec::new();
         for t in proto.graph.iter().flat_map(|g| &g.initializer).filter(|t| is_external(t)) {
-            let file = External::of(&t, self.path()).map_err(malformed)?.file;
+            let file = External::of(t, self.path()).map_err(malformed)?.file;
             if !files.contains(&file) {
                 files.push(file);
             }

@@ -279,7 +279,7 @@ pub fn rule_of(op: &Op) -> Option<&'static str> {
              signal-only gate, else uniform"
         }
         Op::Softmax | Op::LogSoftmax => "skipped at the output (relevance starts at the logits)",
-        Op::Constant | Op::Other(_) => return None,
+        Op::Constant | Op::Shape { .. } | Op::Range | Op::Other(_) => return None,
     })
 }
 
@@ -346,7 +346,7 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
         Op::Sub => build_sub(node, c)?,
         Op::Mul => build_scale(node, c, false)?,
         Op::Div => build_scale(node, c, true)?,
-        Op::Softmax | Op::LogSoftmax | Op::Constant | Op::Other(_) => {
+        Op::Softmax | Op::LogSoftmax | Op::Constant | Op::Shape { .. } | Op::Range | Op::Other(_) => {
             return Err(unsupported(c, node, "no relevance rule for it"))
         }
     })

@@ -766,7 +766,7 @@ pub fn trains(op: &Op) -> bool {
         | Op::Div
         | Op::Softmax
         | Op::LogSoftmax => true,
-        Op::Constant | Op::Other(_) => false,
+        Op::Constant | Op::Shape { .. } | Op::Range | Op::Other(_) => false,
     }
 }
 
@@ -927,6 +927,7 @@ fn translate(
             Kind::Softmax { axis, log }
         }
         Op::Constant => return Err("a constant on the data path".into()),
+        Op::Shape { .. } | Op::Range => return Err("shape arithmetic on the data path".into()),
         Op::Other(op) => return Err(format!("`{op}` has no candle translation")),
     })
 }
