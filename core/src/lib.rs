@@ -44,6 +44,7 @@ pub mod bootstrap;
 pub mod bundle;
 pub mod cluster;
 pub mod config;
+pub mod conv;
 pub mod dataset;
 pub mod distance;
 pub mod error;

@@ -7,6 +7,10 @@
 
     .venv-torch/bin/python models/scripts/bench_zennit.py resnet18 IMAGES_DIR --preset epsilon-plus --onnx /tmp/resnet18.onnx
 
+`resnet50` and `efficientnet_b0` are torchvision's (seeded, batch norms away from the identity), written
+by PyTorch's default exporter; EfficientNet is explained through the coverage matrix's generic twin
+(models/scripts/make_torchvision_families.py: no Zennit canonizer ships for it).
+
 `alexnet128` and `resnet18` also write their model (seeded random weights: speed only) as ONNX for
 hudd to run on the same images (--onnx). `resnet18` is torchvision's ResNet-18 at 224x224 RGB with
 non-trivial BatchNorm statistics; Zennit explains it with its ResNet canonizer (BatchNorm merged into
@@ -71,6 +75,24 @@ def resnet18():
     return model
 
 
+def torchvision_model(name):
+    """torchvision's `name` (1000 classes), seeded random weights, batch norms away from the identity,
+    ReLUs not in place (Zennit's hooks keep their outputs)."""
+    import torchvision
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, name)(weights=None)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 2.0)
+                m.weight.uniform_(0.5, 1.5)
+                m.bias.uniform_(-0.2, 0.2)
+            if hasattr(m, "inplace"):
+                m.inplace = False
+    return model
+
+
 def hudd_composite():
     return LayerMapComposite(layer_map=layer_map_base(1e-9) + [
         (torch.nn.Conv2d, Epsilon(epsilon=1e-9)),
@@ -125,7 +147,7 @@ def run(model, composite_fn, paths, rgb, size, batch, write=None):
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("model", choices=["fmnist", "alexnet128", "resnet18"])
+    ap.add_argument("model", choices=["fmnist", "alexnet128", "resnet18", "resnet50", "efficientnet_b0"])
     ap.add_argument("images")
     ap.add_argument("--limit", type=int, default=1000)
     ap.add_argument("--repeat", type=int, default=3)
@@ -143,15 +165,27 @@ def main():
                    for t in onnx.load(str(ROOT / "models/fashion-mnist/fmnist_cnn.onnx")).graph.initializer}
         model.load_state_dict({k: weights[k] for k in model.state_dict()})
     else:
-        model, rgb, size = (AlexNet128(), True, 128) if a.model == "alexnet128" else (resnet18(), True, 224)
-        if a.onnx:
+        if a.model in ("resnet50", "efficientnet_b0"):
+            model, rgb, size = torchvision_model(a.model).eval(), True, 224
+        else:
+            model, rgb, size = (AlexNet128(), True, 128) if a.model == "alexnet128" else (resnet18(), True, 224)
+        if a.onnx and a.model in ("resnet50", "efficientnet_b0"):
+            # PyTorch's default exporter, as users export today (weights in NAME.onnx.data).
+            torch.onnx.export(model, (torch.zeros(2, 3, size, size),), a.onnx, input_names=["image"],
+                              output_names=["logits"], dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
+        elif a.onnx:
             torch.onnx.export(model.eval(), (torch.zeros(2, 3, size, size),), a.onnx, dynamo=False, opset_version=17,
                               input_names=["image"], output_names=["logits"],
                               dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
     model.eval()
+    if a.model == "efficientnet_b0":
+        # No Zennit canonizer ships for EfficientNet: the generic torch.fx twin of the coverage
+        # matrix's oracle (batch norms merged, Norm on sums and means, signal-only gates).
+        from make_torchvision_families import twin
+        model = twin(model)
     if a.preset == "hudd":
         composite_fn = hudd_composite
-    elif a.model == "resnet18":
+    elif a.model in ("resnet18", "resnet50"):
         def composite_fn():
             return EpsilonPlus(canonizers=[ResNetCanonizer()])
     else:

@@ -4,11 +4,10 @@
 //! their rank (a dense layer without a weight cannot be represented), average pooling carries
 //! [`NoWeights`]. Rules modify parameters through [`Params::modified`].
 
-use ndarray::{
-    s, Array, Array1, Array2, ArrayD, ArrayView2, ArrayView3, ArrayViewMut2, Axis, Dimension, Ix2, Ix4, IxDyn,
-};
+use ndarray::{s, Array, Array1, Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, Dimension, Ix2, Ix4, IxDyn};
 use rayon::prelude::*;
 
+use crate::conv::Window;
 use crate::matmul::{matmul, Threads};
 use ndarray::ShapeBuilder;
 
@@ -251,141 +250,15 @@ fn with_scratch<R>(len: usize, f: impl FnOnce(&mut [f32]) -> R) -> R {
     out
 }
 
-/// `dst += src` (equal lengths), four values per step: col2im's runs are short (7 to 31 values),
-/// too short for the compiler's own vector loop, which then runs them one value at a time.
-fn add_into(dst: &mut [f32], src: &[f32]) {
-    debug_assert_eq!(dst.len(), src.len(), "add_into: lengths differ");
-    let whole = src.len() / 4 * 4;
-    let (dst4, dst_rest) = dst.split_at_mut(whole);
-    let (src4, src_rest) = src.split_at(whole);
-    for (d, s) in dst4.chunks_exact_mut(4).zip(src4.chunks_exact(4)) {
-        // Both operands read before the store: one vector addition.
-        let (a, b): ([f32; 4], [f32; 4]) = (d.try_into().expect("four"), s.try_into().expect("four"));
-        d.copy_from_slice(&[a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]);
-    }
-    for (d, s) in dst_rest.iter_mut().zip(src_rest) {
-        *d += s;
-    }
-}
-
 impl Conv2d {
     /// Output height and width for an input of height and width `hw`.
     pub fn output_hw(&self, hw: [usize; 2]) -> [usize; 2] {
-        let hp = hw[0] + self.pads[0] + self.pads[2];
-        let wp = hw[1] + self.pads[1] + self.pads[3];
-        let eh = self.dilations[0] * (self.kernel[0] - 1) + 1;
-        let ew = self.dilations[1] * (self.kernel[1] - 1) + 1;
-        [(hp.saturating_sub(eh)) / self.strides[0] + 1, (wp.saturating_sub(ew)) / self.strides[1] + 1]
+        self.window().output_hw(hw)
     }
 
-    /// For kernel index `k` along `axis` (0 rows, 1 columns): the outputs `lo..hi` whose input
-    /// lies inside the image, `len` long (the others read padding), among `out` outputs, and the
-    /// input index of output `lo`.
-    fn valid_outputs(&self, axis: usize, k: usize, len: usize, out: usize) -> (usize, usize, usize) {
-        let (stride, offset) = (self.strides[axis], k * self.dilations[axis]);
-        let pad = self.pads[axis];
-        // i = o·stride + offset − pad must satisfy 0 ≤ i < len.
-        let lo = if offset >= pad { 0 } else { (pad - offset).div_ceil(stride) };
-        let hi = if len + pad > offset { ((len + pad - offset - 1) / stride + 1).min(out) } else { 0 };
-        let lo = lo.min(hi);
-        (lo, hi, (lo * stride + offset).saturating_sub(pad))
-    }
-
-    /// im2col of one image's group into `cols` (`[cg·kh·kw, ho·wo]`, any row stride): every cell
-    /// is written, zero where the window reads padding.
-    fn im2col_into(
-        &self,
-        x: ArrayView3<'_, f32>,
-        c0: usize,
-        cg: usize,
-        out: [usize; 2],
-        mut cols: ArrayViewMut2<'_, f32>,
-    ) {
-        let [kh, kw] = self.kernel;
-        let (h, w) = (x.shape()[1], x.shape()[2]);
-        let [ho, wo] = out;
-        for c in 0..cg {
-            let plane = x.index_axis(Axis(0), c0 + c);
-            for i in 0..kh {
-                for j in 0..kw {
-                    let mut dst = cols.row_mut((c * kh + i) * kw + j);
-                    let dst = dst.as_slice_mut().expect("column rows are contiguous");
-                    let (lo, hi, iw0) = self.valid_outputs(1, j, w, wo);
-                    for oh in 0..ho {
-                        let row = &mut dst[oh * wo..(oh + 1) * wo];
-                        let ih = (oh * self.strides[0] + i * self.dilations[0]) as isize - self.pads[0] as isize;
-                        if ih < 0 || ih >= h as isize || lo == hi {
-                            row.fill(0.0);
-                            continue;
-                        }
-                        let src = plane.row(ih as usize);
-                        let src = src.as_slice().expect("standard-layout input");
-                        row[..lo].fill(0.0);
-                        row[hi..].fill(0.0);
-                        if self.strides[1] == 1 {
-                            row[lo..hi].copy_from_slice(&src[iw0..iw0 + (hi - lo)]);
-                        } else {
-                            for (d, v) in row[lo..hi].iter_mut().zip(src[iw0..].iter().step_by(self.strides[1])) {
-                                *d = *v;
-                            }
-                        }
-                    }
-                }
-            }
-        }
-    }
-
-    /// Adds columns back into one image's group (the transpose of [`Self::im2col_into`]); `dx`
-    /// is the image's gradient in standard layout (`[c, h, w]`, contiguous).
-    ///
-    /// With a column stride the positions one column row reaches are `sw` apart: they are added
-    /// into a phase-major copy of each channel's plane (`[sh·sw phases, ⌈h/sh⌉, ⌈w/sw⌉]`, where
-    /// those positions are consecutive and the additions run on whole vectors), folded into the
-    /// plane once at the end.
-    fn col2im(&self, cols: ArrayView2<'_, f32>, dx: &mut [f32], hw: [usize; 2], c0: usize, cg: usize, out: [usize; 2]) {
-        let [kh, kw] = self.kernel;
-        let [h, w] = hw;
-        let [ho, wo] = out;
-        let (sh, sw) = (self.strides[0], self.strides[1]);
-        // The valid outputs of each kernel row and column are the same for every channel.
-        let rows: Vec<_> = (0..kh).map(|i| self.valid_outputs(0, i, h, ho)).collect();
-        let columns: Vec<_> = (0..kw).map(|j| self.valid_outputs(1, j, w, wo)).collect();
-        let (hq, wq) = (h.div_ceil(sh), w.div_ceil(sw));
-        let mut phases = if sw > 1 { vec![0.0f32; sh * sw * hq * wq] } else { Vec::new() };
-        for c in 0..cg {
-            let plane = &mut dx[(c0 + c) * h * w..(c0 + c + 1) * h * w];
-            phases.fill(0.0);
-            for (i, &(oh_lo, oh_hi, ih0)) in rows.iter().enumerate() {
-                for (j, &(lo, hi, iw0)) in columns.iter().enumerate() {
-                    if lo == hi {
-                        continue;
-                    }
-                    let src = cols.row((c * kh + i) * kw + j);
-                    let src = src.as_slice().expect("column rows are contiguous");
-                    for oh in oh_lo..oh_hi {
-                        let ih = ih0 + (oh - oh_lo) * sh;
-                        let row = &src[oh * wo + lo..oh * wo + hi];
-                        let dst = if sw == 1 {
-                            &mut plane[ih * w + iw0..ih * w + iw0 + row.len()]
-                        } else {
-                            let at = (((ih % sh) * sw + iw0 % sw) * hq + ih / sh) * wq + iw0 / sw;
-                            &mut phases[at..at + row.len()]
-                        };
-                        add_into(dst, row);
-                    }
-                }
-            }
-            if sw > 1 {
-                for (ih, line) in plane.chunks_mut(w).enumerate() {
-                    for (px, phase) in phases[(ih % sh) * sw * hq * wq..].chunks(hq * wq).take(sw).enumerate() {
-                        let phase = &phase[(ih / sh) * wq..(ih / sh + 1) * wq];
-                        for (d, v) in line[px..].iter_mut().step_by(sw).zip(phase) {
-                            *d += v;
-                        }
-                    }
-                }
-            }
-        }
+    /// The sliding window (shared with the retraining translator's convolution).
+    fn window(&self) -> Window {
+        Window { kernel: self.kernel, strides: self.strides, dilations: self.dilations, pads: self.pads }
     }
 
     fn weight_matrix<'a>(&self, w: &'a ndarray::ArrayView4<'_, f32>, group: usize) -> ArrayView2<'a, f32> {
@@ -567,7 +440,8 @@ impl Conv2d {
                     for g in 0..self.groups {
                         for i in 0..nb {
                             let block = cols.slice_mut(s![.., i * hw..(i + 1) * hw]);
-                            self.im2col_into(x4.index_axis(Axis(0), b0 + i), g * cg, cg, out, block);
+                            let planes = x4.slice(s![b0 + i, g * cg..(g + 1) * cg, .., ..]);
+                            self.window().im2col(planes, out, block);
                         }
                         matmul(z.view_mut(), self.weight_matrix(&w.view(), g), cols.view(), false, threads);
                         for i in 0..nb {
@@ -626,7 +500,8 @@ impl Conv2d {
                             let block = cols.slice(s![.., i * hw..(i + 1) * hw]);
                             let mut image = dch.index_axis_mut(Axis(0), i);
                             let image = image.as_slice_mut().expect("new gradient array");
-                            self.col2im(block, image, [h, wi], g * cg, cg, out);
+                            let planes = &mut image[g * cg * h * wi..(g + 1) * cg * h * wi];
+                            self.window().col2im(block, planes, [h, wi], out);
                         }
                     }
                 });
@@ -761,17 +636,6 @@ pub(crate) mod tests {
                 3,
             ),
         ]
-    }
-
-    #[test]
-    fn add_into_adds_every_value_of_any_length() {
-        for len in 0..14 {
-            let src: Vec<f32> = values(len, len as u64);
-            let mut dst: Vec<f32> = values(len, 50 + len as u64);
-            let expected: Vec<f32> = dst.iter().zip(&src).map(|(d, s)| d + s).collect();
-            add_into(&mut dst, &src);
-            assert_eq!(dst, expected, "length {len}");
-        }
     }
 
     #[test]

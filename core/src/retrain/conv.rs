@@ -12,10 +12,11 @@
 
 use candle_core::{CpuStorage, CustomOp2, CustomOp3, Layout, Shape, Tensor};
 use ndarray::linalg::general_mat_mul;
-use ndarray::{ArrayView2, ArrayViewMut2};
+use ndarray::{ArrayView2, ArrayView3, ArrayViewMut2};
 use rayon::prelude::*;
 
 use super::pool::f32_slice;
+use crate::conv::Window;
 
 /// Images per partial sum of the kernel gradient (fixed, so that the sum does not depend on the
 /// number of threads).
@@ -98,90 +99,38 @@ impl Conv2d {
         [0, self.filters, self.out[0], self.out[1]]
     }
 
-    /// Input index (row or column) read by output `o` through kernel tap `i` on `axis`.
-    fn at(&self, axis: usize, o: usize, i: usize) -> Option<usize> {
-        (o * self.stride[axis] + i * self.dilation[axis])
-            .checked_sub(self.begin[axis])
-            .filter(|&v| v < self.input[axis])
+    /// The sliding window (shared with relevance propagation: `crate::conv`).
+    fn window(&self) -> Window {
+        let end = |axis: usize| {
+            let reach = self.dilation[axis] * (self.kernel[axis] - 1) + 1;
+            ((self.out[axis].max(1) - 1) * self.stride[axis] + reach)
+                .saturating_sub(self.input[axis] + self.begin[axis])
+        };
+        Window {
+            kernel: self.kernel,
+            strides: self.stride,
+            dilations: self.dilation,
+            pads: [self.begin[0], self.begin[1], end(0), end(1)],
+        }
     }
 
-    /// The output columns `lo..hi` whose tap `j` on the width axis reads inside the input.
-    fn valid_columns(&self, j: usize) -> (usize, usize) {
-        let (s, offset) = (self.stride[1], j * self.dilation[1]);
-        let begin = self.begin[1];
-        // x = ox·s + offset − begin must lie in 0..width.
-        let lo = begin.saturating_sub(offset).div_ceil(s);
-        let hi = (self.input[1] + begin).saturating_sub(offset).div_ceil(s).min(self.out[1]);
-        (lo.min(hi), hi)
+    /// The group's planes of one image `x` (`C×H×W`).
+    fn planes<'a>(&self, x: &'a [f32], g: usize) -> ArrayView3<'a, f32> {
+        let len = self.cg() * self.plane();
+        ArrayView3::from_shape((self.cg(), self.input[0], self.input[1]), &x[g * len..(g + 1) * len])
+            .expect("cg planes of H×W")
     }
 
     /// The columns of group `g` of one image `x` (`C×H×W`) into `cols` (`K × P`).
     fn im2col(&self, x: &[f32], g: usize, cols: &mut [f32]) {
-        let ([kh, kw], [oh, ow], p) = (self.kernel, self.out, self.p());
-        let (width, sw) = (self.input[1], self.stride[1]);
-        for c in 0..self.cg() {
-            let plane = &x[(g * self.cg() + c) * self.plane()..][..self.plane()];
-            for i in 0..kh {
-                for j in 0..kw {
-                    let (lo, hi) = self.valid_columns(j);
-                    let row = &mut cols[((c * kh + i) * kw + j) * p..][..p];
-                    for oy in 0..oh {
-                        let dst = &mut row[oy * ow..(oy + 1) * ow];
-                        let Some(y) = self.at(0, oy, i) else {
-                            dst.fill(0.0);
-                            continue;
-                        };
-                        dst[..lo].fill(0.0);
-                        dst[hi..].fill(0.0);
-                        if lo < hi {
-                            // First input column read: lo·s + offset − begin (≥ 0 by construction).
-                            let x0 = lo * sw + j * self.dilation[1] - self.begin[1];
-                            let src = &plane[y * width..(y + 1) * width];
-                            if sw == 1 {
-                                dst[lo..hi].copy_from_slice(&src[x0..x0 + hi - lo]);
-                            } else {
-                                for (d, x) in dst[lo..hi].iter_mut().zip((x0..).step_by(sw)) {
-                                    *d = src[x];
-                                }
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let (k, p) = (self.k(), self.p());
+        self.window().im2col(self.planes(x, g), self.out, view_mut(cols, k, p));
     }
 
     /// Adds the columns `cols` (`K × P`) of group `g` back into one image's gradient `dx`.
     fn col2im(&self, cols: &[f32], g: usize, dx: &mut [f32]) {
-        let ([kh, kw], [oh, ow], p) = (self.kernel, self.out, self.p());
-        let (width, plane_len, sw) = (self.input[1], self.plane(), self.stride[1]);
-        for c in 0..self.cg() {
-            let plane = &mut dx[(g * self.cg() + c) * plane_len..][..plane_len];
-            for i in 0..kh {
-                for j in 0..kw {
-                    let (lo, hi) = self.valid_columns(j);
-                    if lo >= hi {
-                        continue;
-                    }
-                    let x0 = lo * sw + j * self.dilation[1] - self.begin[1];
-                    let row = &cols[((c * kh + i) * kw + j) * p..][..p];
-                    for oy in 0..oh {
-                        let Some(y) = self.at(0, oy, i) else { continue };
-                        let dst = &mut plane[y * width..(y + 1) * width];
-                        let src = &row[oy * ow + lo..oy * ow + hi];
-                        if sw == 1 {
-                            for (d, v) in dst[x0..x0 + hi - lo].iter_mut().zip(src) {
-                                *d += v;
-                            }
-                        } else {
-                            for (x, v) in (x0..).step_by(sw).zip(src) {
-                                dst[x] += v;
-                            }
-                        }
-                    }
-                }
-            }
-        }
+        let len = self.cg() * self.plane();
+        self.window().col2im(view(cols, self.k(), self.p()), &mut dx[g * len..(g + 1) * len], self.input, self.out);
     }
 
     /// One group's columns of image `x`: borrowed when pointwise, else built in `buf`.
