@@ -784,6 +784,20 @@ enum Write {
     Append(Vec<ndarray::ArrayD<f32>>),
 }
 
+/// The float activations one relevance batch may hold (1 GiB). Larger batches of large models spent
+/// most of their time faulting in fresh pages: ResNet-50 at 224² (199 MiB of activations per image)
+/// took 74.9 s for 64 images in batches of 64 and 21–22.5 s in batches of 5 to 8; EfficientNet-B0
+/// (103 MiB) 51 s and 10–16 s (2 cores, BENCHMARKS.md).
+const RELEVANCE_BATCH_BYTES: u64 = 1 << 30;
+
+/// Images per relevance batch: the configured batch size, fewer when a batch's activations
+/// (`floats_per_image` each; 0 when unknown) would pass [`RELEVANCE_BATCH_BYTES`]. An image's
+/// relevance is the same bits in any batch, so this changes speed and memory only.
+pub fn relevance_batch(configured: usize, floats_per_image: u64) -> usize {
+    let fit = RELEVANCE_BATCH_BYTES / floats_per_image.saturating_mul(4).max(1);
+    configured.max(1).min(usize::try_from(fit).unwrap_or(usize::MAX).max(1))
+}
+
 /// The propagation loop shared by [`compute`] and [`compute_to_folder`]. Batches are computed a
 /// wave at a time on rayon's threads while a writing thread appends the previous wave to `sink`,
 /// in image order: writing overlaps computing instead of following it.
@@ -799,7 +813,7 @@ fn run(
     let program = explainer.program();
     let chosen = chosen_layers(explainer, &options.layers)?;
     let names: Vec<String> = chosen.iter().map(|c| c.tensor.clone()).collect();
-    let batch_size = options.batch_size.max(1);
+    let batch_size = relevance_batch(options.batch_size, model.graph().float_values_per_image());
     let threads = rayon::current_num_threads().max(1);
     let mut layers: Vec<LayerFile> = Vec::new();
     let mut rows: Vec<String> = Vec::new();
@@ -1003,6 +1017,17 @@ mod tests {
     use super::*;
     use crate::model::Model;
     use crate::progress::Silent;
+
+    #[test]
+    fn relevance_batches_of_large_models_stay_within_the_memory_bound() {
+        // ResNet-50 at 224²: 52.1 M floats of activations per image.
+        assert_eq!(relevance_batch(64, 52_128_848), 5);
+        // Small models keep the configured batch; unknown sizes too; never 0.
+        assert_eq!(relevance_batch(64, 44_826), 64);
+        assert_eq!(relevance_batch(64, 0), 64);
+        assert_eq!(relevance_batch(0, 10), 1);
+        assert_eq!(relevance_batch(8, u64::MAX), 1);
+    }
 
     #[test]
     fn all_finite_finds_any_nan_or_infinity_anywhere() {

@@ -111,9 +111,15 @@ def load(paths, rgb, size):
     return torch.from_numpy(np.stack(arrs))
 
 
-def run(model, composite_fn, paths, rgb, size, batch, write=None):
-    """Relevance at every leaf module's output and at the input. With `write`, the arrays are kept and
-    written there at the end, one .npy per layer, each synced to disk (as hudd's are)."""
+# hudd's default layers (`hudd heatmaps --layers default`): the outputs of every convolution, dense and
+# pooling layer (and the input).
+DEFAULT_LAYERS = (nn.Conv2d, nn.Linear, nn.MaxPool2d, nn.AvgPool2d, nn.AdaptiveAvgPool2d)
+
+
+def run(model, composite_fn, paths, rgb, size, batch, write=None, layers=None):
+    """Relevance at every leaf module's output (or those of the `layers` types) and at the input.
+    With `write`, the arrays are kept and written there at the end, one .npy per layer, each synced
+    to disk (as hudd's are)."""
     keep = []
     kept = None
 
@@ -121,7 +127,8 @@ def run(model, composite_fn, paths, rgb, size, batch, write=None):
         out.retain_grad()
         keep.append(out)
 
-    handles = [m.register_forward_hook(hook) for m in model.modules() if not list(m.children())]
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if not list(m.children()) and (layers is None or isinstance(m, layers))]
     with composite_fn().context(model) as modified:
         for i in range(0, len(paths), batch):
             keep.clear()
@@ -156,6 +163,8 @@ def main():
     ap.add_argument("--preset", default="hudd", choices=["hudd", "epsilon-plus"])
     ap.add_argument("--onnx", help="write the alexnet128 or resnet18 model here")
     ap.add_argument("--write", type=Path, help="write every layer's relevance here as .npy (synced), as hudd does")
+    ap.add_argument("--layers", choices=["all", "default"], default="all",
+                    help="default: only hudd's default layers (convolution, dense and pooling outputs)")
     a = ap.parse_args()
     paths = sorted(p for p in Path(a.images).rglob("*.png"))[:a.limit]
     torch.manual_seed(0)
@@ -198,7 +207,8 @@ def main():
         # --repeat 0: one run, timed (for whole-process comparisons: no warm-up).
         for i in range(a.repeat + 1):
             t = time.perf_counter()
-            run(model, composite_fn, paths, rgb, size, a.batch, a.write)
+            run(model, composite_fn, paths, rgb, size, a.batch, a.write,
+                DEFAULT_LAYERS if a.layers == "default" else None)
             if i or a.repeat == 0:
                 times.append(time.perf_counter() - t)
         m = statistics.median(times)
