@@ -6,6 +6,9 @@ with Zennit references (the oracle for hudd's new relevance rules).
   exported), a depthwise convolution, squeeze-excitation (global mean → conv → ReLU → conv →
   Sigmoid or HardSigmoid → product with the signal), HardSwish, an inverted-residual sum, global
   average pooling written as a mean over the spatial axes (ReduceMean).
+- routing: Gather with constant indices, strided slices, pixel_unshuffle / pixel_shuffle
+  (DepthToSpace), Mish, a product of two signals (uniform rule: half the relevance to each), a
+  quotient by a sigmoid (divisor held constant), ReduceSum and a global maximum.
 - shuffle: ShuffleNetV2 patterns — channel split (Split in the default exporter, Slice in the
   TorchScript one), channel shuffle (Reshape/Transpose/Reshape), Concat, and a head that
   concatenates the spatial mean (ReduceMean) and maximum (ReduceMax).
@@ -24,7 +27,7 @@ ops (their gradient routes relevance back). Written to tests/fixtures/lrp/<name>
 keyed by the ONNX tensor names of each export (the k-th convolution's output ↔ the twin's k-th
 convolution, and so on by op type).
 
-    .venv-torch/bin/python models/scripts/make_family_fixtures.py
+    .venv-torch/bin/python models/scripts/make_family_fixtures.py [gates|shuffle|routing ...]
 then models/scripts/make_retrain_reference.py (the PyTorch retraining oracle covers them too).
 """
 import sys
@@ -34,6 +37,7 @@ import numpy as np
 import onnx
 import torch
 import torch.nn as nn
+import torch.nn.functional as F
 from PIL import Image
 from zennit.canonizers import SequentialMergeBatchNorm
 from zennit.layer import Sum
@@ -137,6 +141,85 @@ class Shuffle(nn.Module):
         return self.fc(torch.cat([mean, peak], dim=1))
 
 
+class Uniform(torch.autograd.Function):
+    """a · b of two signals: half the relevance to each (AttnLRP's uniform rule)."""
+
+    @staticmethod
+    def forward(ctx, a, b):
+        return a * b
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad / 2, grad / 2
+
+
+class HeldDivisor(torch.autograd.Function):
+    """n / d with the divisor held constant: all relevance to the numerator."""
+
+    @staticmethod
+    def forward(ctx, n, d):
+        ctx.save_for_backward(d)
+        return n / d
+
+    @staticmethod
+    def backward(ctx, grad):
+        (d,) = ctx.saved_tensors
+        return grad, torch.zeros_like(d)
+
+
+class PassMish(torch.autograd.Function):
+    """Mish, passing relevance through unchanged (as Zennit's Pass does for activations)."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return x * torch.tanh(F.softplus(x))
+
+    @staticmethod
+    def backward(ctx, grad):
+        return grad
+
+
+class SpatialSum(Sum):
+    """A sum over the spatial axes (ReduceSum once exported) as Zennit's Sum (Norm rule)."""
+
+    def forward(self, x):
+        return super().forward(x.flatten(2))
+
+
+class Routing(nn.Module):
+    """Routing ops: Gather with constant indices (one repeated), strided slices, a channel roll
+    between pixel_unshuffle and pixel_shuffle (Reshape/Transpose and DepthToSpace), Mish (an op in the
+    default exporter, x·tanh(softplus x) in the TorchScript one), a product of two signals (uniform
+    rule), a quotient by a sigmoid (divisor held constant), a spatial sum (ReduceSum, Norm) and a
+    global maximum (ReduceMax or MaxPool, winner takes all)."""
+
+    def __init__(self, twin=False):
+        super().__init__()
+        self.twin = twin
+        self.stem = conv_bn(1, 8, stride=2, act=nn.ReLU)
+        self.register_buffer("pick", torch.tensor([0, 2, 4, 6, 1, 3, 5, 5]))
+        self.a = conv_bn(4, 4, k=1)
+        self.b = conv_bn(4, 4, k=1, act=nn.ReLU)
+        self.sum = SpatialSum()
+        self.max = nn.AdaptiveMaxPool2d(1)
+        self.fc = nn.Linear(16, 10)
+
+    def forward(self, x):
+        x = self.stem(x)  # 8 × 14 × 14
+        u = F.pixel_unshuffle(x, 2)  # 32 × 7 × 7
+        x = F.pixel_shuffle(torch.cat([u[:, 16:], u[:, :16]], dim=1), 2)
+        x = x.index_select(1, self.pick)
+        p, q = x[:, :4, ::2, ::2], x[:, 4:, 1::2, 1::2]  # 4 × 7 × 7 each
+        a = self.a(p)
+        a = PassMish.apply(a) if self.twin else F.mish(a)
+        b = self.b(q)
+        prod = Uniform.apply(a, b) if self.twin else a * b
+        quot = HeldDivisor.apply(prod, torch.sigmoid(b)) if self.twin else prod / torch.sigmoid(b)
+        y = torch.cat([prod, quot], dim=1)  # 8 × 7 × 7
+        total = self.sum(y) if self.twin else y.sum((2, 3))
+        return self.fc(torch.cat([total, self.max(y).flatten(1)], dim=1))
+
+
 def seeded(model):
     g = torch.Generator().manual_seed(SEED)
     with torch.no_grad():
@@ -169,23 +252,23 @@ def export(model, path, dynamo):
     return onnx.load(str(path))
 
 
-# Twin module types, in call order, matched to ONNX node types in graph order.
+# Twin module types (exact), in call order, matched to ONNX node types in graph order.
 MATCH = [((nn.Conv2d,), ("Conv",)), ((nn.Linear,), ("Gemm", "MatMul")), ((Sum,), ("Add",)),
-         ((nn.Hardswish,), ("HardSwish",))]
+         ((SpatialSum,), ("ReduceSum",)), ((nn.Hardswish,), ("HardSwish",))]
 
 
 def tensor_map(twin, graph, x):
     """Twin module name -> ONNX tensor, by op type and order of appearance."""
     called = []
     handles = [m.register_forward_hook(lambda mod, i, o, n=n: called.append((n, mod)))
-               for n, m in twin.named_modules() if any(isinstance(m, t) for t, _ in MATCH)]
+               for n, m in twin.named_modules() if any(type(m) in t for t, _ in MATCH)]
     with torch.no_grad():
         twin(x.to(next(twin.parameters()).dtype))
     for h in handles:
         h.remove()
     out = {}
     for types, ops in MATCH:
-        mods = [n for n, m in called if isinstance(m, types)]
+        mods = [n for n, m in called if type(m) in types]
         if not mods:
             continue  # e.g. integer `Add`s of a shape computation
         nodes = [node.output[0] for node in graph.node if node.op_type in ops]
@@ -199,7 +282,10 @@ def tensor_map(twin, graph, x):
 def main():
     torch.manual_seed(0)
     x = to_input(np.stack([np.asarray(Image.open(FIX / "fmnist" / p)) for p in IMAGES]))
-    for name, cls in [("gates", Gates), ("shuffle", Shuffle)]:
+    wanted = sys.argv[1:]
+    for name, cls in [("gates", Gates), ("shuffle", Shuffle), ("routing", Routing)]:
+        if wanted and name not in wanted:
+            continue
         model = seeded(cls())
         twin = cls(twin=True)
         twin.load_state_dict(model.state_dict())

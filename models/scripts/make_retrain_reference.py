@@ -306,6 +306,18 @@ def forward(model, x, params, consts, shapes):
             idx = torch.where(idx < 0, idx + X.shape[ax], idx)
             picked = X.index_select(ax, idx.reshape(-1))
             y = picked.reshape(*X.shape[:ax], *idx.shape, *X.shape[ax + 1:])
+        elif op == "DepthToSpace":
+            b, crd = a["blocksize"], a.get("mode", b"DCR") in (b"CRD", "CRD")
+            n, c, h, w = X.shape
+            if crd:
+                y = X.reshape(n, c // (b * b), b, b, h, w).permute(0, 1, 4, 2, 5, 3)
+            else:
+                y = X.reshape(n, b, b, c // (b * b), h, w).permute(0, 3, 4, 1, 5, 2)
+            y = y.reshape(n, c // (b * b), h * b, w * b)
+        elif op == "SpaceToDepth":
+            b = a["blocksize"]
+            n, c, h, w = X.shape
+            y = X.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4).reshape(n, c * b * b, h // b, w // b)
         elif op == "GatherND":
             assert a.get("batch_dims", 0) == 0, "GatherND with batch_dims"
             idx = torch.as_tensor(np.asarray(v[1]), dtype=torch.long)

@@ -578,7 +578,8 @@ impl Net {
                     } else {
                         let ix: Vec<u32> = range.indices().into_iter().map(|i| i as u32).collect();
                         let n = ix.len();
-                        y.index_select(&Tensor::from_vec(ix, n, y.device())?, range.axis)?
+                        // index_select reads contiguous tensors only (an earlier narrow is a view).
+                        y.contiguous()?.index_select(&Tensor::from_vec(ix, n, y.device())?, range.axis)?
                     };
                 }
                 Ok(y)
@@ -598,7 +599,7 @@ impl Net {
                     .map(|i| i as u32)
                     .collect();
                 let n = ix.len();
-                let y = x.index_select(&Tensor::from_vec(ix, n, x.device())?, ax)?;
+                let y = x.contiguous()?.index_select(&Tensor::from_vec(ix, n, x.device())?, ax)?;
                 let mut dims: Vec<usize> = x.dims()[..ax].to_vec();
                 dims.extend(shape);
                 dims.extend(&x.dims()[ax + 1..]);
@@ -612,7 +613,7 @@ impl Net {
                 let shape = sources.shape().to_vec();
                 let ix: Vec<u32> = sources.iter().map(|&s| s as u32).collect();
                 let n = ix.len();
-                x.flatten_all()?.index_select(&Tensor::from_vec(ix, n, x.device())?, 0)?.reshape(shape)
+                x.contiguous()?.flatten_all()?.index_select(&Tensor::from_vec(ix, n, x.device())?, 0)?.reshape(shape)
             }
             Kind::Where { cond } => {
                 let other = req(arg(1)?)?;
