@@ -62,22 +62,12 @@ class AlexNet128(nn.Module):
 def resnet18():
     """torchvision's ResNet-18 (1000 classes), seeded random weights, BatchNorms with non-trivial
     running statistics and affine parameters (a freshly initialised BatchNorm is the identity)."""
-    import torchvision
-    torch.manual_seed(0)
-    model = torchvision.models.resnet18(weights=None)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 2.0)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.2, 0.2)
-    return model
+    return torchvision_model("resnet18", keep_inplace=True)
 
 
-def torchvision_model(name):
+def torchvision_model(name, keep_inplace=False):
     """torchvision's `name` (1000 classes), seeded random weights, batch norms away from the identity,
-    ReLUs not in place (Zennit's hooks keep their outputs)."""
+    ReLUs not in place unless `keep_inplace` (Zennit's hooks keep their outputs)."""
     import torchvision
     torch.manual_seed(0)
     model = getattr(torchvision.models, name)(weights=None)
@@ -88,7 +78,7 @@ def torchvision_model(name):
                 m.running_var.uniform_(0.5, 2.0)
                 m.weight.uniform_(0.5, 1.5)
                 m.bias.uniform_(-0.2, 0.2)
-            if hasattr(m, "inplace"):
+            if hasattr(m, "inplace") and not keep_inplace:
                 m.inplace = False
     return model
 
