@@ -306,6 +306,16 @@ def forward(model, x, params, consts, shapes):
             idx = torch.where(idx < 0, idx + X.shape[ax], idx)
             picked = X.index_select(ax, idx.reshape(-1))
             y = picked.reshape(*X.shape[:ax], *idx.shape, *X.shape[ax + 1:])
+        elif op == "Expand":
+            shape = [int(d) for d in np.asarray(v[1]).reshape(-1)]
+            y = torch.broadcast_to(X, np.broadcast_shapes(tuple(X.shape), tuple(shape)))
+        elif op == "Tile":
+            y = X.repeat(*[int(r) for r in np.asarray(v[1]).reshape(-1)])
+        elif op == "GatherElements":
+            ax = a.get("axis", 0)
+            ax = ax + X.dim() if ax < 0 else ax
+            idx = torch.as_tensor(np.asarray(v[1]), dtype=torch.long)
+            y = torch.gather(X, ax, torch.where(idx < 0, idx + X.shape[ax], idx))
         elif op == "DepthToSpace":
             b, crd = a["blocksize"], a.get("mode", b"DCR") in (b"CRD", "CRD")
             n, c, h, w = X.shape

@@ -12,6 +12,7 @@ use ndarray::{ArrayD, Axis, IxDyn};
 
 use super::graph::{Graph, Node, Weight};
 use super::op::{axis_index, Axes, Op};
+use super::select::Selection;
 use super::Dim;
 
 /// The integer subgraph that computes one tensor, ready to evaluate for any batch size.
@@ -155,6 +156,34 @@ impl Recipe {
             Op::Mul => binary(|a, b| a.checked_mul(b).ok_or_else(|| "overflow".into()))?,
             Op::Div => binary(|a, b| a.checked_div(b).ok_or_else(|| "division by zero".into()))?,
             Op::Identity | Op::Cast { .. } => arg(0)?.clone(),
+            Op::ConstantOfShape { value } => {
+                let value = value.ok_or("a fill value that is not an integer")?;
+                let shape: Vec<usize> = arg(0)?
+                    .iter()
+                    .map(|&d| usize::try_from(d).map_err(|_| format!("a negative size ({d})")))
+                    .collect::<Result<_, _>>()?;
+                if shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d)).is_none_or(|n| n > 1 << 28) {
+                    return Err(format!("a tensor of shape {shape:?}"));
+                }
+                ArrayD::from_elem(IxDyn(&shape), value)
+            }
+            Op::Equal => binary(|a, b| Ok(i64::from(a == b)))?,
+            Op::Reshape { allow_zero } => {
+                Selection::Reshape { allow_zero: *allow_zero }.apply(arg(0)?.view(), Some(arg(1)?))?
+            }
+            // Data movements are the same on integers (an index tensor expanded to the batch).
+            Op::Select(selection) => {
+                let operand = if selection.has_operand() { Some(arg(1)?) } else { None };
+                selection.apply(arg(0)?.view(), operand)?
+            }
+            Op::Where => {
+                let (c, a, b) = (arg(0)?, arg(1)?, arg(2)?);
+                let shape =
+                    super::select::broadcast_shape(c.shape(), &super::select::broadcast_shape(a.shape(), b.shape())?)?;
+                let view = |t: &ArrayD<i64>| t.broadcast(IxDyn(&shape)).map(|v| v.to_owned()).ok_or("broadcast");
+                let (c, a, b) = (view(c)?, view(a)?, view(b)?);
+                ndarray::Zip::from(&c).and(&a).and(&b).map_collect(|&c, &a, &b| if c != 0 { a } else { b })
+            }
             Op::Squeeze { axes } => {
                 let x = arg(0)?;
                 let axes = listed(axes, 1)?;

@@ -295,12 +295,14 @@ const KNOWN: &[&str] = &[
     "Clip",
     "Concat",
     "Constant",
+    "ConstantOfShape",
     "Conv",
     "ConvTranspose",
     "DepthToSpace",
     "Div",
     "Dropout",
     "Elu",
+    "Equal",
     "Expand",
     "Flatten",
     "Gather",
@@ -452,6 +454,14 @@ pub enum Op {
     },
     /// `start, start + delta, …` below `limit` (shape arithmetic).
     Range,
+    /// A tensor of the shape given by the input, every element `value` (shape arithmetic; `None`
+    /// when the value is not an integer).
+    ConstantOfShape {
+        /// The fill value (default 0).
+        value: Option<i64>,
+    },
+    /// Element-wise equality, as 0 or 1 (shape arithmetic).
+    Equal,
     /// Permute axes (`perm`; reversed when absent).
     Transpose {
         /// The permutation, if given.
@@ -641,6 +651,14 @@ impl Op {
             "Where" => Op::Where,
             "Shape" => Op::Shape { start: a.int("start").unwrap_or(0), end: a.int("end") },
             "Range" => Op::Range,
+            "ConstantOfShape" => Op::ConstantOfShape {
+                value: match attributes.get("value") {
+                    None => Some(0),
+                    Some(Attribute::Tensor(Weight::I64(v))) => v.iter().next().copied(),
+                    Some(_) => None,
+                },
+            },
+            "Equal" => Op::Equal,
             "Dropout" => Op::Dropout,
             "Identity" => Op::Identity,
             "Cast" => Op::Cast { to: a.int("to").ok_or("attribute `to` is missing")? },

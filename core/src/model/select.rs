@@ -96,7 +96,8 @@ pub enum Operand {
 }
 
 impl Operand {
-    fn value(&self, batch: usize) -> Result<Option<std::borrow::Cow<'_, ArrayD<i64>>>, String> {
+    /// The operand's value for a batch of `batch` images.
+    pub fn value(&self, batch: usize) -> Result<Option<std::borrow::Cow<'_, ArrayD<i64>>>, String> {
         Ok(match self {
             Operand::None => None,
             Operand::Const(a) => Some(std::borrow::Cow::Borrowed(a)),

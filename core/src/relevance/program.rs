@@ -28,6 +28,7 @@ use crate::model::{
     axis_index, gather_indices, scatter_sources, split_sizes, where_mask, Activations, AutoPad, Axes, ConvAttrs,
     ElemType, Graph, Node, Op, PadMode, PoolAttrs, Reduction, Selection, SliceAttrs, Weight,
 };
+use crate::model::{Operand, Recipe};
 
 /// How one node propagates relevance.
 #[derive(Debug, Clone)]
@@ -101,8 +102,8 @@ pub enum StepKind {
     Select {
         /// The op.
         selection: Selection,
-        /// Its constant integer operand (indices, shape, repeats), for those that read one.
-        operand: Option<ArrayD<i64>>,
+        /// Its integer operand (indices, shape, repeats), for those that read one.
+        operand: Operand,
     },
     /// `Where` with a constant condition and one activation operand: the activation's relevance
     /// where it was taken, the constant's share stays with it.
@@ -279,7 +280,9 @@ pub fn rule_of(op: &Op) -> Option<&'static str> {
              signal-only gate, else uniform"
         }
         Op::Softmax | Op::LogSoftmax => "skipped at the output (relevance starts at the logits)",
-        Op::Constant | Op::Shape { .. } | Op::Range | Op::Other(_) => return None,
+        Op::Constant | Op::Shape { .. } | Op::Range | Op::ConstantOfShape { .. } | Op::Equal | Op::Other(_) => {
+            return None
+        }
     })
 }
 
@@ -329,12 +332,18 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
             _ => return Err(unsupported(c, node, "the indices must be an integer constant")),
         },
         Op::Select(selection) => {
-            let operand = match node.inputs.get(1).filter(|n| !n.is_empty()).map(|n| c.graph.weight(n)) {
-                Some(Some(Weight::I64(a))) => Some(a.clone()),
-                _ if selection.has_operand() => {
-                    return Err(unsupported(c, node, "its second input must be an integer constant"))
-                }
-                _ => None,
+            let operand = match node.inputs.get(1).filter(|n| !n.is_empty()) {
+                Some(name) if selection.has_operand() => match c.graph.weight(name) {
+                    Some(Weight::I64(a)) => Operand::Const(a.clone()),
+                    Some(_) => return Err(unsupported(c, node, "its second input must be an integer tensor")),
+                    // Computed from shapes (PyTorch's index and shape tensors follow the batch).
+                    None => Operand::Computed(
+                        Recipe::new(c.graph, name)
+                            .map_err(|e| unsupported(c, node, &format!("its second input cannot be evaluated: {e}")))?,
+                    ),
+                },
+                _ if selection.has_operand() => return Err(unsupported(c, node, "its second input is missing")),
+                _ => Operand::None,
             };
             StepKind::Select { selection: selection.clone(), operand }
         }
@@ -346,9 +355,14 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
         Op::Sub => build_sub(node, c)?,
         Op::Mul => build_scale(node, c, false)?,
         Op::Div => build_scale(node, c, true)?,
-        Op::Softmax | Op::LogSoftmax | Op::Constant | Op::Shape { .. } | Op::Range | Op::Other(_) => {
-            return Err(unsupported(c, node, "no relevance rule for it"))
-        }
+        Op::Softmax
+        | Op::LogSoftmax
+        | Op::Constant
+        | Op::Shape { .. }
+        | Op::Range
+        | Op::ConstantOfShape { .. }
+        | Op::Equal
+        | Op::Other(_) => return Err(unsupported(c, node, "no relevance rule for it")),
     })
 }
 
@@ -978,7 +992,10 @@ impl Program {
             }
             StepKind::Select { selection, operand } => {
                 let x = act(&x_name)?;
-                let sources = selection.sources(x.shape(), operand.as_ref()).map_err(|e| self.step_error(step, &e))?;
+                let batch = x.shape().first().copied().unwrap_or(1);
+                let operand = operand.value(batch).map_err(|e| self.step_error(step, &e))?;
+                let sources =
+                    selection.sources(x.shape(), operand.as_deref()).map_err(|e| self.step_error(step, &e))?;
                 one(scatter_sources(r, &sources, x.shape()).map_err(|e| self.step_error(step, &e))?)
             }
             StepKind::Where { cond, first } => {

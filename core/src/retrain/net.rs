@@ -30,6 +30,7 @@ use crate::model::{
     ConvAttrs, Dim, ElemType, Graph, Model, Node, Op, PadMode, PoolAttrs, Reduction, Selection, SliceAttrs, TensorFact,
     Weight, Weights,
 };
+use crate::model::{Operand, Recipe};
 use crate::rng::Rng;
 
 use super::conv::Conv2d;
@@ -115,7 +116,7 @@ enum Kind {
     /// Data movement, as one `index_select` of the flattened input (model::Selection).
     Select {
         selection: Selection,
-        operand: Option<ndarray::ArrayD<i64>>,
+        operand: Operand,
     },
     /// `Where` with a constant condition; the step's inputs are the two operands.
     Where {
@@ -606,7 +607,9 @@ impl Net {
                 y.reshape(dims)
             }
             Kind::Select { selection, operand } => {
-                let sources = selection.sources(x.dims(), operand.as_ref()).map_err(candle_core::Error::Msg)?;
+                let batch = x.dims().first().copied().unwrap_or(1);
+                let operand = operand.value(batch).map_err(candle_core::Error::Msg)?;
+                let sources = selection.sources(x.dims(), operand.as_deref()).map_err(candle_core::Error::Msg)?;
                 if x.elem_count() > u32::MAX as usize {
                     candle_core::bail!("{} elements are more than a u32 index reaches", x.elem_count());
                 }
@@ -767,7 +770,7 @@ pub fn trains(op: &Op) -> bool {
         | Op::Div
         | Op::Softmax
         | Op::LogSoftmax => true,
-        Op::Constant | Op::Shape { .. } | Op::Range | Op::Other(_) => false,
+        Op::Constant | Op::Shape { .. } | Op::Range | Op::ConstantOfShape { .. } | Op::Equal | Op::Other(_) => false,
     }
 }
 
@@ -878,10 +881,16 @@ fn translate(
             _ => return Err("the indices must be an integer constant".into()),
         },
         Op::Select(selection) => {
-            let operand = match weight_at(1) {
-                Some(Weight::I64(a)) => Some(a.clone()),
-                _ if selection.has_operand() => return Err("the second input must be an integer constant".into()),
-                _ => None,
+            let operand = match node.inputs.get(1).filter(|n| !n.is_empty()) {
+                Some(name) if selection.has_operand() => match graph.weight(name) {
+                    Some(Weight::I64(a)) => Operand::Const(a.clone()),
+                    Some(_) => return Err("the second input must be an integer tensor".into()),
+                    None => Operand::Computed(
+                        Recipe::new(graph, name).map_err(|e| format!("the second input cannot be evaluated: {e}"))?,
+                    ),
+                },
+                _ if selection.has_operand() => return Err("the second input is missing".into()),
+                _ => Operand::None,
             };
             Kind::Select { selection: selection.clone(), operand }
         }
@@ -928,7 +937,9 @@ fn translate(
             Kind::Softmax { axis, log }
         }
         Op::Constant => return Err("a constant on the data path".into()),
-        Op::Shape { .. } | Op::Range => return Err("shape arithmetic on the data path".into()),
+        Op::Shape { .. } | Op::Range | Op::ConstantOfShape { .. } | Op::Equal => {
+            return Err("shape arithmetic on the data path".into())
+        }
         Op::Other(op) => return Err(format!("`{op}` has no candle translation")),
     })
 }
