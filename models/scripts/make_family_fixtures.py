@@ -7,7 +7,7 @@ with Zennit references (the oracle for hudd's new relevance rules).
   Sigmoid or HardSigmoid → product with the signal), HardSwish, an inverted-residual sum, global
   average pooling written as a mean over the spatial axes (ReduceMean).
 - routing: Gather with constant indices, strided slices, pixel_unshuffle / pixel_shuffle
-  (DepthToSpace), repeat (Expand + Tile), gather (GatherElements), Mish, a product of two signals (uniform rule: half the relevance to each), a
+  (DepthToSpace), nearest upsampling (Resize), repeat (Expand + Tile), gather (GatherElements), Mish, a product of two signals (uniform rule: half the relevance to each), a
   quotient by a sigmoid (divisor held constant), ReduceSum and a global maximum.
 - shuffle: ShuffleNetV2 patterns — channel split (Split in the default exporter, Slice in the
   TorchScript one), channel shuffle (Reshape/Transpose/Reshape), Concat, and a head that
@@ -188,7 +188,8 @@ class SpatialSum(Sum):
 
 class Routing(nn.Module):
     """Routing ops: Gather with constant indices (one repeated), strided slices, a channel roll
-    between pixel_unshuffle and pixel_shuffle (Reshape/Transpose and DepthToSpace), `repeat`
+    between pixel_unshuffle and pixel_shuffle (Reshape/Transpose and DepthToSpace), nearest
+    upsampling (Resize), `repeat`
     (Expand + Tile) and `gather` (GatherElements, its indices expanded to the batch by a shape
     computation), Mish (an op in the
     default exporter, x·tanh(softplus x) in the TorchScript one), a product of two signals (uniform
@@ -220,7 +221,8 @@ class Routing(nn.Module):
         prod = Uniform.apply(a, b) if self.twin else a * b
         quot = HeldDivisor.apply(prod, torch.sigmoid(b)) if self.twin else prod / torch.sigmoid(b)
         y = torch.cat([prod, quot], dim=1)  # 8 × 7 × 7
-        t = y[:, :, :4, :4].repeat(1, 1, 2, 2)  # Expand + Tile: 8 × 8 × 8
+        r = F.interpolate(y, scale_factor=2, mode="nearest")  # Resize (nearest): 8 × 14 × 14
+        t = r[:, :, 3:7, 3:7].repeat(1, 1, 2, 2)  # Expand + Tile: 8 × 8 × 8
         g = torch.gather(t, 3, self.order.expand(t.shape[0], -1, -1, -1))  # GatherElements
         total = self.sum(g) if self.twin else g.sum((2, 3))
         # The maximum over y, not g: g repeats values, and a maximum's subgradient among ties is a

@@ -306,6 +306,12 @@ def forward(model, x, params, consts, shapes):
             idx = torch.where(idx < 0, idx + X.shape[ax], idx)
             picked = X.index_select(ax, idx.reshape(-1))
             y = picked.reshape(*X.shape[:ax], *idx.shape, *X.shape[ax + 1:])
+        elif op == "Resize":
+            assert a.get("mode", b"nearest") in (b"nearest", "nearest"), "Resize: nearest only"
+            assert a.get("coordinate_transformation_mode") in (b"asymmetric", "asymmetric")
+            assert a.get("nearest_mode") in (b"floor", "floor")
+            scales = [float(t) for t in np.asarray(v[2]).reshape(-1)]
+            y = F.interpolate(X, scale_factor=scales[2:], mode="nearest")
         elif op == "Expand":
             shape = [int(d) for d in np.asarray(v[1]).reshape(-1)]
             y = torch.broadcast_to(X, np.broadcast_shapes(tuple(X.shape), tuple(shape)))

@@ -121,18 +121,20 @@ fn channel_split_shuffle_and_reductions_match_zennit_for_both_exporters() {
 }
 
 /// Gather with constant indices (one repeated), strided slices, a channel roll between
-/// pixel_unshuffle and pixel_shuffle (DepthToSpace), `repeat` (Expand + Tile) and `gather`
-/// (GatherElements, its indices expanded to the batch by shape arithmetic that hudd evaluates per
-/// batch), Mish (decomposed as x·tanh(softplus
-/// x) by the TorchScript exporter: the uniform rule then returns all relevance to x, as Pass does), a
-/// product of two signals (uniform rule), a quotient by a sigmoid (divisor held constant), ReduceSum
-/// (Norm) and global max pooling (ReduceMax / MaxPool).
+/// pixel_unshuffle and pixel_shuffle (DepthToSpace), nearest upsampling (Resize), `repeat` (Expand +
+/// Tile) and `gather` (GatherElements, its indices expanded to the batch by shape arithmetic that
+/// hudd evaluates per batch), Mish (decomposed as x·tanh(softplus x) by the TorchScript exporter: the
+/// uniform rule then returns all relevance to x, as Pass does), a product of two signals (uniform
+/// rule), a quotient by a sigmoid (divisor held constant), ReduceSum (Norm) and global max pooling
+/// (ReduceMax / GlobalMaxPool).
 #[test]
 fn gather_strided_slices_products_quotients_and_sums_match_zennit_for_both_exporters() {
     for exporter in ["dynamo", "ts"] {
         let path = fixtures().join(format!("models/routing_{exporter}.onnx"));
         let ops = Model::load(&path).unwrap().graph().op_counts();
-        for op in ["Gather", "Slice", "Div", "Mul", "ReduceSum", "DepthToSpace", "Tile", "Expand", "GatherElements"] {
+        for op in
+            ["Gather", "Slice", "Div", "Mul", "ReduceSum", "DepthToSpace", "Resize", "Tile", "Expand", "GatherElements"]
+        {
             assert!(ops.contains_key(op), "{exporter}: {op} in {ops:?}");
         }
         matches_zennit(&format!("routing_{exporter}"), &path, &[]);

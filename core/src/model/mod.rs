@@ -39,7 +39,9 @@ pub use op::{
     axis_index, gather_indices, split_sizes, Activation, AutoPad, Axes, ConvAttrs, Op, PadMode, PoolAttrs, Reduction,
     SliceAttrs, SliceAxis,
 };
-pub use select::{broadcast_shape, fuse_movements, scatter_sources, where_mask, Link, Operand, Selection};
+pub use select::{
+    broadcast_shape, fuse_movements, scatter_sources, where_mask, Coordinate, Link, Operand, Rounding, Selection,
+};
 pub use write::{Layout, ModelFiles, Weights};
 
 use crate::error::{Error, Result};

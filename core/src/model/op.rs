@@ -286,7 +286,9 @@ pub enum PadMode {
     Wrap,
 }
 
-/// The op types [`Op::decode`] knows, sorted (a unit test checks each against it).
+/// The op types [`Op::decode`] knows, sorted (a unit test checks each against it). `Resize` and
+/// `Upsample` are not listed: they decode to a variant only in nearest mode with constant scales
+/// or sizes (inputs, which the examples lack).
 const KNOWN: &[&str] = &[
     "Add",
     "AveragePool",
@@ -649,6 +651,7 @@ impl Op {
                 }
             }
             "Where" => Op::Where,
+            "Resize" | "Upsample" => resize(op_type, &a, inputs, &constant),
             "Shape" => Op::Shape { start: a.int("start").unwrap_or(0), end: a.int("end") },
             "Range" => Op::Range,
             "ConstantOfShape" => Op::ConstantOfShape {
@@ -724,6 +727,49 @@ impl Op {
     pub fn is_linear(&self) -> bool {
         matches!(self, Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm { .. } | Op::MatMul)
     }
+}
+
+/// `Resize` / `Upsample` in nearest mode with constant scales or sizes, as a [`Selection`];
+/// anything else (linear or cubic interpolation, computed scales, other coordinate modes) is
+/// [`Op::Other`]: no stage interprets it yet.
+fn resize<'w>(op_type: &str, a: &Attrs<'_>, inputs: &[String], constant: &impl Fn(&str) -> Option<&'w Weight>) -> Op {
+    use super::select::{Coordinate, Rounding};
+    let other = || Op::Other(op_type.to_string());
+    if a.string("mode").unwrap_or("nearest") != "nearest" {
+        return other();
+    }
+    let coordinate = match a.string("coordinate_transformation_mode").unwrap_or("half_pixel") {
+        "half_pixel" => Coordinate::HalfPixel,
+        "pytorch_half_pixel" => Coordinate::PytorchHalfPixel,
+        "asymmetric" => Coordinate::Asymmetric,
+        "align_corners" => Coordinate::AlignCorners,
+        _ => return other(),
+    };
+    let rounding = match a.string("nearest_mode").unwrap_or("round_prefer_floor") {
+        "round_prefer_floor" => Rounding::RoundPreferFloor,
+        "round_prefer_ceil" => Rounding::RoundPreferCeil,
+        "floor" => Rounding::Floor,
+        "ceil" => Rounding::Ceil,
+        _ => return other(),
+    };
+    let input = |ix: usize| inputs.get(ix).filter(|n| !n.is_empty()).and_then(|n| constant(n));
+    // Upsample (opset ≤ 9) reads the scales as input 1; Resize reads roi, scales, sizes.
+    let (scales_at, sizes_at) = if op_type == "Upsample" { (1, usize::MAX) } else { (2, 3) };
+    let scales = match input(scales_at) {
+        Some(Weight::F32(s)) if !s.is_empty() => Some(s.iter().copied().collect()),
+        _ => None,
+    };
+    let sizes = match input(sizes_at) {
+        Some(Weight::I64(s)) if !s.is_empty() => match s.iter().map(|&d| usize::try_from(d).ok()).collect() {
+            Some(v) => Some(v),
+            None => return other(),
+        },
+        _ => None,
+    };
+    if scales.is_none() && sizes.is_none() {
+        return other();
+    }
+    Op::Select(Selection::Resize { coordinate, rounding, scales, sizes })
 }
 
 /// Typed access to a node's attributes.

@@ -49,6 +49,18 @@ pub enum Selection {
         /// The block's side.
         blocksize: usize,
     },
+    /// `Resize` (`Upsample`) in nearest mode: each output cell copies the input cell its
+    /// coordinate maps to, axis by axis.
+    Resize {
+        /// How an output coordinate maps to the input (`coordinate_transformation_mode`).
+        coordinate: Coordinate,
+        /// How a fractional input coordinate becomes a cell (`nearest_mode`).
+        rounding: Rounding,
+        /// Per axis: the scale (from the constant `scales` input) …
+        scales: Option<Vec<f32>>,
+        /// … or the output size (from the constant `sizes` input).
+        sizes: Option<Vec<usize>>,
+    },
     /// `Transpose` (inside a [`Selection::Chain`] only; on its own it is `Op::Transpose`).
     Transpose {
         /// The permutation (reversed axes when absent).
@@ -71,6 +83,93 @@ pub enum Selection {
         /// The movements in order.
         links: Vec<Link>,
     },
+}
+
+/// ONNX `Resize`'s `coordinate_transformation_mode` (the modes hudd maps).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Coordinate {
+    /// `(o + 0.5) / scale − 0.5` (the default).
+    HalfPixel,
+    /// As `HalfPixel`, 0 when the output has one cell.
+    PytorchHalfPixel,
+    /// `o / scale` (PyTorch's `interpolate(mode="nearest")`).
+    Asymmetric,
+    /// `o · (in − 1) / (out − 1)`.
+    AlignCorners,
+}
+
+/// ONNX `Resize`'s `nearest_mode`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Rounding {
+    /// Halves down (the default).
+    RoundPreferFloor,
+    /// Halves up.
+    RoundPreferCeil,
+    /// Down.
+    Floor,
+    /// Up.
+    Ceil,
+}
+
+impl Coordinate {
+    /// The input coordinate of output cell `o` (`out` cells from `len`, scale `scale`).
+    fn map(self, o: usize, len: usize, out: usize, scale: f64) -> f64 {
+        let o = o as f64;
+        match self {
+            Coordinate::HalfPixel => (o + 0.5) / scale - 0.5,
+            Coordinate::PytorchHalfPixel if out > 1 => (o + 0.5) / scale - 0.5,
+            Coordinate::PytorchHalfPixel => 0.0,
+            Coordinate::Asymmetric => o / scale,
+            Coordinate::AlignCorners if out > 1 => o * (len as f64 - 1.0) / (out as f64 - 1.0),
+            Coordinate::AlignCorners => 0.0,
+        }
+    }
+}
+
+impl Rounding {
+    fn cell(self, x: f64, len: usize) -> usize {
+        let r = match self {
+            Rounding::RoundPreferFloor if x.fract() == 0.5 => x.floor(),
+            Rounding::RoundPreferCeil if x.fract() == 0.5 => x.ceil(),
+            Rounding::RoundPreferFloor | Rounding::RoundPreferCeil => x.round(),
+            Rounding::Floor => x.floor(),
+            Rounding::Ceil => x.ceil(),
+        };
+        r.clamp(0.0, len.saturating_sub(1) as f64) as usize
+    }
+}
+
+fn resize<T: Clone>(
+    x: ArrayViewD<'_, T>,
+    coordinate: Coordinate,
+    rounding: Rounding,
+    scales: Option<&[f32]>,
+    sizes: Option<&[usize]>,
+) -> Result<ArrayD<T>, String> {
+    let rank = x.ndim();
+    let given = scales.map(<[f32]>::len).or(sizes.map(<[usize]>::len)).ok_or("Resize without scales or sizes")?;
+    if given != rank {
+        return Err(format!("Resize: {given} scales or sizes for {rank} axes"));
+    }
+    let mut y = x.to_owned();
+    for axis in 0..rank {
+        let len = x.shape()[axis];
+        let (out, scale) = match (sizes, scales) {
+            (Some(sz), _) => (sz[axis], sz[axis] as f64 / len.max(1) as f64),
+            (None, Some(sc)) if sc[axis] > 0.0 => {
+                ((len as f64 * f64::from(sc[axis])).floor() as usize, f64::from(sc[axis]))
+            }
+            _ => return Err(format!("Resize: scale {:?} on axis {axis}", scales.map(|s| s[axis]))),
+        };
+        if out == len && scale == 1.0 {
+            continue;
+        }
+        let picked: Vec<usize> = (0..out).map(|o| rounding.cell(coordinate.map(o, len, out, scale), len)).collect();
+        y = y.select(ndarray::Axis(axis), &picked);
+    }
+    Ok(y)
 }
 
 /// One movement of a [`Selection::Chain`], with its operand.
@@ -133,6 +232,9 @@ impl Selection {
             Selection::Tile => tile(x, operand()?),
             Selection::DepthToSpace { blocksize, crd } => depth_to_space(x, *blocksize, *crd),
             Selection::SpaceToDepth { blocksize } => space_to_depth(x, *blocksize),
+            Selection::Resize { coordinate, rounding, scales, sizes } => {
+                resize(x, *coordinate, *rounding, scales.as_deref(), sizes.as_deref())
+            }
             Selection::Transpose { perm } => {
                 let perm: Vec<usize> = perm.clone().unwrap_or_else(|| (0..x.ndim()).rev().collect());
                 if perm.len() != x.ndim() {
@@ -524,6 +626,36 @@ mod tests {
         let back = Selection::SpaceToDepth { blocksize: 2 }.apply(dcr.view(), None).unwrap();
         assert_eq!(back, x);
         assert!(Selection::DepthToSpace { blocksize: 3, crd: false }.apply(x.view(), None).is_err());
+    }
+
+    #[test]
+    fn nearest_resize_follows_the_onnx_examples() {
+        let up = Selection::Resize {
+            coordinate: Coordinate::HalfPixel,
+            rounding: Rounding::RoundPreferFloor,
+            scales: Some(vec![1.0, 1.0, 2.0, 3.0]),
+            sizes: None,
+        };
+        let data = f32s(&[1, 1, 2, 2], &[1., 2., 3., 4.]);
+        let want = [1., 1., 1., 2., 2., 2., 1., 1., 1., 2., 2., 2., 3., 3., 3., 4., 4., 4., 3., 3., 3., 4., 4., 4.];
+        assert_eq!(up.apply(data.view(), None).unwrap(), f32s(&[1, 1, 4, 6], &want));
+        let down = Selection::Resize {
+            coordinate: Coordinate::HalfPixel,
+            rounding: Rounding::RoundPreferFloor,
+            scales: Some(vec![1.0, 1.0, 0.6, 0.6]),
+            sizes: None,
+        };
+        let data = f32s(&[1, 1, 2, 4], &[1., 2., 3., 4., 5., 6., 7., 8.]);
+        assert_eq!(down.apply(data.view(), None).unwrap(), f32s(&[1, 1, 1, 2], &[1., 3.]));
+        // PyTorch's interpolate(scale_factor=2, mode="nearest"): asymmetric, floor.
+        let torch = Selection::Resize {
+            coordinate: Coordinate::Asymmetric,
+            rounding: Rounding::Floor,
+            scales: None,
+            sizes: Some(vec![1, 1, 2, 4]),
+        };
+        let data = f32s(&[1, 1, 1, 2], &[5., 7.]);
+        assert_eq!(torch.apply(data.view(), None).unwrap(), f32s(&[1, 1, 2, 4], &[5., 5., 7., 7., 5., 5., 7., 7.]));
     }
 
     #[test]
