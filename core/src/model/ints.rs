@@ -217,16 +217,7 @@ impl Recipe {
                 let views: Vec<_> = parts.iter().map(|p| p.view()).collect();
                 ndarray::concatenate(Axis(ax), &views).map_err(|e| e.to_string())?
             }
-            Op::Gather { axis } => {
-                let (x, ix) = (arg(0)?, arg(1)?);
-                let ax = axis_index(*axis, x.ndim())?;
-                let picked = super::op::gather_indices(ix.iter().copied(), x.shape()[ax])?;
-                let taken = x.select(Axis(ax), &picked);
-                let mut shape = x.shape()[..ax].to_vec();
-                shape.extend(ix.shape());
-                shape.extend(&x.shape()[ax + 1..]);
-                taken.into_shape_with_order(IxDyn(&shape)).map_err(|e| e.to_string())?
-            }
+            Op::Gather { axis } => Selection::Gather { axis: *axis }.apply(arg(0)?.view(), Some(arg(1)?))?,
             other => return Err(format!("{other:?} is not evaluated on integers")),
         })
     }

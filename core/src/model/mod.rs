@@ -327,6 +327,8 @@ pub struct Model {
     digest: (String, u64),
     /// The ONNX file's bytes (what [`Model::with_weights`] rewrites).
     bytes: Vec<u8>,
+    /// The files holding its external weights (`NAME.onnx.data`), resolved beside it.
+    external: Vec<PathBuf>,
 }
 
 impl std::fmt::Debug for Model {
@@ -371,7 +373,7 @@ impl Model {
         if pgraph.node.is_empty() {
             return Err(malformed("the graph has no nodes".into()));
         }
-        write::check_external_locations(pgraph, &path).map_err(malformed)?;
+        let external = write::external_locations(pgraph, &path).map_err(malformed)?;
         let defined: HashSet<&str> = pgraph
             .node
             .iter()
@@ -423,6 +425,7 @@ impl Model {
             plans: Mutex::new(HashMap::new()),
             digest: (crate::fsio::sha256_hex(bytes), bytes.len() as u64),
             bytes: bytes.to_vec(),
+            external,
         })
     }
 

@@ -120,18 +120,9 @@ const DOUBLE: i32 = 11;
 
 impl Model {
     /// The files of the external weights the ONNX file refers to (empty when it holds them all),
-    /// resolved beside it, each once, in the order they are first named.
+    /// resolved beside it, each once, in the order they are first named (found when it loaded).
     pub fn external_files(&self) -> Result<Vec<PathBuf>> {
-        let malformed = |reason: String| Error::MalformedModel { path: self.path().to_path_buf(), reason };
-        let proto = pb::ModelProto::decode(&self.bytes[..]).map_err(|e| malformed(format!("protobuf: {e}")))?;
-        let mut files: Vec<PathBuf> = Vec::new();
-        for t in proto.graph.iter().flat_map(|g| &g.initializer).filter(|t| is_external(t)) {
-            let file = External::of(t, self.path()).map_err(malformed)?.file;
-            if !files.contains(&file) {
-                files.push(file);
-            }
-        }
-        Ok(files)
+        Ok(self.external.clone())
     }
 
     /// The ONNX file with the float weights in `new` replaced (weights not named keep their
@@ -165,7 +156,7 @@ impl Model {
                 changed.insert(name, value);
             }
         }
-        let external = !self.external_files()?.is_empty();
+        let external = !self.external.is_empty();
         if changed.is_empty() && !external {
             return Ok(ModelFiles { onnx: self.bytes.clone(), data: None });
         }
@@ -202,10 +193,18 @@ fn is_external(t: &pb::TensorProto) -> bool {
     t.data_location == Some(EXTERNAL)
 }
 
-/// Refuses external weights whose location is not a file beside (or below) the model: ONNX's rule,
-/// and no model may make hudd read `/etc/…` or `../../…`.
-pub(super) fn check_external_locations(graph: &pb::GraphProto, model: &Path) -> Result<(), String> {
-    graph.initializer.iter().filter(|t| is_external(t)).try_for_each(|t| External::of(t, model).map(|_| ()))
+/// The files of `graph`'s external weights, each once, in the order first named; an error for a
+/// location that is not a file beside (or below) the model: ONNX's rule, and no model may make hudd
+/// read `/etc/…` or `../../…`.
+pub(super) fn external_locations(graph: &pb::GraphProto, model: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut files: Vec<PathBuf> = Vec::new();
+    for t in graph.initializer.iter().filter(|t| is_external(t)) {
+        let file = External::of(t, model)?.file;
+        if !files.contains(&file) {
+            files.push(file);
+        }
+    }
+    Ok(files)
 }
 
 /// Where an external tensor's bytes are: ONNX's `location` (relative to the model's folder),
