@@ -58,6 +58,10 @@ MODELS = [
     for family in ["resnet", "resnext", "wide_resnet", "vgg", "vgg_small", "alexnet", "squeezenet", "densenet",
                    "googlenet", "inception_v3", "mobilenet_v2", "mobilenet_v3", "mnasnet", "efficientnet",
                    "efficientnet_v2", "regnet_x", "regnet_y", "shufflenet_v2"]
+] + [
+    # Keras' applications as tf2onnx converts them (make_keras_families.py; NHWC).
+    (f"keras_{family}_tf2onnx", f"tests/fixtures/families/keras_{family}_tf2onnx.onnx", "cross-entropy")
+    for family in ["resnet", "densenet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "efficientnet_v2"]
 ]
 
 SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "BatchNormalization": (1, 2),

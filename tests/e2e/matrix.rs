@@ -1,7 +1,9 @@
 //! The coverage matrix: every CNN family engineers ship (torchvision's constructors and blocks at
 //! reduced widths, seeded; models/scripts/make_torchvision_families.py), as PyTorch's default and
-//! TorchScript exporters write them, through every stage a user runs, and their heatmaps against
-//! Zennit. `tests/fixtures/families/index.json` lists the fixtures; the README's matrix is this.
+//! TorchScript exporters write them, and Keras' applications as tf2onnx converts them
+//! (models/scripts/make_keras_families.py, NHWC), through every stage a user runs, and their
+//! heatmaps against Zennit (for the Keras models through an ONNX twin:
+//! models/scripts/make_onnx_references.py). `tests/fixtures/families/index.json` lists the fixtures; the README's matrix is this.
 
 use std::path::{Path, PathBuf};
 
@@ -14,6 +16,8 @@ use crate::common::{arg, fixtures, fmnist_config, fmnist_data, hudd, read_npy, s
 struct Fixture {
     name: String,
     size: usize,
+    /// `nchw` (PyTorch) or `nhwc` (tf2onnx).
+    layout: String,
     model: PathBuf,
 }
 
@@ -31,15 +35,18 @@ fn matrix() -> Vec<Fixture> {
         .map(|(name, f)| Fixture {
             name: name.clone(),
             size: f["size"].as_u64().unwrap() as usize,
+            layout: f["layout"].as_str().unwrap_or("nchw").to_string(),
             model: families().join(format!("{name}.onnx")),
         })
         .collect()
 }
 
-/// The configuration overrides for a fixture: three channels at its size, pixels / 255.
-fn overrides(size: usize) -> Vec<String> {
+/// The configuration overrides for a fixture: three channels at its size and layout, pixels / 255.
+fn overrides(f: &Fixture) -> Vec<String> {
+    let size = f.size;
     vec![
         format!("input.size=[{size}, {size}]"),
+        format!("input.layout=\"{}\"", f.layout),
         "input.channels=3".into(),
         "input.mean=[0.0, 0.0, 0.0]".into(),
         "input.std=[1.0, 1.0, 1.0]".into(),
@@ -80,6 +87,11 @@ fn the_matrix_holds_every_family_for_both_exporters() {
         }
     }
     assert!(names.contains(&"vgg_small_dynamo".to_string()), "adaptive pooling that upsamples");
+    // Keras' applications as tf2onnx converts them (NHWC; models/scripts/make_keras_families.py).
+    for family in ["resnet", "densenet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "efficientnet_v2"] {
+        let name = format!("keras_{family}_tf2onnx");
+        assert!(names.contains(&name), "{name} is missing from the matrix");
+    }
     for f in matrix() {
         let len = std::fs::metadata(&f.model).unwrap().len();
         assert!(len < 2 << 20, "{}: {len} bytes; fixtures stay under 2 MB", f.name);
@@ -97,7 +109,7 @@ fn every_family_matches_zennit_for_both_exporters() {
         let index: serde_json::Value =
             serde_json::from_str(&std::fs::read_to_string(dir.join("index.json")).unwrap()).unwrap();
         let model = Model::load(&f.model).unwrap_or_else(|e| panic!("{}: {e}", f.name));
-        let spec = Config::load(Some(&fmnist_config()), &overrides(f.size)).unwrap().input_spec(model.info()).unwrap();
+        let spec = Config::load(Some(&fmnist_config()), &overrides(&f)).unwrap().input_spec(model.info()).unwrap();
         let (shape, values) = read_npy(&dir.join(index["input"].as_str().unwrap()));
         let batch = ndarray::ArrayD::from_shape_vec(ndarray::IxDyn(&shape), values).unwrap();
         let presets = index["presets"].as_object().unwrap();
@@ -148,8 +160,8 @@ fn small_dataset(at: &Path) {
     }
 }
 
-fn set_args(size: usize) -> Vec<String> {
-    overrides(size).into_iter().flat_map(|o| ["--set".to_string(), o]).collect()
+fn set_args(f: &Fixture) -> Vec<String> {
+    overrides(f).into_iter().flat_map(|o| ["--set".to_string(), o]).collect()
 }
 
 /// inspect → analyze → assign → retrain (one epoch) → the written model evaluated from a folder
@@ -169,7 +181,7 @@ fn every_family_runs_every_stage_for_both_exporters() {
             std::fs::copy(&data_file, work.path().join(format!("{name}.onnx.data"))).unwrap();
         }
         let m = arg(&model);
-        let set = set_args(f.size);
+        let set = set_args(&f);
         let with_set =
             |args: &[&str]| -> Vec<String> { args.iter().map(|s| s.to_string()).chain(set.iter().cloned()).collect() };
         let o = hudd(&["inspect", &m]);

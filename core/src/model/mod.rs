@@ -36,8 +36,8 @@ use tract_onnx::prelude::*;
 pub use graph::{Attribute, Graph, Node, TensorFact, Weight};
 pub use ints::Recipe;
 pub use op::{
-    axis_index, gather_indices, split_sizes, Activation, AutoPad, Axes, ConvAttrs, Op, PadMode, PoolAttrs, Reduction,
-    SliceAttrs, SliceAxis,
+    axis_index, gather_indices, split_sizes, Activation, AutoPad, Axes, Bound, ConvAttrs, Op, PadMode, PoolAttrs,
+    Reduction, SliceAttrs, SliceAxis,
 };
 pub use select::{
     broadcast_shape, fuse_movements, scatter_sources, where_mask, Coordinate, Link, Operand, Rounding, Selection,

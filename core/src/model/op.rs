@@ -101,8 +101,13 @@ pub enum Activation {
         /// Offset.
         beta: f32,
     },
-    /// `min(max(x, min), max)`; bounds from attributes (opset < 11) or constant inputs.
-    Clip,
+    /// `min(max(x, min), max)`; bounds from attributes (opset < 11) or inputs.
+    Clip {
+        /// The lower bound.
+        min: Bound,
+        /// The upper bound.
+        max: Bound,
+    },
     /// `x · min(max(x + 3, 0), 6) / 6` (MobileNetV3).
     HardSwish,
     /// `x · Φ(x)` (`approximate = "none"`) or its tanh approximation.
@@ -112,6 +117,29 @@ pub enum Activation {
     },
     /// `x · tanh(ln(1 + eˣ))`.
     Mish,
+}
+
+/// A `Clip` bound.
+#[derive(Debug, Clone, Copy, PartialEq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Bound {
+    /// Not given: no bound on that side.
+    Unbounded,
+    /// A constant.
+    At(f32),
+    /// Computed by the graph (the input is not a constant).
+    Computed,
+}
+
+impl Bound {
+    /// The constant bound, if any; `Err` when the graph computes it.
+    pub fn constant(self) -> Result<Option<f32>, String> {
+        match self {
+            Bound::Unbounded => Ok(None),
+            Bound::At(v) => Ok(Some(v)),
+            Bound::Computed => Err("the bounds must be constants".into()),
+        }
+    }
 }
 
 /// What a reduction computes over its axes.
@@ -584,7 +612,21 @@ impl Op {
                 alpha: a.float("alpha").unwrap_or(0.2),
                 beta: a.float("beta").unwrap_or(0.5),
             }),
-            "Clip" => Op::Activation(Activation::Clip),
+            "Clip" => {
+                // Opset < 11: attributes `min`/`max`; later: optional scalar inputs 1 and 2.
+                let bound = |attr: &str, ix: usize| -> Result<Bound, String> {
+                    if let Some(v) = a.float(attr) {
+                        return Ok(Bound::At(v));
+                    }
+                    let Some(name) = input(ix) else { return Ok(Bound::Unbounded) };
+                    match constant(name) {
+                        Some(Weight::F32(v)) if v.len() == 1 => Ok(Bound::At(v.iter().copied().next().unwrap_or(0.0))),
+                        Some(_) => Err(format!("input `{name}` ({attr}) is not a float scalar")),
+                        None => Ok(Bound::Computed),
+                    }
+                };
+                Op::Activation(Activation::Clip { min: bound("min", 1)?, max: bound("max", 2)? })
+            }
             "HardSwish" => Op::Activation(Activation::HardSwish),
             "Mish" => Op::Activation(Activation::Mish),
             "Gelu" => Op::Activation(Activation::Gelu {
@@ -833,6 +875,25 @@ mod tests {
 
     fn attrs(list: &[(&str, Attribute)]) -> BTreeMap<String, Attribute> {
         list.iter().map(|(k, v)| (k.to_string(), v.clone())).collect()
+    }
+
+    #[test]
+    fn clip_bounds_come_from_attributes_or_constant_inputs() {
+        let six = Weight::F32(ndarray::arr0(6.0f32).into_dyn());
+        let names = ["x".to_string(), "lo".to_string(), "hi".to_string()];
+        let clip = |a: &BTreeMap<String, Attribute>, inputs: &[String]| {
+            Op::decode("Clip", a, inputs, |n| if n == "hi" { Some(&six) } else { None }).unwrap()
+        };
+        // Opset < 11: attributes.
+        let old = attrs(&[("min", Attribute::Float(0.0)), ("max", Attribute::Float(6.0))]);
+        let want = Op::Activation(Activation::Clip { min: Bound::At(0.0), max: Bound::At(6.0) });
+        assert_eq!(clip(&old, &names[..1]), want);
+        // Opset 11+: a constant upper bound, a computed lower one, none at all.
+        let got = clip(&BTreeMap::new(), &names);
+        assert_eq!(got, Op::Activation(Activation::Clip { min: Bound::Computed, max: Bound::At(6.0) }));
+        let got = clip(&BTreeMap::new(), &names[..1]);
+        assert_eq!(got, Op::Activation(Activation::Clip { min: Bound::Unbounded, max: Bound::Unbounded }));
+        assert!(Bound::Computed.constant().is_err(), "retraining needs constant bounds");
     }
 
     /// Decodes with a float weight of `weight_shape` as the second input, when given.

@@ -6,9 +6,12 @@
 //!   position of a channel (batch norm and Keras' `Normalization`/`Rescaling` as tf2onnx writes
 //!   them, a `MatMul`'s bias) — is merged into the layer's weight and bias (Zennit's
 //!   `SequentialMergeBatchNorm`, extended to the written-out forms): `W' = W·s`, `b' = b·s + t`.
-//!   The merged nodes' outputs carry the layer's relevance.
+//!   The merged nodes' outputs carry the layer's relevance. The chain may pass through one
+//!   `Transpose` (tf2onnx's way back to NHWC after a convolution): the transpose stays as a step
+//!   after the merged layer, and carries the outputs of the nodes merged behind it.
 //! - [`product_rule`]: a `Mul` of two activations where one is a gate (its producer a `Sigmoid` or
-//!   `HardSigmoid`: squeeze-excitation, SiLU/Swish written as x·σ(x)) is a signal-only gate; a
+//!   `HardSigmoid`, or a `Clip` with both bounds shifted and scaled by scalars — tf2onnx's Keras
+//!   hard sigmoid: squeeze-excitation, SiLU/Swish written as x·σ(x), hard-swish) is a signal-only gate; a
 //!   `Div` of two activations holds the divisor constant (all relevance to the dividend).
 
 use ndarray::{Array1, ArrayD, Axis};
@@ -17,7 +20,7 @@ use super::linear::Weights;
 use super::program::{unsupported, weight_f32, Ctx, StepKind};
 use super::routing::ProductRule;
 use crate::error::Result;
-use crate::model::{Activation, Node, Op, Weight};
+use crate::model::{Activation, Bound, Node, Op, Weight};
 
 /// What one folded node did to the layer.
 enum Affine {
@@ -27,46 +30,81 @@ enum Affine {
     Shift(Vec<f32>),
 }
 
+/// A node [`fold_affine`] merged into a layer.
+pub(super) enum Folded<'g> {
+    /// A per-channel affine node, merged into the layer's weight and bias.
+    Affine(&'g Node),
+    /// A `Transpose` the chain passes through (tf2onnx's NCHW → NHWC after each convolution): it
+    /// stays, after the merged layer; the affine nodes behind it are merged all the same.
+    Through(&'g Node),
+}
+
 /// Merges the per-channel affine nodes that follow the linear layer of `kind` (output `output`)
 /// into its parameters, for as long as each is the only reader of the tensor before it and that
-/// tensor is no graph output. Returns the merged nodes, in order (empty: nothing merged).
-pub(super) fn fold_affine<'g>(kind: &mut StepKind, node: &Node, output: &str, c: &Ctx<'g>) -> Result<Vec<&'g Node>> {
-    let mut merged = Vec::new();
+/// tensor is no graph output; a convolution's chain may pass through one `Transpose` when an
+/// affine node follows it. Returns the folded nodes, in order (empty: nothing merged).
+pub(super) fn fold_affine<'g>(kind: &mut StepKind, node: &Node, output: &str, c: &Ctx<'g>) -> Result<Vec<Folded<'g>>> {
+    let mut folded = Vec::new();
     let mut current = output.to_string();
+    // The channel axis of `current`, when a transpose moved it (a convolution's output: axis 1).
+    let mut axis = None;
     loop {
         let readers = c.graph.consumers_of(&current);
         if readers.len() != 1 || c.graph.outputs.iter().any(|o| o.name == current) {
             break;
         }
         let next = readers[0];
-        let folded = match next.op {
-            Op::BatchNormalization { epsilon } => merge_batch_norm(kind, next, epsilon, c)?,
+        if let (Op::Transpose { perm: Some(perm) }, StepKind::Conv(..), None) = (&next.op, &*kind, axis) {
+            let moved = perm.iter().position(|&p| p == 1);
+            let beyond = c.graph.consumers_of(&next.outputs[0]);
+            let merges = beyond.len() == 1
+                && !c.graph.outputs.iter().any(|o| o.name == next.outputs[0])
+                && per_channel(kind, node, beyond[0], &next.outputs[0], moved, c).is_some();
+            if perm.len() != 4 || moved.is_none() || !merges {
+                break;
+            }
+            axis = moved;
+            folded.push(Folded::Through(next));
+            current = next.outputs[0].clone();
+            continue;
+        }
+        let merged = match next.op {
+            Op::BatchNormalization { epsilon } if axis.is_none() => merge_batch_norm(kind, next, epsilon, c)?,
             // A `MatMul` followed by the bias `Add` is one dense layer (the existing exporters' form).
-            Op::Add | Op::Sub | Op::Mul | Op::Div => match per_channel(kind, node, next, &current, c) {
+            Op::Add | Op::Sub | Op::Mul | Op::Div => match per_channel(kind, node, next, &current, axis, c) {
                 Some(Affine::Scale(s)) => scale_outputs(kind, &s, None),
                 Some(Affine::Shift(t)) => shift_outputs(kind, &t),
                 None => false,
             },
             _ => false,
         };
-        if !folded {
+        if !merged {
             break;
         }
-        merged.push(next);
+        folded.push(Folded::Affine(next));
         current = next.outputs[0].clone();
     }
-    Ok(merged)
+    Ok(folded)
 }
 
 /// The per-output-channel values of `next`'s constant operand, when `next` applies the same
-/// affine change to every position of a channel of `current` (the layer's output).
-fn per_channel(kind: &StepKind, node: &Node, next: &Node, current: &str, c: &Ctx<'_>) -> Option<Affine> {
+/// affine change to every position of a channel of `current` (the layer's output, its channel
+/// moved to `moved` by a transpose).
+fn per_channel(
+    kind: &StepKind,
+    node: &Node,
+    next: &Node,
+    current: &str,
+    moved: Option<usize>,
+    c: &Ctx<'_>,
+) -> Option<Affine> {
     let channels = out_channels(kind)?;
-    // A `MatMul` may run on more than two axes; only its trailing axis is the channel.
-    let rank = match kind {
-        StepKind::Conv(..) => 4,
-        _ if node.op == Op::MatMul => 0,
-        _ => 2,
+    // The channel axis of the layer's output: axis 1 of a convolution's or a dense layer's; a
+    // `MatMul` may run on more than two axes, its channel is the trailing one.
+    let (rank, axis) = match kind {
+        StepKind::Conv(..) => (4, Some(moved.unwrap_or(1))),
+        _ if node.op == Op::MatMul => (0, None),
+        _ => (2, Some(1)),
     };
     let [a, b] = [next.inputs.first()?, next.inputs.get(1)?];
     let (ours, other) = if a == current {
@@ -81,7 +119,7 @@ fn per_channel(kind: &StepKind, node: &Node, next: &Node, current: &str, c: &Ctx
         return None;
     }
     let Some(Weight::F32(w)) = c.graph.weight(other) else { return None };
-    let values = channel_values(w, rank, channels)?;
+    let values = channel_values(w, rank, axis, channels)?;
     Some(match next.op {
         Op::Mul => Affine::Scale(values),
         Op::Div => {
@@ -96,14 +134,15 @@ fn per_channel(kind: &StepKind, node: &Node, next: &Node, current: &str, c: &Ctx
     })
 }
 
-/// `w`'s value per channel when it broadcasts against an output of `rank` axes (0: any rank, the
-/// channel last) with `channels` on axis 1 (or the last axis) and is constant along every other
+/// `w`'s value per channel when it broadcasts against an output of `rank` axes with `channels` on
+/// axis `axis` (rank 0: any rank, `axis` None: the channel last) and is constant along every other
 /// axis; `None` otherwise.
-fn channel_values(w: &ArrayD<f32>, rank: usize, channels: usize) -> Option<Vec<f32>> {
+fn channel_values(w: &ArrayD<f32>, rank: usize, axis: Option<usize>, channels: usize) -> Option<Vec<f32>> {
     let shape = w.shape();
-    let channel_axis = match rank {
-        0 => shape.len().checked_sub(1),
-        r if shape.len() <= r => (shape.len() + 1).checked_sub(r),
+    let channel_axis = match (rank, axis) {
+        (0, _) | (_, None) => shape.len().checked_sub(1),
+        // Right-aligned broadcasting: the output's axis `a` is `w`'s axis `a − (rank − w.ndim)`.
+        (r, Some(a)) if shape.len() <= r => (a + shape.len()).checked_sub(r),
         _ => return None,
     };
     // Every axis but the channel axis has size 1 (after the left padding of broadcasting).
@@ -190,11 +229,32 @@ fn shift_outputs(kind: &mut StepKind, shift: &[f32]) -> bool {
     }
 }
 
-/// Whether `tensor` is a gate: the output of a sigmoid or hard sigmoid.
+/// Whether `tensor` is a gate: the output of a sigmoid, a hard sigmoid, or a hard sigmoid written
+/// out (a `Clip` with both bounds, then shifted and scaled by scalars: tf2onnx's Keras
+/// `hard_sigmoid`, `relu6(x + 3) / 6`).
 fn is_gate(c: &Ctx<'_>, tensor: &str) -> bool {
-    c.graph.producer_of(tensor).is_some_and(|p| {
-        matches!(p.op, Op::Activation(Activation::Sigmoid) | Op::Activation(Activation::HardSigmoid { .. }))
-    })
+    let mut tensor = tensor;
+    // Each step moves to an earlier node: the walk ends.
+    while let Some(p) = c.graph.producer_of(tensor) {
+        match p.op {
+            Op::Activation(Activation::Sigmoid | Activation::HardSigmoid { .. }) => return true,
+            Op::Activation(Activation::Clip { min, max }) => {
+                return matches!((min, max), (Bound::At(_), Bound::At(_)));
+            }
+            Op::Mul | Op::Div | Op::Add | Op::Sub if p.inputs.len() == 2 => {
+                let scalar = |name: &str| matches!(c.graph.weight(name), Some(Weight::F32(k)) if k.len() == 1);
+                tensor = if scalar(&p.inputs[1]) {
+                    &p.inputs[0]
+                } else if scalar(&p.inputs[0]) && matches!(p.op, Op::Mul | Op::Add) {
+                    &p.inputs[1]
+                } else {
+                    return false;
+                };
+            }
+            _ => return false,
+        }
+    }
+    false
 }
 
 /// How a `Mul` or `Div` of two activations (`node`) shares its relevance: a `Mul` with exactly one
@@ -224,19 +284,23 @@ mod tests {
     #[test]
     fn channel_values_accept_only_per_channel_constants() {
         // A convolution's output [N, 3, H, W].
-        assert_eq!(channel_values(&arr(&[3, 1, 1], vec![1., 2., 3.]), 4, 3), Some(vec![1., 2., 3.]));
-        assert_eq!(channel_values(&arr(&[1, 3, 1, 1], vec![1., 2., 3.]), 4, 3), Some(vec![1., 2., 3.]));
-        assert_eq!(channel_values(&arr(&[], vec![2.]), 4, 3), Some(vec![2.; 3]));
-        assert_eq!(channel_values(&arr(&[1], vec![2.]), 4, 3), Some(vec![2.; 3]));
+        assert_eq!(channel_values(&arr(&[3, 1, 1], vec![1., 2., 3.]), 4, Some(1), 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[1, 3, 1, 1], vec![1., 2., 3.]), 4, Some(1), 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[], vec![2.]), 4, Some(1), 3), Some(vec![2.; 3]));
+        assert_eq!(channel_values(&arr(&[1], vec![2.]), 4, Some(1), 3), Some(vec![2.; 3]));
         // [3] broadcasts over the width, not the channels; [1, 1, 1, 3] neither.
-        assert_eq!(channel_values(&arr(&[3], vec![1., 2., 3.]), 4, 3), None);
-        assert_eq!(channel_values(&arr(&[1, 1, 1, 3], vec![1., 2., 3.]), 4, 3), None);
-        assert_eq!(channel_values(&arr(&[3, 2, 1], vec![0.; 6]), 4, 3), None);
+        assert_eq!(channel_values(&arr(&[3], vec![1., 2., 3.]), 4, Some(1), 3), None);
+        assert_eq!(channel_values(&arr(&[1, 1, 1, 3], vec![1., 2., 3.]), 4, Some(1), 3), None);
+        assert_eq!(channel_values(&arr(&[3, 2, 1], vec![0.; 6]), 4, Some(1), 3), None);
         // A dense layer's output [N, 3]; a MatMul's channel is its last axis at any rank.
-        assert_eq!(channel_values(&arr(&[3], vec![1., 2., 3.]), 2, 3), Some(vec![1., 2., 3.]));
-        assert_eq!(channel_values(&arr(&[1, 3], vec![1., 2., 3.]), 2, 3), Some(vec![1., 2., 3.]));
-        assert_eq!(channel_values(&arr(&[1, 1, 3], vec![1., 2., 3.]), 0, 3), Some(vec![1., 2., 3.]));
-        assert_eq!(channel_values(&arr(&[2], vec![1., 2.]), 2, 3), None);
+        assert_eq!(channel_values(&arr(&[3], vec![1., 2., 3.]), 2, Some(1), 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[1, 3], vec![1., 2., 3.]), 2, Some(1), 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[1, 1, 3], vec![1., 2., 3.]), 0, None, 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[2], vec![1., 2.]), 2, Some(1), 3), None);
+        // Behind a transpose to NHWC the channel is the last axis: [3] and [1, 1, 1, 3] fit.
+        assert_eq!(channel_values(&arr(&[3], vec![1., 2., 3.]), 4, Some(3), 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[1, 1, 1, 3], vec![1., 2., 3.]), 4, Some(3), 3), Some(vec![1., 2., 3.]));
+        assert_eq!(channel_values(&arr(&[1, 3, 1, 1], vec![1., 2., 3.]), 4, Some(3), 3), None);
     }
 
     #[test]

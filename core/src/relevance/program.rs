@@ -12,11 +12,11 @@
 //! the same match, what each op gets); any op on the data path without a rule is reported, with
 //! its node, before any work starts.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ndarray::{Array1, ArrayD, Axis, Ix2, Ix4, IxDyn, Slice};
 
-use super::canonize::{fold_affine, product_rule};
+use super::canonize::{fold_affine, product_rule, Folded};
 use super::composite::{LayerKind, Preset};
 use super::linear::{Conv2d, Dense, LinearMap, NoWeights, Weights};
 use super::pool::{max_pool_relevance, AvgPool2d, GlobalAvgPool, Window};
@@ -198,6 +198,9 @@ pub struct Step {
     pub output: String,
     /// Other tensors that carry the same relevance as `output` (a merged layer's inner output).
     pub aliases: Vec<String>,
+    /// Whether the forward run's value of `output` is the step's own (false: a layer whose merged
+    /// nodes lie behind a transpose, so its rule recomputes its output from the merged weights).
+    pub forward_output: bool,
     /// How relevance crosses the step.
     pub kind: StepKind,
     /// The rule, for linear layers.
@@ -630,19 +633,40 @@ impl Program {
         };
         let mut steps: Vec<Step> = Vec::new();
         let mut merged: HashSet<String> = HashSet::new();
+        // A transpose a layer's merged chain passed through: its step's output, aliases and label.
+        let mut through: HashMap<String, (String, Vec<String>, String)> = HashMap::new();
         for node in nodes.iter().filter(|n| on_path(n)) {
             if merged.contains(&node.name) {
                 continue;
             }
             let mut kind = build(node, &c)?;
-            let mut output = node.outputs[0].clone();
-            let mut aliases = Vec::new();
-            let mut label = node.op_type.clone();
+            let (mut output, mut aliases, mut label) = through
+                .remove(&node.name)
+                .unwrap_or_else(|| (node.outputs[0].clone(), Vec::new(), node.op_type.clone()));
+            let mut forward_output = true;
             if matches!(kind, StepKind::Dense(_) | StepKind::Conv(..)) {
-                for next in fold_affine(&mut kind, node, &output, &c)? {
-                    aliases.push(std::mem::replace(&mut output, next.outputs[0].clone()));
-                    label = format!("{label}+{}", next.op_type);
-                    merged.insert(next.name.clone());
+                // The merged nodes behind a transpose belong to the transpose's step.
+                let mut behind: Option<(String, (String, Vec<String>, String))> = None;
+                for folded in fold_affine(&mut kind, node, &output, &c)? {
+                    match (folded, &mut behind) {
+                        (Folded::Through(t), _) => {
+                            behind = Some((t.name.clone(), (t.outputs[0].clone(), Vec::new(), t.op_type.clone())));
+                        }
+                        (Folded::Affine(next), None) => {
+                            aliases.push(std::mem::replace(&mut output, next.outputs[0].clone()));
+                            label = format!("{label}+{}", next.op_type);
+                            merged.insert(next.name.clone());
+                        }
+                        (Folded::Affine(next), Some((_, (out, als, lbl)))) => {
+                            als.push(std::mem::replace(out, next.outputs[0].clone()));
+                            *lbl = format!("{lbl}+{}", next.op_type);
+                            merged.insert(next.name.clone());
+                        }
+                    }
+                }
+                if let Some((name, renamed)) = behind {
+                    through.insert(name, renamed);
+                    forward_output = false;
                 }
             }
             let inputs: Vec<String> = match &kind {
@@ -670,6 +694,7 @@ impl Program {
                 inputs,
                 output,
                 aliases,
+                forward_output,
                 kind,
                 rule: None,
                 bound: None,
@@ -800,7 +825,7 @@ impl Program {
         let one = |v: ArrayD<f32>| Ok(vec![(x_name.clone(), v)]);
         let rule = step.rule.clone().unwrap_or(Rule::Pass);
         // The layer's own output from the forward run (`z` of ε, the mask of γ).
-        let output = acts.get(&step.output);
+        let output = if step.forward_output { acts.get(&step.output) } else { None };
         match &step.kind {
             StepKind::Dense(_) => {
                 let x = act(&x_name)?;

@@ -833,14 +833,7 @@ fn translate(
             }
             Kind::BatchNorm { epsilon: *epsilon }
         }
-        Op::Activation(Activation::Clip) => {
-            let min = attr_f32(node, "min").or(const_scalar(graph, node, 1)?);
-            let max = attr_f32(node, "max").or(const_scalar(graph, node, 2)?);
-            if is_data(1) || is_data(2) {
-                return Err("bounds must be constants".into());
-            }
-            Kind::Clip { min, max }
-        }
+        Op::Activation(Activation::Clip { min, max }) => Kind::Clip { min: min.constant()?, max: max.constant()? },
         Op::Activation(a) => Kind::Act(*a),
         Op::Dropout => {
             let ratio = match const_scalar(graph, node, 1)? {
@@ -1097,7 +1090,7 @@ fn activation(x: &Tensor, a: Activation, slope: Option<&Tensor>) -> candle_core:
         Activation::HardSigmoid { alpha, beta } => {
             x.affine(f64::from(alpha), f64::from(beta))?.maximum(0f32)?.minimum(1f32)
         }
-        Activation::Clip => Ok(x.clone()),
+        Activation::Clip { .. } => Ok(x.clone()),
         Activation::HardSwish => x.mul(&x.affine(1.0, 3.0)?.maximum(0f32)?.minimum(6f32)?)?.affine(1.0 / 6.0, 0.0),
         Activation::Gelu { tanh: false } => x.gelu_erf(),
         Activation::Gelu { tanh: true } => x.gelu(),
