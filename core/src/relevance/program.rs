@@ -209,6 +209,29 @@ pub struct Step {
     pub(crate) bound: Option<Bound>,
 }
 
+/// The tensors a step's relevance arrives at while [`Program::new`] merges nodes into it.
+struct Carrier {
+    /// The last merged node's output.
+    output: String,
+    /// The outputs before it.
+    aliases: Vec<String>,
+    /// The op types, joined by `+`.
+    label: String,
+}
+
+impl Carrier {
+    fn of(node: &Node) -> Carrier {
+        Carrier { output: node.outputs[0].clone(), aliases: Vec::new(), label: node.op_type.clone() }
+    }
+
+    /// `next` merged into the step: its output now carries the step's relevance.
+    fn merge(&mut self, next: &Node, merged: &mut HashSet<String>) {
+        self.aliases.push(std::mem::replace(&mut self.output, next.outputs[0].clone()));
+        self.label = format!("{}+{}", self.label, next.op_type);
+        merged.insert(next.name.clone());
+    }
+}
+
 /// A step's rule bound to its parameters, by the kind of parameters.
 #[derive(Debug, Clone)]
 pub(crate) enum Bound {
@@ -633,42 +656,31 @@ impl Program {
         };
         let mut steps: Vec<Step> = Vec::new();
         let mut merged: HashSet<String> = HashSet::new();
-        // A transpose a layer's merged chain passed through: its step's output, aliases and label.
-        let mut through: HashMap<String, (String, Vec<String>, String)> = HashMap::new();
+        // A transpose a layer's merged chain passed through, and what its step carries.
+        let mut through: HashMap<String, Carrier> = HashMap::new();
         for node in nodes.iter().filter(|n| on_path(n)) {
             if merged.contains(&node.name) {
                 continue;
             }
             let mut kind = build(node, &c)?;
-            let (mut output, mut aliases, mut label) = through
-                .remove(&node.name)
-                .unwrap_or_else(|| (node.outputs[0].clone(), Vec::new(), node.op_type.clone()));
+            let mut own = through.remove(&node.name).unwrap_or_else(|| Carrier::of(node));
             let mut forward_output = true;
             if matches!(kind, StepKind::Dense(_) | StepKind::Conv(..)) {
-                // The merged nodes behind a transpose belong to the transpose's step.
-                let mut behind: Option<(String, (String, Vec<String>, String))> = None;
-                for folded in fold_affine(&mut kind, node, &output, &c)? {
+                // The nodes merged behind a transpose belong to the transpose's step.
+                let mut behind: Option<(String, Carrier)> = None;
+                for folded in fold_affine(&mut kind, node, &own.output, &c)? {
                     match (folded, &mut behind) {
-                        (Folded::Through(t), _) => {
-                            behind = Some((t.name.clone(), (t.outputs[0].clone(), Vec::new(), t.op_type.clone())));
-                        }
-                        (Folded::Affine(next), None) => {
-                            aliases.push(std::mem::replace(&mut output, next.outputs[0].clone()));
-                            label = format!("{label}+{}", next.op_type);
-                            merged.insert(next.name.clone());
-                        }
-                        (Folded::Affine(next), Some((_, (out, als, lbl)))) => {
-                            als.push(std::mem::replace(out, next.outputs[0].clone()));
-                            *lbl = format!("{lbl}+{}", next.op_type);
-                            merged.insert(next.name.clone());
-                        }
+                        (Folded::Through(t), _) => behind = Some((t.name.clone(), Carrier::of(t))),
+                        (Folded::Affine(next), None) => own.merge(next, &mut merged),
+                        (Folded::Affine(next), Some((_, carrier))) => carrier.merge(next, &mut merged),
                     }
                 }
-                if let Some((name, renamed)) = behind {
-                    through.insert(name, renamed);
+                if let Some((name, carrier)) = behind {
+                    through.insert(name, carrier);
                     forward_output = false;
                 }
             }
+            let Carrier { output, aliases, label } = own;
             let inputs: Vec<String> = match &kind {
                 StepKind::Dense(_)
                 | StepKind::Conv(..)
