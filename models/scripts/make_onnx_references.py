@@ -46,9 +46,8 @@ from zennit.composites import EpsilonPlus, LayerMapComposite, layer_map_base
 from zennit.rules import Epsilon, Norm, Pass, ZPlus
 
 sys.path.insert(0, str(Path(__file__).parent))
-from make_fashion_mnist import sanitize  # noqa: E402
 from make_family_fixtures import SignalOnlyGate, Uniform  # noqa: E402
-from make_torchvision_families import Pair  # noqa: E402  (a + b through Zennit's Sum: Norm)
+from make_torchvision_families import Pair, zennit_preset  # noqa: E402  (Pair: a + b through Zennit's Sum)
 
 ROOT = Path(__file__).resolve().parents[2]
 OUT = ROOT / "tests" / "fixtures" / "families"
@@ -459,36 +458,9 @@ def reference(fixture):
     index = {"images": ["test/bag/00030.png"], "input": "input.npy", "zennit": importlib.metadata.version("zennit"),
              "torch": torch.__version__, "start": "predicted-logit", "canonizer": "ONNX twin (make_onnx_references.py)",
              "presets": {}}
+    modules = {k: twin.mods[k] for k in twin.layer_tensor}
     for preset, make in composites().items():
-        kept = {}
-
-        def keep(key):
-            def hook(module, inp, out):
-                out.retain_grad()
-                kept[key] = out
-            return hook
-
-        handles = [twin.mods[k].register_forward_hook(keep(k)) for k in twin.layer_tensor]
-        xin = torch.from_numpy(x).double().requires_grad_(True)
-        with make().context(twin) as modified:
-            modified.double()
-            logits = modified(xin)
-            onehot = torch.zeros_like(logits)
-            onehot[torch.arange(len(logits)), logits.argmax(1)] = 1.0
-            logits.backward(gradient=(logits * onehot).detach())
-        for h in handles:
-            h.remove()
-        twin.float()
-        (out_dir / preset).mkdir(exist_ok=True)
-        files = {"image": f"{preset}/image.npy"}
-        np.save(out_dir / files["image"], xin.grad.numpy().astype(np.float32))
-        for key, out in kept.items():
-            if out.grad is None or not out.grad.abs().max() > 0:
-                continue
-            tensor = twin.layer_tensor[key]
-            f = f"{preset}/{sanitize(tensor)}.npy"
-            np.save(out_dir / f, out.grad.numpy().astype(np.float32))
-            files[tensor] = f
+        files = zennit_preset(out_dir, preset, twin, modules, twin.layer_tensor, torch.from_numpy(x), make())
         index["presets"][preset] = files
     (out_dir / "index.json").write_text(json.dumps(index, indent=1) + "\n")
     return len(twin.layer_tensor), err

@@ -394,6 +394,51 @@ def match_tensors(path, x, outs):
     return found
 
 
+def zennit_preset(out_dir, preset, model, modules, tensor_of, x, composite):
+    """Zennit's relevance from the predicted logit of `x` under `composite` on `model`, in float64:
+    the input's and each module output's (`modules`: key → module, `tensor_of`: key → the ONNX tensor
+    it is written under), saved under out_dir/preset/. Returns the files by tensor (`image`: the input)."""
+    kept = {}
+
+    def keep(key):
+        def hook(module, inp, out):
+            out.retain_grad()
+            kept[key] = out
+        return hook
+
+    handles = [m.register_forward_hook(keep(k)) for k, m in modules.items()]
+    xin = x.clone().double().requires_grad_(True)
+    # Canonizers merge batch norms in float32, as the exporters fold them into the file's weights
+    # (a merge in float64 moves a few ill-conditioned layers' relevance by 1e-4); the rules then
+    # run in float64.
+    with composite.context(model.float()) as modified:
+        modified.double()
+        # Zennit's merge leaves each batch norm computing x / sqrt(1 + eps): an identity only with
+        # eps = 0 (else every merged layer's output is 5e-6 off the model's, which an
+        # ill-conditioned layer of ResNet turns into 1e-4 of relevance).
+        for bn in modified.modules():
+            if isinstance(bn, nn.BatchNorm2d) and bool((bn.running_var == 1).all() and (bn.weight == 1).all()):
+                bn.eps = 0.0
+        logits = modified(xin)
+        onehot = torch.zeros_like(logits)
+        onehot[torch.arange(len(logits)), logits.argmax(1)] = 1.0
+        logits.backward(gradient=(logits * onehot).detach())
+    for h in handles:
+        h.remove()
+    model.float()
+    (out_dir / preset).mkdir(exist_ok=True)
+    files = {"image": f"{preset}/image.npy"}
+    np.save(out_dir / files["image"], xin.grad.numpy().astype(np.float32))
+    for key, out in kept.items():
+        # Layers on a gate's branch receive no relevance (the signal-only gate): nothing to compare.
+        if out.grad is None or not out.grad.abs().max() > 0:
+            continue
+        f = f"{preset}/{sanitize(tensor_of[key])}.npy"
+        np.save(out_dir / f, out.grad.numpy().astype(np.float32))
+        files[tensor_of[key]] = f
+    return files
+
+
 def reference(fixture, family, m, x, path):
     t = twin(m)
     outs = layer_outputs(t, x)
@@ -411,46 +456,9 @@ def reference(fixture, family, m, x, path):
     index = {"images": IMAGES, "input": "input.npy", "zennit": importlib.metadata.version("zennit"),
              "torch": torch.__version__, "start": "predicted-logit",
              "canonizer": canonizer.__name__ if canonizer else "generic torch.fx twin", "presets": {}}
+    modules = dict(explained.named_modules())
     for preset, make in composites(canonizers).items():
-        kept = {}
-
-        def keep(key):
-            def hook(module, inp, out):
-                out.retain_grad()
-                kept[key] = out
-            return hook
-
-        modules = dict(explained.named_modules())
-        handles = [modules[k].register_forward_hook(keep(k)) for k in tensor_of]
-        xin = x.clone().double().requires_grad_(True)
-        # Canonizers merge batch norms in float32, as the exporters fold them into the file's weights
-        # (a merge in float64 moves a few ill-conditioned layers' relevance by 1e-4); the rules then
-        # run in float64.
-        with make().context(explained.float()) as modified:
-            modified.double()
-            # Zennit's merge leaves each batch norm computing x / sqrt(1 + eps): an identity only with
-            # eps = 0 (else every merged layer's output is 5e-6 off the model's, which an
-            # ill-conditioned layer of ResNet turns into 1e-4 of relevance).
-            for bn in modified.modules():
-                if isinstance(bn, nn.BatchNorm2d) and bool((bn.running_var == 1).all() and (bn.weight == 1).all()):
-                    bn.eps = 0.0
-            logits = modified(xin)
-            onehot = torch.zeros_like(logits)
-            onehot[torch.arange(len(logits)), logits.argmax(1)] = 1.0
-            logits.backward(gradient=(logits * onehot).detach())
-        for h in handles:
-            h.remove()
-        explained.float()
-        (out_dir / preset).mkdir(exist_ok=True)
-        files = {"image": f"{preset}/image.npy"}
-        np.save(out_dir / files["image"], xin.grad.numpy().astype(np.float32))
-        for key, out in kept.items():
-            # Layers on a gate's branch receive no relevance (the signal-only gate): nothing to compare.
-            if out.grad is None or not out.grad.abs().max() > 0:
-                continue
-            f = f"{preset}/{sanitize(tensor_of[key])}.npy"
-            np.save(out_dir / f, out.grad.numpy().astype(np.float32))
-            files[tensor_of[key]] = f
+        files = zennit_preset(out_dir, preset, explained, {k: modules[k] for k in tensor_of}, tensor_of, x, make())
         index["presets"][preset] = files
     (out_dir / "index.json").write_text(json.dumps(index, indent=1) + "\n")
     return len(tensor_of)
