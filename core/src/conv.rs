@@ -35,6 +35,22 @@ pub fn add_into(dst: &mut [f32], src: &[f32]) {
     }
 }
 
+/// `dst += a · src` (equal lengths), four values per step, for the same reason as [`add_into`]:
+/// a depthwise convolution's rows are as short as its planes are narrow (7 values at 7 × 7).
+pub fn axpy_into(dst: &mut [f32], a: f32, src: &[f32]) {
+    debug_assert_eq!(dst.len(), src.len(), "axpy_into: lengths differ");
+    let whole = src.len() / 4 * 4;
+    let (dst4, dst_rest) = dst.split_at_mut(whole);
+    let (src4, src_rest) = src.split_at(whole);
+    for (d, s) in dst4.chunks_exact_mut(4).zip(src4.chunks_exact(4)) {
+        let (p, q): ([f32; 4], [f32; 4]) = (d.try_into().expect("four"), s.try_into().expect("four"));
+        d.copy_from_slice(&[p[0] + a * q[0], p[1] + a * q[1], p[2] + a * q[2], p[3] + a * q[3]]);
+    }
+    for (d, s) in dst_rest.iter_mut().zip(src_rest) {
+        *d += a * s;
+    }
+}
+
 impl Window {
     /// Output height and width for an input of height and width `hw`.
     pub fn output_hw(&self, hw: [usize; 2]) -> [usize; 2] {
@@ -164,6 +180,17 @@ mod tests {
             let mut dst: Vec<f32> = (0..len).map(|i| (i * i) as f32).collect();
             let expected: Vec<f32> = dst.iter().zip(&src).map(|(d, s)| d + s).collect();
             add_into(&mut dst, &src);
+            assert_eq!(dst, expected, "length {len}");
+        }
+    }
+
+    #[test]
+    fn axpy_into_adds_every_scaled_value_of_any_length() {
+        for len in 0..14 {
+            let src: Vec<f32> = (0..len).map(|i| i as f32 * 0.5 - 1.0).collect();
+            let mut dst: Vec<f32> = (0..len).map(|i| (i * i) as f32).collect();
+            let expected: Vec<f32> = dst.iter().zip(&src).map(|(d, s)| d + -1.5 * s).collect();
+            axpy_into(&mut dst, -1.5, &src);
             assert_eq!(dst, expected, "length {len}");
         }
     }

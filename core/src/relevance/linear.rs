@@ -7,7 +7,7 @@
 use ndarray::{s, Array, Array1, Array2, ArrayD, ArrayView2, ArrayViewMut2, Axis, Dimension, Ix2, Ix4, IxDyn};
 use rayon::prelude::*;
 
-use crate::conv::Window;
+use crate::conv::{axpy_into, Window};
 use crate::matmul::{matmul, Threads};
 use ndarray::ShapeBuilder;
 
@@ -273,7 +273,9 @@ impl Conv2d {
     /// `conv(x; w)` without bias.
     pub fn apply(&self, x: &ArrayD<f32>, w: &Array<f32, Ix4>) -> ArrayD<f32> {
         let hw = self.output_hw([x.shape()[2], x.shape()[3]]);
-        if self.shifts_pay(hw) {
+        if self.is_depthwise(x.shape()[1]) {
+            self.apply_depthwise(x, w)
+        } else if self.shifts_pay(hw) {
             self.apply_shifted(x, w)
         } else {
             self.apply_unfolded(x, w)
@@ -282,11 +284,124 @@ impl Conv2d {
 
     /// `convᵀ(s; w)`: the gradient of `Σ conv(x; w) ⊙ s` with respect to `x` (shape `input_shape`).
     pub fn apply_transposed(&self, s: &ArrayD<f32>, w: &Array<f32, Ix4>, input_shape: &[usize]) -> ArrayD<f32> {
-        if self.shifts_pay([s.shape()[2], s.shape()[3]]) {
+        if self.is_depthwise(input_shape[1]) {
+            self.apply_transposed_depthwise(s, w, input_shape)
+        } else if self.shifts_pay([s.shape()[2], s.shape()[3]]) {
             self.apply_transposed_shifted(s, w, input_shape)
         } else {
             self.apply_transposed_unfolded(s, w, input_shape)
         }
+    }
+
+    /// Whether every output channel reads one input channel of `c` (depthwise, any channel
+    /// multiplier): as products, each group's would be one row deep (`[cog, kh·kw]` by a column
+    /// matrix kh·kw times the plane), so these run as a direct stencil over the planes instead.
+    fn is_depthwise(&self, c: usize) -> bool {
+        self.groups > 1 && self.groups == c
+    }
+
+    /// The rows and columns each kernel cell reaches (see [`Window::valid_outputs`]).
+    fn reaches(&self, hw: [usize; 2], out: [usize; 2]) -> [Vec<(usize, usize, usize)>; 2] {
+        let window = self.window();
+        [
+            (0..self.kernel[0]).map(|i| window.valid_outputs(0, i, hw[0], out[0])).collect(),
+            (0..self.kernel[1]).map(|j| window.valid_outputs(1, j, hw[1], out[1])).collect(),
+        ]
+    }
+
+    /// Depthwise `conv(x; w)` as a direct stencil: each output plane, one task, is the sum over the
+    /// kernel cells of its input plane's shifted rows times the cell's weight, a row at a time (the
+    /// output row stays in the first-level cache). An output value sums its cells in one fixed
+    /// order: the same bits in any batch, on any number of threads.
+    fn apply_depthwise(&self, x: &ArrayD<f32>, w: &Array<f32, Ix4>) -> ArrayD<f32> {
+        let w = w.as_standard_layout();
+        let x = x.as_standard_layout();
+        let (n, c, h, wi) = (x.shape()[0], x.shape()[1], x.shape()[2], x.shape()[3]);
+        let co = w.shape()[0];
+        let cog = co / self.groups;
+        let [ho, wo] = self.output_hw([h, wi]);
+        let [kh, kw] = self.kernel;
+        let (sh, sw) = (self.strides[0], self.strides[1]);
+        let [rows, columns] = self.reaches([h, wi], [ho, wo]);
+        let xs = x.as_slice().expect("standard layout");
+        let ws = w.as_slice().expect("standard layout");
+        let mut y = vec![0.0f32; n * co * ho * wo];
+        y.par_chunks_mut((ho * wo).max(1)).enumerate().for_each(|(p, plane)| {
+            let (b, o) = (p / co, p % co);
+            let src = &xs[(b * c + o / cog) * h * wi..][..h * wi];
+            let kernel = &ws[o * kh * kw..][..kh * kw];
+            for (oh, line) in plane.chunks_mut(wo).enumerate() {
+                for (i, &(oh_lo, oh_hi, ih0)) in rows.iter().enumerate() {
+                    if !(oh_lo..oh_hi).contains(&oh) {
+                        continue;
+                    }
+                    let ih = ih0 + (oh - oh_lo) * sh;
+                    let input = &src[ih * wi..(ih + 1) * wi];
+                    for (j, &(lo, hi, iw0)) in columns.iter().enumerate() {
+                        if lo == hi {
+                            continue;
+                        }
+                        let wv = kernel[i * kw + j];
+                        if sw == 1 {
+                            axpy_into(&mut line[lo..hi], wv, &input[iw0..iw0 + (hi - lo)]);
+                        } else {
+                            for (d, v) in line[lo..hi].iter_mut().zip(input[iw0..].iter().step_by(sw)) {
+                                *d += wv * v;
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Array::from_shape_vec(IxDyn(&[n, co, ho, wo]), y).expect("output length")
+    }
+
+    /// The transpose of [`Self::apply_depthwise`]: each input plane, one task, gathers the
+    /// relevance of the output channels that read it, every kernel cell's weight times the
+    /// output rows added into the input rows the cell read.
+    fn apply_transposed_depthwise(&self, s: &ArrayD<f32>, w: &Array<f32, Ix4>, input_shape: &[usize]) -> ArrayD<f32> {
+        let w = w.as_standard_layout();
+        let s = s.as_standard_layout();
+        let (n, c, h, wi) = (input_shape[0], input_shape[1], input_shape[2], input_shape[3]);
+        let co = w.shape()[0];
+        let cog = co / self.groups;
+        let (ho, wo) = (s.shape()[2], s.shape()[3]);
+        let [kh, kw] = self.kernel;
+        let (sh, sw) = (self.strides[0], self.strides[1]);
+        let [rows, columns] = self.reaches([h, wi], [ho, wo]);
+        let ss = s.as_slice().expect("standard layout");
+        let ws = w.as_slice().expect("standard layout");
+        let mut dx = vec![0.0f32; n * c * h * wi];
+        dx.par_chunks_mut((h * wi).max(1)).enumerate().for_each(|(p, plane)| {
+            let (b, g) = (p / c, p % c);
+            for o in g * cog..(g + 1) * cog {
+                let src = &ss[(b * co + o) * ho * wo..][..ho * wo];
+                let kernel = &ws[o * kh * kw..][..kh * kw];
+                for (oh, line) in src.chunks(wo).enumerate() {
+                    for (i, &(oh_lo, oh_hi, ih0)) in rows.iter().enumerate() {
+                        if !(oh_lo..oh_hi).contains(&oh) {
+                            continue;
+                        }
+                        let ih = ih0 + (oh - oh_lo) * sh;
+                        let input = &mut plane[ih * wi..(ih + 1) * wi];
+                        for (j, &(lo, hi, iw0)) in columns.iter().enumerate() {
+                            if lo == hi {
+                                continue;
+                            }
+                            let wv = kernel[i * kw + j];
+                            if sw == 1 {
+                                axpy_into(&mut input[iw0..iw0 + (hi - lo)], wv, &line[lo..hi]);
+                            } else {
+                                for (d, v) in input[iw0..].iter_mut().step_by(sw).zip(&line[lo..hi]) {
+                                    *d += wv * v;
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+        });
+        Array::from_shape_vec(IxDyn(&[n, c, h, wi]), dx).expect("gradient length")
     }
 
     /// Whether the products over shifted views ([`Self::apply_shifted`]) beat unfolding: for
@@ -636,6 +751,57 @@ pub(crate) mod tests {
                 3,
             ),
         ]
+        .into_iter()
+        .chain(depthwise_convs())
+        .collect()
+    }
+
+    /// Depthwise convolutions (one input channel per group): the direct stencil's cases.
+    fn depthwise_convs() -> Vec<(Conv2d, [usize; 4], usize)> {
+        vec![
+            // MobileNet's: 3 × 3, stride 1 and 2 (odd and even sides).
+            (
+                Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 5, kernel: [3, 3] },
+                [2, 5, 9, 7],
+                5,
+            ),
+            (
+                Conv2d { strides: [2, 2], pads: [0, 0, 1, 1], dilations: [1, 1], groups: 3, kernel: [3, 3] },
+                [3, 3, 8, 9],
+                3,
+            ),
+            // EfficientNet's 5 × 5, a channel multiplier of 2, dilation, asymmetric pads.
+            (
+                Conv2d { strides: [1, 2], pads: [2, 1, 2, 3], dilations: [2, 1], groups: 4, kernel: [5, 5] },
+                [1, 4, 11, 10],
+                8,
+            ),
+            // A kernel wider than the padded reach of some outputs: cells that reach no output.
+            (
+                Conv2d { strides: [3, 1], pads: [4, 4, 0, 0], dilations: [1, 1], groups: 2, kernel: [5, 5] },
+                [2, 2, 3, 3],
+                2,
+            ),
+        ]
+    }
+
+    #[test]
+    fn depthwise_stencil_and_products_agree() {
+        for (k, (conv, xs, co)) in depthwise_convs().into_iter().enumerate() {
+            let x = tensor(&xs, 70 + k as u64);
+            let w = tensor(&[co, 1, conv.kernel[0], conv.kernel[1]], 80 + k as u64);
+            let w4: Array<f32, Ix4> = w.clone().into_dimensionality().unwrap();
+            assert!(conv.is_depthwise(xs[1]), "case {k}");
+            let direct = conv.apply(&x, &w4);
+            let products = conv.apply_unfolded(&x, &w4);
+            assert_eq!(direct.shape(), products.shape(), "case {k}");
+            assert!(direct.iter().zip(products.iter()).all(|(a, b)| (a - b).abs() < 1e-5), "case {k}: forward");
+            let s = tensor(direct.shape(), 90 + k as u64);
+            let t_direct = conv.apply_transposed(&s, &w4, x.shape());
+            let t_products = conv.apply_transposed_unfolded(&s, &w4, x.shape());
+            assert_eq!(t_direct.shape(), x.shape(), "case {k}");
+            assert!(t_direct.iter().zip(t_products.iter()).all(|(a, b)| (a - b).abs() < 1e-5), "case {k}: transposed");
+        }
     }
 
     #[test]
@@ -742,10 +908,12 @@ pub(crate) mod tests {
     #[test]
     fn an_image_gives_the_same_bits_in_any_batch_on_any_threads() {
         // Both convolution paths (28 × 28 shifted, 8 × 8 unfolded; 576 inputs per output, past the
-        // kernels' 512-deep blocks) and a dense layer: image 0 alone, in a batch of 5 and of 19,
-        // on 1 and 3 threads.
+        // kernels' 512-deep blocks), the depthwise stencil and a dense layer: image 0 alone, in a
+        // batch of 5 and of 19, on 1 and 3 threads.
         let conv = Conv2d { strides: [1, 1], pads: [1, 1, 1, 1], dilations: [1, 1], groups: 1, kernel: [3, 3] };
         let w = weights4(&tensor(&[8, 64, 3, 3], 7));
+        let depthwise = Conv2d { groups: 64, ..conv.clone() };
+        let wd = weights4(&tensor(&[64, 1, 3, 3], 11));
         let dense = weights2(&tensor(&[10, 700], 8));
         let mut reference: Option<Vec<Vec<f32>>> = None;
         for threads in [1, 3] {
@@ -758,6 +926,9 @@ pub(crate) mod tests {
                         let x = tensor(&[batch, 64, side, side], 9);
                         let y = conv.forward(&x, &w);
                         out.push(first(conv.backward(&y, &w, x.shape())));
+                        out.push(first(y));
+                        let y = depthwise.forward(&x, &wd);
+                        out.push(first(depthwise.backward(&y, &wd, x.shape())));
                         out.push(first(y));
                     }
                     let x = tensor(&[batch, 700], 10);
