@@ -62,6 +62,10 @@ MODELS = [
     # Keras' applications as tf2onnx converts them (make_keras_families.py; NHWC).
     (f"keras_{family}_tf2onnx", f"tests/fixtures/families/keras_{family}_tf2onnx.onnx", "cross-entropy")
     for family in ["resnet", "densenet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "efficientnet_v2"]
+] + [
+    # Exact GELU as one `Gelu` op and written out by the TorchScript exporter (x · (1 + erf(x / √2)) · 0.5).
+    ("gelu_dynamo", "tests/fixtures/families/gelu_dynamo.onnx", "cross-entropy"),
+    ("gelu_ts", "tests/fixtures/families/gelu_ts.onnx", "cross-entropy"),
 ]
 
 SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "BatchNormalization": (1, 2),
@@ -295,6 +299,8 @@ def forward(model, x, params, consts, shapes):
             y = F.softplus(X)
         elif op == "Mish":
             y = X * torch.tanh(F.softplus(X))
+        elif op == "Erf":
+            y = torch.erf(X)
         elif op == "Slice":
             starts, ends = int_list(v, a, "starts", 1), int_list(v, a, "ends", 2)
             axes = int_list(v, a, "axes", 3) or list(range(len(starts)))

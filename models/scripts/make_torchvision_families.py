@@ -6,7 +6,9 @@ by both PyTorch exporters, with Zennit references for the heatmaps: the coverage
 Families: ResNet, ResNeXt, Wide-ResNet (Bottleneck blocks), VGG (with batch norm) and its small-input
 form (adaptive pooling that upsamples: the default exporter writes Transpose → GatherND → Transpose,
 a Where mask, Gathers and a Div), AlexNet, SqueezeNet, DenseNet, GoogLeNet, Inception v3,
-MobileNetV2, MobileNetV3, MNASNet, EfficientNet v1 and v2, RegNet X and Y, ShuffleNetV2. Widths are
+MobileNetV2, MobileNetV3, MNASNet, EfficientNet v1 and v2, RegNet X and Y, ShuffleNetV2; and, not a
+torchvision family, ConvNeXt's block with exact GELU (`gelu`: the GELU written out with `Erf` by the
+TorchScript exporter, one `Gelu` op by the default exporter). Widths are
 divided by torchvision's own arguments (width_mult, growth_rate, …) or, where the constructor fixes
 them, by rebuilding the layers with the family's own block classes (ResNet's `_make_layer`, a
 `conv_block` factory that divides every channel count for GoogLeNet and Inception v3).
@@ -185,6 +187,28 @@ def small_regnet(se_ratio=None):
     return regnet.RegNet(params, num_classes=10, stem_width=8)
 
 
+class GeluBlockNet(nn.Module):
+    """ConvNeXt's block with a batch norm where ConvNeXt has its LayerNorm (LayerNormalization is the
+    transformers issue's): a 4×4 stride-4 stem, a depthwise 7×7 convolution, a 1×1 expansion ×4,
+    exact GELU, a 1×1 projection, the residual sum; a spatial mean and a dense head. The TorchScript
+    exporter writes the GELU out as x · (1 + erf(x / √2)) · 0.5, the default exporter as one `Gelu`."""
+
+    def __init__(self, width=16):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 4, 4), nn.BatchNorm2d(width))
+        self.dw = nn.Conv2d(width, width, 7, padding=3, groups=width)
+        self.norm = nn.BatchNorm2d(width)
+        self.expand = nn.Conv2d(width, 4 * width, 1)
+        self.act = nn.GELU()
+        self.project = nn.Conv2d(4 * width, width, 1)
+        self.head = nn.Linear(width, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = x + self.project(self.act(self.expand(self.norm(self.dw(x)))))
+        return self.head(x.mean((2, 3)))
+
+
 # name: (constructor, input size, exporters). The TorchScript exporter writes adaptive pooling only
 # when the output size divides the input's: VGG and AlexNet get inputs that end their features at
 # 7×7 and 6×6 (as at 224×224; AlexNet with one max pool fewer, at 112×112); vgg_small is VGG on a
@@ -210,6 +234,8 @@ FAMILIES = {
     "regnet_y": (lambda: small_regnet(0.25), 32, ("dynamo", "ts")),
     "shufflenet_v2": (lambda: shufflenetv2.ShuffleNetV2([2, 1, 1], [8, 16, 32, 64, 64], num_classes=10), 32,
                       ("dynamo", "ts")),
+    # Not a torchvision family: the GELU of ConvNeXt (and of transformers) in both exported forms.
+    "gelu": (GeluBlockNet, 32, ("dynamo", "ts")),
 }
 
 

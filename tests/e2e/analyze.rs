@@ -289,7 +289,7 @@ fn analyze_with_nothing_to_cluster_still_writes_a_report() {
 
 #[test]
 fn a_model_the_heatmaps_stage_cannot_explain_is_refused_before_any_stage_runs() {
-    // Erf runs in the engine, but has no relevance rule.
+    // Sin runs in the engine, but has no relevance rule.
     let model = crate::common::fixtures().join("models/unexplainable.onnx");
     let out = tempfile::tempdir().unwrap();
     let run = out.path().join("run");
@@ -298,7 +298,7 @@ fn a_model_the_heatmaps_stage_cannot_explain_is_refused_before_any_stage_runs() 
     let o = hudd_on("analyze");
     assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
     let err = stderr(&o);
-    assert!(err.contains("erf_instead_of_relu") && err.contains("`Erf`") && err.contains("heatmaps stage"), "{err}");
+    assert!(err.contains("sin_instead_of_relu") && err.contains("`Sin`") && err.contains("heatmaps stage"), "{err}");
     assert!(!run.join("results").exists(), "nothing was evaluated");
     // The test step alone still runs it.
     let o = hudd_on("evaluate");

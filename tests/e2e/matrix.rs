@@ -87,6 +87,10 @@ fn the_matrix_holds_every_family_for_both_exporters() {
         }
     }
     assert!(names.contains(&"vgg_small_dynamo".to_string()), "adaptive pooling that upsamples");
+    // Exact GELU: one `Gelu` op (default exporter) and written out with `Erf` (TorchScript).
+    for name in ["gelu_dynamo", "gelu_ts"] {
+        assert!(names.contains(&name.to_string()), "{name} is missing from the matrix");
+    }
     // Keras' applications as tf2onnx converts them (NHWC; models/scripts/make_keras_families.py).
     for family in ["resnet", "densenet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "efficientnet_v2"] {
         let name = format!("keras_{family}_tf2onnx");

@@ -117,6 +117,9 @@ pub enum Activation {
     },
     /// `x · tanh(ln(1 + eˣ))`.
     Mish,
+    /// The error function `erf(x)`: exact GELU as the TorchScript exporter and tf2onnx write it out,
+    /// `x · (1 + erf(x / √2)) / 2` (the shifted `erf` is then the product's gate).
+    Erf,
 }
 
 /// A `Clip` bound.
@@ -333,6 +336,7 @@ const KNOWN: &[&str] = &[
     "Dropout",
     "Elu",
     "Equal",
+    "Erf",
     "Expand",
     "Flatten",
     "Gather",
@@ -629,6 +633,7 @@ impl Op {
             }
             "HardSwish" => Op::Activation(Activation::HardSwish),
             "Mish" => Op::Activation(Activation::Mish),
+            "Erf" => Op::Activation(Activation::Erf),
             "Gelu" => Op::Activation(Activation::Gelu {
                 tanh: match a.string("approximate").unwrap_or("none") {
                     "none" => false,
@@ -956,7 +961,8 @@ mod tests {
             decode("Gemm", &g, None).unwrap(),
             Op::Gemm { alpha: 0.5, beta: 1.0, trans_a: false, trans_b: true }
         );
-        assert_eq!(decode("Erf", &BTreeMap::new(), None).unwrap(), Op::Other("Erf".into()));
+        assert_eq!(decode("Erf", &BTreeMap::new(), None).unwrap(), Op::Activation(Activation::Erf));
+        assert_eq!(decode("Erfc", &BTreeMap::new(), None).unwrap(), Op::Other("Erfc".into()));
     }
 
     #[test]

@@ -10,8 +10,9 @@
 //!   `Transpose` (tf2onnx's way back to NHWC after a convolution): the transpose stays as a step
 //!   after the merged layer, and carries the outputs of the nodes merged behind it.
 //! - [`product_rule`]: a `Mul` of two activations where one is a gate (its producer a `Sigmoid` or
-//!   `HardSigmoid`, or a `Clip` with both bounds shifted and scaled by scalars — tf2onnx's Keras
-//!   hard sigmoid: squeeze-excitation, SiLU/Swish written as x·σ(x), hard-swish) is a signal-only gate; a
+//!   `HardSigmoid`, a `Clip` with both bounds shifted and scaled by scalars — tf2onnx's Keras
+//!   hard sigmoid —, or an `Erf` so shifted and scaled — exact GELU written out: squeeze-excitation,
+//!   SiLU/Swish written as x·σ(x), hard-swish, GELU) is a signal-only gate; a
 //!   `Div` of two activations holds the divisor constant (all relevance to the dividend).
 
 use ndarray::{Array1, ArrayD, Axis};
@@ -229,15 +230,16 @@ fn shift_outputs(kind: &mut StepKind, shift: &[f32]) -> bool {
     }
 }
 
-/// Whether `tensor` is a gate: the output of a sigmoid, a hard sigmoid, or a hard sigmoid written
+/// Whether `tensor` is a gate: the output of a sigmoid, a hard sigmoid, a hard sigmoid written
 /// out (a `Clip` with both bounds, then shifted and scaled by scalars: tf2onnx's Keras
-/// `hard_sigmoid`, `relu6(x + 3) / 6`).
+/// `hard_sigmoid`, `relu6(x + 3) / 6`), or a shifted and scaled `erf` (exact GELU written out,
+/// `x · (1 + erf(x / √2)) · 0.5`: its Φ(x) is the gate, as σ(x) is SiLU's).
 fn is_gate(c: &Ctx<'_>, tensor: &str) -> bool {
     let mut tensor = tensor;
     // Each step moves to an earlier node: the walk ends.
     while let Some(p) = c.graph.producer_of(tensor) {
         match p.op {
-            Op::Activation(Activation::Sigmoid | Activation::HardSigmoid { .. }) => return true,
+            Op::Activation(Activation::Sigmoid | Activation::HardSigmoid { .. } | Activation::Erf) => return true,
             Op::Activation(Activation::Clip { min, max }) => {
                 return matches!((min, max), (Bound::At(_), Bound::At(_)));
             }
@@ -255,6 +257,31 @@ fn is_gate(c: &Ctx<'_>, tensor: &str) -> bool {
         }
     }
     false
+}
+
+/// Whether the scalar `Mul`/`Div` `node` scales a gated product — its activation is the output of
+/// a product with a gate, or its output is the signal of one (the only reader): the factor then
+/// belongs to the gate, `(x·g)·k = x·(k·g)`, and relevance passes through it. Exact GELU as the
+/// exporters write it out is such a product: `(x · (1 + erf(x/√2))) · 0.5` (TorchScript) or
+/// `(0.5 · x) · (1 + erf(x/√2))` (tf2onnx); without this, the `0.5` would halve the relevance that
+/// the `Gelu` op passes on whole.
+pub(super) fn scales_a_gate(c: &Ctx<'_>, node: &Node, activation: &str) -> bool {
+    let gated = |product: &Node| {
+        product.op == Op::Mul
+            && product.inputs.len() == 2
+            && product.inputs.iter().all(|i| c.data.contains(i))
+            && matches!(product_rule(c, product), ProductRule::Signal(_))
+    };
+    if c.graph.producer_of(activation).is_some_and(gated) {
+        return true;
+    }
+    match c.graph.consumers_of(&node.outputs[0])[..] {
+        [reader] if gated(reader) => {
+            let other = reader.inputs.iter().find(|i| **i != node.outputs[0]);
+            other.is_some_and(|g| is_gate(c, g))
+        }
+        _ => false,
+    }
 }
 
 /// How a `Mul` or `Div` of two activations (`node`) shares its relevance: a `Mul` with exactly one

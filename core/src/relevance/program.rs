@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use ndarray::{Array1, ArrayD, Axis, Ix2, Ix4, IxDyn, Slice};
 
-use super::canonize::{fold_affine, product_rule, Folded};
+use super::canonize::{fold_affine, product_rule, scales_a_gate, Folded};
 use super::composite::{LayerKind, Preset};
 use super::linear::{Conv2d, Dense, LinearMap, NoWeights, Weights};
 use super::pool::{max_pool_relevance, AvgPool2d, GlobalAvgPool, Window};
@@ -302,8 +302,8 @@ pub fn rule_of(op: &Op) -> Option<&'static str> {
         Op::Add => "norm (proportional split; constants absorb)",
         Op::Sub => "merged into the layer before it, else pass (scalar) or norm",
         Op::Mul | Op::Div => {
-            "merged into the layer before it; by a constant: gradient (scalar) or norm; of two activations: \
-             signal-only gate, else uniform"
+            "merged into the layer before it; by a constant: gradient (scalar; pass when it scales a gated \
+             product) or norm; of two activations: signal-only gate, else uniform"
         }
         Op::Softmax | Op::LogSoftmax => "skipped at the output (relevance starts at the logits)",
         Op::Constant | Op::Shape { .. } | Op::Range | Op::ConstantOfShape { .. } | Op::Equal | Op::Other(_) => {
@@ -523,7 +523,8 @@ fn constant_operand<'a>(c: &'a Ctx<'_>, node: &Node) -> Result<&'a ArrayD<f32>> 
 }
 
 /// `Mul`/`Div`: of two activations, the canonizer's product rule; by a scalar, the gradient (as
-/// Zennit computes an unhooked multiplication); by a tensor, the Norm rule on the diagonal map.
+/// Zennit computes an unhooked multiplication), or nothing when the scalar belongs to a gate
+/// ([`scales_a_gate`]); by a tensor, the Norm rule on the diagonal map.
 fn build_scale(node: &Node, c: &Ctx<'_>, divide: bool) -> Result<StepKind> {
     if node.inputs.len() == 2 && node.inputs.iter().all(|i| c.data.contains(i)) {
         return Ok(StepKind::Product(product_rule(c, node)));
@@ -533,6 +534,9 @@ fn build_scale(node: &Node, c: &Ctx<'_>, divide: bool) -> Result<StepKind> {
         return Err(unsupported(c, node, "dividing a constant by an activation"));
     }
     if k.len() == 1 {
+        if scales_a_gate(c, node, &node.inputs[usize::from(!c.data.contains(&node.inputs[0]))]) {
+            return Ok(StepKind::Pass);
+        }
         let k = k.iter().copied().next().unwrap_or(1.0);
         return Ok(StepKind::Scale(if divide { 1.0 / k } else { k }));
     }
@@ -1280,13 +1284,13 @@ mod tests {
     #[test]
     fn ops_without_a_rule_are_reported_with_their_node() {
         let (mut graph, acts) = tiny();
-        graph.nodes[1].op_type = "Erf".into();
-        graph.nodes[1].op = Op::Other("Erf".into());
+        graph.nodes[1].op_type = "Sin".into();
+        graph.nodes[1].op = Op::Other("Sin".into());
         let data: HashSet<String> = acts.keys().cloned().collect();
         let err = Program::new(&graph, "tiny.onnx".as_ref(), &data, "fc_out", Preset::Hudd, &(vec![0.0], vec![1.0]))
             .unwrap_err()
             .to_string();
-        assert!(err.contains("node `relu`") && err.contains("Erf"), "{err}");
+        assert!(err.contains("node `relu`") && err.contains("Sin"), "{err}");
     }
 
     /// x → Conv → `then` (nodes after the convolution, reading `conv_out`) → Flatten → Gemm; the
@@ -1371,6 +1375,70 @@ mod tests {
             let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
             let scale = want.iter().map(|v| v.abs()).fold(0.0, f32::max);
             assert!(err <= 1e-4 * scale, "{preset}: {err} of {scale}");
+        }
+    }
+
+    #[test]
+    fn gelu_written_out_passes_relevance_on_as_the_gelu_op_does() {
+        // erf by Abramowitz–Stegun 7.1.26 (|error| < 1.5e-7): the same values in every form.
+        let erf = |v: f32| {
+            let t = 1.0 / (1.0 + 0.327_591_1 * v.abs());
+            let p = t * (0.254_829_6 + t * (-0.284_496_7 + t * (1.421_413_7 + t * (-1.453_152 + t * 1.061_405_4))));
+            (1.0 - p * (-v * v).exp()).copysign(v)
+        };
+        let (w, b) = (tensor(&[3, 1, 3, 3], 20), tensor(&[3], 21));
+        let scalar = |v: f32| ArrayD::from_elem(IxDyn(&[]), v);
+        let consts = [("r2", scalar(std::f32::consts::SQRT_2)), ("one", scalar(1.0)), ("half", scalar(0.5))];
+        let gate = |c: &ArrayD<f32>| {
+            let d = c.mapv(|v| v / std::f32::consts::SQRT_2);
+            let e = d.mapv(erf);
+            let a = e.mapv(|v| v + 1.0);
+            (d, e, a)
+        };
+        let gelu = |c: &ArrayD<f32>| c * &gate(c).2 * 0.5;
+        let (op, op_acts) = conv_then(&w, &b, vec![node("gelu", "Gelu", &["conv_out"], &[])], &[], |c| {
+            vec![("gelu_out".to_string(), gelu(c))]
+        });
+        // TorchScript: (x · (1 + erf(x / √2))) · 0.5.
+        let torchscript = vec![
+            node("div", "Div", &["conv_out", "r2"], &[]),
+            node("erf", "Erf", &["div_out"], &[]),
+            node("add", "Add", &["erf_out", "one"], &[]),
+            node("mul", "Mul", &["conv_out", "add_out"], &[]),
+            node("mul1", "Mul", &["mul_out", "half"], &[]),
+        ];
+        let (ts, ts_acts) = conv_then(&w, &b, torchscript, &consts, |c| {
+            let (d, e, a) = gate(c);
+            let m = c * &a;
+            let y = &m * 0.5;
+            [("div_out", d), ("erf_out", e), ("add_out", a), ("mul_out", m), ("mul1_out", y)]
+                .map(|(n, v)| (n.to_string(), v))
+                .to_vec()
+        });
+        // tf2onnx (Keras): (0.5 · x) · (1 + erf(x / √2)), the constants first.
+        let keras = vec![
+            node("scaled", "Mul", &["half", "conv_out"], &[]),
+            node("div", "Div", &["conv_out", "r2"], &[]),
+            node("erf", "Erf", &["div_out"], &[]),
+            node("add", "Add", &["one", "erf_out"], &[]),
+            node("mul", "Mul", &["scaled_out", "add_out"], &[]),
+        ];
+        let (tf, tf_acts) = conv_then(&w, &b, keras, &consts, |c| {
+            let (d, e, a) = gate(c);
+            let h = c * 0.5;
+            let y = &h * &a;
+            [("scaled_out", h), ("div_out", d), ("erf_out", e), ("add_out", a), ("mul_out", y)]
+                .map(|(n, v)| (n.to_string(), v))
+                .to_vec()
+        });
+        for preset in [Preset::Hudd, Preset::EpsilonPlus] {
+            let (_, want) = input_relevance(&op, &op_acts, preset);
+            let scale = want.iter().map(|v| v.abs()).fold(0.0, f32::max);
+            for (form, graph, acts) in [("TorchScript", &ts, &ts_acts), ("tf2onnx", &tf, &tf_acts)] {
+                let (_, got) = input_relevance(graph, acts, preset);
+                let err = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                assert!(err <= 1e-5 * scale, "{preset}, {form}: {err} of {scale}");
+            }
         }
     }
 

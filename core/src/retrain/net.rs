@@ -1095,6 +1095,7 @@ fn activation(x: &Tensor, a: Activation, slope: Option<&Tensor>) -> candle_core:
         Activation::Gelu { tanh: false } => x.gelu_erf(),
         Activation::Gelu { tanh: true } => x.gelu(),
         Activation::Mish => x.mul(&softplus(x)?.tanh()?),
+        Activation::Erf => x.erf(),
     }
 }
 
