@@ -66,6 +66,9 @@ MODELS = [
     # Exact GELU as one `Gelu` op and written out by the TorchScript exporter (x · (1 + erf(x / √2)) · 0.5).
     ("gelu_dynamo", "tests/fixtures/families/gelu_dynamo.onnx", "cross-entropy"),
     ("gelu_ts", "tests/fixtures/families/gelu_ts.onnx", "cross-entropy"),
+    # Bilinear resampling both ways (Resize in linear mode).
+    ("bilinear_dynamo", "tests/fixtures/families/bilinear_dynamo.onnx", "cross-entropy"),
+    ("bilinear_ts", "tests/fixtures/families/bilinear_ts.onnx", "cross-entropy"),
 ]
 
 SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "BatchNormalization": (1, 2),
@@ -316,6 +319,16 @@ def forward(model, x, params, consts, shapes):
             idx = torch.where(idx < 0, idx + X.shape[ax], idx)
             picked = X.index_select(ax, idx.reshape(-1))
             y = picked.reshape(*X.shape[:ax], *idx.shape, *X.shape[ax + 1:])
+        elif op == "Resize" and a.get("mode") in (b"linear", "linear"):
+            ctm = a.get("coordinate_transformation_mode", b"half_pixel")
+            ctm = ctm.decode() if isinstance(ctm, bytes) else ctm
+            assert ctm in ("pytorch_half_pixel", "half_pixel", "align_corners"), ctm
+            if len(v) > 3 and v[3] is not None:
+                size = [int(d) for d in np.asarray(v[3]).reshape(-1)][2:]
+            else:
+                scales = [float(t) for t in np.asarray(v[2]).reshape(-1)]
+                size = [int(np.floor(X.shape[2 + i] * scales[2 + i])) for i in range(2)]
+            y = F.interpolate(X, size=size, mode="bilinear", align_corners=ctm == "align_corners")
         elif op == "Resize":
             assert a.get("mode", b"nearest") in (b"nearest", "nearest"), "Resize: nearest only"
             assert a.get("coordinate_transformation_mode") in (b"asymmetric", "asymmetric")

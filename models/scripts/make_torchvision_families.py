@@ -8,7 +8,9 @@ form (adaptive pooling that upsamples: the default exporter writes Transpose →
 a Where mask, Gathers and a Div), AlexNet, SqueezeNet, DenseNet, GoogLeNet, Inception v3,
 MobileNetV2, MobileNetV3, MNASNet, EfficientNet v1 and v2, RegNet X and Y, ShuffleNetV2; and, not a
 torchvision family, ConvNeXt's block with exact GELU (`gelu`: the GELU written out with `Erf` by the
-TorchScript exporter, one `Gelu` op by the default exporter). Widths are
+TorchScript exporter, one `Gelu` op by the default exporter) and bilinear resampling both ways
+(`bilinear`: `Resize` in linear mode, explained by Zennit's Norm rule on an F.interpolate module).
+Widths are
 divided by torchvision's own arguments (width_mult, growth_rate, …) or, where the constructor fixes
 them, by rebuilding the layers with the family's own block classes (ResNet's `_make_layer`, a
 `conv_block` factory that divides every channel count for GoogLeNet and Inception v3).
@@ -54,7 +56,7 @@ from torchvision.models import (densenet, efficientnet, inception, mnasnet, mobi
                                 resnet, shufflenetv2, squeezenet, vgg)
 from zennit.composites import EpsilonPlus, LayerMapComposite, layer_map_base
 from zennit.layer import Sum
-from zennit.rules import Epsilon, ZPlus
+from zennit.rules import Epsilon, Norm, ZPlus
 from zennit.torchvision import ResNetCanonizer, VGGCanonizer
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -209,6 +211,38 @@ class GeluBlockNet(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
+class BilinearNet(nn.Module):
+    """Bilinear resampling inside a classifier (as feature pyramids and segmentation heads use it):
+    a strided stem, an upsampling ×2 (`align_corners=False`: ONNX's `pytorch_half_pixel`), a
+    convolution, a downsampling to 6 × 6 (`align_corners=True`), a convolution, a spatial mean
+    and a dense head. Both exporters write each as a `Resize` in linear mode."""
+
+    def __init__(self, width=8):
+        super().__init__()
+        self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU())
+        self.mid = nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.ReLU())
+        self.last = nn.Sequential(nn.Conv2d(width, 2 * width, 3, 1, 1), nn.ReLU())
+        self.head = nn.Linear(2 * width, 10)
+
+    def forward(self, x):
+        x = self.stem(x)
+        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
+        x = self.mid(x)
+        x = F.interpolate(x, size=(6, 6), mode="bilinear", align_corners=True)
+        return self.head(self.last(x).mean((2, 3)))
+
+
+class Interpolate(nn.Module):
+    """F.interpolate as a module, for Zennit's Norm rule (the ε rule on its linear map)."""
+
+    def __init__(self, **kwargs):
+        super().__init__()
+        self.kwargs = kwargs
+
+    def forward(self, x):
+        return F.interpolate(x, **self.kwargs)
+
+
 # name: (constructor, input size, exporters). The TorchScript exporter writes adaptive pooling only
 # when the output size divides the input's: VGG and AlexNet get inputs that end their features at
 # 7×7 and 6×6 (as at 224×224; AlexNet with one max pool fewer, at 112×112); vgg_small is VGG on a
@@ -236,6 +270,8 @@ FAMILIES = {
                       ("dynamo", "ts")),
     # Not a torchvision family: the GELU of ConvNeXt (and of transformers) in both exported forms.
     "gelu": (GeluBlockNet, 32, ("dynamo", "ts")),
+    # Not a torchvision family: bilinear resampling (Resize in linear mode) both ways.
+    "bilinear": (BilinearNet, 32, ("dynamo", "ts")),
 }
 
 
@@ -356,6 +392,11 @@ def twin(m):
                                                args.get("ceil_mode", False), args.get("count_include_pad", True)))
             with g.graph.inserting_after(node):
                 new = g.graph.call_module(name, (args["input"],))
+        elif node.op == "call_function" and node.target is F.interpolate and node.kwargs.get("mode") == "bilinear":
+            name = f"hudd_interpolate_{count}"
+            g.add_submodule(name, Interpolate(**node.kwargs))
+            with g.graph.inserting_after(node):
+                new = g.graph.call_module(name, (node.args[0],))
         elif node.op == "call_function" and node.target in (F.adaptive_avg_pool2d,):
             if tuple(np.atleast_1d(node.args[1])) in ((1,), (1, 1)):
                 name = f"hudd_mean_{count}"
@@ -382,8 +423,10 @@ def composites(canonizers):
         return LayerMapComposite(layer_map=layer_map_base(1e-9) + [
             (nn.Conv2d, Epsilon(epsilon=1e-9)),
             (nn.Linear, ZPlus(stabilizer=1e-9, zero_params="bias")),
+            (Interpolate, Norm(stabilizer=1e-9)),
         ], canonizers=canonizers())
-    return {"hudd": hudd, "epsilon-plus": lambda: EpsilonPlus(canonizers=canonizers())}
+    return {"hudd": hudd,
+            "epsilon-plus": lambda: EpsilonPlus(canonizers=canonizers(), layer_map=[(Interpolate, Norm())])}
 
 
 def layer_outputs(model, x):

@@ -156,6 +156,14 @@ impl Recipe {
             Op::Mul => binary(|a, b| a.checked_mul(b).ok_or_else(|| "overflow".into()))?,
             Op::Div => binary(|a, b| a.checked_div(b).ok_or_else(|| "division by zero".into()))?,
             Op::Identity | Op::Cast { .. } => arg(0)?.clone(),
+            // Constant ranges (the TorchScript exporter's `Shape → Slice → Concat` for sizes).
+            Op::Slice(Some(attrs)) => {
+                let mut y = arg(0)?.clone();
+                for axis in attrs.resolve(y.shape())? {
+                    y = y.select(ndarray::Axis(axis.axis), &axis.indices());
+                }
+                y
+            }
             Op::ConstantOfShape { value } => {
                 let value = value.ok_or("a fill value that is not an integer")?;
                 let shape: Vec<usize> = arg(0)?
@@ -227,6 +235,7 @@ impl Recipe {
 mod tests {
     use super::*;
     use crate::model::graph::Attribute;
+    use crate::model::SliceAttrs;
 
     fn node(name: &str, op: Op, inputs: &[&str]) -> Node {
         Node {
@@ -276,6 +285,14 @@ mod tests {
             assert_eq!(got.shape(), &[batch, 16]);
             assert_eq!(got.iter().copied().collect::<Vec<_>>(), (0..16 * batch as i64).collect::<Vec<_>>());
         }
+        // The TorchScript exporter's sizes for interpolate(size=(6, 6)): Concat(Shape[0:2], [6, 6]).
+        let slice = SliceAttrs { starts: vec![0], ends: vec![2], axes: Some(vec![0]), steps: None };
+        graph.nodes.push(node("whole", Op::Shape { start: 0, end: None }, &["image"]));
+        graph.nodes.push(node("lead", Op::Slice(Some(slice)), &["whole"]));
+        graph.nodes.push(node("sizes", Op::Concat { axis: 0 }, &["lead", "six_six"]));
+        graph.weights.insert("six_six".into(), Weight::I64(ArrayD::from_shape_vec(IxDyn(&[2]), vec![6, 6]).unwrap()));
+        let recipe = Recipe::new(&graph, "sizes").unwrap();
+        assert_eq!(recipe.eval(3).unwrap().iter().copied().collect::<Vec<_>>(), [3, 16, 6, 6]);
         // A subgraph reading a float tensor's values is refused by name.
         graph.nodes.push(node("bad", Op::Add, &["image", "one"]));
         assert!(Recipe::new(&graph, "bad").unwrap_err().contains("known only in a run"));

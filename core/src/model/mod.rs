@@ -18,6 +18,7 @@
 //! shape and shared between threads, so callers parallelise over batches.
 
 mod graph;
+mod interpolate;
 mod ints;
 mod op;
 mod select;
@@ -34,6 +35,7 @@ use tract_onnx::pb;
 use tract_onnx::prelude::*;
 
 pub use graph::{Attribute, Graph, Node, TensorFact, Weight};
+pub use interpolate::{Interpolation, Matrices};
 pub use ints::Recipe;
 pub use op::{
     axis_index, gather_indices, split_sizes, Activation, AutoPad, Axes, Bound, ConvAttrs, Op, PadMode, PoolAttrs,

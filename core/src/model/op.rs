@@ -10,6 +10,7 @@ use std::collections::BTreeMap;
 use serde::Serialize;
 
 use super::graph::{Attribute, Weight};
+use super::interpolate::Interpolation;
 use super::select::Selection;
 
 /// ONNX `auto_pad`: how a convolution or pooling window pads its input.
@@ -477,6 +478,8 @@ pub enum Op {
     /// Data movement: each output element a copy of one input element (`GatherND`,
     /// `GatherElements`, `Expand`, `Tile`, `DepthToSpace`, `SpaceToDepth`).
     Select(Selection),
+    /// `Resize` / `Upsample` in linear mode with constant scales or sizes: a constant linear map.
+    Interpolate(Interpolation),
     /// `Where(cond, a, b)`: `a` where `cond` holds, else `b` (broadcasting).
     Where,
     /// The shape of a tensor, axes `start..end` (an integer tensor: shape arithmetic).
@@ -776,15 +779,18 @@ impl Op {
     }
 }
 
-/// `Resize` / `Upsample` in nearest mode with constant scales or sizes, as a [`Selection`];
-/// anything else (linear or cubic interpolation, computed scales, other coordinate modes) is
-/// [`Op::Other`]: no stage interprets it yet.
+/// `Resize` / `Upsample` with constant scales or sizes: in nearest mode a [`Selection`], in linear
+/// mode (without antialiasing) an [`Interpolation`]; anything else (cubic interpolation, computed
+/// scales, other coordinate modes) is [`Op::Other`]: no stage interprets it yet.
 fn resize<'w>(op_type: &str, a: &Attrs<'_>, inputs: &[String], constant: &impl Fn(&str) -> Option<&'w Weight>) -> Op {
     use super::select::{Coordinate, Rounding};
     let other = || Op::Other(op_type.to_string());
-    if a.string("mode").unwrap_or("nearest") != "nearest" {
-        return other();
-    }
+    // Upsample (opset 7) called linear interpolation "bilinear".
+    let linear = match a.string("mode").unwrap_or("nearest") {
+        "nearest" => false,
+        "linear" | "bilinear" if a.int("antialias").unwrap_or(0) == 0 => true,
+        _ => return other(),
+    };
     let coordinate = match a.string("coordinate_transformation_mode").unwrap_or("half_pixel") {
         "half_pixel" => Coordinate::HalfPixel,
         "pytorch_half_pixel" => Coordinate::PytorchHalfPixel,
@@ -813,8 +819,19 @@ fn resize<'w>(op_type: &str, a: &Attrs<'_>, inputs: &[String], constant: &impl F
         },
         _ => None,
     };
+    // Sizes computed from the input's shape (the exporters write `Concat(Shape(x)[:2], [h, w])`
+    // for `interpolate(size=…)`): evaluated for each batch.
+    let computed = inputs.get(sizes_at).filter(|n| !n.is_empty() && sizes.is_none() && constant(n).is_none());
+    if linear && scales.is_none() {
+        if let Some(name) = computed {
+            return Op::Interpolate(Interpolation { coordinate, scales, sizes, computed_sizes: Some(name.clone()) });
+        }
+    }
     if scales.is_none() && sizes.is_none() {
         return other();
+    }
+    if linear {
+        return Op::Interpolate(Interpolation { coordinate, scales, sizes, computed_sizes: None });
     }
     Op::Select(Selection::Resize { coordinate, rounding, scales, sizes })
 }

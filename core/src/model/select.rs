@@ -115,7 +115,7 @@ pub enum Rounding {
 
 impl Coordinate {
     /// The input coordinate of output cell `o` (`out` cells from `len`, scale `scale`).
-    fn map(self, o: usize, len: usize, out: usize, scale: f64) -> f64 {
+    pub(super) fn map(self, o: usize, len: usize, out: usize, scale: f64) -> f64 {
         let o = o as f64;
         match self {
             Coordinate::HalfPixel => (o + 0.5) / scale - 0.5,
@@ -141,6 +141,28 @@ impl Rounding {
     }
 }
 
+/// `Resize`'s output size along `axis` (of `rank`, `len` long) and the scale its coordinates use:
+/// from the sizes when given, else `⌊len · scale⌋`.
+pub(super) fn output_size(
+    axis: usize,
+    len: usize,
+    rank: usize,
+    scales: Option<&[f32]>,
+    sizes: Option<&[usize]>,
+) -> Result<(usize, f64), String> {
+    let given = scales.map(<[f32]>::len).or(sizes.map(<[usize]>::len)).ok_or("Resize without scales or sizes")?;
+    if given != rank {
+        return Err(format!("Resize: {given} scales or sizes for {rank} axes"));
+    }
+    match (sizes, scales) {
+        (Some(sz), _) => Ok((sz[axis], sz[axis] as f64 / len.max(1) as f64)),
+        (None, Some(sc)) if sc[axis] > 0.0 && sc[axis].is_finite() => {
+            Ok(((len as f64 * f64::from(sc[axis])).floor() as usize, f64::from(sc[axis])))
+        }
+        _ => Err(format!("Resize: scale {:?} on axis {axis}", scales.map(|s| s[axis]))),
+    }
+}
+
 fn resize<T: Clone>(
     x: ArrayViewD<'_, T>,
     coordinate: Coordinate,
@@ -149,20 +171,10 @@ fn resize<T: Clone>(
     sizes: Option<&[usize]>,
 ) -> Result<ArrayD<T>, String> {
     let rank = x.ndim();
-    let given = scales.map(<[f32]>::len).or(sizes.map(<[usize]>::len)).ok_or("Resize without scales or sizes")?;
-    if given != rank {
-        return Err(format!("Resize: {given} scales or sizes for {rank} axes"));
-    }
     let mut y = x.to_owned();
     for axis in 0..rank {
         let len = x.shape()[axis];
-        let (out, scale) = match (sizes, scales) {
-            (Some(sz), _) => (sz[axis], sz[axis] as f64 / len.max(1) as f64),
-            (None, Some(sc)) if sc[axis] > 0.0 => {
-                ((len as f64 * f64::from(sc[axis])).floor() as usize, f64::from(sc[axis]))
-            }
-            _ => return Err(format!("Resize: scale {:?} on axis {axis}", scales.map(|s| s[axis]))),
-        };
+        let (out, scale) = output_size(axis, len, rank, scales, sizes)?;
         if out == len && scale == 1.0 {
             continue;
         }

@@ -28,7 +28,7 @@ use crate::model::{
     axis_index, gather_indices, scatter_sources, split_sizes, where_mask, Activations, AutoPad, Axes, ConvAttrs,
     ElemType, Graph, Node, Op, PadMode, PoolAttrs, Reduction, Selection, SliceAttrs, Weight,
 };
-use crate::model::{Operand, Recipe};
+use crate::model::{Interpolation, Operand, Recipe};
 
 /// How one node propagates relevance.
 #[derive(Debug, Clone)]
@@ -69,6 +69,9 @@ pub enum StepKind {
         /// The output keeps the reduced axes.
         keep_dims: bool,
     },
+    /// Linear interpolation (`Resize` in linear mode): a constant linear map (Norm rule); its sizes
+    /// when the graph computes them.
+    Interpolate(Interpolation, Operand),
     /// A maximum over axes (winner takes all).
     ReduceMax {
         /// The reduced axes.
@@ -289,7 +292,9 @@ pub fn rule_of(op: &Op) -> Option<&'static str> {
         Op::Conv(_) | Op::ConvTranspose(_) | Op::Gemm { .. } | Op::MatMul => "the preset's layer rule",
         Op::MaxPool(_) | Op::GlobalMaxPool => "winner takes all",
         Op::Reduce { reduction: Reduction::Max, .. } => "winner takes all",
-        Op::AveragePool { .. } | Op::GlobalAveragePool | Op::Reduce { .. } => "norm (ε on the linear map)",
+        Op::AveragePool { .. } | Op::GlobalAveragePool | Op::Reduce { .. } | Op::Interpolate(_) => {
+            "norm (ε on the linear map)"
+        }
         Op::BatchNormalization { .. } => "merged into the layer before it, else pass",
         Op::Activation(_) | Op::Dropout | Op::Identity | Op::Cast { .. } => "pass",
         Op::Flatten { .. } | Op::Reshape { .. } | Op::Squeeze { .. } | Op::Unsqueeze { .. } | Op::Transpose { .. } => {
@@ -323,6 +328,16 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
         Op::AveragePool { pool, count_include_pad } => StepKind::AvgPool(pool_spec(node, c, pool)?, *count_include_pad),
         Op::GlobalAveragePool => StepKind::GlobalAvgPool,
         Op::GlobalMaxPool => StepKind::ReduceMax { over: Over::Spatial, keep_dims: true },
+        Op::Interpolate(interpolation) => {
+            let sizes = match &interpolation.computed_sizes {
+                Some(name) => Operand::Computed(
+                    Recipe::new(c.graph, name)
+                        .map_err(|e| unsupported(c, node, &format!("its sizes cannot be evaluated: {e}")))?,
+                ),
+                None => Operand::None,
+            };
+            StepKind::Interpolate(interpolation.clone(), sizes)
+        }
         Op::Reduce { reduction, axes, keep_dims } => {
             if let Axes::Computed(name) = axes {
                 return Err(unsupported(c, node, &format!("the axes `{name}` are computed by the graph")));
@@ -740,6 +755,7 @@ impl Program {
                     | StepKind::GlobalAvgPool
                     | StepKind::Add
                     | StepKind::Reduce { .. }
+                    | StepKind::Interpolate(..)
                     | StepKind::Diagonal(_) => Some(Rule::Norm { stabilizer: preset.stabilizer() }),
                     _ => None,
                 },
@@ -959,6 +975,18 @@ impl Program {
                 one(match &step.bound {
                     Some(Bound::Free(b)) => b.propagate(&map, x, &r, output.as_ref()),
                     _ => r.broadcast(x.raw_dim()).map(|v| v.to_owned()).ok_or_else(|| shape_err_of(&r, x))?,
+                })
+            }
+            StepKind::Interpolate(interpolation, sizes) => {
+                let x = act(&x_name)?;
+                let sizes = sizes.value(x.shape()[0]).map_err(|e| self.step_error(step, &e))?;
+                let map = interpolation
+                    .sized(sizes.as_deref())
+                    .and_then(|i| i.matrices(x.shape()))
+                    .map_err(|e| self.step_error(step, &e))?;
+                one(match &step.bound {
+                    Some(Bound::Free(b)) => b.propagate(&map, x, r, output),
+                    _ => map.apply_transposed(r),
                 })
             }
             StepKind::ReduceMax { over, keep_dims } => {

@@ -58,6 +58,19 @@ impl LinearMap for Reduce {
     }
 }
 
+/// Linear interpolation's matrices as a map (`Resize` in linear mode).
+impl LinearMap for crate::model::Matrices {
+    type Params = NoWeights;
+
+    fn forward(&self, x: &ArrayD<f32>, _params: &NoWeights) -> ArrayD<f32> {
+        self.apply(x)
+    }
+
+    fn backward(&self, s: &ArrayD<f32>, _params: &NoWeights, _input_shape: &[usize]) -> ArrayD<f32> {
+        self.apply_transposed(s)
+    }
+}
+
 /// A constant factor broadcast over the input (a `Mul` or `Div` by a constant that no canonizer
 /// folded into a layer): a diagonal linear map.
 #[derive(Debug, Clone, PartialEq)]

@@ -30,7 +30,7 @@ use crate::model::{
     ConvAttrs, Dim, ElemType, Graph, Model, Node, Op, PadMode, PoolAttrs, Reduction, Selection, SliceAttrs, TensorFact,
     Weight, Weights,
 };
-use crate::model::{Operand, Recipe};
+use crate::model::{Interpolation, Operand, Recipe};
 use crate::rng::Rng;
 
 use super::conv::Conv2d;
@@ -113,6 +113,9 @@ enum Kind {
         indices: Vec<i64>,
         shape: Vec<usize>,
     },
+    /// Linear interpolation: per resized axis, a product with its constant matrix; its sizes when
+    /// the graph computes them.
+    Interpolate(Interpolation, Operand),
     /// Data movement, as one `index_select` of the flattened input (model::Selection).
     Select {
         selection: Selection,
@@ -606,6 +609,23 @@ impl Net {
                 dims.extend(&x.dims()[ax + 1..]);
                 y.reshape(dims)
             }
+            Kind::Interpolate(interpolation, sizes) => {
+                let batch = x.dims().first().copied().unwrap_or(1);
+                let sizes = sizes.value(batch).map_err(candle_core::Error::Msg)?;
+                let matrices = interpolation
+                    .sized(sizes.as_deref())
+                    .and_then(|i| i.matrices(x.dims()))
+                    .map_err(candle_core::Error::Msg)?;
+                let last = x.rank() - 1;
+                let mut y = x.clone();
+                for (axis, a) in &matrices.0 {
+                    // The axis last, times aᵀ ([len, out]), back in place.
+                    let (out, len) = a.dim();
+                    let at = Tensor::from_iter(a.t().iter().copied(), y.device())?.reshape((len, out))?;
+                    y = y.transpose(*axis, last)?.contiguous()?.broadcast_matmul(&at)?.transpose(*axis, last)?;
+                }
+                y.contiguous()
+            }
             Kind::Select { selection, operand } => {
                 let batch = x.dims().first().copied().unwrap_or(1);
                 let operand = operand.value(batch).map_err(candle_core::Error::Msg)?;
@@ -760,6 +780,7 @@ pub fn trains(op: &Op) -> bool {
         | Op::Slice(_)
         | Op::Gather { .. }
         | Op::Select(_)
+        | Op::Interpolate(_)
         | Op::Where
         | Op::Transpose { .. }
         | Op::Pad { .. }
@@ -886,6 +907,15 @@ fn translate(
                 _ => Operand::None,
             };
             Kind::Select { selection: selection.clone(), operand }
+        }
+        Op::Interpolate(interpolation) => {
+            let sizes = match &interpolation.computed_sizes {
+                Some(name) => Operand::Computed(
+                    Recipe::new(graph, name).map_err(|e| format!("the sizes cannot be evaluated: {e}"))?,
+                ),
+                None => Operand::None,
+            };
+            Kind::Interpolate(interpolation.clone(), sizes)
         }
         Op::Where => match weight_at(0) {
             Some(Weight::I64(cond)) if !(is_data(1) && is_data(2)) => Kind::Where { cond: cond.clone() },

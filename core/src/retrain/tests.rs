@@ -80,8 +80,8 @@ fn the_fixtures_cover_every_lrp_fixture_model() {
         let m = format!("tests/fixtures/families/keras_{family}_tf2onnx.onnx");
         assert!(covered.contains(&m), "{m}");
     }
-    // GELU as one `Gelu` op and written out with `Erf`.
-    for m in ["gelu_dynamo", "gelu_ts"] {
+    // GELU as one `Gelu` op and written out with `Erf`; bilinear resampling (Resize in linear mode).
+    for m in ["gelu_dynamo", "gelu_ts", "bilinear_dynamo", "bilinear_ts"] {
         let m = format!("tests/fixtures/families/{m}.onnx");
         assert!(covered.contains(&m), "{m}");
     }
