@@ -65,12 +65,12 @@ def resnet18():
     return torchvision_model("resnet18", keep_inplace=True)
 
 
-def torchvision_model(name, keep_inplace=False):
-    """torchvision's `name` (1000 classes), seeded random weights, batch norms away from the identity,
-    ReLUs not in place unless `keep_inplace` (Zennit's hooks keep their outputs)."""
+def torchvision_model(name, keep_inplace=False, num_classes=1000):
+    """torchvision's `name` (1000 classes unless said), seeded random weights, batch norms away from
+    the identity, ReLUs not in place unless `keep_inplace` (Zennit's hooks keep their outputs)."""
     import torchvision
     torch.manual_seed(0)
-    model = getattr(torchvision.models, name)(weights=None)
+    model = getattr(torchvision.models, name)(weights=None, num_classes=num_classes)
     with torch.no_grad():
         for m in model.modules():
             if isinstance(m, nn.BatchNorm2d):
