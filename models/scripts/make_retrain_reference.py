@@ -69,6 +69,8 @@ MODELS = [
     # Bilinear resampling both ways (Resize in linear mode).
     ("bilinear_dynamo", "tests/fixtures/families/bilinear_dynamo.onnx", "cross-entropy"),
     ("bilinear_ts", "tests/fixtures/families/bilinear_ts.onnx", "cross-entropy"),
+    # Opset 9's Upsample (nearest, its scales an input).
+    ("upsample_ts9", "tests/fixtures/families/upsample_ts9.onnx", "cross-entropy"),
 ]
 
 SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "BatchNormalization": (1, 2),
@@ -329,6 +331,10 @@ def forward(model, x, params, consts, shapes):
                 scales = [float(t) for t in np.asarray(v[2]).reshape(-1)]
                 size = [int(np.floor(X.shape[2 + i] * scales[2 + i])) for i in range(2)]
             y = F.interpolate(X, size=size, mode="bilinear", align_corners=ctm == "align_corners")
+        elif op == "Upsample":
+            assert a.get("mode", b"nearest") in (b"nearest", "nearest"), "Upsample: nearest only"
+            scales = [float(t) for t in np.asarray(v[1]).reshape(-1)]
+            y = F.interpolate(X, scale_factor=scales[2:], mode="nearest")
         elif op == "Resize":
             assert a.get("mode", b"nearest") in (b"nearest", "nearest"), "Resize: nearest only"
             assert a.get("coordinate_transformation_mode") in (b"asymmetric", "asymmetric")

@@ -18,6 +18,7 @@ them, by rebuilding the layers with the family's own block classes (ResNet's `_m
 Written to tests/fixtures/families/:
   <family>_dynamo.onnx (+ .onnx.data)  torch.onnx.export's default exporter (torch.export), opset 20
   <family>_ts.onnx                     the TorchScript exporter (dynamo=False), opset 17
+  <family>_ts9.onnx                    the same at opset 9 (its `Upsample`)
   index.json                           the fixtures: family, exporter, input size, parameters, op types
   lrp/<family>_<exporter>/             Zennit's relevance of every convolution and dense layer's
                                        output and of the input, presets `epsilon-plus` and `hudd`, for
@@ -211,24 +212,31 @@ class GeluBlockNet(nn.Module):
         return self.head(x.mean((2, 3)))
 
 
-class BilinearNet(nn.Module):
-    """Bilinear resampling inside a classifier (as feature pyramids and segmentation heads use it):
-    a strided stem, an upsampling ×2 (`align_corners=False`: ONNX's `pytorch_half_pixel`), a
-    convolution, a downsampling to 6 × 6 (`align_corners=True`), a convolution, a spatial mean
-    and a dense head. Both exporters write each as a `Resize` in linear mode."""
+class ResampleNet(nn.Module):
+    """Resampling inside a classifier: a strided stem, then
+    - `bilinear` (as feature pyramids and segmentation heads use it): an upsampling ×2
+      (`align_corners=False`: ONNX's `pytorch_half_pixel`), a convolution, a downsampling to 6 × 6
+      (`align_corners=True`), a convolution; both exporters write each as a `Resize` in linear mode;
+    - `nearest`: an upsampling ×2, two convolutions (the second strided); exported at opset 9, an
+      `Upsample` node (opset ≤ 9's op, its scales an input);
+    then a spatial mean and a dense head."""
 
-    def __init__(self, width=8):
+    def __init__(self, mode, width=8):
         super().__init__()
+        self.mode = mode
         self.stem = nn.Sequential(nn.Conv2d(3, width, 3, 2, 1), nn.BatchNorm2d(width), nn.ReLU())
         self.mid = nn.Sequential(nn.Conv2d(width, width, 3, 1, 1), nn.ReLU())
-        self.last = nn.Sequential(nn.Conv2d(width, 2 * width, 3, 1, 1), nn.ReLU())
+        stride = 1 if mode == "bilinear" else 2
+        self.last = nn.Sequential(nn.Conv2d(width, 2 * width, 3, stride, 1), nn.ReLU())
         self.head = nn.Linear(2 * width, 10)
 
     def forward(self, x):
         x = self.stem(x)
-        x = F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False)
-        x = self.mid(x)
-        x = F.interpolate(x, size=(6, 6), mode="bilinear", align_corners=True)
+        if self.mode == "bilinear":
+            x = self.mid(F.interpolate(x, scale_factor=2.0, mode="bilinear", align_corners=False))
+            x = F.interpolate(x, size=(6, 6), mode="bilinear", align_corners=True)
+        else:
+            x = self.mid(F.interpolate(x, scale_factor=2.0, mode="nearest"))
         return self.head(self.last(x).mean((2, 3)))
 
 
@@ -271,7 +279,9 @@ FAMILIES = {
     # Not a torchvision family: the GELU of ConvNeXt (and of transformers) in both exported forms.
     "gelu": (GeluBlockNet, 32, ("dynamo", "ts")),
     # Not a torchvision family: bilinear resampling (Resize in linear mode) both ways.
-    "bilinear": (BilinearNet, 32, ("dynamo", "ts")),
+    "bilinear": (lambda: ResampleNet("bilinear"), 32, ("dynamo", "ts")),
+    # Not a torchvision family: opset 9's Upsample (the TorchScript exporter at opset_version=9).
+    "upsample": (lambda: ResampleNet("nearest"), 32, ("ts9",)),
 }
 
 
@@ -308,7 +318,8 @@ def export(m, x, path, exporter):
         torch.onnx.export(m, (x,), str(path), input_names=["image"], output_names=["logits"],
                           dynamic_shapes={"x": {0: torch.export.Dim("batch")}})
     else:
-        torch.onnx.export(m, (x,), str(path), dynamo=False, opset_version=17, input_names=["image"],
+        torch.onnx.export(m, (x,), str(path), dynamo=False, opset_version=9 if exporter == "ts9" else 17,
+                          input_names=["image"],
                           output_names=["logits"], dynamic_axes={"image": {0: "batch"}, "logits": {0: "batch"}})
     return sorted({n.op_type for n in onnx.load(str(path), load_external_data=False).graph.node})
 

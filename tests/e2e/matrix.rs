@@ -89,7 +89,8 @@ fn the_matrix_holds_every_family_for_both_exporters() {
     assert!(names.contains(&"vgg_small_dynamo".to_string()), "adaptive pooling that upsamples");
     // Exact GELU: one `Gelu` op (default exporter) and written out with `Erf` (TorchScript).
     // Bilinear resampling both ways (Resize in linear mode).
-    for name in ["gelu_dynamo", "gelu_ts", "bilinear_dynamo", "bilinear_ts"] {
+    // Opset 9's Upsample (the TorchScript exporter at opset_version=9).
+    for name in ["gelu_dynamo", "gelu_ts", "bilinear_dynamo", "bilinear_ts", "upsample_ts9"] {
         assert!(names.contains(&name.to_string()), "{name} is missing from the matrix");
     }
     // Keras' applications as tf2onnx converts them (NHWC; models/scripts/make_keras_families.py).

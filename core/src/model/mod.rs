@@ -339,9 +339,46 @@ impl std::fmt::Debug for Model {
     }
 }
 
+/// The inference engine, with the ops hudd adds to it: opset 9's `Upsample`, which tract lacks, as
+/// the opset-10 `Resize` it became (the same inputs: the data and the scales).
+fn engine() -> tract_onnx::Onnx {
+    let mut onnx = tract_onnx::onnx();
+    onnx.op_register.insert("Upsample", upsample_as_resize);
+    onnx
+}
+
+/// `Upsample` (opset 7 to 9) built by the engine's own `Resize` as at opset 10: asymmetric
+/// coordinates and, in nearest mode, rounding down (`Upsample`'s definition: `floor(o / scale)`).
+/// Opset 7 and 8 give the scales as an attribute instead of an input: refused.
+fn upsample_as_resize(
+    ctx: &tract_onnx::model::ParsingContext,
+    node: &pb::NodeProto,
+) -> TractResult<(Box<dyn tract_onnx::tract_hir::infer::InferenceOp>, Vec<String>)> {
+    if node.input.len() < 2 {
+        return Err(TractError::msg(
+            "`Upsample` with its scales as an attribute (opset 7 or 8): re-export at opset 9 or later",
+        ));
+    }
+    let Some(resize) = ctx.framework.op_register.0.get("Resize") else {
+        return Err(TractError::msg("the engine has no `Resize`"));
+    };
+    let mut node = node.clone();
+    node.op_type = "Resize".into();
+    node.attribute.retain(|a| a.name == "mode");
+    node.attribute.push(pb::AttributeProto {
+        name: "nearest_mode".into(),
+        r#type: pb::attribute_proto::AttributeType::String as i32,
+        s: b"floor".to_vec(),
+        ..Default::default()
+    });
+    let mut at_10 = ctx.clone();
+    at_10.onnx_operator_set_version = 10;
+    resize(&at_10, &node)
+}
+
 /// The ONNX op types the inference engine can run, sorted.
 pub fn supported_ops() -> Vec<String> {
-    let mut ops: Vec<String> = tract_onnx::onnx().op_register.0.keys().cloned().collect();
+    let mut ops: Vec<String> = engine().op_register.0.keys().cloned().collect();
     ops.sort();
     ops
 }
@@ -389,7 +426,7 @@ impl Model {
         }
         // Declared intermediate and output shapes name the batch symbolically (`batch`); hudd fixes
         // the batch per run, so let the engine infer every shape from the input instead.
-        let onnx = tract_onnx::onnx().with_ignore_value_info(true).with_ignore_output_shapes(true);
+        let onnx = engine().with_ignore_value_info(true).with_ignore_output_shapes(true);
         for node in &pgraph.node {
             if !onnx.op_register.0.contains_key(&node.op_type) {
                 return Err(Error::UnsupportedOp { path, node: node_name(node), op: node.op_type.clone() });

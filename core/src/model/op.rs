@@ -791,14 +791,20 @@ fn resize<'w>(op_type: &str, a: &Attrs<'_>, inputs: &[String], constant: &impl F
         "linear" | "bilinear" if a.int("antialias").unwrap_or(0) == 0 => true,
         _ => return other(),
     };
-    let coordinate = match a.string("coordinate_transformation_mode").unwrap_or("half_pixel") {
+    // Upsample has neither attribute: its output cell o reads floor(o / scale) (asymmetric, down).
+    let upsample = op_type == "Upsample";
+    let coordinate = match a.string("coordinate_transformation_mode").unwrap_or(if upsample {
+        "asymmetric"
+    } else {
+        "half_pixel"
+    }) {
         "half_pixel" => Coordinate::HalfPixel,
         "pytorch_half_pixel" => Coordinate::PytorchHalfPixel,
         "asymmetric" => Coordinate::Asymmetric,
         "align_corners" => Coordinate::AlignCorners,
         _ => return other(),
     };
-    let rounding = match a.string("nearest_mode").unwrap_or("round_prefer_floor") {
+    let rounding = match a.string("nearest_mode").unwrap_or(if upsample { "floor" } else { "round_prefer_floor" }) {
         "round_prefer_floor" => Rounding::RoundPreferFloor,
         "round_prefer_ceil" => Rounding::RoundPreferCeil,
         "floor" => Rounding::Floor,
@@ -969,6 +975,22 @@ mod tests {
         let neg = attrs(&[("kernel_shape", Attribute::Ints(vec![2, 2])), ("strides", Attribute::Ints(vec![-1, 1]))]);
         assert!(decode("MaxPool", &neg, None).unwrap_err().contains("strides"));
         assert!(decode("MaxPool", &BTreeMap::new(), None).unwrap_err().contains("kernel_shape"));
+    }
+
+    #[test]
+    fn upsample_reads_down_from_asymmetric_coordinates_and_resize_defaults_to_half_pixel() {
+        use super::super::select::{Coordinate, Rounding};
+        let Op::Select(Selection::Resize { coordinate, rounding, scales, .. }) =
+            decode("Upsample", &BTreeMap::new(), Some(&[4])).unwrap()
+        else {
+            panic!("nearest Upsample is a selection")
+        };
+        assert_eq!((coordinate, rounding, scales.map(|s| s.len())), (Coordinate::Asymmetric, Rounding::Floor, Some(4)));
+        let linear = attrs(&[("mode", Attribute::String("linear".into()))]);
+        let Op::Interpolate(i) = decode("Upsample", &linear, Some(&[4])).unwrap() else { panic!("linear") };
+        assert_eq!(i.coordinate, Coordinate::Asymmetric);
+        // Resize reads its scales as input 2: here input 1 is the roi, so nothing is decoded.
+        assert_eq!(decode("Resize", &BTreeMap::new(), Some(&[4])).unwrap(), Op::Other("Resize".into()));
     }
 
     #[test]

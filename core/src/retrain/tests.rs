@@ -80,8 +80,9 @@ fn the_fixtures_cover_every_lrp_fixture_model() {
         let m = format!("tests/fixtures/families/keras_{family}_tf2onnx.onnx");
         assert!(covered.contains(&m), "{m}");
     }
-    // GELU as one `Gelu` op and written out with `Erf`; bilinear resampling (Resize in linear mode).
-    for m in ["gelu_dynamo", "gelu_ts", "bilinear_dynamo", "bilinear_ts"] {
+    // GELU as one `Gelu` op and written out with `Erf`; bilinear resampling (Resize in linear mode);
+    // opset 9's Upsample.
+    for m in ["gelu_dynamo", "gelu_ts", "bilinear_dynamo", "bilinear_ts", "upsample_ts9"] {
         let m = format!("tests/fixtures/families/{m}.onnx");
         assert!(covered.contains(&m), "{m}");
     }
