@@ -7,7 +7,9 @@ EfficientNet, EfficientNetV2) at reduced widths and depths through the construct
 of the family kept: the built-in preprocessing layers (`Rescaling`, `Normalization`), batch norms
 before and after convolutions, ReLU6, swish, hard-swish, squeeze-excitation, depthwise convolutions,
 concatenation, global average pooling and the dense head, seeded, with batch-norm statistics that
-change each layer's output. The models end at their logits (`classifier_activation=None`).
+change each layer's output. The models end at their logits (`classifier_activation=None`). Beside
+them, not an application: `tf.nn.space_to_depth` between convolutions (`space_to_depth`), the one
+route by which an exporter writes ONNX's `SpaceToDepth`.
 
 Run once from the repository root (TensorFlow; the Zennit references come after, from the PyTorch
 environment):
@@ -90,6 +92,20 @@ def small_efficientnet_v2():
     return efficientnet_v2.EfficientNetV2(0.25, 0.3, SIZE, name="efficientnetv2-b0", **COMMON)
 
 
+def small_space_to_depth():
+    """Not a Keras application: `tf.nn.space_to_depth` between convolutions (tf2onnx writes the
+    ONNX `SpaceToDepth` op, NCHW, between transposes)."""
+    layers = tf.keras.layers
+    inp = tf.keras.Input((SIZE, SIZE, 3))
+    x = layers.Conv2D(8, 3, padding="same", use_bias=False)(inp)
+    x = layers.ReLU()(layers.BatchNormalization()(x))
+    x = layers.Lambda(lambda t: tf.nn.space_to_depth(t, 2))(x)
+    x = layers.Conv2D(16, 3, padding="same", activation="relu")(x)
+    x = layers.Conv2D(16, 3, strides=2, padding="same", activation="relu")(x)
+    out = layers.Dense(10)(layers.GlobalAveragePooling2D()(x))
+    return tf.keras.Model(inp, out, name="space_to_depth")
+
+
 FAMILIES = {
     "resnet": small_resnet,
     "densenet": small_densenet,
@@ -97,6 +113,7 @@ FAMILIES = {
     "mobilenet_v3": small_mobilenet_v3,
     "efficientnet": small_efficientnet,
     "efficientnet_v2": small_efficientnet_v2,
+    "space_to_depth": small_space_to_depth,
 }
 
 

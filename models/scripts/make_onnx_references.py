@@ -412,6 +412,13 @@ class Twin(nn.Module):
             for ax in reversed(range(r)):
                 torch_pads += [p[ax], p[ax + r]]
             return [F.pad(x, tuple(torch_pads))]
+        if op == "SpaceToDepth":
+            # ONNX: output channel (i·b + j)·C + c holds input (c, y·b + i, x·b + j). A data movement:
+            # Zennit's gradient carries relevance back to the element each output copies.
+            b = a["blocksize"]
+            n, c, h, w = x.shape
+            y = x.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4)
+            return [y.reshape(n, b * b * c, h // b, w // b)]
         if op == "Concat":
             return [torch.cat(ins, dim=a["axis"])]
         if op in ("Identity", "Dropout"):

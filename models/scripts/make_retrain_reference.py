@@ -71,6 +71,8 @@ MODELS = [
     ("bilinear_ts", "tests/fixtures/families/bilinear_ts.onnx", "cross-entropy"),
     # Opset 9's Upsample (nearest, its scales an input).
     ("upsample_ts9", "tests/fixtures/families/upsample_ts9.onnx", "cross-entropy"),
+    # tf.nn.space_to_depth as tf2onnx writes it (SpaceToDepth between transposes).
+    ("keras_space_to_depth_tf2onnx", "tests/fixtures/families/keras_space_to_depth_tf2onnx.onnx", "cross-entropy"),
 ]
 
 SLOTS = {"Conv": (1, 2), "ConvTranspose": (1, 2), "Gemm": (1, 2), "BatchNormalization": (1, 2),
@@ -351,6 +353,10 @@ def forward(model, x, params, consts, shapes):
             ax = ax + X.dim() if ax < 0 else ax
             idx = torch.as_tensor(np.asarray(v[1]), dtype=torch.long)
             y = torch.gather(X, ax, torch.where(idx < 0, idx + X.shape[ax], idx))
+        elif op == "SpaceToDepth":
+            b = a["blocksize"]
+            n, c, h, w = X.shape
+            y = X.reshape(n, c, h // b, b, w // b, b).permute(0, 3, 5, 1, 2, 4).reshape(n, b * b * c, h // b, w // b)
         elif op == "DepthToSpace":
             b, crd = a["blocksize"], a.get("mode", b"DCR") in (b"CRD", "CRD")
             n, c, h, w = X.shape

@@ -94,7 +94,9 @@ fn the_matrix_holds_every_family_for_both_exporters() {
         assert!(names.contains(&name.to_string()), "{name} is missing from the matrix");
     }
     // Keras' applications as tf2onnx converts them (NHWC; models/scripts/make_keras_families.py).
-    for family in ["resnet", "densenet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "efficientnet_v2"] {
+    for family in
+        ["resnet", "densenet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "efficientnet_v2", "space_to_depth"]
+    {
         let name = format!("keras_{family}_tf2onnx");
         assert!(names.contains(&name), "{name} is missing from the matrix");
     }

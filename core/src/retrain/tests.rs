@@ -76,7 +76,9 @@ fn the_fixtures_cover_every_lrp_fixture_model() {
     }
     assert!(covered.iter().any(|m| m.ends_with("fmnist_cnn.onnx")));
     // Keras' applications as tf2onnx writes them (the coverage matrix's NHWC fixtures).
-    for family in ["resnet", "densenet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "efficientnet_v2"] {
+    for family in
+        ["resnet", "densenet", "mobilenet_v2", "mobilenet_v3", "efficientnet", "efficientnet_v2", "space_to_depth"]
+    {
         let m = format!("tests/fixtures/families/keras_{family}_tf2onnx.onnx");
         assert!(covered.contains(&m), "{m}");
     }
