@@ -7,7 +7,9 @@
 use ndarray::{Array2, ArrayD, ArrayView2};
 use serde::Serialize;
 
-use super::select::{output_size, Coordinate};
+use super::graph::Graph;
+use super::ints::Recipe;
+use super::select::{output_size, Coordinate, Operand};
 
 /// `Resize` (`Upsample`) with `mode = "linear"` and constant scales or sizes.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -23,6 +25,14 @@ pub struct Interpolation {
 }
 
 impl Interpolation {
+    /// What a stage evaluates for each batch: the recipe of the sizes the graph computes, if any.
+    pub fn sizes_operand(&self, graph: &Graph) -> Result<Operand, String> {
+        Ok(match &self.computed_sizes {
+            Some(name) => Operand::Computed(Recipe::new(graph, name)?),
+            None => Operand::None,
+        })
+    }
+
     /// The interpolation with its sizes given (`sizes`, evaluated for the batch at hand, when the
     /// graph computes them; ignored otherwise).
     pub fn sized(&self, sizes: Option<&ArrayD<i64>>) -> Result<Interpolation, String> {

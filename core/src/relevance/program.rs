@@ -329,13 +329,9 @@ fn build(node: &Node, c: &Ctx<'_>) -> Result<StepKind> {
         Op::GlobalAveragePool => StepKind::GlobalAvgPool,
         Op::GlobalMaxPool => StepKind::ReduceMax { over: Over::Spatial, keep_dims: true },
         Op::Interpolate(interpolation) => {
-            let sizes = match &interpolation.computed_sizes {
-                Some(name) => Operand::Computed(
-                    Recipe::new(c.graph, name)
-                        .map_err(|e| unsupported(c, node, &format!("its sizes cannot be evaluated: {e}")))?,
-                ),
-                None => Operand::None,
-            };
+            let sizes = interpolation
+                .sizes_operand(c.graph)
+                .map_err(|e| unsupported(c, node, &format!("its sizes cannot be evaluated: {e}")))?;
             StepKind::Interpolate(interpolation.clone(), sizes)
         }
         Op::Reduce { reduction, axes, keep_dims } => {

@@ -909,12 +909,8 @@ fn translate(
             Kind::Select { selection: selection.clone(), operand }
         }
         Op::Interpolate(interpolation) => {
-            let sizes = match &interpolation.computed_sizes {
-                Some(name) => Operand::Computed(
-                    Recipe::new(graph, name).map_err(|e| format!("the sizes cannot be evaluated: {e}"))?,
-                ),
-                None => Operand::None,
-            };
+            let sizes =
+                interpolation.sizes_operand(graph).map_err(|e| format!("the sizes cannot be evaluated: {e}"))?;
             Kind::Interpolate(interpolation.clone(), sizes)
         }
         Op::Where => match weight_at(0) {
