@@ -20,23 +20,15 @@ pub struct Window {
 
 /// `dst += src` (equal lengths), four values per step: col2im's runs are short (7 to 31 values),
 /// too short for the compiler's own vector loop, which then runs them one value at a time.
+#[inline]
 pub fn add_into(dst: &mut [f32], src: &[f32]) {
-    debug_assert_eq!(dst.len(), src.len(), "add_into: lengths differ");
-    let whole = src.len() / 4 * 4;
-    let (dst4, dst_rest) = dst.split_at_mut(whole);
-    let (src4, src_rest) = src.split_at(whole);
-    for (d, s) in dst4.chunks_exact_mut(4).zip(src4.chunks_exact(4)) {
-        // Both operands read before the store: one vector addition.
-        let (a, b): ([f32; 4], [f32; 4]) = (d.try_into().expect("four"), s.try_into().expect("four"));
-        d.copy_from_slice(&[a[0] + b[0], a[1] + b[1], a[2] + b[2], a[3] + b[3]]);
-    }
-    for (d, s) in dst_rest.iter_mut().zip(src_rest) {
-        *d += s;
-    }
+    // 1 · v is v exactly: the same bits as an addition.
+    axpy_into(dst, 1.0, src);
 }
 
-/// `dst += a · src` (equal lengths), four values per step, for the same reason as [`add_into`]:
-/// a depthwise convolution's rows are as short as its planes are narrow (7 values at 7 × 7).
+/// `dst += a · src` (equal lengths), four values per step: col2im's and a depthwise convolution's
+/// rows are short (7 values at 7 × 7), too short for the compiler's own vector loop.
+#[inline]
 pub fn axpy_into(dst: &mut [f32], a: f32, src: &[f32]) {
     debug_assert_eq!(dst.len(), src.len(), "axpy_into: lengths differ");
     let whole = src.len() / 4 * 4;
