@@ -1093,6 +1093,89 @@ mod fuzz_regressions {
 }
 
 #[cfg(test)]
+mod upsample_tests {
+    use super::*;
+
+    /// x [1, 1, 2, 2] → Upsample(×2) → y, at `opset`; the scales an input (opset 9) or an attribute.
+    fn upsample_model(opset: i64, scales_input: bool) -> Vec<u8> {
+        let info = |name: &str, dims: &[i64]| pb::ValueInfoProto {
+            name: name.into(),
+            r#type: Some(pb::TypeProto {
+                value: Some(pb::type_proto::Value::TensorType(pb::type_proto::Tensor {
+                    elem_type: 1,
+                    shape: Some(pb::TensorShapeProto {
+                        dim: dims
+                            .iter()
+                            .map(|&d| pb::tensor_shape_proto::Dimension {
+                                value: Some(pb::tensor_shape_proto::dimension::Value::DimValue(d)),
+                                ..Default::default()
+                            })
+                            .collect(),
+                    }),
+                })),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let mut node = pb::NodeProto {
+            name: "up".into(),
+            op_type: "Upsample".into(),
+            input: vec!["x".into()],
+            output: vec!["y".into()],
+            ..Default::default()
+        };
+        let mut initializer = Vec::new();
+        if scales_input {
+            node.input.push("scales".into());
+            initializer.push(pb::TensorProto {
+                name: "scales".into(),
+                dims: vec![4],
+                data_type: 1,
+                float_data: vec![1.0, 1.0, 2.0, 2.0],
+                ..Default::default()
+            });
+        } else {
+            node.attribute.push(pb::AttributeProto {
+                name: "scales".into(),
+                r#type: pb::attribute_proto::AttributeType::Floats as i32,
+                floats: vec![1.0, 1.0, 2.0, 2.0],
+                ..Default::default()
+            });
+        }
+        let model = pb::ModelProto {
+            ir_version: 4,
+            opset_import: vec![pb::OperatorSetIdProto { domain: String::new(), version: opset }],
+            graph: Some(pb::GraphProto {
+                name: "upsample".into(),
+                node: vec![node],
+                initializer,
+                input: vec![info("x", &[1, 1, 2, 2])],
+                output: vec![info("y", &[1, 1, 4, 4])],
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        model.encode_to_vec()
+    }
+
+    #[test]
+    fn opset_9_upsample_runs_as_resize_and_opset_8_is_refused_with_the_reason() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("up9.onnx");
+        std::fs::write(&path, upsample_model(9, true)).unwrap();
+        let model = Model::load(&path).unwrap();
+        let x = ArrayD::from_shape_vec(IxDyn(&[1, 1, 2, 2]), vec![1.0f32, 2.0, 3.0, 4.0]).unwrap();
+        let y = model.run(x.view()).unwrap().remove(0);
+        let want = [1., 1., 2., 2., 1., 1., 2., 2., 3., 3., 4., 4., 3., 3., 4., 4.];
+        assert_eq!(y.iter().copied().collect::<Vec<f32>>(), want);
+        let path = dir.path().join("up8.onnx");
+        std::fs::write(&path, upsample_model(8, false)).unwrap();
+        let err = Model::load(&path).map(|_| ()).unwrap_err().to_string();
+        assert!(err.contains("opset 7 or 8"), "{err}");
+    }
+}
+
+#[cfg(test)]
 mod head_tests {
     use super::*;
 
