@@ -37,7 +37,6 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn as nn
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
@@ -119,11 +118,9 @@ def prepare(out):
 
 
 def python_rest(out, explain, pairs):
-    from zennit.composites import LayerMapComposite, layer_map_base
-    from zennit.rules import Epsilon, ZPlus
     from zennit.torchvision import ResNetCanonizer
 
-    from bench_zennit import DEFAULT_LAYERS, run
+    from bench_zennit import DEFAULT_LAYERS, hudd_composite, run
     from make_cluster_reference import layer_reference
     from scipy.spatial.distance import pdist
 
@@ -132,10 +129,7 @@ def python_rest(out, explain, pairs):
     m = resnet50()
 
     def composite():
-        return LayerMapComposite(layer_map=layer_map_base(1e-9) + [
-            (nn.Conv2d, Epsilon(epsilon=1e-9)),
-            (nn.Linear, ZPlus(stabilizer=1e-9, zero_params="bias")),
-        ], canonizers=[ResNetCanonizer()])
+        return hudd_composite([ResNetCanonizer()])
 
     write = out / "zennit"
     t = time.perf_counter()

@@ -83,11 +83,11 @@ def torchvision_model(name, keep_inplace=False, num_classes=1000):
     return model
 
 
-def hudd_composite():
+def hudd_composite(canonizers=None):
     return LayerMapComposite(layer_map=layer_map_base(1e-9) + [
         (torch.nn.Conv2d, Epsilon(epsilon=1e-9)),
         (torch.nn.Linear, ZPlus(stabilizer=1e-9, zero_params="bias")),
-    ])
+    ], canonizers=canonizers)
 
 
 def load(paths, rgb, size):
