@@ -66,10 +66,27 @@ pub fn return_freed_memory() {
     }
 }
 
+/// Whether a panic is the standard library's "failed printing to stdout: Broken pipe".
+fn is_closed_pipe(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    let payload = info.payload();
+    let text = payload
+        .downcast_ref::<String>()
+        .map(String::as_str)
+        .or_else(|| payload.downcast_ref::<&str>().copied())
+        .unwrap_or_default();
+    text.starts_with("failed printing to std") && text.contains("Broken pipe")
+}
+
 fn main() -> ExitCode {
     // The engine's panics that hudd turns into errors are reported as those errors, once.
     let default_hook = std::panic::take_hook();
     std::panic::set_hook(Box::new(move |info| {
+        // Output piped into a reader that stopped (`hudd inspect --ops | head`): the standard
+        // library's print panics on the closed pipe; hudd stops quietly instead, with the status
+        // of a process ended by SIGPIPE (128 + 13), as other Unix tools do.
+        if is_closed_pipe(info) {
+            std::process::exit(141);
+        }
         if !hudd_core::model::engine_panic_is_caught() {
             default_hook(info);
         }

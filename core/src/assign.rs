@@ -197,6 +197,43 @@ pub struct UnsafeRecord {
     pub clusters: Vec<ClusterFill>,
     /// Seeds of random choices: ClosestU makes none (`null`); `hudd bootstrap` records its own.
     pub seed: Option<u64>,
+    /// SHA-256 of the run's `clusters.json` the set was assigned to: once the run is analysed
+    /// again, the stages after `hudd assign` refuse the set (absent in sets written before it).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub clusters_sha256: Option<String>,
+    /// Each unsafe image's SHA-256 (path relative to the improvement folder → hex): an image
+    /// replaced since `hudd assign` is refused by the stages that read it.
+    #[serde(default, skip_serializing_if = "std::collections::BTreeMap::is_empty")]
+    pub images_sha256: std::collections::BTreeMap<String, String>,
+}
+
+impl UnsafeRecord {
+    /// Why the set no longer belongs to `run` (analysed again since, or an unsafe image changed),
+    /// or `None` when it does.
+    pub fn stale(&self, run: &RunDir) -> Result<Option<String>> {
+        if let Some(recorded) = &self.clusters_sha256 {
+            let now = crate::fsio::sha256_file(&run.clusters_json())?;
+            if &now != recorded {
+                return Ok(Some(
+                    "the unsafe set was assigned to other clusters than the run's clusters.json (the run was \
+                     analysed again since `hudd assign`); rerun `hudd assign`"
+                        .into(),
+                ));
+            }
+        }
+        let improvement = Path::new(&self.parameters.improvement);
+        for (image, recorded) in &self.images_sha256 {
+            let now = crate::fsio::sha256_file(&improvement.join(image)).ok();
+            if now.as_ref() != Some(recorded) {
+                return Ok(Some(format!(
+                    "the unsafe image `{image}` {} since `hudd assign` (in {}); rerun `hudd assign`",
+                    if now.is_some() { "changed" } else { "is gone or unreadable" },
+                    improvement.display()
+                )));
+            }
+        }
+        Ok(None)
+    }
 }
 
 /// The unsafe set, in memory.
@@ -318,7 +355,7 @@ pub fn merge_shards(run: &RunDir, shards: &[(PathBuf, ShardRecord)], gif_per_min
         d.images.extend(images);
         d.rows.extend(rows);
         let sp = dir.join("skipped.csv");
-        let mut r = csv::Reader::from_path(&sp)
+        let mut r = crate::fsio::csv_reader(&sp)
             .map_err(|e| Error::Shards { path: sp.clone(), reason: format!("unreadable: {e}") })?;
         for rec in r.records() {
             let rec = rec.map_err(|e| Error::Shards { path: sp.clone(), reason: format!("unreadable: {e}") })?;
@@ -373,7 +410,7 @@ impl Distances {
     /// Reads a shard's `distances.csv` (its images and rows), checking its columns.
     fn read_csv(path: &Path, clusters: &[(usize, usize)]) -> Result<(Vec<String>, Vec<Vec<f64>>)> {
         let bad = |reason: String| Error::Shards { path: path.to_path_buf(), reason };
-        let mut r = csv::Reader::from_path(path).map_err(|e| bad(format!("unreadable: {e}")))?;
+        let mut r = crate::fsio::csv_reader(path).map_err(|e| bad(format!("unreadable: {e}")))?;
         let header = r.headers().map_err(|e| bad(format!("unreadable: {e}")))?.clone();
         let want: Vec<String> = std::iter::once("image".to_string())
             .chain(clusters.iter().map(|(id, _)| format!("cluster_{id}")))
@@ -638,6 +675,8 @@ pub fn allocate(d: Distances) -> UnsafeSet {
             .map(|((&(cluster, test_members), &quota), &fill)| ClusterFill { cluster, test_members, quota, fill })
             .collect(),
         seed: None,
+        clusters_sha256: None,
+        images_sha256: Default::default(),
     };
     UnsafeSet { record, assigned, distances: d }
 }
@@ -647,7 +686,16 @@ impl UnsafeSet {
     /// (`image,cluster_<id>,…`: every explained image's distance to every cluster), `to-label.csv`
     /// (`image,cluster,label`, label empty), per cluster a folder of its images and a GIF, and
     /// `unsafe.json` last (it marks the set complete; an old one is removed first).
+    /// `unsafe.json` records the SHA-256 of `clusters.json` and of every assigned image (see
+    /// [`UnsafeRecord::stale`]).
     pub fn write(&self, run: &RunDir, gif_per_minute: f64, max_side: u32) -> Result<()> {
+        let mut record = self.record.clone();
+        record.clusters_sha256 = Some(crate::fsio::sha256_file(&run.clusters_json())?);
+        record.images_sha256 = self
+            .assigned
+            .par_iter()
+            .map(|a| Ok((a.image.clone(), crate::fsio::sha256_file(&a.path)?)))
+            .collect::<Result<_>>()?;
         let dir = run.unsafe_dir();
         let json = run.unsafe_json();
         if json.exists() {
@@ -688,7 +736,7 @@ impl UnsafeSet {
             let refs: Vec<&image::DynamicImage> = frames.iter().collect();
             pictures::write_gif(&run.unsafe_gif(c.cluster), &refs, gif_per_minute, max_side)
         })?;
-        write_json(&json, "unsafe set", &self.record)
+        write_json(&json, "unsafe set", &record)
     }
 }
 

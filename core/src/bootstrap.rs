@@ -162,22 +162,34 @@ pub struct BalancedRow {
 }
 
 /// Reads `RUN/unsafe/unsafe.json` and `RUN/unsafe/unsafe.csv`.
+///
+/// Errors: besides unreadable files, a set that no longer belongs to the run
+/// ([`UnsafeRecord::stale`]: analysed again since, or an unsafe image changed).
 pub fn read_unsafe(run: &RunDir) -> Result<(UnsafeRecord, Vec<UnsafeRow>)> {
+    let (record, rows) = read_unsafe_unchecked(run)?;
+    if let Some(reason) = record.stale(run)? {
+        return Err(Error::Bundle { path: run.unsafe_dir(), reason });
+    }
+    Ok((record, rows))
+}
+
+/// [`read_unsafe`] without asking whether the set still belongs to the run.
+pub fn read_unsafe_unchecked(run: &RunDir) -> Result<(UnsafeRecord, Vec<UnsafeRow>)> {
     let json = run.unsafe_json();
-    let text = std::fs::read_to_string(&json)
+    let text = crate::fsio::read_to_string(&json)
         .map_err(|e| Error::io("the run has no complete unsafe set (run `hudd assign` first)", &json, e))?;
     let record: UnsafeRecord = serde_json::from_str(&text)
         .map_err(|e| Error::Bundle { path: json.clone(), reason: format!("unsafe.json is not valid: {e}") })?;
     let csv_path = run.unsafe_csv();
-    let bad = |e: csv::Error| Error::Bundle {
+    let bad = |e: &dyn std::fmt::Display| Error::Bundle {
         path: csv_path.clone(),
         reason: format!("unsafe.csv cannot be read ({e}); rerun `hudd assign`"),
     };
-    let rows = csv::Reader::from_path(&csv_path)
-        .map_err(bad)?
+    let rows = crate::fsio::csv_reader(&csv_path)
+        .map_err(|e| bad(&e))?
         .deserialize()
         .collect::<std::result::Result<Vec<UnsafeRow>, _>>()
-        .map_err(bad)?;
+        .map_err(|e| bad(&e))?;
     Ok((record, rows))
 }
 
@@ -221,7 +233,7 @@ pub fn label_images(
     let what = match source {
         LabelSource::Csv(path) => {
             let bad = |reason: String| Error::Csv { what: "labels", path: path.clone(), reason };
-            let mut reader = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
+            let mut reader = crate::fsio::csv_reader(path).map_err(|e| bad(e.to_string()))?;
             let header: Vec<String> =
                 reader.headers().map_err(|e| bad(e.to_string()))?.iter().map(str::to_string).collect();
             let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.as_str()));

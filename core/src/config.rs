@@ -270,7 +270,7 @@ impl Config {
     pub fn load(path: Option<&Path>, overrides: &[String]) -> Result<Config> {
         let (mut table, shown): (toml::Table, std::path::PathBuf) = match path {
             Some(p) => {
-                let text = std::fs::read_to_string(p).map_err(|e| Error::io("cannot read configuration", p, e))?;
+                let text = crate::fsio::read_to_string(p).map_err(|e| Error::io("cannot read configuration", p, e))?;
                 let t = text
                     .parse::<toml::Table>()
                     .map_err(|e| Error::ConfigSyntax { path: p.to_path_buf(), reason: e.to_string() })?;

@@ -177,7 +177,7 @@ pub fn read_columns(root: &Path) -> Result<Vec<ColumnInfo>> {
         return Ok(Vec::new());
     }
     let bad = |reason: String| Error::Csv { what: "columns", path: path.clone(), reason };
-    let mut reader = csv::Reader::from_path(&path).map_err(|e| bad(e.to_string()))?;
+    let mut reader = crate::fsio::csv_reader(&path).map_err(|e| bad(e.to_string()))?;
     let header: Vec<String> = reader.headers().map_err(|e| bad(e.to_string()))?.iter().map(str::to_string).collect();
     let at = |name: &str| header.iter().position(|h| h == name);
     let column =
@@ -352,7 +352,7 @@ pub struct ImageFile {
 pub fn image_files(dir: &Path) -> Result<(Vec<ImageFile>, Vec<Skipped>)> {
     let walk = Walk::from(dir)?;
     let mut images = Vec::new();
-    let mut skipped: Vec<Skipped> = walk.skipped(dir).collect();
+    let mut skipped = walk.skipped(dir);
     for f in walk.files {
         let name = relative(dir, &f);
         if is_image_path(&f) {
@@ -399,6 +399,8 @@ fn sorted_entries(dir: &Path) -> Result<Vec<PathBuf>> {
 struct Walk {
     files: Vec<PathBuf>,
     revisits: Vec<PathBuf>,
+    /// Entries that are neither folders nor regular files of sane size, with the reason.
+    specials: Vec<(PathBuf, String)>,
     visited: std::collections::HashSet<PathBuf>,
 }
 
@@ -423,6 +425,9 @@ impl Walk {
             }
             if p.is_dir() {
                 self.enter(&p)?;
+            } else if let Err(e) = crate::fsio::check_regular(&p, crate::fsio::IMAGE_LIMIT) {
+                // A named pipe would block the reader, a device never ends: skipped, never opened.
+                self.specials.push((p, e.to_string()));
             } else {
                 self.files.push(p);
             }
@@ -430,14 +435,15 @@ impl Walk {
         Ok(true)
     }
 
-    /// The revisited folders as skips, named relative to `root`.
-    fn skipped(&self, root: &Path) -> impl Iterator<Item = Skipped> + '_ {
-        let root = root.to_path_buf();
-        self.revisits.iter().map(move |d| Skipped {
-            image: relative(&root, d),
+    /// The revisited folders and the special files as skips, named relative to `root`.
+    fn skipped(&self, root: &Path) -> Vec<Skipped> {
+        let revisits = self.revisits.iter().map(|d| Skipped {
+            image: relative(root, d),
             reason: "folder reached a second time through a symbolic link (a loop or a duplicate); not walked again"
                 .into(),
-        })
+        });
+        let specials = self.specials.iter().map(|(p, why)| Skipped { image: relative(root, p), reason: why.clone() });
+        revisits.chain(specials).collect()
     }
 }
 
@@ -584,8 +590,12 @@ fn read_manifest(root: &Path, dir: &Path, manifest: &Path, task: &TaskConfig) ->
         if task.kind == TaskKind::Classification && label.is_empty() {
             return Err(err(line, format!("empty `label` for `{rel}`")));
         }
-        if !path.is_file() {
+        if !path.exists() {
             skipped.push(Skipped { image, reason: "listed in the manifest but the file does not exist".into() });
+            continue;
+        }
+        if let Err(e) = crate::fsio::check_regular(&path, crate::fsio::IMAGE_LIMIT) {
+            skipped.push(Skipped { image, reason: e.to_string() });
             continue;
         }
         if !is_image_path(&path) {

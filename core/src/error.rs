@@ -238,6 +238,17 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+    /// Another process is writing the run folder.
+    #[error(
+        "{run} is being written by {holder}; wait until it finishes, or write to another folder \
+         (one command writes a run at a time)"
+    )]
+    RunBusy {
+        /// The run folder.
+        run: PathBuf,
+        /// The command holding its lock, as it described itself.
+        holder: String,
+    },
     /// An output would replace one of the command's inputs.
     #[error("refusing to write {path}: it is {what}; {hint}")]
     WouldOverwrite {

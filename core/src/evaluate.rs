@@ -404,7 +404,7 @@ pub fn loss(kind: RegressionLoss, targets: &[f32], predictions: &[f32]) -> std::
     match kind {
         RegressionLoss::Mse => Ok(targets.iter().zip(predictions).map(|(t, p)| (t - p) * (t - p)).sum::<f32>() / n),
         RegressionLoss::MeanKeypointDistance => {
-            if targets.len() % 2 != 0 {
+            if !targets.len().is_multiple_of(2) {
                 return Err(format!("{} targets cannot be (x, y) keypoints", targets.len()));
             }
             let d: f32 = targets
@@ -497,7 +497,7 @@ impl Evaluation {
 
     /// Reads what [`write_cache`](Self::write_cache) wrote.
     pub fn read_cache(path: &Path) -> Result<Evaluation> {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+        let text = crate::fsio::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
         serde_json::from_str(&text).map_err(|e| Error::Output {
             what: "evaluation",
             path: path.to_path_buf(),
@@ -621,7 +621,7 @@ pub fn merge(shards: &[(std::path::PathBuf, ShardRecord)], dir: &Path) -> Result
     let mut summaries = Vec::with_capacity(shards.len());
     for (path, _) in shards {
         let p = path.join("summary.json");
-        let text = std::fs::read_to_string(&p).map_err(|e| Error::io("cannot read the shard's summary", &p, e))?;
+        let text = crate::fsio::read_to_string(&p).map_err(|e| Error::io("cannot read the shard's summary", &p, e))?;
         let s: Summary = serde_json::from_str(&text)
             .map_err(|e| Error::Shards { path: p.clone(), reason: format!("unreadable summary: {e}") })?;
         summaries.push(s);
@@ -659,7 +659,8 @@ pub fn merge(shards: &[(std::path::PathBuf, ShardRecord)], dir: &Path) -> Result
         let mut body = Vec::new();
         for ((path, _), s) in shards.iter().zip(&summaries) {
             let p = path.join(&name);
-            let bytes = std::fs::read(&p).map_err(|e| Error::io("cannot read the shard's results", &p, e))?;
+            let bytes = crate::fsio::read(&p, crate::fsio::FILE_LIMIT)
+                .map_err(|e| Error::io("cannot read the shard's results", &p, e))?;
             let (head, rows) = split_header(&bytes, &p)?;
             // An empty shard's regression header has no target columns: take one with rows.
             if s.splits[k].evaluated > 0 {
@@ -716,7 +717,7 @@ pub fn merge(shards: &[(std::path::PathBuf, ShardRecord)], dir: &Path) -> Result
     let mut per_split: Vec<Vec<csv::StringRecord>> = vec![Vec::new(); split_names.len()];
     for (path, _) in shards {
         let p = path.join("skipped.csv");
-        let mut r = csv::Reader::from_path(&p)
+        let mut r = crate::fsio::csv_reader(&p)
             .map_err(|e| Error::Shards { path: p.clone(), reason: format!("unreadable: {e}") })?;
         for rec in r.records() {
             let rec = rec.map_err(|e| Error::Shards { path: p.clone(), reason: format!("unreadable: {e}") })?;

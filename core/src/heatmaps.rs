@@ -177,7 +177,7 @@ pub fn images_to_explain(path: &Path, classes: &[String]) -> Result<(Vec<ImageRe
         let (files, skipped) = crate::dataset::image_files(path)?;
         (files, skipped.len())
     } else {
-        let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read image list", path, e))?;
+        let text = crate::fsio::read_to_string(path).map_err(|e| Error::io("cannot read image list", path, e))?;
         let base = path.parent().unwrap_or(Path::new("."));
         let files = text
             .lines()
@@ -292,7 +292,7 @@ impl HeatmapIndex {
     pub fn read(dir: &Path) -> Result<HeatmapIndex> {
         let path = dir.join("index.json");
         let bad = |reason: String| Error::Output { what: "heatmaps folder", path: path.clone(), reason };
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = crate::fsio::read_to_string(&path).map_err(|e| {
             Error::io("cannot read the heatmaps index (is this a folder written by `hudd heatmaps`?)", &path, e)
         })?;
         let index: HeatmapIndex = serde_json::from_str(&text).map_err(|e| bad(e.to_string()))?;

@@ -40,7 +40,7 @@ const MAX_DECODE_BYTES: u64 = MAX_PIXELS * 8;
 
 /// Decodes an image file. The error is a short reason for the skip record.
 pub fn decode(path: &Path) -> Result<DynamicImage, String> {
-    let bytes = std::fs::read(path).map_err(|e| format!("cannot read file: {e}"))?;
+    let bytes = crate::fsio::read(path, crate::fsio::IMAGE_LIMIT).map_err(|e| format!("cannot read file: {e}"))?;
     decode_bytes(&bytes)
 }
 

@@ -237,7 +237,7 @@ impl NpyWriter {
     /// Checks that every value was written and moves the file to its final name.
     pub fn finish(mut self) -> Result<()> {
         let row: usize = self.shape[1..].iter().product();
-        if self.open_rows && self.written < self.expected && row > 0 && self.written % row == 0 {
+        if self.open_rows && self.written < self.expected && row > 0 && self.written.is_multiple_of(row) {
             // Fewer rows than reserved: the header is rewritten with the count, padded to its length.
             let mut shape = self.shape.clone();
             shape[0] = self.written / row;
@@ -284,7 +284,7 @@ impl Drop for NpyWriter {
 fn open(path: &Path) -> Result<(Vec<usize>, Dtype, std::io::BufReader<std::fs::File>)> {
     let bad = |reason: &str| Error::Output { what: "array", path: path.to_path_buf(), reason: reason.into() };
     let io = |e| Error::io("cannot read file", path, e);
-    let mut f = std::io::BufReader::new(std::fs::File::open(path).map_err(io)?);
+    let mut f = std::io::BufReader::new(crate::fsio::open(path).map_err(io)?);
     let mut lead = [0u8; 12];
     f.read_exact(&mut lead[..10]).map_err(|_| bad("not an .npy file"))?;
     if &lead[..6] != b"\x93NUMPY" {

@@ -40,7 +40,7 @@ fn fit(w: u32, h: u32, max_side: u32) -> (u32, u32) {
 
 /// Nearest neighbour for whole-number enlargements (crisp and fast), a triangle filter otherwise.
 fn filter(from: u32, to: u32) -> FilterType {
-    if to >= from && to % from.max(1) == 0 {
+    if to >= from && to.is_multiple_of(from.max(1)) {
         FilterType::Nearest
     } else {
         FilterType::Triangle

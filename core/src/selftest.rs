@@ -185,7 +185,7 @@ fn array(path: &Path) -> Result<ArrayD<f32>> {
 }
 
 fn json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let text = crate::fsio::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
     serde_json::from_str(&text).map_err(|e| Error::Output {
         what: "reference",
         path: path.to_path_buf(),

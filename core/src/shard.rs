@@ -214,7 +214,8 @@ impl ShardRecord {
     /// Reads `dir/shard.json`, checking its format.
     pub fn read(dir: &Path) -> Result<ShardRecord> {
         let path = dir.join(FILE);
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read the shard record", &path, e))?;
+        let text =
+            crate::fsio::read_to_string(&path).map_err(|e| Error::io("cannot read the shard record", &path, e))?;
         let bad = |reason: String| Error::Shards { path: path.clone(), reason };
         let record: ShardRecord = serde_json::from_str(&text).map_err(|e| bad(format!("unreadable: {e}")))?;
         if record.format != FORMAT || record.format_version > FORMAT_VERSION {
@@ -371,7 +372,7 @@ mod tests {
                     for index in 0..count {
                         let r = Shard::new(index, count).unwrap().range(len, batch);
                         assert_eq!(r.start, next, "len {len} batch {batch} shard {index}/{count}");
-                        assert!(r.start % batch == 0 || r.start == len);
+                        assert!(r.start.is_multiple_of(batch) || r.start == len);
                         next = r.end;
                     }
                     assert_eq!(next, len);

@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! hudd-fuzz TARGET|all [--runs N] [--seconds S] [--seed S] [--start I] [--crashes DIR]
+//! hudd-fuzz list
 //! hudd-fuzz TARGET --emit I [--seed S] > input.bin      write input I out again
 //! ```
 //! A panic is recorded (the input saved to the crashes folder, `fuzz/crashes/` by default) and the
@@ -91,11 +92,18 @@ struct Args {
 
 const USAGE: &str =
     "usage: hudd-fuzz TARGET|all [--runs N] [--seconds S] [--seed S] [--start I] [--crashes DIR]\n       \
-                     hudd-fuzz TARGET --emit I [--seed S]\ntargets: onnx, image, manifest, labels, report";
+                     hudd-fuzz TARGET --emit I [--seed S]\n       hudd-fuzz list   (the targets, one per line)\n\
+                     targets: onnx, image, manifest, labels, report";
 
 fn parse() -> Result<Args, String> {
     let mut it = std::env::args().skip(1);
     let first = it.next().ok_or("no target")?;
+    if first == "list" {
+        for t in Target::ALL {
+            println!("{}", t.name());
+        }
+        std::process::exit(0);
+    }
     let targets = match first.as_str() {
         "all" => Target::ALL.to_vec(),
         name => vec![Target::from_name(name).ok_or_else(|| format!("unknown target `{name}`"))?],

@@ -1,28 +1,12 @@
 //! The report bundle: `hudd report` / `hudd verify`, old report versions, and the viewer in a real
 //! headless Chromium opening `index.html` from file:// (see `webdriver.rs` for when that runs).
 
-use std::path::{Path, PathBuf};
-use std::sync::OnceLock;
+use std::path::Path;
 
 use serde_json::json;
 
-use crate::common::{arg, copy_tree, fixtures, hudd, stderr, stdout};
+use crate::common::{arg, copy_tree, fixtures, hudd, small_demo as demo, stderr, stdout};
 use crate::webdriver::{file_url, Browser, ARROW_LEFT, ARROW_RIGHT};
-
-/// A small demo (run folder and bundle), made once per test process and shared.
-fn demo() -> &'static Path {
-    static DEMO: OnceLock<PathBuf> = OnceLock::new();
-    DEMO.get_or_init(|| {
-        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("bundle-demo");
-        if out.exists() {
-            std::fs::remove_dir_all(&out).unwrap();
-        }
-        let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q"]);
-        assert!(o.status.success(), "{}", stderr(&o));
-        assert!(stdout(&o).contains("report:"), "{}", stdout(&o));
-        out
-    })
-}
 
 fn read_report(bundle: &Path) -> hudd_report::Report {
     hudd_report::read_report(&std::fs::read_to_string(bundle.join("report.json")).unwrap()).unwrap()

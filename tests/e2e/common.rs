@@ -29,9 +29,76 @@ pub fn fmnist_data() -> PathBuf {
     fixtures().join("fmnist")
 }
 
+/// `hudd demo --size small` (run folder and bundle, retrained and compared), made once per test
+/// process and shared: tests only read it.
+pub fn small_demo() -> &'static Path {
+    static DEMO: std::sync::OnceLock<PathBuf> = std::sync::OnceLock::new();
+    DEMO.get_or_init(|| {
+        let out = Path::new(env!("CARGO_TARGET_TMPDIR")).join("small-demo");
+        if out.exists() {
+            std::fs::remove_dir_all(&out).unwrap();
+        }
+        let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q"]);
+        assert!(o.status.success(), "{}", stderr(&o));
+        assert!(stdout(&o).contains("report:"), "{}", stdout(&o));
+        std::fs::write(out.join("stdout.txt"), o.stdout).unwrap();
+        out
+    })
+}
+
 /// Runs the `hudd` binary.
 pub fn hudd<S: AsRef<std::ffi::OsStr>>(args: &[S]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_hudd")).args(args).output().expect("hudd runs")
+}
+
+/// Runs the `hudd` binary and fails the test if it has not finished within `seconds` (it is
+/// killed then): for inputs that once made it hang.
+pub fn hudd_within<S: AsRef<std::ffi::OsStr>>(args: &[S], seconds: u64) -> Output {
+    let logs = tempfile::tempdir().unwrap();
+    let (out, err) = (logs.path().join("stdout"), logs.path().join("stderr"));
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_hudd"))
+        .args(args)
+        .stdin(std::process::Stdio::null())
+        .stdout(std::fs::File::create(&out).unwrap())
+        .stderr(std::fs::File::create(&err).unwrap())
+        .spawn()
+        .expect("hudd runs");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(seconds);
+    let status = loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            break status;
+        }
+        if std::time::Instant::now() > deadline {
+            child.kill().ok();
+            child.wait().ok();
+            panic!("hudd did not finish within {seconds} s (it hangs): {}", std::fs::read_to_string(&err).unwrap());
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    Output { status, stdout: std::fs::read(&out).unwrap(), stderr: std::fs::read(&err).unwrap() }
+}
+
+/// `hudd analyze` of `data` into `out` with the Fashion-MNIST fixture model and configuration,
+/// quietly, and `extra` arguments.
+pub fn analyze_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
+    let mut args: Vec<String> =
+        ["analyze", "-m", &arg(&fmnist_model()), "-c", &arg(&fmnist_config())].iter().map(|s| s.to_string()).collect();
+    args.extend(["-d".into(), arg(data), "-o".into(), arg(out), "-q".into()]);
+    args.extend(extra.iter().map(|s| s.to_string()));
+    args
+}
+
+/// The Fashion-MNIST fixture model's analysis of `data` and its unsafe set assigned, in a
+/// temporary folder: (the folder, the run inside it).
+pub fn assigned_run(data: &Path) -> (tempfile::TempDir, PathBuf) {
+    let work = tempfile::tempdir().unwrap();
+    let run = work.path().join("run");
+    let (model, config, data) = (arg(&fmnist_model()), arg(&fmnist_config()), arg(data));
+    let o = hudd(&["analyze", "-m", &model, "-c", &config, "-d", &data, "-o", &arg(&run), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let o = hudd(&["assign", "--run", &arg(&run), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    (work, run)
 }
 
 pub fn stdout(o: &Output) -> String {

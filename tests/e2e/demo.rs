@@ -2,15 +2,13 @@
 
 use hudd_core::cluster::report::ClustersReport;
 
-use crate::common::{arg, hudd, stderr, stdout};
+use crate::common::{arg, copy_tree, hudd, small_demo, stderr, stdout};
 
 #[test]
 fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
     let dir = tempfile::tempdir().unwrap();
-    let out = dir.path().join("demo");
-    let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let text = stdout(&o);
+    let out = small_demo();
+    let text = std::fs::read_to_string(out.join("stdout.txt")).unwrap();
     assert!(text.contains("Wrong test images"), "{text}");
     assert!(text.contains("← best"), "{text}");
     assert!(text.contains("cluster   1:"), "{text}");
@@ -79,11 +77,15 @@ fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
     assert_eq!(compared["budget"].as_u64(), Some(unsafe_set.lines().count() as u64 - 1));
     assert_eq!(compared["repeats"], 1);
 
-    // A second demo replaces the first (without the comparison); a folder the demo did not write
-    // is refused.
-    let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q", "--repeats", "0"]);
+    // A second demo replaces the first (without retraining: `--epochs 0`); a folder the demo did
+    // not write is refused.
+    let out = dir.path().join("demo");
+    copy_tree(small_demo(), &out);
+    let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q", "--epochs", "0"]);
     assert!(o.status.success(), "{}", stderr(&o));
-    assert!(!out.join("run/retrain/compare.json").exists(), "the earlier demo's files are gone");
+    assert!(stdout(&o).contains("no retraining (--epochs 0)"), "{}", stdout(&o));
+    assert!(!out.join("run/retrain").exists(), "the earlier demo's files are gone");
+    assert!(out.join("run/unsafe/balanced.csv").is_file(), "the demo stops after the balanced unsafe set");
     let foreign = dir.path().join("foreign");
     std::fs::create_dir_all(&foreign).unwrap();
     std::fs::write(foreign.join("notes.txt"), "mine").unwrap();
@@ -129,7 +131,8 @@ fn simulate_draws_the_training_splits_causes_rarely_by_default() {
 fn default_demo_separates_the_planted_causes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    let o = hudd(&["demo", "-o", &arg(&out), "--repeats", "0", "-q"]);
+    // Only the clusters are checked: no retraining (`--epochs 0`).
+    let o = hudd(&["demo", "-o", &arg(&out), "--epochs", "0", "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
     let scores = |file: &str| {
         let report: ClustersReport =

@@ -346,11 +346,17 @@ fn selftest_passes_and_fails_on_a_deviating_reference() {
     let json = dir.path().join("selftest.json");
     let o = hudd(&["selftest", "--fixtures", &arg(dir.path()), "--json", &arg(&json)]);
     assert_clean_failure(&o, &["2 of 4 oracle checks failed (clustering, retraining)"]);
-    let out = stdout(&o);
-    assert!(out.contains("FAIL: `conv0.weight` after 2 SGD steps"), "{out}");
-    assert!(out.contains("FAIL: could not run") && out.contains("reference.json"), "{out}");
+    let (out, err) = (stdout(&o), stderr(&o));
+    assert!(out.contains("FAIL (below)"), "{out}");
+    assert!(err.contains("retraining failed: `conv0.weight` after 2 SGD steps"), "{err}");
+    assert!(err.contains("clustering failed: could not run") && err.contains("reference.json"), "{err}");
     let results: serde_json::Value = serde_json::from_str(&std::fs::read_to_string(json).unwrap()).unwrap();
     assert_eq!(results.as_array().unwrap().iter().filter(|c| c["passed"] == true).count(), 2);
+    // Issue 33, row 14: an empty folder says what is missing, and no check prints a measure.
+    let empty = tempfile::tempdir().unwrap();
+    let o = hudd(&["selftest", "--fixtures", &arg(empty.path())]);
+    assert_clean_failure(&o, &["no oracle check could run", "lacks the fixture files"]);
+    assert!(!stdout(&o).contains("17976931348623157"), "no 309-digit number: {}", stdout(&o));
 }
 
 #[test]

@@ -20,4 +20,5 @@ mod relevance;
 mod resume;
 mod retrain;
 mod shard;
+mod trust;
 mod webdriver;

@@ -11,7 +11,7 @@ use hudd_core::model::Model;
 use hudd_core::relevance::{Explainer, Preset, Start};
 use hudd_core::Config;
 
-use crate::common::{arg, fixtures, fmnist_config, fmnist_data, hudd, read_npy, stderr};
+use crate::common::{arg, fixtures, fmnist_config, fmnist_data, hudd, read_npy, stderr, stdout};
 
 struct Fixture {
     name: String,
@@ -232,4 +232,60 @@ fn every_family_runs_every_stage_for_both_exporters() {
         let test = summary["splits"].as_array().unwrap().iter().find(|s| s["split"] == "test").unwrap();
         assert_eq!(test["correct"], record["after"]["right"], "{name}: the record measures the written model");
     }
+}
+
+/// Issue 33, row 1: a model's external weights (`NAME.onnx.data`) are part of its identity. Other
+/// weights in the same layout are another model: a rerun into the same run redoes everything, the
+/// run records each file's size and SHA-256, and `assign` refuses the run's model once its
+/// weights changed after the analysis.
+#[test]
+fn other_external_weights_are_another_model() {
+    let f = matrix().into_iter().find(|f| f.name == "resnet_dynamo").unwrap();
+    let data = tempfile::tempdir().unwrap();
+    small_dataset(data.path());
+    let work = tempfile::tempdir().unwrap();
+    let model = work.path().join("m.onnx");
+    let weights = work.path().join("resnet_dynamo.onnx.data");
+    std::fs::copy(&f.model, &model).unwrap();
+    std::fs::copy(families().join("resnet_dynamo.onnx.data"), &weights).unwrap();
+    let run = work.path().join("run");
+    let mut args: Vec<String> = ["analyze", "-m", &arg(&model), "-c", &arg(&fmnist_config())]
+        .into_iter()
+        .chain(["-d", &arg(data.path()), "-o", &arg(&run), "-q"])
+        .map(String::from)
+        .collect();
+    args.extend(set_args(&f));
+    let o = hudd(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let recorded = |what: &str| -> serde_json::Value {
+        let record: serde_json::Value =
+            serde_json::from_str(&std::fs::read_to_string(run.join("run.json")).unwrap()).unwrap();
+        record["model"][what].clone()
+    };
+    let sha = |p: &Path| hudd_core::fsio::sha256_file(p).unwrap();
+    let first = recorded("sha256");
+    assert_ne!(first.as_str(), Some(sha(&model).as_str()), "the identity covers more than the .onnx file");
+    assert_eq!(recorded("weights")[0]["file_name"], "resnet_dynamo.onnx.data");
+    assert_eq!(recorded("weights")[0]["sha256"].as_str(), Some(sha(&weights).as_str()));
+
+    // Other weights, same layout (one float's low bit): nothing of the earlier analysis is reused.
+    let flip = |at: usize| {
+        let mut bytes = std::fs::read(&weights).unwrap();
+        let i = (bytes.len() * at / 4) & !3;
+        bytes[i] ^= 1;
+        std::fs::write(&weights, bytes).unwrap();
+    };
+    flip(2);
+    let o = hudd(&args);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let text = stdout(&o);
+    assert!(!text.contains("nothing was rewritten") && !text.contains("--force redoes them"), "{text}");
+    assert_ne!(recorded("sha256"), first);
+    assert_eq!(recorded("weights")[0]["sha256"].as_str(), Some(sha(&weights).as_str()));
+
+    // Weights changed after the analysis: the run's later stages refuse the model.
+    flip(3);
+    let o = hudd(&["assign", "--run", &arg(&run), "-q"]);
+    assert!(!o.status.success(), "{}", stdout(&o));
+    assert!(stderr(&o).contains("not the model the run analysed"), "{}", stderr(&o));
 }

@@ -7,15 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{arg, copy_tree, fmnist_config, fmnist_data, fmnist_model, hudd, stderr, stdout};
-
-fn analyze_args(data: &Path, out: &Path, extra: &[&str]) -> Vec<String> {
-    let mut args: Vec<String> =
-        ["analyze", "-m", &arg(&fmnist_model()), "-c", &arg(&fmnist_config())].iter().map(|s| s.to_string()).collect();
-    args.extend(["-d".into(), arg(data), "-o".into(), arg(out), "-q".into()]);
-    args.extend(extra.iter().map(|s| s.to_string()));
-    args
-}
+use crate::common::{analyze_args, arg, copy_tree, fmnist_data, hudd, stderr, stdout};
 
 fn analyze(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let o = hudd(&analyze_args(data, out, extra));

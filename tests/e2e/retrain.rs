@@ -2,27 +2,15 @@
 //! bytes do not depend on the thread count, `retrain.json` records what the issue asks for, and
 //! bad input is refused before any training.
 
-use crate::common::{arg, fmnist_config, fmnist_data, fmnist_model, hudd, stderr, stdout};
+use crate::common::{arg, assigned_run, fmnist_config, fmnist_data, fmnist_model, hudd, stderr, stdout};
 
 fn json(path: &std::path::Path) -> serde_json::Value {
     serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
 }
 
-/// The fixture analysed and its unsafe set assigned, in a temporary folder.
-fn assigned_run() -> (tempfile::TempDir, std::path::PathBuf) {
-    let work = tempfile::tempdir().unwrap();
-    let run = work.path().join("run");
-    let (model, config, data) = (arg(&fmnist_model()), arg(&fmnist_config()), arg(&fmnist_data()));
-    let o = hudd(&["analyze", "-m", &model, "-c", &config, "-d", &data, "-o", &arg(&run), "-q"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    let o = hudd(&["assign", "--run", &arg(&run), "-q"]);
-    assert!(o.status.success(), "{}", stderr(&o));
-    (work, run)
-}
-
 #[test]
 fn retrain_writes_a_model_that_runs_and_does_not_depend_on_the_thread_count() {
-    let (work, run) = assigned_run();
+    let (work, run) = assigned_run(&fmnist_data());
     let (config, data) = (arg(&fmnist_config()), arg(&fmnist_data()));
 
     let retrain = |out: &str, threads: &str, quiet: bool| {
@@ -115,7 +103,7 @@ fn retrain_refuses_bad_settings_and_a_folder_that_is_not_a_run() {
 
 #[test]
 fn compare_retrains_each_method_at_the_same_budget_and_summarises_the_repeats() {
-    let (_work, run) = assigned_run();
+    let (_work, run) = assigned_run(&fmnist_data());
     let compare = || {
         let o = hudd(&[
             "compare",

@@ -79,6 +79,7 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
         bail!("--gif-rate must be a positive number of images per minute");
     }
     let run_dir = RunDir::new(&args.out);
+    let _lock = run_dir.lock("hudd analyze")?;
     let report_dir = args.report.clone().unwrap_or_else(|| run_dir.default_report());
     let (model, data) = args.input.open(&config)?;
     super::warn_memory(&model, config.run.batch_size, args.run.exec.threads);
@@ -154,6 +155,12 @@ fn finish(run: &RunDir, report: &std::path::Path, outcome: &AnalyzeOutcome, quie
             report.join("index.html").display()
         );
         return Ok(());
+    }
+    // The unsafe set of an earlier analysis is not this one's: said even with --quiet.
+    if run.unsafe_json().is_file() {
+        if let Ok(Some(reason)) = hudd_core::bootstrap::read_unsafe_unchecked(run).and_then(|(r, _)| r.stale(run)) {
+            eprintln!("warning: {reason}; until then the report leaves it out and `hudd bootstrap`, `retrain` and `compare` refuse it");
+        }
     }
     super::report::write_bundle(run, report, quiet, outcome.inputs.as_deref())
 }

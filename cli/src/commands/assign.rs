@@ -68,6 +68,7 @@ pub fn run(args: AssignArgs) -> Result<()> {
         ShardArg::done(shard, &dir, &args.run);
         return Ok(());
     }
+    let _lock = run.lock("hudd assign")?;
     let set = args
         .exec
         .in_pool(|| Ok(assign::assign_run(&run, model, improvement, batch, args.gif_rate, &bars)?))

@@ -31,6 +31,7 @@ pub struct BootstrapArgs {
 
 pub fn run(args: BootstrapArgs) -> Result<()> {
     let run = RunDir::new(&args.run);
+    let _lock = run.lock("hudd bootstrap")?;
     let csv = (args.labels != "auto").then(|| Path::new(&args.labels));
     let rows = bootstrap::bootstrap(&run, csv, args.seed)
         .with_context(|| format!("balancing the unsafe set of {}", args.run.display()))?;

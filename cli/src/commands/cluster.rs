@@ -142,6 +142,7 @@ pub fn run(args: ClusterArgs) -> Result<()> {
     let metadata = args.metadata.as_deref().map(|p| Metadata::from_csv(p, set.images())).transpose()?;
     let bars = Bars::new(args.exec.quiet);
     let out = RunDir::new(&args.out);
+    let _lock = out.lock("hudd cluster")?;
     let analysis = args
         .exec
         .in_pool(|| Ok(report::cluster_all(&set, &options, metadata.as_ref(), &out, &bars)?))

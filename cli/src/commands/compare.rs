@@ -42,6 +42,7 @@ pub struct CompareArgs {
 pub fn run(args: CompareArgs) -> Result<()> {
     let options = args.training.options()?;
     let run = RunDir::new(&args.run);
+    let _lock = run.lock("hudd compare")?;
     let bars = Bars::new(args.exec.quiet);
     let csv = (args.labels != "auto").then(|| Path::new(&args.labels));
     let record = args

@@ -46,11 +46,12 @@ pub struct DemoArgs {
     /// Seed of the simulator, the bootstrap, the retraining and the baselines' draws.
     #[arg(long, default_value_t = 2026)]
     seed: u64,
-    /// Epochs of each retraining (`hudd retrain` defaults to 5; one keeps the demo short).
-    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    /// Epochs of each retraining (`hudd retrain` defaults to 5; one keeps the demo short; 0: no
+    /// retraining and no comparison, the demo stops after the balanced unsafe set).
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u32).range(0..=10_000))]
     epochs: u32,
     /// Retrainings per method in the comparison with the baselines (0: no comparison).
-    #[arg(long, default_value_t = 1, value_name = "R")]
+    #[arg(long, default_value_t = 1, value_name = "R", value_parser = clap::value_parser!(u32).range(0..=1_000))]
     repeats: u32,
     /// Do not draw progress bars.
     #[arg(long, short = 'q')]
@@ -123,7 +124,9 @@ fn feature_path(
 /// Empties `out` if it is an earlier demo's folder; refuses any other non-empty folder.
 fn prepare(out: &Path) -> Result<()> {
     if out.exists() {
-        let mut entries = std::fs::read_dir(out).with_context(|| format!("cannot read {}", out.display()))?;
+        let mut entries = std::fs::read_dir(out)
+            .with_context(|| format!("cannot read {}", out.display()))?
+            .filter(|e| e.as_ref().map_or(true, |e| e.file_name() != hudd_core::run::lock::FILE));
         if entries.next().is_some() {
             if !out.join(MARKER).exists() {
                 bail!(
@@ -147,7 +150,9 @@ fn prepare(out: &Path) -> Result<()> {
 pub fn run(args: DemoArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let out = &args.out;
+    let _lock = RunDir::new(out).lock("hudd demo")?;
     prepare(out)?;
+    let _run_lock = RunDir::new(out.join("run")).lock("hudd demo")?;
     let model_path = out.join("model/gaze_cnn.onnx");
     let config_path = out.join("model/hudd.toml");
     std::fs::write(&model_path, MODEL).with_context(|| format!("cannot write {}", model_path.display()))?;
@@ -224,26 +229,35 @@ pub fn run(args: DemoArgs) -> Result<()> {
         println!();
         super::bootstrap::print_summary(&balanced);
         // Step 7: retrain on the training split + the balanced set, then against the baselines.
-        let options =
-            hudd_core::retrain::RetrainOptions { epochs: args.epochs as usize, seed: args.seed, ..Default::default() };
-        let retrained = out.join("model/gaze_cnn.retrained.onnx");
-        println!("\nretraining the model on the training split + the balanced unsafe set");
-        let record = super::retrain::retrain_run(&run_dir, "auto", args.seed, &options, &retrained, &bars)
-            .context("retraining the model")?;
-        super::retrain::print_record(&record);
-        if args.repeats > 0 {
-            println!("\ncomparing with random selection at the same labelling budget ({} repeat(s))", args.repeats);
-            let compared =
-                hudd_core::retrain::compare(&run_dir, None, args.repeats as usize, args.seed, &options, &bars)
-                    .context("comparing HUDD with the baselines")?;
-            super::compare::print_table(&compared);
+        if args.epochs == 0 {
+            println!("\nno retraining (--epochs 0): the balanced unsafe set is {}", run_dir.balanced_csv().display());
+        } else {
+            retrain_and_compare(&args, &run_dir, out, &bars)?;
         }
-        println!("\nretrained: {}", retrained.display());
     }
     println!("\ndata:     {}", data_dir.display());
     println!("results:  {}", run_dir.results().display());
     println!("clusters: {} and {}", run_dir.clusters_json().display(), run_dir.pictures().display());
     super::report::write_bundle(&run_dir, &out.join("report"), args.quiet, outcome.inputs.as_deref())?;
     println!("done in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+/// Step 7: retrains on the training split + the balanced set, then compares with the baselines.
+fn retrain_and_compare(args: &DemoArgs, run_dir: &RunDir, out: &Path, bars: &Bars) -> Result<()> {
+    let options =
+        hudd_core::retrain::RetrainOptions { epochs: args.epochs as usize, seed: args.seed, ..Default::default() };
+    let retrained = out.join("model/gaze_cnn.retrained.onnx");
+    println!("\nretraining the model on the training split + the balanced unsafe set");
+    let record = super::retrain::retrain_run(run_dir, "auto", args.seed, &options, &retrained, bars)
+        .context("retraining the model")?;
+    super::retrain::print_record(&record);
+    if args.repeats > 0 {
+        println!("\ncomparing with random selection at the same labelling budget ({} repeat(s))", args.repeats);
+        let compared = hudd_core::retrain::compare(run_dir, None, args.repeats as usize, args.seed, &options, bars)
+            .context("comparing HUDD with the baselines")?;
+        super::compare::print_table(&compared);
+    }
+    println!("\nretrained: {}", retrained.display());
     Ok(())
 }

@@ -42,8 +42,10 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
         ShardArg::done(shard, &dir, &args.out);
         return Ok(());
     }
+    let out = hudd_core::run::RunDir::new(&args.out);
+    let _lock = out.lock("hudd evaluate")?;
     let evaluation = args.run.in_pool(|| Ok(evaluator.run(&bars)?))?;
-    let results = hudd_core::run::RunDir::new(&args.out).results();
+    let results = out.results();
     evaluation.write(&results).with_context(|| format!("writing results to {}", results.display()))?;
     print_summary(&evaluation);
     if let Some(reason) = evaluation.guessed_class_order_problem() {

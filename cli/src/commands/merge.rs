@@ -41,6 +41,12 @@ pub fn run(args: MergeArgs) -> Result<()> {
             shard::shards_dir(&args.out).display()
         );
     }
+    // Evaluate and assign shards merge into a run folder, which is locked; heatmap shards into a
+    // heatmaps folder, as `hudd heatmaps` writes one.
+    let _lock = match stages.iter().any(|s| *s != Stage::Heatmaps) {
+        true => Some(RunDir::new(&args.out).lock("hudd merge")?),
+        false => None,
+    };
     for stage in stages {
         let shards = shard::find(&args.out, stage)?;
         let n = shards.len();

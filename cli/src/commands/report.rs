@@ -38,6 +38,7 @@ pub struct ReportArgs {
 
 pub fn run(args: ReportArgs) -> Result<()> {
     let run = RunDir::new(&args.run);
+    let _lock = run.lock("hudd report")?;
     let out = args.out.clone().unwrap_or_else(|| run.default_report());
     // The analysis's last stage digest, so that a later `hudd analyze` finds the run up to date.
     let log = hudd_core::run::StageLog::read(&run);

@@ -50,9 +50,9 @@ pub struct RetrainArgs {
 /// The fine-tuning settings (`hudd retrain`, `hudd compare`); defaults as HUDD's.
 #[derive(Debug, Args)]
 pub struct TrainingFlags {
-    /// Passes over the training images.
-    #[arg(long, default_value_t = 5, value_name = "N")]
-    epochs: usize,
+    /// Passes over the training images (1 to 100,000).
+    #[arg(long, default_value_t = 5, value_name = "N", value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    epochs: u32,
     /// Images per optimiser step.
     #[arg(long, default_value_t = 128, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
     batch_size: u32,
@@ -87,7 +87,7 @@ impl TrainingFlags {
             }
         }
         Ok(RetrainOptions {
-            epochs: self.epochs,
+            epochs: self.epochs as usize,
             batch_size: self.batch_size as usize,
             sgd: SgdParams { lr: self.lr, momentum: self.momentum, weight_decay: self.weight_decay },
             validation_fraction: self.validation,
@@ -100,6 +100,7 @@ impl TrainingFlags {
 pub fn run(args: RetrainArgs) -> Result<()> {
     let options = args.training.options()?;
     let run = RunDir::new(&args.run);
+    let _lock = run.lock("hudd retrain")?;
     let bars = Bars::new(args.exec.quiet);
     let record = args
         .exec
@@ -120,7 +121,7 @@ pub fn retrain_run(
     bars: &Bars,
 ) -> Result<RetrainRecord> {
     let ctx = RunContext::open(run)?;
-    retrain::output_files(&ctx.model, out)?;
+    retrain::output_files(&ctx, run, out)?;
     let csv = (labels != "auto").then(|| Path::new(labels));
     hudd_core::bootstrap::bootstrap(run, csv, bootstrap_seed).context("labelling and balancing the unsafe set")?;
     let extra = retrain::balanced_set(run, &ctx.label_kind())?;

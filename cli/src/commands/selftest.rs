@@ -30,21 +30,26 @@ pub fn run(args: SelftestArgs) -> Result<()> {
     };
     println!("{:<11} {:<14} {:>7} {:>8}  result", "check", "oracle", "values", "worst");
     for c in &checks {
-        println!(
-            "{:<11} {:<14} {:>7} {:>8}  {}: {}",
-            c.check,
-            c.oracle,
-            c.values,
-            worst(c.worst),
-            if c.passed { "pass" } else { "FAIL" },
-            c.detail
-        );
+        // A failure's cause goes on lines of its own below the table.
+        let result = if c.passed { format!("pass: {}", c.detail) } else { "FAIL (below)".into() };
+        println!("{:<11} {:<14} {:>7} {:>8}  {result}", c.check, c.oracle, c.values, worst(c.worst));
+    }
+    for c in checks.iter().filter(|c| !c.passed) {
+        eprintln!("\n{} failed: {}", c.check, c.detail);
     }
     if let Some(path) = &args.json {
         let json = serde_json::to_vec_pretty(&checks).context("serialising the results")?;
         hudd_core::fsio::write_atomic(path, &json)?;
     }
     let failed: Vec<&str> = checks.iter().filter(|c| !c.passed).map(|c| c.check.as_str()).collect();
+    let unrun = checks.iter().filter(|c| !c.passed && c.values == 0).count();
+    if let (Some(dir), true) = (&args.fixtures, unrun == checks.len()) {
+        bail!(
+            "no oracle check could run: {} lacks the fixture files (it must be laid out as the repository: models/, \
+             tests/fixtures/; without --fixtures, hudd uses the copies it embeds)",
+            dir.display()
+        );
+    }
     if !failed.is_empty() {
         bail!(
             "{} of {} oracle checks failed ({}): this build of hudd does not reproduce its references; do not use its \
@@ -75,9 +80,10 @@ fn timed<T>(f: impl FnOnce() -> Result<T>) -> Result<(T, f64)> {
     Ok((v, t.elapsed().as_secs_f64()))
 }
 
-/// A deviation as a share of its tolerance, e.g. `0.03×`.
+/// A deviation as a share of its tolerance, e.g. `0.03×`; `—` when there is no measure (a check
+/// that could not run records the largest float, as JSON has no infinity).
 fn worst(w: f64) -> String {
-    if w.is_finite() {
+    if w.is_finite() && w < f64::MAX {
         format!("{w:.2}×")
     } else {
         "—".into()

@@ -369,10 +369,14 @@ pub struct Timing {
 pub struct ModelSummary {
     /// File name (without folders).
     pub file_name: String,
-    /// Hex SHA-256 of the file.
+    /// The model's identity: the hex SHA-256 of the ONNX file, or, when the model keeps weights in
+    /// files beside it (`weights`), of the list of every file's size and SHA-256.
     pub sha256: String,
-    /// Size in bytes.
+    /// Size of the ONNX file in bytes.
     pub bytes: u64,
+    /// The files beside the ONNX file that hold its external weights (PyTorch's `NAME.onnx.data`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub weights: Vec<WeightsFile>,
     /// ONNX producer (e.g. `pytorch 2.5`).
     #[serde(default)]
     pub producer: String,
@@ -385,6 +389,17 @@ pub struct ModelSummary {
     pub outputs: Vec<TensorSummary>,
     /// Number of nodes of each ONNX op type.
     pub op_counts: BTreeMap<String, usize>,
+}
+
+/// A file of a model's external weights.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WeightsFile {
+    /// Its name beside the ONNX file.
+    pub file_name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
 }
 
 /// A model input or output.

@@ -107,13 +107,23 @@ pub fn assemble(run: &RunDir, progress: &dyn Progress) -> Result<Assembled> {
         }
         None => None,
     };
+    // An unsafe set (and the retraining from it) that no longer belongs to the run is left out.
+    let stale = match run.unsafe_json().is_file() {
+        true => crate::bootstrap::read_unsafe_unchecked(run)?.0.stale(run)?,
+        false => None,
+    };
+    if let Some(reason) = &stale {
+        progress.message(&format!("the report leaves out {}: {reason}", run.unsafe_dir().display()));
+    }
     let unsafe_set = match &clusters {
-        Some(c) if run.unsafe_json().is_file() => Some(assemble_unsafe(run, c, &mut images, &mut files, progress)?),
+        Some(c) if run.unsafe_json().is_file() && stale.is_none() => {
+            Some(assemble_unsafe(run, c, &mut images, &mut files, progress)?)
+        }
         _ => None,
     };
     let retraining = match &clusters {
-        Some(c) => retraining::assemble(run, &record.model.sha256, c)?,
-        None => None,
+        Some(c) if stale.is_none() => retraining::assemble(run, &record.model.sha256, c)?,
+        _ => None,
     };
     let report = schema::Report {
         format: schema::FORMAT.into(),
@@ -235,7 +245,7 @@ fn assemble_unsafe(
     let mut labels: HashMap<String, String> = HashMap::new();
     if run.balanced_csv().is_file() {
         let path = run.balanced_csv();
-        let mut r = csv::Reader::from_path(&path).map_err(|e| bad(&path, e.to_string()))?;
+        let mut r = crate::fsio::csv_reader(&path).map_err(|e| bad(&path, e.to_string()))?;
         for row in r.deserialize::<crate::bootstrap::BalancedRow>() {
             let row =
                 row.map_err(|e| bad(&path, format!("balanced.csv cannot be read ({e}); rerun `hudd bootstrap`")))?;
@@ -639,7 +649,7 @@ fn replaceable(out: &Path) -> Result<()> {
             format!("the folder exists and is not a hudd bundle ({why}); refusing to replace it, choose another bundle folder"),
         )
     };
-    let text = match std::fs::read_to_string(&path) {
+    let text = match crate::fsio::read_to_string(&path) {
         Ok(t) => t,
         Err(_) => return Err(foreign("no readable manifest.json")),
     };

@@ -18,7 +18,7 @@ fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
     if !path.is_file() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
+    let text = crate::fsio::read_to_string(path).map_err(|e| Error::io("cannot read", path, e))?;
     serde_json::from_str(&text)
         .map(Some)
         .map_err(|e| Error::Bundle { path: path.to_path_buf(), reason: format!("not a valid record: {e}") })

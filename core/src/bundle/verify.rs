@@ -37,7 +37,7 @@ impl Verification {
 /// Re-hashes every file of `bundle` and compares with its manifest.
 pub fn verify(bundle: &Path) -> Result<Verification> {
     let path = bundle.join("manifest.json");
-    let text = std::fs::read_to_string(&path)
+    let text = crate::fsio::read_to_string(&path)
         .map_err(|e| Error::io("not a hudd bundle: it has no readable manifest.json", &path, e))?;
     let manifest = hudd_report::read_manifest(&text).map_err(|e| bad(&path, e.to_string()))?;
     let present: BTreeSet<String> = files_under(bundle)?.into_iter().collect();
@@ -99,7 +99,7 @@ fn run_beside(bundle: &Path, report_id: &str) -> Option<String> {
 /// What contradicts `report.json` among the bundle's other records of it.
 fn consistency(bundle: &Path, report_id: &str) -> Vec<String> {
     let mut problems = Vec::new();
-    let read = |name: &str| std::fs::read_to_string(bundle.join(name)).map_err(|e| format!("{name}: {e}"));
+    let read = |name: &str| crate::fsio::read_to_string(bundle.join(name)).map_err(|e| format!("{name}: {e}"));
     let report = match read("report.json").and_then(|t| hudd_report::read_report(&t).map_err(|e| e.to_string())) {
         Ok(r) => r,
         Err(e) => {
@@ -164,12 +164,12 @@ impl Reproduction {
 pub fn compare(original: &Path, rerun: &Path) -> Result<Reproduction> {
     let report = |dir: &Path| -> Result<serde_json::Value> {
         let path = dir.join("report.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        let text = crate::fsio::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
         serde_json::from_str(&text).map_err(|e| bad(&path, format!("report.json is not valid JSON: {e}")))
     };
     let manifest = |dir: &Path| -> Result<hudd_report::Manifest> {
         let path = dir.join("manifest.json");
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        let text = crate::fsio::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
         hudd_report::read_manifest(&text).map_err(|e| bad(&path, e.to_string()))
     };
     let (old, new) = (report(original)?, report(rerun)?);

@@ -59,7 +59,7 @@ impl Metadata {
     /// `images`, in that order; every other column is metadata.
     pub fn from_csv(path: &Path, images: &[String]) -> Result<Metadata> {
         let bad = |reason: String| Error::Csv { what: "metadata", path: path.to_path_buf(), reason };
-        let mut reader = csv::Reader::from_path(path).map_err(|e| bad(e.to_string()))?;
+        let mut reader = crate::fsio::csv_reader(path).map_err(|e| bad(e.to_string()))?;
         let header: Vec<String> =
             reader.headers().map_err(|e| bad(e.to_string()))?.iter().map(str::to_string).collect();
         let image_col = header.iter().position(|h| h == "image").ok_or_else(|| bad("no `image` column".to_string()))?;

@@ -216,7 +216,7 @@ impl ClustersReport {
     /// [`read`](Self::read), with the file's bytes (the report's id hashes them).
     pub fn read_with_bytes(run: &RunDir) -> Result<(ClustersReport, Vec<u8>)> {
         let path = run.clusters_json();
-        let text = std::fs::read(&path).map_err(|e| {
+        let text = crate::fsio::read(&path, crate::fsio::FILE_LIMIT).map_err(|e| {
             Error::io("the run is incomplete: clusters.json is missing (rerun `hudd analyze`)", &path, e)
         })?;
         let bad = |reason: String| Error::Bundle { path: path.clone(), reason };

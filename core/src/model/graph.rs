@@ -300,7 +300,7 @@ fn reshape_target(input: &[usize], target: &[i64], allow_zero: bool) -> Option<V
     }
     if let Some(i) = infer {
         let known: usize = shape.iter().product();
-        if known == 0 || total % known != 0 {
+        if known == 0 || !total.is_multiple_of(known) {
             return None;
         }
         shape[i] = total / known;

@@ -312,6 +312,31 @@ struct Compiled {
     names: Arc<Vec<String>>,
 }
 
+/// One file of a model's external weights, as it was when the model loaded.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelFile {
+    /// Its name beside the ONNX file.
+    pub name: String,
+    /// Size in bytes.
+    pub bytes: u64,
+    /// Hex SHA-256.
+    pub sha256: String,
+}
+
+/// A model's identity: the ONNX file's hex SHA-256 when there are no external weights; otherwise
+/// the SHA-256 of a text listing the ONNX file's size and SHA-256 and each weights file's name,
+/// size and SHA-256.
+fn identity(onnx_sha256: &str, onnx_bytes: u64, weights: &[ModelFile]) -> String {
+    if weights.is_empty() {
+        return onnx_sha256.to_string();
+    }
+    let mut text = format!("hudd-model-files 1\nonnx {onnx_bytes} {onnx_sha256}\n");
+    for w in weights {
+        text.push_str(&format!("data {} {} {}\n", w.bytes, w.sha256, w.name));
+    }
+    crate::fsio::sha256_hex(text.as_bytes())
+}
+
 /// A loaded ONNX model, ready to run on batches from many threads.
 pub struct Model {
     path: PathBuf,
@@ -325,8 +350,13 @@ pub struct Model {
     node_outputs: Vec<String>,
     parallel_engine: bool,
     plans: Mutex<HashMap<PlanKey, Compiled>>,
+    /// What [`Model::sha256`] returns: the ONNX file's hex SHA-256, or for a model with external
+    /// weights the digest of all its files (see [`identity`]).
+    identity: String,
     /// Hex SHA-256 and size of the ONNX file's bytes.
     digest: (String, u64),
+    /// The external weights files' names, sizes and hex SHA-256s, in the order first named.
+    weights: Vec<ModelFile>,
     /// The ONNX file's bytes (what [`Model::with_weights`] rewrites).
     bytes: Vec<u8>,
     /// The files holding its external weights (`NAME.onnx.data`), resolved beside it.
@@ -391,7 +421,8 @@ impl Model {
     /// failure while reading the graph ([`Error::ModelPreparation`]).
     pub fn load(path: impl AsRef<Path>) -> Result<Model> {
         let path = path.as_ref().to_path_buf();
-        let bytes = std::fs::read(&path).map_err(|e| Error::io("cannot read model", &path, e))?;
+        let bytes =
+            crate::fsio::read(&path, crate::fsio::MODEL_LIMIT).map_err(|e| Error::io("cannot read model", &path, e))?;
         Self::from_bytes(&bytes, path)
     }
 
@@ -413,6 +444,17 @@ impl Model {
             return Err(malformed("the graph has no nodes".into()));
         }
         let external = write::external_locations(pgraph, &path).map_err(malformed)?;
+        let weights = external
+            .iter()
+            .map(|file| {
+                let name = file.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+                let bytes = crate::fsio::check_regular(file, crate::fsio::FILE_LIMIT)
+                    .map_err(|e| malformed(format!("its external weights file {}: {e}", file.display())))?;
+                let sha256 =
+                    crate::fsio::sha256_file(file).map_err(|e| malformed(format!("its external weights file: {e}")))?;
+                Ok(ModelFile { name, bytes, sha256 })
+            })
+            .collect::<Result<Vec<_>>>()?;
         let defined: HashSet<&str> = pgraph
             .node
             .iter()
@@ -462,7 +504,9 @@ impl Model {
             node_outputs,
             parallel_engine: false,
             plans: Mutex::new(HashMap::new()),
+            identity: identity(&crate::fsio::sha256_hex(bytes), bytes.len() as u64, &weights),
             digest: (crate::fsio::sha256_hex(bytes), bytes.len() as u64),
+            weights,
             bytes: bytes.to_vec(),
             external,
         })
@@ -517,9 +561,21 @@ impl Model {
         &self.path
     }
 
-    /// Hex SHA-256 of the ONNX file's bytes.
+    /// The model's identity as a hex SHA-256: of the ONNX file's bytes when it holds every weight;
+    /// for a model that keeps weights in files beside it (`NAME.onnx.data`), of the list of all
+    /// its files' sizes and SHA-256s ([`identity`]), so that other weights are another model.
     pub fn sha256(&self) -> &str {
+        &self.identity
+    }
+
+    /// Hex SHA-256 of the ONNX file's bytes alone.
+    pub fn file_sha256(&self) -> &str {
         &self.digest.0
+    }
+
+    /// The external weights files (empty when the ONNX file holds every weight).
+    pub fn weight_files(&self) -> &[ModelFile] {
+        &self.weights
     }
 
     /// Size of the ONNX file, in bytes.

@@ -456,7 +456,7 @@ fn reshape<T: Clone>(x: ArrayViewD<'_, T>, shape: &ArrayD<i64>, allow_zero: bool
     let known: usize = dims.iter().flatten().product();
     let out: Vec<usize> = match dims.iter().filter(|d| d.is_none()).count() {
         0 => dims.iter().flatten().copied().collect(),
-        1 if known > 0 && x.len() % known == 0 => dims.iter().map(|d| d.unwrap_or(x.len() / known)).collect(),
+        1 if known > 0 && x.len().is_multiple_of(known) => dims.iter().map(|d| d.unwrap_or(x.len() / known)).collect(),
         _ => return Err(format!("Reshape of {:?} to {:?}", x.shape(), shape.as_slice())),
     };
     x.as_standard_layout().into_owned().into_shape_with_order(IxDyn(&out)).map_err(|e| e.to_string())

@@ -242,11 +242,8 @@ impl External {
     /// The tensor's bytes, read from its file.
     fn read(&self, tensor: &str) -> Result<Vec<u8>, String> {
         let why = |e: std::io::Error| format!("initializer `{tensor}`: cannot read {}: {e}", self.file.display());
-        let mut f = std::fs::File::open(&self.file).map_err(why)?;
+        let mut f = crate::fsio::open(&self.file).map_err(why)?;
         let meta = f.metadata().map_err(why)?;
-        if !meta.is_file() {
-            return Err(format!("initializer `{tensor}`: {} is not a regular file", self.file.display()));
-        }
         let end = match self.length {
             Some(len) => self.offset.checked_add(len).filter(|&e| e <= meta.len()),
             None => Some(meta.len()).filter(|&e| e >= self.offset),

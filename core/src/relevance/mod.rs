@@ -191,7 +191,7 @@ fn worst_relevance(output: &ArrayD<f32>, targets: &[Vec<f32>], keypoints: bool) 
             reason: format!("no targets for image {i}"),
         })?;
         let p = &flat[i * per..(i + 1) * per];
-        if t.len() != per || (keypoints && per % 2 != 0) {
+        if t.len() != per || (keypoints && !per.is_multiple_of(2)) {
             return Err(Error::Mismatch {
                 what: "regression targets and model outputs",
                 reason: format!("image {i} has {} targets for {per} outputs", t.len()),

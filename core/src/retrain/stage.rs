@@ -394,9 +394,9 @@ impl Retrained {
     /// `RUN/retrain/retrain.json`, all atomically (the model first).
     ///
     /// Errors ([`Error::WouldOverwrite`]): `out` or its weights file is the analysed model or one
-    /// of its weights files.
+    /// of its weights files (check the run's own files first with [`output_files`]).
     pub fn write(mut self, model: &Model, run: &RunDir, out: &Path) -> Result<RetrainRecord> {
-        let targets = output_files(model, out)?;
+        let targets = model_files(model, out)?;
         let layout = Layout::beside(out);
         let files = model.with_weights(&self.weights, &layout)?;
         files.write(out, &layout)?;
@@ -412,12 +412,41 @@ impl Retrained {
     }
 }
 
-/// The files a retrained `model` written to `out` takes: `out`, and `OUT.data` when `model` keeps
-/// weights outside its ONNX file. Call it before training, to fail before the work.
+/// The files a retrained model written to `out` takes: `out`, and `OUT.data` when the analysed
+/// model keeps weights outside its ONNX file. Call it before training, to fail before the work.
 ///
 /// Errors ([`Error::WouldOverwrite`]): one of them is the analysed model or one of its weights
-/// files.
-pub fn output_files(model: &Model, out: &Path) -> Result<Vec<PathBuf>> {
+/// files, lies inside the dataset, or inside the run folder anywhere but `RUN/retrain/` (where the
+/// records `retrain.json` and `compare.json` are refused too).
+pub fn output_files(ctx: &RunContext, run: &RunDir, out: &Path) -> Result<Vec<PathBuf>> {
+    let targets = model_files(&ctx.model, out)?;
+    for target in &targets {
+        let refuse = |what: String| {
+            Err(Error::WouldOverwrite {
+                path: target.clone(),
+                what,
+                hint: "write the retrained model outside the dataset and the run folder, or into RUN/retrain/ \
+                       (--out)"
+                    .into(),
+            })
+        };
+        if crate::fsio::is_inside(target, &ctx.data.root) {
+            return refuse(format!("inside the run's dataset {}", ctx.data.root.display()));
+        }
+        let records = [run.retrain_json(), run.compare_json()];
+        if records.iter().any(|r| crate::fsio::same_file(r, target)) {
+            return refuse("one of the run's records".into());
+        }
+        if crate::fsio::is_inside(target, run.root()) && !crate::fsio::is_inside(target, &run.retrain_dir()) {
+            return refuse(format!("inside the run folder {}, whose files are the run's record", run.root().display()));
+        }
+    }
+    Ok(targets)
+}
+
+/// The files a retrained `model` written to `out` takes (see [`output_files`]), checked against
+/// the model's own files only.
+fn model_files(model: &Model, out: &Path) -> Result<Vec<PathBuf>> {
     let external = model.external_files()?;
     let mut targets = vec![out.to_path_buf()];
     if let (false, Layout::Beside(name)) = (external.is_empty(), Layout::beside(out)) {
@@ -442,7 +471,7 @@ pub fn balanced_set(run: &RunDir, kind: &crate::bootstrap::LabelKind) -> Result<
     let (record, _) = crate::bootstrap::read_unsafe(run)?;
     let path = run.balanced_csv();
     let bad = |reason: String| Error::Bundle { path: path.clone(), reason };
-    let mut reader = csv::Reader::from_path(&path)
+    let mut reader = crate::fsio::csv_reader(&path)
         .map_err(|e| bad(format!("the run has no balanced set ({e}); run `hudd bootstrap` first")))?;
     let improvement = Path::new(&record.parameters.improvement);
     reader

@@ -16,16 +16,19 @@
 //! RUN/unsafe/                   the unsafe set (`hudd assign`): unsafe.csv, distances.csv, to-label.csv, <id>/, cluster-<id>.gif, unsafe.json last
 //! RUN/shards/<stage>-<I>-of-<N>/ shard folders of sharded stages (`--shard I/N`; see `shard`), merged by `hudd merge`
 //! RUN/report/                   the report bundle, by default
+//! RUN/.hudd-lock                the writer lock (see `lock`): held by the command writing the run
 //! ```
 //!
 //! `hudd cluster --out OUT` writes the clustering part of this layout (`distances/`, `timings.json`,
 //! `clusters.json`) into `OUT`, which is a [`RunDir`] too.
 
+pub mod lock;
 pub mod record;
 pub mod stages;
 
 use std::path::{Path, PathBuf};
 
+pub use lock::RunLock;
 pub use record::{RunImage, RunRecord};
 pub use stages::{Stage, StageLog};
 
@@ -202,7 +205,7 @@ impl RunDir {
         if !path.is_file() {
             return Ok(None);
         }
-        let text = std::fs::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
+        let text = crate::fsio::read_to_string(&path).map_err(|e| Error::io("cannot read", &path, e))?;
         let c: Completion = serde_json::from_str(&text).map_err(|e| Error::Output {
             what: "completion record",
             path: path.clone(),

@@ -127,7 +127,7 @@ impl RunRecord {
     /// Reads `RUN/run.json`.
     pub fn read(run: &RunDir) -> Result<RunRecord> {
         let path = run.run_json();
-        let text = std::fs::read_to_string(&path).map_err(|e| {
+        let text = crate::fsio::read_to_string(&path).map_err(|e| {
             Error::io("the run folder has no run.json (rerun `hudd analyze`, which writes it)", &path, e)
         })?;
         let bad = |reason: String| Error::Bundle { path: path.clone(), reason };
@@ -164,6 +164,11 @@ pub fn model_summary(model: &Model) -> schema::ModelSummary {
         file_name: model.path().file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default(),
         sha256: model.sha256().to_string(),
         bytes: model.file_bytes(),
+        weights: model
+            .weight_files()
+            .iter()
+            .map(|w| schema::WeightsFile { file_name: w.name.clone(), bytes: w.bytes, sha256: w.sha256.clone() })
+            .collect(),
         producer: graph.producer.clone(),
         opset: graph.opset,
         inputs: model.info().inputs.iter().map(tensor).collect(),

@@ -123,7 +123,7 @@ impl StageLog {
     /// Reads `RUN/stages.json`. A missing, unreadable or foreign file is an empty log: every stage
     /// is redone, nothing is lost.
     pub fn read(run: &RunDir) -> StageLog {
-        std::fs::read_to_string(run.stages_json())
+        crate::fsio::read_to_string(run.stages_json())
             .ok()
             .and_then(|t| serde_json::from_str::<StageLog>(&t).ok())
             .filter(|l| l.format == FORMAT && l.format_version == FORMAT_VERSION)
