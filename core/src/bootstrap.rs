@@ -105,7 +105,7 @@ fn record_kind(run: &RunDir, record: &crate::run::RunRecord) -> Result<TaskKind>
 
 /// The whole step: reads the unsafe set, checks the labels (`None`: the improvement data's own),
 /// balances with `seed` and writes `balanced.csv` (see [`write_balanced`]).
-pub fn bootstrap(run: &RunDir, labels_csv: Option<&Path>, seed: u64) -> Result<Vec<BalancedRow>> {
+pub fn bootstrap(run: &RunDir, labels_csv: Option<&Path>, seed: u64) -> Result<Bootstrapped> {
     let (record, rows) = read_unsafe(run)?;
     let (source, kind) = match labels_csv {
         None => known_labels(run)?,
@@ -114,7 +114,17 @@ pub fn bootstrap(run: &RunDir, labels_csv: Option<&Path>, seed: u64) -> Result<V
     let labels = labels(&source, Path::new(&record.parameters.improvement), &rows, &kind)?;
     let members: BTreeMap<usize, usize> = record.clusters.iter().map(|c| (c.cluster, c.test_members)).collect();
     let balanced = balance(&rows, &members, seed);
-    write_balanced(run, &record, &balanced, &labels, &kind, seed)
+    let rows = write_balanced(run, &record, &balanced, &labels.labels, &kind, seed)?;
+    Ok(Bootstrapped { rows, ignored_labels: labels.ignored })
+}
+
+/// What [`bootstrap`] wrote, and how many labelled rows it ignored (see [`Labels::ignored`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Bootstrapped {
+    /// The rows of `balanced.csv`.
+    pub rows: Vec<BalancedRow>,
+    /// Labelled rows of the labels CSV for images outside the unsafe set.
+    pub ignored_labels: usize,
 }
 
 /// The labels the run's improvement data carries (class folders or a manifest, targets included:
@@ -194,30 +204,35 @@ pub fn read_unsafe_unchecked(run: &RunDir) -> Result<(UnsafeRecord, Vec<UnsafeRo
 }
 
 /// The label of every unsafe image, from `source`. `improvement` is the folder the unsafe set's
-/// paths are relative to; `kind` what a label is. A CSV row for an image outside the unsafe set is
-/// a problem too. One error lists every problem (the first 20 and the count).
-pub fn labels(
-    source: &LabelSource,
-    improvement: &Path,
-    rows: &[UnsafeRow],
-    kind: &LabelKind,
-) -> Result<HashMap<String, Label>> {
+/// paths are relative to; `kind` what a label is. One error lists every problem (the first 20 and
+/// the count). See [`label_images`].
+pub fn labels(source: &LabelSource, improvement: &Path, rows: &[UnsafeRow], kind: &LabelKind) -> Result<Labels> {
     let needed: Vec<(String, String)> =
         rows.iter().map(|r| (r.image.clone(), format!(" (cluster {})", r.cluster))).collect();
-    label_images(source, improvement, &needed, kind, Some("the unsafe set"))
+    label_images(source, improvement, &needed, kind)
+}
+
+/// The labels of the images a stage needs, and how many labelled CSV rows named other images.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct Labels {
+    /// Image path (relative to the improvement folder) → its label.
+    pub labels: HashMap<String, Label>,
+    /// Labelled rows of the CSV for images the stage does not need (a labels file may cover more
+    /// than the unsafe set, e.g. the whole improvement folder): ignored, and counted.
+    pub ignored: usize,
 }
 
 /// The label of each of `needed` (image path relative to `improvement`, and a note for the
-/// message), from `source`. With `only` (what `needed` is, for the message), a CSV row for any
-/// other image is a problem; without, such rows are ignored. Regression targets must all have the
-/// same length. One error lists every problem.
+/// message), from `source`. CSV rows for other images are ignored and counted; one image labelled
+/// twice with different labels, a header that names a column twice (or both `path` and `image`),
+/// a label that does not parse and a needed image without a label are problems. Regression targets
+/// must all have the same length. One error lists every problem.
 pub fn label_images(
     source: &LabelSource,
     improvement: &Path,
     needed: &[(String, String)],
     kind: &LabelKind,
-    only: Option<&str>,
-) -> Result<HashMap<String, Label>> {
+) -> Result<Labels> {
     let known: std::collections::HashSet<&str> = needed.iter().map(|(i, _)| i.as_str()).collect();
     let base = std::path::absolute(improvement).unwrap_or_else(|_| improvement.to_path_buf());
     let relative = |p: &Path| -> String {
@@ -230,15 +245,31 @@ pub fn label_images(
     };
     let mut problems: Vec<String> = Vec::new();
     let mut out = HashMap::new();
+    let mut ignored = 0;
     let what = match source {
         LabelSource::Csv(path) => {
             let bad = |reason: String| Error::Csv { what: "labels", path: path.clone(), reason };
             let mut reader = crate::fsio::csv_reader(path).map_err(|e| bad(e.to_string()))?;
             let header: Vec<String> =
                 reader.headers().map_err(|e| bad(e.to_string()))?.iter().map(str::to_string).collect();
-            let col = |names: &[&str]| header.iter().position(|h| names.contains(&h.as_str()));
-            let path_col = col(&["path", "image"]).ok_or_else(|| bad("no `path` (or `image`) column".into()))?;
-            let label_col = col(&["label"]).ok_or_else(|| bad("no `label` column".into()))?;
+            let cols = |names: &[&str]| -> Vec<usize> {
+                header.iter().enumerate().filter(|(_, h)| names.contains(&h.as_str())).map(|(i, _)| i).collect()
+            };
+            let one = |names: &[&str], what: &str| -> Result<usize> {
+                match cols(names)[..] {
+                    [i] => Ok(i),
+                    [] => Err(bad(format!("no {what} column"))),
+                    ref many => Err(bad(format!(
+                        "the header names {what} {} times (columns {}): which one is meant?",
+                        many.len(),
+                        many.iter().map(|i| (i + 1).to_string()).collect::<Vec<_>>().join(" and ")
+                    ))),
+                }
+            };
+            let path_col = one(&["path", "image"], "`path` (or `image`)")?;
+            let label_col = one(&["label"], "`label`")?;
+            // The line and label text each image was first labelled with.
+            let mut first: HashMap<String, (usize, String)> = HashMap::new();
             for (line, row) in reader.records().enumerate() {
                 let row = row.map_err(|e| bad(format!("line {}: {e}", line + 2)))?;
                 let image = relative(Path::new(row.get(path_col).unwrap_or("")));
@@ -246,10 +277,21 @@ pub fn label_images(
                 if label.is_empty() {
                     continue;
                 }
-                if !known.contains(image.as_str()) {
-                    if let Some(set) = only {
-                        problems.push(format!("line {}: `{image}` is not in {set}", line + 2));
+                match first.get(&image) {
+                    Some((at, was)) if was != label => {
+                        problems.push(format!(
+                            "line {}: `{image}` is labelled `{label}` here and `{was}` on line {at}",
+                            line + 2
+                        ));
+                        continue;
                     }
+                    Some(_) => continue,
+                    None => {
+                        first.insert(image.clone(), (line + 2, label.to_string()));
+                    }
+                }
+                if !known.contains(image.as_str()) {
+                    ignored += 1;
                     continue;
                 }
                 match kind.parse(label) {
@@ -293,7 +335,7 @@ pub fn label_images(
         let shown: Vec<&str> = problems.iter().take(20).map(String::as_str).collect();
         return Err(Error::Labels { origin: what, count: problems.len(), problems: shown.join("; ") });
     }
-    Ok(out)
+    Ok(Labels { labels: out, ignored })
 }
 
 /// Balances the unsafe set (see the module documentation): per cluster, its kept images with how
@@ -421,20 +463,36 @@ mod tests {
         let classes = LabelKind::Classes(vec!["cat".to_string(), "dog".to_string()]);
         let csv = dir.path().join("l.csv");
         let abs = dir.path().join("imp/x/2.png");
-        std::fs::write(&csv, format!("path,label\nx/1.png,dog\n{},cat\nzz.png,dog\n", abs.display())).unwrap();
+        std::fs::write(&csv, format!("path,label\nx/1.png,dog\n{},cat\nzz.png,dog\nx/1.png,cat\n", abs.display()))
+            .unwrap();
         let e =
             labels(&LabelSource::Csv(csv.clone()), &dir.path().join("imp"), &rows, &classes).unwrap_err().to_string();
-        assert!(
-            e.contains("`zz.png` is not in the unsafe set") && e.contains("`y/3.png` (cluster 2) has no label"),
-            "{e}"
-        );
+        assert!(e.contains("`y/3.png` (cluster 2) has no label"), "{e}");
+        // Issue 33, row 7: one image twice with different labels.
+        assert!(e.contains("line 5: `x/1.png` is labelled `cat` here and `dog` on line 2"), "{e}");
         assert!(e.contains("2 problem(s)"), "{e}");
         std::fs::write(&csv, "image,cluster,label\nx/1.png,1,dog\nx/2.png,1,cat\ny/3.png,2,bird\n").unwrap();
         let e =
             labels(&LabelSource::Csv(csv.clone()), &dir.path().join("imp"), &rows, &classes).unwrap_err().to_string();
         assert!(e.contains("label `bird` is not one of the classes"), "{e}");
-        std::fs::write(&csv, "image,cluster,label\nx/1.png,1,dog\nx/2.png,1,cat\ny/3.png,2,dog\n").unwrap();
-        let l = labels(&LabelSource::Csv(csv), &dir.path().join("imp"), &rows, &classes).unwrap();
+        // Issue 33, row 8: rows beyond the unsafe set (here `zz.png`) are normal: ignored and counted;
+        // the same label twice is no conflict.
+        std::fs::write(
+            &csv,
+            "image,cluster,label\nx/1.png,1,dog\nx/2.png,1,cat\ny/3.png,2,dog\nzz.png,,cat\nx/1.png,1,dog\n",
+        )
+        .unwrap();
+        let all = labels(&LabelSource::Csv(csv.clone()), &dir.path().join("imp"), &rows, &classes).unwrap();
+        assert_eq!(all.ignored, 1);
+        // Row 7: a header that names the label (or the path) column twice.
+        for header in ["path,label,label", "path,image,label"] {
+            std::fs::write(&csv, format!("{header}\nx/1.png,dog,cat\n")).unwrap();
+            let e = labels(&LabelSource::Csv(csv.clone()), &dir.path().join("imp"), &rows, &classes)
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("2 times (columns 2 and 3)") || e.contains("2 times (columns 1 and 2)"), "{e}");
+        }
+        let l = all.labels;
         assert_eq!(
             (&l["x/1.png"], &l["x/2.png"], &l["y/3.png"]),
             (&Label::Class(1), &Label::Class(0), &Label::Class(1))
@@ -448,7 +506,7 @@ mod tests {
         let csv = dir.path().join("l.csv");
         let imp = dir.path().join("imp");
         std::fs::write(&csv, "path,label\na.png,1.5 2\nb.png,3 4\nc.png,\"5,6\"\n").unwrap();
-        let l = labels(&LabelSource::Csv(csv.clone()), &imp, &rows, &LabelKind::Targets).unwrap();
+        let l = labels(&LabelSource::Csv(csv.clone()), &imp, &rows, &LabelKind::Targets).unwrap().labels;
         assert_eq!(l["a.png"], Label::Target(vec![1.5, 2.0]));
         assert_eq!(l["c.png"], Label::Target(vec![5.0, 6.0]), "commas separate targets too");
         std::fs::write(&csv, "path,label\na.png,1 2\nb.png,3 nan\nc.png,5 6 7\n").unwrap();

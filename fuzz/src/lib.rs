@@ -164,9 +164,9 @@ pub fn execute(target: Target, input: &[u8], ws: &Workspace) {
             }
             let needed = vec![("a/1.png".to_string(), String::new()), ("b/2.png".to_string(), String::new())];
             let kinds = [LabelKind::Classes(vec!["a".into(), "b".into()]), LabelKind::Targets];
-            for (kind, only) in kinds.iter().zip([Some("the unsafe set"), None]) {
+            for kind in &kinds {
                 let source = LabelSource::Csv(csv.clone());
-                let _ = hudd_core::bootstrap::label_images(&source, &ws.path("improvement"), &needed, kind, only);
+                let _ = hudd_core::bootstrap::label_images(&source, &ws.path("improvement"), &needed, kind);
             }
         }
         Target::Report => {

@@ -127,7 +127,18 @@ fn assign_picks_the_unsafe_set_with_the_clusterings_distances() {
     let o = balance("6");
     assert_eq!(o.status.code(), Some(1));
     let e = stderr(&o);
-    assert!(e.contains("`nowhere.png` is not in the unsafe set") && e.contains("label `unicorn`"), "{e}");
+    assert!(e.contains("label `unicorn`") && !e.contains("nowhere.png"), "{e}");
+    assert_eq!(std::fs::read_to_string(run.join("unsafe/balanced.csv")).unwrap(), balanced);
+    // Labels for more images than the unsafe set are normal (issue 33, row 8): the rows that
+    // matter are used, the others counted.
+    std::fs::write(&labels, format!("{text}nowhere.png,coat\n")).unwrap();
+    let o = balance("5");
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        stdout(&o).contains("labels: 1 labelled row(s) for images outside the unsafe set ignored"),
+        "{}",
+        stdout(&o)
+    );
     assert_eq!(std::fs::read_to_string(run.join("unsafe/balanced.csv")).unwrap(), balanced);
 
     // The run's model is checked: another model is refused.

@@ -33,11 +33,20 @@ pub fn run(args: BootstrapArgs) -> Result<()> {
     let run = RunDir::new(&args.run);
     let _lock = run.lock("hudd bootstrap")?;
     let csv = (args.labels != "auto").then(|| Path::new(&args.labels));
-    let rows = bootstrap::bootstrap(&run, csv, args.seed)
+    let done = bootstrap::bootstrap(&run, csv, args.seed)
         .with_context(|| format!("balancing the unsafe set of {}", args.run.display()))?;
-    print_summary(&rows);
+    say_ignored(done.ignored_labels);
+    print_summary(&done.rows);
     println!("\nbalanced set: {} (seed {})", run.unsafe_dir().join("balanced.csv").display(), args.seed);
     Ok(())
+}
+
+/// Says how many labelled rows named images outside the unsafe set (normal when the labels cover
+/// more, e.g. the whole improvement folder).
+pub fn say_ignored(rows: usize) {
+    if rows > 0 {
+        println!("labels: {rows} labelled row(s) for images outside the unsafe set ignored");
+    }
 }
 
 /// Images and balanced copies per cluster.

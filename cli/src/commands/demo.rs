@@ -227,7 +227,7 @@ pub fn run(args: DemoArgs) -> Result<()> {
         let balanced = hudd_core::bootstrap::bootstrap(&run_dir, None, args.seed)
             .context("balancing the unsafe set with the simulator's labels")?;
         println!();
-        super::bootstrap::print_summary(&balanced);
+        super::bootstrap::print_summary(&balanced.rows);
         // Step 7: retrain on the training split + the balanced set, then against the baselines.
         if args.epochs == 0 {
             println!("\nno retraining (--epochs 0): the balanced unsafe set is {}", run_dir.balanced_csv().display());

@@ -123,7 +123,9 @@ pub fn retrain_run(
     let ctx = RunContext::open(run)?;
     retrain::output_files(&ctx, run, out)?;
     let csv = (labels != "auto").then(|| Path::new(labels));
-    hudd_core::bootstrap::bootstrap(run, csv, bootstrap_seed).context("labelling and balancing the unsafe set")?;
+    let done =
+        hudd_core::bootstrap::bootstrap(run, csv, bootstrap_seed).context("labelling and balancing the unsafe set")?;
+    super::bootstrap::say_ignored(done.ignored_labels);
     let extra = retrain::balanced_set(run, &ctx.label_kind())?;
     let before = ctx.test_accuracy(&ctx.model, bars)?;
     let mut done = retrain::retrain(&ctx, &extra, "unsafe set", options, &before, bars)?;

@@ -202,8 +202,8 @@ fn labelled_improvement(
         Some(csv) => LabelSource::Csv(csv.to_path_buf()),
         None => bootstrap::known_labels(run)?.0,
     };
-    let map = bootstrap::label_images(&source, &dir, &needed, &ctx.label_kind(), None)?;
-    let mut list: Vec<(String, Label)> = map.into_iter().collect();
+    let map = bootstrap::label_images(&source, &dir, &needed, &ctx.label_kind())?;
+    let mut list: Vec<(String, Label)> = map.labels.into_iter().collect();
     list.sort_by(|a, b| a.0.cmp(&b.0));
     Ok((dir, list))
 }
