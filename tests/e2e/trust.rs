@@ -213,3 +213,22 @@ fn absurd_epoch_and_repeat_counts_are_usage_errors() {
     let o = hudd(&["demo", "--repeats", "4000000000"]);
     assert_eq!(o.status.code(), Some(2), "{}", stderr(&o));
 }
+
+/// Row 16: `hudd analyze --method hdbscan` runs through the report: an image that is noise in
+/// the first layer takes its thumbnail from a layer that clusters it (or from the dataset), and
+/// the bundle verifies.
+#[test]
+fn the_feature_path_analysis_runs_through_the_report() {
+    let run = tempfile::tempdir().unwrap();
+    let o = analyze_fmnist(&fmnist_data(), run.path(), &["--method", "hdbscan"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let clusters: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.path().join("clusters.json")).unwrap()).unwrap();
+    let noise = clusters["layers"][0]["noise"].as_array().map_or(0, Vec::len);
+    assert!(noise > 0, "the case needs noise in the first layer: {}", clusters["layers"][0]);
+    let o = hudd(&["verify", &arg(&run.path().join("report"))]);
+    assert!(o.status.success(), "{}{}", stdout(&o), stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.path().join("report/report.json")).unwrap()).unwrap();
+    assert_eq!(report["images"].as_array().unwrap().len(), clusters["images"].as_u64().unwrap() as usize);
+}

@@ -336,14 +336,23 @@ fn assemble_analysis(
     }
     let index: HashMap<&str, usize> = record.images.iter().enumerate().map(|(i, im)| (im.name.as_str(), i)).collect();
     let clusters_dir = run.pictures();
-    // Each image's copy in the run folder (every layer's clusters hold every image; take the first).
+    // Each image's copy in the run folder, from the first layer that clusters it (HUDD's layers
+    // hold every image; the feature path leaves noise out of a layer's clusters); an image that is
+    // noise in every layer is read from the dataset.
     let mut sources: Vec<Option<PathBuf>> = vec![None; record.images.len()];
-    if let Some(layer) = clusters.layers.first() {
+    for layer in &clusters.layers {
         for c in &layer.clusters {
             for m in &c.members {
                 if let Some(&i) = index.get(m.image.as_str()) {
-                    sources[i] = Some(run.member_copy(&layer.name, c.id, &m.image));
+                    sources[i].get_or_insert_with(|| run.member_copy(&layer.name, c.id, &m.image));
                 }
+            }
+        }
+    }
+    if let Some(root) = &record.data_root {
+        for (source, im) in sources.iter_mut().zip(&record.images) {
+            if source.is_none() {
+                *source = Some(Path::new(root).join(&im.name)).filter(|p| p.is_file());
             }
         }
     }
