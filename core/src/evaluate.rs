@@ -487,6 +487,33 @@ impl Evaluation {
         Some(text)
     }
 
+    /// A classifier that predicts one class for every test image (at least 10 images, at least 2
+    /// classes among their labels): its "root causes" would be the expected classes alone. The
+    /// message names the class and the likely cause. `None` otherwise.
+    pub fn single_class_problem(&self) -> Option<String> {
+        let split = self.split(Split::Test).filter(|s| s.rows.len() >= 10)?;
+        let mut predicted = split.rows.iter().map(|r| match r.prediction {
+            Prediction::Class { predicted, .. } => Some(predicted),
+            Prediction::Regression { .. } => None,
+        });
+        let first = predicted.next()??;
+        if !predicted.all(|p| p == Some(first)) {
+            return None;
+        }
+        let expected: std::collections::HashSet<String> = split.rows.iter().map(|r| format!("{:?}", r.label)).collect();
+        if expected.len() < 2 {
+            return None;
+        }
+        let name = self.classes.get(first).cloned().unwrap_or_else(|| first.to_string());
+        Some(format!(
+            "the model predicts `{name}` for all {} test images ({:.1} % accuracy): its errors will cluster by \
+             expected class alone. The likely cause is the input preprocessing (scale, mean and std, channel \
+             order, layout in `[input]` of hudd.toml) or the output (`[task]`), not the data",
+            split.rows.len(),
+            100.0 * split.accuracy()
+        ))
+    }
+
     /// Writes the whole evaluation, every row, as JSON to `path` (`RUN/evaluation.json`), for a
     /// resumed run to read back, and returns whether reading it back gives exactly this
     /// evaluation (it does for finite scores; a cache that does not is not to be reused).

@@ -232,3 +232,28 @@ fn the_feature_path_analysis_runs_through_the_report() {
         serde_json::from_str(&std::fs::read_to_string(run.path().join("report/report.json")).unwrap()).unwrap();
     assert_eq!(report["images"].as_array().unwrap().len(), clusters["images"].as_u64().unwrap() as usize);
 }
+
+/// Row 17: a model that predicts one class for every test image (here: the inputs scaled to
+/// nothing) is named with its class and the likely cause, by `evaluate` and `analyze`.
+#[test]
+fn a_model_that_predicts_one_class_is_called_out() {
+    let out = tempfile::tempdir().unwrap();
+    let squash = ["--set", "input.std=[100000.0]"];
+    let o = analyze_fmnist(&fmnist_data(), out.path(), &squash);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let warning = "warning: the model predicts `sandal` for all 300 test images (10.0 % accuracy)";
+    assert!(stderr(&o).contains(warning) && stderr(&o).contains("input preprocessing"), "{}", stderr(&o));
+    // Analysed again from the same inputs: nothing runs, and the stage line says so.
+    let o = analyze_fmnist(&fmnist_data(), out.path(), &squash);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(!stdout(&o).contains("-0.0 s") && !stdout(&o).contains("stages: ;"), "{}", stdout(&o));
+    let mut args = vec!["evaluate", "-m", "", "-c", "", "-d", "", "-o", "", "-q"];
+    let (m, c, d, e) =
+        (arg(&fmnist_model()), arg(&fmnist_config()), arg(&fmnist_data()), arg(&out.path().join("evaluation")));
+    for (i, v) in [(2, &m), (4, &c), (6, &d), (8, &e)] {
+        args[i] = v;
+    }
+    args.extend(squash);
+    let o = hudd(&args);
+    assert!(o.status.success() && stderr(&o).contains(warning), "{}", stderr(&o));
+}

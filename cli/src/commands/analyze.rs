@@ -116,6 +116,9 @@ pub fn run(args: AnalyzeArgs) -> Result<()> {
     if let Some(t) = test {
         println!("test: {} images, {} Wrong ({:.2}% accuracy)\n", t.rows.len(), outcome.wrong, 100.0 * t.accuracy());
     }
+    if let Some(reason) = outcome.evaluation.single_class_problem() {
+        eprintln!("warning: {reason}\n");
+    }
     let Some(analysis) = &outcome.analysis else {
         println!("fewer than 2 Wrong test images: nothing to cluster (results: {})", run_dir.results().display());
         return finish(&run_dir, &report_dir, &outcome, args.run.exec.quiet);
@@ -143,7 +146,10 @@ fn stage_times(timings: &hudd_core::cluster::report::Timings, reused: &[hudd_cor
             format!("{stage} {seconds:.1} s{mark}")
         })
         .collect();
-    let total: f64 = timings.stages.iter().map(|(_, s)| s).sum();
+    if parts.is_empty() {
+        return "stages: none run (every stage was reused)".into();
+    }
+    let total: f64 = timings.stages.iter().map(|(_, s)| s).fold(0.0, |a, b| a + b);
     format!("stages: {}; total {total:.1} s", parts.join(", "))
 }
 

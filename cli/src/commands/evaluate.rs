@@ -48,7 +48,7 @@ pub fn run(args: EvaluateArgs) -> Result<()> {
     let results = out.results();
     evaluation.write(&results).with_context(|| format!("writing results to {}", results.display()))?;
     print_summary(&evaluation);
-    if let Some(reason) = evaluation.guessed_class_order_problem() {
+    for reason in [evaluation.guessed_class_order_problem(), evaluation.single_class_problem()].into_iter().flatten() {
         eprintln!("warning: {reason}");
     }
     println!("\nresults: {}", results.display());
