@@ -257,3 +257,16 @@ fn a_model_that_predicts_one_class_is_called_out() {
     let o = hudd(&args);
     assert!(o.status.success() && stderr(&o).contains(warning), "{}", stderr(&o));
 }
+
+/// Row 13: a diverging retrain (`--lr 1e6`) stops at the first non-finite loss, naming the epoch,
+/// the step, the loss and what to try, and writes no model.
+#[test]
+fn a_diverging_retrain_stops_and_writes_no_model() {
+    let (work, run) = assigned_run(&fmnist_data());
+    let out = work.path().join("m2.onnx");
+    let o =
+        hudd(&["retrain", "--run", &arg(&run), "--labels", "auto", "-o", &arg(&out), "--lr", "1e6", "--epochs", "3"]);
+    assert_clean_failure(&o, &["training diverged at epoch", "step", "the loss is NaN", "--lr, now 1000000"]);
+    assert!(!out.exists(), "no model is written");
+    assert!(!run.join("retrain/retrain.json").exists(), "no record of a retraining that did not happen");
+}

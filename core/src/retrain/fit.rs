@@ -110,10 +110,23 @@ pub fn fit(
         progress.start(&format!("epoch {epoch}/{}", options.epochs), steps);
         let mut total = 0.0;
         let started = std::time::Instant::now();
-        for chunk in order.chunks(batch) {
+        for (step, chunk) in order.chunks(batch).enumerate() {
             let examples: Vec<&Example> = chunk.iter().map(|&i| &train[i]).collect();
             let (x, targets) = load_batch(spec, &examples, options.loss)?;
             let loss = trainer.step(x.view(), &targets, Mode::Train, rng.next_u64())?;
+            if !loss.is_finite() {
+                // Diverged: every later step would train on NaN weights. Stop; nothing is written.
+                progress.finish();
+                return Err(Error::Training {
+                    reason: format!(
+                        "training diverged at epoch {epoch}, step {} of {steps}: the loss is {loss} (the weights \
+                         overflowed); no model was written. Retrain with a smaller learning rate (--lr, now {}), \
+                         e.g. a tenth of it",
+                        step + 1,
+                        options.sgd.lr
+                    ),
+                });
+            }
             total += f64::from(loss) * examples.len() as f64;
             progress.advance(1);
         }
