@@ -112,10 +112,55 @@ pub fn bootstrap(run: &RunDir, labels_csv: Option<&Path>, seed: u64) -> Result<B
         Some(csv) => (LabelSource::Csv(csv.to_path_buf()), LabelKind::of_run(run)?),
     };
     let labels = labels(&source, Path::new(&record.parameters.improvement), &rows, &kind)?;
+    if kind == LabelKind::Targets {
+        check_target_count(run, &labels, &source)?;
+    }
     let members: BTreeMap<usize, usize> = record.clusters.iter().map(|c| (c.cluster, c.test_members)).collect();
     let balanced = balance(&rows, &members, seed);
     let rows = write_balanced(run, &record, &balanced, &labels.labels, &kind, seed)?;
     Ok(Bootstrapped { rows, ignored_labels: labels.ignored })
+}
+
+/// A regressor's labels must hold as many targets as the model's output has values (when the run
+/// records a fixed output shape): one error names every image that does not, with both counts.
+fn check_target_count(run: &RunDir, labels: &Labels, source: &LabelSource) -> Result<()> {
+    let record = crate::run::RunRecord::read(run)?;
+    let config: crate::Config = serde_json::from_value(record.run.config.clone())
+        .map_err(|e| Error::Bundle { path: run.run_json(), reason: format!("the recorded configuration: {e}") })?;
+    let outputs = &record.model.outputs;
+    let output = match &config.task.output {
+        Some(name) => outputs.iter().find(|o| &o.name == name),
+        None => outputs.first(),
+    };
+    // Values per image: the product of the output's dimensions after the batch, when all are fixed.
+    let Some((output, width)) = output.and_then(|o| {
+        o.shape.iter().skip(1).map(|d| d.parse::<usize>().ok()).product::<Option<usize>>().map(|w| (o, w))
+    }) else {
+        return Ok(());
+    };
+    let mut wrong: Vec<String> = labels
+        .labels
+        .iter()
+        .filter_map(|(image, l)| match l {
+            Label::Target(t) if t.len() != width => Some(format!("`{image}` has {} target(s)", t.len())),
+            _ => None,
+        })
+        .collect();
+    if wrong.is_empty() {
+        return Ok(());
+    }
+    wrong.sort();
+    let count = wrong.len();
+    wrong.truncate(20);
+    let origin = match source {
+        LabelSource::Csv(p) => p.display().to_string(),
+        LabelSource::Known(_) => "the improvement data".into(),
+    };
+    Err(Error::Labels {
+        origin,
+        count,
+        problems: format!("the model's output `{}` has {width} value(s) per image: {}", output.name, wrong.join("; ")),
+    })
 }
 
 /// What [`bootstrap`] wrote, and how many labelled rows it ignored (see [`Labels::ignored`]).

@@ -233,6 +233,20 @@ fn the_landmark_regressor_retrains_on_its_targets() {
         let values: Vec<f32> = f[3].split(' ').map(|v| v.parse().unwrap()).collect();
         assert_eq!(values, target_of[f[0]], "{line}");
     }
+    // Labels with the wrong number of targets (issue 33, row 12): bootstrap names the image and
+    // both counts, and writes nothing.
+    let labels = work.path().join("labels.csv");
+    let unsafe_set = std::fs::read_to_string(run.join("unsafe/unsafe.csv")).unwrap();
+    let rows: String =
+        unsafe_set.lines().skip(1).map(|l| format!("{},1 2 3\n", l.split(',').next().unwrap())).collect();
+    std::fs::write(&labels, format!("path,label\n{rows}")).unwrap();
+    let o = hudd(&["bootstrap", "--run", &arg(&run), "--labels", &arg(&labels)]);
+    assert_eq!(o.status.code(), Some(1), "{}", stderr(&o));
+    let first = unsafe_set.lines().nth(1).unwrap().split(',').next().unwrap();
+    let e = stderr(&o);
+    assert!(e.contains("has 6 value(s) per image") && e.contains(&format!("`{first}` has 3 target(s)")), "{e}");
+    assert_eq!(std::fs::read_to_string(run.join("unsafe/balanced.csv")).unwrap(), balanced, "nothing rewritten");
+
     let r = json(&run.join("retrain/retrain.json"));
     assert_eq!(r["hyperparameters"]["loss"], "mse");
     assert!(r["history"][1]["validation_accuracy"].is_null(), "a regressor has a validation loss only");
