@@ -270,3 +270,24 @@ fn a_diverging_retrain_stops_and_writes_no_model() {
     assert!(!out.exists(), "no model is written");
     assert!(!run.join("retrain/retrain.json").exists(), "no record of a retraining that did not happen");
 }
+
+/// Row 9: a `clusters.json` edited after the analysis (here two clusters given one id) is refused
+/// by `assign` and `report`, naming the file; rewriting it as it was makes the run usable again.
+#[test]
+fn an_edited_clusters_json_is_refused() {
+    let run = tempfile::tempdir().unwrap();
+    let o = analyze_fmnist(&fmnist_data(), run.path(), &[]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let path = run.path().join("clusters.json");
+    let original = std::fs::read_to_string(&path).unwrap();
+    let edited = original.replacen("\"id\": 2,", "\"id\": 1,", 1);
+    assert_ne!(edited, original, "the case needs a cluster 2");
+    std::fs::write(&path, &edited).unwrap();
+    for args in [vec!["assign", "--run", &arg(run.path()), "-q"], vec!["report", "--run", &arg(run.path()), "-q"]] {
+        let o = hudd(&args);
+        assert_clean_failure(&o, &["clusters.json was changed after `hudd analyze` wrote it"]);
+    }
+    std::fs::write(&path, &original).unwrap();
+    let o = hudd(&["assign", "--run", &arg(run.path()), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+}

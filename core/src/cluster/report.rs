@@ -220,6 +220,17 @@ impl ClustersReport {
             Error::io("the run is incomplete: clusters.json is missing (rerun `hudd analyze`)", &path, e)
         })?;
         let bad = |reason: String| Error::Bundle { path: path.clone(), reason };
+        // What `hudd analyze` wrote, as its stage log recorded it: an edited file is not read.
+        let log = crate::run::StageLog::read(run);
+        if let Some(recorded) = log.recorded_sha256(crate::run::Stage::Clusters, "clusters.json") {
+            if recorded != crate::fsio::sha256_hex(&text) {
+                return Err(bad(
+                    "clusters.json was changed after `hudd analyze` wrote it (RUN/stages.json records another \
+                     SHA-256); hudd reads only the clustering it made: rerun `hudd analyze`"
+                        .into(),
+                ));
+            }
+        }
         let c: ClustersReport =
             serde_json::from_slice(&text).map_err(|e| bad(format!("clusters.json is not valid: {e}")))?;
         if c.format != FORMAT {

@@ -130,6 +130,12 @@ impl StageLog {
             .unwrap_or_default()
     }
 
+    /// The SHA-256 that `stage`'s record holds for its file `path` (relative to the run folder,
+    /// `/` separators), if the stage completed and wrote it.
+    pub fn recorded_sha256(&self, stage: Stage, path: &str) -> Option<&str> {
+        self.get(stage)?.files.iter().find(|f| f.path == path).map(|f| f.sha256.as_str())
+    }
+
     /// The record of `stage`, if it completed.
     pub fn get(&self, stage: Stage) -> Option<&StageRecord> {
         self.stages.iter().find(|r| r.stage == stage)
