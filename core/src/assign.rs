@@ -349,21 +349,48 @@ pub fn merge_shards(run: &RunDir, shards: &[(PathBuf, ShardRecord)], gif_per_min
         rows: Vec::new(),
         skipped: Vec::new(),
     };
-    for (dir, _) in shards {
-        let (images, rows) = Distances::read_csv(&dir.join("distances.csv"), &p.clusters)?;
-        d.paths.extend(images.iter().map(|i| p.improvement_path.join(i)));
-        d.images.extend(images);
-        d.rows.extend(rows);
+    let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
+    for (dir, shard) in shards {
+        let csv = dir.join("distances.csv");
+        let (images, rows) = Distances::read_csv(&csv, &p.clusters)?;
         let sp = dir.join("skipped.csv");
+        let mut skipped = Vec::new();
         let mut r = crate::fsio::csv_reader(&sp)
             .map_err(|e| Error::Shards { path: sp.clone(), reason: format!("unreadable: {e}") })?;
         for rec in r.records() {
             let rec = rec.map_err(|e| Error::Shards { path: sp.clone(), reason: format!("unreadable: {e}") })?;
-            d.skipped.push(Skipped {
+            skipped.push(Skipped {
                 image: rec.get(0).unwrap_or_default().into(),
                 reason: rec.get(1).unwrap_or_default().into(),
             });
         }
+        // What the shard wrote must be what it took: every image once, in one shard, still there.
+        let bad = |reason: String| Error::Shards { path: csv.clone(), reason: format!("{reason}; rerun this shard") };
+        if images.len() + skipped.len() != shard.taken {
+            return Err(bad(format!(
+                "{} image(s) and {} skip(s), but the shard took {} images (shard.json)",
+                images.len(),
+                skipped.len(),
+                shard.taken
+            )));
+        }
+        for name in images.iter().chain(skipped.iter().map(|s| &s.image)) {
+            if let Some(other) = seen.insert(name.clone(), dir.clone()) {
+                return Err(bad(format!("`{name}` is listed twice (also in {})", other.display())));
+            }
+        }
+        for (name, row) in images.iter().zip(&rows) {
+            if let Some(v) = row.iter().find(|v| !(v.is_finite() && **v >= 0.0)) {
+                return Err(bad(format!("`{name}` has the distance {v}; distances are finite and not negative")));
+            }
+            if !p.improvement_path.join(name).is_file() {
+                return Err(bad(format!("`{name}` is not in {} any more", p.improvement_path.display())));
+            }
+        }
+        d.paths.extend(images.iter().map(|i| p.improvement_path.join(i)));
+        d.images.extend(images);
+        d.rows.extend(rows);
+        d.skipped.extend(skipped);
     }
     let set = allocate(d);
     set.write(run, gif_per_minute, 256)?;

@@ -4,7 +4,9 @@
 
 use std::path::{Path, PathBuf};
 
-use crate::common::{arg, copy_tree, fmnist_config, fmnist_data, fmnist_model, hudd, stderr, stdout};
+use crate::common::{
+    arg, assert_clean_failure, copy_tree, fmnist_config, fmnist_data, fmnist_model, hudd, stderr, stdout,
+};
 
 /// Every file under `dir` (relative paths, sorted), without the shard folders.
 fn files(dir: &Path) -> Vec<PathBuf> {
@@ -133,6 +135,38 @@ fn sharded_assign_merges_into_the_unsharded_unsafe_set() {
     let out = ok(&["merge", &arg(&run)]);
     assert!(out.contains("assign: 4 shards merged") && out.contains("quota"), "{out}");
     assert_same_tree(&whole, &run.join("unsafe"));
+
+    // A shard's distances.csv edited (issue 33, row 10): rows deleted or duplicated, a NaN or a
+    // negative distance, an image renamed since; each refused, naming the file, and no partial
+    // unsafe set is left.
+    let csv = run.join("shards/assign-0-of-4/distances.csv");
+    let original = std::fs::read_to_string(&csv).unwrap();
+    let lines: Vec<&str> = original.lines().collect();
+    let (first, second) = (lines[1], lines[2]);
+    let value = first.split(',').nth(1).unwrap();
+    let image = first.split(',').next().unwrap();
+    let edits = [
+        (original.replacen(&format!("{second}\n"), "", 1), "but the shard took"),
+        (original.replacen(second, first, 1), "is listed twice"),
+        (original.replacen(first, &first.replacen(value, "NaN", 1), 1), "the distance NaN"),
+        (original.replacen(first, &first.replacen(value, "-1", 1), 1), "the distance -1"),
+    ];
+    for (text, needle) in edits {
+        std::fs::remove_dir_all(run.join("unsafe")).unwrap();
+        std::fs::write(&csv, text).unwrap();
+        let o = hudd(&["merge", &arg(&run)]);
+        assert_clean_failure(&o, &[needle, "distances.csv"]);
+        assert!(!run.join("unsafe").exists(), "no partial unsafe set ({needle})");
+        std::fs::write(&csv, &original).unwrap();
+        ok(&["merge", &arg(&run)]);
+    }
+    let moved = data.join("improvement").join(image);
+    std::fs::rename(&moved, moved.with_extension("moved")).unwrap();
+    std::fs::remove_dir_all(run.join("unsafe")).unwrap();
+    let o = hudd(&["merge", &arg(&run)]);
+    assert_clean_failure(&o, &[&format!("`{image}` is not in"), "distances.csv"]);
+    assert!(!run.join("unsafe").exists(), "no partial unsafe set");
+    std::fs::rename(moved.with_extension("moved"), &moved).unwrap();
 
     // The run analysed again after the shards: refused.
     let mut clusters = std::fs::read(run.join("clusters.json")).unwrap();
