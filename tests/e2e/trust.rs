@@ -291,3 +291,18 @@ fn an_edited_clusters_json_is_refused() {
     let o = hudd(&["assign", "--run", &arg(run.path()), "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
 }
+
+/// Row 18 (and section 2): when the kept epoch is 0 (here `--lr 0`: no epoch can do better), the
+/// terminal and `retrain.json` say the written model is the analysed one unchanged.
+#[test]
+fn an_unchanged_model_is_not_called_retrained() {
+    let (work, run) = assigned_run(&fmnist_data());
+    let out = work.path().join("m2.onnx");
+    let o = hudd(&["retrain", "--run", &arg(&run), "--labels", "auto", "-o", &arg(&out), "--lr", "0", "--epochs", "1"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("holds the analysed weights unchanged"), "{}", stdout(&o));
+    assert!(!stdout(&o).contains("retrained model:"), "{}", stdout(&o));
+    let record: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(run.join("retrain/retrain.json")).unwrap()).unwrap();
+    assert_eq!((record["unchanged"].as_bool(), record["chosen_epoch"].as_u64()), (Some(true), Some(0)));
+}

@@ -252,12 +252,12 @@ fn retrain_and_compare(args: &DemoArgs, run_dir: &RunDir, out: &Path, bars: &Bar
     let record = super::retrain::retrain_run(run_dir, "auto", args.seed, &options, &retrained, bars)
         .context("retraining the model")?;
     super::retrain::print_record(&record);
+    super::retrain::say_written(&record, &retrained);
     if args.repeats > 0 {
         println!("\ncomparing with random selection at the same labelling budget ({} repeat(s))", args.repeats);
         let compared = hudd_core::retrain::compare(run_dir, None, args.repeats as usize, args.seed, &options, bars)
             .context("comparing HUDD with the baselines")?;
         super::compare::print_table(&compared);
     }
-    println!("\nretrained: {}", retrained.display());
     Ok(())
 }

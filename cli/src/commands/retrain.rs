@@ -107,7 +107,8 @@ pub fn run(args: RetrainArgs) -> Result<()> {
         .in_pool(|| retrain_run(&run, &args.labels, args.bootstrap_seed, &options, &args.out, &bars))
         .with_context(|| format!("retraining the model of {}", args.run.display()))?;
     print_record(&record);
-    println!("\nretrained model: {}\nrecord: {}", args.out.display(), run.retrain_json().display());
+    say_written(&record, &args.out);
+    println!("record: {}", run.retrain_json().display());
     Ok(())
 }
 
@@ -131,6 +132,20 @@ pub fn retrain_run(
     let mut done = retrain::retrain(&ctx, &extra, "unsafe set", options, &before, bars)?;
     done.record.seeds.insert("bootstrap".into(), bootstrap_seed);
     Ok(done.write(&ctx.model, run, out)?)
+}
+
+/// Where the model went, and whether it is the analysed one unchanged (the kept epoch is 0).
+pub fn say_written(record: &RetrainRecord, out: &Path) {
+    if record.unchanged {
+        println!(
+            "\nno epoch did better than the analysed model on the {} held-out images: {} holds the analysed \
+             weights unchanged (try more --epochs or another --lr; --keep last writes the last epoch)",
+            record.data.validation_images,
+            out.display()
+        );
+    } else {
+        println!("\nretrained model: {}", out.display());
+    }
 }
 
 /// The history and the before/after table.

@@ -178,6 +178,10 @@ pub struct RetrainRecord {
     /// The kept epoch (with `keep: best`, best validation accuracy, then loss; 0: none beat the
     /// original).
     pub chosen_epoch: usize,
+    /// Whether the written model is the analysed one unchanged (the kept epoch is 0: no epoch did
+    /// better on the held-out images).
+    #[serde(default)]
+    pub unchanged: bool,
     /// The analysed model on the test split.
     pub before: Accuracy,
     /// The retrained model on the test split.
@@ -381,6 +385,7 @@ pub fn retrain(
         },
         history: fitted.history,
         chosen_epoch: fitted.chosen,
+        unchanged: fitted.chosen == 0,
         before: before.clone(),
         after,
         epoch_seconds: fitted.epoch_seconds,
