@@ -221,18 +221,19 @@ impl UnsafeRecord {
                 ));
             }
         }
+        // Hashed in parallel, as `UnsafeSet::write` hashed them; the first changed image by name.
         let improvement = Path::new(&self.parameters.improvement);
-        for (image, recorded) in &self.images_sha256 {
+        let changed = self.images_sha256.par_iter().find_map_first(|(image, recorded)| {
             let now = crate::fsio::sha256_file(&improvement.join(image)).ok();
-            if now.as_ref() != Some(recorded) {
-                return Ok(Some(format!(
-                    "the unsafe image `{image}` {} since `hudd assign` (in {}); rerun `hudd assign`",
-                    if now.is_some() { "changed" } else { "is gone or unreadable" },
-                    improvement.display()
-                )));
-            }
-        }
-        Ok(None)
+            (now.as_ref() != Some(recorded)).then(|| (image, now.is_some()))
+        });
+        Ok(changed.map(|(image, exists)| {
+            format!(
+                "the unsafe image `{image}` {} since `hudd assign` (in {}); rerun `hudd assign`",
+                if exists { "changed" } else { "is gone or unreadable" },
+                improvement.display()
+            )
+        }))
     }
 }
 
@@ -477,8 +478,7 @@ fn prepare(
 pub fn run_model(run: &RunDir, model: Option<&Path>) -> Result<(RunRecord, Config, Model)> {
     let record = RunRecord::read(run)?;
     let bad = |reason: String| Error::Bundle { path: run.run_json(), reason };
-    let config: Config = serde_json::from_value(record.run.config.clone())
-        .map_err(|e| bad(format!("the recorded configuration cannot be read: {e}")))?;
+    let config = record.config(run)?;
     let path = match (model, &record.model_path) {
         (Some(m), _) => m.to_path_buf(),
         (None, Some(p)) => PathBuf::from(p),

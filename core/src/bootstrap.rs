@@ -96,11 +96,7 @@ impl LabelKind {
 }
 
 fn record_kind(run: &RunDir, record: &crate::run::RunRecord) -> Result<TaskKind> {
-    let config: crate::Config = serde_json::from_value(record.run.config.clone()).map_err(|e| Error::Bundle {
-        path: run.run_json(),
-        reason: format!("the recorded configuration cannot be read: {e}"),
-    })?;
-    Ok(config.task.kind)
+    Ok(record.config(run)?.task.kind)
 }
 
 /// The whole step: reads the unsafe set, checks the labels (`None`: the improvement data's own),
@@ -125,8 +121,7 @@ pub fn bootstrap(run: &RunDir, labels_csv: Option<&Path>, seed: u64) -> Result<B
 /// records a fixed output shape): one error names every image that does not, with both counts.
 fn check_target_count(run: &RunDir, labels: &Labels, source: &LabelSource) -> Result<()> {
     let record = crate::run::RunRecord::read(run)?;
-    let config: crate::Config = serde_json::from_value(record.run.config.clone())
-        .map_err(|e| Error::Bundle { path: run.run_json(), reason: format!("the recorded configuration: {e}") })?;
+    let config = record.config(run)?;
     let outputs = &record.model.outputs;
     let output = match &config.task.output {
         Some(name) => outputs.iter().find(|o| &o.name == name),
@@ -177,8 +172,7 @@ pub struct Bootstrapped {
 pub fn known_labels(run: &RunDir) -> Result<(LabelSource, LabelKind)> {
     let record = crate::run::RunRecord::read(run)?;
     let bad = |reason: String| Error::Bundle { path: run.run_json(), reason };
-    let config: crate::Config = serde_json::from_value(record.run.config.clone())
-        .map_err(|e| bad(format!("the recorded configuration cannot be read: {e}")))?;
+    let config = record.config(run)?;
     let root =
         record.data_root.clone().ok_or_else(|| bad("the run does not record its dataset; give --labels CSV".into()))?;
     let data = crate::Dataset::open(Path::new(&root), &config.task)?;

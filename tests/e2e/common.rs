@@ -134,6 +134,24 @@ pub fn max_rel_err(a: &[f32], b: &[f32]) -> f32 {
     a.iter().zip(b).map(|(x, y)| (x - y).abs() / y.abs().max(1.0)).fold(0.0, f32::max)
 }
 
+/// Every file under `root`, recursively, with its path relative to `root` (`/` separators), sorted.
+pub fn files_under(root: &Path) -> Vec<(String, PathBuf)> {
+    let mut files = Vec::new();
+    let mut stack = vec![root.to_path_buf()];
+    while let Some(dir) = stack.pop() {
+        for entry in std::fs::read_dir(&dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                stack.push(path);
+            } else {
+                files.push((path.strip_prefix(root).unwrap().to_string_lossy().replace('\\', "/"), path));
+            }
+        }
+    }
+    files.sort();
+    files
+}
+
 /// Copies a folder tree.
 pub fn copy_tree(from: &Path, to: &Path) {
     std::fs::create_dir_all(to).unwrap();

@@ -7,7 +7,7 @@ use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::common::{analyze_args, arg, copy_tree, fmnist_data, hudd, stderr, stdout};
+use crate::common::{analyze_args, arg, copy_tree, files_under, fmnist_data, hudd, stderr, stdout};
 
 fn analyze(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
     let o = hudd(&analyze_args(data, out, extra));
@@ -20,26 +20,17 @@ fn analyze(data: &Path, out: &Path, extra: &[&str]) -> std::process::Output {
 /// that inlines the report) are left out, and `report.json` is compared without its run block.
 fn results(run: &Path) -> BTreeMap<String, Vec<u8>> {
     let mut files = BTreeMap::new();
-    let mut stack = vec![run.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for entry in std::fs::read_dir(&dir).unwrap() {
-            let path = entry.unwrap().path();
-            if path.is_dir() {
-                stack.push(path);
-                continue;
-            }
-            let rel = path.strip_prefix(run).unwrap().to_string_lossy().replace('\\', "/");
-            if ["run.json", "timings.json", "report/manifest.json", "report/index.html"].contains(&rel.as_str()) {
-                continue;
-            }
-            let mut bytes = std::fs::read(&path).unwrap();
-            if rel == "report/report.json" {
-                let mut report: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
-                report.as_object_mut().unwrap().remove("run");
-                bytes = serde_json::to_vec_pretty(&report).unwrap();
-            }
-            files.insert(rel, bytes);
+    for (rel, path) in files_under(run) {
+        if ["run.json", "timings.json", "report/manifest.json", "report/index.html"].contains(&rel.as_str()) {
+            continue;
         }
+        let mut bytes = std::fs::read(&path).unwrap();
+        if rel == "report/report.json" {
+            let mut report: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
+            report.as_object_mut().unwrap().remove("run");
+            bytes = serde_json::to_vec_pretty(&report).unwrap();
+        }
+        files.insert(rel, bytes);
     }
     files
 }

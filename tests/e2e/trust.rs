@@ -97,8 +97,8 @@ fn retrain_never_writes_over_the_runs_records_or_the_data() {
 }
 
 /// Row 3: one writer per run. While a process holds the run's lock, `analyze`, `assign`,
-/// `bootstrap`, `retrain` and `report` into it are refused at once, naming the holder; afterwards
-/// they run.
+/// `bootstrap`, `retrain`, `report`, `compare`, `evaluate` and `cluster` into it are
+/// refused at once, naming the holder; afterwards they run.
 #[test]
 fn a_second_writer_of_a_run_is_refused_naming_the_first() {
     let (_work, run) = assigned_run(&fmnist_data());
@@ -106,12 +106,16 @@ fn a_second_writer_of_a_run_is_refused_naming_the_first() {
     let held = hudd_core::run::RunDir::new(&run).lock("hudd analyze").unwrap();
     let r = arg(&run);
     let (model, config, data) = (arg(&fmnist_model()), arg(&fmnist_config()), arg(&fmnist_data()));
+    let heatmaps = arg(&run.join("heatmaps"));
     for args in [
         vec!["analyze", "-m", &model, "-c", &config, "-d", &data, "-o", &r, "-q"],
         vec!["assign", "--run", &r, "-q"],
         vec!["bootstrap", "--run", &r, "--labels", "auto"],
         vec!["retrain", "--run", &r, "--labels", "auto", "-o", "/tmp/never.onnx", "-q"],
         vec!["report", "--run", &r, "-q"],
+        vec!["compare", "--run", &r, "--labels", "auto", "-q"],
+        vec!["evaluate", "-m", &model, "-c", &config, "-d", &data, "-o", &r, "-q"],
+        vec!["cluster", "--heatmaps", &heatmaps, "-o", &r, "-q"],
     ] {
         let o = hudd_within(&args, 120);
         assert_clean_failure(&o, &["is being written by `hudd analyze`", &std::process::id().to_string()]);
@@ -124,20 +128,11 @@ fn a_second_writer_of_a_run_is_refused_naming_the_first() {
 
 /// Every file of a run folder (the lock aside) with its SHA-256, by relative path.
 fn results_of(run: &Path) -> std::collections::BTreeMap<String, String> {
-    let mut out = std::collections::BTreeMap::new();
-    let mut stack = vec![run.to_path_buf()];
-    while let Some(dir) = stack.pop() {
-        for e in std::fs::read_dir(&dir).unwrap() {
-            let p = e.unwrap().path();
-            if p.is_dir() {
-                stack.push(p);
-            } else if p.file_name().is_some_and(|n| n != hudd_core::run::lock::FILE) {
-                let rel = p.strip_prefix(run).unwrap().to_string_lossy().into_owned();
-                out.insert(rel, hudd_core::fsio::sha256_file(&p).unwrap());
-            }
-        }
-    }
-    out
+    files_under(run)
+        .into_iter()
+        .filter(|(rel, _)| rel != hudd_core::run::lock::FILE)
+        .map(|(rel, path)| (rel, hudd_core::fsio::sha256_file(&path).unwrap()))
+        .collect()
 }
 
 /// Row 4: analysing a run again (other clusters) leaves its earlier unsafe set out of the report

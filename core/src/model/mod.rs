@@ -494,6 +494,7 @@ impl Model {
         let node_outputs =
             graph.nodes.iter().flat_map(|n| n.outputs.iter().filter(|o| !o.is_empty()).cloned()).collect();
         let head = if batch_policy == BatchPolicy::Dynamic { Head::find(&graph) } else { None };
+        let onnx_sha256 = crate::fsio::sha256_hex(bytes);
         Ok(Model {
             path,
             info,
@@ -504,8 +505,8 @@ impl Model {
             node_outputs,
             parallel_engine: false,
             plans: Mutex::new(HashMap::new()),
-            identity: identity(&crate::fsio::sha256_hex(bytes), bytes.len() as u64, &weights),
-            digest: (crate::fsio::sha256_hex(bytes), bytes.len() as u64),
+            identity: identity(&onnx_sha256, bytes.len() as u64, &weights),
+            digest: (onnx_sha256, bytes.len() as u64),
             weights,
             bytes: bytes.to_vec(),
             external,

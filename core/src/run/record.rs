@@ -124,6 +124,14 @@ impl RunRecord {
         write_json(&run.run_json(), "run record", self)
     }
 
+    /// The configuration the run was made with, as recorded (`run` names the file in errors).
+    pub fn config(&self, run: &RunDir) -> Result<Config> {
+        serde_json::from_value(self.run.config.clone()).map_err(|e| Error::Bundle {
+            path: run.run_json(),
+            reason: format!("the recorded configuration cannot be read: {e}"),
+        })
+    }
+
     /// Reads `RUN/run.json`.
     pub fn read(run: &RunDir) -> Result<RunRecord> {
         let path = run.run_json();
