@@ -51,8 +51,13 @@ fn retrain_writes_a_model_that_runs_and_does_not_depend_on_the_thread_count() {
     let d = &r["data"];
     assert_eq!(d["extra_copies"].as_u64(), Some(copies), "the balanced set, copies counted");
     assert_eq!(d["train_images"], 100);
-    let distinct = 100 + d["extra_images"].as_u64().unwrap();
-    assert_eq!(d["validation_images"].as_u64(), Some((distinct as f64 * 0.1).round() as u64));
+    // The kept epoch is chosen on a fifth of the labelled images, which are not trained on.
+    assert_eq!((h["validation_from"].as_str(), h["validation_fraction"].as_f64()), (Some("labelled"), Some(0.2)));
+    let extra = d["extra_images"].as_u64().unwrap();
+    let held = d["validation_images"].as_u64().unwrap();
+    assert_eq!(held, (extra as f64 * 0.2).round() as u64, "{d}");
+    assert_eq!(d["extra_trained"].as_u64(), Some(extra - held));
+    assert!(d["training_examples"].as_u64().unwrap() < 100 + copies, "held-out images are not trained on: {d}");
 
     // Accuracy before and after, overall, per class, per cluster; checked against `hudd evaluate`
     // of the written model.
@@ -85,6 +90,31 @@ fn retrain_writes_a_model_that_runs_and_does_not_depend_on_the_thread_count() {
     let col = header.iter().position(|h| *h == "result").unwrap();
     let right = test.lines().skip(1).filter(|l| l.split(',').nth(col) == Some("Correct")).count();
     assert_eq!(r["after"]["right"].as_u64(), Some(right as u64), "the record measures the written model");
+
+    // The original toolset's choice: a share of the training and labelled images together.
+    let out = arg(&work.path().join("m2-training.onnx"));
+    let run_arg = arg(&run);
+    let o = hudd(&[
+        "retrain",
+        "--run",
+        &run_arg,
+        "--labels",
+        "auto",
+        "-o",
+        &out,
+        "--epochs",
+        "1",
+        "--validation-from",
+        "training",
+        "--validation",
+        "0.1",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let r = json(&run.join("retrain/retrain.json"));
+    assert_eq!(r["hyperparameters"]["validation_from"], "training");
+    let distinct = 100 + r["data"]["extra_images"].as_u64().unwrap();
+    assert_eq!(r["data"]["validation_images"].as_u64(), Some((distinct as f64 * 0.1).round() as u64));
 }
 
 #[test]
@@ -104,15 +134,16 @@ fn retrain_refuses_bad_settings_and_a_folder_that_is_not_a_run() {
 #[test]
 fn compare_retrains_each_method_at_the_same_budget_and_summarises_the_repeats() {
     let (_work, run) = assigned_run(&fmnist_data());
-    let compare = || {
-        let o = hudd(&[
+    let run_arg = arg(&run);
+    let compare = |repeats: &str, variant: bool| {
+        let mut args = vec![
             "compare",
             "--run",
-            &arg(&run),
+            &run_arg,
             "--labels",
             "auto",
             "--repeats",
-            "2",
+            repeats,
             "--epochs",
             "1",
             "--batch-size",
@@ -122,20 +153,28 @@ fn compare_retrains_each_method_at_the_same_budget_and_summarises_the_repeats() 
             "--seed",
             "4",
             "-q",
-        ]);
+        ];
+        if variant {
+            args.push("--hudd-all");
+        }
+        let o = hudd(&args);
         assert!(o.status.success(), "{}", stderr(&o));
-        (std::fs::read_to_string(run.join("retrain/compare.json")).unwrap(), stdout(&o))
+        let text = std::fs::read_to_string(run.join("retrain/compare.json")).unwrap();
+        (serde_json::from_str::<serde_json::Value>(&text).unwrap(), stdout(&o))
     };
-    let (text, printed) = compare();
-    for m in ["before", "hudd", "bl1", "bl2"] {
-        assert!(printed.contains(m), "{printed}");
+    let (r, printed) = compare("2", false);
+    assert!(r.get("hudd_all").is_none() && !printed.contains("hudd-all"), "the variant only on request");
+    for m in ["before", "hudd", "bl1", "bl2", "images labelled", "trained on", "kept epoch", "unchanged model"] {
+        assert!(printed.contains(m), "{m}: {printed}");
     }
-    let r: serde_json::Value = serde_json::from_str(&text).unwrap();
+    assert!(printed.contains("no test of HUDD against the baselines: 2 repeat(s), 5 needed"), "{printed}");
+    assert_eq!(r["format_version"], 2);
+    assert_eq!(r["tests"].as_array().map(Vec::len), Some(0), "no p-values from 2 repeats");
     let budget = r["budget"].as_u64().unwrap();
     let unsafe_rows = std::fs::read_to_string(run.join("unsafe/unsafe.csv")).unwrap().lines().count() as u64 - 1;
     assert_eq!(budget, unsafe_rows, "the budget is what the engineers label: the unsafe set");
     for key in ["overall", "failing_clusters"] {
-        assert_eq!(r["before"][key]["sd"], 0.0);
+        assert!(r["before"][key]["sd"].is_null(), "one value has no sd: {}", r["before"][key]);
         for m in ["hudd", "bl1", "bl2"] {
             let v = &r[m][key];
             assert!(v["mean"].as_f64().unwrap() >= 0.0 && v["sd"].as_f64().unwrap() >= 0.0, "{m}.{key}: {v}");
@@ -146,12 +185,23 @@ fn compare_retrains_each_method_at_the_same_budget_and_summarises_the_repeats() 
         let reps = r[m]["repeats"].as_array().unwrap();
         assert_eq!(reps.len(), 2);
         assert!(
-            reps.iter().all(|x| x["images"].as_u64() == Some(expected) && x["copies"].as_u64() == Some(expected)),
+            reps.iter().all(|x| x["images"].as_u64() == Some(expected)
+                && x["copies"].as_u64() == Some(expected)
+                && x["labelled"].as_u64() == Some(expected)),
             "{m}"
         );
         assert_eq!((reps[0]["seed"].as_u64(), reps[1]["seed"].as_u64()), (Some(4), Some(5)));
     }
-    // hudd: the balanced set, ceil(test members) distinct images per cluster.
+    for m in ["hudd", "bl1", "bl2"] {
+        for x in r[m]["repeats"].as_array().unwrap() {
+            let n = |k: &str| x[k].as_u64().unwrap();
+            assert_eq!(n("trained") + n("validation"), n("images"), "{m}: {x}");
+            assert_eq!(n("validation"), (n("images") as f64 * 0.2).round().max(1.0) as u64, "{m}: {x}");
+            assert_eq!(x["unchanged"].as_bool(), Some(n("chosen_epoch") == 0), "{m}: {x}");
+        }
+    }
+    // hudd: every image of the unsafe set labelled, the balanced set's ceil(test members)
+    // distinct images per cluster added.
     let members: u64 = r["before"]["per_cluster"]
         .as_array()
         .unwrap()
@@ -159,12 +209,37 @@ fn compare_retrains_each_method_at_the_same_budget_and_summarises_the_repeats() 
         .filter(|c| c["members"].as_u64().unwrap() >= 2)
         .map(|c| c["members"].as_u64().unwrap())
         .sum();
-    assert!(r["hudd"]["repeats"].as_array().unwrap().iter().all(|x| x["images"].as_u64().unwrap() <= members));
+    for x in r["hudd"]["repeats"].as_array().unwrap() {
+        assert!(x["images"].as_u64().unwrap() <= members && x["labelled"].as_u64() == Some(budget), "{x}");
+    }
     // The mean is the mean of the repeats.
     let reps = r["bl2"]["repeats"].as_array().unwrap();
     let mean = (reps[0]["overall"].as_f64().unwrap() + reps[1]["overall"].as_f64().unwrap()) / 2.0;
     assert!((r["bl2"]["overall"]["mean"].as_f64().unwrap() - mean).abs() < 1e-12);
-    assert_eq!(compare().0, text, "same seed, same comparison");
+
+    // Five repeats with the variant: HUDD and hudd-all against each baseline, both measures, with
+    // p-values in [0, 1]; hudd-all adds every labelled unsafe image.
+    let (five, printed) = compare("5", true);
+    assert!(printed.contains("two-sided p-values over 5 repeats") && printed.contains("Mann–Whitney U"), "{printed}");
+    assert!(printed.contains("hudd-all vs bl1, root-cause clusters"), "{printed}");
+    for x in five["hudd_all"]["repeats"].as_array().unwrap() {
+        assert_eq!((x["images"].as_u64(), x["labelled"].as_u64()), (Some(budget), Some(budget)), "{x}");
+    }
+    let tests = five["tests"].as_array().unwrap();
+    assert_eq!(tests.len(), 8, "{tests:?}");
+    for t in tests {
+        assert!(["hudd", "hudd-all"].contains(&t["method"].as_str().unwrap()), "{t}");
+        assert!(["bl1", "bl2"].contains(&t["baseline"].as_str().unwrap()), "{t}");
+        assert!(["overall", "failing-clusters"].contains(&t["measure"].as_str().unwrap()), "{t}");
+        let p = t["mann_whitney"]["p"].as_f64().unwrap();
+        assert!((0.0..=1.0).contains(&p), "{t}");
+        assert!(t["welch"].is_null() || (0.0..=1.0).contains(&t["welch"]["p"].as_f64().unwrap()), "{t}");
+    }
+    // Repeat r uses seed + r: the first two of five are the two above, record for record.
+    for m in ["hudd", "bl1", "bl2"] {
+        assert_eq!(five[m]["repeats"][0], r[m]["repeats"][0], "{m}: same seed, same retraining");
+        assert_eq!(five[m]["repeats"][1], r[m]["repeats"][1], "{m}");
+    }
 }
 
 /// The landmark regressor: `--labels auto` takes the targets from the simulator's manifest into

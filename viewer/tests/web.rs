@@ -341,6 +341,80 @@ async fn a_cluster_page_shows_its_unsafe_set_and_retraining_gain_when_present() 
 }
 
 #[wasm_bindgen_test]
+async fn the_comparison_shows_spreads_kept_epochs_and_p_values_only_when_measured() {
+    let method = |name: &str, mean: f64, sd: Option<f64>, kept: Vec<usize>| MethodResult {
+        method: name.into(),
+        overall: MeanSd { mean, sd },
+        failing_clusters: MeanSd { mean: mean / 4.0, sd },
+        per_cluster: vec![ClusterMeanSd { cluster_id: 1, members: 8, accuracy: MeanSd { mean: mean / 4.0, sd } }],
+        labelled: if name == "before" { 0 } else { 40 },
+        trained: if name == "before" { vec![] } else { vec![20; kept.len()] },
+        kept_epochs: kept,
+    };
+    let retraining = |comparison| Retraining {
+        accuracy_before: 0.8,
+        accuracy_after: 0.9,
+        seed: 7,
+        clusters: vec![RetrainingGain { cluster_id: 1, gain_pp: 12.5, members: 8, right_after: 1 }],
+        failing_before: 0.0,
+        failing_after: 0.125,
+        epochs: 5,
+        chosen_epoch: 3,
+        retrained_model: "m.retrained.onnx".into(),
+        retrained_sha256: "00".repeat(32),
+        comparison: Some(comparison),
+    };
+    // Five repeats: spreads, the kept epochs' range and the tests' p-values.
+    let mut r = report();
+    r.retraining = Some(retraining(Comparison {
+        budget: 40,
+        repeats: 5,
+        seed: 0,
+        methods: vec![
+            method("before", 0.8, None, vec![]),
+            method("hudd", 0.9, Some(0.01), vec![3, 5, 4, 5, 5]),
+            method("bl1", 0.85, Some(0.02), vec![0, 0, 0, 0, 0]),
+            method("bl2", 0.82, Some(0.02), vec![2, 2, 2, 2, 2]),
+        ],
+        tests: vec![ComparisonTest {
+            method: "hudd".into(),
+            baseline: "bl1".into(),
+            measure: "failing-clusters".into(),
+            difference: 0.0125,
+            welch_p: Some(0.0004),
+            mann_whitney_p: Some(0.0317),
+        }],
+    }));
+    let host = mount_report(r);
+    tick().await;
+    let table = text(&host, "[data-testid=comparison]");
+    assert!(table.contains("90.00% ± 1.00%") && table.contains("3–5"), "{table}");
+    assert!(!table.contains("80.00% ±"), "the model before has no spread: {table}");
+    let tests = text(&host, "[data-testid=comparison-tests]");
+    assert_eq!(count(&host, "[data-testid=test-row]"), 1);
+    assert!(
+        tests.contains("hudd vs bl1, root-cause clusters") && tests.contains("< 0.001") && tests.contains("0.032"),
+        "{tests}"
+    );
+    host.remove();
+    // One repeat: no spread, no test, and the page says why.
+    let mut r = report();
+    r.retraining = Some(retraining(Comparison {
+        budget: 40,
+        repeats: 1,
+        seed: 0,
+        methods: vec![method("before", 0.8, None, vec![]), method("hudd", 0.9, None, vec![0])],
+        tests: vec![],
+    }));
+    let host = mount_report(r);
+    tick().await;
+    let table = text(&host, "[data-testid=comparison]");
+    assert!(!table.contains('±'), "one repeat has no sd: {table}");
+    assert!(text(&host, "[data-testid=comparison-tests]").contains("p-values from 5 repeats on"));
+    host.remove();
+}
+
+#[wasm_bindgen_test]
 async fn a_run_without_clusters_says_so_and_keys_do_nothing() {
     let mut r = report();
     r.analysis = None;

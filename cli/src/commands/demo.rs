@@ -255,8 +255,9 @@ fn retrain_and_compare(args: &DemoArgs, run_dir: &RunDir, out: &Path, bars: &Bar
     super::retrain::say_written(&record, &retrained);
     if args.repeats > 0 {
         println!("\ncomparing with random selection at the same labelling budget ({} repeat(s))", args.repeats);
-        let compared = hudd_core::retrain::compare(run_dir, None, args.repeats as usize, args.seed, &options, bars)
-            .context("comparing HUDD with the baselines")?;
+        let compared =
+            hudd_core::retrain::compare(run_dir, None, args.repeats as usize, args.seed, &options, false, bars)
+                .context("comparing HUDD with the baselines")?;
         super::compare::print_table(&compared);
     }
     Ok(())

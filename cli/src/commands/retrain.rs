@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
-use hudd_core::retrain::{self, Accuracy, Keep, RetrainOptions, RetrainRecord, RunContext, SgdParams};
+use hudd_core::retrain::{self, Accuracy, Keep, RetrainOptions, RetrainRecord, RunContext, SgdParams, ValidationFrom};
 use hudd_core::run::RunDir;
 
 use super::ExecOptions;
@@ -15,9 +15,11 @@ use crate::progress::Bars;
 /// split plus the balanced unsafe set (each image as many times as `hudd bootstrap` copied it),
 /// SGD with momentum and weight decay, no augmentation; cross-entropy for a classifier, mean
 /// squared error for a regressor (labels: its targets in output order, separated by spaces). A
-/// seeded share of those images (never test images) is held out; the epoch that does best on it is
-/// kept (highest accuracy, then lowest loss; for a regressor lowest loss; epoch 0, the original
-/// weights, when none beats them). The new
+/// seeded share of the labelled images, drawn per root-cause cluster, is held out and not trained
+/// on (images the analysed model never saw; --validation-from training draws from the training
+/// split too, as the original toolset); the epoch that does best on them is kept (highest
+/// accuracy, then lowest loss; for a regressor lowest loss; epoch 0, the original weights, when
+/// none beats them — said as "unchanged"). The new
 /// weights go back into the same ONNX graph, so OUT runs wherever the original ran. Writes OUT
 /// and RUN/retrain/retrain.json (hyperparameters, seeds, per-epoch history, the chosen epoch, test
 /// accuracy before and after: overall, per class and per root-cause cluster). Same inputs and
@@ -65,9 +67,17 @@ pub struct TrainingFlags {
     /// SGD weight decay (L2).
     #[arg(long, default_value_t = 5e-4, value_name = "L2")]
     weight_decay: f64,
-    /// Share of the training and unsafe images held out to choose the epoch.
-    #[arg(long, default_value_t = 0.1, value_name = "SHARE")]
+    /// Share of the images of --validation-from held out to choose the kept epoch (and not
+    /// trained on).
+    #[arg(long, default_value_t = 0.2, value_name = "SHARE")]
     validation: f64,
+    /// Where the held-out images come from: `labelled`, the labelled images added (the unsafe
+    /// set, or a baseline's), drawn per root-cause cluster (per class for a baseline) — images the
+    /// analysed model never trained on; or `training`, the training split and the labelled images
+    /// together, as the original HUDD toolset (the analysed model was trained on most of them, so
+    /// it tends to keep epoch 0, the unchanged model).
+    #[arg(long, value_enum, default_value_t = ValidationFrom::Labelled, value_name = "FROM")]
+    validation_from: ValidationFrom,
     /// Seed of the validation draw, the shuffles and dropout.
     #[arg(long, default_value_t = 0)]
     seed: u64,
@@ -91,6 +101,7 @@ impl TrainingFlags {
             batch_size: self.batch_size as usize,
             sgd: SgdParams { lr: self.lr, momentum: self.momentum, weight_decay: self.weight_decay },
             validation_fraction: self.validation,
+            validation_from: self.validation_from,
             seed: self.seed,
             keep: self.keep,
         })

@@ -963,8 +963,28 @@ pub struct Comparison {
     pub repeats: usize,
     /// First seed; repeat `r` uses `seed + r`.
     pub seed: u64,
-    /// `before`, then `hudd`, `bl1`, `bl2`.
+    /// `before`, then `hudd`, `hudd-all` (when run), `bl1`, `bl2`.
     pub methods: Vec<MethodResult>,
+    /// HUDD against each baseline (from 5 repeats on; empty below).
+    #[serde(default)]
+    pub tests: Vec<ComparisonTest>,
+}
+
+/// A HUDD selection against one baseline on one measure, over the repeats (two-sided tests).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ComparisonTest {
+    /// `hudd`, or the variant `hudd-all`.
+    pub method: String,
+    /// `bl1` or `bl2`.
+    pub baseline: String,
+    /// `overall` or `failing-clusters`.
+    pub measure: String,
+    /// The method's mean accuracy minus the baseline's (a fraction).
+    pub difference: f64,
+    /// Welch's t-test p-value; none when neither method's accuracy varied.
+    pub welch_p: Option<f64>,
+    /// Mann–Whitney U test p-value.
+    pub mann_whitney_p: Option<f64>,
 }
 
 /// One method (or the model before retraining) over the repeats.
@@ -979,6 +999,15 @@ pub struct MethodResult {
     pub failing_clusters: MeanSd,
     /// Per cluster, in the order of [`Retraining::clusters`].
     pub per_cluster: Vec<ClusterMeanSd>,
+    /// Images the method had labelled (0 for `before`).
+    #[serde(default)]
+    pub labelled: usize,
+    /// Per repeat, the labelled images trained on (the rest were held out or not kept).
+    #[serde(default)]
+    pub trained: Vec<usize>,
+    /// Per repeat, the kept epoch (0: the model unchanged).
+    #[serde(default)]
+    pub kept_epochs: Vec<usize>,
 }
 
 /// Mean and sample standard deviation over the repeats.
@@ -986,8 +1015,9 @@ pub struct MethodResult {
 pub struct MeanSd {
     /// Mean.
     pub mean: f64,
-    /// Sample standard deviation (0 for one repeat).
-    pub sd: f64,
+    /// Sample standard deviation (n − 1); none for one repeat (older reports wrote 0).
+    #[serde(default)]
+    pub sd: Option<f64>,
 }
 
 /// One cluster's accuracy over the repeats.

@@ -11,7 +11,7 @@ use hudd_report as schema;
 
 use crate::cluster::report::ClustersReport;
 use crate::error::{Error, Result};
-use crate::retrain::{CompareRecord, Method, RetrainRecord, Summary};
+use crate::retrain::{CompareRecord, Measure, RetrainRecord, Summary};
 use crate::run::RunDir;
 
 fn read<T: serde::de::DeserializeOwned>(path: &Path) -> Result<Option<T>> {
@@ -44,6 +44,9 @@ fn mean_sd(m: crate::retrain::MeanSd) -> schema::MeanSd {
 fn method(name: &str, s: &Summary) -> schema::MethodResult {
     schema::MethodResult {
         method: name.into(),
+        labelled: s.repeats.first().map_or(0, |r| r.labelled),
+        trained: s.repeats.iter().map(|r| r.trained).collect(),
+        kept_epochs: s.repeats.iter().map(|r| r.chosen_epoch).collect(),
         overall: mean_sd(s.overall),
         failing_clusters: mean_sd(s.failing_clusters),
         per_cluster: s
@@ -85,7 +88,22 @@ pub(super) fn assemble(
             repeats: c.repeats,
             seed: c.seed,
             methods: std::iter::once(method("before", &c.before))
-                .chain(Method::ALL.iter().map(|&m| method(m.name(), c.method(m))))
+                .chain(c.methods().into_iter().map(|(m, s)| method(m.name(), s)))
+                .collect(),
+            tests: c
+                .tests
+                .iter()
+                .map(|t| schema::ComparisonTest {
+                    method: t.method.name().into(),
+                    baseline: t.baseline.name().into(),
+                    measure: match t.measure {
+                        Measure::Overall => "overall".into(),
+                        Measure::FailingClusters => "failing-clusters".into(),
+                    },
+                    difference: t.difference,
+                    welch_p: t.welch.map(|w| w.p),
+                    mann_whitney_p: t.mann_whitney.map(|u| u.p),
+                })
                 .collect(),
         });
     let file = Path::new(&r.retrained.path).file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default();

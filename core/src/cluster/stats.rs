@@ -101,7 +101,7 @@ pub fn chi2_sf(x: f64, df: f64) -> f64 {
 
 /// The regularised upper incomplete gamma function `Q(a, x)` (series below `a + 1`, Lentz's
 /// continued fraction above; Numerical Recipes §6.2).
-fn gamma_q(a: f64, x: f64) -> f64 {
+pub(crate) fn gamma_q(a: f64, x: f64) -> f64 {
     let log_front = a * x.ln() - x - ln_gamma(a);
     if x < a + 1.0 {
         let (mut term, mut sum, mut ap) = (1.0 / a, 1.0 / a, a);
@@ -143,7 +143,7 @@ fn gamma_q(a: f64, x: f64) -> f64 {
 }
 
 /// `ln Γ(x)` for `x > 0` (Lanczos, g = 7, 9 terms; relative error below 1e-15).
-fn ln_gamma(x: f64) -> f64 {
+pub(crate) fn ln_gamma(x: f64) -> f64 {
     const G: [f64; 9] = [
         0.999_999_999_999_809_9,
         676.520_368_121_885_1,

@@ -12,18 +12,22 @@ mod net;
 mod pool;
 mod sgd;
 mod stage;
+mod stats;
 
 use candle_core::Tensor;
 use ndarray::{ArrayD, ArrayViewD};
 
-pub use compare::{compare, ClusterSummary, CompareRecord, MeanSd, Method, Repeat, Summary};
+pub use compare::{
+    compare, ClusterSummary, CompareRecord, MeanSd, Measure, Method, Repeat, Significance, Summary, MIN_TESTED_REPEATS,
+};
 pub use fit::{fit, summary, EpochRecord, Example, FitOptions, Fitted, Keep};
 pub use net::{trains, Mode, Net};
 pub use sgd::SgdParams;
 pub use stage::{
     accuracy, balanced_set, output_files, retrain, Accuracy, ClassAccuracy, ClusterAccuracy, DataCounts, FileRef,
-    Hyperparameters, Labelled, RetrainOptions, RetrainRecord, Retrained, RunContext,
+    Hyperparameters, Labelled, RetrainOptions, RetrainRecord, Retrained, RunContext, ValidationFrom,
 };
+pub use stats::TestResult;
 
 use crate::error::{Error, Result};
 use crate::model::Weights;

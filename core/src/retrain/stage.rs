@@ -33,6 +33,25 @@ pub struct Labelled {
     pub label: Label,
     /// How many times it is in the training set (at least 1).
     pub copies: usize,
+    /// The group its validation draw is stratified by: the root-cause cluster of an unsafe image,
+    /// the class of a baseline's (0 for regression).
+    pub stratum: usize,
+}
+
+/// Where the images that choose the kept epoch come from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
+#[serde(rename_all = "kebab-case")]
+pub enum ValidationFrom {
+    /// A share of the labelled images added (the unsafe set, or a baseline's), drawn per stratum
+    /// (root-cause cluster, or class): images the analysed model never trained on. Those images
+    /// are not trained on.
+    #[default]
+    Labelled,
+    /// A share of the training split and the labelled images together (the original toolset's
+    /// choice). The analysed model was trained on most of them, so it often looks best: the
+    /// retraining then keeps epoch 0, the unchanged model.
+    Training,
 }
 
 /// Settings of `hudd retrain`.
@@ -44,13 +63,21 @@ pub struct RetrainOptions {
     pub batch_size: usize,
     /// The optimiser.
     pub sgd: SgdParams,
-    /// Share of the distinct training and extra images held out to choose the epoch (never test
-    /// images).
+    /// Share of the distinct images of [`RetrainOptions::validation_from`] held out to choose the
+    /// epoch (never test images).
     pub validation_fraction: f64,
+    /// Where the held-out images come from.
+    #[serde(default = "training_for_old_records")]
+    pub validation_from: ValidationFrom,
     /// Seed of the validation draw, the shuffles and dropout.
     pub seed: u64,
     /// Which epoch to keep.
     pub keep: Keep,
+}
+
+/// Records written before [`ValidationFrom`] existed held out from the training images.
+fn training_for_old_records() -> ValidationFrom {
+    ValidationFrom::Training
 }
 
 impl Default for RetrainOptions {
@@ -59,7 +86,8 @@ impl Default for RetrainOptions {
             epochs: 5,
             batch_size: 128,
             sgd: SgdParams::default(),
-            validation_fraction: 0.1,
+            validation_fraction: 0.2,
+            validation_from: ValidationFrom::Labelled,
             seed: 0,
             keep: Keep::Best,
         }
@@ -126,6 +154,9 @@ pub struct Hyperparameters {
     pub loss: Loss,
     /// Share held out for validation.
     pub validation_fraction: f64,
+    /// Where the held-out images came from.
+    #[serde(default = "training_for_old_records")]
+    pub validation_from: ValidationFrom,
     /// Which epoch was kept: the best on validation, or the last.
     pub keep: Keep,
     /// Every layer is fine-tuned from the model's own weights.
@@ -143,6 +174,9 @@ pub struct DataCounts {
     pub extra_copies: usize,
     /// Held out for validation (distinct images).
     pub validation_images: usize,
+    /// Distinct extra images trained on (those not held out).
+    #[serde(default)]
+    pub extra_trained: usize,
     /// Training examples per epoch (copies counted).
     pub training_examples: usize,
 }
@@ -309,8 +343,92 @@ pub struct Retrained {
     pub record: RetrainRecord,
 }
 
+/// The training examples (copies repeated) and the validation images, and how many distinct
+/// extra images are trained on. [`ValidationFrom::Labelled`]: `round(share × extra)` extra images
+/// held out (at least one, and one left to train on), shared among the strata by largest
+/// remainder and drawn at random within each; [`ValidationFrom::Training`]: that share of the
+/// training and extra images together.
+fn split_for_validation(
+    train: &[crate::dataset::Sample],
+    extra: &[Labelled],
+    options: &RetrainOptions,
+) -> Result<(Vec<Example>, Vec<Example>, usize)> {
+    // The distinct images, each with its copies: training split first, then the extra images.
+    let mut pool: Vec<(Example, usize)> =
+        train.iter().map(|s| (Example { path: s.path.clone(), label: s.label.clone() }, 1)).collect();
+    pool.extend(extra.iter().map(|l| (Example { path: l.path.clone(), label: l.label.clone() }, l.copies.max(1))));
+    let mut rng = Rng::new(options.seed ^ 0x0005_EED0_F7A1_1D00);
+    let held_out: std::collections::BTreeSet<usize> = match options.validation_from {
+        ValidationFrom::Training => {
+            let mut order: Vec<usize> = (0..pool.len()).collect();
+            rng.shuffle(&mut order);
+            let held = ((pool.len() as f64 * options.validation_fraction).round() as usize)
+                .clamp(1, pool.len().saturating_sub(1).max(1));
+            order[..held].iter().copied().collect()
+        }
+        ValidationFrom::Labelled => {
+            if extra.len() < 2 {
+                return Err(Error::Training {
+                    reason: format!(
+                        "{} labelled image(s) to retrain on: too few to hold out images that choose the kept \
+                         epoch (at least 2 needed). Label more images, or hold out from the training images \
+                         too (--validation-from training)",
+                        extra.len()
+                    ),
+                });
+            }
+            let held = ((extra.len() as f64 * options.validation_fraction).round() as usize).clamp(1, extra.len() - 1);
+            let mut strata: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
+            for (i, l) in extra.iter().enumerate() {
+                strata.entry(l.stratum).or_default().push(train.len() + i);
+            }
+            let mut out = std::collections::BTreeSet::new();
+            for (members, quota) in
+                strata.values().zip(largest_remainder(&strata.values().map(Vec::len).collect::<Vec<_>>(), held))
+            {
+                let mut members = members.clone();
+                rng.shuffle(&mut members);
+                out.extend(members.into_iter().take(quota));
+            }
+            out
+        }
+    };
+    let validation: Vec<Example> = held_out.iter().map(|&i| pool[i].0.clone()).collect();
+    let training: Vec<Example> = (0..pool.len())
+        .filter(|i| !held_out.contains(i))
+        .flat_map(|i| std::iter::repeat_n(pool[i].0.clone(), pool[i].1))
+        .collect();
+    let extra_trained = extra.len() - held_out.iter().filter(|&&i| i >= train.len()).count();
+    Ok((training, validation, extra_trained))
+}
+
+/// `total` shared in proportion to `sizes` (Hamilton's method; ties to the earlier group), never
+/// more than a group's size.
+fn largest_remainder(sizes: &[usize], total: usize) -> Vec<usize> {
+    let sum: usize = sizes.iter().sum();
+    if sum == 0 {
+        return vec![0; sizes.len()];
+    }
+    let total = total.min(sum);
+    let mut quotas: Vec<usize> = sizes.iter().map(|&s| s * total / sum).collect();
+    let mut order: Vec<usize> = (0..sizes.len()).collect();
+    // The largest remainders s·total mod sum first.
+    order.sort_by_key(|&i| std::cmp::Reverse((sizes[i] * total) % sum));
+    let mut left = total - quotas.iter().sum::<usize>();
+    for i in order.into_iter().cycle().take(sizes.len() * 2) {
+        if left == 0 {
+            break;
+        }
+        if quotas[i] < sizes[i] {
+            quotas[i] += 1;
+            left -= 1;
+        }
+    }
+    quotas
+}
+
 /// Fine-tunes the run's model on its training split plus `extra`, keeps the epoch that does best
-/// on a seeded validation draw from those images, and measures the result on the test split.
+/// on a seeded validation draw (see [`ValidationFrom`]), and measures the result on the test split.
 /// `before` is the analysed model's test accuracy (computed once by the caller for repeats).
 pub fn retrain(
     ctx: &RunContext,
@@ -326,23 +444,7 @@ pub fn retrain(
     let spec = ctx.config.input_spec(ctx.model.info())?;
     let output = ctx.config.task.output_index(ctx.model.info())?;
     let train = ctx.data.split(Split::Train).expect("checked in open");
-    // The distinct images, each with its copies: training split first, then the extra images.
-    let mut pool: Vec<(Example, usize)> =
-        train.samples.iter().map(|s| (Example { path: s.path.clone(), label: s.label.clone() }, 1)).collect();
-    pool.extend(extra.iter().map(|l| (Example { path: l.path.clone(), label: l.label.clone() }, l.copies.max(1))));
-    let mut order: Vec<usize> = (0..pool.len()).collect();
-    let mut rng = Rng::new(options.seed ^ 0x0005_EED0_F7A1_1D00);
-    rng.shuffle(&mut order);
-    let held = ((pool.len() as f64 * options.validation_fraction).round() as usize)
-        .clamp(1, pool.len().saturating_sub(1).max(1));
-    let mut validation_ix = order[..held].to_vec();
-    validation_ix.sort_unstable();
-    let held_out: std::collections::HashSet<usize> = validation_ix.iter().copied().collect();
-    let validation: Vec<Example> = validation_ix.iter().map(|&i| pool[i].0.clone()).collect();
-    let training: Vec<Example> = (0..pool.len())
-        .filter(|i| !held_out.contains(i))
-        .flat_map(|i| std::iter::repeat_n(pool[i].0.clone(), pool[i].1))
-        .collect();
+    let (training, validation, extra_trained) = split_for_validation(&train.samples, extra, options)?;
     let fit_options = FitOptions {
         epochs: options.epochs,
         batch_size: options.batch_size,
@@ -372,6 +474,7 @@ pub fn retrain(
             weight_decay: options.sgd.weight_decay,
             loss: ctx.loss(),
             validation_fraction: options.validation_fraction,
+            validation_from: options.validation_from,
             keep: options.keep,
             trainable_weights: fitted.weights.len(),
         },
@@ -381,6 +484,7 @@ pub fn retrain(
             extra_images: extra.len(),
             extra_copies: extra.iter().map(|l| l.copies.max(1)).sum(),
             validation_images: validation.len(),
+            extra_trained,
             training_examples: training.len(),
         },
         history: fitted.history,
@@ -484,7 +588,83 @@ pub fn balanced_set(run: &RunDir, kind: &crate::bootstrap::LabelKind) -> Result<
         .map(|row| {
             let row = row.map_err(|e| bad(format!("balanced.csv cannot be read ({e}); rerun `hudd bootstrap`")))?;
             let label = kind.parse(&row.label).map_err(|reason| bad(format!("`{}`: {reason}", row.image)))?;
-            Ok(Labelled { path: improvement.join(&row.image), label, copies: row.copies })
+            Ok(Labelled { path: improvement.join(&row.image), label, copies: row.copies, stratum: row.cluster })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::Sample;
+
+    fn extra(strata: &[usize]) -> Vec<Labelled> {
+        strata
+            .iter()
+            .enumerate()
+            .map(|(i, &s)| Labelled {
+                path: PathBuf::from(format!("x/{i}.png")),
+                label: Label::Class(s),
+                copies: 1 + i % 3,
+                stratum: s,
+            })
+            .collect()
+    }
+
+    fn train(n: usize) -> Vec<Sample> {
+        (0..n)
+            .map(|i| Sample {
+                path: PathBuf::from(format!("t/{i}.png")),
+                image: format!("{i}.png"),
+                label: Label::Class(0),
+                metadata: vec![],
+            })
+            .collect()
+    }
+
+    #[test]
+    fn largest_remainder_shares_in_proportion() {
+        assert_eq!(largest_remainder(&[10, 10, 10], 6), vec![2, 2, 2]);
+        // 1.5, 0.9, 0.6: floors 1, 0, 0; the two largest remainders (0.9, 0.6) get one each.
+        assert_eq!(largest_remainder(&[5, 3, 2], 3), vec![1, 1, 1]);
+        assert_eq!(largest_remainder(&[6, 3, 1], 5), vec![3, 2, 0]);
+        assert_eq!(largest_remainder(&[1, 1, 1], 2).iter().sum::<usize>(), 2);
+        assert_eq!(largest_remainder(&[2, 1], 9), vec![2, 1]);
+        assert_eq!(largest_remainder(&[], 3), Vec::<usize>::new());
+    }
+
+    #[test]
+    fn labelled_validation_holds_out_added_images_per_stratum_and_never_trains_on_them() {
+        // 40 images in stratum 0, 10 in stratum 1; a fifth held out: 8 and 2.
+        let strata: Vec<usize> = (0..50).map(|i| usize::from(i >= 40)).collect();
+        let extra = extra(&strata);
+        let options = RetrainOptions { validation_fraction: 0.2, ..Default::default() };
+        let (training, validation, trained) = split_for_validation(&train(100), &extra, &options).unwrap();
+        assert_eq!(validation.len(), 10);
+        assert_eq!(trained, 40);
+        assert!(validation.iter().all(|v| v.path.starts_with("x")), "only labelled images validate");
+        let held = |s: usize| validation.iter().filter(|v| v.label == Label::Class(s)).count();
+        assert_eq!((held(0), held(1)), (8, 2));
+        for v in &validation {
+            assert!(!training.iter().any(|t| t.path == v.path), "{} is trained on", v.path.display());
+        }
+        // Every training image once, every kept labelled image with its copies.
+        let copies: usize =
+            extra.iter().filter(|l| !validation.iter().any(|v| v.path == l.path)).map(|l| l.copies).sum();
+        assert_eq!(training.len(), 100 + copies);
+        // Seeded: the same draw again, another with another seed.
+        assert_eq!(split_for_validation(&train(100), &extra, &options).unwrap().1, validation);
+        let other = RetrainOptions { seed: 9, ..options.clone() };
+        assert_ne!(split_for_validation(&train(100), &extra, &other).unwrap().1, validation);
+    }
+
+    #[test]
+    fn training_validation_draws_from_both_and_one_labelled_image_is_too_few() {
+        let options = RetrainOptions { validation_from: ValidationFrom::Training, ..Default::default() };
+        let (_, validation, _) = split_for_validation(&train(90), &extra(&[0; 10]), &options).unwrap();
+        assert_eq!(validation.len(), 20);
+        assert!(validation.iter().any(|v| v.path.starts_with("t")));
+        let err = split_for_validation(&train(90), &extra(&[0]), &RetrainOptions::default()).unwrap_err();
+        assert!(err.to_string().contains("--validation-from training"), "{err}");
+    }
 }

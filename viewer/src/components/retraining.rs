@@ -31,7 +31,7 @@ pub fn series(t: &Retraining) -> Vec<Series> {
             .iter()
             .map(|m| Series {
                 name: m.method.clone(),
-                values: m.per_cluster.iter().map(|p| (p.accuracy.mean, p.accuracy.sd)).collect(),
+                values: m.per_cluster.iter().map(|p| (p.accuracy.mean, p.accuracy.sd.unwrap_or(0.0))).collect(),
             })
             .collect(),
         None => {
@@ -69,6 +69,60 @@ pub fn bars(series: &[Series], clusters: usize) -> Vec<(usize, usize, f64, f64, 
         }
     }
     out
+}
+
+/// `4` when every repeat gives the same, else `3–5`.
+fn spread(values: &[usize]) -> String {
+    match (values.iter().min(), values.iter().max()) {
+        (Some(a), Some(b)) if a == b => a.to_string(),
+        (Some(a), Some(b)) => format!("{a}–{b}"),
+        _ => String::new(),
+    }
+}
+
+fn p_value(p: Option<f64>) -> String {
+    match p {
+        Some(p) if p < 0.001 => "< 0.001".into(),
+        Some(p) => format!("{p:.3}"),
+        None => "—".into(),
+    }
+}
+
+/// HUDD against each baseline (p-values), or why there is no test.
+fn tests_table(c: &hudd_report::Comparison) -> AnyView {
+    if c.tests.is_empty() {
+        return view! {
+            <p data-testid="comparison-tests">
+                "No test of HUDD against the baselines: " {c.repeats} " repeat(s); p-values from 5 repeats on."
+            </p>
+        }
+        .into_any();
+    }
+    let rows = c
+        .tests
+        .iter()
+        .map(|t| {
+            let measure = if t.measure == "overall" { "overall" } else { "root-cause clusters" };
+            view! {
+                <tr data-testid="test-row">
+                    <td>{format!("{} vs {}, {measure}", t.method, t.baseline)}</td>
+                    <td class="num">{format!("{:+.1} pp", 100.0 * t.difference)}</td>
+                    <td class="num">{p_value(t.welch_p)}</td>
+                    <td class="num">{p_value(t.mann_whitney_p)}</td>
+                </tr>
+            }
+        })
+        .collect_view();
+    view! {
+        <table data-testid="comparison-tests">
+            <caption>{format!("Two-sided p-values over {} repeats", c.repeats)}</caption>
+            <thead>
+                <tr><th>""</th><th>"difference"</th><th>"Welch's t"</th><th>"Mann–Whitney U"</th></tr>
+            </thead>
+            <tbody>{rows}</tbody>
+        </table>
+    }
+    .into_any()
 }
 
 /// The section, when the report has retraining results.
@@ -121,14 +175,23 @@ pub fn RetrainingSummary(report: Arc<Report>) -> impl IntoView {
             .methods
             .iter()
             .map(|m| {
-                let cell = |x: &hudd_report::MeanSd| {
-                    if m.method == "before" { percent(x.mean) } else { format!("{} ± {}", percent(x.mean), percent(x.sd)) }
+                let cell = |x: &hudd_report::MeanSd| match x.sd {
+                    Some(sd) => format!("{} ± {}", percent(x.mean), percent(sd)),
+                    None => percent(x.mean),
+                };
+                let (labelled, trained, kept) = if m.method == "before" {
+                    (String::new(), String::new(), String::new())
+                } else {
+                    (m.labelled.to_string(), spread(&m.trained), spread(&m.kept_epochs))
                 };
                 view! {
                     <tr data-testid="method-row">
                         <td>{m.method.clone()}</td>
                         <td class="num">{cell(&m.overall)}</td>
                         <td class="num">{cell(&m.failing_clusters)}</td>
+                        <td class="num">{labelled}</td>
+                        <td class="num">{trained}</td>
+                        <td class="num" data-testid="kept-epochs">{kept}</td>
                     </tr>
                 }
             })
@@ -137,14 +200,19 @@ pub fn RetrainingSummary(report: Arc<Report>) -> impl IntoView {
             <p>
                 "HUDD against random selection at the same labelling budget: " {c.budget}
                 " labelled images per method, " {c.repeats} " repeat(s) (seeds " {c.seed} "…); mean ± sample sd. "
-                "hudd: the balanced unsafe set; bl1: random improvement images the model gets wrong; bl2: random improvement images."
+                "hudd: the balanced unsafe set; hudd-all (when run): every labelled unsafe image, balanced; bl1: random improvement images the model gets wrong; bl2: random improvement images. "
+                "Each retraining keeps the epoch that does best on images held out from its own labelled images (epoch 0: the model unchanged)."
             </p>
             <table data-testid="comparison">
                 <thead>
-                    <tr><th>"method"</th><th>"test accuracy"</th><th>"root-cause clusters"</th></tr>
+                    <tr>
+                        <th>"method"</th><th>"test accuracy"</th><th>"root-cause clusters"</th>
+                        <th>"labelled"</th><th>"trained on"</th><th>"kept epoch"</th>
+                    </tr>
                 </thead>
                 <tbody>{rows}</tbody>
             </table>
+            {tests_table(c)}
         }
     });
     view! {
