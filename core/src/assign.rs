@@ -259,8 +259,11 @@ pub fn assign_run(
     gif_per_minute: f64,
     progress: &dyn Progress,
 ) -> Result<UnsafeSet> {
-    let (config, model, dir, images) = prepare(run, model, dir, batch_size)?;
-    let set = assign(&model, &config, run, &images, &dir, progress)?;
+    let (config, model, dir, images, listing) = prepare(run, model, dir, batch_size)?;
+    let mut d = distances(&model, &config, run, &images, &dir, progress)?;
+    // The folder's files that are not images first, then the images that could not be read.
+    d.skipped.splice(0..0, listing);
+    let set = allocate(d);
     set.write(run, gif_per_minute, 256)?;
     Ok(set)
 }
@@ -276,6 +279,10 @@ pub struct ShardParameters {
     pub clusters: Vec<(usize, usize)>,
     /// SHA-256 of the run's `clusters.json`: a run analysed again since is refused.
     pub clusters_sha256: String,
+    /// The improvement folder's files that are not images or not regular files (every shard
+    /// lists the same folder; the merge records them once, as an unsharded run does).
+    #[serde(default)]
+    pub listing_skipped: Vec<Skipped>,
 }
 
 /// [`assign_run`]'s first half for `shard` of the improvement images: writes the shard folder
@@ -289,7 +296,7 @@ pub fn assign_shard(
     shard: Shard,
     progress: &dyn Progress,
 ) -> Result<(PathBuf, Distances)> {
-    let (config, model, dir, images) = prepare(run, model, dir, batch_size)?;
+    let (config, model, dir, images, listing) = prepare(run, model, dir, batch_size)?;
     let batch = config.run.batch_size.max(1);
     let out = crate::shard::begin(run.root(), Stage::Assign, shard)?;
     let part = &images[shard.range(images.len(), batch)];
@@ -315,6 +322,7 @@ pub fn assign_shard(
         improvement_path,
         clusters: d.clusters.clone(),
         clusters_sha256: clusters_sha256.clone(),
+        listing_skipped: listing,
     };
     let names: Vec<&str> = images.iter().map(|i| i.image.as_str()).collect();
     let params = serde_json::to_value(&parameters).map_err(|e| Error::Output {
@@ -348,7 +356,7 @@ pub fn merge_shards(run: &RunDir, shards: &[(PathBuf, ShardRecord)], gif_per_min
         images: Vec::new(),
         paths: Vec::new(),
         rows: Vec::new(),
-        skipped: Vec::new(),
+        skipped: p.listing_skipped.clone(),
     };
     let mut seen: std::collections::HashMap<String, PathBuf> = std::collections::HashMap::new();
     for (dir, shard) in shards {
@@ -458,19 +466,16 @@ impl Distances {
 }
 
 /// The configuration (`batch_size` overriding its `[run] batch_size`), the model, the improvement
-/// folder and its images of a run.
-fn prepare(
-    run: &RunDir,
-    model: Option<&Path>,
-    dir: Option<&Path>,
-    batch_size: Option<usize>,
-) -> Result<(Config, Model, PathBuf, Vec<ImageRef>)> {
+/// folder, its images and the skips of its listing.
+type Prepared = (Config, Model, PathBuf, Vec<ImageRef>, Vec<Skipped>);
+
+fn prepare(run: &RunDir, model: Option<&Path>, dir: Option<&Path>, batch_size: Option<usize>) -> Result<Prepared> {
     let (record, mut config, model) = run_model(run, model)?;
     if let Some(b) = batch_size {
         config.run.batch_size = b.max(1);
     }
-    let (dir, images) = improvement_images(&record, &config, dir)?;
-    Ok((config, model, dir, images))
+    let (dir, images, listing) = improvement_images(&record, &config, dir)?;
+    Ok((config, model, dir, images, listing))
 }
 
 /// The run's configuration (as `run.json` recorded it) and the model to explain with: `model`, or
@@ -505,8 +510,13 @@ pub fn run_model(run: &RunDir, model: Option<&Path>) -> Result<(RunRecord, Confi
 /// The improvement images: every image under `dir` (recursively; class folders are not read as
 /// labels), or under the run's dataset's improvement split (`improvement/` or `ImprovementSet/`).
 /// For a regressor, the targets of a `manifest.csv` in that folder go with the images, for the
-/// start rules that need them (HUDD's worst keypoint).
-pub fn improvement_images(record: &RunRecord, config: &Config, dir: Option<&Path>) -> Result<(PathBuf, Vec<ImageRef>)> {
+/// start rules that need them (HUDD's worst keypoint). Also returns the folder's files that are not
+/// images (or not regular files: pipes, devices), each with the reason: skips of the listing.
+pub fn improvement_images(
+    record: &RunRecord,
+    config: &Config,
+    dir: Option<&Path>,
+) -> Result<(PathBuf, Vec<ImageRef>, Vec<Skipped>)> {
     let dir = match dir {
         Some(d) => d.to_path_buf(),
         None => {
@@ -523,7 +533,7 @@ pub fn improvement_images(record: &RunRecord, config: &Config, dir: Option<&Path
             })?
         }
     };
-    let (mut images, _) = heatmaps::images_to_explain(&dir, &[])?;
+    let (mut images, listing) = heatmaps::images_to_explain(&dir, &[])?;
     if images.is_empty() {
         return Err(Error::DatasetLayout { path: dir, reason: "no image found".into() });
     }
@@ -533,7 +543,7 @@ pub fn improvement_images(record: &RunRecord, config: &Config, dir: Option<&Path
             im.targets = targets.get(&im.path).cloned();
         }
     }
-    Ok((dir, images))
+    Ok((dir, images, listing))
 }
 
 /// Reads the run's clusters and best-layer heatmaps, explains `images` with the run's preset and

@@ -171,11 +171,10 @@ pub struct ImageRef {
 /// The images of `hudd heatmaps`: a folder (searched recursively, sorted by path) or a text file
 /// with one path per line (relative to the text file; `#` starts a comment). An image's label is
 /// its parent folder's name when that is one of `classes` (for [`StartRule::Label`]). Returns the
-/// images and the number of files in the folder that are not images.
-pub fn images_to_explain(path: &Path, classes: &[String]) -> Result<(Vec<ImageRef>, usize)> {
+/// images and the folder's files that are not images, or not regular files, each with the reason.
+pub fn images_to_explain(path: &Path, classes: &[String]) -> Result<(Vec<ImageRef>, Vec<Skipped>)> {
     let (files, not_images) = if path.is_dir() {
-        let (files, skipped) = crate::dataset::image_files(path)?;
-        (files, skipped.len())
+        crate::dataset::image_files(path)?
     } else {
         let text = crate::fsio::read_to_string(path).map_err(|e| Error::io("cannot read image list", path, e))?;
         let base = path.parent().unwrap_or(Path::new("."));
@@ -185,7 +184,7 @@ pub fn images_to_explain(path: &Path, classes: &[String]) -> Result<(Vec<ImageRe
             .filter(|l| !l.is_empty() && !l.starts_with('#'))
             .map(|l| crate::dataset::ImageFile { path: base.join(l), image: l.to_string() })
             .collect();
-        (files, 0)
+        (files, Vec::new())
     };
     let images = files
         .into_iter()

@@ -81,6 +81,15 @@ fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
     // not write is refused.
     let out = dir.path().join("demo");
     copy_tree(small_demo(), &out);
+    // Not while another command writes the earlier demo's run (nor the demo folder itself).
+    for held in [out.join("run"), out.clone()] {
+        let lock = hudd_core::run::RunDir::new(&held).lock("hudd compare").unwrap();
+        let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q", "--epochs", "0"]);
+        assert!(!o.status.success());
+        assert!(stderr(&o).contains("is being written by `hudd compare`"), "{}", stderr(&o));
+        assert!(out.join("run/retrain/compare.json").is_file(), "the earlier demo is left as it was");
+        drop(lock);
+    }
     let o = hudd(&["demo", "--size", "small", "-o", &arg(&out), "-q", "--epochs", "0"]);
     assert!(o.status.success(), "{}", stderr(&o));
     assert!(stdout(&o).contains("no retraining (--epochs 0)"), "{}", stdout(&o));

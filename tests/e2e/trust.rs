@@ -42,6 +42,27 @@ fn a_named_pipe_among_the_images_is_a_recorded_skip() {
     let record: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(run.path().join("unsafe/unsafe.json")).unwrap()).unwrap();
     assert_eq!(record["candidates"], 20, "the 20 improvement images, not the pipe: {record}");
+    // The pipe is a recorded skip of the unsafe set too, as is a file that is not an image; a
+    // sharded assign, merged, records them once, as the unsharded run does.
+    std::fs::write(data.path().join("improvement/notes.txt"), "not an image").unwrap();
+    let o = hudd_within(&["assign", "--run", &arg(run.path()), "--batch-size", "8", "-q"], 600);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let unsharded = std::fs::read(run.path().join("unsafe/unsafe.json")).unwrap();
+    let record: serde_json::Value = serde_json::from_slice(&unsharded).unwrap();
+    let skipped = record["skipped"].as_array().unwrap();
+    let reason =
+        |name: &str| skipped.iter().find(|k| k["image"] == name).map(|k| k["reason"].as_str().unwrap().to_string());
+    assert!(reason("coat/y.png").is_some_and(|r| r.contains("named pipe")), "{skipped:?}");
+    assert!(reason("notes.txt").is_some(), "{skipped:?}");
+    assert_eq!(skipped.len(), 2, "{skipped:?}");
+    for i in 0..2 {
+        let shard = format!("{i}/2");
+        let o = hudd_within(&["assign", "--run", &arg(run.path()), "--shard", &shard, "--batch-size", "8", "-q"], 600);
+        assert!(o.status.success(), "{}", stderr(&o));
+    }
+    let o = hudd_within(&["merge", &arg(run.path())], 600);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert_eq!(std::fs::read(run.path().join("unsafe/unsafe.json")).unwrap(), unsharded, "merged as unsharded");
 }
 
 /// Row 6: `/dev/zero` (a device that never ends) or a named pipe as the model is refused at once.
@@ -102,6 +123,8 @@ fn retrain_never_writes_over_the_runs_records_or_the_data() {
 #[test]
 fn a_second_writer_of_a_run_is_refused_naming_the_first() {
     let (_work, run) = assigned_run(&fmnist_data());
+    // A shard folder for `hudd merge` to find (empty: the lock refuses before it is read).
+    std::fs::create_dir_all(run.join("shards/assign-0-of-1")).unwrap();
     let before = results_of(&run);
     let held = hudd_core::run::RunDir::new(&run).lock("hudd analyze").unwrap();
     let r = arg(&run);
@@ -116,6 +139,7 @@ fn a_second_writer_of_a_run_is_refused_naming_the_first() {
         vec!["compare", "--run", &r, "--labels", "auto", "-q"],
         vec!["evaluate", "-m", &model, "-c", &config, "-d", &data, "-o", &r, "-q"],
         vec!["cluster", "--heatmaps", &heatmaps, "-o", &r, "-q"],
+        vec!["merge", &r],
     ] {
         let o = hudd_within(&args, 120);
         assert_clean_failure(&o, &["is being written by `hudd analyze`", &std::process::id().to_string()]);

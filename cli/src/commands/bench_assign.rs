@@ -77,7 +77,7 @@ fn bench(a: &AssignBench, source: &RunDir, run: &RunDir) -> Result<()> {
     }
     copy_dir(&source.heatmaps(), &run.heatmaps())?;
     let (record, config, model) = hudd_core::assign::run_model(run, None)?;
-    let (dir, images) = hudd_core::assign::improvement_images(&record, &config, a.improvement.as_deref())?;
+    let (dir, images, _) = hudd_core::assign::improvement_images(&record, &config, a.improvement.as_deref())?;
     let improvement = a.improvement.clone().unwrap_or_else(|| dir.clone());
     let spec = config.input_spec(model.info())?;
     let output = &model.info().outputs[config.task.output_index(model.info())?].name;

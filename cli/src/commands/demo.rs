@@ -40,7 +40,8 @@ pub struct DemoArgs {
     /// Output folder (new, empty, or an earlier demo's, which is replaced).
     #[arg(long, short = 'o', default_value = "hudd-demo", value_name = "DIR")]
     out: PathBuf,
-    /// Dataset size: small (800 images), default (4,500) or large (15,000).
+    /// Dataset size: small (800 images), default (7,500: 4,000 improvement images) or large
+    /// (24,000).
     #[arg(long, value_enum, default_value_t = Size::Default)]
     size: Size,
     /// Seed of the simulator, the bootstrap, the retraining and the baselines' draws.
@@ -69,8 +70,11 @@ impl Size {
     fn sizes(self) -> Sizes {
         match self {
             Size::Small => Sizes { train: 100, test: 600, improvement: 100 },
-            Size::Default => Sizes { train: 500, test: 3000, improvement: 1000 },
-            Size::Large => Sizes { train: 2000, test: 10000, improvement: 3000 },
+            // The improvement split is at least three times the unsafe set (its quotas add up
+            // to twice the test errors, about 20 % of the test split), so that the unsafe set is
+            // a selection and BL2 draws other images.
+            Size::Default => Sizes { train: 500, test: 3000, improvement: 4000 },
+            Size::Large => Sizes { train: 2000, test: 10000, improvement: 12000 },
         }
     }
 }
@@ -151,7 +155,12 @@ pub fn run(args: DemoArgs) -> Result<()> {
     let started = std::time::Instant::now();
     let out = &args.out;
     let _lock = RunDir::new(out).lock("hudd demo")?;
+    // An earlier demo's run folder may be in use (`hudd compare --run OUT/run`): refuse before
+    // removing it.
+    let earlier = out.join("run");
+    let earlier_lock = if earlier.is_dir() { Some(RunDir::new(&earlier).lock("hudd demo")?) } else { None };
     prepare(out)?;
+    drop(earlier_lock);
     let _run_lock = RunDir::new(out.join("run")).lock("hudd demo")?;
     let model_path = out.join("model/gaze_cnn.onnx");
     let config_path = out.join("model/hudd.toml");

@@ -99,7 +99,7 @@ pub fn run(args: HeatmapsArgs) -> Result<()> {
         println!("{:<50} {:<28} {:>14}", l.tensor, l.op, l.shape.iter().product::<usize>());
     }
     println!("\n{} image(s), preset {}, start {}", index.images.len(), index.preset, index.start);
-    let skipped = index.skipped.len() + not_images;
+    let skipped = index.skipped.len() + not_images.len();
     if skipped > 0 {
         println!("{skipped} file(s) skipped (unreadable ones are listed in index.json)");
     }
