@@ -181,6 +181,9 @@ fn compare_retrains_each_method_at_the_same_budget_and_summarises_the_repeats() 
         }
     }
     let wrong = r["improvement_wrong"].as_u64().unwrap();
+    let unsafe_wrong = r["unsafe_wrong"].as_u64().unwrap();
+    assert!(unsafe_wrong <= budget.min(wrong) && r["improvement_images"].as_u64() == Some(100), "{r}");
+    assert!(printed.contains(&format!("gets {unsafe_wrong} of the {budget} unsafe images wrong")), "{printed}");
     for (m, expected) in [("bl1", budget.min(wrong)), ("bl2", budget)] {
         let reps = r[m]["repeats"].as_array().unwrap();
         assert_eq!(reps.len(), 2);

@@ -101,7 +101,22 @@ pub fn print_table(r: &CompareRecord) {
             r.improvement_wrong, r.budget
         );
     }
-    println!("budget: {} labelled image(s) per method, {} repeat(s), seeds {}…\n", r.budget, r.repeats, r.seed);
+    println!("budget: {} labelled image(s) per method, {} repeat(s), seeds {}…", r.budget, r.repeats, r.seed);
+    if r.improvement_images > 0 {
+        let share = |n: usize, of: usize| 100.0 * n as f64 / of.max(1) as f64;
+        println!(
+            "the analysed model gets {} of the {} unsafe images wrong ({:.1} %), {} of all {} improvement images \
+             ({:.1} %): bl1 draws only wrong ones, which takes labelling every improvement image\n",
+            r.unsafe_wrong,
+            r.budget,
+            share(r.unsafe_wrong, r.budget),
+            r.improvement_wrong,
+            r.improvement_images,
+            share(r.improvement_wrong, r.improvement_images)
+        );
+    } else {
+        println!();
+    }
     let methods = r.methods();
     print!("{:<26}{:>10}", "test accuracy (%)", "before");
     for (m, _) in &methods {

@@ -236,6 +236,13 @@ pub struct CompareRecord {
     pub budget: usize,
     /// Improvement images the analysed model gets wrong (BL1's pool).
     pub improvement_wrong: usize,
+    /// Improvement images the analysed model could read (BL2's pool).
+    #[serde(default)]
+    pub improvement_images: usize,
+    /// Of the unsafe set's images, those the analysed model gets wrong (BL1 takes only such
+    /// images, which takes knowing every improvement image's label).
+    #[serde(default)]
+    pub unsafe_wrong: usize,
     /// Repeats per method.
     pub repeats: usize,
     /// First seed; repeat `r` uses `seed + r`.
@@ -335,6 +342,7 @@ pub fn compare(
     };
     let evaluation = Evaluator::new(&ctx.model, &ctx.data, &ctx.config)?.run_split(&split, progress)?;
     let wrong: Vec<&str> = evaluation.rows.iter().filter(|r| !r.correct).map(|r| r.image.as_str()).collect();
+    let wrong_set: std::collections::HashSet<&str> = wrong.iter().copied().collect();
     let label_of: HashMap<&str, &Label> = pool.iter().map(|(i, l)| (i.as_str(), l)).collect();
     let labelled = |images: &[&str]| -> Vec<Labelled> {
         images
@@ -434,6 +442,8 @@ pub fn compare(
         hudd_version: crate::VERSION.into(),
         budget,
         improvement_wrong: wrong.len(),
+        improvement_images: all.len(),
+        unsafe_wrong: unsafe_rows.iter().filter(|r| wrong_set.contains(r.image.as_str())).count(),
         repeats,
         seed,
         tests,
