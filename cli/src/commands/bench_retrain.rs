@@ -48,7 +48,7 @@ pub fn run(a: RetrainBench) -> Result<()> {
     let options = FitOptions {
         epochs: 1,
         batch_size: a.batch_size.max(1),
-        sgd: SgdParams::default(),
+        sgd: SgdParams::HUDD,
         loss: hudd_core::retrain::Loss::for_task(config.task.kind),
         output: config.task.output_index(model.info())?,
         seed: 0,

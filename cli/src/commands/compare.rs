@@ -154,10 +154,10 @@ pub fn print_table(r: &CompareRecord) {
         return;
     }
     println!("\nHUDD against each baseline, two-sided p-values over {} repeats:", r.repeats);
-    println!("{:<34}{:>14}{:>14}{:>16}", "", "difference", "Welch's t", "Mann–Whitney U");
+    println!("{:<40}{:>12}{:>12}{:>16}", "", "difference", "Welch's t", "Mann–Whitney U");
     for t in &r.tests {
         println!(
-            "{:<34}{:>14}{:>14}{:>16}",
+            "{:<40}{:>12}{:>12}{:>16}",
             format!("{} vs {}, {}", t.method.name(), t.baseline.name(), t.measure.label()),
             format!("{:+.1} pp", 100.0 * t.difference),
             p_value(t.welch.map(|w| w.p)),
