@@ -81,6 +81,36 @@ fn demo_runs_the_pipeline_and_explains_clusters_by_simulator_parameters() {
     // not write is refused.
     let out = dir.path().join("demo");
     copy_tree(small_demo(), &out);
+    // The demo trains HUDD's retraining once, inside the comparison: the model it writes is the one
+    // `hudd retrain` writes with the demo's seed and settings.
+    let again = dir.path().join("again.onnx");
+    let o = hudd(&[
+        "retrain",
+        "--run",
+        &arg(&out.join("run")),
+        "--labels",
+        "auto",
+        "--bootstrap-seed",
+        "2026",
+        "--seed",
+        "2026",
+        "--epochs",
+        "1",
+        "-o",
+        &arg(&again),
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    assert!(
+        std::fs::read(&again).unwrap() == std::fs::read(out.join("model/gaze_cnn.retrained.onnx")).unwrap(),
+        "the demo's retrained model is `hudd retrain`'s"
+    );
+    let again: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.join("run/retrain/retrain.json")).unwrap()).unwrap();
+    assert_eq!(
+        (&again["after"], &again["extra"], &again["seeds"]),
+        (&record["after"], &record["extra"], &record["seeds"])
+    );
     // Not while another command writes the earlier demo's run (nor the demo folder itself).
     for held in [out.join("run"), out.clone()] {
         let lock = hudd_core::run::RunDir::new(&held).lock("hudd compare").unwrap();

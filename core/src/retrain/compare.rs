@@ -316,6 +316,21 @@ pub fn compare(
     variant: bool,
     progress: &dyn Progress,
 ) -> Result<CompareRecord> {
+    Ok(compare_keeping_first(run, labels, repeats, seed, options, variant, progress)?.0)
+}
+
+/// [`compare`], also returning HUDD's first retraining (seed `seed`): the model and record that
+/// `hudd bootstrap --seed SEED` then `hudd retrain --seed SEED` with the same settings give, so a
+/// caller that wants both (the demo) trains it once.
+pub fn compare_keeping_first(
+    run: &RunDir,
+    labels: Option<&Path>,
+    repeats: usize,
+    seed: u64,
+    options: &RetrainOptions,
+    variant: bool,
+    progress: &dyn Progress,
+) -> Result<(CompareRecord, super::Retrained)> {
     if repeats == 0 {
         return Err(Error::Training { reason: "at least one repeat is needed".into() });
     }
@@ -370,6 +385,7 @@ pub fn compare(
     let no_cut = BTreeMap::new();
     let methods: Vec<Method> = Method::ALL.into_iter().filter(|&m| variant || m != Method::HuddAll).collect();
     let mut results: BTreeMap<Method, (Vec<Accuracy>, Vec<Repeat>)> = BTreeMap::new();
+    let mut first = None;
     for r in 0..repeats {
         let s = seed.wrapping_add(r as u64);
         for &method in &methods {
@@ -404,8 +420,8 @@ pub fn compare(
                 &before,
                 progress,
             )?;
-            let data = &done.record.data;
-            let a = done.record.after;
+            let data = done.record.data.clone();
+            let a = done.record.after.clone();
             let entry = results.entry(method).or_default();
             entry.1.push(Repeat {
                 seed: s,
@@ -420,6 +436,9 @@ pub fn compare(
                 failing_clusters: a.failing_clusters,
             });
             entry.0.push(a);
+            if method == Method::Hudd && first.is_none() {
+                first = Some(done);
+            }
         }
     }
     let mut summary = |m: Method| {
@@ -455,7 +474,7 @@ pub fn compare(
         hudd_all,
     };
     write_json(&run.compare_json(), "comparison", &record)?;
-    Ok(record)
+    Ok((record, first.expect("at least one repeat of hudd")))
 }
 
 /// A HUDD selection against each baseline on both measures, from the repeats' accuracies.

@@ -18,7 +18,8 @@ use candle_core::Tensor;
 use ndarray::{ArrayD, ArrayViewD};
 
 pub use compare::{
-    compare, ClusterSummary, CompareRecord, MeanSd, Measure, Method, Repeat, Significance, Summary, MIN_TESTED_REPEATS,
+    compare, compare_keeping_first, ClusterSummary, CompareRecord, MeanSd, Measure, Method, Repeat, Significance,
+    Summary, MIN_TESTED_REPEATS,
 };
 pub use fit::{fit, summary, EpochRecord, Example, FitOptions, Fitted, Keep};
 pub use net::{trains, Mode, Net};
