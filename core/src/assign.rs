@@ -250,7 +250,8 @@ pub struct UnsafeSet {
 
 /// The whole step on a run folder: the run's model (or `model`, which must be the analysed one) and
 /// configuration (`batch_size` overriding its `[run] batch_size`), the improvement images of `dir`
-/// (default: the run's improvement split), [`assign`], then [`UnsafeSet::write`].
+/// (default: the run's improvement split), [`distances`] (the listing's skips first), [`allocate`],
+/// then [`UnsafeSet::write`].
 pub fn assign_run(
     run: &RunDir,
     model: Option<&Path>,
@@ -546,21 +547,7 @@ pub fn improvement_images(
     Ok((dir, images, listing))
 }
 
-/// Reads the run's clusters and best-layer heatmaps, explains `images` with the run's preset and
-/// start rule in batches of `config.run.batch_size × threads`, and allocates them with ClosestU.
-/// `improvement` names the folder in the record.
-pub fn assign(
-    model: &Model,
-    config: &Config,
-    run: &RunDir,
-    images: &[ImageRef],
-    improvement: &Path,
-    progress: &dyn Progress,
-) -> Result<UnsafeSet> {
-    Ok(allocate(distances(model, config, run, images, improvement, progress)?))
-}
-
-/// [`assign`]'s first half: the distance of every image of `images` to every cluster of 2 or more
+/// [`assign_run`]'s first half: the distance of every image of `images` to every cluster of 2 or more
 /// members at the run's best layer.
 pub fn distances(
     model: &Model,
@@ -678,7 +665,7 @@ pub fn distances(
     })
 }
 
-/// [`assign`]'s second half: HUDD's ClosestU over all the images of `d`.
+/// [`assign_run`]'s second half: HUDD's ClosestU over all the images of `d`.
 pub fn allocate(d: Distances) -> UnsafeSet {
     let quotas: Vec<usize> = d.clusters.iter().map(|&(_, size)| quota(size)).collect();
     let picks = closest_u(&d.rows, &quotas);
