@@ -170,9 +170,11 @@ fn simulate_draws_the_training_splits_causes_rarely_by_default() {
 fn default_demo_separates_the_planted_causes() {
     let dir = tempfile::tempdir().unwrap();
     let out = dir.path().join("demo");
-    // Only the clusters are checked: no retraining (`--epochs 0`).
-    let o = hudd(&["demo", "-o", &arg(&out), "--epochs", "0", "-q"]);
+    // Only the clusters are checked.
+    let o = hudd(&["demo", "-o", &arg(&out), "--clusters-only", "-q"]);
     assert!(o.status.success(), "{}", stderr(&o));
+    assert!(stdout(&o).contains("--clusters-only: no unsafe set"), "{}", stdout(&o));
+    assert!(!out.join("run/unsafe").exists() && out.join("report/index.html").is_file());
     let scores = |file: &str| {
         let report: ClustersReport =
             serde_json::from_str(&std::fs::read_to_string(out.join("run").join(file)).unwrap()).unwrap();

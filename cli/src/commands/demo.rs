@@ -54,6 +54,10 @@ pub struct DemoArgs {
     /// Retrainings per method in the comparison with the baselines (0: no comparison).
     #[arg(long, default_value_t = 1, value_name = "R", value_parser = clap::value_parser!(u32).range(0..=1_000))]
     repeats: u32,
+    /// Stop after the clusters and their explanations (and the report): no unsafe set, no
+    /// retraining.
+    #[arg(long)]
+    clusters_only: bool,
     /// Do not draw progress bars.
     #[arg(long, short = 'q')]
     quiet: bool,
@@ -227,7 +231,9 @@ pub fn run(args: DemoArgs) -> Result<()> {
         }
         None => println!("fewer than 2 Wrong test images: nothing to cluster"),
     }
-    if outcome.analysis.as_ref().is_some_and(|a| a.best().is_some()) {
+    if args.clusters_only {
+        println!("\n--clusters-only: no unsafe set and no retraining");
+    } else if outcome.analysis.as_ref().is_some_and(|a| a.best().is_some()) {
         // Steps 4–6: the unsafe set from the improvement split, labelled by the simulator.
         println!();
         let set = hudd_core::assign::assign_run(&run_dir, None, None, None, 100.0, &bars)
