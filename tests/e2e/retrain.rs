@@ -243,6 +243,34 @@ fn compare_retrains_each_method_at_the_same_budget_and_summarises_the_repeats() 
         assert_eq!(five[m]["repeats"][0], r[m]["repeats"][0], "{m}: same seed, same retraining");
         assert_eq!(five[m]["repeats"][1], r[m]["repeats"][1], "{m}");
     }
+
+    // Through to the report a reviewer opens: the variant's row, the kept epochs and the tests.
+    let work = tempfile::tempdir().unwrap();
+    let o = hudd(&[
+        "retrain",
+        "--run",
+        &run_arg,
+        "--labels",
+        "auto",
+        "-o",
+        &arg(&work.path().join("m2.onnx")),
+        "--epochs",
+        "1",
+        "-q",
+    ]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let bundle = work.path().join("bundle");
+    let o = hudd(&["report", "--run", &run_arg, "--out", &arg(&bundle), "-q"]);
+    assert!(o.status.success(), "{}", stderr(&o));
+    let report: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(bundle.join("report.json")).unwrap()).unwrap();
+    let c = &report["retraining"]["comparison"];
+    let methods: Vec<&str> = c["methods"].as_array().unwrap().iter().map(|m| m["method"].as_str().unwrap()).collect();
+    assert_eq!(methods, ["before", "hudd", "hudd-all", "bl1", "bl2"]);
+    assert_eq!(c["methods"][2]["kept_epochs"].as_array().map(Vec::len), Some(5));
+    assert!(c["methods"][0]["overall"]["sd"].is_null(), "the model before has no spread");
+    assert_eq!(c["tests"].as_array().map(Vec::len), Some(8));
+    assert_eq!(c["tests"][4]["method"], "hudd-all");
 }
 
 /// The landmark regressor: `--labels auto` takes the targets from the simulator's manifest into
